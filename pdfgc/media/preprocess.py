@@ -1,0 +1,65 @@
+"""The official image preprocessing of every 224 crop (portrait and driving frames, spec 2.1):
+resize to 224, keep rows [0,192) and columns [16,208), resize back to 224 (INTER_LINEAR), scale to [-1,1].
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+SIZE = 224
+CROP_ROWS = (0, 192)
+CROP_COLS = (16, 208)
+
+
+def read_image_exact(path) -> np.ndarray:
+    """Read an image the way the official code does (cv2.imread, alpha dropped) and return RGB uint8."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        from ..errors import InputError
+        raise InputError(f"{path}: cannot read image (unreadable or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def official_crop_zoom(image_rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """uint8 (H,W,3) -> uint8 (224,224,3) after the official resize / fixed crop / zoom."""
+    img = image_rgb
+    if img.shape[:2] != (size, size):
+        img = cv2.resize(img, (size, size))
+    r0, r1 = (int(round(v * size / SIZE)) for v in CROP_ROWS)
+    c0, c1 = (int(round(v * size / SIZE)) for v in CROP_COLS)
+    return cv2.resize(np.ascontiguousarray(img[r0:r1, c0:c1]), (size, size))
+
+
+def to_tensor(images_rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H,W,3) or (N,H,W,3) -> float32 (N,3,H,W) in [-1,1], as the official /255*2-1."""
+    a = np.asarray(images_rgb)
+    if a.ndim == 3:
+        a = a[None]
+    t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float()
+    return t / 255.0 * 2.0 - 1.0
+
+
+def preprocess(images_rgb, official_crop: bool = True, size: int = SIZE) -> torch.Tensor:
+    """224 crops (uint8 RGB) -> the network input tensor (N,3,224,224)."""
+    a = np.asarray(images_rgb)
+    if a.ndim == 3:
+        a = a[None]
+    if official_crop:
+        a = np.stack([official_crop_zoom(x, size) for x in a])
+    elif a.shape[1:3] != (size, size):
+        a = np.stack([cv2.resize(x, (size, size)) for x in a])
+    return to_tensor(a)
+
+
+def to_uint8_truncated(images: torch.Tensor) -> np.ndarray:
+    """Generator output (N,3,H,W) in [-1,1] -> uint8 RGB (N,H,W,3) as the official code converts it
+    ((x+1)/2*255 truncated, no rounding)."""
+    x = ((images.float() + 1) / 2 * 255).permute(0, 2, 3, 1).cpu().numpy()
+    return x.astype(np.uint8)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output -> uint8 RGB, rounded and clipped (our default for video; the official truncates)."""
+    x = ((images.float() + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1)
+    return x.to(torch.uint8).cpu().numpy()

@@ -1,0 +1,238 @@
+"""Modulated generator G (official `ModulateGenerator`): a StyleGAN2 synthesis network at 224x224 whose constant
+input is replaced by the appearance identity map and whose every layer reads the same 2590-d style
+`[appearance 2048 | mouth 500 | emotion 30 | eye 6 | pose 6]`.
+
+Layers follow rosinality's StyleGAN2 (equalized learning rate, pure-PyTorch upfirdn2d). The unused mapping network,
+constant input and `noises.*` buffers of the official file are not built. Unlike the official code, which draws
+each NoiseInjection's noise lazily from the global RNG, the noise is a buffer of the model (`*.noise.noise`), so a
+model file fully determines its frames.
+
+Two numerically equivalent forms of the modulated convolution are offered (`ModulatedConv2d.fused`):
+- `fused=True`: the official one, a per-sample modulated weight applied as a grouped convolution;
+- `fused=False`: modulate the input, convolve with the shared weight, demodulate the output (identical maths,
+  agreement ~1e-6; lets a batch share one weight, which is what CPUs and bf16 kernels like).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def make_kernel(k) -> torch.Tensor:
+    k = torch.tensor(k, dtype=torch.float32)
+    if k.dim() == 1:
+        k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Zero-insertion upsample, pad, FIR filter (depthwise, flipped kernel); the native upfirdn2d with down=1."""
+    b, c, h, w = x.shape
+    if up > 1:
+        y = x.new_zeros(b, c, h, up, w, up)
+        y[:, :, :, 0, :, 0] = x
+        x = y.view(b, c, h * up, w * up)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, groups=c)
+
+
+class Blur(nn.Module):
+    def __init__(self, kernel, pad: tuple[int, int], upsample_factor: int = 1):
+        super().__init__()
+        k = make_kernel(kernel)
+        if upsample_factor > 1:
+            k = k * (upsample_factor ** 2)
+        self.register_buffer("kernel", k)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    def __init__(self, kernel, factor: int = 2):
+        super().__init__()
+        self.factor = factor
+        k = make_kernel(kernel) * (factor ** 2)
+        self.register_buffer("kernel", k)
+        p = k.shape[0] - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate (weights stored N(0,1)/lr_mul, scaled at run time)."""
+
+    def __init__(self, cin: int, cout: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
+        self.scale = (1 / math.sqrt(cin)) * lr_mul
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class ModulatedConv2d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int, style_dim: int, demodulate: bool = True,
+                 upsample: bool = False, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.eps = 1e-8
+        self.kernel_size = kernel_size
+        self.in_channel, self.out_channel = cin, cout
+        self.upsample = upsample
+        self.demodulate = demodulate
+        self.fused = True
+        if upsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+        self.scale = 1 / math.sqrt(cin * kernel_size ** 2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, cout, cin, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, cin, bias_init=1)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        s = self.modulation(style)  # (B, in)
+        if self.fused:
+            return self._forward_grouped(x, s)
+        return self._forward_shared(x, s)
+
+    def _forward_grouped(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b, cin, h, w = x.shape
+        k = self.kernel_size
+        weight = self.scale * self.weight * s.view(b, 1, cin, 1, 1)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps).view(b, self.out_channel, 1, 1, 1)
+        weight = weight.view(b * self.out_channel, cin, k, k)
+        x = x.reshape(1, b * cin, h, w)
+        if self.upsample:
+            weight = weight.view(b, self.out_channel, cin, k, k).transpose(1, 2).reshape(b * cin, self.out_channel, k, k)
+            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
+            out = out.view(b, self.out_channel, out.shape[-2], out.shape[-1])
+            return self.blur(out)
+        out = F.conv2d(x, weight, padding=self.padding, groups=b)
+        return out.view(b, self.out_channel, out.shape[-2], out.shape[-1])
+
+    def _forward_shared(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        weight = self.scale * self.weight[0]  # (out, in, k, k)
+        x = x * s[:, :, None, None].to(x.dtype)
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:
+            # sum_{in,kh,kw} (scale W s)^2 = (sum_{kh,kw} (scale W)^2) @ s^2
+            d = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum([2, 3]).t() + self.eps)
+            out = out * d[:, :, None, None].to(out.dtype)
+        if self.upsample:
+            out = self.blur(out)
+        return out
+
+
+class NoiseInjection(nn.Module):
+    """out = x + weight * noise, with one fixed (1,1,H,W) noise map shared by every frame (see module doc)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.register_buffer("noise", torch.randn(1, 1, size, size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight.to(x.dtype) * self.noise.to(x.dtype)
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int, negative_slope: float = 0.2, scale: float = 2 ** 0.5):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.negative_slope, self.scale = negative_slope, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.bias.to(x.dtype), self.negative_slope) * self.scale
+
+
+class StyledConv(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int, style_dim: int, size: int, upsample: bool = False,
+                 blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv2d(cin, cout, kernel_size, style_dim, True, upsample, blur_kernel)
+        self.noise = NoiseInjection(size)
+        self.activate = FusedLeakyReLU(cout)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, style)))
+
+
+class ToRGB(nn.Module):
+    def __init__(self, cin: int, style_dim: int, upsample: bool = True, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+        self.conv = ModulatedConv2d(cin, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, style) + self.bias.to(x.dtype)
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+OFFICIAL_CHANNELS = {7: 512, 14: 512, 28: 512, 56: 512, 112: 256, 224: 128}
+
+
+class Generator(nn.Module):
+    """(style (B,S), identity map (B,C0,s0,s0)) -> image (B,3,size,size) in [-1,1]."""
+
+    def __init__(self, size: int = 224, style_dim: int = 2590, channels: dict[int, int] | None = None,
+                 init_size: int = 7, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        channels = dict(channels or OFFICIAL_CHANNELS)
+        self.size, self.style_dim, self.init_size = size, style_dim, init_size
+        self.channels = channels
+        self.conv1 = StyledConv(channels[init_size], channels[init_size], 3, style_dim, init_size,
+                                blur_kernel=blur_kernel)
+        self.to_rgb1 = ToRGB(channels[init_size], style_dim, upsample=False)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        res, cin = init_size, channels[init_size]
+        while res < size:
+            res *= 2
+            cout = channels[res]
+            self.convs.append(StyledConv(cin, cout, 3, style_dim, res, upsample=True, blur_kernel=blur_kernel))
+            self.convs.append(StyledConv(cout, cout, 3, style_dim, res, blur_kernel=blur_kernel))
+            self.to_rgbs.append(ToRGB(cout, style_dim))
+            cin = cout
+        if res != size:
+            raise ValueError(f"size {size} is not init_size {init_size} times a power of two")
+
+    @property
+    def identity_channels(self) -> int:
+        return self.channels[self.init_size]
+
+    def set_fused(self, fused: bool) -> None:
+        """Choose the modulated-convolution form (see module doc)."""
+        for m in self.modules():
+            if isinstance(m, ModulatedConv2d):
+                m.fused = fused
+
+    def noise_layers(self) -> list[NoiseInjection]:
+        return [self.conv1.noise] + [c.noise for c in self.convs]
+
+    def forward(self, style: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(identity, style)
+        skip = self.to_rgb1(out, style)
+        for i, to_rgb in enumerate(self.to_rgbs):
+            out = self.convs[2 * i](out, style)
+            out = self.convs[2 * i + 1](out, style)
+            skip = to_rgb(out, style, skip)
+        return torch.tanh(skip)
