@@ -286,7 +286,8 @@ class VideoWriter:
         self._size = (h, w)
         # libx264 with yuv420p needs even width and height: pad odd sizes by one pixel (edge replicated)
         self._pad = (h % 2, w % 2)
-        v = self._container.add_stream("libx264", rate=self._rate, options={"crf": str(self.crf), "preset": self.preset})
+        options = {"crf": str(self.crf), "preset": self.preset}
+        v = self._container.add_stream("libx264", rate=self._rate, options=options)
         v.width, v.height = w + self._pad[1], h + self._pad[0]
         v.pix_fmt = "yuv420p"
         self._vstream = v

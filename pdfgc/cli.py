@@ -1,0 +1,171 @@
+"""Command line: `pdfgc animate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import PDFGCError
+
+EXAMPLES = """examples:
+  pdfgc animate --portrait anne.png --audio speech.mp3 --pose pose_frames/ --emotion exp_frames/ \\
+                --eyes eye_frames/ -o out.mp4
+  pdfgc animate --portrait photo.jpg --audio speech.wav --pose head.mp4 --layout pasteback -o out.mp4
+  pdfgc convert-official checkpoints/ -o pdfgc-official.safetensors
+  pdfgc verify-official shared/reference/official_fixture
+"""
+
+
+def _add_animate(sub) -> None:
+    p = sub.add_parser("animate", help="portrait + audio + driving sources -> talking-head mp4",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p.add_argument("--portrait", required=True, help="photo (any size; the face is found and aligned) or a 224 crop")
+    p.add_argument("--audio", help="speech: wav/mp3/m4a/... or a video's audio track; sets the output length")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
+    src = p.add_argument_group("factor sources (VIDEO, FRAMES FOLDER, IMAGE, 'still' = from the portrait, "
+                               "'off' = zero code)")
+    src.add_argument("--lips", default="audio", help="'audio' (default), a video of a speaking mouth, still, off")
+    src.add_argument("--pose", default="still", help="head pose source (default: still)")
+    src.add_argument("--eyes", default="still", help="gaze and blink source (default: still)")
+    src.add_argument("--blink", help="blink source, overrides --eyes for the blink part of the eye code")
+    src.add_argument("--gaze", help="gaze source, overrides --eyes for the gaze part of the eye code")
+    src.add_argument("--emotion", default="still", help="emotional expression source (default: still)")
+    k = p.add_argument_group("intensities (code multipliers; defaults are the official ones)")
+    k.add_argument("--mouth-intensity", type=float, help="default 1.5")
+    k.add_argument("--pose-intensity", type=float, default=1.0)
+    k.add_argument("--blink-intensity", type=float, help="default 1.2")
+    k.add_argument("--gaze-intensity", type=float, help="default 1.2")
+    k.add_argument("--emotion-intensity", type=float, help="default 1.2")
+    k.add_argument("--no-mouth-smoothing", action="store_true", help="skip the 3-tap Gaussian on the mouth code")
+    k.add_argument("--no-pose-smoothing", action="store_true", help="skip the 3-tap box filter on the pose code")
+    t = p.add_argument_group("timing")
+    t.add_argument("--driving-mode", default="loop", choices=["loop", "pingpong", "hold", "strict"],
+                   help="short driving clips: loop (official), pingpong, hold the last frame, or strict (refuse)")
+    t.add_argument("--driving-skip", type=int, default=2, help="driving frames dropped at the start (official: 2)")
+    t.add_argument("--duration", type=float, help="seconds, when there is no audio (lips still/off)")
+    t.add_argument("--max-frames", type=int, help="render at most this many frames")
+    o = p.add_argument_group("output and speed")
+    o.add_argument("--layout", default="result", choices=["result", "panels", "pasteback"],
+                   help="the 224 face, the official five-panel strip, or pasted back into the photo")
+    o.add_argument("--align", default="auto", choices=["auto", "always", "never"],
+                   help="face alignment: auto (224x224 inputs are taken as aligned crops), always, never")
+    o.add_argument("--precision", default="exact", choices=["exact", "fast"],
+                   help="exact: fp32, equal to the official code; fast: bf16 (CPU with AVX-512 BF16) / fp16 GPU")
+    o.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    o.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    o.add_argument("--batch-size", type=int, help="frames per generator call (default: cheapest for the device)")
+    o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_weights(p)
+
+
+def _add_weights(p) -> None:
+    w = p.add_argument_group("weights")
+    g = w.add_mutually_exclusive_group()
+    g.add_argument("--weights", help="a pdfgc .safetensors file (default: $PDFGC_WEIGHTS, the packaged model, "
+                                     "else seeded random weights)")
+    g.add_argument("--official-checkpoints", help="folder with the four official .pth files")
+
+
+def _load_model(args):
+    from .model import PDFGC
+    from .official.checkpoints import load_official
+    from .weights import default_model
+
+    if getattr(args, "official_checkpoints", None):
+        return load_official(args.official_checkpoints)
+    if getattr(args, "weights", None):
+        return PDFGC.from_pretrained(args.weights)
+    return default_model()
+
+
+def cmd_animate(args) -> int:
+    from .pipeline import AnimateOptions, TalkingHeadPipeline
+
+    opt = AnimateOptions(
+        lips=args.lips, pose=args.pose, eyes=args.eyes, blink=args.blink, gaze=args.gaze, emotion=args.emotion,
+        mouth_intensity=args.mouth_intensity, pose_intensity=args.pose_intensity,
+        blink_intensity=args.blink_intensity, gaze_intensity=args.gaze_intensity,
+        emotion_intensity=args.emotion_intensity, mouth_smoothing=not args.no_mouth_smoothing,
+        pose_smoothing=not args.no_pose_smoothing, driving_mode=args.driving_mode, driving_skip=args.driving_skip,
+        align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
+        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf,
+        progress=not args.quiet)
+    t0 = time.perf_counter()
+    pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
+    print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",
+          file=sys.stderr)
+    res = pipe(args.portrait, audio=args.audio, output=args.output, options=opt)
+    dt = time.perf_counter() - t0
+    print(f"pdfgc: wrote {res.output} ({res.num_frames} frames, {res.seconds:.2f} s of video at {res.fps} fps) "
+          f"in {dt:.1f} s ({res.num_frames / max(dt, 1e-9):.2f} frames/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .official.checkpoints import convert_official
+
+    out = convert_official(args.checkpoints, args.output)
+    print(f"pdfgc: wrote {out}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import torch
+    from .official.verify import verify_fixture
+    from .runtime import set_threads, tune_malloc
+
+    tune_malloc()
+    set_threads(args.threads)
+    with torch.inference_mode():
+        results = verify_fixture(args.fixture)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_info(args) -> int:
+    model = _load_model(args)
+    cfg = dataclasses.asdict(model.config)
+    n = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in
+         ("appearance", "motion", "audio", "generator")}
+    print(json.dumps({"config": cfg, "parameters": n}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pdfgc", description="PD-FGC fine-grained controllable talking heads")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _add_animate(sub)
+    c = sub.add_parser("convert-official", help="official .pth checkpoints -> one pdfgc .safetensors file")
+    c.add_argument("checkpoints", help="folder with appearance_model.pth, motion_model.pth, audio_model.pth, "
+                                       "generator_model.pth")
+    c.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    v = sub.add_parser("verify-official", help="check numerical equivalence with the official code on a fixture")
+    v.add_argument("fixture", help="folder with fixture.json, expected.npz and the inputs it names")
+    v.add_argument("--threads", type=int)
+    i = sub.add_parser("info", help="print the model's configuration and sizes")
+    _add_weights(i)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
+    handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
+                "info": cmd_info}
+    try:
+        return handlers[args.command](args)
+    except PDFGCError as e:
+        print(f"pdfgc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pdfgc: interrupted (no output written)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
