@@ -18,10 +18,12 @@ a tenth of the image's long side (a 115 px face in a 1280x720 frame is not found
 face we search overlapping square windows, coarse to fine, and for videos we then follow the face inside a fixed
 window around it.
 
-Measured here (2 CPU cores, mediapipe 0.10.21): building a FaceMesh ~10 ms; first call ~40 ms (warm-up); then
-~5-7 ms per 224x224 image in static mode, ~6-8 ms for 720x1280 / 840x1024 photos, ~5 ms per frame in tracking mode
-(256x256 and 512x512 clips). ``align_portrait`` on a photo end to end (detector built, detection, warp): ~60 ms.
-A small face that needs the window search costs ~0.1-0.3 s; an image with no face at all up to ~1 s (4000 px).
+Measured here (2 CPU cores, mediapipe 0.10.21, warm): importing mediapipe and building the first FaceMesh ~0.4 s
+(later ones ~10 ms); static-mode detection ~4.5 ms per image, for a 224 crop as for 840x1024 and 720x1280 photos
+(mediapipe works on downscaled copies); ``align_portrait`` on such a photo, detector built per call, ~20 ms; the
+224 warp ~1-5 ms. Video: tracking mode ~3.4 ms per 512x512 frame, SequenceAligner pass 1 ~4 ms and pass 2 ~1.3 ms
+per frame. A face small enough to need the window search: ~0.1-0.3 s; an image with no face: ~0.1 s (640x480) to
+~0.5 s (4000x3000).
 """
 
 from __future__ import annotations
@@ -50,14 +52,10 @@ PCAVS_FAN_TEMPLATE = np.array([[87.0, 59.0], [137.0, 59.0], [112.0, 120.0]])
 MEDIAPIPE_TEMPLATE = np.array([[87.0, 62.1], [138.7, 62.1], [112.9, 118.7]])
 
 # mediapipe mesh indices. 33/133 are the corners of the subject's right eye, which is on the image LEFT of an upright
-# face; keeping the anatomical labels (not sorting by x) makes an upside-down face rotate upright.
+# face; keeping the anatomical labels (not sorting by x) keeps strongly rolled faces right (tested at 90 degrees).
 LEFT_EYE_IDX = (33, 133)
 RIGHT_EYE_IDX = (362, 263)
 MOUTH_IDX = (13, 14, 78, 308)
-NUM_LANDMARKS = 478
-
-# Mesh bounding-box size (max of width and height) of a face in an aligned crop (anne.png: 115 x 136 px).
-_CROP_FACE_PX = 136.0
 
 # PD-FGC's loader then crops rows [0,192) and columns [16,208) of the 224 crop and resizes back to 224 (spec 2.1
 # steps 3-4). This maps 224-crop pixels to that network frame, with cv2.resize's half-pixel convention.
@@ -162,15 +160,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m.astype(np.float64)
 
 
-def alignment_matrix(points: np.ndarray, template: np.ndarray = MEDIAPIPE_TEMPLATE, mouth_points: np.ndarray | None = None) -> np.ndarray:
-    """PC-AVS alignment of one picture: similarity from ``points`` onto the template, then pin the mouth.
-
-    ``mouth_points`` (defaults to ``points``) is the frame whose mouth is pinned; sequences fit the similarity to the
-    average points and pin each frame's own mouth.
-    """
+def alignment_matrix(points: np.ndarray, template: np.ndarray = MEDIAPIPE_TEMPLATE) -> np.ndarray:
+    """PC-AVS alignment of one picture: similarity from ``points`` onto the template, then pin the mouth on its target."""
     m = similarity_transform(points, template)
-    mouth = (points if mouth_points is None else mouth_points)[2]
-    m[:, 2] += template[2] - apply_affine(m, mouth)
+    m[:, 2] += template[2] - apply_affine(m, points[2])
     return m
 
 
@@ -257,8 +250,8 @@ def paste_back(original_rgb: np.ndarray, crop_rgb: np.ndarray, alignment: FaceAl
     """
     original = np.asarray(original_rgb)
     crop = np.asarray(crop_rgb)
-    if crop.shape[:2] != (CROP_SIZE, CROP_SIZE):
-        raise ValueError(f"expected a {CROP_SIZE}x{CROP_SIZE} crop, got shape {crop.shape}")
+    if crop.shape != (CROP_SIZE, CROP_SIZE, 3) or original.ndim != 3 or original.shape[2] != 3:
+        raise ValueError(f"expected an RGB picture and a {CROP_SIZE}x{CROP_SIZE} RGB crop, got {original.shape} and {crop.shape}")
     if original.dtype != np.uint8 or crop.dtype != np.uint8:
         raise ValueError("paste_back expects uint8 images")
     m = _as_matrix(alignment)
@@ -275,11 +268,7 @@ def paste_back(original_rgb: np.ndarray, crop_rgb: np.ndarray, alignment: FaceAl
     face = cv2.warpAffine(crop, inv_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     weight = cv2.warpAffine(feather_mask(feather), inv_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     region = out[y0:y1, x0:x1].astype(np.float32)
-    if face.ndim == 2:
-        face = face[:, :, None]
-    if region.ndim == 3:
-        weight = weight[:, :, None]
-    blended = region + (face.reshape(region.shape).astype(np.float32) - region) * weight
+    blended = region + (face.astype(np.float32) - region) * weight[:, :, None]
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return out
 
@@ -430,18 +419,28 @@ def _window_starts(n: int, win: int, step: int) -> list[int]:
     return starts + [n - win]
 
 
-def find_faces(image_rgb: np.ndarray, detector: FaceMeshDetector, min_face_px: float = 40) -> list[np.ndarray]:
-    """All faces (largest first): the whole image first, then overlapping windows, coarse to fine.
+def find_faces(image_rgb: np.ndarray, detector: FaceMeshDetector, min_face_px: float = 40, windows: bool = True) -> list[np.ndarray]:
+    """All faces (largest first): the whole image, the image with a border, then overlapping windows, coarse to fine.
 
     The windows (halving in size down to ~4x ``min_face_px``, and at least 1/12 of the long side so huge images
     stay cheap) find faces too small for mediapipe's whole-image detector, including ones below ``min_face_px``,
-    so the caller can say "too small" rather than "no face". Use a static-image-mode detector.
+    so the caller can say "too small" rather than "no face". ``windows=False`` skips that slower search (~0.1-0.5 s
+    when nothing is found). Use a static-image-mode detector.
     """
     faces = detector.detect(image_rgb)
     if faces:
         return faces
     h, w = image_rgb.shape[:2]
     long_side = max(h, w)
+    # mediapipe's detector also misses some large, soft faces that it finds once the image has a border
+    pad = long_side // 4
+    faces = detector.detect(cv2.copyMakeBorder(image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0)))
+    if faces:
+        for lm in faces:
+            lm[:, :2] -= pad
+        return faces
+    if not windows:
+        return []
     min_window = max(4 * min_face_px, long_side / 12, 64)
     win = long_side // 2
     while win >= min_window:
@@ -531,7 +530,7 @@ class SequenceAligner:
     faces are present, on a fixed window around the chosen (largest) face.
     """
 
-    _RESEARCH_GAP = 25  # frames between two window searches when the face is lost (a search can cost ~0.1-1 s)
+    _RESEARCH_GAP = 25  # frames between two window searches while no face is found (one can cost ~0.5 s)
 
     def __init__(
         self,
@@ -554,6 +553,7 @@ class SequenceAligner:
         self._frame_shape: tuple[int, int] | None = None
         self._roi: tuple[int, int, int] | None = None  # (x, y, side) window the tracker runs on; None: whole frame
         self._next_search = 0
+        self._found = 0
         self._multi_face_frames = 0
         self._matrices: np.ndarray | None = None
 
@@ -572,6 +572,7 @@ class SequenceAligner:
         lm = self._detect(frame, index)
         self._points.append(None if lm is None else three_points(lm))
         if lm is not None:
+            self._found += 1
             self._sizes.append(face_size(lm))
         return lm is not None
 
@@ -597,16 +598,15 @@ class SequenceAligner:
         h, w = frame_shape
         size = face_size(lm)
         if not several and size >= 0.15 * max(h, w):
-            self._roi = None  # the whole-frame detector copes
-            return
-        side = int(min(h, w, max(4 * size, 96)))
-        cx, cy = lm[:, :2].mean(0)
-        x = int(np.clip(round(cx - side / 2), 0, w - side))
-        y = int(np.clip(round(cy - side / 2), 0, h - side))
-        if self._roi is None or self._roi[2] != side:
-            # a new window size: restart tracking so mediapipe does not carry over landmarks from another geometry
+            roi = None  # the whole-frame detector copes
+        else:
+            side = int(min(h, w, max(4 * size, 96)))
+            cx, cy = lm[:, :2].mean(0)
+            roi = (int(np.clip(round(cx - side / 2), 0, w - side)), int(np.clip(round(cy - side / 2), 0, h - side)), side)
+        if (roi is None) != (self._roi is None) or (roi is not None and roi[2] != self._roi[2]):
+            # another image size for the tracker: restart it so mediapipe carries no landmarks over from the old one
             self._restart_tracker()
-        self._roi = (x, y, side)
+        self._roi = roi
 
     def _restart_tracker(self) -> None:
         if self._own_tracker:
@@ -614,8 +614,7 @@ class SequenceAligner:
             self._tracker = FaceMeshDetector(static_image_mode=False, max_num_faces=1)
 
     def _detect(self, frame: np.ndarray, index: int) -> np.ndarray | None:
-        first = self._frame_shape is not None and not any(p is not None for p in self._points)
-        if not first:
+        if self._found:  # follow the face found so far
             lm = self._track(frame)
             if lm is not None:
                 if self._roi is not None:
@@ -624,14 +623,14 @@ class SequenceAligner:
                     if abs(c[0] - (x + side / 2)) > side / 4 or abs(c[1] - (y + side / 2)) > side / 4:
                         self._set_roi(lm, frame.shape[:2], several=True)  # follow the face before it leaves
                 return lm
-        if index < self._next_search:
-            return None
-        # first face, or the tracker lost it: look everywhere with the static detector
+        # no face yet, or the tracker lost it: look everywhere with the static detector (all faces, largest first)
         if self._searcher is None:
             self._searcher = FaceMeshDetector(static_image_mode=True, max_num_faces=4)
-        faces = find_faces(frame, self._searcher, min_face_px=self.min_face_px)
+        windows = index >= self._next_search
+        faces = find_faces(frame, self._searcher, min_face_px=self.min_face_px, windows=windows)
         if not faces:
-            self._next_search = index + self._RESEARCH_GAP
+            if windows:
+                self._next_search = index + self._RESEARCH_GAP
             return None
         previous = next((p for p in reversed(self._points) if p is not None), None)
         if previous is None:
@@ -693,6 +692,11 @@ class SequenceAligner:
     def points(self) -> np.ndarray:
         """(N,3,2) eye and mouth centres per frame, in frame pixels (missing frames filled after finalize)."""
         return np.stack([np.full((3, 2), np.nan) if p is None else p for p in self._points])
+
+    @property
+    def missing_faces(self) -> int:
+        """Frames in which no face was found (their landmarks are borrowed from the nearest frame)."""
+        return len(self._points) - self._found
 
     def __len__(self) -> int:
         return len(self._points)
