@@ -187,3 +187,6 @@ def load_state_dict_checked(module: nn.Module, tensors: dict[str, torch.Tensor],
         if k not in own:
             raise CheckpointError(f"{source}: unexpected key '{k}' (not part of this model)")
     module.load_state_dict(tensors, strict=True)
+    for m in module.modules():
+        if hasattr(m, "clear_caches"):
+            m.clear_caches()

@@ -117,3 +117,28 @@ def test_generator_noise_is_part_of_the_model(tiny):
         a = tiny.generator(s, idm)
         b = tiny.generator(s, idm)
     assert torch.equal(a, b)  # fixed noise: the same style renders the same frame
+
+
+def test_render_path_equals_reference_forward(tiny):
+    """Generator.render (the fast inference path) against the official-order forward, batch 1 and 3."""
+    g = tiny.generator
+    torch.manual_seed(3)
+    for b in (1, 3):
+        s = torch.randn(b, tiny.layout.dim)
+        idm = torch.randn(b, g.identity_channels, 7, 7)
+        with torch.inference_mode():
+            torch.testing.assert_close(g.render(s, idm), g(s, idm), atol=2e-5, rtol=1e-4)
+
+
+def test_render_caches_follow_weight_changes():
+    torch.manual_seed(0)
+    g = Generator(size=28, style_dim=24, channels={7: 8, 14: 8, 28: 4})
+    s, idm = torch.randn(1, 24), torch.randn(1, 8, 7, 7)
+    before = g.render(s, idm)
+    with torch.no_grad():
+        g.convs[1].conv.weight.mul_(2.0)
+        g.convs[1].activate.bias.add_(0.5)
+        g.to_rgbs[0].conv.modulation.weight.mul_(0.5)
+    after = g.render(s, idm)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, g(s, idm), atol=2e-5, rtol=1e-4)

@@ -25,6 +25,14 @@ from torch import nn
 import torch.nn.functional as F
 
 
+def _state(t: torch.Tensor) -> tuple:
+    """Identity + version of a tensor, for caches derived from it (inference tensors carry no version)."""
+    try:
+        return (t.data_ptr(), t.device, t.dtype, t._version)
+    except RuntimeError:
+        return (t.data_ptr(), t.device, t.dtype, -1)
+
+
 def make_kernel(k) -> torch.Tensor:
     k = torch.tensor(k, dtype=torch.float32)
     if k.dim() == 1:
@@ -39,8 +47,10 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int
         y = x.new_zeros(b, c, h, up, w, up)
         y[:, :, :, 0, :, 0] = x
         x = y.view(b, c, h * up, w * up)
-    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    if pad[0] == pad[1]:  # let the convolution pad: no padded copy of the activations
+        return F.conv2d(x, weight, padding=pad[0], groups=c)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     return F.conv2d(x, weight, groups=c)
 
 
@@ -83,6 +93,14 @@ class EqualLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
 
+    def cached(self, x: torch.Tensor) -> torch.Tensor:
+        """forward() with the scaled weight kept between calls (inference)."""
+        key = (_state(self.weight), _state(self.bias))
+        cache = getattr(self, "_scaled", None)
+        if cache is None or cache[0] != key:
+            self._scaled = cache = (key, (self.weight.detach() * self.scale, self.bias.detach() * self.lr_mul))
+        return F.linear(x, *cache[1])
+
 
 class ModulatedConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, kernel_size: int, style_dim: int, demodulate: bool = True,
@@ -102,6 +120,17 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, cout, cin, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, cin, bias_init=1)
+
+    def prepared_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scale*W (out,in,k,k), its transpose (in,out,k,k) for the upsampling conv, sum_k (scale*W)^2 (out,in)),
+        cached until the weight changes: per frame only the style-dependent factors are computed."""
+        w = self.weight
+        key = _state(w)
+        cache = getattr(self, "_prepared", None)
+        if cache is None or cache[0] != key:
+            ws = (self.scale * w[0].detach()).float()
+            self._prepared = cache = (key, (ws.contiguous(), ws.transpose(0, 1).contiguous(), ws.pow(2).sum([2, 3])))
+        return cache[1]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
@@ -146,31 +175,23 @@ def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Te
                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """conv(gain * x) without materialising gain * x. Returns (out, per-channel output scale or None)."""
     b, cin = x.shape[:2]
-    s = conv.modulation(style)
-    w = conv.scale * conv.weight[0]  # (out, in, k, k)
-    if b == 1:  # one sample: modulate/demodulate the weight itself (no pass over the activations)
-        w = w * s.view(1, cin, 1, 1)
-        if conv.demodulate:
-            w = w * torch.rsqrt(w.pow(2).sum([1, 2, 3]) + conv.eps).view(-1, 1, 1, 1)
-        if gain != 1.0:
-            w = w * gain
+    w, w_t, w_sq = conv.prepared_weights()
+    with torch.autocast(x.device.type, enabled=False):  # styles and demodulation stay fp32 under autocast
+        s = conv.modulation.cached(style.float())  # (B, in)
+        d = torch.rsqrt(s.pow(2) @ w_sq.t() + conv.eps) if conv.demodulate else torch.ones_like(s[:, :1])
+        d = d * gain  # (B, out) or (B, 1)
+    if b == 1:  # one sample: modulate/demodulate the weight itself, in one pass (no pass over the activations)
+        m = s[0][None, :] * d[0][:, None]  # (out, in)
         if conv.upsample:
-            out = conv.blur(F.conv_transpose2d(x, w.transpose(0, 1), padding=0, stride=2))
-        else:
-            out = F.conv2d(x, w, padding=conv.padding)
-        return out, None
+            out = F.conv_transpose2d(x, w_t * m.t()[:, :, None, None], padding=0, stride=2)
+            return conv.blur(out), None
+        return F.conv2d(x, w * m[:, :, None, None], padding=conv.padding), None
     xs = x * s[:, :, None, None].to(x.dtype)
-    if conv.upsample:
-        out = F.conv_transpose2d(xs, w.transpose(0, 1), padding=0, stride=2)
-    else:
-        out = F.conv2d(xs, w, padding=conv.padding)
-    d = torch.full((b, conv.out_channel), gain, device=x.device, dtype=torch.float32)
-    if conv.demodulate:
-        d = d * torch.rsqrt(s.float().pow(2) @ w.float().pow(2).sum([2, 3]).t() + conv.eps)
+    d = d.expand(b, conv.out_channel)
     if conv.upsample:  # the blur is linear and per-channel: scale before it
-        out = conv.blur(out * d[:, :, None, None].to(out.dtype))
-        return out, None
-    return out, d
+        out = F.conv_transpose2d(xs, w_t, padding=0, stride=2)
+        return conv.blur(out * d[:, :, None, None].to(out.dtype)), None
+    return F.conv2d(xs, w, padding=conv.padding), d
 
 
 class NoiseInjection(nn.Module):
@@ -208,8 +229,7 @@ class StyledConv(nn.Module):
 
     def _noise_plus_bias(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """weight*noise + bias as one (1,C,H,W) map, cached until a parameter changes."""
-        key = (dtype, device, self.noise.noise._version, self.noise.weight._version, self.activate.bias._version,
-               self.noise.noise.data_ptr(), self.noise.weight.data_ptr(), self.activate.bias.data_ptr())
+        key = (dtype, device, _state(self.noise.noise), _state(self.noise.weight), _state(self.activate.bias))
         cache = getattr(self, "_nb_cache", None)
         if cache is None or cache[0] != key:
             nb = (self.noise.weight * self.noise.noise + self.activate.bias).to(device=device, dtype=dtype)
@@ -285,6 +305,14 @@ class Generator(nn.Module):
     @property
     def identity_channels(self) -> int:
         return self.channels[self.init_size]
+
+    def clear_caches(self) -> None:
+        """Drop the inference caches (derived weights, noise+bias maps); call after changing weights in place
+        under inference mode, where tensors carry no version counter to invalidate them."""
+        for m in self.modules():
+            for attr in ("_prepared", "_scaled", "_nb_cache"):
+                if hasattr(m, attr):
+                    delattr(m, attr)
 
     def set_fused(self, fused: bool) -> None:
         """Choose the modulated-convolution form (see module doc)."""

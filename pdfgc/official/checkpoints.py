@@ -124,6 +124,7 @@ def load_official(source: str | os.PathLike | dict, noise: list[torch.Tensor] | 
         missing = [k for k in net.state_dict() if k not in converted and not is_generator_noise_key(k)]
         assert not missing, missing  # convert_official_state_dict checked every used key
         net.load_state_dict(converted, strict=False)
+    model.generator.clear_caches()
     set_noise(model, noise if noise is not None else official_noise(model))
     return model
 
@@ -136,6 +137,7 @@ def set_noise(model: PDFGC, noise: list[torch.Tensor]) -> None:
         if tuple(n.shape) != tuple(layer.noise.shape):
             raise CheckpointError(f"noise map of shape {tuple(n.shape)} where {tuple(layer.noise.shape)} is needed")
         layer.noise.copy_(torch.as_tensor(n))
+    model.generator.clear_caches()
 
 
 def to_official_state_dicts(model: PDFGC) -> dict[str, dict[str, torch.Tensor]]:
