@@ -226,6 +226,7 @@ class VideoWriter:
         audio_rate: int | None = None,
         crf: int = 18,
         preset: str = "medium",
+        threads: int = 1,
         overwrite: bool = True,
     ):
         self.path = Path(path)
@@ -244,6 +245,7 @@ class VideoWriter:
         self._rate = Fraction(fps).limit_denominator(1001)
         self.crf = crf
         self.preset = preset
+        self.threads = threads
 
         self._audio = None
         self._audio_rate = None
@@ -286,7 +288,9 @@ class VideoWriter:
         self._size = (h, w)
         # libx264 with yuv420p needs even width and height: pad odd sizes by one pixel (edge replicated)
         self._pad = (h % 2, w % 2)
-        options = {"crf": str(self.crf), "preset": self.preset}
+        # one encoder thread by default: the renderer owns the cores, and x264's own threads would stall
+        # torch's OpenMP workers (measured: ~10 % slower rendering on 2 cores)
+        options = {"crf": str(self.crf), "preset": self.preset, "threads": str(self.threads)}
         v = self._container.add_stream("libx264", rate=self._rate, options=options)
         v.width, v.height = w + self._pad[1], h + self._pad[0]
         v.pix_fmt = "yuv420p"
