@@ -29,6 +29,7 @@ per frame. A face small enough to need the window search: ~0.1-0.3 s; an image w
 from __future__ import annotations
 
 import math
+import contextlib
 import os
 import threading
 import warnings
@@ -346,10 +347,36 @@ def load_image_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
 # --------------------------------------------------------------------------------------------------- detection
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence mediapipe's C++ log lines (written to fd 2 before absl logging is initialised) unless
+    PDFGC_VERBOSE is set; Python-level errors are raised as usual."""
+    if os.environ.get("PDFGC_VERBOSE"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceMeshDetector:
     """mediapipe FaceMesh(refine_landmarks=True), static-image mode for photos, video/tracking mode for sequences."""
 
     def __init__(self, static_image_mode: bool = True, max_num_faces: int = 4, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+        # mediapipe's C++ side logs feedback-tensor and XNNPACK notes to stderr on every graph start: keep them
+        # out of the user's terminal unless asked for
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             from mediapipe.python.solutions import face_mesh
         except ImportError as exc:  # set-up problem, not an input problem
@@ -359,13 +386,14 @@ class FaceMeshDetector:
             ) from exc
         self.static_image_mode = static_image_mode
         self.max_num_faces = max_num_faces
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=static_image_mode,
-            max_num_faces=max_num_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        with _quiet_native_stderr():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=static_image_mode,
+                max_num_faces=max_num_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
 
     def detect(self, image_rgb: np.ndarray) -> list[np.ndarray]:
         """(478,3) landmarks in pixels (x, y, and z on x's scale) per face found, largest face first."""
@@ -373,7 +401,8 @@ class FaceMeshDetector:
             raise RuntimeError("FaceMeshDetector is closed")
         image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
         h, w = image.shape[:2]
-        result = self._mesh.process(image)
+        with _quiet_native_stderr():
+            result = self._mesh.process(image)
         faces = []
         for face in result.multi_face_landmarks or ():
             lm = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
