@@ -1,0 +1,114 @@
+"""The command line, end to end on tiny weights: real photos and videos in, playable mp4 out, clear errors."""
+import re
+
+import av
+import pytest
+
+from pdfgc.cli import main
+
+from .conftest import DATA, FIXTURE, need
+
+PD = DATA / "pdfgc"
+ED = DATA / "edtalk"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tiny, tmp_path_factory):
+    return str(tiny.save_pretrained(tmp_path_factory.mktemp("w") / "tiny.safetensors"))
+
+
+def _info(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(video=0))
+        w, h = v.codec_context.width, v.codec_context.height
+    with av.open(str(path)) as c:
+        has_audio = bool(c.streams.audio)
+    return n, w, h, has_audio
+
+
+def test_animate_official_demo_inputs(tiny_weights, tmp_path, capsys):
+    out = tmp_path / "anne.mp4"
+    rc = main(["animate", "--weights", tiny_weights, "--portrait", str(PD / "anne.png"),
+               "--audio", str(FIXTURE / "clip2s_16k.wav"), "--pose", str(PD / "motions/pose/681600002"),
+               "--emotion", str(PD / "motions/exp/vox2_id01228_00309"),
+               "--eyes", str(PD / "motions/eye/id01333_00040/images"), "--layout", "panels", "--quiet",
+               "-o", str(out)])
+    assert rc == 0
+    assert _info(out) == (47, 1120, 224, True)
+    err = capsys.readouterr().err
+    assert "SEEDED RANDOM WEIGHTS" in err and "wrote" in err
+
+
+def test_animate_uncropped_photo_and_driving_video_pasteback(tiny_weights, tmp_path):
+    out = tmp_path / "photo.mp4"
+    rc = main(["animate", "--weights", tiny_weights, "--portrait", str(need(ED / "uncrop_face.jpg")),
+               "--audio", str(ED / "speech_44k.wav"), "--pose", str(ED / "pose_source1.mp4"),
+               "--eyes", str(ED / "pose_source1.mp4"), "--layout", "pasteback", "--max-frames", "20", "--quiet",
+               "-o", str(out)])
+    assert rc == 0
+    n, w, h, has_audio = _info(out)
+    assert (n, w, h, has_audio) == (20, 840, 1024, True)
+
+
+def test_lips_from_a_video_without_audio(tiny_weights, tmp_path):
+    out = tmp_path / "lips.mp4"
+    rc = main(["animate", "--weights", tiny_weights, "--portrait", str(PD / "anne.png"),
+               "--lips", str(need(ED / "mouth_source.mp4")), "--max-frames", "12", "--quiet", "-o", str(out)])
+    assert rc == 0
+    assert _info(out)[:3] == (12, 224, 224)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("no_face", "no face"),
+    ("missing_audio", "no such|not found|does not exist"),
+    ("bad_output_dir", "does not exist"),
+    ("audio_for_pose", "cannot come from audio"),
+])
+def test_bad_input_exits_nonzero_with_one_message(tiny_weights, tmp_path, capsys, case, match):
+    import numpy as np
+    from PIL import Image
+
+    portrait, audio, out, extra = str(PD / "anne.png"), str(FIXTURE / "clip2s_16k.wav"), tmp_path / "o.mp4", []
+    if case == "no_face":
+        grey = tmp_path / "grey.jpg"
+        Image.fromarray(np.full((400, 300, 3), 128, np.uint8)).save(grey)
+        portrait = str(grey)
+    elif case == "missing_audio":
+        audio = str(tmp_path / "nope.wav")
+    elif case == "bad_output_dir":
+        out = tmp_path / "missing" / "o.mp4"
+    elif case == "audio_for_pose":
+        extra = ["--pose", "audio"]
+    rc = main(["animate", "--weights", tiny_weights, "--portrait", portrait, "--audio", audio, "--quiet",
+               "-o", str(out), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = [l for l in err.splitlines() if l.startswith("pdfgc: error:")]
+    assert len(lines) == 1 and re.search(match, lines[0], re.I), lines
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_huge_portrait_is_refused_before_decoding(tiny_weights, tmp_path, capsys):
+    import struct
+    import zlib
+
+    # a valid PNG header claiming 10000x10000 pixels (tiny file): refused from its header
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    big = tmp_path / "big.png"
+    big.write_bytes(png)
+    rc = main(["animate", "--weights", tiny_weights, "--portrait", str(big), "--audio",
+               str(FIXTURE / "clip2s_16k.wav"), "--quiet", "-o", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "big.png" in err and "10000" in err
+
+
+def test_convert_and_verify_commands_reject_bad_folders(tmp_path, capsys):
+    assert main(["convert-official", str(tmp_path), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "appearance_model.pth" in capsys.readouterr().err
+    assert main(["verify-official", str(tmp_path)]) == 2
+    assert "fixture.json" in capsys.readouterr().err
