@@ -59,6 +59,7 @@ def _add_animate(sub) -> None:
     o.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     o.add_argument("--batch-size", type=int, help="frames per generator call (default: cheapest for the device)")
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
+    o.add_argument("--preset", help="x264 speed preset (default: medium; veryfast with --precision fast)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_weights(p)
 
@@ -93,7 +94,7 @@ def cmd_animate(args) -> int:
         emotion_intensity=args.emotion_intensity, mouth_smoothing=not args.no_mouth_smoothing,
         pose_smoothing=not args.no_pose_smoothing, driving_mode=args.driving_mode, driving_skip=args.driving_skip,
         align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
-        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf,
+        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf, preset=args.preset,
         progress=not args.quiet)
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)

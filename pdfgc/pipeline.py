@@ -70,6 +70,7 @@ class AnimateOptions:
     duration: float | None = None     # seconds, when there is no audio and lips are not from a video
     max_frames: int | None = None
     crf: int = 18
+    preset: str | None = None         # x264 preset; None: medium (exact) / veryfast (fast)
     progress: bool = True
 
 
@@ -363,7 +364,9 @@ class TalkingHeadPipeline:
         composer = FrameComposer(self.model, portrait_obj, plan, opt.layout)
         bar = _progress_bar(plan.num_frames, opt.progress)
         try:
-            with VideoWriter(out_path, fps=FPS, audio=audio_samples, audio_rate=audio_rate, crf=opt.crf) as writer:
+            preset = opt.preset or ("veryfast" if opt.precision == "fast" else "medium")
+            with VideoWriter(out_path, fps=FPS, audio=audio_samples, audio_rate=audio_rate, crf=opt.crf,
+                             preset=preset) as writer:
                 for sl, images in self.render(plan, opt, progress=bar.update if bar else None):
                     writer.write_batch(composer(sl, images))
         finally:
