@@ -185,7 +185,7 @@ class TalkingHeadPipeline:
         # length: audio, else the lips video, else --duration
         windows = None
         if audio is not None:
-            windows, _ = load_audio_windows(audio)
+            windows, _ = load_audio_windows(audio, require_speech=factors["lips"] == "audio")
             num_frames = windows.shape[0]
         elif opt.lips == "audio":
             if opt.duration is None:
@@ -209,7 +209,8 @@ class TalkingHeadPipeline:
         if num_frames is None:  # length follows the lips video
             from .media.driving import open_driving
             key = str(factors["lips"])
-            clips[key] = open_driving(key, None, opt.align, cfg.official_crop, role="lips video")
+            clips[key] = open_driving(key, None, opt.align, cfg.official_crop, role="lips video",
+                                      progress=opt.progress)
             num_frames = clips[key].num_frames - opt.driving_skip
             if opt.max_frames is not None:
                 num_frames = min(num_frames, opt.max_frames)
@@ -223,7 +224,8 @@ class TalkingHeadPipeline:
             if key not in clips:
                 from .media.driving import open_driving
                 clip_need = need if opt.driving_mode != "strict" else None
-                clips[key] = open_driving(key, clip_need, opt.align, cfg.official_crop, role=f"{factor} source")
+                clips[key] = open_driving(key, clip_need, opt.align, cfg.official_crop, role=f"{factor} source",
+                                          progress=opt.progress)
             clip = clips[key]
             skip = 0 if clip.kind == "image" else opt.driving_skip
             idx = frame_indices(clip.num_frames, num_frames, opt.driving_mode, skip, source=f"{factor} source {key}")
@@ -232,7 +234,8 @@ class TalkingHeadPipeline:
         for key, clip in clips.items():
             used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
             want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-            motion_raw[key] = self._encode_clip(clip, used, want_mouth, prec, opt.batch_size)
+            motion_raw[key] = self._encode_clip(clip, used, want_mouth, prec, opt.batch_size,
+                                                progress=opt.progress)
         still = None
         if any(src == "still" for src in factors.values()):
             with prec.autocast():
@@ -285,7 +288,8 @@ class TalkingHeadPipeline:
             return 16
         return {"generator": 1, "motion": 8, "audio": 32}[kind]
 
-    def _encode_clip(self, clip, used: list[int], want_mouth: bool, prec: Precision, batch: int | None):
+    def _encode_clip(self, clip, used: list[int], want_mouth: bool, prec: Precision, batch: int | None,
+                     progress: bool = False):
         """Motion codes for the frames of a clip that are used; byte-identical frames are encoded once."""
         from .networks.motion import MotionCodes
 
@@ -295,7 +299,10 @@ class TalkingHeadPipeline:
         out = {a: torch.zeros(clip.num_frames, d) for a, d in
                (("pose", lay.pose), ("eye", lay.eye), ("emotion", lay.emotion), ("mouth", lay.mouth))}
         bs = self._batch(batch, "motion")
+        bar = _progress_bar(len(todo), progress and len(todo) > 4 * bs, f"encoding {clip.path.name}")
         for s in range(0, len(todo), bs):
+            if bar:
+                bar.update(min(bs, len(todo) - s))
             rows = todo[s:s + bs]
             with prec.autocast():
                 codes = self.model.motion(self._tensor(np.asarray(clip.crops[rows])), mouth=want_mouth)
@@ -303,6 +310,8 @@ class TalkingHeadPipeline:
                 v = getattr(codes, a)
                 if v is not None:
                     out[a][rows] = v.float().cpu()
+        if bar:
+            bar.close()
         src = torch.from_numpy(uniq)
         return MotionCodes(**{a: v[src] for a, v in out.items()}) if len(uniq) else MotionCodes(**out)
 
@@ -405,8 +414,9 @@ class FrameComposer:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
-def load_audio_windows(audio) -> tuple[np.ndarray, np.ndarray]:
-    """Audio file (any format/rate/channels) or 16 kHz mono array -> (mel windows (T,1,80,20), 16 kHz samples)."""
+def load_audio_windows(audio, require_speech: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Audio file (any format/rate/channels) or 16 kHz mono array -> (mel windows (T,1,80,20), 16 kHz samples).
+    Silent audio is refused when it is to drive the lips."""
     from .media.audio_io import is_silent, load_speech
     from .media.spectrogram import speech_windows
 
@@ -416,7 +426,7 @@ def load_audio_windows(audio) -> tuple[np.ndarray, np.ndarray]:
         wav, name = load_speech(audio), str(audio)
     if wav.size == 0:
         raise InputError(f"{name}: the audio has no samples")
-    if is_silent(wav):
+    if require_speech and is_silent(wav):
         raise InputError(f"{name}: the audio is silent (below -60 dBFS): lips would not move; "
                          "use --lips still or off with --duration for a silent clip")
     windows = speech_windows(wav)
@@ -453,7 +463,7 @@ def _check_options(opt: AnimateOptions) -> None:
 def _check_output(path: Path) -> None:
     if path.suffix.lower() != ".mp4":
         raise InputError(f"output {path}: only .mp4 output is supported")
-    if not path.parent.exists() if str(path.parent) else False:
+    if not path.parent.is_dir():
         raise InputError(f"output {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise InputError(f"output {path}: is a folder")
@@ -477,8 +487,8 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (A @ B)[:2]
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool, desc: str = "rendering"):
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, unit="frame", desc="rendering", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)

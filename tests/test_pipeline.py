@@ -189,3 +189,29 @@ def test_missing_output_folder(tiny_pipe, tmp_path):
 
 def test_missing_driving_source(tiny_pipe, tmp_path):
     _fails(tiny_pipe, tmp_path, "no such file", pose=str(tmp_path / "missing.mp4"))
+
+
+def test_silent_audio_is_fine_when_lips_do_not_follow_it(tiny_pipe, tmp_path):
+    wav = _write_wav(tmp_path / "s.wav", np.zeros(32000))
+    plan = tiny_pipe.plan(ANNE, wav, AnimateOptions(lips="off", progress=False))
+    assert plan.num_frames == 47 and torch.count_nonzero(plan.mouth) == 0
+
+
+def test_audio_formats_give_the_official_frame_count():
+    """15 s mp3 at 44.1 kHz stereo -> 372 frames, as the authors' own outputs; an mp4's audio track works too."""
+    from pdfgc.pipeline import load_audio_windows
+
+    windows, wav = load_audio_windows(need(PD / "audio_longer.mp3"))
+    assert windows.shape == (372, 1, 80, 20) and windows.min() >= 0 and windows.max() <= 1
+    windows, wav = load_audio_windows(need(DATA / "megactor/audio_ENTF_2.mp4"))
+    from pdfgc.media.spectrogram import num_output_frames
+    assert windows.shape[0] == num_output_frames(len(wav)) > 50
+
+
+def test_frame_count_formula_matches_windows():
+    from pdfgc.media.spectrogram import num_output_frames, speech_windows
+
+    rng = np.random.default_rng(0)
+    for n in (3200, 3201, 16000, 32000, 32159, 47999):
+        assert speech_windows(0.1 * rng.standard_normal(n)).shape[0] == num_output_frames(n)
+    assert num_output_frames(32000) == 47 and num_output_frames(240000) == 372

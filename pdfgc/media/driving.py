@@ -95,7 +95,13 @@ def open_driving(path: str | os.PathLike, max_frames: int | None = None, align: 
         from .face import SequenceAligner
 
         aligner = SequenceAligner(source=f"{role} {path}")
-        for frame in _take(frames(), max_frames):
+        it = _take(frames(), max_frames)
+        if progress:
+            import sys
+            from tqdm import tqdm
+            it = tqdm(it, total=max_frames, unit="frame", desc=f"aligning {path.name}", file=sys.stderr,
+                      dynamic_ncols=True, leave=False)
+        for frame in it:
             aligner.add(frame)
         aligner.finalize()
         missing = aligner.missing_faces
