@@ -1,4 +1,4 @@
-"""Command line: `pdfgc animate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`."""
+"""Command line: `pdfgc animate`, `pdfgc evaluate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`."""
 from __future__ import annotations
 
 import argparse
@@ -127,6 +127,16 @@ def cmd_verify(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_evaluate(args) -> int:
+    import torch
+    from .evaluation.command import run
+    from .runtime import set_threads
+
+    set_threads(None)
+    with torch.inference_mode():
+        return run(args)
+
+
 def cmd_info(args) -> int:
     model = _load_model(args)
     cfg = dataclasses.asdict(model.config)
@@ -148,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify-official", help="check numerical equivalence with the official code on a fixture")
     v.add_argument("fixture", help="folder with fixture.json, expected.npz and the inputs it names")
     v.add_argument("--threads", type=int)
+    from .evaluation.command import add_parser as add_evaluate
+    add_evaluate(sub)
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     _add_weights(i)
     return ap
@@ -157,7 +169,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
-                "info": cmd_info}
+                "info": cmd_info, "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:
