@@ -188,8 +188,10 @@ def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Te
     if b == 1:  # one sample: modulate/demodulate the weight itself, in one pass (no pass over the activations)
         m = (s[0][None, :] * d[0][:, None]).to(wdtype)  # (out, in)
         if conv.upsample:
-            out = F.conv_transpose2d(x, w_t * m.t()[:, :, None, None], padding=0, stride=2)
-            return conv.blur(out), None
+            # oneDNN's transposed convolution and the depthwise blur are faster channels-last (same values)
+            out = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w_t * m.t()[:, :, None, None],
+                                     padding=0, stride=2)
+            return conv.blur(out).contiguous(), None
         return F.conv2d(x, w * m[:, :, None, None], padding=conv.padding), None
     xs = x * s[:, :, None, None].to(x.dtype)
     d = d.expand(b, conv.out_channel)
