@@ -122,7 +122,7 @@ def evaluate_case(case: EvalCase, opts: EvalOptions | None = None) -> EvalResult
     g_track = _track(gen, origin, opts)
     m["no_face_frames"]["generated"] = int(g_track.missing)
     g_pose = sg.head_pose(g_track)
-    g_ear = np.nanmean(sg.eye_aspect_ratio(g_track), axis=1)
+    g_ear = sg.eye_aspect_ratio(g_track).mean(axis=1)
     g_gaze = sg.gaze(g_track)
     g_mouth = sg.mouth_opening(g_track)
     series.update(gen_pose=g_pose, gen_ear=g_ear, gen_gaze=g_gaze, gen_mouth=g_mouth)
@@ -144,7 +144,7 @@ def evaluate_case(case: EvalCase, opts: EvalOptions | None = None) -> EvalResult
     if eye_s is not None:
         e_track = _track(eye_s, eye_o, opts)
         m["no_face_frames"]["eye_source"] = int(e_track.missing)
-        s_ear = eye_s.retime(np.nanmean(sg.eye_aspect_ratio(e_track), axis=1))
+        s_ear = eye_s.retime(sg.eye_aspect_ratio(e_track).mean(axis=1))
         s_gaze = eye_s.retime(sg.gaze(e_track))
         series.update(src_ear=s_ear, src_gaze=s_gaze)
         ev_g, ev_s = sg.blink_events(g_ear), sg.blink_events(s_ear)
