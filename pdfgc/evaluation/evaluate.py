@@ -180,11 +180,16 @@ def evaluate_case(case: EvalCase, opts: EvalOptions | None = None) -> EvalResult
         m["emotion"] = {
             "class_agreement": agree,
             "prob_l1": _nanmean(np.abs(g_prob - s_prob).sum(1)),
-            "generated_top": EMOTIONS[int(np.nanmean(g_prob, 0).argmax())] if ok.any() else None,
-            "source_top": EMOTIONS[int(np.nanmean(s_prob, 0).argmax())] if ok.any() else None,
+            "generated_top": _top(g_prob, EMOTIONS),
+            "source_top": _top(s_prob, EMOTIONS),
         }
         series.update(gen_emotion=g_prob, src_emotion=s_prob)
     return EvalResult(m, series)
+
+
+def _top(prob: np.ndarray, labels) -> str | None:
+    rows = prob[np.isfinite(prob).all(1)]
+    return labels[int(rows.mean(0).argmax())] if len(rows) else None
 
 
 def _load_audio(path, required: bool):
