@@ -155,3 +155,17 @@ def test_cli_writes_json_markdown_and_plots(eye_clip, tmp_path):
     assert "EAR r" in (out / "metrics.md").read_text()
     assert (out / "plots" / f"{eye_clip.name}.png").stat().st_size > 10_000
     assert main(["evaluate", "--manifest", str(tmp_path / "none.json"), "-o", str(out)]) == 2
+
+
+def test_ground_truth_metrics_self_and_degraded(eye_clip, tmp_path, opts):
+    o = EvalOptions(cache_dir=opts.cache_dir, identity=False, emotion=False)
+    m = evaluate_case(EvalCase(str(eye_clip), ground_truth=str(eye_clip), layout="result"), o).metrics
+    assert m["quality"]["psnr"] == float("inf") and m["quality"]["ssim"] == pytest.approx(1.0)
+    assert m["quality"]["face_l1"] == 0 and m["lips_gt"]["m_lmd_px"] == pytest.approx(0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    noisy = _copy_frames(sorted(eye_clip.iterdir()), tmp_path / "noisy",
+                         lambda im: np.clip(im + rng.normal(0, 8, im.shape), 0, 255).astype(np.uint8))
+    m = evaluate_case(EvalCase(str(noisy), ground_truth=str(eye_clip), layout="result"), o).metrics
+    assert 28 < m["quality"]["psnr"] < 32  # Gaussian noise of sigma 8 levels: 20*log10(255/8) = 30.1 dB
+    assert m["quality"]["ssim"] < 0.95 and 4 < m["quality"]["face_l1"] < 8
+    assert m["lips_gt"]["m_lmd_px"] < 3

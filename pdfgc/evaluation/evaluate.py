@@ -57,8 +57,10 @@ class EvalResult:
 
 
 def _nanmean(x) -> float:
+    """Mean over the values that are not NaN (inf kept: identical frames have infinite PSNR)."""
     x = np.asarray(x, dtype=np.float64)
-    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def _cache_path(opts: EvalOptions, path: str, stream: str) -> Path | None:
