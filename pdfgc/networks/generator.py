@@ -121,17 +121,16 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, cout, cin, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, cin, bias_init=1)
 
-    def prepared_weights(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(scale*W (out,in,k,k), its transpose (in,out,k,k) for the upsampling conv, both in `dtype`, and
-        sum_k (scale*W)^2 (out,in) in fp32), cached until the weight changes: per frame only the style-dependent
-        factors are computed."""
+    def prepared_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scale*W (out,in,k,k), its transpose (in,out,k,k) for the upsampling conv, sum_k (scale*W)^2 (out,in)),
+        fp32, cached until the weight changes: per frame only the style-dependent factors are computed.
+        (Modulating in fp32 and letting autocast cast is faster than a bf16 broadcast over the trailing 3x3.)"""
         w = self.weight
-        key = (_state(w), dtype)
+        key = _state(w)
         cache = getattr(self, "_prepared", None)
         if cache is None or cache[0] != key:
             ws = (self.scale * w[0].detach()).float()
-            self._prepared = cache = (key, (ws.to(dtype).contiguous(), ws.transpose(0, 1).to(dtype).contiguous(),
-                                            ws.pow(2).sum([2, 3])))
+            self._prepared = cache = (key, (ws.contiguous(), ws.transpose(0, 1).contiguous(), ws.pow(2).sum([2, 3])))
         return cache[1]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -173,24 +172,25 @@ class ModulatedConv2d(nn.Module):
         return out
 
 
+DECONV_CHANNELS_LAST = True
+
+
 def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor, gain: float
                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """conv(gain * x) without materialising gain * x. Returns (out, per-channel output scale or None)."""
     b, cin = x.shape[:2]
-    # under autocast the weights are modulated directly in the low precision (the conv would cast them anyway)
-    amp = torch.is_autocast_enabled(x.device.type)
-    wdtype = torch.get_autocast_dtype(x.device.type) if amp else x.dtype
-    w, w_t, w_sq = conv.prepared_weights(wdtype)
+    w, w_t, w_sq = conv.prepared_weights()
     with torch.autocast(x.device.type, enabled=False):  # styles and demodulation stay fp32 under autocast
         s = conv.modulation.cached(style.float())  # (B, in)
         d = torch.rsqrt(s.pow(2) @ w_sq.t() + conv.eps) if conv.demodulate else torch.ones_like(s[:, :1])
         d = d * gain  # (B, out) or (B, 1)
     if b == 1:  # one sample: modulate/demodulate the weight itself, in one pass (no pass over the activations)
-        m = (s[0][None, :] * d[0][:, None]).to(wdtype)  # (out, in)
+        m = s[0][None, :] * d[0][:, None]  # (out, in)
         if conv.upsample:
             # oneDNN's transposed convolution and the depthwise blur are faster channels-last (same values)
-            out = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w_t * m.t()[:, :, None, None],
-                                     padding=0, stride=2)
+            if DECONV_CHANNELS_LAST:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = F.conv_transpose2d(x, w_t * m.t()[:, :, None, None], padding=0, stride=2)
             return conv.blur(out).contiguous(), None
         return F.conv2d(x, w * m[:, :, None, None], padding=conv.padding), None
     xs = x * s[:, :, None, None].to(x.dtype)
