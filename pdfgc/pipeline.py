@@ -339,7 +339,7 @@ class TalkingHeadPipeline:
             sl = slice(s, min(s + bs, stop))
             style = plan.styles(self.model, sl).to(self.device)
             with prec.autocast():
-                img = g.render(style, identity.expand(style.shape[0], -1, -1, -1))
+                img = g.render(style, identity.expand(style.shape[0], -1, -1, -1), static=self.model.layout.appearance)
             yield sl, img.float()
             if progress:
                 progress(sl.stop - sl.start)

@@ -142,3 +142,19 @@ def test_render_caches_follow_weight_changes():
     after = g.render(s, idm)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, g(s, idm), atol=2e-5, rtol=1e-4)
+
+
+def test_static_style_part_is_computed_once_and_stays_exact(tiny):
+    """render(static=k): the appearance share of each modulation is cached; a new appearance refreshes it."""
+    g, k = tiny.generator, tiny.layout.appearance
+    torch.manual_seed(5)
+    idm = torch.randn(1, g.identity_channels, 7, 7)
+    app1, app2 = torch.rand(1, k), torch.rand(1, k)
+    with torch.inference_mode():
+        for app in (app1, app1, app2):
+            s = torch.cat([app, torch.randn(1, tiny.layout.dim - k)], 1)
+            torch.testing.assert_close(g.render(s, idm, static=k), g(s, idm), atol=2e-5, rtol=1e-4)
+        # rows with different appearance in one batch fall back to the full product
+        s = torch.cat([torch.cat([app1, app2]), torch.randn(2, tiny.layout.dim - k)], 1)
+        torch.testing.assert_close(g.render(s, idm.expand(2, -1, -1, -1), static=k), g(s, idm.expand(2, -1, -1, -1)),
+                                   atol=2e-5, rtol=1e-4)

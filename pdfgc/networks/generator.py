@@ -93,13 +93,24 @@ class EqualLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
 
-    def cached(self, x: torch.Tensor) -> torch.Tensor:
-        """forward() with the scaled weight kept between calls (inference)."""
+    def cached(self, x: torch.Tensor, static: int = 0) -> torch.Tensor:
+        """forward() with the scaled weight kept between calls (inference).
+
+        `static`: the first `static` inputs are the same for every row and every call of a video (the appearance
+        part of the style); their product is computed once, so each frame reads only the moving part's weights."""
         key = (_state(self.weight), _state(self.bias))
         cache = getattr(self, "_scaled", None)
         if cache is None or cache[0] != key:
-            self._scaled = cache = (key, (self.weight.detach() * self.scale, self.bias.detach() * self.lr_mul))
-        return F.linear(x, *cache[1])
+            self._scaled = cache = (key, (self.weight.detach() * self.scale, self.bias.detach() * self.lr_mul), {})
+        w, b = cache[1]
+        if not static or not bool((x[:, :static] == x[:1, :static]).all()):
+            return F.linear(x, w, b)
+        parts = cache[2]
+        head = x[0, :static]
+        if parts.get("k") != static or not torch.equal(parts["head"], head):
+            parts.update(k=static, head=head.clone(), base=F.linear(head, w[:, :static], b),
+                         tail=w[:, static:].contiguous())
+        return parts["base"] + F.linear(x[:, static:], parts["tail"])
 
 
 class ModulatedConv2d(nn.Module):
@@ -175,13 +186,13 @@ class ModulatedConv2d(nn.Module):
 DECONV_CHANNELS_LAST = True
 
 
-def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor, gain: float
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor, gain: float,
+                         static: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """conv(gain * x) without materialising gain * x. Returns (out, per-channel output scale or None)."""
     b, cin = x.shape[:2]
     w, w_t, w_sq = conv.prepared_weights()
     with torch.autocast(x.device.type, enabled=False):  # styles and demodulation stay fp32 under autocast
-        s = conv.modulation.cached(style.float())  # (B, in)
+        s = conv.modulation.cached(style.float(), static)  # (B, in)
         d = torch.rsqrt(s.pow(2) @ w_sq.t() + conv.eps) if conv.demodulate else torch.ones_like(s[:, :1])
         d = d * gain  # (B, out) or (B, 1)
     if b == 1:  # one sample: modulate/demodulate the weight itself, in one pass (no pass over the activations)
@@ -243,9 +254,9 @@ class StyledConv(nn.Module):
             self._nb_cache = cache = (key, nb.contiguous())
         return cache[1]
 
-    def render(self, x: torch.Tensor, style: torch.Tensor, gain: float) -> torch.Tensor:
+    def render(self, x: torch.Tensor, style: torch.Tensor, gain: float, static: int = 0) -> torch.Tensor:
         """forward(gain * x) / sqrt(2): the caller folds the returned activation's sqrt(2) into the next layer."""
-        out, d = _modulated_conv_fast(self.conv, x, style, gain)
+        out, d = _modulated_conv_fast(self.conv, x, style, gain, static)
         nb = self._noise_plus_bias(out.dtype, out.device)
         if d is None:
             out = out.add_(nb)
@@ -268,9 +279,9 @@ class ToRGB(nn.Module):
             out = out + self.upsample(skip)
         return out
 
-    def render(self, x: torch.Tensor, style: torch.Tensor, gain: float, skip: torch.Tensor | None = None
-               ) -> torch.Tensor:
-        out, d = _modulated_conv_fast(self.conv, x, style, gain)
+    def render(self, x: torch.Tensor, style: torch.Tensor, gain: float, skip: torch.Tensor | None = None,
+               static: int = 0) -> torch.Tensor:
+        out, d = _modulated_conv_fast(self.conv, x, style, gain, static)
         if d is not None:
             out = out * d[:, :, None, None].to(out.dtype)
         # the 3-channel skip path stays fp32 under autocast: it accumulates every resolution's colour
@@ -331,15 +342,18 @@ class Generator(nn.Module):
         return [self.conv1.noise] + [c.noise for c in self.convs]
 
     @torch.no_grad()
-    def render(self, style: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """Inference path: forward's maths with fewer passes over the activations (see module doc)."""
+    def render(self, style: torch.Tensor, identity: torch.Tensor, static: int = 0) -> torch.Tensor:
+        """Inference path: forward's maths with fewer passes over the activations (see module doc).
+
+        `static`: leading style dimensions that stay the same over a video (the appearance code); their share of
+        every layer's modulation is computed once."""
         r2 = 2 ** 0.5
-        out = self.conv1.render(identity, style, 1.0)
-        skip = self.to_rgb1.render(out, style, r2)
+        out = self.conv1.render(identity, style, 1.0, static)
+        skip = self.to_rgb1.render(out, style, r2, static=static)
         for i, to_rgb in enumerate(self.to_rgbs):
-            out = self.convs[2 * i].render(out, style, r2)
-            out = self.convs[2 * i + 1].render(out, style, r2)
-            skip = to_rgb.render(out, style, r2, skip)
+            out = self.convs[2 * i].render(out, style, r2, static)
+            out = self.convs[2 * i + 1].render(out, style, r2, static)
+            skip = to_rgb.render(out, style, r2, skip, static)
         return torch.tanh(skip)
 
     def forward(self, style: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
