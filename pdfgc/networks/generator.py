@@ -141,8 +141,18 @@ class ModulatedConv2d(nn.Module):
         cache = getattr(self, "_prepared", None)
         if cache is None or cache[0] != key:
             ws = (self.scale * w[0].detach()).float()
-            self._prepared = cache = (key, (ws.contiguous(), ws.transpose(0, 1).contiguous(), ws.pow(2).sum([2, 3])))
+            self._prepared = cache = (key, (ws.contiguous(), ws.transpose(0, 1).contiguous(), ws.pow(2).sum([2, 3])),
+                                      {})
         return cache[1]
+
+    def shared_weight(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unmodulated scale*W (and its transpose) in `dtype`, cached: the activation-modulated form convolves
+        with it unchanged, so autocast need not cast it every frame."""
+        w, w_t, _ = self.prepared_weights()
+        casts = self._prepared[2]
+        if dtype not in casts:
+            casts[dtype] = (w.to(dtype), w_t.to(dtype))
+        return casts[dtype]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
@@ -195,7 +205,9 @@ def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Te
         s = conv.modulation.cached(style.float(), static)  # (B, in)
         d = torch.rsqrt(s.pow(2) @ w_sq.t() + conv.eps) if conv.demodulate else torch.ones_like(s[:, :1])
         d = d * gain  # (B, out) or (B, 1)
-    if b == 1:  # one sample: modulate/demodulate the weight itself, in one pass (no pass over the activations)
+    if b == 1 and x[0].numel() >= w.numel():
+        # one sample with more activations than weights (the 56-224 px layers): modulate/demodulate the weight
+        # itself, in one pass over the weight instead of two over the activations
         m = s[0][None, :] * d[0][:, None]  # (out, in)
         if conv.upsample:
             # oneDNN's transposed convolution and the depthwise blur are faster channels-last (same values)
@@ -204,12 +216,15 @@ def _modulated_conv_fast(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Te
             out = F.conv_transpose2d(x, w_t * m.t()[:, :, None, None], padding=0, stride=2)
             return conv.blur(out).contiguous(), None
         return F.conv2d(x, w * m[:, :, None, None], padding=conv.padding), None
+    # small activations or a batch: modulate the input, convolve with the shared weight, demodulate the output
+    # (returned as a per-channel scale for the caller's epilogue; the depthwise blur commutes with it)
+    amp = torch.is_autocast_enabled(x.device.type)
+    w_c, w_tc = conv.shared_weight(torch.get_autocast_dtype(x.device.type) if amp else w.dtype)
     xs = x * s[:, :, None, None].to(x.dtype)
     d = d.expand(b, conv.out_channel)
-    if conv.upsample:  # the blur is linear and per-channel: scale before it
-        out = F.conv_transpose2d(xs, w_t, padding=0, stride=2)
-        return conv.blur(out * d[:, :, None, None].to(out.dtype)), None
-    return F.conv2d(xs, w, padding=conv.padding), d
+    if conv.upsample:
+        return conv.blur(F.conv_transpose2d(xs, w_tc, padding=0, stride=2)), d
+    return F.conv2d(xs, w_c, padding=conv.padding), d
 
 
 class NoiseInjection(nn.Module):
