@@ -31,6 +31,7 @@ from .controls.schedule import MODES, OFFICIAL_SKIP, frame_indices
 from .controls.smoothing import smooth_box3, smooth_mouth
 from .errors import InputError
 from .media import preprocess as pp
+from .media.video import read_image_rgb
 from .model import BLINK_DIMS, GAZE_DIMS, PDFGC
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
 
@@ -153,7 +154,7 @@ class TalkingHeadPipeline:
             name = str(source)
             image = load_image_rgb(source)
             if image.shape[:2] == (pp.SIZE, pp.SIZE) or align == "never":
-                image = pp.read_image_exact(source)  # the official reader, so aligned crops match it bit for bit
+                image = read_image_rgb(source, "portrait")  # the official reader (cv2): aligned crops match it
         if align not in ("auto", "always", "never"):
             raise InputError(f"unknown align mode '{align}' (auto, always, never)")
         use_as_crop = align == "never" or (align == "auto" and looks_like_aligned_crop(image))

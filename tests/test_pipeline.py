@@ -9,6 +9,7 @@ import torch
 from pdfgc.controls.smoothing import smooth_box3, smooth_mouth
 from pdfgc.errors import InputError
 from pdfgc.media import preprocess as pp
+from pdfgc.media.video import read_image_rgb
 from pdfgc.pipeline import AnimateOptions
 
 from .conftest import DATA, FIXTURE, need
@@ -72,7 +73,7 @@ def test_still_off_and_intensity(tiny_pipe):
     plan = tiny_pipe.plan(ANNE, CLIP, opt)
     assert torch.count_nonzero(plan.mouth) == 0 and torch.count_nonzero(plan.pose) == 0
     with torch.inference_mode():
-        still = tiny_pipe.model.motion(pp.to_tensor(pp.official_crop_zoom(pp.read_image_exact(ANNE))))
+        still = tiny_pipe.model.motion(pp.to_tensor(pp.official_crop_zoom(read_image_rgb(ANNE))))
     torch.testing.assert_close(plan.emotion, (still.emotion * 2.4).expand(47, -1), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(plan.eye, (still.eye * 1.2).expand(47, -1), atol=1e-5, rtol=1e-4)
 

@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from .preprocess import SIZE, official_crop_zoom, read_image_exact
-from .video import IMAGE_EXTENSIONS, iter_video_frames, list_frame_files
+from .preprocess import SIZE, official_crop_zoom
+from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files, read_image_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 
@@ -34,11 +34,12 @@ def source_kind(path: str | os.PathLike, role: str = "driving source") -> str:
 
 
 def _frame_factory(path: Path, kind: str, role: str) -> Callable[[], Iterator[np.ndarray]]:
+    # frames are read with cv2.imread, as the official code reads them (JPEG decoding matches it bit for bit)
     if kind == "folder":
-        files = list_frame_files(path, source=role)
-        return lambda: (read_image_exact(f) for f in files)
+        list_frame_files(path, source=role)  # fail early on a missing or empty folder
+        return lambda: iter_frames_folder(path, source=role)
     if kind == "image":
-        return lambda: iter([read_image_exact(path)])
+        return lambda: iter([read_image_rgb(path, source=role)])
     return lambda: iter_video_frames(path, fps=25.0, source=role)
 
 

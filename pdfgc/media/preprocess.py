@@ -12,15 +12,6 @@ CROP_ROWS = (0, 192)
 CROP_COLS = (16, 208)
 
 
-def read_image_exact(path) -> np.ndarray:
-    """Read an image the way the official code does (cv2.imread, alpha dropped) and return RGB uint8."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        from ..errors import InputError
-        raise InputError(f"{path}: cannot read image (unreadable or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def official_crop_zoom(image_rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
     """uint8 (H,W,3) -> uint8 (224,224,3) after the official resize / fixed crop / zoom."""
     img = image_rgb
