@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from .controls.smoothing import smooth_box3, smooth_mouth
 from .errors import InputError
 from .media import preprocess as pp
 from .media.video import read_image_rgb
-from .model import BLINK_DIMS, GAZE_DIMS, PDFGC
+from .model import BLINK_DIMS, PDFGC
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
 
 log = logging.getLogger("pdfgc")
@@ -206,7 +205,6 @@ class TalkingHeadPipeline:
 
         # driving sources: each distinct path opened and encoded once, whatever factors share it
         clips, motion_raw, factor_index, panels = {}, {}, {}, {}
-        lips_is_video = not _is_special(factors["lips"])
         if num_frames is None:  # length follows the lips video
             from .media.driving import open_driving
             key = str(factors["lips"])

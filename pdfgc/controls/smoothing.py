@@ -1,7 +1,6 @@
 """The official temporal smoothing of codes (spec 1.5)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

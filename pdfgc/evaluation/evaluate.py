@@ -11,8 +11,7 @@ correlation and by blink events (precision/recall within +-3 frames).
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

@@ -155,7 +155,6 @@ class ModulatedConv2d(nn.Module):
         return casts[dtype]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
         s = self.modulation(style)  # (B, in)
         if self.fused:
             return self._forward_grouped(x, s)

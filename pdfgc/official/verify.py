@@ -61,7 +61,6 @@ def official_options(spec: dict, folder: Path):
 
 
 def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) -> list[Comparison]:
-    from ..model import PDFGC
     from ..pipeline import FrameComposer, TalkingHeadPipeline
     from .checkpoints import load_official, official_noise
     from .fixture import rule_official_state_dicts
@@ -163,7 +162,6 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
     images = torch.cat(frames)
     cmp("gen_image_first8", images[:8])
     cmp("generated_panel_bgr_uint8", pp.to_uint8_truncated(images)[..., ::-1], UINT8_TOL)
-    opt_panels = opt
     composer = FrameComposer(model, portrait, plan, "panels")
     strip = composer(slice(0, 1), images[:1])[0]
     cmp("five_panel_frame0_bgr_uint8", strip[..., ::-1], UINT8_TOL)
