@@ -280,12 +280,16 @@ class TalkingHeadPipeline:
         # channels-last: oneDNN's fastest layout for the encoders' convolutions (same values)
         return pp.to_tensor(images_uint8).to(self.device).contiguous(memory_format=torch.channels_last)
 
-    def _batch(self, opt_batch: int | None, kind: str) -> int:
+    def _batch(self, opt_batch: int | None, kind: str, precision: str = "exact") -> int:
         if opt_batch:
             return int(opt_batch)
         if self.device.type == "cuda":
             return 16
-        return {"generator": 1, "motion": 8, "audio": 32}[kind]
+        if kind == "generator":
+            # CPU: batch 1 is cheapest in fp32; in bf16 a batch of 8 shares the small layers (Generator.render
+            # runs the 56 px and larger layers per frame either way), ~3 % faster
+            return 8 if precision == "fast" else 1
+        return {"motion": 8, "audio": 32}[kind]
 
     def _encode_clip(self, clip, used: list[int], want_mouth: bool, prec: Precision, batch: int | None,
                      progress: bool = False):
@@ -332,7 +336,7 @@ class TalkingHeadPipeline:
         prec = Precision(opt.precision, self.device)
         g = self.model.generator
         stop = plan.num_frames if stop is None else stop
-        bs = self._batch(opt.batch_size, "generator")
+        bs = self._batch(opt.batch_size, "generator", opt.precision)
         identity = plan.identity.to(self.device)
         for s in range(start, stop, bs):
             sl = slice(s, min(s + bs, stop))

@@ -356,7 +356,8 @@ class Generator(nn.Module):
         return [self.conv1.noise] + [c.noise for c in self.convs]
 
     @torch.no_grad()
-    def render(self, style: torch.Tensor, identity: torch.Tensor, static: int = 0) -> torch.Tensor:
+    def render(self, style: torch.Tensor, identity: torch.Tensor, static: int = 0, per_sample_from: int = 56
+               ) -> torch.Tensor:
         """Inference path: forward's maths with fewer passes over the activations (see module doc).
 
         `static`: leading style dimensions that stay the same over a video (the appearance code); their share of
@@ -364,11 +365,25 @@ class Generator(nn.Module):
         r2 = 2 ** 0.5
         out = self.conv1.render(identity, style, 1.0, static)
         skip = self.to_rgb1.render(out, style, r2, static=static)
-        for i, to_rgb in enumerate(self.to_rgbs):
+        # small layers run as one batch (one shared-weight GEMM amortises the per-call overhead); from
+        # `per_sample_from` px on, each sample runs alone with its own modulated weights (cheaper per frame there)
+        res, i = self.init_size, 0
+        while i < len(self.to_rgbs) and (res * 2 <= per_sample_from or style.shape[0] == 1):
             out = self.convs[2 * i].render(out, style, r2, static)
             out = self.convs[2 * i + 1].render(out, style, r2, static)
-            skip = to_rgb.render(out, style, r2, skip, static)
-        return torch.tanh(skip)
+            skip = self.to_rgbs[i].render(out, style, r2, skip, static)
+            res, i = res * 2, i + 1
+        if i == len(self.to_rgbs):
+            return torch.tanh(skip)
+        frames = []
+        for j in range(style.shape[0]):
+            o, sk, st = out[j:j + 1], skip[j:j + 1], style[j:j + 1]
+            for k in range(i, len(self.to_rgbs)):
+                o = self.convs[2 * k].render(o, st, r2, static)
+                o = self.convs[2 * k + 1].render(o, st, r2, static)
+                sk = self.to_rgbs[k].render(o, st, r2, sk, static)
+            frames.append(torch.tanh(sk))
+        return torch.cat(frames)
 
     def forward(self, style: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         out = self.conv1(identity, style)
