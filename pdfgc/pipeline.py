@@ -348,8 +348,10 @@ class TalkingHeadPipeline:
                 progress(sl.stop - sl.start)
 
     def __call__(self, portrait, audio=None, output: str | os.PathLike | None = None,
-                 options: AnimateOptions | None = None, **overrides) -> AnimationResult:
-        """Animate `portrait` and write `output` (mp4, H.264 + AAC, 25 fps); see the module doc for sources."""
+                 options: AnimateOptions | None = None, on_progress: Callable[[int, int], None] | None = None,
+                 **overrides) -> AnimationResult:
+        """Animate `portrait` and write `output` (mp4, H.264 + AAC, 25 fps); see the module doc for sources.
+        `on_progress(frames_written, total)` is called after each written batch (the web UI's progress bar)."""
         from .media.audio_io import decode_audio
         from .media.video import VideoWriter
 
@@ -375,11 +377,20 @@ class TalkingHeadPipeline:
                 audio_samples = None  # a silent lips video gives a silent result
         composer = FrameComposer(self.model, portrait_obj, plan, opt.layout)
         bar = _progress_bar(plan.num_frames, opt.progress)
+        written = 0
+
+        def advance(n: int) -> None:
+            nonlocal written
+            written += n
+            if bar:
+                bar.update(n)
+            if on_progress:
+                on_progress(written, plan.num_frames)
         try:
             preset = opt.preset or ("veryfast" if opt.precision == "fast" else "medium")
             with VideoWriter(out_path, fps=FPS, audio=audio_samples, audio_rate=audio_rate, crf=opt.crf,
                              preset=preset) as writer:
-                for sl, images in self.render(plan, opt, progress=bar.update if bar else None):
+                for sl, images in self.render(plan, opt, progress=advance):
                     writer.write_batch(composer(sl, images))
         finally:
             if bar:
