@@ -1,4 +1,5 @@
-"""Command line: `pdfgc animate`, `pdfgc evaluate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`."""
+"""Command line: `pdfgc animate`, `pdfgc evaluate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`,
+`pdfgc ui`."""
 from __future__ import annotations
 
 import argparse
@@ -145,6 +146,33 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    try:
+        from .ui.app import UISettings, run_ui
+    except ImportError as e:
+        raise PDFGCError(f"the web UI needs gradio: pip install \"pdfgc[ui]\" ({e})") from None
+    from .pipeline import TalkingHeadPipeline
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"pdfgc ui: warning: serving on {args.host}: anyone who can reach this address can use the page",
+              file=sys.stderr)
+    pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
+    run_ui(pipe, UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                            max_seconds=args.max_seconds))
+    return 0
+
+
+def _add_ui(sub) -> None:
+    u = sub.add_parser("ui", help="web page: upload a portrait and speech, set every factor, render the mp4")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=int, default=7860)
+    u.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (default 50 MB)")
+    u.add_argument("--max-seconds", type=float, default=60.0, help="longest audio accepted (default 60 s)")
+    u.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    u.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    _add_weights(u)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pdfgc", description="PD-FGC fine-grained controllable talking heads")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -159,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int)
     from .evaluation.command import add_parser as add_evaluate
     add_evaluate(sub)
+    _add_ui(sub)
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     _add_weights(i)
     return ap
@@ -168,7 +197,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
-                "info": cmd_info, "evaluate": cmd_evaluate}
+                "info": cmd_info, "evaluate": cmd_evaluate, "ui": cmd_ui}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:

