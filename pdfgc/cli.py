@@ -173,6 +173,12 @@ def _add_ui(sub) -> None:
     _add_weights(u)
 
 
+def cmd_prepare(args) -> int:
+    from .data.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pdfgc", description="PD-FGC fine-grained controllable talking heads")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -187,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int)
     from .evaluation.command import add_parser as add_evaluate
     add_evaluate(sub)
+    from .data.command import add_parser as add_prepare
+    add_prepare(sub)
     _add_ui(sub)
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     _add_weights(i)
@@ -197,7 +205,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
-                "info": cmd_info, "evaluate": cmd_evaluate, "ui": cmd_ui}
+                "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:

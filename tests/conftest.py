@@ -43,3 +43,46 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")
     return path
+
+
+# ---- a small prepared corpus (`pdfgc prepare`) shared by the data and training tests
+
+def cut_clip(src, dst, start_s: float, dur_s: float, mirror: bool = False, audio: bool = True) -> Path:
+    """Write dur_s seconds of the video `src` from start_s (25 fps, with its audio when `audio`) to `dst`."""
+    from pdfgc.media.audio_io import decode_audio
+    from pdfgc.media.video import VideoWriter, iter_video_frames
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    samples = rate = None
+    if audio:
+        samples, rate = decode_audio(src)
+        samples = samples[:, int(start_s * rate): int((start_s + dur_s) * rate)]
+    first, last = round(start_s * 25), round((start_s + dur_s) * 25)
+    with VideoWriter(dst, fps=25, audio=samples, audio_rate=rate) as w:
+        for i, frame in enumerate(iter_video_frames(src, fps=25)):
+            if i >= last:
+                break
+            if i >= first:
+                w.write(frame[:, ::-1] if mirror else frame)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def prepared_raw(tmp_path_factory) -> Path:
+    """Raw folder with two real 1.5 s clips: VoxCeleb2 layout with audio, MEAD layout (happy, level 2) without."""
+    raw = tmp_path_factory.mktemp("raw") / "raw"
+    cut_clip(need(DATA / "megactor/audio_CHTF_4.mp4"), raw / "id00001/clipA/00001.mp4", 0.0, 1.5)
+    cut_clip(need(DATA / "edtalk/pose_source1.mp4"), raw / "M003/video/front/happy/level_2/001.mp4", 0.0, 1.5,
+             audio=False)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(prepared_raw, tmp_path_factory) -> Path:
+    """OUT_DIR of `pdfgc prepare` on `prepared_raw`: two clips (35 frames with audio, 38 frames without)."""
+    from pdfgc.data.prepare import prepare_corpus
+
+    out = tmp_path_factory.mktemp("prepared") / "corpus"
+    prepare_corpus(prepared_raw, out, workers=1, progress=False, log=lambda m: None)
+    return out
