@@ -1,0 +1,236 @@
+"""The web UI's callbacks without a browser: sandboxing, upload checks, widget values -> options, preview, render."""
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdfgc.errors import InputError
+from pdfgc.ui.app import EXAMPLES_DIR, BASE_INPUTS, Sandbox, UIBackend, UISettings, user_message
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+def _wav(path: Path, seconds: float, rate: int = 16000, silent: bool = False) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.zeros_like(t) if silent else 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture
+def area(tmp_path):
+    """An upload area with a few 'uploaded' files, as gradio lays them out (one folder per upload)."""
+    sb = Sandbox(tmp_path / "uploads", tmp_path / "outputs", max_upload_mb=1)
+    up = sb.upload_root
+
+    def put(name: str, data: bytes | Path) -> Path:
+        d = up / f"h{len(list(up.iterdir()))}"
+        d.mkdir()
+        p = d / name
+        p.write_bytes(data.read_bytes() if isinstance(data, Path) else data)
+        return p
+    return sb, put
+
+
+@pytest.fixture
+def backend(tiny_pipe, area):
+    sb, put = area
+    return UIBackend(tiny_pipe, UISettings(max_upload_mb=1, max_seconds=5, preview_frames=3, preview_seconds=1), sb)
+
+
+def _values(**kw) -> dict:
+    v = dict(portrait=str(EXAMPLES_DIR / "anne.png"), audio=str(EXAMPLES_DIR / "speech.m4a"), lips_mode="audio",
+             pose_mode="still", blink_mode="still", gaze_mode="still", emotion_mode="still")
+    v.update(kw)
+    return v
+
+
+def _args(v: dict) -> list:
+    return [v.get(k) for k in BASE_INPUTS]
+
+
+# ---- sandbox --------------------------------------------------------------------------------------------------
+def test_sandbox_accepts_uploads_and_shipped_examples(area):
+    sb, put = area
+    p = put("a.png", EXAMPLES_DIR / "anne.png")
+    assert sb.input(str(p), "portrait") == p.resolve()
+    assert sb.input({"path": str(p), "orig_name": "a.png"}, "portrait") == p.resolve()  # gradio FileData as dict
+    assert sb.input(str(EXAMPLES_DIR / "speech.m4a"), "audio") == (EXAMPLES_DIR / "speech.m4a").resolve()
+    assert sb.input(None, "audio") is None and sb.input("", "audio") is None
+
+
+def test_sandbox_refuses_paths_outside_the_upload_area(area, tmp_path):
+    sb, put = area
+    outside = tmp_path / "secret.png"
+    outside.write_bytes((EXAMPLES_DIR / "anne.png").read_bytes())
+    for bad in (str(outside), "/etc/passwd", str(sb.upload_root / ".." / "secret.png"),
+                str(sb.output_root / ".." / "secret.png")):
+        with pytest.raises(InputError, match="outside the upload area"):
+            sb.input(bad, "portrait")
+    # a link planted inside the upload area that points outside is followed before the check
+    link = sb.upload_root / "link.png"
+    os.symlink(outside, link)
+    with pytest.raises(InputError, match="outside the upload area"):
+        sb.input(str(link), "portrait")
+    # the examples folder's parent (the package) is not readable either
+    with pytest.raises(InputError, match="outside the upload area"):
+        sb.input(str(EXAMPLES_DIR.parent / "app.py"), "portrait")
+
+
+def test_sandbox_upload_size_limit_and_missing_files(area):
+    sb, put = area
+    big = put("big.wav", b"\0" * 1_200_000)
+    with pytest.raises(InputError, match=r"big.wav: 1.2 MB is over the 1 MB upload limit"):
+        sb.input(str(big), "audio")
+    with pytest.raises(InputError, match="gone.wav: not found"):
+        sb.input(str(sb.upload_root / "gone.wav"), "audio")
+
+
+def test_session_folders_stay_inside_the_output_area(area):
+    sb, _ = area
+    for session in ("abc123", "../../etc", "/tmp/x", "", None, "a/b\\c"):
+        d = sb.session_dir(session)
+        assert d.parent == sb.output_root and d.is_dir()
+    assert sb.session_dir("abc123") != sb.session_dir("abc124")
+    p = sb.output_path("abc123")
+    assert p.parent == sb.output_root / "abc123" and p.suffix == ".mp4"
+
+
+def test_messages_show_file_names_not_upload_paths(area):
+    sb, put = area
+    p = put("photo.png", b"x")
+    err = InputError(f"{p}: not an image, or an image format that cannot be read")
+    assert user_message(err, [p]) == "photo.png: not an image, or an image format that cannot be read"
+    other = sb.upload_root / "h9" / "copy.wav"
+    msg = user_message(InputError(f"audio file {other} has no audio track"), [], (sb.upload_root,))
+    assert msg == "audio file copy.wav has no audio track"
+
+
+# ---- upload-time checks ---------------------------------------------------------------------------------------
+def test_check_portrait_good_bad_and_no_face(backend, area):
+    _, put = area
+    crop, msg = backend.check_portrait(str(put("anne.png", EXAMPLES_DIR / "anne.png")))
+    assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
+    assert msg == "Portrait anne.png: face used as an aligned 224x224 crop."
+    crop, msg = backend.check_portrait(str(put("notes.png", b"just text")))
+    assert crop is None
+    assert msg == "**Error:** notes.png: not an image, or an image format that cannot be read"
+    # a real photo without a face: mediapipe finds none (a flat grey 640x480 picture)
+    import cv2
+    grey = np.full((480, 640, 3), 128, np.uint8)
+    ok, buf = cv2.imencode(".jpg", grey)
+    crop, msg = backend.check_portrait(str(put("wall.jpg", buf.tobytes())))
+    assert crop is None and msg.startswith("**Error:**") and "wall.jpg: no face found" in msg
+
+
+def test_check_audio_duration_limit_and_unreadable(backend, area, tmp_path):
+    _, put = area
+    ok = put("ok.wav", _wav(tmp_path / "ok.wav", 2.0))
+    assert backend.check_audio(str(ok)) == "Audio ok.wav: 2.0 s, about 50 frames."
+    long = put("long.wav", _wav(tmp_path / "long.wav", 6.0))
+    assert backend.check_audio(str(long)) == ("**Error:** audio long.wav: 6.0 s is longer than the 5 s limit of "
+                                              "this page")
+    junk = put("junk.mp3", b"ID3 definitely not mpeg audio" * 10)
+    msg = backend.check_audio(str(junk))
+    assert msg.startswith("**Error:** audio file junk.mp3") and "/" not in msg.split("junk.mp3")[0]
+
+
+# ---- widget values -> options ---------------------------------------------------------------------------------
+def test_options_built_from_widget_values(backend, area, tmp_path):
+    _, put = area
+    audio = put("speech.wav", _wav(tmp_path / "s.wav", 2.0))
+    head = put("head.mp4", EXAMPLES_DIR / "head_motion.mp4")
+    eyes = put("eyes.mp4", EXAMPLES_DIR / "eye_motion.mp4")
+    v = _values(audio=str(audio), pose_mode="video", pose_video=str(head), pose_intensity=0.8, blink_mode="video",
+                gaze_mode="off", eyes_video=str(eyes), emotion_mode="off", emotion_intensity=0.5,
+                mouth_intensity=None, layout="pasteback", precision="fast", driving_mode="pingpong")
+    portrait, a, opt, paths = backend.build_job(v)
+    assert portrait == (EXAMPLES_DIR / "anne.png").resolve() and a == audio.resolve()
+    assert opt.lips == "audio" and opt.pose == str(head.resolve()) and opt.blink == str(eyes.resolve())
+    assert opt.gaze == "off" and opt.emotion == "off" and opt.eyes == "still"
+    assert opt.pose_intensity == 0.8 and opt.emotion_intensity == 0.5
+    assert opt.mouth_intensity == backend.pipe.model.config.mouth_scale  # empty slider -> the model's default
+    assert (opt.layout, opt.precision, opt.driving_mode, opt.progress) == ("pasteback", "fast", "pingpong", False)
+    assert opt.max_frames == 125  # 5 s at 25 fps: the page's cap
+    assert set(paths) >= {portrait, a, head.resolve(), eyes.resolve()}
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(portrait=None), "no portrait"),
+    (dict(audio=None), "no audio is uploaded"),
+    (dict(pose_mode="video"), "head pose: 'from a video' is chosen but no video is uploaded"),
+    (dict(gaze_mode="video"), "gaze: 'from a video' is chosen but no video is uploaded"),
+    (dict(pose_mode="sideways"), "head pose: unknown source 'sideways'"),
+    (dict(pose_intensity=9), "pose intensity: 9.0 is outside 0..5"),
+    (dict(portrait="/etc/hostname"), "outside the upload area"),
+])
+def test_bad_widget_values_are_refused(backend, change, message):
+    with pytest.raises(InputError, match=message):
+        backend.build_job(_values(**change))
+
+
+def test_lips_from_a_video_without_audio(backend, area):
+    _, put = area
+    mouth = put("mouth.mp4", EXAMPLES_DIR / "head_motion.mp4")
+    _, audio, opt, _ = backend.build_job(_values(audio=None, lips_mode="video", lips_video=str(mouth)))
+    assert audio is None and opt.lips == str(mouth.resolve())
+
+
+# ---- preview and render ---------------------------------------------------------------------------------------
+def test_preview_renders_a_few_frames(backend, area, tmp_path):
+    _, put = area
+    audio = put("speech.wav", _wav(tmp_path / "s.wav", 2.0))
+    frames, msg = backend.preview(*_args(_values(audio=str(audio))))
+    assert msg.startswith("Preview: 3 frames")
+    assert [f[1] for f in frames] == ["frame 0 (0.00 s)", "frame 12 (0.48 s)", "frame 24 (0.96 s)"]
+    assert all(f[0].shape == (224, 224, 3) and f[0].dtype == np.uint8 for f in frames)
+    assert not any(backend.sandbox.output_root.iterdir())  # a preview writes no file
+
+
+def test_render_writes_only_in_the_session_folder_and_reports_progress(backend, area, tmp_path):
+    import av
+    from pdfgc.media.spectrogram import num_output_frames
+
+    _, put = area
+    audio = put("speech.wav", _wav(tmp_path / "s.wav", 1.2))
+    seen = []
+    path, msg = backend.render(*_args(_values(audio=str(audio))), session="sess1",
+                               progress=lambda f, desc: seen.append((f, desc)))
+    n = num_output_frames(int(1.2 * 16000))
+    assert msg.startswith(f"Done: {n} frames"), msg
+    out = Path(path)
+    assert out.parent == backend.sandbox.output_root / "sess1" and out.is_file()
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temp file left beside it
+    assert seen[0] == (0.0, "reading inputs and planning the codes") and seen[-1] == (1.0, f"rendering frame {n}/{n}")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    with av.open(str(out)) as c:
+        assert c.streams.audio and sum(1 for _ in c.decode(video=0)) == n
+
+
+def test_render_error_is_shown_and_nothing_written(backend, area):
+    _, put = area
+    bad = put("face.png", b"GIF89a not really")
+    path, msg = backend.render(*_args(_values(portrait=str(bad))), session="s")
+    assert path is None and msg == "**Error:** face.png: not an image, or an image format that cannot be read"
+    assert not any(backend.sandbox.output_root.rglob("*.mp4"))
+
+
+def test_build_app_wires_the_page(tiny_pipe, tmp_path, monkeypatch):
+    from pdfgc.ui.app import build_app, prepare_work_dir
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "ignored"))
+    settings = UISettings(work_dir=tmp_path / "ui", port=None)
+    sandbox = prepare_work_dir(settings)
+    assert os.environ["GRADIO_TEMP_DIR"] == str(sandbox.upload_root)  # every upload lands in our area
+    demo = build_app(tiny_pipe, settings, sandbox)
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"portrait", "audio", "pose-mode", "pose-video", "render-btn", "preview-btn", "status", "result-video",
+            "result-file"} <= ids
+    assert demo.pdfgc_backend.input_names() == BASE_INPUTS
