@@ -61,6 +61,8 @@ def _add_animate(sub) -> None:
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     o.add_argument("--preset", help="x264 speed preset (default: medium; veryfast with --precision fast)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .controls.cli_args import add_control_arguments
+    add_control_arguments(p)
     _add_weights(p)
 
 
@@ -96,6 +98,8 @@ def cmd_animate(args) -> int:
         align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
         device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf, preset=args.preset,
         progress=not args.quiet)
+    from .controls.cli_args import controls_from_args
+    opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",
@@ -135,6 +139,11 @@ def cmd_evaluate(args) -> int:
     set_threads(None)
     with torch.inference_mode():
         return run(args)
+
+
+def cmd_fit_controls(args) -> int:
+    from .controls.fit import run
+    return run(args)
 
 
 def cmd_info(args) -> int:
@@ -193,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int)
     from .evaluation.command import add_parser as add_evaluate
     add_evaluate(sub)
+    from .controls.fit import add_parser as add_fit_controls
+    add_fit_controls(sub)
     from .data.command import add_parser as add_prepare
     add_prepare(sub)
     _add_ui(sub)
@@ -205,7 +216,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
-                "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui}
+                "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
+                "fit-controls": cmd_fit_controls}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:

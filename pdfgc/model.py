@@ -160,6 +160,7 @@ class PDFGC(nn.Module):
             raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
         model = cls(config)
         load_state_dict_checked(model, tensors, str(path))
+        model.weights_path = path  # files kept beside the weights (e.g. the control mapping) are found from it
         return model.to(device)
 
     @classmethod

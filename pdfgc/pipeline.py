@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .controls.schedule import MODES, OFFICIAL_SKIP, frame_indices
 from .controls.smoothing import smooth_box3, smooth_mouth
 from .errors import InputError
@@ -72,6 +73,14 @@ class AnimateOptions:
     crf: int = 18
     preset: str | None = None         # x264 preset; None: medium (exact) / veryfast (fast)
     progress: bool = True
+    # explicit controls (pdfgc.controls.explicit): None = the factor follows its source; a control dataclass, its
+    # dict or a spec string overrides its own part of the code after the sources are planned
+    pose_control: PoseControl | dict | str | None = None
+    blink_control: BlinkControl | dict | str | None = None    # eye-code BLINK_DIMS only
+    gaze_control: GazeControl | dict | str | None = None      # eye-code GAZE_DIMS only
+    emotion_control: EmotionControl | dict | str | None = None
+    lip_control: LipControl | dict | str | None = None
+    control_mapping: str | None = None  # fitted mapping file; None: <weights stem>.controls.json beside the weights
 
 
 @dataclass
@@ -175,6 +184,8 @@ class TalkingHeadPipeline:
         """Compute every per-frame code (no rendering)."""
         opt = dataclasses.replace(options or AnimateOptions(), **overrides)
         _check_options(opt)
+        from .controls.apply import preflight_controls
+        preflight_controls(self, opt)  # malformed controls or a missing mapping fail before any encoding
         cfg = self.model.config
         lay = self.model.layout
         prec = Precision(opt.precision, self.device)
@@ -272,9 +283,19 @@ class TalkingHeadPipeline:
         if opt.pose_smoothing and factors["pose"] not in ("off", "still"):
             pose = smooth_box3(pose)
         pose = pose * opt.pose_intensity
+        # explicit controls override their own part of the codes (pdfgc/controls/apply.py: precedence)
+        from .controls.apply import apply_controls
+        mouth, eye, emotion, pose = apply_controls(self, opt, num_frames, mouth, eye, emotion, pose,
+                                                   portrait=portrait, still=still, prec=prec)
         return CodePlan(num_frames, app_vec.cpu(), identity.cpu(), mouth.contiguous(), emotion.contiguous(),
                         eye.contiguous(), pose.contiguous(), windows, audio_mouth_raw, motion_raw, factor_index,
                         panels)
+
+    def control_mapping(self, path=None):
+        """The fitted control mapping of this model (`path`, else `<weights stem>.controls.json` beside the weights),
+        None when there is none; refused if fitted for other weights (pdfgc.controls.mapping)."""
+        from .controls.mapping import find_mapping
+        return find_mapping(self.model, path)
 
     def _tensor(self, images_uint8: np.ndarray) -> torch.Tensor:
         # channels-last: oneDNN's fastest layout for the encoders' convolutions (same values)
