@@ -147,11 +147,14 @@ def cmd_fit_controls(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from .configs import architecture_name
+
     model = _load_model(args)
     cfg = dataclasses.asdict(model.config)
     n = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in
          ("appearance", "motion", "audio", "generator")}
-    print(json.dumps({"config": cfg, "parameters": n}, indent=2))
+    # architecture: which named configuration (official | lite | tiny | custom) the networks are
+    print(json.dumps({"architecture": architecture_name(model.config), "config": cfg, "parameters": n}, indent=2))
     return 0
 
 

@@ -115,6 +115,23 @@ class PDFGC(nn.Module):
         b = mouth.shape[0]
         return torch.cat([appearance.expand(b, -1), mouth, emotion, eye, pose], dim=1)
 
+    # ---- resolution: every crop in the pipeline is the official 224; a lite model runs at image_size ----------
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Official-preprocessed crops (N,3,224,224) in [-1,1] -> the encoders' input (N,3,S,S), S = image_size.
+        Identity at 224; otherwise area averaging (an exact 2x2 box for 224 -> 112: antialiased, differentiable)."""
+        s = self.config.image_size
+        if x.shape[-2:] == (s, s):
+            return x
+        return nn.functional.interpolate(x, size=(s, s), mode="area")
+
+    def to_crop_resolution(self, frames: torch.Tensor, size: int = 224) -> torch.Tensor:
+        """Generated frames (N,3,S,S) in [-1,1] -> (N,3,224,224) for composition and paste-back.
+        Identity at 224; otherwise bicubic upsampling, clamped back into [-1,1] (bicubic overshoots)."""
+        if frames.shape[-2:] == (size, size):
+            return frames
+        out = nn.functional.interpolate(frames, size=(size, size), mode="bicubic", align_corners=False)
+        return out.clamp_(-1, 1)
+
     # ---- our weights format -------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the weights and config to one safetensors file, atomically."""

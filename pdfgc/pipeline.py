@@ -298,8 +298,10 @@ class TalkingHeadPipeline:
         return find_mapping(self.model, path)
 
     def _tensor(self, images_uint8: np.ndarray) -> torch.Tensor:
-        # channels-last: oneDNN's fastest layout for the encoders' convolutions (same values)
-        return pp.to_tensor(images_uint8).to(self.device).contiguous(memory_format=torch.channels_last)
+        # channels-last: oneDNN's fastest layout for the encoders' convolutions (same values); a lite model's
+        # encoders take the 224 crop at their own resolution
+        x = self.model.network_input(pp.to_tensor(images_uint8).to(self.device))
+        return x.contiguous(memory_format=torch.channels_last)
 
     def _batch(self, opt_batch: int | None, kind: str, precision: str = "exact") -> int:
         if opt_batch:
@@ -364,7 +366,7 @@ class TalkingHeadPipeline:
             style = plan.styles(self.model, sl).to(self.device)
             with prec.autocast():
                 img = g.render(style, identity.expand(style.shape[0], -1, -1, -1), static=self.model.layout.appearance)
-            yield sl, img.float()
+            yield sl, self.model.to_crop_resolution(img.float())
             if progress:
                 progress(sl.stop - sl.start)
 

@@ -37,15 +37,16 @@ class Bottleneck(nn.Module):
 
 
 class ResNeXtTrunk(nn.Module):
-    """ResNeXt trunk up to layer4 (no pooling/classifier). `widths`/`blocks` allow lite variants."""
+    """ResNeXt trunk up to layer4 (no pooling/classifier). `planes`/`blocks` allow lite variants; `maxpool=False`
+    drops the stem's pooling (stride 16 instead of 32: a 7x7 map from a 112 input)."""
 
     def __init__(self, blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem: int = 64, groups: int = 32,
-                 base_width: int = 4):
+                 base_width: int = 4, maxpool: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if maxpool else nn.Identity()
         inplanes = stem
         for i, (n, p) in enumerate(zip(blocks, planes)):
             stride = 1 if i == 0 else 2
@@ -69,9 +70,9 @@ class AppearanceEncoder(nn.Module):
     """Portrait (B,3,224,224) in [-1,1] -> (appearance vector (B,2048), identity map (B,512,7,7))."""
 
     def __init__(self, blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem: int = 64, groups: int = 32,
-                 base_width: int = 4, identity_channels: int = 512, identity_size: int = 7):
+                 base_width: int = 4, identity_channels: int = 512, identity_size: int = 7, maxpool: bool = True):
         super().__init__()
-        self.model = ResNeXtTrunk(blocks, planes, stem, groups, base_width)
+        self.model = ResNeXtTrunk(blocks, planes, stem, groups, base_width, maxpool)
         self.conv1x1 = nn.Conv2d(self.model.out_channels, identity_channels, 1)
         self.identity_size = identity_size
 
