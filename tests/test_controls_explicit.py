@@ -402,3 +402,19 @@ def test_a_physical_pose_code_needs_no_mapping(portrait):
     absolute = pipe.plan(portrait, None, opt, pose_control=PoseControl(pitch=10, relative=False))
     assert torch.allclose(absolute.pose[:, 1], torch.tensor(10 * math.pi / 180, dtype=base.pose.dtype), atol=1e-6)
     assert torch.equal(absolute.pose[:, [0, 2, 3, 4, 5]], base.pose[:, [0, 2, 3, 4, 5]])
+
+
+def test_emotion_reference_clip_holds_its_mean_expression(tiny_pipe, synthetic_mapping, portrait, tmp_path):
+    import cv2
+
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), portrait[..., ::-1])
+    opt = _base_options(synthetic_mapping[0])
+    base = tiny_pipe.plan(portrait, None, opt)    # emotion "still": the portrait's own expression
+    same = tiny_pipe.plan(portrait, None, opt, emotion_control=EmotionControl(reference=str(ref)))
+    assert torch.allclose(same.emotion, base.emotion, atol=1e-5)
+    neutral = torch.from_numpy(synthetic_mapping[1].emotion_neutral).float() * tiny_pipe.model.config.emotion_scale
+    half = tiny_pipe.plan(portrait, None, opt, emotion_control=EmotionControl(reference=str(ref), intensity=0.5))
+    assert torch.allclose(half.emotion, (neutral + base.emotion) / 2, atol=1e-5)
+    with pytest.raises(InputError, match="emotion reference .*no such file"):
+        tiny_pipe.plan(portrait, None, opt, emotion_control=EmotionControl(reference=str(tmp_path / "no.mp4")))

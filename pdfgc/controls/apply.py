@@ -48,6 +48,9 @@ def preflight_controls(pipe, opt) -> None:
         needs.insert(0, "pose")
     if "emotion" in controls and controls["emotion"].needs_mapping:
         needs.append("emotion")
+    if "emotion" in controls and controls["emotion"].reference is not None:
+        from ..media.driving import source_kind
+        source_kind(controls["emotion"].reference, "emotion reference")  # a missing clip fails early
     if "pose" in controls and controls["pose"].curve is not None:
         controls["pose"].curves(1)  # read the curve file now: a bad file fails early
     if needs:

@@ -19,7 +19,8 @@ miss), and ridge regressions (closed form on standardised inputs, unpenalised in
 
 Accuracy is recorded in the mapping, in physical units: the controls go physical value -> code, so a fitted map is
 judged by how well it reads a held-out frame's value back from the frame's code (least-squares inverse of the map):
-MAE and R^2 per channel, plus the R^2 of the codes it predicts. Held-out clips (``split == "heldout"``) are used
+MAE and R^2 per channel, plus the R^2 of the codes it predicts and, for context, the MAE/R^2 of the best linear
+read-out of the value from the code (``readout_*``: how much of the value the code carries at all). Held-out clips (``split == "heldout"``) are used
 when the corpus has them, else a 5-fold split by clip. Emotion: nearest-mean accuracy of held-out frames' labels.
 
 Stored beside the weights as ``<weights stem>.controls.json`` (plain JSON numbers, never pickle) and found there by
@@ -389,7 +390,7 @@ def _folds(samples: ControlSamples, k: int = 5) -> tuple[list[tuple[np.ndarray, 
 
 def _linear_accuracy(x, y, folds, inputs, alpha) -> dict:
     """Held-out accuracy of the map x -> y, in x's (physical) units: x read back through the map's inverse."""
-    xs_true, xs_hat, ys_true, ys_hat = [], [], [], []
+    xs_true, xs_hat, ys_true, ys_hat, xs_read = [], [], [], [], []
     for tr, te in folds:
         if len(tr) < 2 or len(te) < 1:
             continue
@@ -399,9 +400,11 @@ def _linear_accuracy(x, y, folds, inputs, alpha) -> dict:
         xs_hat.append(m.inverse(y[te]))
         ys_true.append(y[te])
         ys_hat.append(m(x[te]))
+        rw, rb = ridge_fit(y[tr], x[tr], alpha)  # the best linear read-out of the value from the code, for context
+        xs_read.append(y[te] @ rw + rb)
     if not xs_true:
         return {"frames": int(len(x)), "note": "too few frames to measure"}
-    xt, xh, yt, yh = (np.concatenate(a) for a in (xs_true, xs_hat, ys_true, ys_hat))
+    xt, xh, yt, yh, xr = (np.concatenate(a) for a in (xs_true, xs_hat, ys_true, ys_hat, xs_read))
     r2 = r2_score(xt, xh)
     mae = np.abs(xt - xh).mean(0)
     yr2 = r2_score(yt, yh)
@@ -410,7 +413,9 @@ def _linear_accuracy(x, y, folds, inputs, alpha) -> dict:
     return {"frames_tested": int(len(xt)),
             "r2": {n: _f(v) for n, v in zip(inputs, r2)}, "mae": {n: _f(v) for n, v in zip(inputs, mae)},
             "value_std": {n: _f(v) for n, v in zip(inputs, xt.std(0))},
-            "code_r2": _f(code_r2), "code_r2_per_dim": [_f(v) for v in yr2]}
+            "code_r2": _f(code_r2), "code_r2_per_dim": [_f(v) for v in yr2],
+            "readout_r2": {n: _f(v) for n, v in zip(inputs, r2_score(xt, xr))},
+            "readout_mae": {n: _f(v) for n, v in zip(inputs, np.abs(xt - xr).mean(0))}}
 
 
 def _f(v) -> float | None:
