@@ -64,13 +64,15 @@ def model_fingerprint(model) -> str:
     cached = getattr(model, "_pdfgc_motion_sha256", None)
     if cached is not None:
         return cached
+    import torch
+
     h = hashlib.sha256()
     lay = model.config.layout
     h.update(json.dumps([lay.mouth, lay.emotion, lay.eye, lay.pose]).encode())
     for name, t in sorted(model.motion.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.view(-1).view(dtype=torch.uint8).numpy().tobytes() if t.numel() else b"")
     digest = h.hexdigest()
     try:
         object.__setattr__(model, "_pdfgc_motion_sha256", digest)  # cached: weights are fixed at inference
@@ -311,7 +313,7 @@ def find_mapping(model, path: str | os.PathLike | None = None) -> ControlMapping
         p = mapping_path_for(wp)
         if not p.is_file():
             return None
-    key = (str(p.resolve()), p.stat().st_mtime_ns, id(model))
+    key = (str(p.resolve()), p.stat().st_mtime_ns, model_fingerprint(model))
     if key not in _CACHE:
         m = ControlMappings.load(p)
         m.check_model(model, str(p))
