@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pdfgc.errors import InputError
-from pdfgc.ui.app import EXAMPLES_DIR, BASE_INPUTS, Sandbox, UIBackend, UISettings, user_message
+from pdfgc.ui.app import BASE_INPUTS, CONTROL_INPUTS, EXAMPLES_DIR, Sandbox, UIBackend, UISettings, user_message
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
@@ -43,6 +44,30 @@ def area(tmp_path):
 def backend(tiny_pipe, area):
     sb, put = area
     return UIBackend(tiny_pipe, UISettings(max_upload_mb=1, max_seconds=5, preview_frames=3, preview_seconds=1), sb)
+
+
+@pytest.fixture(scope="module")
+def mapping_file(tiny, tmp_path_factory):
+    """A synthetic control mapping bound to the tiny model (random linear maps, three emotion labels)."""
+    from pdfgc.controls.mapping import BLINK_INPUTS, GAZE_INPUTS, ControlMappings, LinearMap, model_fingerprint
+    from pdfgc.model import BLINK_DIMS, GAZE_DIMS
+
+    rng = np.random.default_rng(5)
+    m = ControlMappings(
+        model_sha256=model_fingerprint(tiny), model_name=tiny.config.name,
+        pose=LinearMap(["yaw", "pitch", "roll", "tx", "ty", "scale"], list(range(6)), rng.normal(size=(6, 6)) * 0.05,
+                       rng.normal(size=6)),
+        blink=LinearMap(list(BLINK_INPUTS), list(BLINK_DIMS), rng.normal(size=(2, 4)), rng.normal(size=4)),
+        gaze=LinearMap(list(GAZE_INPUTS), list(GAZE_DIMS), rng.normal(size=(2, 2)), rng.normal(size=2)),
+        emotion_means={k: rng.normal(size=30) for k in ("happy", "sad", "neutral")},
+        emotion_neutral=rng.normal(size=30), mouth_closed=rng.normal(size=500))
+    return str(m.save(tmp_path_factory.mktemp("mapping") / "tiny.controls.json"))
+
+
+@pytest.fixture
+def cbackend(tiny_pipe, area, mapping_file):
+    sb, _ = area
+    return UIBackend(tiny_pipe, UISettings(max_upload_mb=1, max_seconds=5, control_mapping=mapping_file), sb)
 
 
 def _values(**kw) -> dict:
@@ -233,4 +258,101 @@ def test_build_app_wires_the_page(tiny_pipe, tmp_path, monkeypatch):
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"portrait", "audio", "pose-mode", "pose-video", "render-btn", "preview-btn", "status", "result-video",
             "result-file"} <= ids
-    assert demo.pdfgc_backend.input_names() == BASE_INPUTS
+    assert demo.pdfgc_backend.input_names() == BASE_INPUTS + CONTROL_INPUTS
+    assert {"lip-level", "mute-spans", "pose-yaw", "pose-keyframes", "pose-preset", "blink-times", "gaze-camera",
+            "emotion-label", "emotion-level", "mapping-status"} <= ids
+
+
+# ---- explicit controls ----------------------------------------------------------------------------------------
+def test_explicit_control_options_from_widget_values(cbackend, area, mapping_file):
+    from pdfgc.controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
+
+    _, put = area
+    b = cbackend
+    # sliders: every angle set, relative to the portrait; the factor's base source is the portrait
+    _, _, opt, _ = b.build_job(_values(pose_mode="controls", pose_yaw=20, pose_pitch=-5, pose_roll=0))
+    assert opt.pose == "still" and opt.control_mapping == mapping_file
+    assert opt.pose_control == PoseControl(yaw=20, pitch=-5, roll=0, interpolation="smooth", relative=True)
+    assert opt.blink_control is None and opt.gaze_control is None and opt.emotion_control is None
+    assert opt.lip_control is None  # lip level 1 and no mute spans: lips follow their source untouched
+    # keyframes own their channels; a non-zero slider still sets another channel; absolute, linear
+    _, _, opt, _ = b.build_job(_values(pose_mode="controls", pose_keyframes="0:yaw=0; 2:yaw=20", pose_yaw=5,
+                                       pose_roll=3, pose_interp="linear", pose_absolute=True))
+    pc = opt.pose_control
+    assert pc.keyframes == [{"t": 0.0, "yaw": 0.0}, {"t": 2.0, "yaw": 20.0}]
+    assert (pc.yaw, pc.pitch, pc.roll, pc.relative, pc.interpolation) == (None, None, 3.0, False, "linear")
+    # eyes: blink schedule + rate, gaze at the camera / a direction / keyframes
+    _, _, opt, _ = b.build_job(_values(blink_mode="controls", blink_times="1, 3.5", blink_rate=10,
+                                       blink_duration=0.3, eye_openness=0.8, gaze_mode="controls", gaze_camera=True))
+    assert opt.blink_control == BlinkControl(times=[1.0, 3.5], rate=10, duration=0.3, openness=0.8)
+    assert opt.gaze_control == GazeControl(camera=True) and opt.blink == "still" and opt.gaze == "still"
+    _, _, opt, _ = b.build_job(_values(gaze_mode="controls", gaze_h=0.5, gaze_v=-0.2))
+    assert (opt.gaze_control.horizontal, opt.gaze_control.vertical, opt.gaze_control.camera) == (0.5, -0.2, False)
+    _, _, opt, _ = b.build_job(_values(gaze_mode="controls", gaze_h=0.5, gaze_keyframes="0:camera; 1:h=0.6"))
+    assert opt.gaze_control.keyframes == [{"t": 0.0, "h": 0.0, "v": 0.0}, {"t": 1.0, "h": 0.6}]
+    # emotion: a label at a strength, a blend, the mean of an uploaded clip
+    _, _, opt, _ = b.build_job(_values(emotion_mode="controls", emotion_label="happy", emotion_level=0.5))
+    assert opt.emotion_control == EmotionControl(label="happy", intensity=0.5) and opt.emotion == "still"
+    _, _, opt, _ = b.build_job(_values(emotion_mode="controls", emotion_label="happy", emotion_label2="sad",
+                                       emotion_mix=0.25, emotion_level=0.8))
+    assert opt.emotion_control == EmotionControl(blend={"happy": 0.75, "sad": 0.25}, intensity=0.8)
+    clip = put("smile.jpg", EXAMPLES_DIR / "expression.jpg")
+    _, _, opt, paths = b.build_job(_values(emotion_mode="reference", emotion_video=str(clip), emotion_level=0.6))
+    assert opt.emotion_control == EmotionControl(reference=str(clip.resolve()), intensity=0.6)
+    assert clip.resolve() in paths
+    # lips
+    _, _, opt, _ = b.build_job(_values(lip_level=0.5, mute_spans="1-1.5, 3-3.2"))
+    assert opt.lip_control == LipControl(intensity=0.5, mute=[(1.0, 1.5), (3.0, 3.2)])
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(pose_mode="controls", pose_keyframes="0:yaw=abc"), "'abc' is not a number"),
+    (dict(pose_mode="controls", pose_keyframes="yaw=20"), "expected TIME:NAME=VALUE"),
+    (dict(pose_mode="controls", pose_yaw=120), "yaw 120 degrees is out of range"),
+    (dict(blink_mode="controls", blink_times="1, soon"), "'soon' is not a number"),
+    (dict(gaze_mode="controls", gaze_keyframes="left"), "gaze keyframes 'left'|expected 'camera'"),
+    (dict(emotion_mode="controls", emotion_label="happy", emotion_label2="happy", emotion_mix=0.5), "twice"),
+    (dict(emotion_mode="reference"), "no clip is uploaded"),
+    (dict(emotion_mode="reference", emotion_video="/etc/hostname"), "outside the upload area"),
+    (dict(mute_spans="3-1"), "ends before it starts"),
+])
+def test_bad_control_values_are_refused(cbackend, change, message):
+    with pytest.raises(InputError, match=message):
+        cbackend.build_job(_values(**change))
+
+
+def test_controls_reach_the_codes_and_the_status_line(cbackend, area, tmp_path):
+    _, put = area
+    audio = put("speech.wav", _wav(tmp_path / "s.wav", 1.0))
+    pipe = cbackend.pipe
+    p, a, base_opt, _ = cbackend.build_job(_values(audio=str(audio)))
+    base = pipe.plan(p, a, base_opt)
+    _, _, opt, _ = cbackend.build_job(_values(audio=str(audio), pose_mode="controls", pose_yaw=20))
+    yaw = pipe.plan(p, a, opt)
+    assert not torch.equal(yaw.pose, base.pose)
+    for part in ("mouth", "eye", "emotion"):
+        assert torch.equal(getattr(yaw, part), getattr(base, part)), part
+    frames, msg = cbackend.preview(*_args_c(cbackend, _values(audio=str(audio), pose_mode="controls", pose_yaw=20,
+                                                              blink_mode="controls", blink_times="0.5",
+                                                              blink_rate=0, mute_spans="0.2-0.4")))
+    assert len(frames) == 3, msg
+    assert msg.endswith("Explicit controls: pose yaw=20, pitch=0, roll=0 (relative); blinks at 0.5 s, openness 1; "
+                        "lips level 1, muted 0.2-0.4 s.")
+
+
+def test_controls_without_a_mapping_say_how_to_get_one(backend):
+    labels, line = backend.mapping_status()
+    assert "happy" in labels and line.startswith("No fitted control mapping for this model")
+    frames, msg = backend.preview(*_args_c(backend, _values(gaze_mode="controls", gaze_camera=True)))
+    assert frames == [] and msg.startswith("**Error:** the gaze control needs a control mapping") and \
+        "pdfgc fit-controls" in msg
+
+
+def test_mapping_status_lists_the_mapped_labels(cbackend):
+    labels, line = cbackend.mapping_status()
+    assert labels == ["happy", "neutral", "sad"]
+    assert line.endswith("pose, blink, gaze maps; emotion labels happy, neutral, sad.")
+
+
+def _args_c(backend, v: dict) -> list:
+    return [v.get(k) for k in backend.input_names()]

@@ -32,13 +32,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _synthetic_mapping(model, folder: Path) -> str:
+    """Random linear control maps bound to the tiny model: enough for the page's pose/blink controls to run."""
+    from pdfgc.controls.mapping import BLINK_INPUTS, GAZE_INPUTS, ControlMappings, LinearMap, model_fingerprint
+    from pdfgc.model import BLINK_DIMS, GAZE_DIMS
+
+    rng = np.random.default_rng(5)
+    m = ControlMappings(
+        model_sha256=model_fingerprint(model), model_name=model.config.name,
+        pose=LinearMap(["yaw", "pitch", "roll", "tx", "ty", "scale"], list(range(6)), rng.normal(size=(6, 6)) * 0.05,
+                       rng.normal(size=6)),
+        blink=LinearMap(list(BLINK_INPUTS), list(BLINK_DIMS), rng.normal(size=(2, 4)), rng.normal(size=4)),
+        gaze=LinearMap(list(GAZE_INPUTS), list(GAZE_DIMS), rng.normal(size=(2, 2)), rng.normal(size=2)),
+        emotion_means={k: rng.normal(size=30) for k in ("happy", "sad", "neutral")},
+        emotion_neutral=rng.normal(size=30), mouth_closed=rng.normal(size=500))
+    return str(m.save(folder / "tiny.controls.json"))
+
+
 @pytest.fixture(scope="module")
 def server(tiny_pipe, tmp_path_factory):
     from pdfgc.ui.app import UISettings, build_app, launch, prepare_work_dir
 
     saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
     settings = UISettings(port=_free_port(), work_dir=tmp_path_factory.mktemp("ui"), max_upload_mb=5,
-                          max_seconds=20)
+                          max_seconds=20,
+                          control_mapping=_synthetic_mapping(tiny_pipe.model, tmp_path_factory.mktemp("mapping")))
     sandbox = prepare_work_dir(settings)
     demo = build_app(tiny_pipe, settings, sandbox)
     _, url = launch(demo, settings, block=False)
@@ -96,6 +114,14 @@ def _upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
+def _number(page, elem_id: str, value: str) -> None:
+    """Type into a slider's number box (what a user does for an exact value)."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+    expect(box).to_have_value(value)
+
+
 def test_upload_set_controls_preview_render_and_download(page, server, speech_2s, tmp_path):
     import av
     from pdfgc.media.spectrogram import num_output_frames
@@ -109,26 +135,38 @@ def test_upload_set_controls_preview_render_and_download(page, server, speech_2s
     _upload(page, "audio", speech_2s)
     expect(page.locator("#audio-status")).to_contain_text("speech_2s.wav: 2.0 s", timeout=20_000)
 
-    # head pose from a driving video at intensity 0.8, gaze off
+    # head pose: explicit controls, the "nod" preset (pitch keyframes) plus a 20 degree yaw slider
     page.get_by_role("tab", name="Head pose").click()
-    page.locator("#pose-mode").get_by_text("from a video").click()
-    expect(page.locator("#pose-video")).to_be_visible()
-    _upload(page, "pose-video", EXAMPLES_DIR / "head_motion.mp4")
-    expect(page.locator("#pose-video")).to_contain_text("head_motion.mp4", timeout=20_000)
-    box = page.locator("#pose-intensity input[type=number]")
-    box.fill("0.8")
-    box.press("Enter")
+    page.locator("#pose-mode").get_by_text("explicit controls").click()
+    page.locator("#pose-preset input").click()
+    page.get_by_role("option", name="nod", exact=True).click()
+    expect(page.locator("#pose-keyframes textarea")).to_have_value("0:pitch=0; 0.4:pitch=-8; 0.8:pitch=4; 1.2:pitch=0")
+    _number(page, "pose-yaw", "20")
+    # blinks at 0.5 s and 1.5 s, no random ones; gaze off
     page.get_by_role("tab", name="Eyes").click()
+    page.locator("#blink-mode").get_by_text("explicit controls").click()
+    page.locator("#blink-times textarea").fill("0.5, 1.5")
+    _number(page, "blink-rate", "0")
     page.locator("#gaze-mode").get_by_text("off").click()
+    # emotion from an uploaded picture at intensity 0.8
+    page.get_by_role("tab", name="Emotion").click()
+    page.locator("#emotion-mode").get_by_text("from a video").click()
+    _upload(page, "emotion-video", EXAMPLES_DIR / "expression.jpg")
+    expect(page.locator("#emotion-video")).to_contain_text("expression.jpg", timeout=20_000)
+    _number(page, "emotion-intensity", "0.8")
 
+    controls = ("Explicit controls: pose yaw=20, 4 keyframes, smooth (relative); blinks at 0.5, 1.5 s, "
+                "openness 1.")
     page.locator("#preview-btn").click()
     expect(page.locator("#status")).to_contain_text("Preview: 3 frames", timeout=30_000)
+    expect(page.locator("#status")).to_contain_text(controls)
     expect(page.locator("#preview img")).to_have_count(3)
 
     page.locator("#render-btn").click()
     expect(page.locator("#status")).to_contain_text("Done:", timeout=40_000)
     frames = num_output_frames(32000)
     expect(page.locator("#status")).to_contain_text(f"{frames} frames")
+    expect(page.locator("#status")).to_contain_text(controls)
 
     # the page plays it: the browser decodes the metadata of the offered mp4
     video = page.locator("#result-video video")

@@ -37,6 +37,34 @@ LIPS_MODES = [("from the audio", "audio"), ("from a video", "video"), ("still (t
 FACTOR_MODES = [("still (the portrait's own)", "still"), ("from a video", "video"), ("off", "off")]
 CONTROLS_MODE = ("explicit controls", "controls")
 
+EMOTION_REFERENCE_MODE = ("mean expression of a clip", "reference")
+# head-pose presets as keyframes (yaw > 0 turns the face toward the image's right; pitch > 0 chin up; roll > 0
+# clockwise), written into the keyframes box where they can be edited
+POSE_PRESETS = {
+    "turn toward the image's right, 20 deg over 2 s": "0:yaw=0; 2:yaw=20",
+    "turn toward the image's left, 20 deg over 2 s": "0:yaw=0; 2:yaw=-20",
+    "nod": "0:pitch=0; 0.4:pitch=-8; 0.8:pitch=4; 1.2:pitch=0",
+    "shake (no)": "0:yaw=0; 0.4:yaw=-15; 0.8:yaw=15; 1.2:yaw=0",
+    "tilt 10 deg and back": "0:roll=0; 1:roll=10; 2:roll=0",
+    "look around": "0:yaw=0,pitch=0; 1.5:yaw=-20,pitch=5; 3:yaw=20,pitch=-5; 4.5:yaw=0,pitch=0",
+}
+# blink presets: (times, rate per minute, duration s, openness)
+BLINK_PRESETS = {
+    "natural (15 per minute)": ("", 15.0, 0.2, 1.0),
+    "every 4 seconds": ("every4", 0.0, 0.2, 1.0),
+    "no blinks": ("", 0.0, 0.2, 1.0),
+    "sleepy (slow, half-open)": ("", 8.0, 0.45, 0.6),
+}
+# gaze presets: (at the camera, horizontal, vertical, keyframes); horizontal > 0 toward the image's right, up > 0
+GAZE_PRESETS = {
+    "at the camera": (True, 0.0, 0.0, ""),
+    "to the image's left": (False, -0.6, 0.0, ""),
+    "to the image's right": (False, 0.6, 0.0, ""),
+    "up": (False, 0.0, 0.5, ""),
+    "down": (False, 0.0, -0.5, ""),
+    "glance left and right": (False, 0.0, 0.0, "0:camera; 1:h=-0.6; 2:h=0.6; 3:camera"),
+}
+
 # the widget values a render takes, in the order the page passes them (see UIBackend.values)
 BASE_INPUTS = (
     "portrait", "audio",
@@ -45,6 +73,14 @@ BASE_INPUTS = (
     "blink_mode", "gaze_mode", "eyes_video", "blink_intensity", "gaze_intensity",
     "emotion_mode", "emotion_video", "emotion_intensity",
     "layout", "precision", "driving_mode",
+)
+# the explicit controls' widgets (pdfgc.controls.explicit)
+CONTROL_INPUTS = (
+    "pose_yaw", "pose_pitch", "pose_roll", "pose_keyframes", "pose_interp", "pose_absolute",
+    "blink_times", "blink_rate", "blink_duration", "eye_openness",
+    "gaze_camera", "gaze_h", "gaze_v", "gaze_keyframes",
+    "emotion_label", "emotion_level", "emotion_label2", "emotion_mix",
+    "lip_level", "mute_spans",
 )
 
 
@@ -58,6 +94,7 @@ class UISettings:
     preview_seconds: float = 4.0        # the preview samples frames from the first few seconds only (fast)
     work_dir: Path | None = None        # uploads/ and outputs/ live here; default: a fresh temp folder
     output_max_age_s: float = 6 * 3600  # session output folders older than this are removed
+    control_mapping: str | None = None  # fitted control mapping (default: the one beside the weights)
 
 
 # ---- sandbox ------------------------------------------------------------------------------------------------------
@@ -196,7 +233,93 @@ class UIBackend:
         return dict(zip(self.input_names(), args))
 
     def input_names(self) -> tuple[str, ...]:
-        return BASE_INPUTS
+        return BASE_INPUTS + CONTROL_INPUTS
+
+    def mapping_status(self) -> tuple[list[str], str]:
+        """(emotion labels to offer, a line on what the explicit controls can use) for this model."""
+        from ..controls.explicit import KNOWN_EMOTIONS
+
+        try:
+            m = self.pipe.control_mapping(self.settings.control_mapping)
+        except PDFGCError as e:
+            return list(KNOWN_EMOTIONS), f"The control mapping cannot be used: {e}"
+        if m is None:
+            return list(KNOWN_EMOTIONS), (
+                "No fitted control mapping for this model: head pose (unless the model's pose code is in degrees), "
+                "blink, gaze and emotion-label controls will say so when used; the lip controls and the emotion of "
+                "a reference clip work without one. `pdfgc fit-controls` fits one.")
+        parts = [k for k in ("pose", "blink", "gaze") if getattr(m, k) is not None]
+        labels = m.emotion_labels or list(KNOWN_EMOTIONS)
+        return labels, (f"Control mapping for {m.model_name or 'this model'}: {', '.join(parts) or 'no pose/eye'} "
+                        f"maps; emotion labels {', '.join(m.emotion_labels) or 'none'}.")
+
+    def control_options(self, v: dict, paths: list) -> dict:
+        """AnimateOptions fields for the explicit controls chosen on the page; raises InputError."""
+        from ..controls.explicit import (BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl,
+                                         parse_spans, parse_times)
+
+        def num(key: str, default: float) -> float:
+            x = v.get(key)
+            return default if x is None or x == "" else float(x)
+
+        def text(key: str) -> str:
+            return str(v.get(key) or "").strip()
+
+        out: dict = {}
+        if v.get("pose_mode") == "controls":
+            angles = {ch: num(f"pose_{ch}", 0.0) for ch in ("yaw", "pitch", "roll")}
+            common = dict(interpolation=v.get("pose_interp") or "smooth", relative=not v.get("pose_absolute"))
+            if text("pose_keyframes"):
+                keys = PoseControl.parse(text("pose_keyframes")).keyframes
+                if not keys:
+                    raise InputError(f"pose keyframes '{text('pose_keyframes')}': expected TIME:NAME=VALUE,... "
+                                     "e.g. '0:yaw=0; 2:yaw=20'")
+                keyed = {n for k in keys for n in k if n != "t"}
+                # the keyframes own the channels they set; a non-zero slider still sets the others
+                extra = {ch: a for ch, a in angles.items() if ch not in keyed and a != 0}
+                out["pose_control"] = PoseControl(keyframes=keys, **extra, **common).validate()
+            else:
+                out["pose_control"] = PoseControl(**angles, **common).validate()
+        if v.get("blink_mode") == "controls":
+            times = text("blink_times")
+            out["blink_control"] = BlinkControl(
+                times=parse_times(times, "blink times") if times else None, rate=num("blink_rate", 0.0),
+                duration=num("blink_duration", 0.2), openness=num("eye_openness", 1.0)).validate()
+        if v.get("gaze_mode") == "controls":
+            if v.get("gaze_camera"):
+                out["gaze_control"] = GazeControl(camera=True).validate()
+            elif text("gaze_keyframes"):
+                g = GazeControl.parse(text("gaze_keyframes"))
+                if not g.keyframes:
+                    raise InputError(f"gaze keyframes '{text('gaze_keyframes')}': expected e.g. "
+                                     "'0:camera; 1.5:h=0.5; 3:h=-0.5,v=0.2'")
+                out["gaze_control"] = g
+            else:
+                out["gaze_control"] = GazeControl(horizontal=num("gaze_h", 0.0), vertical=num("gaze_v", 0.0)
+                                                  ).validate()
+        level = num("emotion_level", 1.0)
+        if v.get("emotion_mode") == "controls":
+            first, second, mix = v.get("emotion_label") or "neutral", v.get("emotion_label2"), num("emotion_mix", 0)
+            if second and second != "none" and mix > 0:
+                if second == first:
+                    raise InputError(f"emotion blend: '{first}' twice; choose two different labels")
+                out["emotion_control"] = EmotionControl(blend={first: 1 - mix, second: mix}, intensity=level
+                                                        ).validate()
+            else:
+                out["emotion_control"] = EmotionControl(label=first, intensity=level).validate()
+        elif v.get("emotion_mode") == "reference":
+            ref = self.sandbox.input(v.get("emotion_video"), "emotion reference clip")
+            if ref is None:
+                raise InputError("emotion: 'mean expression of a clip' is chosen but no clip is uploaded")
+            paths.append(ref)
+            out["emotion_control"] = EmotionControl(reference=str(ref), intensity=level).validate()
+        lip_level, mute = num("lip_level", 1.0), text("mute_spans")
+        if lip_level != 1.0 or mute:
+            out["lip_control"] = LipControl(intensity=lip_level, mute=parse_spans(mute) if mute else None
+                                            ).validate()
+        if out and self.settings.control_mapping:
+            out["control_mapping"] = self.settings.control_mapping
+        return out
 
     def build_job(self, v: dict) -> tuple[Path, Path | None, Any, list[Path | None]]:
         """(portrait, audio, AnimateOptions, every input path) from the widget values; raises InputError."""
@@ -221,6 +344,8 @@ class UIBackend:
                 return str(p)
             if mode in ("still", "off", "audio"):
                 return mode
+            if mode in ("controls", "reference"):
+                return "still"  # the control replaces (or, relative pose, adds to) the portrait's own code
             raise InputError(f"{role}: unknown source '{mode}'")
 
         lips = source("lips_mode", "lips_video", "lips")
@@ -256,7 +381,8 @@ class UIBackend:
             emotion_intensity=number("emotion_intensity"),
             layout=v.get("layout") or "result", precision=v.get("precision") or "exact",
             driving_mode=v.get("driving_mode") or "loop",
-            max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False)
+            max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False,
+            **self.control_options(v, paths))
         return portrait, audio, opt, paths
 
     # preview: a few frames from the first seconds, no video written
@@ -278,7 +404,8 @@ class UIBackend:
                 for t in picks:
                     for sl, images in self.pipe.render(plan, opt, start=t, stop=t + 1):
                         frames.append((composer(sl, images)[0], f"frame {t} ({t / FPS:.2f} s)"))
-            return frames, f"Preview: {len(frames)} frames in {time.perf_counter() - t0:.1f} s."
+            return frames, (f"Preview: {len(frames)} frames in {time.perf_counter() - t0:.1f} s."
+                            + describe_controls(opt))
         except PDFGCError as e:
             return [], error_text(self._message(e, paths))
         except Exception as e:  # a bug, not the user's input: say so and keep the page alive
@@ -305,12 +432,44 @@ class UIBackend:
                 res = self.pipe(portrait, audio=audio, output=out, options=opt, on_progress=on_progress)
             dt = time.perf_counter() - t0
             return str(res.output), (f"Done: {res.num_frames} frames, {res.seconds:.2f} s of video in {dt:.1f} s "
-                                     f"({res.num_frames / max(dt, 1e-9):.1f} frames/s).")
+                                     f"({res.num_frames / max(dt, 1e-9):.1f} frames/s)." + describe_controls(opt))
         except PDFGCError as e:
             return None, error_text(self._message(e, paths))
         except Exception as e:
             log.error("render failed:\n%s", traceback.format_exc())
             return None, error_text(f"internal error ({type(e).__name__}: {self._message(e, paths)})")
+
+
+def describe_controls(opt) -> str:
+    """One line naming the explicit controls a job uses (shown with the result)."""
+    parts = []
+    pc = getattr(opt, "pose_control", None)
+    if pc is not None:
+        d = [f"{ch}={getattr(pc, ch):g}" for ch in ("yaw", "pitch", "roll", "tx", "ty", "scale")
+             if getattr(pc, ch) is not None]
+        if pc.keyframes:
+            d.append(f"{len(pc.keyframes)} keyframes, {pc.interpolation}")
+        parts.append(f"pose {', '.join(d)} ({'relative' if pc.relative else 'absolute'})")
+    bc = getattr(opt, "blink_control", None)
+    if bc is not None:
+        d = [f"at {', '.join(f'{t:g}' for t in bc.times)} s"] if bc.times else []
+        d += [f"{bc.rate:g} per minute"] if bc.rate else []
+        parts.append(f"blinks {' and '.join(d) or 'none'}, openness {bc.openness:g}")
+    gc = getattr(opt, "gaze_control", None)
+    if gc is not None:
+        parts.append("gaze at the camera" if gc.camera else f"gaze {len(gc.keyframes)} keyframes" if gc.keyframes
+                     else f"gaze h={gc.horizontal:g}, v={gc.vertical:g}")
+    ec = getattr(opt, "emotion_control", None)
+    if ec is not None:
+        what = (f"{ec.label}" if ec.label else "mean of the reference clip" if ec.reference
+                else " + ".join(f"{k} {w:g}" for k, w in ec.blend.items()))
+        parts.append(f"emotion {what} at {ec.intensity:g}")
+    lc = getattr(opt, "lip_control", None)
+    if lc is not None:
+        d = [f"level {lc.intensity:g}"] + ([f"muted {', '.join(f'{a:g}-{b:g}' for a, b in lc.mute)} s"]
+                                           if lc.mute else [])
+        parts.append(f"lips {', '.join(d)}")
+    return f" Explicit controls: {'; '.join(parts)}." if parts else ""
 
 
 def error_text(message: str) -> str:
@@ -351,6 +510,10 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
     backend = UIBackend(pipe, settings, sandbox)
     d = backend.defaults
     trained = pipe.model.config.trained
+    factor_modes = FACTOR_MODES + [CONTROLS_MODE]
+    emotion_modes = factor_modes + [EMOTION_REFERENCE_MODE]
+    labels, mapping_line = backend.mapping_status()
+    groups: dict[str, Any] = {}
     video_types = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".png", ".jpg", ".jpeg"]
     audio_types = [".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".mp4", ".mov", ".mkv", ".webm"]
 
@@ -378,36 +541,130 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["lips_video"] = gr.File(label="Video of a speaking mouth", file_types=video_types,
                                                         visible=False, elem_id="lips-video")
                         widgets["mouth_intensity"] = gr.Slider(0, 3, value=d["mouth_intensity"], step=0.05,
-                                                               label="Mouth intensity", elem_id="mouth-intensity")
+                                                               label="Mouth intensity (code multiplier)",
+                                                               elem_id="mouth-intensity")
+                        with gr.Row():
+                            widgets["lip_level"] = gr.Slider(0, 2, value=1.0, step=0.05, elem_id="lip-level",
+                                                             label="Lip motion (0 closed, 1 as the source, 2 "
+                                                                   "exaggerated)")
+                            widgets["mute_spans"] = gr.Textbox(label="Mouth closed during (seconds)",
+                                                               placeholder="e.g. 1.0-1.5, 3-3.2",
+                                                               elem_id="mute-spans")
                     with gr.Tab("Head pose"):
-                        widgets["pose_mode"] = gr.Radio(FACTOR_MODES, value="still", label="Head pose",
+                        widgets["pose_mode"] = gr.Radio(factor_modes, value="still", label="Head pose",
                                                         elem_id="pose-mode")
                         widgets["pose_video"] = gr.File(label="Head motion video (or frame image)",
                                                         file_types=video_types, visible=False, elem_id="pose-video")
                         widgets["pose_intensity"] = gr.Slider(0, 3, value=d["pose_intensity"], step=0.05,
-                                                              label="Pose intensity", elem_id="pose-intensity")
+                                                              label="Pose intensity (code multiplier)",
+                                                              elem_id="pose-intensity")
+                        with gr.Group(visible=False, elem_id="pose-controls") as groups["pose"]:
+                            gr.Markdown("Degrees: yaw > 0 turns the face toward the image's right, pitch > 0 "
+                                        "lifts the chin, roll > 0 turns it clockwise. Keyframes set the "
+                                        "channels they name over time (they take those channels from the "
+                                        "sliders).")
+                            preset = gr.Dropdown(["(none)"] + list(POSE_PRESETS), value="(none)",
+                                                 label="Preset (fills the keyframes)", elem_id="pose-preset")
+                            with gr.Row():
+                                for ch in ("yaw", "pitch", "roll"):
+                                    widgets[f"pose_{ch}"] = gr.Slider(-45, 45, value=0, step=1,
+                                                                      label=f"{ch} (deg)",
+                                                                      elem_id=f"pose-{ch}")
+                            widgets["pose_keyframes"] = gr.Textbox(label="Keyframes (seconds: name=value)",
+                                                                   placeholder="e.g. 0:yaw=0; 2:yaw=20,pitch=5",
+                                                                   elem_id="pose-keyframes")
+                            with gr.Row():
+                                widgets["pose_interp"] = gr.Radio(["smooth", "linear", "cubic", "step"],
+                                                                  value="smooth", label="Between keyframes",
+                                                                  elem_id="pose-interp")
+                                widgets["pose_absolute"] = gr.Checkbox(
+                                    False, label="absolute angles (default: added to the portrait's pose)",
+                                    elem_id="pose-absolute")
+                            preset.change(lambda name: POSE_PRESETS.get(name, gr.update()), preset,
+                                          widgets["pose_keyframes"])
                     with gr.Tab("Eyes"):
                         with gr.Row():
-                            widgets["blink_mode"] = gr.Radio(FACTOR_MODES, value="still", label="Blinks",
+                            widgets["blink_mode"] = gr.Radio(factor_modes, value="still", label="Blinks",
                                                              elem_id="blink-mode")
-                            widgets["gaze_mode"] = gr.Radio(FACTOR_MODES, value="still", label="Gaze",
+                            widgets["gaze_mode"] = gr.Radio(factor_modes, value="still", label="Gaze",
                                                             elem_id="gaze-mode")
                         widgets["eyes_video"] = gr.File(label="Eye motion video (used by blinks and/or gaze)",
                                                         file_types=video_types, visible=False, elem_id="eyes-video")
                         with gr.Row():
                             widgets["blink_intensity"] = gr.Slider(0, 3, value=d["blink_intensity"], step=0.05,
-                                                                   label="Blink intensity", elem_id="blink-intensity")
+                                                                   label="Blink intensity (code multiplier)",
+                                                                   elem_id="blink-intensity")
                             widgets["gaze_intensity"] = gr.Slider(0, 3, value=d["gaze_intensity"], step=0.05,
-                                                                  label="Gaze intensity", elem_id="gaze-intensity")
+                                                                  label="Gaze intensity (code multiplier)",
+                                                                  elem_id="gaze-intensity")
+                        with gr.Group(visible=False, elem_id="blink-controls") as groups["blink"]:
+                            bpreset = gr.Dropdown(["(none)"] + list(BLINK_PRESETS), value="(none)",
+                                                  label="Blink preset", elem_id="blink-preset")
+                            with gr.Row():
+                                widgets["blink_times"] = gr.Textbox(label="Blink at (seconds)",
+                                                                    placeholder="e.g. 1, 3.5", scale=2,
+                                                                    elem_id="blink-times")
+                                widgets["blink_rate"] = gr.Slider(0, 60, value=15, step=1,
+                                                                  label="and/or per minute (natural jitter)",
+                                                                  elem_id="blink-rate")
+                            with gr.Row():
+                                widgets["blink_duration"] = gr.Slider(0.1, 0.8, value=0.2, step=0.05,
+                                                                      label="Blink duration (s)",
+                                                                      elem_id="blink-duration")
+                                widgets["eye_openness"] = gr.Slider(0, 1, value=1, step=0.05,
+                                                                    label="Eye openness between blinks",
+                                                                    elem_id="eye-openness")
+
+                            def blink_preset(name):
+                                if name not in BLINK_PRESETS:
+                                    return [gr.update()] * 4
+                                times, rate, dur, openness = BLINK_PRESETS[name]
+                                if times == "every4":
+                                    times = ", ".join(f"{t:g}" for t in np.arange(2, settings.max_seconds, 4))
+                                return [times, rate, dur, openness]
+                            bpreset.change(blink_preset, bpreset, [widgets[k] for k in (
+                                "blink_times", "blink_rate", "blink_duration", "eye_openness")])
+                        with gr.Group(visible=False, elem_id="gaze-controls") as groups["gaze"]:
+                            gpreset = gr.Dropdown(["(none)"] + list(GAZE_PRESETS), value="(none)",
+                                                  label="Gaze preset", elem_id="gaze-preset")
+                            widgets["gaze_camera"] = gr.Checkbox(False, label="look at the camera",
+                                                                 elem_id="gaze-camera")
+                            with gr.Row():
+                                widgets["gaze_h"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-h",
+                                                              label="horizontal (> 0 toward the image's right)")
+                                widgets["gaze_v"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-v",
+                                                              label="vertical (> 0 up)")
+                            widgets["gaze_keyframes"] = gr.Textbox(label="or keyframes",
+                                                                   placeholder="e.g. 0:camera; 1.5:h=0.5; "
+                                                                               "3:h=-0.5,v=0.2",
+                                                                   elem_id="gaze-keyframes")
+                            gpreset.change(lambda name: list(GAZE_PRESETS[name]) if name in GAZE_PRESETS
+                                           else [gr.update()] * 4, gpreset,
+                                           [widgets[k] for k in ("gaze_camera", "gaze_h", "gaze_v",
+                                                                 "gaze_keyframes")])
                     with gr.Tab("Emotion"):
-                        widgets["emotion_mode"] = gr.Radio(FACTOR_MODES, value="still", label="Emotion",
+                        widgets["emotion_mode"] = gr.Radio(emotion_modes, value="still", label="Emotion",
                                                            elem_id="emotion-mode")
                         widgets["emotion_video"] = gr.File(label="Expression video (or one image)",
                                                            file_types=video_types, visible=False,
                                                            elem_id="emotion-video")
                         widgets["emotion_intensity"] = gr.Slider(0, 3, value=d["emotion_intensity"], step=0.05,
-                                                                 label="Emotion intensity",
+                                                                 label="Emotion intensity (code multiplier)",
                                                                  elem_id="emotion-intensity")
+                        with gr.Group(visible=False, elem_id="emotion-controls") as groups["emotion"]:
+                            widgets["emotion_label"] = gr.Dropdown(labels, value="happy" if "happy" in labels else labels[0],
+                                                                   label="Emotion", elem_id="emotion-label")
+                            with gr.Row():
+                                widgets["emotion_label2"] = gr.Dropdown(["none"] + labels, value="none",
+                                                                        label="Blend with",
+                                                                        elem_id="emotion-label2")
+                                widgets["emotion_mix"] = gr.Slider(0, 1, value=0.5, step=0.05,
+                                                                   label="Share of the second emotion",
+                                                                   elem_id="emotion-mix")
+                        widgets["emotion_level"] = gr.Slider(0, 1, value=1, step=0.05, visible=False,
+                                                             label="Strength of the emotion or of the clip's "
+                                                                   "expression (0 neutral .. 1)",
+                                                             elem_id="emotion-level")
                     with gr.Tab("Output"):
                         widgets["layout"] = gr.Radio([("face (224x224)", "result"),
                                                       ("pasted back into the photo", "pasteback"),
@@ -418,6 +675,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["driving_mode"] = gr.Radio(["loop", "pingpong", "hold", "strict"], value="loop",
                                                            label="Driving clips shorter than the audio",
                                                            elem_id="driving-mode")
+                gr.Markdown(mapping_line, elem_id="mapping-status")
                 with gr.Row():
                     preview_btn = gr.Button("Preview frames", elem_id="preview-btn")
                     render_btn = gr.Button("Render video", variant="primary", elem_id="render-btn")
@@ -442,9 +700,15 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
         # upload-time checks and the per-factor file boxes shown only when a video is the source
         widgets["portrait"].change(backend.check_portrait, widgets["portrait"], [crop, status])
         widgets["audio"].change(backend.check_audio, widgets["audio"], audio_status)
-        for mode, box in (("lips_mode", "lips_video"), ("pose_mode", "pose_video"),
-                          ("emotion_mode", "emotion_video")):
+        for mode, box in (("lips_mode", "lips_video"), ("pose_mode", "pose_video")):
             widgets[mode].change(lambda m: gr.update(visible=m == "video"), widgets[mode], widgets[box])
+        widgets["emotion_mode"].change(lambda m: gr.update(visible=m in ("video", "reference")),
+                                       widgets["emotion_mode"], widgets["emotion_video"])
+        widgets["emotion_mode"].change(lambda m: gr.update(visible=m in ("controls", "reference")),
+                                       widgets["emotion_mode"], widgets["emotion_level"])
+        for factor, group in groups.items():
+            widgets[f"{factor}_mode"].change(lambda m: gr.update(visible=m == "controls"),
+                                             widgets[f"{factor}_mode"], group)
         for mode in ("blink_mode", "gaze_mode"):
             widgets[mode].change(lambda b, g: gr.update(visible="video" in (b, g)),
                                  [widgets["blink_mode"], widgets["gaze_mode"]], widgets["eyes_video"])
