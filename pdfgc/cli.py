@@ -168,9 +168,14 @@ def cmd_ui(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"pdfgc ui: warning: serving on {args.host}: anyone who can reach this address can use the page",
               file=sys.stderr)
+    controls = args.controls
+    if controls is None and args.official_checkpoints:
+        from .controls.mapping import mapping_path_for
+        cand = mapping_path_for(args.official_checkpoints)
+        controls = str(cand) if cand.is_file() else None
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     run_ui(pipe, UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-                            max_seconds=args.max_seconds))
+                            max_seconds=args.max_seconds, control_mapping=controls))
     return 0
 
 
@@ -182,6 +187,8 @@ def _add_ui(sub) -> None:
     u.add_argument("--max-seconds", type=float, default=60.0, help="longest audio accepted (default 60 s)")
     u.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     u.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    u.add_argument("--controls", metavar="FILE", help="control mapping for the explicit controls (default: "
+                                                      "<weights>.controls.json beside the weights)")
     _add_weights(u)
 
 
