@@ -356,3 +356,75 @@ def test_mapping_status_lists_the_mapped_labels(cbackend):
 
 def _args_c(backend, v: dict) -> list:
     return [v.get(k) for k in backend.input_names()]
+
+
+# ---- the command ----------------------------------------------------------------------------------------------
+def _listening_addresses(port: int) -> list[str]:
+    """Local addresses of the sockets listening on `port` (from /proc: what the server is bound to)."""
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            addr, p = local.rsplit(":", 1)
+            if state == "0A" and int(p, 16) == port:
+                out.append(addr)
+    return out
+
+
+def test_pdfgc_ui_command_serves_on_localhost_and_cleans_up(tiny, tmp_path):
+    import json
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    weights = tiny.save_pretrained(tmp_path / "tiny.safetensors")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PDFGC_TEST_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pdfgc.cli", "ui", "--port", str(port), "--weights", str(weights),
+                             "--threads", "1", "--max-upload-mb", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    try:
+        line = ""
+        deadline = time.time() + 90
+        while "serving on" not in line and time.time() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "pdfgc ui exited early"
+        assert f"serving on http://127.0.0.1:{port}" in line, line
+        work = Path(re.search(r"outputs under (\S+);", line).group(1))
+        assert (work / "uploads").is_dir() and (work / "outputs").is_dir()
+        page = None
+        while page is None and time.time() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None and json.loads(page)["title"] == "pdfgc"
+        # bound to the loopback address only (0100007F is 127.0.0.1 in /proc's byte order)
+        assert _listening_addresses(port) == ["0100007F"]
+        # files outside the upload/output areas are not served
+        repo_file = Path(__file__).resolve().parents[1] / "pyproject.toml"  # the server's working folder
+        for probe in (f"/gradio_api/file={weights}", "/gradio_api/file=/etc/passwd", f"/gradio_api/file={repo_file}",
+                      f"/gradio_api/file={work}/../{work.name}/uploads/../../../etc/passwd"):
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=5).status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            assert status in (403, 404), (probe, status)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert not work.exists()  # the app's temp areas are removed when it stops
