@@ -1,5 +1,5 @@
 """Command line: `pdfgc animate`, `pdfgc evaluate`, `pdfgc convert-official`, `pdfgc verify-official`, `pdfgc info`,
-`pdfgc ui`."""
+`pdfgc ui`, `pdfgc train`, `pdfgc export`."""
 from __future__ import annotations
 
 import argparse
@@ -192,6 +192,16 @@ def _add_ui(sub) -> None:
     _add_weights(u)
 
 
+def cmd_train(args) -> int:
+    from .training.command import run_train
+    return run_train(args)
+
+
+def cmd_export(args) -> int:
+    from .training.command import run_export
+    return run_export(args)
+
+
 def cmd_prepare(args) -> int:
     from .data.command import run
 
@@ -216,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit_controls(sub)
     from .data.command import add_parser as add_prepare
     add_prepare(sub)
+    from .training.command import add_parser as add_train
+    add_train(sub)
     _add_ui(sub)
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     _add_weights(i)
@@ -227,7 +239,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
-                "fit-controls": cmd_fit_controls}
+                "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:

@@ -73,6 +73,9 @@ class ModelConfig:
     official_crop: bool = True
     trained: bool = True   # False for seeded random weights (outputs are noise; say so loudly)
     notes: str = ""
+    # what the 6-d pose code means: "" = learned units (official model); models from `pdfgc train` regress it to
+    # physical units (pdfgc.training.stages.POSE_CODE_UNITS), so explicit controls can set angles directly
+    pose_code_units: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

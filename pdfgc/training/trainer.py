@@ -1,0 +1,631 @@
+"""`pdfgc train`: one stage of PD-FGC's progressive training, on one CPU process or many GPUs (`torchrun`, DDP).
+
+Distributed execution, mixed precision (bf16/fp16 on GPU) and gradient accumulation are `accelerate`'s; nothing
+distributed is written here. One training step = `grad_accum` micro-batches per process, then one optimiser update.
+
+Per micro-batch (GAN stages; the order of the authors' PC-AVS-style trainers, which SPADE also uses):
+1. `StageNet` forward: the fake image and the non-adversarial losses (see `stages.py`, `losses.py`);
+2. generator side: D (parameters frozen, called outside DDP) on [fake; real] gives the hinge G loss and feature
+   matching; the optional VGG19 perceptual loss; backward; gradient-norm clip 5 [recovered]; Adam update;
+3. discriminator side: D (DDP) on [sg(fake); real], hinge D loss, backward, clip 5, its own Adam update.
+Adam betas (0, 0.99), lr 1e-4, weight decay 1e-3, StepLR (80,000 steps, gamma 0.93) [recovered], for both.
+
+State and resume: every `checkpoint_every` steps a checkpoint folder is written under a temporary name and renamed
+into place (`os.replace`), so a run killed at any moment (kill -9 included) has an intact last checkpoint; the
+last `keep_checkpoints` are kept. A checkpoint holds `model.safetensors` (the `PDFGC.save_pretrained` format),
+`discriminator.safetensors`, `train_state.pt` (optimiser, scheduler and grad-scaler states, memory banks, step;
+tensors and plain values only, read back with `torch.load(weights_only=True)`), `rng-rank<r>.pt` per process
+(python, numpy, torch RNG states) and `trainer.json` (the TrainConfig). Batches are a pure function of
+(seed, step, rank, micro-step) (`data.py`), so `--resume` continues exactly: same batches, same weights.
+At the end the stage writes `RUN_DIR/model.safetensors` (loadable by `PDFGC.from_pretrained`; the next stage's
+`--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it).
+
+Logs (main process): `log.csv` (step, stage, each weighted loss, d_loss, diagnostics, lr, sec_per_step, each a mean
+over the last `log_every` steps), TensorBoard under `tb/` when the `tensorboard` package is importable, and
+`samples/step-XXXXXXXXX.png` grids (rows: portrait | driving input | result | target) every `sample_every` steps.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, InputError
+from . import losses as L
+from .augment import AugmentConfig
+from .stages import POSE_CODE_UNITS, STAGES, USES_GAN, StageNet, set_train_mode, set_trainable
+
+PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+DISC_NDF = {"official": 64, "lite": 32, "tiny": 8}  # [ours] discriminator width by model size (official D: 64)
+CHECKPOINTS = "checkpoints"
+_CKPT = re.compile(r"^step-(\d{9})$")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as JSON in the run folder and in every checkpoint."""
+
+    stage: str = "appearance"
+    data: str = ""                     # prepared corpus folder (`pdfgc prepare`)
+    out: str = ""                      # run folder
+    model: str = "lite"                # named architecture (pdfgc.configs) when starting from scratch
+    init: str | None = None            # start from this model file (the previous stage's model.safetensors)
+    steps: int = 1000
+    batch_size: int = 8                # per process and micro-step
+    grad_accum: int = 1
+    lr: float = 1e-4                   # [recovered]
+    lr_d: float | None = None          # discriminator lr (default: lr)
+    betas: tuple[float, float] = (0.0, 0.99)  # [recovered]
+    weight_decay: float = 1e-3         # [recovered]
+    grad_clip: float = 5.0             # [recovered]
+    lr_step: int = 80000               # [recovered] StepLR step
+    lr_gamma: float = 0.93             # [recovered]
+    precision: str = "fp32"
+    vgg19: str | None = None           # torchvision vgg19 state dict: enables the perceptual loss
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    name: str | None = None            # name stored in the model file (default: "<model>-<stage>")
+    lip_group: int = 4                 # frames per clip in a lips batch [recovered: groups of N frames]
+    lip_temperature: float = 1.0       # [ours]
+    eye_temperature: float = 0.1       # [ours]
+    emotion_window: int = 5            # K frames averaged [ours value]
+    bank_size: int = 4096              # decorrelation memory banks [ours]
+    eye_candidates: int = 8            # frames tried per eye pair [ours]
+    disc_ndf: int | None = None        # default by architecture (DISC_NDF)
+    disc_layers: int = 4               # [recovered]
+    disc_scales: int = 2               # [recovered]
+    cache_clips: int = 64
+    overfit: int = 0                   # > 0: draw batches only from the first N positions (can the stage fit?)
+    tensorboard: bool = True
+    weights: L.LossWeights = field(default_factory=L.LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["weights"] = L.LossWeights(**d.get("weights", {}))
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise InputError(f"unknown stage '{self.stage}' (choose from {', '.join(STAGES)})")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision '{self.precision}' (fp32, bf16, fp16)")
+        for k in ("steps", "batch_size", "grad_accum", "log_every", "sample_every", "checkpoint_every",
+                  "keep_checkpoints", "lip_group", "emotion_window"):
+            if int(getattr(self, k)) < 1:
+                raise InputError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
+        if self.stage != "lips" and self.batch_size < 2:
+            raise InputError("--batch-size must be at least 2 (BatchNorm statistics and in-batch negatives)")
+        if not self.out:
+            raise InputError("no run folder (--out)")
+
+
+# ------------------------------------------------------------------------------------------------- files
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_discriminator(disc: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={"format": "pdfgc-discriminator", "config": json.dumps(disc.config)})
+    os.replace(tmp, path)
+
+
+def load_discriminator_weights(disc: torch.nn.Module, path: Path) -> None:
+    from safetensors import safe_open
+
+    from ..model import load_state_dict_checked
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
+    if meta.get("format") != "pdfgc-discriminator":
+        raise CheckpointError(f"{path}: not a pdfgc discriminator file")
+    load_state_dict_checked(disc, tensors, str(path))
+
+
+def discriminator_config_of(path: Path) -> dict | None:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return json.loads((f.metadata() or {}).get("config", "null"))
+    except Exception:
+        return None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    d = Path(run_dir) / CHECKPOINTS
+    if not d.is_dir():
+        return []
+    found = [p for p in d.iterdir() if _CKPT.match(p.name) and (p / "trainer.json").is_file()]
+    return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    c = list_checkpoints(run_dir)
+    return c[-1] if c else None
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    st = {"python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+          "python_version": random.getstate()[0],
+          "python_gauss": -1.0 if random.getstate()[2] is None else float(random.getstate()[2]),
+          "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
+          "numpy_has_gauss": int(np_state[3]), "numpy_gauss": float(np_state[4]),
+          "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    gauss = None if st["python_gauss"] == -1.0 else st["python_gauss"]
+    random.setstate((int(st["python_version"]), tuple(int(x) for x in st["python"].tolist()), gauss))
+    np.random.set_state(("MT19937", st["numpy_keys"].numpy().astype(np.uint32), int(st["numpy_pos"]),
+                         int(st["numpy_has_gauss"]), float(st["numpy_gauss"])))
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _digest(tensors) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _split_outputs(outs: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
+    a = [[f[:n] for f in scale] for scale in outs]
+    b = [[f[n:] for f in scale] for scale in outs]
+    return a, b
+
+
+def sample_grid(out: dict, rows: int = 4) -> np.ndarray:
+    """uint8 RGB grid: per row portrait | driving input | result | target."""
+    from ..media.preprocess import to_uint8
+
+    cols = [out["source"], out["driving"], out["fake"], out["real"]]
+    n = min(rows, out["fake"].shape[0])
+    size = out["fake"].shape[-1]
+    imgs = []
+    for c in cols:
+        c = c[:n].detach().float().cpu()
+        if c.shape[-1] != size:
+            c = torch.nn.functional.interpolate(c, size=(size, size), mode="area")
+        imgs.append(to_uint8(c))
+    return np.concatenate([np.concatenate(list(im), 0) for im in imgs], 1)
+
+
+# ------------------------------------------------------------------------------------------------- trainer
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, log=None):
+        cfg.validate()
+        self.cfg, self.resume, self.progress = cfg, resume, progress
+        self.log = log or (lambda m: print(f"pdfgc: {m}", file=sys.stderr))
+        self.run_dir = Path(cfg.out)
+        self._last_batch_digest = ""
+
+    # ---- building
+    def _accelerator(self):
+        try:
+            from accelerate import Accelerator
+        except ImportError:
+            raise InputError("training needs the `accelerate` package: pip install 'pdfgc[train]'") from None
+        from accelerate.state import AcceleratorState, GradientState
+
+        cuda = torch.cuda.is_available()
+        if self.cfg.precision == "fp16" and not cuda:
+            raise InputError("--precision fp16 needs a GPU (use bf16 or fp32 on a CPU)")
+        # accelerate keeps process-wide singletons; several runs in one process (`--stage all`, tests) start each
+        # from a clean state (the process group itself, in PartialState, is kept)
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+        return Accelerator(mixed_precision=PRECISIONS[self.cfg.precision],
+                           gradient_accumulation_steps=self.cfg.grad_accum, cpu=not cuda,
+                           step_scheduler_with_optimizer=False)
+
+    def _build_model(self, ckpt: Path | None):
+        from ..configs import architecture_name, get_config
+        from ..model import PDFGC
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
+        if ckpt is not None:
+            model = PDFGC.from_pretrained(ckpt / "model.safetensors")
+        elif cfg.init:
+            model = PDFGC.from_pretrained(cfg.init)
+        else:
+            model = PDFGC(get_config(cfg.model))
+        mc = model.config
+        arch = architecture_name(mc)
+        mc.trained = True
+        mc.name = cfg.name or f"pdfgc-{arch}-trained-{cfg.stage}"
+        if cfg.stage in ("pose_eye", "emotion"):
+            mc.pose_code_units = POSE_CODE_UNITS
+        return model, arch
+
+    def _build_disc(self, arch: str, ckpt: Path | None):
+        from ..networks.discriminator import MultiscaleDiscriminator
+
+        cfg = self.cfg
+        ndf = cfg.disc_ndf or DISC_NDF.get(arch, 64)
+        torch.manual_seed(cfg.seed + 1)
+        disc = MultiscaleDiscriminator(3, ndf, cfg.disc_layers, cfg.disc_scales)
+        if ckpt is not None:
+            load_discriminator_weights(disc, ckpt / "discriminator.safetensors")
+        elif cfg.init:
+            side = Path(cfg.init)
+            side = (side if side.is_dir() else side.parent) / "discriminator.safetensors"
+            if side.is_file() and discriminator_config_of(side) == disc.config:
+                load_discriminator_weights(disc, side)
+                self.log(f"discriminator initialised from {side}")
+        return disc
+
+    # ---- checkpoints
+    def _save_checkpoint(self, acc, step: int, net, disc, opt, opt_d, sched, sched_d, banks) -> None:
+        ck_root = self.run_dir / CHECKPOINTS
+        final = ck_root / f"step-{step:09d}"
+        tmp = ck_root / f".tmp-step-{step:09d}"
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ck_root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        rank_state = _rng_state()
+        # consistency record of this rank: its weights (identical on every rank under DDP) and its last batch
+        rank_state["weights_digest"] = _digest(acc.unwrap_model(net).model.parameters())
+        rank_state["batch_digest"] = self._last_batch_digest
+        torch.save(rank_state, tmp / f"rng-rank{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = acc.unwrap_model(net).model
+            model.save_pretrained(tmp / "model.safetensors")
+            if disc is not None:
+                save_discriminator(acc.unwrap_model(disc), tmp / "discriminator.safetensors")
+            state = {"step": step, "stage": self.cfg.stage, "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "banks": {k: b.state_dict() for k, b in banks.items()}}
+            if opt_d is not None:
+                state["optimizer_d"] = opt_d.state_dict()
+                state["scheduler_d"] = sched_d.state_dict()
+            if acc.scaler is not None:
+                state["scaler"] = acc.scaler.state_dict()
+            torch.save(state, tmp / "train_state.pt")
+            _atomic_write_text(tmp / "trainer.json", json.dumps({"step": step, "config": json.loads(
+                self.cfg.to_json())}, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in list_checkpoints(self.run_dir)[:-self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _load_state(self, acc, ckpt: Path, opt, opt_d, sched, sched_d, banks) -> int:
+        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        if state["stage"] != self.cfg.stage:
+            raise CheckpointError(f"{ckpt}: checkpoint of stage '{state['stage']}', this run is '{self.cfg.stage}'")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if opt_d is not None:
+            opt_d.load_state_dict(state["optimizer_d"])
+            sched_d.load_state_dict(state["scheduler_d"])
+        if acc.scaler is not None and "scaler" in state:
+            acc.scaler.load_state_dict(state["scaler"])
+        for k, b in banks.items():
+            b.load_state_dict(state["banks"][k])
+        rng = ckpt / f"rng-rank{acc.process_index}.pt"
+        if rng.is_file():
+            _set_rng_state(torch.load(rng, map_location="cpu", weights_only=True))
+        return int(state["step"])
+
+    # ---- logs
+    def _open_csv(self, columns: list[str], start_step: int):
+        path = self.run_dir / "log.csv"
+        rows = []
+        if path.is_file():  # keep the rows up to the resumed step (a killed run may have logged further)
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r.get("step", 0)) <= start_step]
+        tmp = path.with_name(".log.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow(r)
+        os.replace(tmp, path)
+        f = open(path, "a", newline="")
+        return f, csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: CSV only
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---- the run
+    def run(self) -> Path:
+        from ..data.corpus import PreparedCorpus
+        from .data import BatchSampler
+
+        cfg = self.cfg
+        acc = self._accelerator()
+        rank, world = acc.process_index, acc.num_processes
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        final_model = self.run_dir / "model.safetensors"
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is not None and not self.resume:
+            raise InputError(f"{self.run_dir} already holds checkpoints: pass --resume to continue, or choose "
+                             "another --out")
+        if self.resume and ckpt is not None:
+            saved = json.loads((ckpt / "trainer.json").read_text())["config"]
+            if saved.get("stage") != cfg.stage:
+                raise InputError(f"{self.run_dir}: its checkpoints are stage '{saved.get('stage')}', not "
+                                 f"'{cfg.stage}'")
+            # the saved config decides the maths; only the length and the logging cadence may change
+            keep = {k: getattr(cfg, k) for k in ("steps", "log_every", "sample_every", "checkpoint_every",
+                                                  "keep_checkpoints", "data", "out", "tensorboard")}
+            cfg = self.cfg = TrainConfig.from_dict({**saved, **keep})
+            if acc.is_main_process:
+                self.log(f"resuming {self.run_dir} from {ckpt.name}")
+        elif self.resume and acc.is_main_process:
+            self.log(f"nothing to resume in {self.run_dir}: starting at step 0")
+        if acc.is_main_process:
+            _atomic_write_text(self.run_dir / "train.json", cfg.to_json())
+
+        if acc.is_main_process:
+            self.log(f"stage {cfg.stage}: {world} process(es) on {acc.device}"
+                     + (f" ({acc.state.backend})" if world > 1 else "") + f", precision {cfg.precision}")
+        corpus = PreparedCorpus(cfg.data, split="train")
+        model, arch = self._build_model(ckpt)
+        gan = USES_GAN[cfg.stage]
+        disc = self._build_disc(arch, ckpt) if gan else None
+        params = set_trainable(model, cfg.stage)
+        net = StageNet(model, cfg.stage, cfg.weights, cfg.lip_temperature, cfg.eye_temperature)
+        adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        opt = torch.optim.Adam(params, lr=cfg.lr, **adam)
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
+        opt_d = sched_d = None
+        if gan:
+            opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d or cfg.lr, **adam)
+            sched_d = torch.optim.lr_scheduler.StepLR(opt_d, cfg.lr_step, cfg.lr_gamma)
+            net, disc, opt, opt_d = acc.prepare(net, disc, opt, opt_d)
+        else:
+            net, opt = acc.prepare(net, opt)
+        raw_model = acc.unwrap_model(net).model
+        raw_disc = acc.unwrap_model(disc) if gan else None
+        vgg = None
+        if cfg.vgg19 and gan:
+            from ..networks.vgg import VGG19Perceptual
+            vgg = VGG19Perceptual.from_file(cfg.vgg19).to(acc.device)
+        lay = raw_model.layout
+        banks = {}
+        if cfg.stage == "emotion":
+            banks = {"emotion": L.MemoryBank(lay.emotion, cfg.bank_size), "mouth": L.MemoryBank(lay.mouth, cfg.bank_size),
+                     "pose": L.MemoryBank(lay.pose, cfg.bank_size), "eye": L.MemoryBank(lay.eye, cfg.bank_size)}
+        start = 0
+        if ckpt is not None:
+            start = self._load_state(acc, ckpt, opt, opt_d, sched, sched_d, banks)
+        if start >= cfg.steps:
+            if acc.is_main_process:
+                self.log(f"{self.run_dir}: already at step {start} (>= --steps {cfg.steps})")
+                self._write_final(acc, net, disc, start)
+            acc.wait_for_everyone()
+            return final_model
+
+        sampler = BatchSampler(corpus, cfg.stage, cfg.seed, cfg.batch_size, raw_model.network_input,
+                               official_crop=raw_model.config.official_crop, lip_group=cfg.lip_group,
+                               emotion_window=cfg.emotion_window, eye_candidates=cfg.eye_candidates,
+                               augment=cfg.augment, cache_clips=cfg.cache_clips)
+        set_train_mode(raw_model, cfg.stage)
+        # DDP notes that oneDNN returns some 1x1-conv gradients channels-last: a speed remark, not an error
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        g_params = [p for p in raw_model.parameters() if p.requires_grad]
+
+        csv_file = writer = tb = bar = None
+        if acc.is_main_process:
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            tb = self._tensorboard()
+            if self.progress:
+                from tqdm import tqdm
+                bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", unit="step",
+                           dynamic_ncols=True)
+        window = defaultdict(float)
+        window_steps, t_window = 0, time.perf_counter()
+        try:
+            for step in range(start, cfg.steps):
+                vals = defaultdict(float)
+                last_out = None
+                for micro in range(cfg.grad_accum):
+                    pos = step % cfg.overfit if cfg.overfit else step
+                    batch = sampler.batch(pos, rank, micro)
+                    self._last_batch_digest = _digest(batch[k] for k in sorted(batch))
+                    if banks:
+                        for k, b in banks.items():
+                            batch[f"bank_{k}"] = b.contents()
+                    batch = _to_device(batch, acc.device)
+                    with acc.accumulate(*([net, disc] if gan else [net])):
+                        out = net(batch)
+                        g_losses = dict(out["losses"])
+                        fake, real = out["fake"], out["real"]
+                        if gan:
+                            raw_disc.requires_grad_(False)
+                            with acc.autocast():
+                                d_out = raw_disc(torch.cat([fake, real.to(fake.dtype)]))
+                            d_fake, d_real = _split_outputs(d_out, fake.shape[0])
+                            g_losses["gan"] = cfg.weights.gan * L.hinge_g_loss(d_fake)
+                            g_losses["feature_matching"] = cfg.weights.feature_matching * L.feature_matching_loss(
+                                d_fake, d_real)
+                            if vgg is not None:
+                                g_losses["vgg"] = cfg.weights.vgg * vgg(fake.float(), real.float())
+                        g_total = sum(g_losses.values())
+                        acc.backward(g_total)
+                        if acc.sync_gradients and cfg.grad_clip:
+                            acc.clip_grad_norm_(g_params, cfg.grad_clip)
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+                        if gan:
+                            raw_disc.requires_grad_(True)
+                            d_out = disc(torch.cat([fake.detach(), real.to(fake.dtype)]))
+                            d_fake, d_real = _split_outputs(d_out, fake.shape[0])
+                            d_loss = cfg.weights.gan * L.hinge_d_loss(d_real, d_fake)
+                            acc.backward(d_loss)
+                            if acc.sync_gradients and cfg.grad_clip:
+                                acc.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                            opt_d.step()
+                            opt_d.zero_grad(set_to_none=True)
+                            vals["d_loss"] += float(d_loss.detach()) / cfg.grad_accum
+                    for k, v in g_losses.items():
+                        vals[k] += float(v.detach()) / cfg.grad_accum
+                    vals["total"] += float(g_total.detach()) / cfg.grad_accum
+                    for k, v in out.get("metrics", {}).items():
+                        vals[k] += float(v) / cfg.grad_accum
+                    if banks:
+                        pushed = acc.gather({k: v.float().contiguous() for k, v in out["bank_push"].items()})
+                        for k, b in banks.items():
+                            b.push(pushed[k])
+                    last_out = out
+                sched.step()
+                if sched_d is not None:
+                    sched_d.step()
+                done = step + 1
+                for k, v in vals.items():
+                    window[k] += v
+                window_steps += 1
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    keys = sorted(window)
+                    t = torch.tensor([window[k] / window_steps for k in keys], device=acc.device)
+                    t = acc.reduce(t, reduction="mean")  # mean over ranks
+                    if acc.is_main_process:
+                        row = dict(zip(keys, (float(x) for x in t.cpu())))
+                        row.update(step=done, stage=cfg.stage, lr=sched.get_last_lr()[0],
+                                   sec_per_step=(time.perf_counter() - t_window) / window_steps)
+                        if writer is None:
+                            columns = ["step", "stage", *keys, "lr", "sec_per_step"]
+                            csv_file, writer = self._open_csv(columns, start)
+                        writer.writerow(row)
+                        csv_file.flush()
+                        if tb is not None:
+                            for k in keys + ["lr", "sec_per_step"]:
+                                tb.add_scalar(f"{cfg.stage}/{k}", row[k], done)
+                        if bar is not None:
+                            bar.set_postfix(total=f"{row['total']:.3g}")
+                    window.clear()
+                    window_steps, t_window = 0, time.perf_counter()
+                if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
+                    self._write_sample(last_out, done, tb)
+                if bar is not None:
+                    bar.update(1)
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    self._save_checkpoint(acc, done, net, disc, opt, opt_d, sched, sched_d, banks)
+        finally:
+            if bar is not None:
+                bar.close()
+            if csv_file is not None:
+                csv_file.close()
+            if tb is not None:
+                tb.close()
+        if acc.is_main_process:
+            self._write_final(acc, net, disc, cfg.steps)
+        acc.wait_for_everyone()
+        return final_model
+
+    def _write_sample(self, out: dict, step: int, tb) -> None:
+        import cv2
+
+        grid = sample_grid(out)
+        path = self.run_dir / "samples" / f"step-{step:09d}.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        os.replace(tmp, path)
+        if tb is not None:
+            tb.add_image(f"{self.cfg.stage}/samples", grid, step, dataformats="HWC")
+
+    def _write_final(self, acc, net, disc, step: int) -> None:
+        model = acc.unwrap_model(net).model
+        model.config.notes = (f"pdfgc train: stage {self.cfg.stage}, {step} steps, batch {self.cfg.batch_size} x "
+                              f"{self.cfg.grad_accum} x {acc.num_processes} processes, seed {self.cfg.seed}")
+        model.save_pretrained(self.run_dir / "model.safetensors")
+        if disc is not None:
+            save_discriminator(acc.unwrap_model(disc), self.run_dir / "discriminator.safetensors")
+        self.log(f"wrote {self.run_dir / 'model.safetensors'}")
+
+
+def train_all(cfg: TrainConfig, steps: list[int], resume: bool = False, progress: bool = True) -> Path:
+    """The four stages in order in RUN_DIR/<stage>/, each starting from the previous one's model.safetensors;
+    RUN_DIR/model.safetensors is the last stage's model."""
+    out = Path(cfg.out)
+    init = cfg.init
+    final = None
+    for stage, n in zip(STAGES, steps):
+        sub = dataclasses.replace(cfg, stage=stage, out=str(out / stage), init=init, steps=n,
+                                  name=f"{cfg.name}-{stage}" if cfg.name else None)
+        final = Trainer(sub, resume=resume, progress=progress).run()
+        init = str(final)
+    if final is not None and _is_main():
+        shutil.copyfile(final, out / ".model.safetensors.tmp")
+        os.replace(out / ".model.safetensors.tmp", out / "model.safetensors")
+    return out / "model.safetensors"
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def find_run_model(run_dir: str | os.PathLike) -> Path:
+    """The model a run folder holds: its final model.safetensors, else its latest checkpoint's (for `all`
+    runs, the last stage that has one)."""
+    run = Path(run_dir)
+    if (run / "model.safetensors").is_file():
+        return run / "model.safetensors"
+    for sub in [run] + [run / s for s in reversed(STAGES)]:
+        if (sub / "model.safetensors").is_file():
+            return sub / "model.safetensors"
+        ck = latest_checkpoint(sub)
+        if ck is not None:
+            return ck / "model.safetensors"
+    raise InputError(f"{run}: no model.safetensors and no checkpoint (is this a `pdfgc train` run folder?)")
