@@ -19,7 +19,7 @@ from pdfgc.data.discover import discover, parse_labels, parse_shard
 from pdfgc.data.prepare import PrepareConfig, merge_corpora, prepare_corpus, shot_matrices
 from pdfgc.errors import InputError
 
-from .conftest import DATA, cut_clip, need
+from .conftest import DATA, REPO, cut_clip, need
 
 VOX_KEY = "id00001__clipA__00001__000"
 MEAD_KEY = "M003__video__front__happy__level_2__001__000"
@@ -150,6 +150,32 @@ def test_prepared_corpus_matches_the_interface(prepared_corpus, prepared_raw):
     assert json.loads((prepared_corpus / "rejected.json").read_text()) == []
 
 
+def test_shots_split_at_face_jumps_and_long_faceless_runs():
+    from pdfgc.data.prepare import find_shots
+
+    cfg = PrepareConfig()
+    n = 100
+    t = np.arange(n, dtype=float)
+    # eyes 50 px apart drifting slowly; the mouth opens and closes fast (speech moves only the mouth)
+    points = np.stack([np.stack([100 + 0.3 * t, 100 + 0.3 * t + 50, 125 + 0.3 * t], 1),
+                       np.stack([100 + 0 * t, 100 + 0 * t, 160 + 30 * (t % 2)], 1)], 2)
+    content = np.zeros(n, bool)
+    shots, dropped, cuts = find_shots(content, points, cfg)
+    assert (shots, dropped, cuts) == ([(0, n)], [], 0)
+    jumped = points.copy()
+    jumped[40:, :, 0] += 30  # fast but real head motion: 0.6 eye distances in one frame
+    assert find_shots(content, jumped, cfg)[0] == [(0, n)]
+    jumped[60:, :, 0] += 60  # the face teleports 1.2 eye distances: a jump cut (or another person)
+    assert find_shots(content, jumped, cfg)[0] == [(0, 60), (60, n)]
+    content[70] = True  # a content cut
+    assert find_shots(content, points, cfg)[0] == [(0, 70), (70, n)]
+    gaps = points.copy()
+    gaps[10:15] = np.nan  # 0.2 s without a face: kept (filled from neighbours later)
+    gaps[50:70] = np.nan  # 0.8 s: dropped, the clip is split there
+    shots, dropped, _ = find_shots(np.zeros(n, bool), gaps, cfg)
+    assert shots == [(0, 50), (70, n)] and [(d["start"], d["end"], d["code"]) for d in dropped] == [(50, 70, "no_face")]
+
+
 def test_shot_alignment_equals_the_inference_aligner():
     from pdfgc.media.face import SequenceAligner
     from pdfgc.media.video import read_video_frames
@@ -215,7 +241,8 @@ def test_other_settings_refuse_to_resume(prepared_corpus, prepared_raw, tmp_path
 def test_kill_9_then_resume_gives_the_full_corpus(prepared_corpus, prepared_raw, tmp_path):
     out = tmp_path / "corpus"
     cmd = [sys.executable, "-m", "pdfgc.cli", "prepare", str(prepared_raw), "-o", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
     deadline = time.monotonic() + 120
     # kill it once the first clip is in the open (temporary) shard and before the run ends
     while proc.poll() is None and time.monotonic() < deadline and not list(out.glob("*.tar.tmp")):
@@ -228,6 +255,15 @@ def test_kill_9_then_resume_gives_the_full_corpus(prepared_corpus, prepared_raw,
     got, want = (json.loads((d / "manifest.json").read_text()) for d in (out, prepared_corpus))
     assert _clips_without_location(got) == _clips_without_location(want)
     assert len(list(out.glob("shard-*.tar"))) == 1
+
+
+def test_parallel_workers_give_the_same_corpus(prepared_corpus, prepared_raw, tmp_path):
+    s = prepare_corpus(prepared_raw, tmp_path / "out", workers=2, **QUIET)
+    want = json.loads((prepared_corpus / "manifest.json").read_text())
+    assert s.processed == 2 and _clips_without_location(s.manifest) == _clips_without_location(want)
+    a, b = PreparedCorpus(tmp_path / "out"), PreparedCorpus(prepared_corpus)
+    for key in (VOX_KEY, MEAD_KEY):
+        assert _member_bytes(a, key) == _member_bytes(b, key)
 
 
 def test_two_shards_merged_equal_one_run(prepared_corpus, prepared_raw, tmp_path):

@@ -78,7 +78,8 @@ class ClipInfo:
 @dataclass
 class PreparedClip:
     info: ClipInfo
-    frames: np.ndarray              # uint8 (T,224,224,3) aligned crops (before the official crop-zoom)
+    frames: np.ndarray | None       # uint8 (T,224,224,3) aligned crops (before the official crop-zoom); None when
+                                    # loaded with with_frames=False
     mel_windows: np.ndarray | None  # float32 (T,1,80,20): the official audio window of each frame (None: no audio)
     mesh: np.ndarray                # float32 (T,478,3) face mesh in crop pixels (x, y, z on x's scale)
     pose: np.ndarray                # float32 (T,6): yaw, pitch, roll (degrees), tx, ty, scale (see POSE_COLUMNS)
@@ -89,7 +90,7 @@ class PreparedClip:
 
     @property
     def num_frames(self) -> int:
-        return int(self.frames.shape[0])
+        return int(self.info.num_frames)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

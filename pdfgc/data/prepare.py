@@ -14,9 +14,11 @@ Per raw clip (a video, or a numbered frames folder taken at 25 fps), in one work
    frames for shot changes.
 3. Cuts: a shot change is a large jump of frame content (colour histogram and thumbnail difference, thresholds
    measured on the shipped clips: within clips the Bhattacharyya distance stayed <= 0.18 and the mean grey
-   difference <= 25/255, across clips >= 0.21 and >= 22) or of the face (mouth centre moving more than half the eye
-   distance, or the eye distance changing by more than 25 %, between consecutive frames), and a run of more than
-   0.5 s without a face. The clip is split there (faceless runs are dropped); shots shorter than ``min_seconds``
+   difference <= 25/255, across clips >= 0.21 and >= 22) or of the face (the eyes' midpoint moving more than one
+   eye distance, or the eye distance changing by more than 25 %, between consecutive frames: a face that teleports,
+   or the tracker switching to another person; in the shipped clips the move stays <= 0.3, except vigorous
+   head shaking with motion blur in liveportrait/driving_d12.mp4 at up to 0.82, which is real motion), and a run of
+   more than 0.5 s without a face. The clip is split there (faceless runs are dropped); shots shorter than ``min_seconds``
    are rejected with the reason.
 4. Alignment, per shot: the inference rule for a driving video: ONE similarity from the shot's mean eye and mouth
    points, per-frame mouth re-centring smoothed over time (a clip without cuts uses ``SequenceAligner.finalize``
@@ -88,7 +90,7 @@ class PrepareConfig:
     cut_grey: float = 35.0             # mean abs difference of 32x32 grey thumbnails (0-255): a cut on its own
     cut_hist_soft: float = 0.15        # both of these together: a cut
     cut_grey_soft: float = 20.0
-    cut_face_jump: float = 0.5         # mouth-centre move / eye distance between consecutive frames
+    cut_face_jump: float = 1.0         # move of the eyes' midpoint / eye distance between consecutive frames
     cut_face_scale: float = 0.25       # relative change of the eye distance between consecutive frames
 
     def __post_init__(self):
@@ -159,11 +161,12 @@ def _is_content_cut(hist: float, grey: float, cfg: PrepareConfig) -> bool:
 
 
 def _is_face_jump(p: np.ndarray, q: np.ndarray, cfg: PrepareConfig) -> bool:
-    """p, q: (3,2) eye, eye, mouth centres of consecutive frames."""
+    """p, q: (3,2) eye, eye, mouth centres of consecutive frames. The eyes' midpoint is used, not the mouth, so
+    that speech and expressions (a mouth snapping open) never count as a jump."""
     dp, dq = float(np.linalg.norm(p[1] - p[0])), float(np.linalg.norm(q[1] - q[0]))
     if not (dp > 0 and dq > 0):
         return False
-    move = float(np.linalg.norm(q[2] - p[2])) / (0.5 * (dp + dq))
+    move = float(np.linalg.norm(q[:2].mean(0) - p[:2].mean(0))) / (0.5 * (dp + dq))
     return move > cfg.cut_face_jump or abs(dq / dp - 1.0) > cfg.cut_face_scale
 
 
@@ -799,12 +802,25 @@ class PrepareSummary:
 _WORKER_CFG: PrepareConfig | None = None
 
 
-def _init_worker(cfg: PrepareConfig) -> None:
+def _init_worker(cfg: PrepareConfig, pool_worker: bool = False) -> None:
     global _WORKER_CFG
     _WORKER_CFG = cfg
     cv2.setNumThreads(1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    if pool_worker and sys.platform.startswith("linux"):
+        # a worker dies with the main process (kill -9 included) instead of finishing its clip for nobody
+        with contextlib.suppress(Exception):
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if pool_worker and not os.environ.get("PDFGC_VERBOSE"):
+        # mediapipe's native threads log to fd 2 at unpredictable times and would break the progress bar; a worker
+        # reports every problem in its result instead (set PDFGC_VERBOSE=1 to see them)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def _work(raw: RawClip) -> ClipResult:
@@ -814,7 +830,7 @@ def _work(raw: RawClip) -> ClipResult:
 def prepare_corpus(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PrepareConfig | None = None,
                    workers: int = 1, shard: str | tuple[int, int] | None = None, exclude=(),
                    heldout: str | os.PathLike | None = None, frames_folders: bool = True, progress: bool = True,
-                   shard_bytes: int = 512 << 20, shard_seconds: float = 300.0,
+                   shard_bytes: int = 512 << 20, shard_seconds: float = 120.0,
                    log: Callable[[str], None] | None = None) -> PrepareSummary:
     """Prepare every clip under ``raw_dir`` into ``out_dir`` (resumable; see the module docstring)."""
     t_start = time.perf_counter()
@@ -898,7 +914,7 @@ def _run(todo: list[RawClip], cfg: PrepareConfig, out: Path, state: _State, reco
             import multiprocessing as mp
 
             # spawn: mediapipe and PyAV are not fork-safe once initialised; every worker builds its own detectors
-            pool = mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(cfg,),
+            pool = mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(cfg, True),
                                                 maxtasksperchild=200)
             results = pool.imap_unordered(_work, todo, chunksize=1)
         for res in results:
