@@ -355,6 +355,13 @@ def test_rejections_cuts_and_aligned_frame_folders(tmp_path):
     assert t["rejected_by_code"] == {"no_face": 1, "too_short": 1, "unreadable": 1}
 
 
+def test_faces_below_the_minimum_size_are_rejected(prepared_raw, tmp_path):
+    s = prepare_corpus(prepared_raw, tmp_path / "out", PrepareConfig(min_face_px=400), **QUIET)
+    rejected = json.loads((tmp_path / "out/rejected.json").read_text())
+    assert s.manifest["totals"]["clips"] == 0 and [r["code"] for r in rejected] == ["face_too_small"] * 2
+    assert all("too small" in r["reason"] and "400 px" in r["reason"] for r in rejected)
+
+
 # ---------------------------------------------------------------------------------------------- command line
 
 

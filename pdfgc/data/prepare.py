@@ -823,8 +823,26 @@ def _init_worker(cfg: PrepareConfig, pool_worker: bool = False) -> None:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _native_stderr_off():
+    """fd 2 to /dev/null while a clip is processed (mediapipe's C++ log lines); problems go into the result."""
+    if os.environ.get("PDFGC_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _work(raw: RawClip) -> ClipResult:
-    return prepare_clip(raw, _WORKER_CFG)
+    with _native_stderr_off():
+        return prepare_clip(raw, _WORKER_CFG)
 
 
 def prepare_corpus(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PrepareConfig | None = None,
