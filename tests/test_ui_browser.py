@@ -203,3 +203,8 @@ def test_bad_upload_shows_the_error(page, tmp_path):
     page.locator("#render-btn").click()
     expect(page.locator("#status")).to_contain_text("not_a_photo.png: not an image", timeout=20_000)
     expect(page.locator("#result-video video")).to_have_count(0)
+    # over the upload limit (5 MB here): refused by the server before anything is stored, with gradio's notice
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\0" * 6_000_000)
+    _upload(page, "audio", big)
+    expect(page.get_by_text('exceed the maximum allowed size of 5.0 Mb: "big.wav"')).to_be_visible(timeout=20_000)

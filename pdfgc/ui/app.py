@@ -36,7 +36,6 @@ LIPS_MODES = [("from the audio", "audio"), ("from a video", "video"), ("still (t
               ("off", "off")]
 FACTOR_MODES = [("still (the portrait's own)", "still"), ("from a video", "video"), ("off", "off")]
 CONTROLS_MODE = ("explicit controls", "controls")
-
 EMOTION_REFERENCE_MODE = ("mean expression of a clip", "reference")
 # head-pose presets as keyframes (yaw > 0 turns the face toward the image's right; pitch > 0 chin up; roll > 0
 # clockwise), written into the keyframes box where they can be edited
@@ -91,7 +90,7 @@ class UISettings:
     max_upload_mb: float = 50.0
     max_seconds: float = 60.0           # longest audio (or lips video) accepted for a render
     preview_frames: int = 3
-    preview_seconds: float = 4.0        # the preview samples frames from the first few seconds only (fast)
+    preview_seconds: float = 2.0        # the preview samples frames from the first seconds only (fast)
     work_dir: Path | None = None        # uploads/ and outputs/ live here; default: a fresh temp folder
     output_max_age_s: float = 6 * 3600  # session output folders older than this are removed
     control_mapping: str | None = None  # fitted control mapping (default: the one beside the weights)
