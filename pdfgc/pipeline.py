@@ -198,12 +198,13 @@ class TalkingHeadPipeline:
         if audio is not None:
             windows, _ = load_audio_windows(audio, require_speech=factors["lips"] == "audio")
             num_frames = windows.shape[0]
-        elif opt.lips == "audio":
+        elif opt.lips == "audio" or _is_special(opt.lips):
             if opt.duration is None:
                 raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
                                  "or set --duration with --lips still/off")
             num_frames = max(1, int(round(opt.duration * FPS)))
-            factors["lips"] = "still"
+            if opt.lips == "audio":
+                factors["lips"] = "still"
         else:
             num_frames = None
         if opt.max_frames is not None and num_frames is not None:

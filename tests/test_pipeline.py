@@ -216,3 +216,12 @@ def test_frame_count_formula_matches_windows():
     for n in (3200, 3201, 16000, 32000, 32159, 47999):
         assert speech_windows(0.1 * rng.standard_normal(n)).shape[0] == num_output_frames(n)
     assert num_output_frames(32000) == 47 and num_output_frames(240000) == 372
+
+
+@pytest.mark.parametrize("lips", ["still", "off"])
+def test_no_audio_still_or_off_lips_with_duration(tiny_pipe, lips):
+    plan = tiny_pipe.plan(ANNE, None, AnimateOptions(lips=lips, duration=1.0, progress=False))
+    assert plan.num_frames == 25 and plan.mouth.shape == (25, 500)
+    assert (torch.count_nonzero(plan.mouth) == 0) == (lips == "off")
+    with pytest.raises(InputError, match="--duration"):
+        tiny_pipe.plan(ANNE, None, AnimateOptions(lips=lips, progress=False))
