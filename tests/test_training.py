@@ -313,9 +313,15 @@ def test_all_stages_chain_and_freeze(prepared_corpus, tmp_path):
     from pdfgc.training.trainer import train_all
 
     run = tmp_path / "all"
-    cfg = _config(prepared_corpus, run, "appearance", steps=2, sample_every=2)
+    cfg = _config(prepared_corpus, run, "appearance", steps=2, sample_every=2, tensorboard=True)
     final = train_all(cfg, [2, 2, 2, 2])
     assert final == run / "model.safetensors" and final.is_file()
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:  # TensorBoard events beside the CSV when the package is there
+        assert all(list((run / s / "tb").glob("events.out.tfevents.*")) for s in ("appearance", "emotion"))
     w = {s: _weights(run / s / "model.safetensors") for s in ("appearance", "lips", "pose_eye", "emotion")}
     for s, prev in (("lips", "appearance"), ("pose_eye", "lips"), ("emotion", "pose_eye")):
         assert json.loads((run / s / "train.json").read_text())["init"] == str(run / prev / "model.safetensors")
@@ -334,6 +340,16 @@ def test_all_stages_chain_and_freeze(prepared_corpus, tmp_path):
     assert not same("emotion", "pose_eye", "motion.to_emo.") and not same("emotion", "pose_eye", "audio.")
     for frozen in ("appearance.", "motion.model.", "motion.to_eye.", "motion.to_headpose.", "motion.to_mouth."):
         assert same("emotion", "pose_eye", frozen), frozen
+
+
+def test_perceptual_loss_in_training(prepared_corpus, tmp_path):
+    torch.save(_vgg_state_dict(), tmp_path / "vgg19.pth")
+    run = tmp_path / "vgg"
+    _train(_config(prepared_corpus, run, "appearance", steps=1, vgg19=str(tmp_path / "vgg19.pth")))
+    row = _log(run)[0]
+    assert float(row["vgg"]) > 0
+    parts = ("image_l1", "face_l1", "motion_invariance", "gan", "feature_matching", "vgg")
+    assert float(row["total"]) == pytest.approx(sum(float(row[k]) for k in parts), rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ resume

@@ -28,8 +28,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+
+def fp32(fn):
+    """Run a loss in fp32 even inside an autocast region (matmuls and reductions over codes lose too much in
+    bf16/fp16); tensor arguments are cast to float32."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        dev = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=dev, enabled=False):
+            args = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 @dataclass
@@ -50,10 +64,12 @@ class LossWeights:
 
 # ---------------------------------------------------------------------------------------------- image losses
 
+@fp32
 def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake.float() - real.float()).abs().mean()
 
 
+@fp32
 def masked_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Mean absolute error inside a soft mask (B,1,H,W): sum(m |x^ - x|) / (C sum m)."""
     err = (fake.float() - real.float()).abs() * mask.float()
@@ -84,6 +100,7 @@ def feature_matching_loss(fake_outs: list[list[torch.Tensor]], real_outs: list[l
 
 # ---------------------------------------------------------------------------------------------- code losses
 
+@fp32
 def inverse_distance_logits(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0,
                             eps: float = 1e-8) -> torch.Tensor:
     """l_ij = 1 / (||a^_i - b^_j||_2 * tau) with L2-normalised rows (the authors' SoftmaxContrastiveLoss)."""
@@ -93,6 +110,7 @@ def inverse_distance_logits(a: torch.Tensor, b: torch.Tensor, temperature: float
     return 1.0 / (torch.sqrt(d2 + eps) * temperature)
 
 
+@fp32
 def lip_infonce(visual: torch.Tensor, audio: torch.Tensor, temperature: float = 1.0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE between time-aligned visual and audio mouth codes (N,D): row i's positive is column i,
@@ -104,11 +122,13 @@ def lip_infonce(visual: torch.Tensor, audio: torch.Tensor, temperature: float = 
     return a2v, v2a
 
 
+@fp32
 def cross_modal_mse(visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
     """Pull the audio mouth code toward the (detached) visual one, so audio drives the generator like video."""
     return F.mse_loss(audio.float(), visual.detach().float())
 
 
+@fp32
 def eye_infonce(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                 temperature: float = 0.1) -> torch.Tensor:
     """Anchor i (frame v2 with v1's eyes pasted in) must match positive i (v1) against its own hard negative (v2)
@@ -119,19 +139,23 @@ def eye_infonce(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Te
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
+@fp32
 def pose_regression(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).abs().mean()
 
 
+@fp32
 def motion_invariance(feat_aug: torch.Tensor, feat_clean: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(feat_aug.float(), feat_clean.detach().float())
 
 
-def _standardise(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def _standardise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    # sqrt(var + eps): a constant column (e.g. equal rows after bf16 rounding) gives zeros, not an infinite gradient
     x = x - x.mean(0, keepdim=True)
-    return x / (x.pow(2).mean(0, keepdim=True).sqrt() + eps)
+    return x / (x.pow(2).mean(0, keepdim=True) + eps).sqrt()
 
 
+@fp32
 def cross_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """mean_ij C_ij^2 with C the Pearson cross-correlation matrix between the columns of x (N,dx) and y (N,dy)."""
     n = x.shape[0]

@@ -36,7 +36,8 @@ import shutil
 import sys
 import time
 import warnings
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -377,14 +378,15 @@ class Trainer:
         f = open(path, "a", newline="")
         return f, csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
 
-    def _tensorboard(self):
+    def _tensorboard(self, start: int):
         if not self.cfg.tensorboard:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except Exception:  # tensorboard not installed: CSV only
             return None
-        return SummaryWriter(str(self.run_dir / "tb"))
+        # purge_step: on resume, TensorBoard hides what a killed run logged after its last checkpoint
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=start + 1 if start else None)
 
     # ---- the run
     def run(self) -> Path:
@@ -409,9 +411,15 @@ class Trainer:
             # the saved config decides the maths; only the length and the logging cadence may change
             keep = {k: getattr(cfg, k) for k in ("steps", "log_every", "sample_every", "checkpoint_every",
                                                   "keep_checkpoints", "data", "out", "tensorboard")}
-            cfg = self.cfg = TrainConfig.from_dict({**saved, **keep})
+            resumed = TrainConfig.from_dict({**saved, **keep})
+            ignored = [f"{f.name} (given {getattr(cfg, f.name)}, run {getattr(resumed, f.name)})"
+                       for f in dataclasses.fields(TrainConfig)
+                       if f.name not in keep and f.name != "init" and getattr(cfg, f.name) != getattr(resumed, f.name)]
+            cfg = self.cfg = resumed
             if acc.is_main_process:
                 self.log(f"resuming {self.run_dir} from {ckpt.name}")
+                if ignored:
+                    self.log("a resumed run keeps its own settings; ignored: " + ", ".join(ignored))
         elif self.resume and acc.is_main_process:
             self.log(f"nothing to resume in {self.run_dir}: starting at step 0")
         if acc.is_main_process:
@@ -469,11 +477,25 @@ class Trainer:
         csv_file = writer = tb = bar = None
         if acc.is_main_process:
             (self.run_dir / "samples").mkdir(exist_ok=True)
-            tb = self._tensorboard()
+            tb = self._tensorboard(start)
             if self.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", unit="step",
                            dynamic_ncols=True)
+        # the next micro-batch is drawn in a background thread while this one trains (decoding and augmentation
+        # release the GIL); batches are a pure function of their position, so this changes nothing but speed
+        positions = ((step % cfg.overfit if cfg.overfit else step, micro)
+                     for step in range(start, cfg.steps) for micro in range(cfg.grad_accum))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-batches")
+        pending: deque = deque()
+
+        def _submit():
+            while len(pending) < 2:
+                nxt = next(positions, None)
+                if nxt is None:
+                    return
+                pending.append(pool.submit(sampler.batch, nxt[0], rank, nxt[1]))
+
         window = defaultdict(float)
         window_steps, t_window = 0, time.perf_counter()
         try:
@@ -481,8 +503,8 @@ class Trainer:
                 vals = defaultdict(float)
                 last_out = None
                 for micro in range(cfg.grad_accum):
-                    pos = step % cfg.overfit if cfg.overfit else step
-                    batch = sampler.batch(pos, rank, micro)
+                    _submit()
+                    batch = pending.popleft().result()
                     self._last_batch_digest = _digest(batch[k] for k in sorted(batch))
                     if banks:
                         for k, b in banks.items():
@@ -563,6 +585,7 @@ class Trainer:
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                     self._save_checkpoint(acc, done, net, disc, opt, opt_d, sched, sched_d, banks)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
             if csv_file is not None:
