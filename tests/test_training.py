@@ -330,6 +330,8 @@ def test_all_stages_chain_and_freeze(prepared_corpus, tmp_path):
         keys = [k for k in w[a] if k.startswith(prefix)]
         return keys and all(torch.equal(w[a][k], w[b][k]) for k in keys)
 
+    # lips has no GAN: it hands the appearance stage's discriminator on to pose_eye
+    _assert_same(run / "lips" / "discriminator.safetensors", run / "appearance" / "discriminator.safetensors")
     assert not same("lips", "appearance", "audio.")           # lips trains the audio encoder ...
     assert not same("lips", "appearance", "motion.to_mouth.")  # ... and the visual mouth head
     for frozen in ("generator.", "appearance.", "motion.model.", "motion.to_eye.", "motion.to_headpose."):

@@ -18,7 +18,8 @@ tensors and plain values only, read back with `torch.load(weights_only=True)`), 
 (python, numpy, torch RNG states) and `trainer.json` (the TrainConfig). Batches are a pure function of
 (seed, step, rank, micro-step) (`data.py`), so `--resume` continues exactly: same batches, same weights.
 At the end the stage writes `RUN_DIR/model.safetensors` (loadable by `PDFGC.from_pretrained`; the next stage's
-`--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it).
+`--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it; the lips stage,
+which has no GAN, passes its init's discriminator on).
 
 Logs (main process): `log.csv` (step, stage, each weighted loss, d_loss, diagnostics, lr, sec_per_step, each a mean
 over the last `log_every` steps), TensorBoard under `tb/` when the `tensorboard` package is importable, and
@@ -615,6 +616,13 @@ class Trainer:
         model.save_pretrained(self.run_dir / "model.safetensors")
         if disc is not None:
             save_discriminator(acc.unwrap_model(disc), self.run_dir / "discriminator.safetensors")
+        elif self.cfg.init:  # a stage without GAN (lips) passes the previous stage's discriminator on [ours]
+            init = Path(self.cfg.init)
+            side = (init if init.is_dir() else init.parent) / "discriminator.safetensors"
+            if side.is_file() and side.resolve() != (self.run_dir / "discriminator.safetensors").resolve():
+                tmp = self.run_dir / ".discriminator.safetensors.tmp"
+                shutil.copyfile(side, tmp)
+                os.replace(tmp, self.run_dir / "discriminator.safetensors")
         self.log(f"wrote {self.run_dir / 'model.safetensors'}")
 
 
