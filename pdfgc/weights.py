@@ -1,5 +1,6 @@
-"""Where the default model comes from: `$PDFGC_WEIGHTS`, else the weights shipped in the package, else seeded
-random weights (with a loud warning: the project has no trained default model yet)."""
+"""Where the default model comes from: `$PDFGC_WEIGHTS`, else the weights shipped in the package (the lite model
+trained by this project, `pdfgc/weights/default.safetensors`, with its fitted control mapping beside it), else seeded
+random weights (with a loud warning)."""
 from __future__ import annotations
 
 import os
