@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 
@@ -176,7 +177,10 @@ def cmd_ui(args) -> int:
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     run_ui(pipe, UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                             max_seconds=args.max_seconds, control_mapping=controls))
-    return 0
+    # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _add_ui(sub) -> None:

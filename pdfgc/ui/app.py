@@ -760,6 +760,9 @@ def run_ui(pipe, settings: UISettings) -> None:
     try:
         launch(demo, settings, block=True)
     finally:
-        demo.close()
+        # uvicorn's graceful shutdown can wait on open connections: close with a bound, then clean up regardless
+        closer = threading.Thread(target=demo.close, daemon=True, name="pdfgc-ui-close")
+        closer.start()
+        closer.join(timeout=10)
         if own_work_dir:
             shutil.rmtree(sandbox.upload_root.parent, ignore_errors=True)
