@@ -175,6 +175,12 @@ def cmd_ui(args) -> int:
         cand = mapping_path_for(args.official_checkpoints)
         controls = str(cand) if cand.is_file() else None
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
+
+    def _stop(signum, frame):  # SIGTERM (service managers; also reaches background jobs, whose SIGINT the shell ignores)
+        raise KeyboardInterrupt
+
+    import signal
+    signal.signal(signal.SIGTERM, _stop)
     run_ui(pipe, UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                             max_seconds=args.max_seconds, control_mapping=controls))
     # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive

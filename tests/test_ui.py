@@ -421,7 +421,8 @@ def test_pdfgc_ui_command_serves_on_localhost_and_cleans_up(tiny, tmp_path):
                 status = e.code
             assert status in (403, 404), (probe, status)
     finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM: a background job's SIGINT is ignored by the shell that started it (CI may run us that way)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
