@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .fileio import atomic_path
 from .networks.appearance import AppearanceEncoder
 from .networks.audio import AudioEncoder
 from .networks.generator import Generator
@@ -146,13 +147,8 @@ class PDFGC(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": self.config.to_json()}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     @classmethod

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import atomic_path
 from .explicit import normalise_emotion
 from .mapping import (ControlMappings, ControlSamples, fit_mappings, mapping_path_for, model_fingerprint,
                       physical_pose_map, pose_code_is_physical)
@@ -125,9 +126,8 @@ def collect_samples(model, corpus, frames_per_clip: int = 48, extremes: int = 6,
                 data = _clip_samples(model, corpus, info, frames_per_clip, extremes, batch_size, device, fer,
                                      get_classifier) or {}
                 if cfile is not None and data:
-                    tmp = cfile.with_name(f".{cfile.stem}.tmp-{os.getpid()}.npz")
-                    np.savez(tmp, settings=np.array(settings), **data)
-                    os.replace(tmp, cfile)
+                    with atomic_path(cfile) as tmp:
+                        np.savez(tmp, settings=np.array(settings), **data)
             if data and len(data.get("pose_code", [])):
                 n = len(data["pose_code"])
                 parts.append(ControlSamples(

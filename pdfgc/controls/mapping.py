@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, InputError
+from ..fileio import write_atomic
 from ..model import BLINK_DIMS, GAZE_DIMS
 from .explicit import POSE_CHANNELS
 
@@ -253,14 +254,7 @@ class ControlMappings:
         path = Path(path)
         if not path.parent.is_dir():
             raise InputError(f"control mapping {path}: folder {path.parent} does not exist")
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=True))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ControlMappings":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import atomic_path
 from .signals import NUM_POINTS
 
 CACHE_VERSION = 1
@@ -81,17 +81,11 @@ class FaceTrack:
         fps = self.fingerprints if self.fingerprints is not None else np.zeros(0, np.uint64)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        except OSError as e:
-            raise InputError(f"face-track cache {path}: cannot write: {e}") from e
-        try:
-            with os.fdopen(fd, "wb") as f:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, version=np.int64(CACHE_VERSION), landmarks=self.landmarks, found=self.found,
                          size=np.array(self.size, np.int64), fingerprints=fps, has_fingerprints=self.fingerprints is not None,
                          static=self.static)
-            os.replace(tmp, path)
         except OSError as e:
-            Path(tmp).unlink(missing_ok=True)
             raise InputError(f"face-track cache {path}: cannot write: {e}") from e
 
     @classmethod

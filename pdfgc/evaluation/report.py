@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import write_atomic
 
 
 def _clean(x):
@@ -22,11 +23,7 @@ def _clean(x):
 
 
 def write_json(obj, path: Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_clean(obj), indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(_clean(obj), indent=2))
 
 
 def _f(x, digits=3) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..fileio import atomic_path
 from ..model import PDFGC, ModelConfig
 from .layout import FILES, is_generator_noise_key, official_layout, unused_keys
 
@@ -159,9 +160,8 @@ def save_official(model: PDFGC, folder: str | os.PathLike) -> dict[str, Path]:
     written = {}
     for network, sd in to_official_state_dicts(model).items():
         path = folder / FILES[network]
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(sd, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(sd, str(tmp))
         written[network] = path
     return written
 

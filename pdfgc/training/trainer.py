@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..fileio import atomic_path, write_atomic
 from . import losses as L
 from .augment import AugmentConfig
 from .stages import POSE_CODE_UNITS, STAGES, USES_GAN, StageNet, set_train_mode, set_trainable
@@ -128,19 +129,12 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------------------- files
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_discriminator(disc: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"format": "pdfgc-discriminator", "config": json.dumps(disc.config)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pdfgc-discriminator", "config": json.dumps(disc.config)})
 
 
 def load_discriminator_weights(disc: torch.nn.Module, path: Path) -> None:
@@ -335,7 +329,7 @@ class Trainer:
             if acc.scaler is not None:
                 state["scaler"] = acc.scaler.state_dict()
             torch.save(state, tmp / "train_state.pt")
-            _atomic_write_text(tmp / "trainer.json", json.dumps({"step": step, "config": json.loads(
+            write_atomic(tmp / "trainer.json", json.dumps({"step": step, "config": json.loads(
                 self.cfg.to_json())}, indent=2))
             if final.exists():
                 shutil.rmtree(final)
@@ -369,13 +363,11 @@ class Trainer:
         if path.is_file():  # keep the rows up to the resumed step (a killed run may have logged further)
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r.get("step", 0)) <= start_step]
-        tmp = path.with_name(".log.csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             w.writeheader()
             for r in rows:
                 w.writerow(r)
-        os.replace(tmp, path)
         f = open(path, "a", newline="")
         return f, csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
 
@@ -424,7 +416,7 @@ class Trainer:
         elif self.resume and acc.is_main_process:
             self.log(f"nothing to resume in {self.run_dir}: starting at step 0")
         if acc.is_main_process:
-            _atomic_write_text(self.run_dir / "train.json", cfg.to_json())
+            write_atomic(self.run_dir / "train.json", cfg.to_json())
 
         if acc.is_main_process:
             self.log(f"stage {cfg.stage}: {world} process(es) on {acc.device}"
@@ -603,9 +595,8 @@ class Trainer:
 
         grid = sample_grid(out)
         path = self.run_dir / "samples" / f"step-{step:09d}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         if tb is not None:
             tb.add_image(f"{self.cfg.stage}/samples", grid, step, dataformats="HWC")
 
@@ -620,9 +611,8 @@ class Trainer:
             init = Path(self.cfg.init)
             side = (init if init.is_dir() else init.parent) / "discriminator.safetensors"
             if side.is_file() and side.resolve() != (self.run_dir / "discriminator.safetensors").resolve():
-                tmp = self.run_dir / ".discriminator.safetensors.tmp"
-                shutil.copyfile(side, tmp)
-                os.replace(tmp, self.run_dir / "discriminator.safetensors")
+                with atomic_path(self.run_dir / "discriminator.safetensors") as tmp:
+                    shutil.copyfile(side, tmp)
         self.log(f"wrote {self.run_dir / 'model.safetensors'}")
 
 
@@ -638,8 +628,8 @@ def train_all(cfg: TrainConfig, steps: list[int], resume: bool = False, progress
         final = Trainer(sub, resume=resume, progress=progress).run()
         init = str(final)
     if final is not None and _is_main():
-        shutil.copyfile(final, out / ".model.safetensors.tmp")
-        os.replace(out / ".model.safetensors.tmp", out / "model.safetensors")
+        with atomic_path(out / "model.safetensors") as tmp:
+            shutil.copyfile(final, tmp)
     return out / "model.safetensors"
 
 
