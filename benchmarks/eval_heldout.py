@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

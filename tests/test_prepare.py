@@ -9,7 +9,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 

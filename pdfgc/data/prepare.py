@@ -65,6 +65,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, PDFGCError
+from ..fileio import atomic_path, write_atomic
 from .corpus import CROP_SIZE, FORMAT_VERSION, FPS, MANIFEST, REJECTED, ClipInfo, npy_bytes, read_manifest
 from .discover import (DEFAULT_HELDOUT, RawClip, discover, is_heldout, parse_shard, read_heldout,
                        select_shard)
@@ -386,7 +387,6 @@ def _prepare(raw: RawClip, cfg: PrepareConfig, result: ClipResult) -> None:
     prev_sig = None
     crops_jpeg: list[bytes] = []
     mesh_rows: list[np.ndarray | None] = []
-    missing = np.full((478, 3), np.nan)
     if aligned_input:
         # one pass: the frames are the crops (resized to 224 with align="never")
         tracker = FaceMeshDetector(static_image_mode=False, max_num_faces=1)
@@ -553,15 +553,6 @@ def _prepare(raw: RawClip, cfg: PrepareConfig, result: ClipResult) -> None:
 # ============================================================================================ output (main process)
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _json_dump(obj) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n"
 
@@ -639,7 +630,7 @@ class _State:
         return records
 
     def write(self, record: dict) -> None:
-        _atomic_write(self.dir / f"{record['raw_key']}.json", json.dumps(record, sort_keys=True))
+        write_atomic(self.dir / f"{record['raw_key']}.json", json.dumps(record, sort_keys=True), fsync=True)
 
 
 def _cleanup(out: Path, records: dict[str, dict], log) -> int:
@@ -704,7 +695,7 @@ def _check_settings(out: Path, cfg: PrepareConfig) -> None:
             raise InputError(f"output folder {out} was prepared with other settings ({'; '.join(diff)}): "
                              "use the same settings to resume, or a new output folder")
     else:
-        _atomic_write(path, _json_dump(wanted))
+        write_atomic(path, _json_dump(wanted), fsync=True)
 
 
 # ============================================================================================ manifest
@@ -771,8 +762,8 @@ def corpus_totals(clips: list[dict], rejected: list[dict], records: list[dict]) 
 
 def _write_manifest(out: Path, records: list[dict], heldout: list[str], settings: dict) -> dict:
     manifest, rejected = build_manifest(records, heldout, settings)
-    _atomic_write(out / REJECTED, _json_dump(rejected))
-    _atomic_write(out / MANIFEST, _json_dump(manifest))
+    write_atomic(out / REJECTED, _json_dump(rejected), fsync=True)
+    write_atomic(out / MANIFEST, _json_dump(manifest), fsync=True)
     return manifest
 
 
@@ -823,25 +814,10 @@ def _init_worker(cfg: PrepareConfig, pool_worker: bool = False) -> None:
         os.close(devnull)
 
 
-@contextlib.contextmanager
-def _native_stderr_off():
-    """fd 2 to /dev/null while a clip is processed (mediapipe's C++ log lines); problems go into the result."""
-    if os.environ.get("PDFGC_VERBOSE"):
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _work(raw: RawClip) -> ClipResult:
-    with _native_stderr_off():
+    from ..media.face import quiet_native_stderr
+
+    with quiet_native_stderr():  # mediapipe's C++ log lines; problems go into the result
         return prepare_clip(raw, _WORKER_CFG)
 
 
@@ -986,12 +962,11 @@ def merge_corpora(inputs: list[str | os.PathLike], out_dir: str | os.PathLike,
             for shard in sorted({c["shard"] for c in m["clips"]}):
                 name = f"shard-{index:06d}.tar"
                 index += 1
-                tmp = out / (name + ".tmp")
-                try:
-                    os.link(p / shard, tmp)
-                except OSError:
-                    shutil.copyfile(p / shard, tmp)
-                os.replace(tmp, out / name)
+                with atomic_path(out / name) as tmp:
+                    try:
+                        os.link(p / shard, tmp)
+                    except OSError:
+                        shutil.copyfile(p / shard, tmp)
                 renamed[shard] = name
             in_records = _State(p).load() if (p / STATE_DIR / RECORDS_DIR).is_dir() else {}
             by_raw: dict[str, dict] = {}
@@ -1012,8 +987,8 @@ def merge_corpora(inputs: list[str | os.PathLike], out_dir: str | os.PathLike,
         state = _State(out)
         for r in records.values():
             state.write(r)
-        _atomic_write(out / STATE_DIR / SETTINGS, _json_dump({"format_version": FORMAT_VERSION,
-                                                              "processing": processing}))
+        write_atomic(out / STATE_DIR / SETTINGS, _json_dump({"format_version": FORMAT_VERSION,
+                                                              "processing": processing}), fsync=True)
         settings = dict(manifests[0]["settings"], merged_from=[str(p.resolve()) for p in ins])
         heldout = manifests[0]["settings"].get("heldout", [])
         manifest = _write_manifest(out, [records[k] for k in sorted(records)], heldout, settings)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import contextlib
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -348,12 +349,13 @@ def load_image_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Silence mediapipe's C++ log lines (written to fd 2 before absl logging is initialised) unless
     PDFGC_VERBOSE is set; Python-level errors are raised as usual."""
     if os.environ.get("PDFGC_VERBOSE"):
         yield
         return
+    sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:
@@ -386,7 +388,7 @@ class FaceMeshDetector:
             ) from exc
         self.static_image_mode = static_image_mode
         self.max_num_faces = max_num_faces
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=static_image_mode,
                 max_num_faces=max_num_faces,
@@ -401,7 +403,7 @@ class FaceMeshDetector:
             raise RuntimeError("FaceMeshDetector is closed")
         image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
         h, w = image.shape[:2]
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             result = self._mesh.process(image)
         faces = []
         for face in result.multi_face_landmarks or ():
