@@ -6,6 +6,7 @@ and measures them with the evaluation signals (mediapipe face mesh, fer). Prints
 Cases (each `--seconds` long, lips still unless --audio is given, everything else from the portrait):
   baseline         no control
   yaw+20 / yaw-20  PoseControl(yaw=+-20), relative to the portrait: measured yaw change vs baseline should be +-20
+                   (mean over frames with a face; vs the portrait's own measured pose if the baseline has none)
   pitch+15         PoseControl(pitch=15)
   blinks           BlinkControl(times=...): blink events (EAR below 0.6 x its median) vs the schedule, matched
                    within +-3 frames: precision, recall, timing error of the closure centre
@@ -46,13 +47,17 @@ def _mad(a, b) -> float:
 
 def measure(path: Path, clf) -> dict:
     """Per-frame signals of a rendered mp4."""
+    from pdfgc.media.video import iter_video_frames
+
+    return measure_frames(list(iter_video_frames(path, fps=25.0, source=str(path))), clf, str(path))
+
+
+def measure_frames(frames: list, clf, source: str, static: bool = False) -> dict:
     from pdfgc.evaluation.emotion import box_from_landmarks
     from pdfgc.evaluation.landmarks import track_faces
     from pdfgc.evaluation.signals import eye_aspect_ratio, gaze, head_pose, mouth_opening
-    from pdfgc.media.video import iter_video_frames
 
-    frames = list(iter_video_frames(path, fps=25.0, source=str(path)))
-    track = track_faces(frames, source=str(path))
+    track = track_faces(frames, source=source, static=static)
     probs = np.full((len(frames), 7), np.nan)
     if clf is not None:
         for i, (f, lm, ok) in enumerate(zip(frames, track.landmarks, track.found)):
@@ -133,6 +138,12 @@ def main(argv=None) -> int:
 
     report: dict = {"weights": str(args.weights), "model": pipe.model.config.name, "seconds": args.seconds,
                     "mapping": mapping.summary() if mapping is not None else None, "cases": {}}
+    # pose controls are relative to the portrait's own pose: its measured pose is the fallback reference when the
+    # uncontrolled render shows no face the mesh can find
+    from pdfgc.media.face import load_image_rgb
+
+    portrait_pose = measure_frames([load_image_rgb(args.portrait)], None, args.portrait, static=True)["pose"][0]
+    report["portrait_pose_deg"] = [float(v) for v in portrait_pose]
     signals = {}
     for name, kw in cases.items():
         t0 = time.perf_counter()
@@ -161,7 +172,11 @@ def main(argv=None) -> int:
             if name.startswith(("yaw", "pitch")):
                 ch = 0 if name.startswith("yaw") else 1
                 want = float(name[len("yaw" if ch == 0 else "pitch"):])
-                got = _nanmean(sig["pose"][:, ch] - b["pose"][:, ch])
+                # mean over the frames with a face on each side (not only frames found in both)
+                ref, c["reference"] = _nanmean(b["pose"][:, ch]), "baseline render"
+                if not math.isfinite(ref):
+                    ref, c["reference"] = float(portrait_pose[ch]), "portrait (no face found in the baseline render)"
+                got = _nanmean(sig["pose"][:, ch]) - ref
                 c["requested_deg"], c["measured_change_deg"] = want, got
                 c["error_deg"] = abs(got - want)
                 own = f"{['yaw', 'pitch'][ch]} {got:+.1f} deg (asked {want:+.0f})"
