@@ -452,3 +452,20 @@ def test_torchrun_two_cpu_processes(prepared_corpus, tmp_path):
     assert [int(x["step"]) for x in _log(run)] == [1, 2]
     from pdfgc.model import PDFGC
     PDFGC.from_pretrained(run / "model.safetensors")
+
+
+def test_motion_feature_spread_flags_an_encoder_that_is_constant_at_inference():
+    """The eval-mode health check: a working encoder spreads frames apart; one whose output layer carries no
+    signal (the collapse seen in a long CPU run) gives 0, below the warning threshold. Train mode is restored."""
+    from pdfgc.testing import tiny_model
+    from pdfgc.training.stages import COLLAPSE_SPREAD, motion_feature_spread
+
+    torch.manual_seed(0)
+    model = tiny_model()
+    model.motion.model.train()
+    frames = torch.rand(4, 3, model.config.image_size, model.config.image_size) * 2 - 1
+    assert motion_feature_spread(model, frames) > 100 * COLLAPSE_SPREAD
+    assert model.motion.model.training
+    with torch.no_grad():
+        model.motion.model.fc.weight.zero_()
+    assert motion_feature_spread(model, frames) < COLLAPSE_SPREAD

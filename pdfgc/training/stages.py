@@ -50,6 +50,25 @@ def pose_labels_to_code(pose: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def motion_feature_spread(model: nn.Module, frames: torch.Tensor) -> float:
+    """Mean over channels of the batch std of the unified motion feature with the backbone in eval mode (running
+    BatchNorm statistics, as at inference). Near 0 means the encoder collapsed: its signal only survives batch
+    statistics, so inference and the frozen later stages would see one constant motion code for every frame."""
+    backbone = model.motion.model
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        feat = model.motion.unified_feature(frames.float())
+    finally:
+        backbone.train(was_training)
+    return float(feat.float().std(0).mean()) if feat.shape[0] > 1 else float("nan")
+
+
+# below this eval-mode spread the motion feature is treated as collapsed (healthy runs here: ~1e-2 and up)
+COLLAPSE_SPREAD = 1e-4
+
+
 def _module(model: nn.Module, dotted: str) -> nn.Module:
     m = model
     for part in dotted.split("."):

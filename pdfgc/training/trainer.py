@@ -49,7 +49,8 @@ from ..errors import CheckpointError, InputError
 from ..fileio import atomic_path, write_atomic
 from . import losses as L
 from .augment import AugmentConfig
-from .stages import POSE_CODE_UNITS, STAGES, USES_GAN, StageNet, set_train_mode, set_trainable
+from .stages import (COLLAPSE_SPREAD, POSE_CODE_UNITS, STAGES, USES_GAN, StageNet, motion_feature_spread,
+                     set_train_mode, set_trainable)
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 DISC_NDF = {"official": 64, "lite": 32, "tiny": 8}  # [ours] discriminator width by model size (official D: 64)
@@ -573,6 +574,7 @@ class Trainer:
                     window_steps, t_window = 0, time.perf_counter()
                 if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
                     self._write_sample(last_out, done, tb)
+                    self._check_motion_feature(acc.unwrap_model(net).model, last_out, done, tb)
                 if bar is not None:
                     bar.update(1)
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -599,6 +601,18 @@ class Trainer:
             cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         if tb is not None:
             tb.add_image(f"{self.cfg.stage}/samples", grid, step, dataformats="HWC")
+
+    def _check_motion_feature(self, model, out: dict, step: int, tb) -> None:
+        """Health check at sample steps: warn when the motion encoder has collapsed at inference (eval mode)."""
+        frames = out.get("driving")
+        if frames is None or frames.shape[0] < 2:
+            return
+        spread = motion_feature_spread(model, frames)
+        if tb is not None:
+            tb.add_scalar(f"{self.cfg.stage}/motion_feature_spread_eval", spread, step)
+        if spread < COLLAPSE_SPREAD:
+            self.log(f"warning: step {step}: the motion feature is constant in eval mode (spread {spread:.1e}): the "
+                     "motion encoder has collapsed and codes read at inference would not follow the driving frames")
 
     def _write_final(self, acc, net, disc, step: int) -> None:
         model = acc.unwrap_model(net).model
