@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 
 def temp_path(path: str | os.PathLike) -> Path:
-    """The temporary name for `path`: hidden, per process, same suffix (cv2 and numpy pick the format from it)."""
+    """A temporary name for `path`: hidden, unique per process and call (threads writing the same file do not
+    collide), same suffix (cv2 and numpy pick the format from it)."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
 
 
 @contextlib.contextmanager

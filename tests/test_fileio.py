@@ -30,7 +30,8 @@ def test_atomic_path_error_keeps_the_old_file_and_removes_the_partial_one(tmp_pa
 def test_temp_name_is_hidden_per_process_and_keeps_the_suffix(tmp_path):
     tmp = temp_path(tmp_path / "step-1.png")
     assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.suffix == ".png"
-    assert f".tmp-{os.getpid()}" in tmp.name
+    assert f".tmp-{os.getpid()}-" in tmp.name
+    assert temp_path(tmp_path / "step-1.png") != tmp  # two writers of one file never share a temporary name
     with atomic_path(tmp_path / "arr.npz") as t:
         np.savez(t, a=np.arange(3))  # numpy keeps an .npz name as given
     assert np.load(tmp_path / "arr.npz")["a"].tolist() == [0, 1, 2]
