@@ -76,15 +76,8 @@ def _add_weights(p) -> None:
 
 
 def _load_model(args):
-    from .model import PDFGC
-    from .official.checkpoints import load_official
-    from .weights import default_model
-
-    if getattr(args, "official_checkpoints", None):
-        return load_official(args.official_checkpoints)
-    if getattr(args, "weights", None):
-        return PDFGC.from_pretrained(args.weights)
-    return default_model()
+    from .weights import load_model
+    return load_model(weights=getattr(args, "weights", None), official=getattr(args, "official_checkpoints", None))
 
 
 def cmd_animate(args) -> int:

@@ -1,14 +1,20 @@
-"""Where the default model comes from: `$PDFGC_WEIGHTS`, else the weights shipped in the package (the lite model
-trained by this project, `pdfgc/weights/default.safetensors`, with its fitted control mapping beside it), else seeded
-random weights (with a loud warning)."""
+"""One model loader for every command and the Python API.
+
+`load_model(weights=FILE)` reads any weights file of ours and builds the family it names in its metadata
+(`format: pdfgc` -> the PD-FGC networks, `format: pdfgc-meshwarp` -> the mesh-warp model); `official=DIR` loads the
+four official .pth checkpoints; with neither, the default: `$PDFGC_WEIGHTS`, else the mesh-warp model shipped in the
+package (`pdfgc/weights/meshwarp.safetensors`, trained here), else seeded random PD-FGC weights (with a loud
+warning).
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .model import PDFGC
+from .errors import CheckpointError
 
-PACKAGED = Path(__file__).parent / "weights" / "default.safetensors"
+PACKAGED = Path(__file__).parent / "weights" / "meshwarp.safetensors"
+MESHWARP_FORMAT = "pdfgc-meshwarp"
 
 
 def default_weights_path() -> Path | None:
@@ -18,8 +24,37 @@ def default_weights_path() -> Path | None:
     return PACKAGED if PACKAGED.is_file() else None
 
 
-def default_model() -> PDFGC:
-    path = default_weights_path()
-    if path is not None:
-        return PDFGC.from_pretrained(path)
-    return PDFGC.random(seed=0)
+def weights_format(path: str | os.PathLike) -> str:
+    """The `format` entry of a safetensors file's metadata ("" when it has none); CheckpointError if unreadable."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if not p.is_file():
+        raise CheckpointError(f"{p}: weights file not found")
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            return (f.metadata() or {}).get("format", "")
+    except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
+        raise CheckpointError(f"{p}: cannot read safetensors file ({e})") from None
+
+
+def load_model(weights: str | os.PathLike | None = None, official: str | os.PathLike | None = None):
+    """The model of a weights file, an official checkpoint folder, or the default (see the module doc)."""
+    if official is not None:
+        from .official.checkpoints import load_official
+        return load_official(official)
+    path = Path(weights) if weights is not None else default_weights_path()
+    if path is None:
+        from .model import PDFGC
+        return PDFGC.random(seed=0)
+    if weights_format(path) == MESHWARP_FORMAT:
+        from .families.meshwarp.model import MeshWarpModel
+        return MeshWarpModel.from_pretrained(path)
+    from .model import PDFGC
+    return PDFGC.from_pretrained(path)
+
+
+def default_model():
+    return load_model()

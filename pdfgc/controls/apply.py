@@ -39,6 +39,8 @@ def check_controls(opt) -> None:
 
 
 def preflight_controls(pipe, opt) -> None:
+    """`pipe`: the PD-FGC family adapter (pdfgc/families/pdfgc_nets.py): `.model`, `.device`, `.tensor`,
+    `.encode_clip`."""
     """Parse the controls and, where they need one, find the mapping, before any work is done."""
     controls = controls_of(opt)
     if not controls:
@@ -144,7 +146,7 @@ def _still_mouth(pipe, opt, portrait, still, prec) -> torch.Tensor:
         raise ValueError("the lip control needs the portrait (or a fitted closed-mouth code)")
     prec = prec or Precision(opt.precision, pipe.device)
     with torch.inference_mode(), prec.autocast():
-        codes = pipe.model.motion(pipe._tensor(portrait.net_input), mouth=True)
+        codes = pipe.model.motion(pipe.tensor(portrait.net_input), mouth=True)
     return codes.mouth.float().cpu()[0]
 
 
@@ -157,5 +159,5 @@ def _reference_emotion(pipe, opt, path: str, prec) -> np.ndarray:
     clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, pipe.model.config.official_crop,
                         role="emotion reference", progress=False)
     n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
-    codes = pipe._encode_clip(clip, list(range(n)), False, prec, opt.batch_size)
+    codes = pipe.encode_clip(clip, list(range(n)), False, prec, opt.batch_size)
     return codes.emotion[:n].double().mean(0).numpy()

@@ -1,0 +1,165 @@
+"""What the pipeline needs of a model family, and the registry that picks a family for a loaded model.
+
+A family says which encoder reads which source (`encode_portrait`, `encode_frames`, `encode_audio`), its inference
+rules (default multipliers and smoothing), how explicit controls reach its codes (`preflight_controls`,
+`apply_controls`), and how a plan's codes become frames (`render`). The pipeline (pdfgc/pipeline.py) only talks to
+this interface: adding a family is one class here-registered with `@register_family`, no `if family == ...`.
+
+Codes are per factor, one row per frame: `mouth`, `emotion`, `eye`, `pose` (sizes in `code_dims`); the eye code's
+`blink_dims` and `gaze_dims` may come from different sources.
+"""
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
+_REGISTRY: dict[str, type["ModelFamily"]] = {}
+
+
+def register_family(cls: type["ModelFamily"]) -> type["ModelFamily"]:
+    """Class decorator: names a family once, at its definition (timm's habit)."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def family_for(model, device: torch.device) -> "ModelFamily":
+    """The family adapter of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks)."""
+    from . import meshwarp_family, pdfgc_nets  # noqa: F401 - importing registers them
+
+    name = getattr(model, "family", "pdfgc")
+    try:
+        return _REGISTRY[name](model, device)
+    except KeyError:
+        raise ValueError(f"unknown model family '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
+@dataclass
+class Codes:
+    """Per-frame codes of one clip, the portrait or a plan; rows = frames. A factor not computed is None."""
+
+    mouth: torch.Tensor | None = None
+    emotion: torch.Tensor | None = None
+    eye: torch.Tensor | None = None
+    pose: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> "Codes":
+        return Codes(**{k: (getattr(self, k)[index] if getattr(self, k) is not None else None)
+                        for k in FACTOR_CODES})
+
+
+class ModelFamily(ABC):
+    """One model family behind the pipeline. `model` is the loaded model object (it has a `.config` with `name`
+    and `trained`)."""
+
+    name: ClassVar[str]
+    official_crop: ClassVar[bool] = False      # driving crops get PD-FGC's fixed crop-zoom
+    blink_dims: ClassVar[tuple[int, ...]]
+    gaze_dims: ClassVar[tuple[int, ...]]
+
+    def __init__(self, model, device: torch.device):
+        self.model, self.device = model, device
+
+    # ---- sizes and rules ------------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def code_dims(self) -> dict[str, int]:
+        """{"mouth": d, "emotion": d, "eye": d, "pose": d}."""
+
+    def intensity(self, factor: str) -> float:
+        """The default multiplier of a factor's code ("mouth", "blink", "gaze", "emotion", "pose")."""
+        return 1.0
+
+    def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
+        """Temporal smoothing of a factor driven by a source (lips from audio or video, pose from a video)."""
+        return codes
+
+    def relative(self, codes: Codes, opt) -> Codes:
+        """A driving clip's codes as the family transfers them (e.g. relative to the clip's neutral frame)."""
+        return codes
+
+    # ---- encoders -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def encode_portrait(self, portrait, prec) -> tuple[Any, Codes]:
+        """(appearance: whatever `render` needs of the portrait, the portrait's own codes ("still"))."""
+
+    @abstractmethod
+    def encode_frames(self, crops: np.ndarray, want_mouth: bool, prec) -> Codes:
+        """Codes of driving crops (N,224,224,3) uint8 (after `official_crop` when the family wants it)."""
+
+    @abstractmethod
+    def encode_audio(self, windows: np.ndarray, prec, batch: int | None = None) -> torch.Tensor:
+        """Mouth codes (T, mouth) from official mel windows (T,1,80,20)."""
+
+    def batch_size(self, kind: str, precision: str = "exact", requested: int | None = None) -> int:
+        if requested:
+            return int(requested)
+        return 16 if self.device.type == "cuda" else 8
+
+    def encode_clip(self, clip, used: list[int], want_mouth: bool, prec, batch: int | None = None,
+                    progress: bool = False) -> Codes:
+        """Codes for the frames of a driving clip that are used; byte-identical frames are encoded once."""
+        uniq = clip.unique_index()
+        todo = sorted({int(uniq[i]) for i in used})
+        dims = self.code_dims
+        out = {k: torch.zeros(clip.num_frames, d) for k, d in dims.items()}
+        seen = set()
+        bs = self.batch_size("motion", requested=batch)
+        bar = progress_bar(len(todo), progress and len(todo) > 4 * bs, f"encoding {clip.path.name}")
+        for s in range(0, len(todo), bs):
+            rows = todo[s:s + bs]
+            codes = self.encode_frames(np.asarray(clip.crops[rows]), want_mouth, prec)
+            for k in out:
+                v = getattr(codes, k)
+                if v is not None:
+                    out[k][rows] = v.float().cpu()
+                    seen.add(k)
+            if bar:
+                bar.update(len(rows))
+        if bar:
+            bar.close()
+        src = torch.from_numpy(uniq)
+        return Codes(**{k: (v[src] if len(uniq) else v) if k in seen else None for k, v in out.items()})
+
+    # ---- explicit controls ----------------------------------------------------------------------------------
+    def preflight_controls(self, opt) -> None:
+        """Parse the controls (and find what they need) before any work; malformed ones raise InputError."""
+        from ..controls.apply import controls_of
+        controls_of(opt)
+
+    @abstractmethod
+    def apply_controls(self, opt, num_frames: int, codes: Codes, portrait, still: Codes, prec) -> Codes:
+        """The plan's codes with the explicit controls of `opt` applied (each control only its own part)."""
+
+    # ---- frames ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def render(self, plan, sl: slice, prec, batch: int | None = None) -> torch.Tensor:
+        """Frames of `plan` for `sl`: (B,3,S,S) float in [-1,1] (S = `output_size(plan)`)."""
+
+    def output_size(self, plan) -> int:
+        return 224
+
+    def appearance_panel(self, portrait) -> np.ndarray:
+        """The portrait as shown in the panel layout's first column."""
+        return portrait.crop
+
+    def to_output_matrix(self, portrait, size: int) -> np.ndarray:
+        """(2,3) affine: the original photo's pixels -> pixels of a rendered frame of `size` (for paste-back)."""
+        s = size / 224.0
+        return np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
+
+    @property
+    def description(self) -> str:
+        return getattr(self.model.config, "name", self.name)
+
+
+def progress_bar(total: int, enabled: bool, desc: str = "rendering"):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)
