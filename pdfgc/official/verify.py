@@ -60,12 +60,12 @@ def official_options(spec: dict, folder: Path):
                           driving_mode="loop", precision="exact", progress=False)
 
 
-def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) -> list[Comparison]:
-    from ..pipeline import FrameComposer, TalkingHeadPipeline
-    from .checkpoints import load_official, official_noise
+def fixture_model(folder: str | Path, log=print, workdir: str | None = None):
+    """(spec, expected arrays, model, noise maps or None): the fixture's rule weights saved as the four official
+    .pth files and loaded through our official loader (noise maps from the fixture when it records them)."""
+    from .checkpoints import load_official
     from .fixture import rule_official_state_dicts
     from .layout import FILES
-    from ..media import preprocess as pp
 
     folder = Path(folder)
     spec, exp = _load_fixture(folder)
@@ -79,6 +79,19 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
         if all(n in exp for n in names):
             noise = [torch.from_numpy(exp[n]) for n in names]
         model = load_official(tmp, noise=noise)
+    return spec, exp, model, noise
+
+
+def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, device: str = "cpu",
+                   frames_out: list | None = None) -> list[Comparison]:
+    """Compare every recorded array; on `device` (cuda: expect small cuDNN differences). `frames_out`, when
+    given, receives the generated frames (T,3,224,224) in [-1,1] on the CPU."""
+    from ..pipeline import FrameComposer, TalkingHeadPipeline
+    from .checkpoints import official_noise
+    from ..media import preprocess as pp
+
+    folder = Path(folder)
+    spec, exp, model, noise = fixture_model(folder, log, workdir)
     results: list[Comparison] = []
 
     def cmp(name, ours, tol=FLOAT_TOL):
@@ -96,10 +109,11 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
         log(f"  {name:30s} {str(ref.shape):22s} max|diff| {d:.3g}  (tol {tol:g})  {'ok' if r.ok else 'MISMATCH'}")
 
     if noise is not None:
-        cmp_noise = max(float((a - b).abs().max()) for a, b in zip(noise, official_noise(model)))
+        cmp_noise = max(float((a - b.cpu()).abs().max()) for a, b in zip(noise, official_noise(model)))
         log(f"  noise maps: fixture vs official CPU draw (seed 20202001) max|diff| {cmp_noise:.3g}")
 
-    pipe = TalkingHeadPipeline(model, device="cpu", threads=torch.get_num_threads())
+    pipe = TalkingHeadPipeline(model, device=device, threads=torch.get_num_threads())
+    dev = pipe.device
     opt = official_options(spec, folder)
     portrait = pipe.load_portrait(folder / spec["portrait"], align="never")
     plan = pipe.plan(portrait, folder / spec["audio"], opt)
@@ -107,7 +121,7 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
     log(f"  {T} output frames")
     cmp("spectrogram_in", plan.mel_windows)
     with torch.inference_mode():
-        feat, mouth_raw = model.audio(torch.from_numpy(plan.mel_windows))
+        feat, mouth_raw = model.audio(torch.from_numpy(plan.mel_windows).to(dev))
     cmp("audio_feature", feat)
     cmp("audio_mouth_embed_raw", plan.audio_mouth_raw if plan.audio_mouth_raw is not None else mouth_raw)
     cmp("app_in", pp.to_tensor(portrait.net_input))
@@ -131,7 +145,7 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
                 idx = range(s, min(s + bs, T))
                 frames = np.concatenate([np.stack([crops_by_role[r][0][crops_by_role[r][1][i]] for i in idx])
                                          for r, _ in roles])
-                f = model.motion.unified_feature(pp.to_tensor(frames))
+                f = model.motion.unified_feature(pp.to_tensor(frames).to(dev))
                 c = model.motion.codes_from_feature(f)
                 rows["motion_headpose"].append(c.pose)
                 rows["motion_emo"].append(c.emotion)
@@ -159,7 +173,9 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None) ->
     frames = []
     for sl, images in pipe.render(plan, opt):
         frames.append(images)
-    images = torch.cat(frames)
+    images = torch.cat(frames).cpu()
+    if frames_out is not None:
+        frames_out.append(images)
     cmp("gen_image_first8", images[:8])
     cmp("generated_panel_bgr_uint8", pp.to_uint8_truncated(images)[..., ::-1], UINT8_TOL)
     composer = FrameComposer(model, portrait, plan, "panels")

@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     t.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     t.add_argument("--overfit", type=int, default=0,
                    help="sanity check: draw batches only from the first N positions (default 0: off)")
+    t.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="SyncBatchNorm across processes (default: on under torchrun with several GPUs; CUDA only)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser("export", help="a training run's model -> one .safetensors file")
     e.add_argument("run", help="run folder of `pdfgc train` (a stage's or an `all` run's)")
@@ -81,7 +83,8 @@ def run_train(args) -> int:
                       model=args.config, init=args.init, steps=steps[0], batch_size=args.batch_size,
                       grad_accum=args.grad_accum, lr=args.lr, precision=args.precision, vgg19=args.vgg19,
                       seed=args.seed, log_every=args.log_every, sample_every=args.sample_every,
-                      checkpoint_every=args.checkpoint_every, name=args.name, overfit=args.overfit)
+                      checkpoint_every=args.checkpoint_every, name=args.name, overfit=args.overfit,
+                      sync_bn=args.sync_bn)
     progress = not args.quiet and sys.stderr.isatty()
     if args.stage == "all":
         out = train_all(cfg, steps, resume=args.resume, progress=progress)

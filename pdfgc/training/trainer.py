@@ -96,6 +96,7 @@ class TrainConfig:
     disc_scales: int = 2               # [recovered]
     cache_clips: int = 64
     overfit: int = 0                   # > 0: draw batches only from the first N positions (can the stage fit?)
+    sync_bn: bool | None = None        # SyncBatchNorm under DDP; None: on for several CUDA processes (use_sync_bn)
     tensorboard: bool = True
     weights: L.LossWeights = field(default_factory=L.LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -424,6 +425,13 @@ class Trainer:
                      + (f" ({acc.state.backend})" if world > 1 else "") + f", precision {cfg.precision}")
         corpus = PreparedCorpus(cfg.data, split="train")
         model, arch = self._build_model(ckpt)
+        if use_sync_bn(cfg.sync_bn, world, acc.device.type):
+            n = to_sync_batchnorm(model)
+            if acc.is_main_process:
+                self.log(f"SyncBatchNorm: {n} BatchNorm layers share their statistics across {world} processes")
+        elif world > 1 and acc.is_main_process:
+            self.log("BatchNorm statistics per process (SyncBatchNorm off"
+                     + (": it runs on CUDA only)" if acc.device.type != "cuda" else ")"))
         gan = USES_GAN[cfg.stage]
         disc = self._build_disc(arch, ckpt) if gan else None
         params = set_trainable(model, cfg.stage)
@@ -645,6 +653,28 @@ def train_all(cfg: TrainConfig, steps: list[int], resume: bool = False, progress
         with atomic_path(out / "model.safetensors") as tmp:
             shutil.copyfile(final, tmp)
     return out / "model.safetensors"
+
+
+def use_sync_bn(flag: bool | None, world: int, device_type: str) -> bool:
+    """Whether to turn BatchNorm into SyncBatchNorm: per-GPU batches are small, and PD-FGC's encoders normalise
+    with batch statistics. Default (None): on under DDP (world > 1) on GPUs. torch runs SyncBatchNorm on CUDA only
+    (it raises on CPU tensors), so a CPU (gloo) run keeps BatchNorm, and asking for it there is an error."""
+    if world <= 1:
+        return False
+    if device_type != "cuda":
+        if flag:
+            raise InputError("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); use --no-sync-bn")
+        return False
+    return True if flag is None else bool(flag)
+
+
+def to_sync_batchnorm(model: torch.nn.Module) -> int:
+    """Replace every BatchNorm layer of `model` by SyncBatchNorm in place (same parameters and buffers, so
+    checkpoints keep their keys and load into plain BatchNorm); returns how many were replaced."""
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    n = sum(isinstance(m, bn) and not isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # a non-BatchNorm root is converted in place
+    return n
 
 
 def _is_main() -> bool:
