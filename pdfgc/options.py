@@ -2,6 +2,8 @@
 web UI."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
@@ -55,16 +57,64 @@ class AnimateOptions:
 
 
 
+# x264's speed presets (libx264 refuses any other name, deep inside the encoder)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+MAX_DURATION_S = 24 * 3600   # --duration: a day of video; past it a typo (1e12) would try to allocate petabytes
+MAX_INTENSITY = 10.0         # code multipliers: far past it the generator only renders saturated noise
+_INTENSITIES = ("mouth_intensity", "pose_intensity", "blink_intensity", "gaze_intensity", "emotion_intensity")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _number(opt: AnimateOptions, name: str, integer: bool = False, optional: bool = True):
+    """The value of field `name` if it is a (finite) number, None if it is None and may be; InputError else."""
+    v = getattr(opt, name)
+    if v is None and optional:
+        return None
+    ok = isinstance(v, numbers.Integral) if integer else isinstance(v, numbers.Real)
+    if isinstance(v, bool) or not ok:
+        kind = "a whole number" if integer else "a number"
+        raise InputError(f"{_flag(name)} must be {kind}, got {v!r}")
+    if not math.isfinite(v):
+        raise InputError(f"{_flag(name)} must be a finite number, got {v}")
+    return v
+
+
 def check_options(opt: AnimateOptions) -> None:
+    """The one validation of option values (the CLI, the Python API and the web UI all call it): every number
+    finite and in range, every name known. Raises InputError naming the option, before anything is read."""
     if opt.driving_mode not in MODES:
         raise InputError(f"unknown driving mode '{opt.driving_mode}' (choose from {', '.join(MODES)})")
     if opt.layout not in LAYOUTS:
         raise InputError(f"unknown layout '{opt.layout}' (choose from {', '.join(LAYOUTS)})")
     if opt.precision not in ("exact", "fast"):
         raise InputError(f"unknown precision '{opt.precision}' (exact or fast)")
+    if opt.align not in ("auto", "always", "never"):
+        raise InputError(f"unknown align mode '{opt.align}' (auto, always, never)")
+    if opt.preset is not None and opt.preset not in X264_PRESETS:
+        raise InputError(f"unknown x264 preset '{opt.preset}' (choose from {', '.join(X264_PRESETS)})")
     for name in ("pose", "eyes", "blink", "gaze", "emotion"):
         v = getattr(opt, name)
         if v == "audio":
             raise InputError(f"--{name} cannot come from audio (only lips can)")
-    if opt.driving_skip < 0:
-        raise InputError("driving skip must be >= 0")
+    for name in _INTENSITIES:
+        v = _number(opt, name, optional=name != "pose_intensity")
+        if v is not None and abs(v) > MAX_INTENSITY:
+            raise InputError(f"{_flag(name)} {v:g} is outside -{MAX_INTENSITY:g}..{MAX_INTENSITY:g} "
+                             "(1 is the source's own strength)")
+    skip = _number(opt, "driving_skip", integer=True, optional=False)
+    if skip < 0:
+        raise InputError(f"--driving-skip must be >= 0, got {skip}")
+    duration = _number(opt, "duration")
+    if duration is not None and not 0 < duration <= MAX_DURATION_S:
+        raise InputError(f"--duration must be more than 0 and at most {MAX_DURATION_S} s (24 h), got {duration:g}")
+    for name in ("max_frames", "batch_size", "threads"):
+        v = _number(opt, name, integer=True)
+        if v is not None and v < 1:
+            raise InputError(f"{_flag(name)} must be at least 1, got {v}")
+    crf = _number(opt, "crf", integer=True, optional=False)
+    if not 0 <= crf <= 51:
+        raise InputError(f"--crf must be 0..51 (H.264 quality; lower is better), got {crf}")

@@ -56,6 +56,9 @@ def decode_audio(path: str | os.PathLike, source: str = "audio") -> tuple[np.nda
     chunks = [c for c in chunks if c.shape[-1] > 0]
     if not chunks:
         raise InputError(f"{source} file {p} has an audio track with no samples (zero-length audio)")
+    # float wav/flac can hold NaN/Inf: they are not silence, and the AAC encoder would fail on them later
+    if not all(np.isfinite(c).all() for c in chunks):  # per decoded chunk: no temporary the size of the track
+        raise InputError(f"{source} file {p}: the audio contains NaN/Inf samples (a broken float recording)")
     audio = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
     return np.ascontiguousarray(audio), int(rate)
 
@@ -88,6 +91,14 @@ def rms_db(mono: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
+def check_finite(samples: np.ndarray, name: str = "audio") -> None:
+    """InputError when `samples` hold NaN or Inf (they are not silence: say what they are)."""
+    if not np.isfinite(np.asarray(samples)).all():
+        raise InputError(f"{name}: the audio contains NaN/Inf samples (a broken float recording)")
+
+
 def is_silent(mono: np.ndarray, threshold_db: float = -60.0) -> bool:
-    """True when the RMS level of `mono` is below `threshold_db` dBFS (or the audio is empty)."""
+    """True when the RMS level of `mono` is below `threshold_db` dBFS (or the audio is empty). NaN/Inf samples
+    raise InputError ("contains NaN/Inf"): their level is undefined, and calling them silent misleads."""
+    check_finite(mono)
     return rms_db(mono) < threshold_db

@@ -396,6 +396,11 @@ class FaceMeshDetector:
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )
+            # start_run() opens the graph's calculators on mediapipe's own threads, which log the TFLite lines
+            # after the constructor returns: wait for them while fd 2 is still silenced
+            graph = getattr(self._mesh, "_graph", None)
+            if graph is not None:
+                graph.wait_until_idle()
 
     def detect(self, image_rgb: np.ndarray) -> list[np.ndarray]:
         """(478,3) landmarks in pixels (x, y, and z on x's scale) per face found, largest face first."""
@@ -415,7 +420,8 @@ class FaceMeshDetector:
 
     def close(self) -> None:
         if self._mesh is not None:
-            self._mesh.close()
+            with quiet_native_stderr():
+                self._mesh.close()
             self._mesh = None
 
     def __enter__(self) -> "FaceMeshDetector":

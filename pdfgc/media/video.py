@@ -15,6 +15,7 @@ import numpy as np
 import soxr
 
 from pdfgc.errors import InputError
+from pdfgc.fileio import clean_stale_temps, disk_full_error
 from pdfgc.media.audio_io import open_media
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -254,8 +255,16 @@ class VideoWriter:
         self._audio_sent = 0  # samples handed to the encoder
         self._audio_done = False
 
-        self._tmp = folder / f".{self.path.name}.tmp-{secrets.token_hex(4)}.mp4"
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        # temp files of runs killed by kill -9 (nothing can remove them then) go when the same output is written
+        clean_stale_temps(self.path)
+        # the pid in the name tells a later run whether its writer is still alive
+        self._tmp = folder / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.mp4"
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        except OSError as e:
+            self._closed = True
+            Path(self._tmp).unlink(missing_ok=True)
+            raise disk_full_error(self.path, e) or InputError(f"cannot write {self.path}: {e}") from None
         self._vstream = None
         self._astream = None
         self._size = None  # (h, w) of the input frames
@@ -344,10 +353,21 @@ class VideoWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self._frames
         vf.time_base = 1 / self._rate
-        self._container.mux(self._vstream.encode(vf))
-        self._frames += 1
-        if self._astream is not None:
-            self._send_audio(int(self._frames / self._rate * self._audio_rate))
+        try:
+            self._container.mux(self._vstream.encode(vf))
+            self._frames += 1
+            if self._astream is not None:
+                self._send_audio(int(self._frames / self._rate * self._audio_rate))
+        except OSError as e:
+            self._raise_write_error(e)
+
+    def _raise_write_error(self, e: OSError) -> None:
+        """Disk full (or quota): drop the partial file and raise one InputError; other errors as they are."""
+        full = disk_full_error(self.path, e)
+        if full is None:
+            raise e
+        self.abort()
+        raise full from None
 
     def write_batch(self, frames: np.ndarray | Iterable[np.ndarray]) -> None:
         """Encode (N, H, W, 3) uint8 RGB frames (or any iterable of frames) one by one."""
@@ -368,6 +388,9 @@ class VideoWriter:
             self._container.close()
             self._closed = True
             os.replace(self._tmp, self.path)
+        except OSError as e:
+            self.abort()
+            self._raise_write_error(e)
         except BaseException:
             self.abort()
             raise
