@@ -1,0 +1,569 @@
+"""The mesh-warp renderer: the portrait's own pixels moved by a dense piecewise-affine warp from its face mesh to a
+target mesh (conventions in ``pdfgc.families.meshwarp``).
+
+One render, all at the output resolution S:
+
+1. Triangles: the 898 face triangles (``topology.triangles()``, eye and mouth holes filled) plus an outer
+   triangulation (Delaunay once, on the source) of the face outline, rings of anchor points beyond it and points
+   on the image border. A ring point moves by the head's rigid similarity motion (Umeyama fit on the rigid mesh
+   points, in 3-D) evaluated at the point, times a raised-cosine weight that falls from 1 at the outline to 0 at
+   ``outer_extent`` outline radii (or the border), so hair, ears and neck follow the head without bending and the
+   background beyond stays exactly still.
+2. A triangle-id map rasterised in painter's order (cv2.fillConvexPoly, quarter-pixel vertices): back-facing face
+   triangles first (they only show where nothing else covers a pixel, instead of a hole), then the outer triangles,
+   then the front-facing face triangles from far to near (target z), so the nearest wins. Per-pixel source
+   positions come from per-triangle 2x3 affine maps (target -> source), and one cv2.remap samples the portrait.
+3. Where the face is drawn over outer triangles (the far cheek of a turned head, whose hidden outline lies under
+   the face) the face is faded in over a few pixels onto the outer layer: no hard cut between cheek and hair.
+4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
+   a rigid disc taken from the source iris, placed at the target iris centre and clipped by the target lid opening.
+   A closing eye (target lid opening well below the source's) is painted with a copy of the portrait whose eye
+   openings are inpainted with lid skin, warped the same way, plus a thin lash line along the closing line.
+5. Mouth: where the target inner-lip polygon is open beyond the source's, a procedural interior (dark cavity
+   gradient, upper and fainter lower teeth bands, tongue tint, soft edges) is painted; a source mouth that is
+   already open keeps its own (warped) interior as far as the target opening matches it.
+
+Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
+itself, and neither lids nor mouth are painted.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from pdfgc.errors import InputError
+from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
+from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.topology import triangles
+
+__all__ = ["WarpRenderer", "WarpInputError", "triangles"]
+
+NUM_POINTS = 478
+_SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
+_ONE = float(1 << _SHIFT)
+
+
+class WarpInputError(InputError, ValueError):
+    """A bad image or mesh given to the renderer (a ValueError too, for callers that catch the builtin)."""
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _check_image(image) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
+        raise WarpInputError(f"warp: the portrait must be a square (S,S,3) RGB image, got shape {img.shape}")
+    if img.dtype != np.uint8:
+        raise WarpInputError(f"warp: the portrait must be uint8, got {img.dtype}")
+    if not 32 <= img.shape[0] <= 4096:
+        raise WarpInputError(f"warp: the portrait size must be 32..4096 px, got {img.shape[0]}")
+    return np.ascontiguousarray(img)
+
+
+def _check_mesh(mesh, what: str) -> np.ndarray:
+    m = np.asarray(mesh, dtype=np.float64) if not isinstance(mesh, np.ndarray) or mesh.dtype != np.float64 else mesh
+    if m.shape != (NUM_POINTS, 3):
+        raise WarpInputError(f"warp: the {what} must be a ({NUM_POINTS},3) face mesh, got shape {np.shape(mesh)}")
+    if not np.isfinite(m).all():
+        raise WarpInputError(f"warp: the {what} has non-finite (NaN or inf) coordinates")
+    return m
+
+
+# ---------------------------------------------------------------------------------------------- geometry helpers
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama fit dst ~= s R src + t on (M,3) point sets."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    e = np.array([1.0, 1.0, d])
+    rot = (u * e) @ vt
+    s = float((sig * e).sum() / max((a ** 2).sum(), 1e-12))
+    return s, rot, md - s * rot @ ms
+
+
+def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(T,6) float32 rows (a, b, c, d, e, f) of the maps dst-triangle -> src-triangle: x_s = a x + b y + c, ..."""
+    # solve [x y 1] per vertex (3x3) against the source coordinates, batched; degenerate targets get the identity
+    m = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2)  # (T,3,3): rows = vertices
+    det = np.linalg.det(m)
+    ok = np.abs(det) > 1e-9
+    out = np.zeros((len(src), 6))
+    out[:, 0] = out[:, 4] = 1.0
+    if ok.any():
+        sol = np.linalg.solve(m[ok], src[ok])  # (k,3,2): columns x_s, y_s as functions of (x, y, 1)
+        out[ok] = np.concatenate([sol[:, :, 0], sol[:, :, 1]], axis=1)
+    return out.astype(np.float32)
+
+
+def _signed_area(p: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    a, b, c = p[tris[:, 0]], p[tris[:, 1]], p[tris[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def _poly_mask(shape: tuple[int, int], poly: np.ndarray, offset=(0.0, 0.0)) -> np.ndarray:
+    """Anti-aliased float32 mask of a polygon (pixel coordinates, minus offset) in an array of `shape`."""
+    m = np.zeros(shape, np.uint8)
+    pts = np.round((poly[:, :2] - np.asarray(offset)) * 16).astype(np.int32)
+    cv2.fillPoly(m, [pts], 255, cv2.LINE_AA, 4)
+    return m.astype(np.float32) * (1.0 / 255.0)
+
+
+def _smoothstep(e0: float, e1: float, x):
+    t = np.clip((np.asarray(x, dtype=np.float64) - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _ear(mesh: np.ndarray) -> np.ndarray:
+    p = mesh[EAR_POINTS, :2]
+    d = lambda i, j: np.linalg.norm(p[:, i] - p[:, j], axis=-1)  # noqa: E731
+    return (d(1, 5) + d(2, 4)) / (2.0 * np.maximum(d(0, 3), 1e-6))
+
+
+def _box(points: np.ndarray, margin: float, size: int) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) bounding box of points plus margin, clipped to the image (x1/y1 exclusive)."""
+    lo = np.floor(points[:, :2].min(0) - margin).astype(int)
+    hi = np.ceil(points[:, :2].max(0) + margin).astype(int) + 1
+    x0, y0 = np.clip(lo, 0, size)
+    x1, y1 = np.clip(hi, 0, size)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+# ---------------------------------------------------------------------------------------------- renderer
+
+
+class WarpRenderer:
+    """Warp one portrait to target meshes. ``image`` (S,S,3) uint8 RGB, ``mesh`` (478,3) its face mesh in pixels.
+
+    Options (keywords): ``outer_rings`` (5) rings of anchor points beyond the outline; ``outer_extent`` (2.2) how far
+    the head's motion reaches, in outline radii from the face centre (clipped at the border); ``feather`` (0.03)
+    width of the fade from the far cheek onto the outer layer, as a fraction of S; ``eyes``/``lids``/``mouth``
+    (True) switch the procedural parts off for debugging.
+    """
+
+    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
+                 feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True):
+        self.image = _check_image(image)
+        self.mesh = _check_mesh(mesh, "portrait mesh").copy()
+        if outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5:
+            raise WarpInputError("warp: outer_rings >= 1, outer_extent > 1 and 0 <= feather < 0.5 are needed")
+        self.size = s = self.image.shape[0]
+        self.use_eyes, self.use_lids, self.use_mouth = eyes, lids, mouth
+        self._feather = max(1, int(round(feather * s)) | 1) if feather > 0 else 0
+        self._face_tris = triangles()
+        fills = topology.fill_slices()
+        self._fill = np.zeros(len(self._face_tris), bool)
+        for sl in fills.values():
+            self._fill[sl] = True
+        self._build_outer(outer_rings, outer_extent)
+        n_face = len(self._face_tris)
+        self._tris = np.concatenate([self._face_tris, self._outer_tris])
+        self._n_face = n_face
+        self._identity_row = len(self._tris)  # id of "no triangle": the identity map
+        self._src_tri = self._src_vertices()[self._tris]  # (T,3,2)
+        self._src_area = _signed_area(self._src_vertices(), self._tris)
+        ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+        self._gx, self._gy = xs, ys
+        self._prepare_eyes()
+        self._prepare_mouth()
+
+    # ------------------------------------------------------------------ outer region (hair, ears, neck, background)
+
+    def _build_outer(self, rings: int, extent: float) -> None:
+        s = self.size
+        mesh = self.mesh
+        oval = topology.face_oval()
+        o = mesh[oval, :2]
+        centre = o.mean(0)
+        self._oval = oval
+        pts, zs, ws = [], [], []
+        lim = s - 1.0
+        for k, p in enumerate(o):
+            d = p - centre
+            r = float(np.hypot(*d))
+            if r < 1e-6:
+                continue
+            # factor at which the ray centre + f d leaves the image
+            with np.errstate(divide="ignore"):
+                fx = np.where(d[0] > 0, (lim - centre[0]) / d[0], np.where(d[0] < 0, -centre[0] / d[0], np.inf))
+                fy = np.where(d[1] > 0, (lim - centre[1]) / d[1], np.where(d[1] < 0, -centre[1] / d[1], np.inf))
+            f_border = float(min(fx, fy))
+            f_end = min(f_border, extent)
+            if f_end < 1.08:  # the outline is at (or beyond) the border here: nothing to anchor
+                continue
+            for j in range(1, rings + 1):
+                u = j / (rings + 1)
+                # rings denser near the outline, where the motion changes fastest
+                u = u ** 1.3
+                f = 1.0 + u * (f_end - 1.0)
+                pts.append(centre + f * d)
+                zs.append(mesh[oval[k], 2])
+                ws.append(0.5 * (1.0 + math.cos(math.pi * u)))
+            if f_end < f_border - 0.02:  # a still ring where the motion ends inside the image
+                pts.append(centre + f_end * d)
+                zs.append(mesh[oval[k], 2])
+                ws.append(0.0)
+        n_side = 8
+        t = np.linspace(0.0, lim, n_side + 1)
+        border = np.concatenate([
+            np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.full_like(t, lim)], 1),
+            np.stack([np.zeros_like(t[1:-1]), t[1:-1]], 1), np.stack([np.full_like(t[1:-1], lim), t[1:-1]], 1),
+        ])
+        ring_pts = np.array(pts).reshape(-1, 2)
+        # drop anchors that fall outside the image or crowd the border points
+        inside = ((ring_pts > 1.0) & (ring_pts < lim - 1.0)).all(1)
+        ring_pts, zs, ws = ring_pts[inside], np.array(zs)[inside], np.array(ws)[inside]
+        outer_src = np.concatenate([ring_pts, border])
+        self._outer_src = outer_src
+        self._outer_z = np.concatenate([zs, np.full(len(border), float(mesh[oval, 2].mean()))])
+        self._outer_w = np.concatenate([ws, np.zeros(len(border))])
+        # Delaunay on the source positions of outline + anchors, keeping the triangles outside the outline
+        all_pts = np.concatenate([o, outer_src])
+        index = np.concatenate([oval, NUM_POINTS + np.arange(len(outer_src))])
+        tri = Delaunay(all_pts).simplices
+        cen = all_pts[tri].mean(1)
+        poly = o.astype(np.float32).reshape(-1, 1, 2)
+        keep = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) < 0 for x, y in cen])
+        tri = index[tri[keep]]
+        # wind front-facing (positive signed area on the source)
+        v = self._src_vertices()
+        neg = _signed_area(v, tri) < 0
+        tri[neg] = tri[neg][:, [0, 2, 1]]
+        self._outer_tris = tri.astype(np.int64)
+
+    def _src_vertices(self) -> np.ndarray:
+        """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
+        return np.concatenate([self.mesh[:, :2], self._outer_src])
+
+    def _target_vertices(self, target: np.ndarray) -> np.ndarray:
+        s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
+        p3 = np.concatenate([self._outer_src, self._outer_z[:, None]], axis=1)
+        moved = (s * p3 @ rot.T + t)[:, :2]
+        outer = self._outer_src + self._outer_w[:, None] * (moved - self._outer_src)
+        return np.concatenate([target[:, :2], outer])
+
+    # ------------------------------------------------------------------ per-portrait eye and mouth material
+
+    def _prepare_eyes(self) -> None:
+        s = self.size
+        img = self.image
+        mesh = self.mesh
+        self._sclera = img.copy()  # irises inpainted away
+        self._iris_tex = img.copy()  # iris discs completed where the lids hid them
+        self._closed = img.copy()  # eye openings inpainted with lid skin
+        self._closed_mask = np.zeros((s, s), np.float32)  # where _closed differs from the portrait
+        self._eye_src = []
+        for e in range(2):
+            poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
+            iris = mesh[list(topology.IRIS[e]), :2]
+            centre = iris.mean(0)
+            radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+            width = float(np.linalg.norm(mesh[EAR_POINTS[e, 0], :2] - mesh[EAR_POINTS[e, 3], :2]))
+            margin = max(4.0, 0.6 * width)
+            x0, y0, x1, y1 = _box(poly, margin, s)
+            self._eye_src.append(dict(centre=centre, radius=max(radius, 0.5), width=width,
+                                      ear=float(_ear(mesh)[e])))
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            roi = (slice(y0, y1), slice(x0, x1))
+            open_m = _poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            dist = np.hypot(xx - centre[0], yy - centre[1])
+            # sclera: inpaint the iris disc (a little beyond mediapipe's radius, which runs small) inside the opening
+            grow = max(1, int(round(0.12 * width)))
+            open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
+            disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
+            if disc.any():
+                self._sclera[roi] = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
+            # iris texture: disc pixels under the lids reflected from the opposite (vertical) side, else the mean
+            # (the render composites with the opening mask's upper half only, so pixels kept here stay exact)
+            vis = (open_m > 0.9) & (dist <= 1.6 * radius)
+            tex = self._iris_tex[roi]
+            if vis.any():
+                fill_px = (dist <= 1.6 * radius) & (open_m < 0.5)
+                fy, fx = np.nonzero(fill_px)
+                ry = np.clip(np.round(2 * (centre[1] - y0) - fy).astype(int), 0, y1 - y0 - 1)
+                ok = vis[ry, fx]
+                mean = img[roi][vis].mean(0)
+                tex[fy, fx] = mean.astype(np.uint8)
+                tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
+            # closed eye: the opening and the lash margin inpainted from the skin around, then blended in softly
+            lid = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
+            paint = cv2.inpaint(np.ascontiguousarray(img[roi]), lid, max(3, grow), cv2.INPAINT_TELEA)
+            paint = cv2.GaussianBlur(paint, (0, 0), max(1.0, 0.06 * width))  # a smooth patch, no blotches
+            soft = cv2.GaussianBlur(lid.astype(np.float32), (0, 0), max(0.8, 0.05 * width))
+            soft = np.maximum(soft, lid.astype(np.float32) * 0.999)
+            self._closed[roi] = (img[roi] * (1 - soft[..., None]) + paint * soft[..., None] + 0.5).astype(np.uint8)
+            self._closed_mask[roi] = np.maximum(self._closed_mask[roi], soft)
+            # lash colour: the darker pixels along the source upper lid
+            up = mesh[list(topology.EYE_UPPER[e]), :2]
+            samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
+            skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0)
+            self._eye_src[e]["lash"] = np.minimum(samples.min(0).astype(np.float64), 0.45 * skin)
+
+    def _prepare_mouth(self) -> None:
+        mesh = self.mesh
+        img = self.image
+        up, lo = mesh[13, :2], mesh[14, :2]
+        width = float(np.linalg.norm(mesh[308, :2] - mesh[78, :2]))
+        self._mouth_src = dict(gap=float(np.linalg.norm(lo - up)), width=width)
+        # lip colour: mean over the outer-minus-inner lip band (for the cavity and tongue tints)
+        s = self.size
+        outer = np.array(list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[-2:0:-1]))
+        box = _box(mesh[outer], 2, s)
+        x0, y0, x1, y1 = box
+        if x1 - x0 > 2 and y1 - y0 > 2:
+            m = _poly_mask((y1 - y0, x1 - x0), mesh[outer], (x0, y0)) - _poly_mask(
+                (y1 - y0, x1 - x0), mesh[list(topology.MOUTH_POLYGON)], (x0, y0))
+            m = m > 0.5
+            lip = img[y0:y1, x0:x1][m].mean(0) if m.any() else np.array([160.0, 90.0, 90.0])
+        else:
+            lip = np.array([160.0, 90.0, 90.0])
+        # skin brightness near the mouth sets the teeth brightness (a dim photo has dim teeth)
+        cheek = mesh[[50, 280, 18, 200], :2]
+        vals = [img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in cheek]
+        skin = np.mean(vals, axis=0)
+        self._lip_colour = np.asarray(lip, dtype=np.float64)
+        self._skin_colour = np.asarray(skin, dtype=np.float64)
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, target_mesh: np.ndarray, return_aux: bool = False):
+        """(S,S,3) uint8 frame for a (478,3) target mesh in the portrait's pixels; with ``return_aux`` also a dict
+        of float32 (S,S) masks in [0,1]: 'mouth', 'eyes', 'lids', 'stretch'."""
+        target = _check_mesh(target_mesh, "target mesh")
+        s = self.size
+        vt = self._target_vertices(target)
+        tris = self._tris
+        dst_tri = vt[tris]
+        area = _signed_area(vt, tris)
+        nf = self._n_face
+        zf = target[self._face_tris, 2].mean(1)
+        front = area[:nf] > 1e-6
+        front |= self._fill & (area[:nf] > -0.25 * np.abs(self._src_area[:nf]))  # thin lid/lip fills stay drawn
+        face_ids = np.arange(nf)
+        back_order = face_ids[~front][np.argsort(-zf[~front], kind="stable")]
+        front_order = face_ids[front][np.argsort(-zf[front], kind="stable")]
+        outer_ids = nf + np.nonzero(area[nf:] > 1e-6)[0]
+
+        pts = np.round(dst_tri * _ONE).astype(np.int32)
+        idmap = np.full((s, s), self._identity_row, np.int32)
+        fill = cv2.fillConvexPoly
+        for k in back_order.tolist():
+            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
+        for k in outer_ids.tolist():
+            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
+        under = idmap.copy() if self._feather else None
+        for k in front_order.tolist():
+            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
+
+        coef = np.concatenate([_affines(self._src_tri, dst_tri), np.array([[1, 0, 0, 0, 1, 0]], np.float32)])
+        mx, my = self._maps(coef, idmap)
+        out = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+        if self._feather:
+            self._fade_far_cheek(out, idmap, under, coef)
+        aux = {} if return_aux else None
+        eyes_m = np.zeros((s, s), np.float32) if return_aux else None
+        lids_m = np.zeros((s, s), np.float32) if return_aux else None
+        mouth_m = np.zeros((s, s), np.float32) if return_aux else None
+        if self.use_eyes or self.use_lids:
+            for e in range(2):
+                self._render_eye(e, target, out, mx, my, eyes_m, lids_m)
+        if self.use_mouth:
+            self._render_mouth(target, out, mouth_m)
+        if not return_aux:
+            return out
+        aux["mouth"], aux["eyes"], aux["lids"] = mouth_m, eyes_m, lids_m
+        aux["stretch"] = self._stretch(coef, idmap, area)
+        return out, aux
+
+    def _maps(self, coef: np.ndarray, idmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = idmap
+        gx, gy = self._gx, self._gy
+        c = coef.T.copy()  # (6,T+1): contiguous rows for np.take
+        mx = np.take(c[0], ids) * gx
+        mx += np.take(c[1], ids) * gy
+        mx += np.take(c[2], ids)
+        my = np.take(c[3], ids) * gx
+        my += np.take(c[4], ids) * gy
+        my += np.take(c[5], ids)
+        return mx, my
+
+    def _fade_far_cheek(self, out, idmap, under, coef) -> None:
+        """Blend the face's edge over the outer layer beneath it (only where both exist)."""
+        nf = self._n_face
+        face = idmap < nf
+        both = face & (under >= nf) & (under < self._identity_row)
+        if not both.any():
+            return
+        k = self._feather
+        cov = cv2.blur(face.astype(np.float32), (k, k), borderType=cv2.BORDER_REPLICATE)
+        alpha = np.clip(2.0 * cov - 1.0, 0.0, 1.0)
+        ys, xs = np.nonzero(both & (alpha < 0.999))
+        if len(ys) == 0:
+            return
+        ids = under[ys, xs]
+        c = coef[ids]
+        fx, fy = xs.astype(np.float32), ys.astype(np.float32)
+        sx = (c[:, 0] * fx + c[:, 1] * fy + c[:, 2])[None]
+        sy = (c[:, 3] * fx + c[:, 4] * fy + c[:, 5])[None]
+        low = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+        a = alpha[ys, xs][:, None]
+        out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
+
+    def _stretch(self, coef, idmap, area) -> np.ndarray:
+        """Per-pixel unreliability: 1 where the source triangle was stretched >= ~3x (or flipped), 0 where not."""
+        lin = coef[:, [0, 1, 3, 4]].reshape(-1, 2, 2).astype(np.float64)
+        sv = np.linalg.svd(lin, compute_uv=False)  # target -> source: small singular value = stretched target
+        st = np.clip(np.log2(1.0 / np.maximum(sv[:, 1], 1e-6)) / 1.6, 0.0, 1.0)
+        st[:-1][area <= 0] = 1.0
+        st[-1] = 0.0
+        return np.take(st.astype(np.float32), idmap)
+
+    # ------------------------------------------------------------------ eyes
+
+    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m) -> None:
+        s = self.size
+        info = self._eye_src[e]
+        poly_t = target[list(topology.EYE_POLYGONS[e]), :2]
+        width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
+        if width_t < 2.0:
+            return
+        x0, y0, x1, y1 = _box(poly_t, max(4.0, 0.6 * width_t), s)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        roi = (slice(y0, y1), slice(x0, x1))
+        sx, sy = mx[roi], my[roi]
+        region = out[roi].astype(np.float32)
+        # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
+        open_m = np.clip(2.0 * _poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
+        if self.use_eyes and open_m.any():
+            sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            iris_t = target[list(topology.IRIS[e]), :2]
+            c_t = iris_t.mean(0)
+            r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
+            scale = info["radius"] / r_t
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
+            iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
+            iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
+            a_i = np.clip((1.45 - d) / 0.15, 0.0, 1.0)[..., None]
+            eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
+            m = open_m[..., None]
+            region = region * (1.0 - m) + eye * m
+            if eyes_m is not None:
+                eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
+        if self.use_lids:
+            ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
+            closed = float(_smoothstep(0.6, 0.25, ratio))
+            if closed > 0.0:
+                skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                region = region * (1.0 - closed) + skin.astype(np.float32) * closed
+                where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                # the lash line: along the closing line (upper lid, pulled onto the lower as the eye shuts)
+                up = target[list(topology.EYE_UPPER[e]), :2]
+                lo = target[list(topology.EYE_LOWER[e]), :2]
+                line = up * (1.0 - 0.35 * closed) + lo * (0.35 * closed)
+                lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
+                th = max(1, int(round(0.06 * width_t)))
+                cv2.polylines(lm, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
+                              cv2.LINE_AA, 4)
+                a_l = (lm.astype(np.float32) * (0.8 * closed / 255.0))[..., None]
+                region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+                if lids_m is not None:
+                    lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
+        out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+    # ------------------------------------------------------------------ mouth
+
+    def _render_mouth(self, target, out, mouth_m) -> None:
+        s = self.size
+        a, b = target[78, :2], target[308, :2]
+        width = float(np.linalg.norm(b - a))
+        gap = float(np.linalg.norm(target[14, :2] - target[13, :2]))
+        src = self._mouth_src
+        if width < 3.0 or gap < max(1.0, 0.03 * width):
+            return
+        # how much of the target opening the source's own interior can fill
+        src_rel = src["gap"] / max(src["width"], 1e-6)
+        tgt_rel = gap / width
+        real = float(_smoothstep(0.35, 0.8, src_rel / tgt_rel)) if src["gap"] > max(1.0, 0.03 * src["width"]) else 0.0
+        if real >= 1.0:
+            return
+        poly = target[list(topology.MOUTH_POLYGON), :2]
+        x0, y0, x1, y1 = _box(poly, 2, s)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        h, w = y1 - y0, x1 - x0
+        mask = _poly_mask((h, w), poly, (x0, y0))
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.025 * width)) * mask  # soft inside the lip line
+        paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
+        alpha = (mask * (1.0 - real))[..., None]
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)
+        if mouth_m is not None:
+            mouth_m[y0:y1, x0:x1] = alpha[..., 0]
+
+    def _mouth_interior(self, target, box, width, gap) -> np.ndarray:
+        """Procedural mouth interior (h,w,3) float32 over `box`, in the mouth's own frame (corner 78 -> 308)."""
+        x0, y0, x1, y1 = box
+        a = target[78, :2]
+        e = (target[308, :2] - a) / width
+        n = np.array([-e[1], e[0]])  # points down for an upright face (y down)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        px, py = xx - a[0], yy - a[1]
+        u = (px * e[0] + py * e[1]) / width  # 0..1 corner to corner
+        t = px * n[0] + py * n[1]
+
+        def curve(idx):
+            p = target[list(idx), :2] - a
+            cu, ct = p @ e / width, p @ n
+            order = np.argsort(cu)
+            return np.interp(u, cu[order], ct[order])
+
+        t_up, t_lo = curve(topology.LIP_UPPER), curve(topology.LIP_LOWER)
+        span = np.maximum(t_lo - t_up, 1e-3)
+        v = np.clip((t - t_up) / span, 0.0, 1.0)  # 0 at the upper inner lip, 1 at the lower
+        across = np.clip(1.0 - (2.0 * u - 1.0) ** 2, 0.0, 1.0)  # 1 mid-mouth, 0 at the corners
+        lip = self._lip_colour
+        lum = float(np.clip(self._skin_colour.mean() / 170.0, 0.45, 1.15))
+        # cavity: dark red-brown at the edges, near black deep inside
+        deep = np.sqrt(np.sin(np.pi * v) * across)
+        edge_col = lip * 0.32
+        deep_col = lip * 0.07
+        col = edge_col[None, None] * (1.0 - deep[..., None]) + deep_col[None, None] * deep[..., None]
+        rel = gap / width
+        # tongue: a rounded tint rising from the lower lip
+        tongue = np.clip(1.0 - ((u - 0.5) / 0.32) ** 2 - ((1.0 - v) / 0.55) ** 2, 0.0, 1.0)
+        tongue = _smoothstep(0.0, 0.35, tongue) * float(_smoothstep(0.08, 0.25, rel)) * 0.8
+        tongue_col = np.array([lip[0] * 0.85 + 25, lip[1] * 0.55, lip[2] * 0.6]) * lum * 0.9
+        col = col * (1.0 - tongue[..., None]) + tongue_col * tongue[..., None]
+        # upper teeth: a band under the upper lip, brightest mid-mouth, with faint gaps between incisors
+        teeth_h = 0.12 * width
+        d_up = (t - t_up)  # pixels below the upper lip line
+        band = _smoothstep(teeth_h, teeth_h * 0.7, d_up) * _smoothstep(0.0, 0.03 * width + 0.5, d_up + 0.5)
+        band = band * _smoothstep(0.12, 0.3, u) * _smoothstep(0.88, 0.7, u) * float(_smoothstep(0.04, 0.1, rel))
+        gaps = 1.0 - 0.18 * np.exp(-(((u - 0.5) * width) / 0.8) ** 2)
+        for k in (1, 2, 3):
+            gaps -= 0.12 * np.exp(-((((u - 0.5) - k * 0.085 * np.sign(u - 0.5)) * width) / 0.7) ** 2) * (np.abs(u - 0.5) > 0.04)
+        teeth_col = np.array([226.0, 218.0, 204.0]) * lum
+        shade = (0.65 + 0.35 * across) * gaps
+        band = np.clip(band, 0.0, 1.0)
+        col = col * (1.0 - band[..., None]) + (teeth_col * shade[..., None]) * band[..., None]
+        # lower teeth: fainter, above the lower lip when the mouth is well open
+        d_lo = t_lo - t
+        low = _smoothstep(0.09 * width, 0.06 * width, d_lo) * _smoothstep(0.0, 0.03 * width + 0.5, d_lo + 0.5)
+        low = low * _smoothstep(0.2, 0.35, u) * _smoothstep(0.8, 0.65, u) * float(_smoothstep(0.15, 0.3, rel)) * 0.45
+        col = col * (1.0 - low[..., None]) + (teeth_col * 0.85 * shade[..., None]) * low[..., None]
+        # the lips' shadow on the interior edge
+        rim = _smoothstep(0.0, 0.06 * width + 1.0, np.minimum(d_up, d_lo))
+        col = col * (0.55 + 0.45 * rim[..., None])
+        return col.astype(np.float32)
