@@ -89,21 +89,21 @@ def child(args) -> None:
     t_gen = _timed(lambda: [None for _ in pipe.render(plan, opt)])
     prec = Precision(args.mode, pipe.device)
     with torch.inference_mode():
-        t_audio = _timed(lambda: pipe._encode_audio(plan.mel_windows[:n], prec, opt.batch_size))
+        t_audio = _timed(lambda: pipe.family.encode_audio(plan.mel_windows[:n], prec, opt.batch_size))
         crops = torch.rand(64, 224, 224, 3).mul(255).to(torch.uint8).numpy()
-        bs = pipe._batch(opt.batch_size, "motion")
+        bs = pipe.family.batch_size("motion", requested=opt.batch_size)
 
         def motion():
             for s in range(0, len(crops), bs):
                 with prec.autocast():
-                    pipe.model.motion(pipe._tensor(crops[s:s + bs]))
+                    pipe.model.motion(pipe.family.tensor(crops[s:s + bs]))
         motion()
         t_motion = _timed(motion) / len(crops)
     print(json.dumps({
         "case": args.case, "mode": args.mode, "frames": n, "e2e_s": t_e2e, "e2e_fps": n / t_e2e,
         "plan_s": t_plan, "generator_fps": n / t_gen, "audio_ms_per_frame": 1e3 * t_audio / n,
         "motion_ms_per_driving_frame": 1e3 * t_motion, "peak_rss_mb": rss, "threads": pipe.threads,
-        "batch_generator": pipe._batch(opt.batch_size, "generator", args.mode)}))
+        "batch_generator": pipe.family.batch_size("generator", args.mode, opt.batch_size)}))
 
 
 def model_facts(config: str, tmp: Path) -> dict:

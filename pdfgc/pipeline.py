@@ -32,7 +32,7 @@ from .families.base import Codes, ModelFamily, family_for
 from .media import preprocess as pp
 from .media.audio_io import decode_audio, is_silent, to_mono_16k
 from .media.driving import open_driving
-from .media.spectrogram import num_output_frames, speech_windows
+from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter, read_image_rgb
 from .model import PDFGC
 from .options import FPS, LAYOUTS, SPECIAL_SOURCES, AnimateOptions, check_options as _check_options  # noqa: F401 (re-exported)
@@ -75,11 +75,18 @@ class CodePlan:
     emotion: torch.Tensor         # (T, emotion)
     eye: torch.Tensor             # (T, eye)
     pose: torch.Tensor            # (T, pose)
-    mel_windows: np.ndarray | None = None      # (T,1,80,20)
+    speech: Speech | None = None               # the audio (mel windows are computed from it in chunks)
     audio_mouth_raw: torch.Tensor | None = None
     motion_raw: dict = field(default_factory=dict)   # source key -> Codes over the clip's frames
     factor_index: dict = field(default_factory=dict)  # factor -> (source key, per-output-frame clip indices)
     panels: dict = field(default_factory=dict)        # factor -> (clip crops, indices) for the panel layout
+
+    @property
+    def mel_windows(self) -> np.ndarray | None:
+        """All official mel windows (T,1,80,20) of the plan's frames (computed on demand; for verification)."""
+        if self.speech is None:
+            return None
+        return speech_windows_range(self.speech.wav16k, 0, self.num_frames)
 
     def styles(self, model: PDFGC, sl: slice) -> torch.Tensor:
         """PD-FGC's style vectors (B, 2590) for frames `sl`."""
@@ -177,11 +184,10 @@ class TalkingHeadPipeline:
         # 2. the portrait
         portrait = portrait if isinstance(portrait, Portrait) else self.load_portrait(portrait, opt.align)
         # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
-        speech = windows = None
+        speech = None
         if audio is not None:
             speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio")
-            windows = speech_windows_of(speech)
-            num_frames = windows.shape[0]
+            num_frames = num_output_frames(speech.wav16k.size)
         elif opt.lips == "audio" or _is_special(opt.lips):
             if opt.duration is None:
                 raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
@@ -239,7 +245,7 @@ class TalkingHeadPipeline:
 
         audio_mouth_raw = None
         if factors["lips"] == "audio":
-            audio_mouth_raw = fam.encode_audio(windows[:num_frames], prec, opt.batch_size)
+            audio_mouth_raw = _encode_speech(fam, speech, num_frames, prec, opt.batch_size)
             mouth = audio_mouth_raw
         else:
             mouth = per_frame("lips", "mouth")
@@ -262,7 +268,7 @@ class TalkingHeadPipeline:
         identity = appearance[1] if isinstance(appearance, tuple) else None
         appearance = appearance[0] if isinstance(appearance, tuple) else appearance
         return CodePlan(num_frames, appearance, identity, codes.mouth.contiguous(), codes.emotion.contiguous(),
-                        codes.eye.contiguous(), codes.pose.contiguous(), windows, audio_mouth_raw, motion_raw,
+                        codes.eye.contiguous(), codes.pose.contiguous(), speech, audio_mouth_raw, motion_raw,
                         factor_index, panels)
 
     def control_mapping(self, path=None):
@@ -402,6 +408,17 @@ def load_speech(audio, require_speech: bool = True) -> Speech:
 def speech_windows_of(speech: Speech) -> np.ndarray:
     """The official mel windows (T,1,80,20) of the speech, one per output frame."""
     return speech_windows(speech.wav16k)
+
+
+AUDIO_CHUNK = 1000  # output frames per spectrogram chunk: the windows of a long file are never all in memory
+
+
+def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
+    """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
+    gain = rms_gain(speech.wav16k)
+    parts = [fam.encode_audio(speech_windows_range(speech.wav16k, s, min(s + AUDIO_CHUNK, num_frames), gain),
+                              prec, batch) for s in range(0, num_frames, AUDIO_CHUNK)]
+    return torch.cat(parts) if parts else torch.zeros(0, fam.code_dims["mouth"])
 
 
 def load_audio_windows(audio, require_speech: bool = True) -> tuple[np.ndarray, np.ndarray]:

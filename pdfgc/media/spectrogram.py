@@ -100,3 +100,37 @@ def speech_windows(wav16k: np.ndarray, normalize: bool = True) -> np.ndarray:
     """16 kHz mono speech -> (T,1,80,20) float32 mel windows (the audio encoder's input)."""
     wav = rms_normalize(wav16k) if normalize else np.asarray(wav16k, np.float32)
     return mel_windows(mel_spectrogram(wav))
+
+
+def rms_gain(wav16k: np.ndarray, target: float = 0.1) -> float:
+    """The official loudness normalisation's gain over the whole file (`rms_normalize` = wav * gain)."""
+    wav = np.asarray(wav16k, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if wav.size else 0.0
+    return target / max(1e-4, rms)
+
+
+def speech_windows_range(wav16k: np.ndarray, start: int, stop: int, gain: float | None = None) -> np.ndarray:
+    """Mel windows of output frames [start, stop) only: equal to `speech_windows(wav16k)[start:stop]`, at a cost and
+    memory proportional to stop - start (each lws STFT frame m reads padded samples [160 m, 160 m + 1280) with
+    1120 zeros in front, so a row range needs only its own samples)."""
+    n = len(wav16k)
+    stop = min(stop, num_output_frames(n))
+    if stop <= start:
+        return np.zeros((0, 1, N_MELS, WINDOW_MELS), np.float32)
+    gain = rms_gain(wav16k) if gain is None else gain
+    r0, r1 = start * MELS_PER_FRAME, stop * MELS_PER_FRAME + (WINDOW_MELS - MELS_PER_FRAME)
+    front = N_FFT - HOP
+    a, b = r0 * HOP - front, (r1 - 1) * HOP - front + N_FFT  # wav sample range of those rows (may pass the ends)
+    seg = np.zeros(b - a, np.float64)
+    lo, hi = max(a, 0), min(b, n)
+    if hi > lo:
+        # the same float32 rounding as rms_normalize, then float64 as stft_magnitude
+        seg[lo - a:hi - a] = (np.asarray(wav16k[lo:hi], np.float32) * np.float32(gain)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(seg, N_FFT)[::HOP][:r1 - r0]
+    global _MEL_BASIS
+    if _MEL_BASIS is None:
+        _MEL_BASIS = mel_filterbank()
+    mel = np.abs(np.fft.rfft(frames * lws_window(), n=N_FFT, axis=1)).astype(np.float32) @ _MEL_BASIS.T
+    mel = np.clip((20.0 * np.log10(np.maximum(1e-5, mel)) - 20.0 + 100.0) / 100.0, 0.0, 1.0).astype(np.float32)
+    idx = np.arange(stop - start)[:, None] * MELS_PER_FRAME + np.arange(WINDOW_MELS)[None, :]
+    return np.ascontiguousarray(mel[idx].transpose(0, 2, 1)[:, None])
