@@ -1,0 +1,247 @@
+"""Tests of the mesh-warp family's codes (pdfgc/families/meshwarp/codes.py), audio network, parameters and training.
+
+The face is anne.png's real mediapipe mesh; each check builds a known change (a rotation, a lid closure, a code
+step) and measures it back with pdfgc.evaluation.signals, the functions that score the renders.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pdfgc.evaluation import signals as S
+from pdfgc.families.meshwarp import codes as C
+from pdfgc.families.meshwarp.params import MeshParams
+
+from .conftest import DATA, need
+
+ANNE = DATA / "pdfgc" / "anne.png"
+
+
+@pytest.fixture(scope="module")
+def anne_mesh() -> np.ndarray:
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    from pdfgc.evaluation.landmarks import track_faces
+    image = np.array(Image.open(need(ANNE)).convert("RGB"))
+    return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)
+
+
+def _jaw_drop(canon: np.ndarray) -> np.ndarray:
+    """A mouth-opening offset field: mouth points below the upper lip move down, more the lower they are."""
+    off = np.zeros_like(canon)
+    y_lip = canon[13, 1]
+    pts = C.MOUTH_POINTS
+    below = pts[canon[pts, 1] > y_lip + 0.01]
+    off[below, 1] = 0.1 + 0.3 * (canon[below, 1] - y_lip)
+    return off
+
+
+@pytest.fixture(scope="module")
+def params(anne_mesh) -> MeshParams:
+    """Small hand-made parameters: mouth basis 0 = a jaw drop, the rest random; random emotion basis."""
+    canon = C.canonicalize(anne_mesh)[0][0]
+    rng = np.random.default_rng(0)
+    jaw = _jaw_drop(canon)
+    mouth = [jaw / np.linalg.norm(jaw)]
+    for _ in range(3):
+        v = np.zeros_like(canon)
+        v[C.MOUTH_POINTS] = rng.normal(size=(len(C.MOUTH_POINTS), 3))
+        for b in mouth:
+            v -= (v * b).sum() * b
+        mouth.append(v / np.linalg.norm(v))
+    emo_off = np.zeros((20, 478, 3))
+    emo_off[:, C.EMOTION_POINTS] = rng.normal(size=(20, len(C.EMOTION_POINTS), 3))
+    emotion, _ = C.pca_basis(emo_off, C.EMOTION_POINTS, 3)
+    return MeshParams(mean_shape=canon, mouth_basis=np.stack(mouth), emotion_basis=emotion,
+                      emotion_from_mouth=rng.normal(scale=0.1, size=(4, 3)), open_ear=[0.3, 0.3],
+                      gaze_center=[0.0, -0.05], emotion_shapes={"neutral": np.zeros(3), "happy": [1.0, 0.0, 0.0]})
+
+
+def _posed(canon: np.ndarray, angles, scale=70.0, shift=(100.0, 120.0, 0.0)) -> np.ndarray:
+    """A canonical mesh placed at known yaw/pitch/roll, scale (px per template unit) and translation."""
+    rot = S.angles_to_rotation(*angles)
+    return C.uncanonicalize(canon[None], rot[None], np.array([scale]), np.array([shift]))[0]
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize("angles", [(20, 0, 0), (0, -15, 0), (0, 0, 12), (25, 10, -8)])
+def test_canonicalize_recovers_pose_and_shape(anne_mesh, angles):
+    canon = C.canonicalize(anne_mesh)[0][0]
+    mesh = _posed(canon, angles, scale=63.0, shift=(90.0, 130.0, 5.0))
+    canon2, rot, scale, trans = C.canonicalize(mesh)
+    np.testing.assert_allclose(S.head_pose(mesh)[0], angles, atol=1e-6)
+    np.testing.assert_allclose(S.rotation_to_angles(rot[0]), angles, atol=1e-6)
+    assert scale[0] == pytest.approx(63.0) and np.allclose(trans[0], (90.0, 130.0, 5.0))
+    np.testing.assert_allclose(canon2[0], canon, atol=1e-9)
+    np.testing.assert_allclose(C.uncanonicalize(canon2, rot, scale, trans)[0], mesh, atol=1e-9)
+    # the rigid points of a canonical mesh sit on the frontal template (anne.png made it)
+    assert np.abs(canon[S.RIGID_POINTS] - S.FACE_TEMPLATE).max() < 0.05
+
+
+def test_point_sets_are_separate_where_they_must_be():
+    assert not set(C.MOUTH_POINTS) & set(S.RIGID_POINTS)
+    assert not set(C.EMOTION_POINTS) & set(S.RIGID_POINTS)
+    assert not set(C.EMOTION_POINTS) & (set(C.UPPER_LID.ravel()) | set(C.LOWER_LID.ravel()))
+    assert set(C.MOUTH_CORNERS) <= set(C.EMOTION_POINTS) & set(C.MOUTH_POINTS)
+    assert set(C.EMOTION_POINTS) & set(C.MOUTH_POINTS) == set(C.MOUTH_CORNERS)
+    assert {13, 14, 152} <= set(C.MOUTH_POINTS) and {105, 334} <= set(C.EMOTION_POINTS)
+    assert len(C.MOUTH_POINTS) == 156 and len(C.EMOTION_POINTS) == 249 and len(C.IRIS_POINTS) == 10
+
+
+# ---------------------------------------------------------------------------------------------- compose
+
+
+def test_compose_own_codes_is_the_portrait(anne_mesh, params):
+    pc = C.measure(anne_mesh, params, reference=0)
+    assert np.allclose(pc.mouth, 0) and np.allclose(pc.emotion, 0) and np.allclose(pc.eye[:, :2], 1)
+    np.testing.assert_allclose(pc.pose[0, :3], S.head_pose(anne_mesh)[0], atol=1e-4)
+    np.testing.assert_allclose(pc.eye[0, 2:], S.gaze(anne_mesh)[0], atol=1e-6)
+    out = C.compose(anne_mesh, pc, pc, params)
+    assert out.shape == (1, 478, 3)
+    assert np.abs(out[0] - anne_mesh).max() < 1e-6  # 1e-4 px asked; float32 gaze codes
+    # absolute codes (against the mean face) compose back to the portrait too
+    pa = C.measure(anne_mesh, params)
+    assert np.abs(C.compose(anne_mesh, pa, pa, params)[0] - anne_mesh).max() < 1e-4
+
+
+def test_compose_yaw_reads_back(anne_mesh, params):
+    pc = C.measure(anne_mesh, params, reference=0)
+    codes = pc.copy()
+    codes.pose[0, 0] += 20
+    out = C.compose(anne_mesh, pc, codes, params)
+    got = S.head_pose(out)[0] - S.head_pose(anne_mesh)[0]
+    assert got[0] == pytest.approx(20, abs=1) and abs(got[1]) < 1e-3 and abs(got[2]) < 1e-3
+    # the head turned about its own centre: same scale and centre, gaze code still honoured
+    _, _, scale, trans = C.canonicalize(out)
+    assert scale[0] == pytest.approx(np.exp(pc.pose[0, 5]), rel=1e-5)
+    np.testing.assert_allclose(S.gaze(out)[0], pc.eye[0, 2:], atol=1e-6)
+
+
+def test_lid_closure_and_gaze(anne_mesh, params):
+    pc = C.measure(anne_mesh, params, reference=0)
+    ear0 = S.eye_aspect_ratio(anne_mesh)[0]
+    codes = pc.copy()
+    codes.eye[0, 0] = 0.0
+    out = C.compose(anne_mesh, pc, codes, params)
+    ear = S.eye_aspect_ratio(out)[0]
+    assert ear[0] < 0.01 and ear[1] == pytest.approx(ear0[1], abs=1e-6)
+    codes.eye[0, 0] = 0.5
+    assert S.eye_aspect_ratio(C.compose(anne_mesh, pc, codes, params))[0, 0] == pytest.approx(ear0[0] / 2, rel=1e-4)
+    # gaze: only the 10 iris points move, rigidly, and the measured gaze is the requested one
+    codes = pc.copy()
+    codes.eye[0, 2:] += (0.1, -0.05)
+    out = C.compose(anne_mesh, pc, codes, params)[0]
+    moved = np.flatnonzero(np.abs(out - anne_mesh).max(1) > 1e-6)
+    assert set(moved) == set(C.IRIS_POINTS)
+    for k in range(2):
+        d = out[C.IRIS[k]] - anne_mesh[C.IRIS[k]]
+        np.testing.assert_allclose(d, np.repeat(d[:1], 5, 0), atol=1e-9)
+    np.testing.assert_allclose(S.gaze(out[None])[0], codes.eye[0, 2:], atol=1e-6)
+    assert out[468, 0] > anne_mesh[468, 0]  # h > 0: toward the image's right
+
+
+def test_mouth_code_zero_is_the_neutral_mouth(anne_mesh, params):
+    canon = C.canonicalize(anne_mesh)[0][0]
+    open_mesh = _posed(canon + 0.8 * _jaw_drop(canon), (5, 0, 0), 60.0)
+    closed_mesh = _posed(canon, (0, 0, 0), 60.0)
+    clip = np.stack([open_mesh, closed_mesh, open_mesh])
+    assert C.neutral_reference(clip) == 1 and C.neutral_reference(clip, "first") == 0
+    codes = C.measure(clip, params, reference="auto")
+    assert codes.reference == 1
+    np.testing.assert_allclose(codes.mouth[1], 0, atol=1e-9)
+    assert codes.mouth[0, 0] > 0.5 and np.abs(codes.mouth[0, 1:]).max() < 1e-6
+    # the portrait (closed) driven by the clip's mouth: opens where the clip opens, code 0 gives its own mouth
+    pc = C.measure(anne_mesh, params, reference=0)
+    target = pc.copy()
+    target = C.MeshCodes.concat([target] * 3)
+    target.mouth[:] = codes.mouth
+    out = C.compose(anne_mesh, pc, target, params)
+    mo = S.mouth_opening(out)
+    assert mo[0] > S.mouth_opening(anne_mesh)[0] + 0.02 and mo[1] == pytest.approx(S.mouth_opening(anne_mesh)[0])
+    assert S.mouth_opening(out)[0] == pytest.approx(S.mouth_opening(clip)[0], rel=0.05)  # same face, same opening
+
+
+def test_each_code_moves_only_its_points(anne_mesh, params):
+    pc = C.measure(anne_mesh, params, reference=0)
+
+    def moved(edit) -> set:
+        codes = pc.copy()
+        edit(codes)
+        out = C.compose(anne_mesh, pc, codes, params)[0]
+        return set(np.flatnonzero(np.abs(out - anne_mesh).max(1) > 1e-6).tolist())
+
+    def set_(attr, idx, value):
+        return lambda c: getattr(c, attr).__setitem__((0, idx), value)
+
+    for j in range(4):
+        m = moved(set_("mouth", j, 0.3))
+        assert m and m <= set(C.MOUTH_POINTS.tolist())
+    for j in range(3):
+        m = moved(set_("emotion", j, 0.3))
+        assert m and m <= set(C.EMOTION_POINTS.tolist())
+    for k in range(2):
+        m = moved(set_("eye", k, 0.4))
+        assert m and m <= set(C.LID_POINTS.tolist()) and not m & set(C.EMOTION_POINTS) - set(C.UPPER_FOLD.ravel())
+    assert moved(set_("eye", 3, 0.05)) == set(C.IRIS_POINTS.tolist())
+    # and the measured codes of the result change only in that factor
+    codes = pc.copy()
+    codes.mouth[0, 0] = 0.5
+    again = C.measure(C.compose(anne_mesh, pc, codes, params), params, reference=None, smooth=False)
+    base = C.measure(anne_mesh, params, reference=None, smooth=False)
+    np.testing.assert_allclose(again.pose, base.pose, atol=1e-4)
+    np.testing.assert_allclose(again.eye, base.eye, atol=1e-5)
+    np.testing.assert_allclose(again.mouth - base.mouth, codes.mouth - pc.mouth, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- retarget
+
+
+def test_retarget_transfers_only_the_change(anne_mesh, params):
+    canon = C.canonicalize(anne_mesh)[0][0]
+    # the driver: a different scale and place, tilted 10 deg (roll) at rest; frame 1 turns 15 deg and moves 10 px
+    driver = np.stack([_posed(canon, (0, 0, 10), 40.0, (60, 70, 0)), _posed(canon, (15, 0, 10), 40.0, (70, 70, 0)),
+                       _posed(canon + 0.5 * _jaw_drop(canon), (0, 0, 10), 40.0, (60, 70, 0))])
+    driver[1, C.UPPER_LID[0]] = driver[1, C.LOWER_LID[0]] * 0.5 + driver[1, C.UPPER_LID[0]] * 0.5
+    dc = C.measure(driver, params, reference="auto")
+    assert dc.reference == 0
+    pc = C.measure(anne_mesh, params, reference=0)
+    codes = C.retarget(dc, dc.reference, base=pc)
+    out = C.compose(anne_mesh, pc, codes, params)
+    pose = S.head_pose(out) - S.head_pose(anne_mesh)
+    np.testing.assert_allclose(pose[0], 0, atol=1e-3)
+    np.testing.assert_allclose(pose[1], (15, 0, 0), atol=1e-3)   # the tilt stays out
+    np.testing.assert_allclose(pose[2], 0, atol=1e-3)
+    s = np.exp(pc.pose[0, 5])
+    centre = lambda m: C.canonicalize(m)[3][:, :2]  # noqa: E731
+    np.testing.assert_allclose(centre(out)[1] - centre(anne_mesh)[0], (10 * s / 40, 0), atol=1e-3)
+    # lids: the driver's half closure (measured frontal, so its head turn is not a blink) halves the portrait's
+    frontal_ear = lambda m: S.eye_aspect_ratio(C.canonicalize(m)[0])  # noqa: E731
+    ear, ear_p, dear = frontal_ear(out), frontal_ear(anne_mesh)[0], frontal_ear(driver)
+    assert dear[1, 0] / dear[0, 0] == pytest.approx(0.5, abs=0.01)
+    assert ear[1, 0] == pytest.approx(ear_p[0] * dear[1, 0] / dear[0, 0], rel=1e-4)
+    assert ear[1, 1] == pytest.approx(ear_p[1], rel=1e-4)
+    assert S.mouth_opening(out)[2] > S.mouth_opening(anne_mesh)[0] + 0.01
+    # base None: the changes themselves; absolute pose copies the driver's angles
+    rel = C.retarget(dc, 0)
+    np.testing.assert_allclose(rel.pose[1, :3], (15, 0, 0), atol=1e-3)
+    np.testing.assert_allclose(C.retarget(dc, 0, base=pc, absolute=("pose",)).pose, dc.pose)
+
+
+def test_gaze_from_control_units(params):
+    g = C.gaze_from_control([[0, 0], [1, 0], [0, 1]], params.gaze_center)
+    np.testing.assert_allclose(g[0], params.gaze_center)
+    assert g[1, 0] > g[0, 0] and g[2, 1] < g[0, 1]  # +h image right, +v up = smaller signals y
+    assert params.emotion_code("smile")[0] == pytest.approx(1.0)
+
+
+def test_lowpass_keeps_constants_and_skips_gaps():
+    x = np.ones((30, 2))
+    x[10] = np.nan
+    y = C.lowpass(x, 3.0)
+    assert np.isnan(y[10]).all() and np.allclose(np.delete(y, 10, 0), 1)
+    step = np.r_[np.zeros(50), np.ones(50)][:, None]
+    z = C.lowpass(step, 7.5)
+    assert 0.45 < z[49, 0] < 0.55 and z[30, 0] < 0.01 and z[70, 0] > 0.99
