@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 import time
+import warnings
+from pathlib import Path
 
 from .errors import PDFGCError
 
@@ -47,6 +49,8 @@ def _add_animate(sub) -> None:
     t.add_argument("--driving-mode", default="loop", choices=["loop", "pingpong", "hold", "strict"],
                    help="short driving clips: loop (official), pingpong, hold the last frame, or strict (refuse)")
     t.add_argument("--driving-skip", type=int, default=2, help="driving frames dropped at the start (official: 2)")
+    t.add_argument("--driving-reference", choices=("auto", "first"), default="auto",
+                   help="mesh-warp default model: motion relative to the clip's most neutral frame (auto) or its first")
     t.add_argument("--duration", type=float, help="seconds, when there is no audio (lips still/off)")
     t.add_argument("--max-frames", type=int, help="render at most this many frames")
     o = p.add_argument_group("output and speed")
@@ -89,11 +93,17 @@ def cmd_animate(args) -> int:
         blink_intensity=args.blink_intensity, gaze_intensity=args.gaze_intensity,
         emotion_intensity=args.emotion_intensity, mouth_smoothing=not args.no_mouth_smoothing,
         pose_smoothing=not args.no_pose_smoothing, driving_mode=args.driving_mode, driving_skip=args.driving_skip,
+        driving_reference=args.driving_reference,
         align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
         device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf, preset=args.preset,
         progress=not args.quiet)
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
+    from .options import check_options
+    check_options(opt)  # bad values are refused before the model is loaded
+    from .fileio import check_output_path
+    check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
+                                    opt.emotion], suffixes=(".mp4",))
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",
@@ -154,7 +164,7 @@ def cmd_info(args) -> int:
 
 def cmd_ui(args) -> int:
     try:
-        from .ui.app import UISettings, run_ui
+        from .ui.app import UISettings, check_settings, run_ui
     except ImportError as e:
         raise PDFGCError(f"the web UI needs gradio: pip install \"pdfgc[ui]\" ({e})") from None
     from .pipeline import TalkingHeadPipeline
@@ -167,15 +177,11 @@ def cmd_ui(args) -> int:
         from .controls.mapping import mapping_path_for
         cand = mapping_path_for(args.official_checkpoints)
         controls = str(cand) if cand.is_file() else None
+    settings = UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                          max_seconds=args.max_seconds, control_mapping=controls)
+    check_settings(settings)  # a bad or busy port is reported before the model is loaded
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
-
-    def _stop(signum, frame):  # SIGTERM (service managers; also reaches background jobs, whose SIGINT the shell ignores)
-        raise KeyboardInterrupt
-
-    import signal
-    signal.signal(signal.SIGTERM, _stop)
-    run_ui(pipe, UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-                            max_seconds=args.max_seconds, control_mapping=controls))
+    run_ui(pipe, settings)  # SIGTERM ends it like Ctrl+C (main() turns both into KeyboardInterrupt)
     # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive
     sys.stdout.flush()
     sys.stderr.flush()
@@ -237,9 +243,40 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    # one line, without the source path and code line of the library that warned (those are for developers: -v)
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    return f"pdfgc: warning: {text}\n"
+
+
+def _sigterm(signum, frame):
+    # kill, timeout and docker stop send SIGTERM: unwind like Ctrl+C, so temporary files are removed
+    raise KeyboardInterrupt
+
+
+def _interrupted_message(args) -> str:
+    if args.command == "train":
+        from .training.trainer import STAGES, list_checkpoints
+
+        out = Path(args.out)
+        runs = [out] + [out / stage for stage in STAGES]  # --stage all keeps one run folder per stage
+        kept = [c for run in runs for c in list_checkpoints(run)]
+        if kept:
+            latest = max(kept, key=lambda c: c.stat().st_mtime)
+            return (f"pdfgc: interrupted; checkpoints are kept (latest {latest}): run the same command with "
+                    "--resume to continue")
+    return "pdfgc: interrupted (no output written)"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
+    if not args.verbose:
+        warnings.formatwarning = _short_warning
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
@@ -249,8 +286,15 @@ def main(argv=None) -> int:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pdfgc: interrupted (no output written)", file=sys.stderr)
+        print(_interrupted_message(args), file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk anywhere (checkpoints, caches, outputs) is the user's to fix, not a bug
+        from .fileio import disk_full_error
+        full = disk_full_error(getattr(e, "filename", None), e)
+        if full is None:
+            raise
+        print(f"pdfgc: error: {full}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

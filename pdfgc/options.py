@@ -35,6 +35,8 @@ class AnimateOptions:
     pose_smoothing: bool = True       # official 3-tap box over time
     driving_mode: str = "loop"        # loop (official) | pingpong | hold | strict
     driving_skip: int = OFFICIAL_SKIP  # official: the first two driving frames are dropped
+    driving_reference: str = "auto"   # mesh-warp family: a clip's motion is taken relative to its most neutral
+                                      # frame ("auto": eyes open, mouth closed, frontal) or its "first" frame
     align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
     layout: str = "result"            # result | panels (official five-panel strip) | pasteback
     precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)
@@ -105,6 +107,8 @@ def check_options(opt: AnimateOptions) -> None:
         if v is not None and abs(v) > MAX_INTENSITY:
             raise InputError(f"{_flag(name)} {v:g} is outside -{MAX_INTENSITY:g}..{MAX_INTENSITY:g} "
                              "(1 is the source's own strength)")
+    if opt.driving_reference not in ("auto", "first"):
+        raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     skip = _number(opt, "driving_skip", integer=True, optional=False)
     if skip < 0:
         raise InputError(f"--driving-skip must be >= 0, got {skip}")

@@ -1,0 +1,348 @@
+"""The mesh-warp model as a pipeline family: face-mesh codes in, the portrait's own pixels warped out.
+
+Codes in a plan are CHANGES from the portrait (so "still", "off" and a zero code all mean the portrait's own face,
+and a multiplier scales the motion, not the face):
+
+- pose (6): d yaw, d pitch, d roll [deg], d tx, d ty [face-centre shift in face scales], d log-scale;
+- eye (4): d lid opening of eye 0 and eye 1 (lids = the portrait's own opening x (1 + d); -1 = closed), d gaze h, v
+  (``signals.gaze`` units, v down); blink dims (0, 1), gaze dims (2, 3);
+- mouth (Dm), emotion (De): changes of the mouth and expression codes (``codes.py``), 0 = the portrait's own.
+
+A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
+(``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech come from the audio network (mel windows -> mouth code).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ...errors import InputError
+from ...media.face import FaceMeshDetector, matrix_scale
+from ..base import Codes, ModelFamily, register_family
+from . import codes as C
+from .params import MeshParams, load_params
+from .warp import WarpRenderer
+
+MAX_RENDER = 512
+FAMILY = "meshwarp"
+
+
+@dataclass
+class MeshWarpConfig:
+    name: str = "meshwarp"
+    trained: bool = True
+    notes: str = ""
+
+
+class MeshWarpModel:
+    """The parameters (code bases, emotion shapes, audio network) of the mesh-warp family; no generator."""
+
+    family = FAMILY
+
+    def __init__(self, params: MeshParams, path: Path | None = None):
+        self.params = params
+        self.weights_path = path
+        self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
+        self.audio = None
+        if params.audio_state:
+            from .audio import AudioToMouth
+            self.audio = AudioToMouth.from_state(params.audio_config, params.audio_state)
+            self.audio.eval().requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, path=None) -> "MeshWarpModel":
+        params = load_params(path)
+        return cls(params, Path(path) if path is not None else None)
+
+    def to(self, device):
+        if self.audio is not None:
+            self.audio.to(device)
+        return self
+
+    def eval(self):
+        return self
+
+    def describe(self) -> str:
+        p = self.params
+        audio = sum(t.numel() for t in (p.audio_state or {}).values())
+        return (f"meshwarp: mouth code {p.mouth_dim}, emotion code {p.emotion_dim}, emotion labels "
+                f"{', '.join(sorted(p.emotion_shapes)) or 'none'}, audio network {audio:,} parameters; "
+                f"fitted: {json.dumps(p.info.get('summary', {}))[:200]}")
+
+
+@dataclass
+class MeshPortrait:
+    """Everything the renderer needs of one portrait, at render resolution S."""
+
+    image: np.ndarray          # (S,S,3) uint8
+    mesh: np.ndarray           # (478,3) on `image`
+    codes: C.MeshCodes         # the portrait's own absolute codes (one frame)
+    renderer: WarpRenderer
+    size: int
+
+
+def render_size(portrait) -> int:
+    """The portrait's own crop resolution (the photo pixels under the 224 crop), in [224, 512], a multiple of 16."""
+    if portrait.to_crop is None:
+        return 224
+    native = 224.0 / max(matrix_scale(portrait.to_crop), 1e-6)
+    return int(min(MAX_RENDER, max(224, round(native / 16) * 16)))
+
+
+def crop_at(portrait, size: int) -> np.ndarray:
+    """The aligned crop at `size` px straight from the photo (sharper than upsampling the 224 crop)."""
+    if size == 224:
+        return portrait.crop
+    k = size / 224.0
+    m = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
+    return cv2.warpAffine(portrait.original, m, (size, size), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+@register_family
+class MeshWarpFamily(ModelFamily):
+    name = FAMILY
+    official_crop = False
+    blink_dims = C.BLINK_DIMS
+    gaze_dims = C.GAZE_DIMS
+
+    def __init__(self, model: MeshWarpModel, device):
+        super().__init__(model, device)
+        self.params = model.params
+        self._detector = None
+
+    @property
+    def code_dims(self) -> dict[str, int]:
+        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim, "eye": 4, "pose": 6}
+
+    def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
+        from ...controls.smoothing import smooth_box3, smooth_mouth
+        if factor == "mouth":
+            return smooth_mouth(codes)
+        if factor == "pose":
+            return smooth_box3(codes)
+        return codes
+
+    def batch_size(self, kind: str, precision: str = "exact", requested: int | None = None) -> int:
+        if requested:
+            return int(requested)
+        return {"motion": 32, "audio": 256}.get(kind, 8)
+
+    def detector(self) -> FaceMeshDetector:
+        if self._detector is None:
+            self._detector = FaceMeshDetector(static_image_mode=True, max_num_faces=1)
+        return self._detector
+
+    def _mesh(self, image: np.ndarray) -> np.ndarray | None:
+        faces = self.detector().detect(image)
+        return faces[0] if faces else None
+
+    # ---- encoders ---------------------------------------------------------------------------------------------
+    def encode_portrait(self, portrait, prec):
+        size = render_size(portrait)
+        image = np.ascontiguousarray(crop_at(portrait, size))
+        mesh = self._mesh(image)
+        if mesh is None and size != 224:
+            size, image = 224, np.ascontiguousarray(portrait.crop)
+            mesh = self._mesh(image)
+        if mesh is None:
+            raise InputError("portrait: the face mesh finds no face in the aligned crop")
+        own = C.measure(mesh[None], self.params, reference=None, smooth=False)
+        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size)
+        zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
+        return state, zeros
+
+    def encode_frames(self, crops, want_mouth, prec) -> Codes:
+        raise NotImplementedError("meshwarp encodes whole clips (encode_clip)")
+
+    def encode_clip(self, clip, used, want_mouth, prec, batch=None, progress=False) -> Codes:
+        """Mesh of every used frame (a frame without a face takes the nearest one's), codes measured absolutely;
+        `relative` turns them into changes from the clip's neutral frame."""
+        from ..base import progress_bar
+
+        uniq = clip.unique_index()
+        todo = sorted({int(uniq[i]) for i in used})
+        meshes = np.full((clip.num_frames, 478, 3), np.nan)
+        bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
+        for i in todo:
+            m = self._mesh(np.asarray(clip.crops[i]))
+            if m is not None:
+                meshes[i] = m
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        meshes = meshes[uniq]
+        ok = np.isfinite(meshes).all(axis=(1, 2))
+        if not ok.any():
+            raise InputError(f"driving source {clip.path}: the face mesh finds no face in its frames")
+        good = np.flatnonzero(ok)
+        nearest = good[np.abs(np.arange(len(meshes))[:, None] - good[None]).argmin(1)]
+        meshes = meshes[nearest]
+        codes = C.measure(meshes, self.params, reference=None, smooth=False)
+        return _MeshClipCodes(codes=codes, meshes=meshes, used=np.array(sorted(set(int(i) for i in used))))
+
+    def relative(self, clip_codes, opt) -> Codes:
+        mode = getattr(opt, "driving_reference", "auto") or "auto"
+        meshes, used = clip_codes.meshes, clip_codes.used
+        sub = meshes[used]
+        if mode not in ("auto", "first"):
+            raise InputError(f"unknown driving reference '{mode}' (auto or first)")
+        ref = C.neutral_reference(sub, mode)
+        d = C.retarget(C.measure(sub, self.params, reference=ref), ref)
+        out = {k: torch.zeros(len(meshes), v) for k, v in self.code_dims.items()}
+        u = torch.from_numpy(used)
+        out["pose"][u] = torch.from_numpy(_pose_change(d.pose))
+        eye = d.eye.astype(np.float64).copy()
+        eye[:, :2] -= 1.0
+        out["eye"][u] = torch.from_numpy(np.nan_to_num(eye).astype(np.float32))
+        out["mouth"][u] = torch.from_numpy(d.mouth)
+        out["emotion"][u] = torch.from_numpy(d.emotion)
+        return Codes(**out)
+
+    def encode_audio(self, windows, prec, batch=None) -> torch.Tensor:
+        if self.model.audio is None:
+            raise InputError("this meshwarp parameters file has no audio network: lips from speech need one "
+                             "(use --lips VIDEO, still or off)")
+        bs = self.batch_size("audio", requested=batch)
+        outs = []
+        for s in range(0, windows.shape[0], bs):
+            outs.append(self.model.audio(torch.from_numpy(windows[s:s + bs]).to(self.device)).float().cpu())
+        return torch.cat(outs) if outs else torch.zeros(0, self.params.mouth_dim)
+
+    # ---- explicit controls: physical units straight into the codes ----------------------------------------------
+    def preflight_controls(self, opt) -> None:
+        from ...controls.apply import controls_of
+        controls = controls_of(opt)
+        if "emotion" in controls and controls["emotion"].reference is None:
+            for label in controls["emotion"].weights():
+                self.params.emotion_code(label)   # an unknown label fails here, naming the known ones
+        if "pose" in controls and controls["pose"].curve is not None:
+            controls["pose"].curves(1)
+
+    def apply_controls(self, opt, num_frames, codes: Codes, portrait, still, prec) -> Codes:
+        from ...controls.apply import controls_of
+        from ...controls.explicit import POSE_CHANNELS
+
+        controls = controls_of(opt)
+        if not controls:
+            return codes
+        t = int(num_frames)
+        mouth, eye, emotion, pose = (codes.mouth.clone(), codes.eye.clone(), codes.emotion.clone(),
+                                     codes.pose.clone())
+        state: MeshPortrait | None = None
+
+        def own():
+            nonlocal state
+            if state is None:
+                state = self.encode_portrait(portrait, prec)[0]
+            return state.codes
+        if "pose" in controls:
+            ctl = controls["pose"]
+            k = float(opt.pose_intensity)
+            for j, ch in enumerate(POSE_CHANNELS):
+                curve = ctl.curves(t).get(ch)
+                if curve is None:
+                    continue
+                v = np.asarray(curve, np.float64)
+                if ch == "scale":     # a scale factor -> log-scale change
+                    v = np.log(np.maximum(v, 1e-3)) if not ctl.relative else np.log1p(np.maximum(v, -0.99))
+                if ctl.relative:
+                    pose[:, j] = pose[:, j] + k * torch.from_numpy(v).float()
+                elif j < 3:
+                    pose[:, j] = k * torch.from_numpy(v - float(own().pose[0, j])).float()
+                else:
+                    pose[:, j] = k * torch.from_numpy(v).float()
+        if "blink" in controls:
+            o = controls["blink"].openness_curve(t)
+            scale = 1.0 if opt.blink_intensity is None else opt.blink_intensity
+            eye[:, 0] = eye[:, 1] = scale * torch.from_numpy(np.asarray(o, np.float64) - 1.0).float()
+        if "gaze" in controls:
+            hv = controls["gaze"].curves(t)
+            target = C.gaze_from_control(hv, self.params.gaze_center)
+            scale = 1.0 if opt.gaze_intensity is None else opt.gaze_intensity
+            eye[:, 2:4] = scale * torch.from_numpy(target - own().eye[0, 2:4].astype(np.float64)).float()
+        if "emotion" in controls:
+            ctl = controls["emotion"]
+            scale = 1.0 if opt.emotion_intensity is None else opt.emotion_intensity
+            if ctl.reference is not None:
+                code = self._reference_emotion(ctl.reference, opt) * ctl.intensity
+            else:
+                code = sum(w * self.params.emotion_code(label) for label, w in ctl.weights().items())
+            emotion = (scale * torch.as_tensor(np.asarray(code, np.float32))).expand(t, -1).clone()
+        if "lip" in controls:
+            ctl = controls["lip"]
+            if ctl.intensity != 1:
+                mouth = ctl.intensity * mouth
+            w = torch.from_numpy(ctl.mute_weights(t)).to(mouth.dtype)[:, None]
+            mouth = (1 - w) * mouth   # a muted mouth: the portrait's own (closed) mouth
+        return Codes(mouth=mouth.contiguous(), emotion=emotion.contiguous(), eye=eye.contiguous(),
+                     pose=pose.contiguous())
+
+    def _reference_emotion(self, path, opt) -> np.ndarray:
+        from ...controls.apply import REFERENCE_MAX_FRAMES
+        from ...media.driving import open_driving
+
+        clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, False, role="emotion reference")
+        n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
+        c = self.encode_clip(clip, list(range(n)), False, None)
+        rel = C.measure(c.meshes[:n], self.params, reference=None)
+        return (rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)).astype(np.float32)
+
+    # ---- frames -----------------------------------------------------------------------------------------------
+    def target_meshes(self, plan, sl: slice) -> np.ndarray:
+        """(B,478,3) target meshes in the portrait's render pixels for frames `sl`."""
+        st: MeshPortrait = plan.appearance
+        own = st.codes
+        pose = plan.pose[sl].double().numpy()
+        eye = plan.eye[sl].double().numpy()
+        b = pose.shape[0]
+        op = own.pose.astype(np.float64)
+        abs_pose = np.repeat(op, b, 0)
+        abs_pose[:, :3] += pose[:, :3]
+        abs_pose[:, 5] += pose[:, 5]
+        centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
+        abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
+        abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
+        abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0)
+        abs_eye[:, 2:] += eye[:, 2:]
+        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy(),
+                            own.emotion + plan.emotion[sl].numpy())
+        return C.compose(st.mesh, own, codes, self.params)
+
+    def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
+        st: MeshPortrait = plan.appearance
+        frames = np.stack([st.renderer.render(m) for m in self.target_meshes(plan, sl)])
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+    def output_size(self, plan) -> int:
+        return plan.appearance.size
+
+    def appearance_panel(self, portrait) -> np.ndarray:
+        return portrait.crop
+
+    def to_output_matrix(self, portrait, size: int) -> np.ndarray:
+        k = size / 224.0
+        return np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
+
+
+@dataclass
+class _MeshClipCodes:
+    """A clip's measured meshes and absolute codes, before `MeshWarpFamily.relative`."""
+
+    codes: C.MeshCodes
+    meshes: np.ndarray
+    used: np.ndarray
+
+
+def _pose_change(p: np.ndarray) -> np.ndarray:
+    """retarget(base=None) pose -> the plan's pose change (d angles, d centre in face scales, d log-scale)."""
+    p = np.asarray(p, np.float64)
+    out = p.copy()
+    out[:, 3:5] = p[:, 3:5] * np.exp(p[:, 5:6])
+    return np.nan_to_num(out).astype(np.float32)
