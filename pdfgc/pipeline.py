@@ -275,6 +275,8 @@ class TalkingHeadPipeline:
         """The fitted control mapping of a PD-FGC model (`path`, else `<weights stem>.controls.json` beside the
         weights), None when there is none; refused if fitted for other weights (pdfgc.controls.mapping)."""
         from .controls.mapping import find_mapping
+        if self.family.control_summary() is not None:
+            return None   # this family's controls need no mapping
         return find_mapping(self.model, path)
 
     # ---- phase 2: frames ---------------------------------------------------------------------------------------
@@ -415,9 +417,13 @@ AUDIO_CHUNK = 1000  # output frames per spectrogram chunk: the windows of a long
 
 def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
     """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
-    gain = rms_gain(speech.wav16k)
-    parts = [fam.encode_audio(speech_windows_range(speech.wav16k, s, min(s + AUDIO_CHUNK, num_frames), gain),
-                              prec, batch) for s in range(0, num_frames, AUDIO_CHUNK)]
+    gain, c = rms_gain(speech.wav16k), int(fam.audio_context)
+    parts = []
+    for s in range(0, num_frames, AUDIO_CHUNK):
+        e = min(s + AUDIO_CHUNK, num_frames)
+        a, b = max(0, s - c), min(num_frames, e + c)   # overlap: a network with temporal context sees its frames
+        codes = fam.encode_audio(speech_windows_range(speech.wav16k, a, b, gain), prec, batch)
+        parts.append(codes[s - a:s - a + e - s])
     return torch.cat(parts) if parts else torch.zeros(0, fam.code_dims["mouth"])
 
 

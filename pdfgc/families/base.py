@@ -71,6 +71,8 @@ class ModelFamily(ABC):
     def code_dims(self) -> dict[str, int]:
         """{"mouth": d, "emotion": d, "eye": d, "pose": d}."""
 
+    audio_context: int = 0   # frames of context each side `encode_audio` reads (chunks overlap by this much)
+
     def intensity(self, factor: str) -> float:
         """The default multiplier of a factor's code ("mouth", "blink", "gaze", "emotion", "pose")."""
         return 1.0
@@ -131,6 +133,10 @@ class ModelFamily(ABC):
         """Parse the controls (and find what they need) before any work; malformed ones raise InputError."""
         from ..controls.apply import controls_of
         controls_of(opt)
+
+    def control_summary(self) -> tuple[list[str], str] | None:
+        """(emotion labels, one line on what the explicit controls use) when the family needs no fitted mapping."""
+        return None
 
     @abstractmethod
     def apply_controls(self, opt, num_frames: int, codes: Codes, portrait, still: Codes, prec) -> Codes:

@@ -96,6 +96,36 @@ class UISettings:
     control_mapping: str | None = None  # fitted control mapping (default: the one beside the weights)
 
 
+def check_settings(settings: UISettings) -> None:
+    """The page's settings: a port in 1..65535 that is free on the host, positive finite limits. InputError
+    naming the flag, before the model is loaded (gradio would fail later with a traceback or a busy-port search)."""
+    port = settings.port
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise InputError(f"--port {port}: a port is a number in 1..65535")
+    for flag, v in (("--max-upload-mb", settings.max_upload_mb), ("--max-seconds", settings.max_seconds)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise InputError(f"{flag} {v}: must be a number above 0")
+    if port is not None:
+        import errno
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(settings.host, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise InputError(f"--host {settings.host}: cannot use this address ({e})") from None
+        family, kind, proto, _, addr = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            try:
+                # as the server does: a port in TIME_WAIT is free, a listening one is not
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise InputError(f"--port {port}: already in use on {settings.host} (another server is "
+                                     "running there); choose another port with --port") from None
+                raise InputError(f"--host {settings.host} --port {port}: cannot listen there ({e.strerror})") from None
+
+
 # ---- sandbox ------------------------------------------------------------------------------------------------------
 def _within(path: Path, root: Path) -> bool:
     try:
@@ -212,19 +242,25 @@ class UIBackend:
             path = self.sandbox.input(value, "audio")
             if path is None:
                 return ""
-            seconds = self._check_audio(path)
+            seconds = self._check_audio(path, lips_follow=True)  # the default: lips from the audio
             return f"Audio {path.name}: {seconds:.1f} s, about {int(seconds * FPS)} frames."
         except PDFGCError as e:
             return error_text(self._message(e, [path]))
 
-    def _check_audio(self, path: Path) -> float:
-        from ..media.audio_io import decode_audio
+    def _check_audio(self, path: Path, lips_follow: bool) -> float:
+        """Seconds of the uploaded audio; InputError in this page's words (not the CLI's flags) when it is too
+        long, unreadable, NaN/Inf, or silent while the lips are to follow it."""
+        from ..media.audio_io import decode_audio, is_silent, to_mono_16k
 
         seconds = media_seconds(path, "audio")
         if seconds > self.settings.max_seconds:
             raise InputError(f"audio {path.name}: {seconds:.1f} s is longer than the {self.settings.max_seconds:g} s "
                              "limit of this page")
-        decode_audio(path, "audio")  # unreadable audio is reported now, not after planning
+        # unreadable or NaN/Inf audio is reported now, on upload, not after planning
+        samples, rate = decode_audio(path, "audio")
+        if lips_follow and is_silent(to_mono_16k(samples, rate)):
+            raise InputError(f"audio {path.name} is silent (below -60 dBFS): lips that follow it would not move. "
+                             "Upload speech, or set Lips to 'still' or 'off' to use it as a silent sound track")
         return seconds
 
     # widget values -> pipeline arguments
@@ -238,6 +274,9 @@ class UIBackend:
         """(emotion labels to offer, a line on what the explicit controls can use) for this model."""
         from ..controls.explicit import KNOWN_EMOTIONS
 
+        direct = self.pipe.family.control_summary()
+        if direct is not None:
+            return direct
         try:
             m = self.pipe.control_mapping(self.settings.control_mapping)
         except PDFGCError as e:
@@ -352,7 +391,7 @@ class UIBackend:
             raise InputError("lips follow the audio, but no audio is uploaded (upload speech, or take the lips "
                              "from a video)")
         if audio is not None:
-            self._check_audio(audio)
+            self._check_audio(audio, lips_follow=lips == "audio")
         elif lips not in ("still", "off"):
             seconds = media_seconds(Path(lips), "lips video")
             if seconds > self.settings.max_seconds:
@@ -382,6 +421,8 @@ class UIBackend:
             driving_mode=v.get("driving_mode") or "loop",
             max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False,
             **self.control_options(v, paths))
+        from ..options import check_options
+        check_options(opt)  # the one validation of option values (as the CLI and the API)
         return portrait, audio, opt, paths
 
     # preview: a few frames from the first seconds, no video written
@@ -752,6 +793,7 @@ def launch(demo, settings: UISettings, block: bool = True):
 
 def run_ui(pipe, settings: UISettings) -> None:
     """`pdfgc ui`: build, serve until interrupted, then remove the app's temp folders."""
+    check_settings(settings)
     own_work_dir = settings.work_dir is None
     sandbox = prepare_work_dir(settings)
     demo = build_app(pipe, settings, sandbox)
