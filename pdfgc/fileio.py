@@ -24,14 +24,15 @@ def temp_path(path: str | os.PathLike) -> Path:
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def disk_full_error(path: str | os.PathLike, exc: OSError):
-    """The InputError for a write of `path` that failed with ENOSPC/EDQUOT/EFBIG, else None."""
+def disk_full_error(path: str | os.PathLike | None, exc: BaseException):
+    """The InputError for a write of `path` (None: unknown) that failed with ENOSPC/EDQUOT/EFBIG, else None."""
     from .errors import InputError
 
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-        return InputError(f"cannot write {path}: {os.strerror(exc.errno).lower()} in {Path(path).parent} "
-                          "(nothing was written; free some space and run again)")
-    return None
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FULL:
+        return None
+    where = f"cannot write {path}: {os.strerror(exc.errno).lower()} in {Path(path).parent}" if path else \
+        f"cannot write: {os.strerror(exc.errno).lower()}"
+    return InputError(f"{where} (nothing was written; free some space and run again)")
 
 
 @contextlib.contextmanager

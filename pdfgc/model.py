@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,14 +167,17 @@ class PDFGC(nn.Module):
                 meta = f.metadata() or {}
                 if meta.get("format") != FORMAT_NAME:
                     raise CheckpointError(f"{path}: not a pdfgc weights file (no 'format: pdfgc' metadata); "
-                                          "official .pth checkpoints are loaded with `pdfgc.official` / "
-                                          "`pdfgc convert-official`")
-                config = ModelConfig.from_json(meta["config"])
+                                          + _not_pdfgc_hint(path))
+                config = config_from_metadata(meta.get("config"), str(path))
+                # the stored config must describe exactly the stored tensors, checked on the meta device (no
+                # memory): a config asking for huge channels fails here, not in a 130 GB allocation
+                check_shapes(meta_state_shapes(config, str(path)),
+                             {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, str(path))
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except CheckpointError:
             raise
         except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-            raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
+            raise unreadable_weights(path, e) from None
         model = cls(config)
         load_state_dict_checked(model, tensors, str(path))
         model.weights_path = path  # files kept beside the weights (e.g. the control mapping) are found from it
@@ -191,18 +195,145 @@ class PDFGC(nn.Module):
         return model
 
 
-def load_state_dict_checked(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load that names the first missing, unexpected or mis-shaped key."""
-    own = module.state_dict()
-    for k, v in own.items():
-        if k not in tensors:
-            raise CheckpointError(f"{source}: missing key '{k}' (expected shape {tuple(v.shape)})")
-        if tuple(tensors[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{source}: key '{k}' has shape {tuple(tensors[k].shape)}, "
-                                  f"expected {tuple(v.shape)}")
-    for k in tensors:
+def unreadable_weights(path: str | os.PathLike, exc: BaseException) -> CheckpointError:
+    """The error for a weights file safetensors cannot read; a PyTorch .pth (a zip or a pickle: safetensors reads
+    its first bytes as a huge header length) is told how such files are loaded."""
+    path = Path(path)
+    msg = str(exc)
+    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin") or "header too large" in msg:
+        msg += "; " + _not_pdfgc_hint(path, pytorch=True)
+    return CheckpointError(f"{path}: cannot read safetensors file ({msg})")
+
+
+def _not_pdfgc_hint(path: Path, pytorch: bool = False) -> str:
+    if pytorch or path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin"):
+        return (f"{path.name} looks like a PyTorch checkpoint, not a .safetensors file: the official .pth files are "
+                "loaded from their folder with --official-checkpoints DIR, or converted once with "
+                "`pdfgc convert-official DIR -o FILE`")
+    return ("official .pth checkpoints are loaded with `pdfgc.official` / `pdfgc convert-official`")
+
+
+# ---- the stored config: checked against the known schema before anything is built -----------------------------
+MAX_WIDTH = 8192       # channels, feature sizes, code sizes (official: at most 2048)
+MAX_DEPTH = 64         # blocks per stage (official: at most 6)
+MAX_IMAGE_SIZE = 1024  # official 224
+
+
+def _network_params() -> dict[str, dict]:
+    import inspect
+    out = {}
+    for name, cls in (("appearance", AppearanceEncoder), ("motion", MotionEncoder), ("audio", AudioEncoder),
+                      ("generator", Generator)):
+        out[name] = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
+                     if p.name != "self"}
+    return out
+
+
+def _check_int(v, where: str, source: str, lo: int = 1, hi: int = MAX_WIDTH) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise CheckpointError(f"{source}: stored config {where} = {v!r}: expected a whole number in {lo}..{hi}")
+
+
+def check_config_dict(d, source: str) -> None:
+    """The JSON config of a weights file against ModelConfig's schema: known keys only (at every level), whole
+    numbers within bounds, so that a corrupt or hostile file is refused by name before any network is built."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{source}: stored config is not a JSON object")
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{source}: stored config has unknown key '{unknown[0]}' (written by another "
+                              "version of pdfgc, or edited)")
+    if "image_size" in d:
+        _check_int(d["image_size"], "image_size", source, 16, MAX_IMAGE_SIZE)
+    for k in ("mouth_scale", "eye_scale", "emotion_scale"):
+        if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float)) or not math.isfinite(d[k])):
+            raise CheckpointError(f"{source}: stored config {k} = {d[k]!r}: expected a finite number")
+    for k in ("official_crop", "trained"):
+        if k in d and not isinstance(d[k], bool):
+            raise CheckpointError(f"{source}: stored config {k} = {d[k]!r}: expected true or false")
+    for k in ("name", "notes", "pose_code_units"):
+        if k in d and not isinstance(d[k], str):
+            raise CheckpointError(f"{source}: stored config {k} = {d[k]!r}: expected a string")
+    lay = d.get("layout", {})
+    if not isinstance(lay, dict):
+        raise CheckpointError(f"{source}: stored config layout is not a JSON object")
+    for k, v in lay.items():
+        if k not in {f.name for f in dataclasses.fields(StyleLayout)}:
+            raise CheckpointError(f"{source}: stored config has unknown key 'layout.{k}'")
+        _check_int(v, f"layout.{k}", source)
+    for net, params in _network_params().items():
+        kw = d.get(net, {})
+        if not isinstance(kw, dict):
+            raise CheckpointError(f"{source}: stored config {net} is not a JSON object")
+        for k, v in kw.items():
+            where = f"{net}.{k}"
+            if k not in params:
+                raise CheckpointError(f"{source}: stored config has unknown key '{where}' (not a parameter of the "
+                                      f"{net} network)")
+            default = params[k]
+            if k == "channels" and net == "generator":
+                if not isinstance(v, dict) or not v:
+                    raise CheckpointError(f"{source}: stored config {where}: expected {{resolution: channels}}")
+                for res, ch in v.items():
+                    if not str(res).isdigit():
+                        raise CheckpointError(f"{source}: stored config {where}: resolution {res!r} is not a number")
+                    _check_int(int(res), f"{where} resolution", source, 1, MAX_IMAGE_SIZE)
+                    _check_int(ch, f"{where}[{res}]", source)
+            elif isinstance(default, bool):
+                if not isinstance(v, bool):
+                    raise CheckpointError(f"{source}: stored config {where} = {v!r}: expected true or false")
+            elif isinstance(default, tuple):
+                if not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 16:
+                    raise CheckpointError(f"{source}: stored config {where} = {v!r}: expected a list of numbers")
+                hi = MAX_DEPTH if k in ("blocks", "layers") else MAX_WIDTH
+                for x in v:
+                    _check_int(x, where, source, 1, hi)
+            else:
+                _check_int(v, where, source)
+
+
+def config_from_metadata(text, source: str) -> "ModelConfig":
+    """The ModelConfig stored in a weights file's metadata, checked (`check_config_dict`); CheckpointError else."""
+    if not isinstance(text, str):
+        raise CheckpointError(f"{source}: no model config in the file's metadata")
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: stored config is not valid JSON ({e})") from None
+    check_config_dict(d, source)
+    return ModelConfig.from_json(text)
+
+
+def meta_state_shapes(config: "ModelConfig", source: str) -> dict[str, tuple]:
+    """The state_dict shapes `config` builds, computed on the meta device (nothing allocated)."""
+    try:
+        with torch.device("meta"):
+            model = PDFGC(config)
+    except CheckpointError:
+        raise
+    except Exception as e:  # an inconsistent config (e.g. sizes that do not fit together)
+        raise CheckpointError(f"{source}: stored config does not describe a buildable model "
+                              f"({type(e).__name__}: {e})") from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_shapes(own: dict[str, tuple], given: dict[str, tuple], source: str) -> None:
+    """Name the first missing, unexpected or mis-shaped key of `given` against `own`."""
+    for k, shape in own.items():
+        if k not in given:
+            raise CheckpointError(f"{source}: missing key '{k}' (expected shape {shape})")
+        if tuple(given[k]) != tuple(shape):
+            raise CheckpointError(f"{source}: key '{k}' has shape {tuple(given[k])}, expected {shape}")
+    for k in given:
         if k not in own:
             raise CheckpointError(f"{source}: unexpected key '{k}' (not part of this model)")
+
+
+def load_state_dict_checked(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load that names the first missing, unexpected or mis-shaped key."""
+    check_shapes({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                 {k: tuple(v.shape) for k, v in tensors.items()}, source)
     module.load_state_dict(tensors, strict=True)
     for m in module.modules():
         if hasattr(m, "clear_caches"):

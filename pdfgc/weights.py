@@ -37,7 +37,8 @@ def weights_format(path: str | os.PathLike) -> str:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             return (f.metadata() or {}).get("format", "")
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-        raise CheckpointError(f"{p}: cannot read safetensors file ({e})") from None
+        from .model import unreadable_weights
+        raise unreadable_weights(p, e) from None  # a .pth is told how it is loaded
 
 
 def load_model(weights: str | os.PathLike | None = None, official: str | os.PathLike | None = None):

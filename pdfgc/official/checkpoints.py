@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -45,8 +46,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise CheckpointError(f"{path}: cannot read checkpoint: truncated or corrupt file ({e})") from None
     except Exception as e:  # weights_only refuses pickled code: say so rather than unpickling it
-        raise CheckpointError(f"{path}: refused to load: not a plain tensor state_dict ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise CheckpointError(f"{path}: refused to load: not a plain tensor state_dict: {refusal_reason(e)}; "
+                              "pdfgc never runs code stored in a checkpoint") from None
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for wrapper in ("state_dict", "model", "net"):
             if isinstance(obj.get(wrapper), dict):
@@ -60,6 +61,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if bad is not None:
         raise CheckpointError(f"{path}: entry '{bad}' is not a tensor")
     return dict(obj)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, in our words. torch's own message advises retrying with
+    `weights_only=False`, which would run whatever the file holds: never quote it."""
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if m:
+        return f"it holds pickled Python objects ({m.group(1)})"
+    return "it holds pickled Python objects, not only tensors"
 
 
 def official_noise(model: PDFGC, seed: int = OFFICIAL_SEED) -> list[torch.Tensor]:

@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -127,6 +128,12 @@ class TrainConfig:
             raise InputError("--batch-size must be at least 2 (BatchNorm statistics and in-batch negatives)")
         if not self.out:
             raise InputError("no run folder (--out)")
+        for p in (Path(self.out), *Path(self.out).parents):  # the nearest existing path must be a folder
+            if p.exists():
+                if not p.is_dir():
+                    raise InputError(f"--out {self.out}: {p} is a file; the run folder must be a folder (a new "
+                                     "one, or a run to continue with --resume)")
+                break
 
 
 # ------------------------------------------------------------------------------------------------- files
@@ -169,6 +176,50 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = [p for p in d.iterdir() if _CKPT.match(p.name) and (p / "trainer.json").is_file()]
     return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))
+
+
+def _load_plain(path: Path) -> dict:
+    """torch.load(weights_only=True) of a checkpoint file; CheckpointError naming it when missing or damaged."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        from ..official.checkpoints import refusal_reason
+        raise CheckpointError(f"{path}: refused: {refusal_reason(e)}") from None
+    except Exception as e:  # truncated zip, empty file
+        raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a checkpoint state")
+    return obj
+
+
+def _read_checkpoint(ck: Path, rank: int) -> tuple[dict, dict]:
+    """Read back every file of checkpoint `ck` that a resume needs: (saved TrainConfig dict, train state)."""
+    from safetensors import safe_open
+
+    try:
+        saved = json.loads((ck / "trainer.json").read_text())["config"]
+        if not isinstance(saved, dict):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{ck / 'trainer.json'}: empty or not a trainer record") from None
+    state = _load_plain(ck / "train_state.pt")
+    missing = [k for k in ("step", "stage", "optimizer", "scheduler") if k not in state]
+    if missing:
+        raise CheckpointError(f"{ck / 'train_state.pt'}: incomplete (no {missing[0]})")
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        f = ck / name
+        if name == "model.safetensors" or "optimizer_d" in state:
+            try:
+                with safe_open(str(f), framework="pt", device="cpu") as h:
+                    h.metadata()  # the header, checked against the file's size
+            except Exception as e:
+                raise CheckpointError(f"{f}: unreadable ({e})") from None
+    rng = ck / f"rng-rank{rank}.pt"
+    if rng.exists():
+        _load_plain(rng)
+    return saved, state
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -340,8 +391,28 @@ class Trainer:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
 
+    def _readable_checkpoint(self, rank: int, main: bool) -> tuple[Path, dict, dict]:
+        """The newest kept checkpoint that reads back whole: (folder, its saved TrainConfig dict, train state).
+        A damaged newer one (a disk error, a copy cut short) is named in a warning and skipped; the previous one
+        is kept precisely for this. CheckpointError saying what to do when none reads."""
+        bad = []
+        for ck in reversed(list_checkpoints(self.run_dir)):
+            try:
+                saved, state = _read_checkpoint(ck, rank)
+            except CheckpointError as e:
+                bad.append(str(e))
+                continue
+            if bad and main:
+                for b in bad:
+                    self.log(f"warning: checkpoint unreadable, skipped: {b}")
+                self.log(f"warning: resuming from the previous kept checkpoint, {ck.name} (step {state['step']})")
+            return ck, saved, state
+        raise CheckpointError(f"{self.run_dir}: no readable checkpoint to resume ({'; '.join(bad)}); to start this "
+                              f"run again from step 0, delete {self.run_dir / CHECKPOINTS}, or choose another --out")
+
     def _load_state(self, acc, ckpt: Path, opt, opt_d, sched, sched_d, banks) -> int:
-        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        state = self._ckpt_state or torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        self._ckpt_state = None
         if state["stage"] != self.cfg.stage:
             raise CheckpointError(f"{ckpt}: checkpoint of stage '{state['stage']}', this run is '{self.cfg.stage}'")
         opt.load_state_dict(state["optimizer"])
@@ -398,8 +469,14 @@ class Trainer:
         if ckpt is not None and not self.resume:
             raise InputError(f"{self.run_dir} already holds checkpoints: pass --resume to continue, or choose "
                              "another --out")
+        self._ckpt_state = None
         if self.resume and ckpt is not None:
-            saved = json.loads((ckpt / "trainer.json").read_text())["config"]
+            ckpt, saved, self._ckpt_state = self._readable_checkpoint(acc.process_index, acc.is_main_process)
+            writers = len(list(ckpt.glob("rng-rank*.pt")))
+            if writers and writers != world and acc.is_main_process:
+                self.log(f"warning: {ckpt.name} was written by {writers} process(es), this run has {world}: "
+                         f"training continues, but the batch per step changes ({writers} x {saved.get('batch_size')} "
+                         f"-> {world} x {saved.get('batch_size')}) and the run no longer matches an uninterrupted one")
             if saved.get("stage") != cfg.stage:
                 raise InputError(f"{self.run_dir}: its checkpoints are stage '{saved.get('stage')}', not "
                                  f"'{cfg.stage}'")
@@ -417,6 +494,10 @@ class Trainer:
                     self.log("a resumed run keeps its own settings; ignored: " + ", ".join(ignored))
         elif self.resume and acc.is_main_process:
             self.log(f"nothing to resume in {self.run_dir}: starting at step 0")
+        if ckpt is None and not cfg.init and cfg.stage != STAGES[0] and acc.is_main_process:
+            self.log(f"warning: stage {cfg.stage} starts from random weights (no --init): the stages are trained "
+                     f"in order, each from the previous one's model (--init RUN/model.safetensors of stage "
+                     f"{STAGES[STAGES.index(cfg.stage) - 1]})")
         if acc.is_main_process:
             write_atomic(self.run_dir / "train.json", cfg.to_json())
 
