@@ -148,6 +148,7 @@ class WarpRenderer:
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
+                 outer_hold: float = 0.0, depth_gain: float = 1.35,
                  feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
@@ -155,13 +156,16 @@ class WarpRenderer:
             raise WarpInputError("warp: outer_rings >= 1, outer_extent > 1 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self.use_eyes, self.use_lids, self.use_mouth = eyes, lids, mouth
+        self.depth_gain = float(depth_gain)
+        c = self.mesh[RIGID_POINTS].mean(0)
+        self._rigid_centre = c
         self._feather = max(1, int(round(feather * s)) | 1) if feather > 0 else 0
         self._face_tris = triangles()
         fills = topology.fill_slices()
         self._fill = np.zeros(len(self._face_tris), bool)
         for sl in fills.values():
             self._fill[sl] = True
-        self._build_outer(outer_rings, outer_extent)
+        self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
         self._tris = np.concatenate([self._face_tris, self._outer_tris])
         self._n_face = n_face
@@ -175,14 +179,14 @@ class WarpRenderer:
 
     # ------------------------------------------------------------------ outer region (hair, ears, neck, background)
 
-    def _build_outer(self, rings: int, extent: float) -> None:
+    def _build_outer(self, rings: int, extent: float, hold: float) -> None:
         s = self.size
         mesh = self.mesh
         oval = topology.face_oval()
         o = mesh[oval, :2]
         centre = o.mean(0)
         self._oval = oval
-        pts, zs, ws = [], [], []
+        pts, zs, ws, wr, owner = [], [], [], [], []
         lim = s - 1.0
         for k, p in enumerate(o):
             d = p - centre
@@ -204,11 +208,16 @@ class WarpRenderer:
                 f = 1.0 + u * (f_end - 1.0)
                 pts.append(centre + f * d)
                 zs.append(mesh[oval[k], 2])
-                ws.append(0.5 * (1.0 + math.cos(math.pi * u)))
+                ws.append(0.5 * (1.0 + math.cos(math.pi * max(0.0, u - hold) / (1.0 - hold))))
+                # the outline's own non-rigid motion (jaw drop, cheeks) carried over a shorter band
+                wr.append(0.5 * (1.0 + math.cos(math.pi * min(u / 0.5, 1.0))))
+                owner.append(oval[k])
             if f_end < f_border - 0.02:  # a still ring where the motion ends inside the image
                 pts.append(centre + f_end * d)
                 zs.append(mesh[oval[k], 2])
                 ws.append(0.0)
+                wr.append(0.0)
+                owner.append(oval[k])
         n_side = 8
         t = np.linspace(0.0, lim, n_side + 1)
         border = np.concatenate([
@@ -219,10 +228,13 @@ class WarpRenderer:
         # drop anchors that fall outside the image or crowd the border points
         inside = ((ring_pts > 1.0) & (ring_pts < lim - 1.0)).all(1)
         ring_pts, zs, ws = ring_pts[inside], np.array(zs)[inside], np.array(ws)[inside]
+        wr, owner = np.array(wr)[inside], np.array(owner, dtype=np.int64)[inside]
         outer_src = np.concatenate([ring_pts, border])
         self._outer_src = outer_src
         self._outer_z = np.concatenate([zs, np.full(len(border), float(mesh[oval, 2].mean()))])
         self._outer_w = np.concatenate([ws, np.zeros(len(border))])
+        self._outer_wr = np.concatenate([wr, np.zeros(len(border))])
+        self._outer_owner = np.concatenate([owner, np.full(len(border), oval[0])])
         # Delaunay on the source positions of outline + anchors, keeping the triangles outside the outline
         all_pts = np.concatenate([o, outer_src])
         index = np.concatenate([oval, NUM_POINTS + np.arange(len(outer_src))])
@@ -241,11 +253,24 @@ class WarpRenderer:
         """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
         return np.concatenate([self.mesh[:, :2], self._outer_src])
 
-    def _target_vertices(self, target: np.ndarray) -> np.ndarray:
+    def _depth_corrected(self, target: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """The target with the parallax of its out-of-plane head rotation scaled by ``depth_gain`` (the head's rigid
+        motion re-applied to the portrait mesh with its depths stretched about the face centre), and the fit."""
         s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
-        p3 = np.concatenate([self._outer_src, self._outer_z[:, None]], axis=1)
+        if self.depth_gain != 1.0:
+            dz = (self.depth_gain - 1.0) * (self.mesh[:, 2] - self._rigid_centre[2])
+            target = target.copy()
+            target[:, :2] += s * dz[:, None] * rot[:2, 2][None]
+        return target, (s, rot, t)
+
+    def _target_vertices(self, target: np.ndarray, fit=None) -> np.ndarray:
+        s, rot, t = fit if fit is not None else _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
+        zo = self._rigid_centre[2] + self.depth_gain * (self._outer_z - self._rigid_centre[2])
+        p3 = np.concatenate([self._outer_src, zo[:, None]], axis=1)
         moved = (s * p3 @ rot.T + t)[:, :2]
-        outer = self._outer_src + self._outer_w[:, None] * (moved - self._outer_src)
+        own = self.mesh[self._outer_owner]
+        residual = target[self._outer_owner, :2] - (s * own @ rot.T + t)[:, :2]
+        outer = self._outer_src + self._outer_w[:, None] * (moved - self._outer_src) + self._outer_wr[:, None] * residual
         return np.concatenate([target[:, :2], outer])
 
     # ------------------------------------------------------------------ per-portrait eye and mouth material
@@ -339,23 +364,29 @@ class WarpRenderer:
         of float32 (S,S) masks in [0,1]: 'mouth', 'eyes', 'lids', 'stretch'."""
         target = _check_mesh(target_mesh, "target mesh")
         s = self.size
-        vt = self._target_vertices(target)
+        target, fit = self._depth_corrected(target)
+        vt = self._target_vertices(target, fit)
         tris = self._tris
         dst_tri = vt[tris]
         area = _signed_area(vt, tris)
         nf = self._n_face
         zf = target[self._face_tris, 2].mean(1)
-        front = area[:nf] > 1e-6
-        front |= self._fill & (area[:nf] > -0.25 * np.abs(self._src_area[:nf]))  # thin lid/lip fills stay drawn
+        # slivers (under half a pixel) are left to their neighbours' edge pixels: their affine maps blow up when
+        # evaluated at pixel centres just outside them
+        big = np.abs(area) >= 0.5
+        front = (area[:nf] > 0) & big[:nf]
         face_ids = np.arange(nf)
-        back_order = face_ids[~front][np.argsort(-zf[~front], kind="stable")]
+        back = ~front & big[:nf]
+        back_order = face_ids[back][np.argsort(-zf[back], kind="stable")]
         front_order = face_ids[front][np.argsort(-zf[front], kind="stable")]
-        outer_ids = nf + np.nonzero(area[nf:] > 1e-6)[0]
+        outer_front = area[nf:] > 0
+        outer_ids = nf + np.nonzero(outer_front & big[nf:])[0]
+        outer_back = nf + np.nonzero(~outer_front & big[nf:])[0]  # folds: shown only where nothing else is
 
         pts = np.round(dst_tri * _ONE).astype(np.int32)
         idmap = np.full((s, s), self._identity_row, np.int32)
         fill = cv2.fillConvexPoly
-        for k in back_order.tolist():
+        for k in back_order.tolist() + outer_back.tolist():
             fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
         for k in outer_ids.tolist():
             fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
@@ -365,10 +396,11 @@ class WarpRenderer:
 
         coef = np.concatenate([_affines(self._src_tri, dst_tri), np.array([[1, 0, 0, 0, 1, 0]], np.float32)])
         mx, my = self._maps(coef, idmap)
+        self._clamp_compressed(mx, my, idmap, coef, dst_tri)
         out = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         if self._feather:
-            self._fade_far_cheek(out, idmap, under, coef)
+            self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         aux = {} if return_aux else None
         eyes_m = np.zeros((s, s), np.float32) if return_aux else None
         lids_m = np.zeros((s, s), np.float32) if return_aux else None
@@ -396,11 +428,44 @@ class WarpRenderer:
         my += np.take(c[5], ids)
         return mx, my
 
-    def _fade_far_cheek(self, out, idmap, under, coef) -> None:
+    def _clamp_compressed(self, mx, my, idmap, coef, dst_tri) -> None:
+        """Pixels of strongly compressed triangles (edge-on cheeks, closing lids) sampled at their nearest point
+        inside the triangle: a pixel centre half a pixel outside such a triangle would otherwise map many pixels
+        away in the source (a thin bright or dark seam)."""
+        lin = coef[:-1, [0, 1, 3, 4]].reshape(-1, 2, 2)
+        gain = np.sqrt((lin.astype(np.float64) ** 2).sum((1, 2)))  # Frobenius norm ~ sqrt(2) for no compression
+        bad = np.zeros(len(coef), bool)
+        bad[:-1] = gain > 3.0
+        if not bad.any():
+            return
+        sel = np.take(bad, idmap)
+        ys, xs = np.nonzero(sel)
+        if len(ys) == 0:
+            return
+        ids = idmap[ys, xs]
+        tri = dst_tri[ids]
+        src = self._src_tri[ids]
+        fx, fy = xs.astype(np.float64), ys.astype(np.float64)
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+        det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+        det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+        l1 = ((fx - a[:, 0]) * (c[:, 1] - a[:, 1]) - (fy - a[:, 1]) * (c[:, 0] - a[:, 0])) / det
+        l2 = ((b[:, 0] - a[:, 0]) * (fy - a[:, 1]) - (b[:, 1] - a[:, 1]) * (fx - a[:, 0])) / det
+        lam = np.clip(np.stack([1.0 - l1 - l2, l1, l2], 1), 0.0, None)
+        lam /= np.maximum(lam.sum(1, keepdims=True), 1e-9)
+        p = (lam[:, :, None] * src).sum(1)
+        mx[ys, xs] = p[:, 0]
+        my[ys, xs] = p[:, 1]
+
+    def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
         """Blend the face's edge over the outer layer beneath it (only where both exist)."""
         nf = self._n_face
         face = idmap < nf
         both = face & (under >= nf) & (under < self._identity_row)
+        if not both.any():
+            return
+        # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
+        both = cv2.erode(both.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         if not both.any():
             return
         k = self._feather
@@ -410,8 +475,18 @@ class WarpRenderer:
         if len(ys) == 0:
             return
         ids = under[ys, xs]
-        c = coef[ids]
         fx, fy = xs.astype(np.float32), ys.astype(np.float32)
+        # only pixels truly inside their outer triangle (an edge pixel's extrapolated map can point anywhere)
+        tri = dst_tri[ids]
+        a, b, c3 = tri[:, 0], tri[:, 1], tri[:, 2]
+        det = (b[:, 0] - a[:, 0]) * (c3[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c3[:, 0] - a[:, 0])
+        l1 = ((fx - a[:, 0]) * (c3[:, 1] - a[:, 1]) - (fy - a[:, 1]) * (c3[:, 0] - a[:, 0])) / det
+        l2 = ((b[:, 0] - a[:, 0]) * (fy - a[:, 1]) - (b[:, 1] - a[:, 1]) * (fx - a[:, 0])) / det
+        inside = (l1 >= -0.02) & (l2 >= -0.02) & (l1 + l2 <= 1.02)
+        ys, xs, ids, fx, fy = ys[inside], xs[inside], ids[inside], fx[inside], fy[inside]
+        if len(ys) == 0:
+            return
+        c = coef[ids]
         sx = (c[:, 0] * fx + c[:, 1] * fy + c[:, 2])[None]
         sy = (c[:, 3] * fx + c[:, 4] * fy + c[:, 5])[None]
         low = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
@@ -567,3 +642,63 @@ class WarpRenderer:
         rim = _smoothstep(0.0, 0.06 * width + 1.0, np.minimum(d_up, d_lo))
         col = col * (0.55 + 0.45 * rim[..., None])
         return col.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- simple mesh edits
+# Plain geometric edits of a mesh, for tests and previews of the renderer (the model's own targets come from
+# codes.py). Each returns a new (478,3) array in the same pixel frame.
+
+
+def rotate_mesh(mesh: np.ndarray, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """Rotate the mesh about the centre of its rigid points by the given angles (degrees, signals' conventions)."""
+    from pdfgc.evaluation.signals import angles_to_rotation
+
+    m = _check_mesh(mesh, "mesh")
+    c = m[RIGID_POINTS].mean(0)
+    return (m - c) @ angles_to_rotation(yaw, pitch, roll).T + c
+
+
+def close_eyes(mesh: np.ndarray, amount: float = 1.0, eyes=(0, 1)) -> np.ndarray:
+    """Move the lids together (amount 1 = shut, meeting a fifth of the way up from the lower lid)."""
+    m = _check_mesh(mesh, "mesh").copy()
+    for e in eyes:
+        up, lo = list(topology.EYE_UPPER[e][1:-1]), list(topology.EYE_LOWER[e][1:-1])
+        meet = m[lo] + 0.2 * (m[up] - m[lo])
+        m[up] += amount * (meet - m[up])
+        m[lo] += amount * (meet - m[lo])
+    return m
+
+
+def shift_irises(mesh: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """Move both irises by (dx, dy) eye widths along / across each eye's corner line (x toward the image right)."""
+    m = _check_mesh(mesh, "mesh").copy()
+    for e in range(2):
+        a, b = m[EAR_POINTS[e, 0], :2], m[EAR_POINTS[e, 3], :2]
+        if a[0] > b[0]:
+            a, b = b, a
+        ex = b - a
+        ey = np.array([-ex[1], ex[0]])
+        idx = list(topology.IRIS[e])
+        m[idx, :2] += dx * ex + dy * ey
+    return m
+
+
+def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
+    """Drop the lower lip and jaw by ``amount`` face heights (10-152) at the chin, fading toward the jaw angles."""
+    m = _check_mesh(mesh, "mesh").copy()
+    height = float(np.linalg.norm(m[152, :2] - m[10, :2]))
+    corner_l, corner_r = m[78, :2], m[308, :2]
+    centre = 0.5 * (corner_l + corner_r)
+    half = 0.5 * float(np.linalg.norm(m[454, :2] - m[234, :2]))
+    ex = (corner_r - corner_l) / max(np.linalg.norm(corner_r - corner_l), 1e-6)
+    ey = np.array([-ex[1], ex[0]])  # down the face
+    rel = m[:NUM_POINTS, :2] - centre
+    along, below = rel @ ex, rel @ ey
+    lower = np.zeros(NUM_POINTS, bool)
+    lower[list(topology.LIP_LOWER[1:-1]) + list(topology.LIP_OUTER_LOWER[1:-1])] = True
+    w = np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0) * _smoothstep(0.0, 0.04 * height, below)
+    w = np.where(lower, np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0), w)
+    w[list(topology.LIP_UPPER) + list(topology.LIP_OUTER_UPPER)] = 0.0
+    w[[78, 308, 61, 291]] = 0.0
+    m[:, :2] += (amount * height) * w[:, None] * ey[None]
+    return m

@@ -1,0 +1,207 @@
+"""The mesh-warp renderer (pdfgc/families/meshwarp/warp.py): identity, rigid motion, eyes, mouth, bad input.
+
+Meshes are measured with mediapipe on anne.png (static mode) and the renders are measured the same way, so these
+are end-to-end checks of what the face mesh reads back, with the signals' own conventions.
+"""
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, need
+
+from pdfgc.evaluation import signals as S
+from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.warp import (WarpInputError, WarpRenderer, close_eyes, open_mouth, rotate_mesh,
+                                          shift_irises, triangles)
+
+ANNE = DATA / "pdfgc" / "anne.png"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from pdfgc.media.face import FaceMeshDetector
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def anne(detector):
+    from pdfgc.media.face import load_image_rgb
+    img = load_image_rgb(need(ANNE))
+    faces = detector.detect(img)
+    assert faces, "no face in anne.png"
+    return img, faces[0]
+
+
+@pytest.fixture(scope="module")
+def renderer(anne):
+    return WarpRenderer(*anne)
+
+
+def _measure(detector, frame) -> np.ndarray:
+    faces = detector.detect(frame)
+    assert faces, "the face mesh found no face in the render"
+    return faces[0]
+
+
+def _psnr(a, b) -> float:
+    mse = ((a.astype(np.float64) - b) ** 2).mean()
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+# ---------------------------------------------------------------------------------------------- topology
+
+
+def test_triangles_count_indices_and_winding(anne):
+    tris = triangles()
+    assert tris.shape == (898, 3) and tris.dtype == np.int64
+    assert tris.min() >= 0 and tris.max() < 468  # the iris points are not part of the surface
+    assert len({tuple(sorted(t)) for t in tris.tolist()}) == 898  # no duplicates
+    assert all(len(set(t)) == 3 for t in tris.tolist())
+    _, mesh = anne
+    p = mesh[:, :3]
+    area3 = 0.5 * np.linalg.norm(np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]]), axis=1)
+    assert area3.min() > 0.1  # no degenerate triangle on the frontal mesh (median ~17 px^2)
+    # consistently wound: front-facing on a frontal face, except a few folded side-of-cheek and nostril triangles
+    area2 = topology.signed_areas(mesh, tris)
+    assert (area2 > 0).sum() >= 885 and area2.min() > -3.0
+    # every edge is shared by at most two triangles, and the holes are closed (only the outline is open)
+    from collections import Counter
+    edges = Counter(tuple(sorted(e)) for t in tris.tolist() for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
+    assert max(edges.values()) == 2
+    boundary = {v for e, n in edges.items() if n == 1 for v in e}
+    assert boundary == set(topology.face_oval().tolist())
+
+
+# ---------------------------------------------------------------------------------------------- identity
+
+
+def test_identity_render_is_the_portrait(anne, renderer):
+    img, mesh = anne
+    out, aux = renderer.render(mesh, return_aux=True)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert _psnr(out, img) > 40.0
+    # exactly equal outside the face region (and here everywhere: every affine map is the identity)
+    assert (out == img).all()
+    assert set(aux) == {"mouth", "eyes", "lids", "stretch"}
+    for k, m in aux.items():
+        assert m.shape == img.shape[:2] and m.dtype == np.float32 and m.min() >= 0.0 and m.max() <= 1.0, k
+    assert aux["mouth"].max() == 0.0 and aux["lids"].max() == 0.0 and aux["stretch"].max() < 1e-3
+    assert aux["eyes"].sum() > 50  # the two lid openings
+
+
+def test_background_still_and_translation(detector, anne, renderer):
+    img, mesh = anne
+    moved = mesh.copy()
+    moved[:, 0] += 6.0
+    moved[:, 1] -= 4.0
+    # with the head's motion reaching 1.5 outline radii, the image corners lie beyond it and stay exactly still
+    near = WarpRenderer(img, mesh, outer_extent=1.5).render(moved)
+    for sl in [(slice(0, 10), slice(0, 10)), (slice(0, 10), slice(-10, None)), (slice(-10, None), slice(0, 10))]:
+        assert (near[sl] == img[sl]).all()
+    assert not (near[80:120, 80:140] == img[80:120, 80:140]).all()
+    out = renderer.render(moved)
+    got = _measure(detector, out)
+    shift = (got[S.RIGID_POINTS, :2] - mesh[S.RIGID_POINTS, :2]).mean(0)
+    np.testing.assert_allclose(shift, [6.0, -4.0], atol=1.0)
+
+
+# ---------------------------------------------------------------------------------------------- pose
+
+
+# -15 reads ~1.7 deg strong on anne (her portrait is turned -0.8 deg and the two sides differ), +15 ~1.5 weak
+@pytest.mark.parametrize("yaw,tol", [(15.0, 2.0), (-15.0, 2.5)])
+def test_rigid_yaw_is_measured_back(detector, anne, renderer, yaw, tol):
+    img, mesh = anne
+    target = rotate_mesh(mesh, yaw=yaw)
+    # the edit itself is what head_pose reads
+    d_target = S.head_pose(target)[0] - S.head_pose(mesh)[0]
+    np.testing.assert_allclose(d_target, [yaw, 0, 0], atol=0.3)
+    got = _measure(detector, renderer.render(target))
+    d = S.head_pose(got)[0] - S.head_pose(_measure(detector, img))[0]
+    assert abs(d[0] - yaw) < tol, d
+    assert abs(d[1]) < 2.0 and abs(d[2]) < 2.0, d
+
+
+def test_rigid_pitch_is_measured_back(detector, anne, renderer):
+    img, mesh = anne
+    got = _measure(detector, renderer.render(rotate_mesh(mesh, pitch=10.0)))
+    d = S.head_pose(got)[0] - S.head_pose(_measure(detector, img))[0]
+    assert abs(d[1] - 10.0) < 2.0 and abs(d[0]) < 2.0 and abs(d[2]) < 2.0, d
+
+
+# ---------------------------------------------------------------------------------------------- eyes
+
+
+def test_closed_lids_read_as_closed(detector, anne, renderer):
+    img, mesh = anne
+    open_ear = S.eye_aspect_ratio(_measure(detector, renderer.render(mesh)))[0]
+    out, aux = renderer.render(close_eyes(mesh, 1.0), return_aux=True)
+    closed_ear = S.eye_aspect_ratio(_measure(detector, out))[0]
+    assert (closed_ear < 0.6 * open_ear).all(), (open_ear, closed_ear)
+    assert aux["lids"].max() > 0.9
+    # one eye only: the other stays open
+    one = S.eye_aspect_ratio(_measure(detector, renderer.render(close_eyes(mesh, 1.0, eyes=(0,)))))[0]
+    assert one[0] < 0.6 * open_ear[0] and one[1] > 0.8 * open_ear[1], (open_ear, one)
+
+
+def test_gaze_follows_the_iris(detector, anne, renderer):
+    img, mesh = anne
+    base = S.gaze(_measure(detector, renderer.render(mesh)))[0]
+    right = S.gaze(_measure(detector, renderer.render(shift_irises(mesh, 0.12))))[0]
+    left = S.gaze(_measure(detector, renderer.render(shift_irises(mesh, -0.12))))[0]
+    assert right[0] > base[0] + 0.04 and left[0] < base[0] - 0.04, (left, base, right)
+    assert abs(right[1] - base[1]) < 0.06 and abs(left[1] - base[1]) < 0.06
+
+
+# ---------------------------------------------------------------------------------------------- mouth
+
+
+def test_mouth_opening_follows_the_target(detector, anne, renderer):
+    img, mesh = anne
+    base = S.mouth_opening(_measure(detector, renderer.render(mesh)))[0]
+    got, want = [], []
+    for amount in (0.05, 0.10):
+        target = open_mouth(mesh, amount)
+        want.append(S.mouth_opening(target)[0])
+        out, aux = renderer.render(target, return_aux=True)
+        got.append(S.mouth_opening(_measure(detector, out))[0])
+        assert aux["mouth"].max() > 0.9  # painted procedurally (anne's mouth is closed)
+    assert got[0] > base + 0.5 * (want[0] - base) and got[1] > got[0] + 0.02, (base, got, want)
+    assert abs(got[1] - want[1]) < 0.35 * want[1], (got, want)
+
+
+def test_open_mouth_paints_a_dark_interior_with_teeth(anne, renderer):
+    img, mesh = anne
+    target = open_mouth(mesh, 0.10)
+    out, aux = renderer.render(target, return_aux=True)
+    inside = aux["mouth"] > 0.95
+    lum = out[inside].astype(np.float64).mean(1)
+    assert inside.sum() > 100
+    assert np.median(lum) < 90  # mostly dark cavity
+    assert (lum > 150).mean() > 0.05  # a bright teeth band
+    # the painted region is where the target's inner lips are open, nowhere else
+    ys, xs = np.nonzero(inside)
+    lo = target[list(topology.MOUTH_POLYGON), :2].min(0) - 1
+    hi = target[list(topology.MOUTH_POLYGON), :2].max(0) + 1
+    assert xs.min() >= lo[0] and xs.max() <= hi[0] and ys.min() >= lo[1] and ys.max() <= hi[1]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_raises_clear_errors(anne, renderer):
+    img, mesh = anne
+    with pytest.raises(ValueError, match=r"\(478,3\)"):
+        renderer.render(mesh[:468])
+    bad = mesh.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        renderer.render(bad)
+    with pytest.raises(WarpInputError, match="NaN"):
+        WarpRenderer(img, bad)
+    with pytest.raises(ValueError, match="square"):
+        WarpRenderer(img[:, :200], mesh)
+    with pytest.raises(ValueError, match="uint8"):
+        WarpRenderer(img.astype(np.float32), mesh)
+    from pdfgc.errors import InputError
+    assert issubclass(WarpInputError, InputError)  # the CLI prints it as one `pdfgc: error:` line
