@@ -73,3 +73,104 @@ def test_sync_bn_conversion_keeps_weights_and_outputs():
     plain = PDFGC(model.config)
     plain.load_state_dict(model.state_dict())   # checkpoints keep BatchNorm's keys
     assert to_sync_batchnorm(model) == 0       # already converted
+
+
+# ------------------------------------------------------------------------------------------------ the check script
+
+def _check(tmp_path, *args, timeout=120):
+    out = tmp_path / "gc"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], cwd=REPO, env=_env(),
+                       capture_output=True, text=True, timeout=timeout)
+    report = json.loads((out / "gpu_check.json").read_text()) if (out / "gpu_check.json").is_file() else None
+    return r, report, out
+
+
+def _parts(report):
+    return {p["part"]: p for p in report["parts"]}
+
+
+def test_help_says_how_to_run_it_on_a_gpu():
+    r = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert "python benchmarks/gpu_check.py --out gpu_check" in r.stdout and "--device cpu --quick" in r.stdout
+    for part in ("equivalence", "speed", "compile", "train_ddp", "nccl_same_gpu", "train_meshwarp"):
+        assert part in r.stdout
+
+
+@pytest.fixture(scope="module")
+def gc():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cheap_parts_table_and_gpu_parts_skipped_without_cuda(tmp_path, gc):
+    """env runs; without CUDA the GPU-only parts are skipped with the reason; the meshwarp training is 'not
+    available' while its module is missing; JSON and Markdown tables are written; exit 0."""
+    if torch.cuda.is_available():
+        pytest.skip("this test is about a machine without CUDA")
+    r, report, out = _check(tmp_path, "--device", "cpu", "--quick", "--parts",
+                            "env,nccl_same_gpu,cpu_reference,train_meshwarp")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    parts = _parts(report)
+    assert list(parts) == ["env", "nccl_same_gpu", "train_meshwarp", "cpu_reference"]  # the check's order
+    assert parts["env"]["status"] == "ok"
+    items = {row["item"]: row for row in parts["env"]["rows"]}
+    assert items["torch"]["value"].startswith(torch.__version__)
+    assert items["SyncBatchNorm conversion"]["data"]["layers"] > 10
+    for name in ("nccl_same_gpu", "cpu_reference"):
+        assert parts[name]["status"] == "skipped" and "no CUDA" in parts[name]["reason"]
+    if not gc.meshwarp_available():
+        assert parts["train_meshwarp"]["status"] == "skipped"
+        assert parts["train_meshwarp"]["reason"].startswith("not available")
+    md = (out / "gpu_check.md").read_text()
+    assert "| part | status | s | item | figure |" in md and "| nccl_same_gpu | skipped |" in md
+    assert "torch" in r.stdout and "gpu_check: wrote" in r.stdout
+    assert (out / "logs" / "env.log").is_file()
+
+
+def test_a_part_past_its_timeout_is_recorded_and_the_rest_runs(tmp_path):
+    """env is given a 1 s limit (timeout-scale 0.01): it is killed and recorded as timeout, the next part still
+    runs, the exit status says something failed."""
+    r, report, _ = _check(tmp_path, "--device", "cpu", "--parts", "env,compile", "--timeout-scale", "0.01",
+                          "--budget", "30")
+    parts = _parts(report)
+    assert parts["env"]["status"] == "timeout" and "limit" in parts["env"]["reason"]
+    assert parts["compile"]["status"] == "timeout"
+    assert r.returncode == 1
+
+
+def test_cuda_asked_without_a_gpu_skips_with_the_reason(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this test is about a machine without CUDA")
+    r, report, _ = _check(tmp_path, "--device", "cuda", "--parts", "equivalence,speed,train")
+    assert r.returncode == 0
+    for p in report["parts"]:
+        assert p["status"] == "skipped" and "no GPU" in p["reason"], p
+
+
+def test_failure_reasons_and_ratios(gc):
+    nccl = "torch.distributed.DistBackendError: NCCL error in: ...\nncclInvalidUsage: Duplicate GPU detected : " \
+           "rank 1 and rank 0 both on CUDA device 1a000\n"
+    assert gc.ddp_failure_reason(nccl).startswith("Duplicate GPU detected : rank 1 and rank 0")
+    assert gc.ddp_failure_reason("x\nRuntimeError: CUDA error: invalid device ordinal\n").startswith(
+        "invalid device ordinal")
+    assert gc.ddp_failure_reason("pdfgc: error: --sync-bn needs GPUs\n") == "pdfgc: error: --sync-bn needs GPUs"
+    assert gc.ddp_failure_reason("") == "no output"
+    row = lambda key, fps: {"item": key, "value": "", "status": "ok", "data": {"key": key, "fps": fps}}
+    parts = [{"part": "speed", "rows": [row("official/exact/e2e", 30.0), row("default/exact/e2e", 300.0)]},
+             {"part": "cpu_reference", "rows": [row("official/exact/e2e", 2.0)]}]
+    (ratio,) = gc.ratios(parts)
+    assert ratio["data"]["ratio"] == pytest.approx(15.0) and "official exact e2e" in ratio["item"]
+
+
+def test_finite_check_names_the_bad_value(gc):
+    assert gc._finite([{"step": "1", "stage": "lips", "total": "1.5", "lr": "0.0001"}]) == (True, "")
+    assert gc._finite([{"step": "1", "total": "1.5"}, {"step": "2", "total": "nan"}]) == (False, "total=nan at step 2")
+
+
+def test_bad_part_name_exits_2(tmp_path):
+    r, report, _ = _check(tmp_path, "--parts", "env,warp9")
+    assert r.returncode == 2 and "unknown part(s) warp9" in r.stderr and report is None

@@ -83,9 +83,9 @@ def fixture_model(folder: str | Path, log=print, workdir: str | None = None):
 
 
 def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, device: str = "cpu",
-                   frames_out: list | None = None) -> list[Comparison]:
-    """Compare every recorded array; on `device` (cuda: expect small cuDNN differences). `frames_out`, when
-    given, receives the generated frames (T,3,224,224) in [-1,1] on the CPU."""
+                   keep: dict | None = None) -> list[Comparison]:
+    """Compare every recorded array; on `device` (cuda: expect small cuDNN differences). `keep`, when given,
+    receives what the run built: frames ((T,3,224,224) in [-1,1], CPU), pipe, plan, portrait, options, spec."""
     from ..pipeline import FrameComposer, TalkingHeadPipeline
     from .checkpoints import official_noise
     from ..media import preprocess as pp
@@ -174,8 +174,8 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
     for sl, images in pipe.render(plan, opt):
         frames.append(images)
     images = torch.cat(frames).cpu()
-    if frames_out is not None:
-        frames_out.append(images)
+    if keep is not None:
+        keep.update(frames=images, pipe=pipe, plan=plan, portrait=portrait, options=opt, spec=spec)
     cmp("gen_image_first8", images[:8])
     cmp("generated_panel_bgr_uint8", pp.to_uint8_truncated(images)[..., ::-1], UINT8_TOL)
     composer = FrameComposer(model, portrait, plan, "panels")
