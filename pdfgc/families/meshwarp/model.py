@@ -29,11 +29,6 @@ from .params import MeshParams, load_params
 from .warp import WarpRenderer
 
 MAX_RENDER = 512
-# A warp moves pixels to the rotated mesh's 2D positions but cannot change shading or self-occlusion, and the face
-# mesh reads only ~70-85 % of a yaw or pitch change back from such a frame (measured on four portraits, roll ~100 %:
-# benchmarks/results/meshwarp/rotation_gain.json). The renderer over-rotates by the inverse so that a requested
-# (or driven) angle is the angle `pdfgc evaluate` measures; codes keep the requested angles.
-RENDER_ANGLE_GAIN = (1.3, 1.4, 1.0)
 FAMILY = "meshwarp"
 
 
@@ -315,7 +310,7 @@ class MeshWarpFamily(ModelFamily):
         b = pose.shape[0]
         op = own.pose.astype(np.float64)
         abs_pose = np.repeat(op, b, 0)
-        abs_pose[:, :3] += pose[:, :3] * np.asarray(RENDER_ANGLE_GAIN)
+        abs_pose[:, :3] += pose[:, :3]   # the renderer's depth gain makes the mesh read these angles back
         abs_pose[:, 5] += pose[:, 5]
         centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
