@@ -23,9 +23,11 @@ def add_parser(sub) -> None:
     t = sub.add_parser("train", help="progressive training on a prepared corpus (one stage, or all four)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
     t.add_argument("--data", required=True, help="prepared corpus folder (`pdfgc prepare`); its train split is used")
-    t.add_argument("--stage", required=True, choices=[*STAGES, "all"])
-    t.add_argument("--config", default="lite", choices=["lite", "official", "tiny"],
-                   help="architecture when starting from scratch (default lite; with --init the file decides)")
+    t.add_argument("--stage", choices=[*STAGES, "all"],
+                   help="PD-FGC stage (required for lite/official/tiny; the meshwarp family has one run)")
+    t.add_argument("--config", default="lite", choices=["lite", "official", "tiny", "meshwarp"],
+                   help="architecture when starting from scratch (default lite; with --init the file decides); "
+                        "meshwarp: the default model's family (geometry fit + the lips-from-speech network)")
     t.add_argument("--init", help="start from this model (.safetensors), normally the previous stage's")
     t.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples, final model.safetensors)")
     t.add_argument("--steps", required=True,
@@ -70,6 +72,14 @@ def _steps(text: str, stage: str) -> list[int]:
 
 
 def run_train(args) -> int:
+    if args.config == "meshwarp":
+        # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
+        from ..families.meshwarp.train import main as meshwarp_train
+        argv = ["--data", str(args.data), "--out", str(args.out), "--steps", str(_steps(args.steps, "all")[0]),
+                "--seed", str(args.seed), "--threads", str(args.threads or 1)]
+        return meshwarp_train(argv + (["--resume"] if args.resume else []))
+    if args.stage is None:
+        raise InputError("--stage is required for the PD-FGC networks (appearance, lips, pose_eye, emotion, all)")
     import torch
 
     from .trainer import TrainConfig, Trainer, train_all
