@@ -77,7 +77,7 @@ def test_modulated_conv_forms_agree(upsample):
         a = conv(x, s)
         conv.fused = False
         b = conv(x, s)
-    assert a.shape == (3, 8, 28, 28) if upsample else (3, 8, 14, 14)
+    assert a.shape == ((3, 8, 28, 28) if upsample else (3, 8, 14, 14))
     torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
 
 
