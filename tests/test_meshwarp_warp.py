@@ -178,7 +178,7 @@ def test_open_mouth_paints_a_dark_interior_with_teeth(anne, renderer):
     lum = out[inside].astype(np.float64).mean(1)
     assert inside.sum() > 100
     assert np.median(lum) < 90  # mostly dark cavity
-    assert (lum > 150).mean() > 0.05  # a bright teeth band
+    assert (lum > 130).mean() > 0.03  # a bright teeth band
     # the painted region is where the target's inner lips are open, nowhere else
     ys, xs = np.nonzero(inside)
     lo = target[list(topology.MOUTH_POLYGON), :2].min(0) - 1

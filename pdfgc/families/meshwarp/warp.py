@@ -89,16 +89,26 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """(T,6) float32 rows (a, b, c, d, e, f) of the maps dst-triangle -> src-triangle: x_s = a x + b y + c, ..."""
-    # solve [x y 1] per vertex (3x3) against the source coordinates, batched; degenerate targets get the identity
-    m = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2)  # (T,3,3): rows = vertices
-    det = np.linalg.det(m)
+    """(T,6) float32 rows (a, b, c, d, e, f) of the maps dst-triangle -> src-triangle: x_s = a x + b y + c, ...
+
+    Closed form (barycentric coordinates as affine functions of the target pixel); degenerate targets get the
+    identity."""
+    p0, p1, p2 = dst[:, 0], dst[:, 1], dst[:, 2]
+    e1, e2 = p1 - p0, p2 - p0
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     ok = np.abs(det) > 1e-9
-    out = np.zeros((len(src), 6))
-    out[:, 0] = out[:, 4] = 1.0
-    if ok.any():
-        sol = np.linalg.solve(m[ok], src[ok])  # (k,3,2): columns x_s, y_s as functions of (x, y, 1)
-        out[ok] = np.concatenate([sol[:, :, 0], sol[:, :, 1]], axis=1)
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    # l1 = (e2y (x - x0) - e2x (y - y0)) / det, l2 = (-e1y (x - x0) + e1x (y - y0)) / det
+    g1 = np.stack([e2[:, 1], -e2[:, 0]], 1) * inv[:, None]
+    g2 = np.stack([-e1[:, 1], e1[:, 0]], 1) * inv[:, None]
+    s0, d1, d2 = src[:, 0], src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]
+    # source = s0 + l1 d1 + l2 d2, linear part L = d1 g1^T + d2 g2^T
+    lin = d1[:, :, None] * g1[:, None, :] + d2[:, :, None] * g2[:, None, :]  # (T,2,2)
+    off = s0 - np.einsum("tij,tj->ti", lin, p0)
+    out = np.empty((len(src), 6))
+    out[:, 0:2], out[:, 2] = lin[:, 0], off[:, 0]
+    out[:, 3:5], out[:, 5] = lin[:, 1], off[:, 1]
+    out[~ok] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     return out.astype(np.float32)
 
 
@@ -167,8 +177,9 @@ class WarpRenderer:
             self._fill[sl] = True
         self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
-        self._tris = np.concatenate([self._face_tris, self._outer_tris])
+        self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
         self._n_face = n_face
+        self._n_outer = n_face + len(self._outer_tris)  # ids [n_face, n_outer) are the band beyond the outline
         self._identity_row = len(self._tris)  # id of "no triangle": the identity map
         self._src_tri = self._src_vertices()[self._tris]  # (T,3,2)
         self._src_area = _signed_area(self._src_vertices(), self._tris)
@@ -242,12 +253,18 @@ class WarpRenderer:
         cen = all_pts[tri].mean(1)
         poly = o.astype(np.float32).reshape(-1, 1, 2)
         keep = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) < 0 for x, y in cen])
-        tri = index[tri[keep]]
-        # wind front-facing (positive signed area on the source)
         v = self._src_vertices()
-        neg = _signed_area(v, tri) < 0
-        tri[neg] = tri[neg][:, [0, 2, 1]]
-        self._outer_tris = tri.astype(np.int64)
+
+        def wound(t):  # front-facing (positive signed area on the source)
+            t = index[t]
+            neg = _signed_area(v, t) < 0
+            t[neg] = t[neg][:, [0, 2, 1]]
+            return t.astype(np.int64)
+
+        self._outer_tris = wound(tri[keep])
+        # chords across the face (outline points only): a coarse layer under the face mesh, shown wherever the
+        # mesh leaves a pixel uncovered (its own folds, triangles edge-on in the portrait)
+        self._inner_tris = wound(tri[~keep])
 
     def _src_vertices(self) -> np.ndarray:
         """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
@@ -318,19 +335,51 @@ class WarpRenderer:
                 mean = img[roi][vis].mean(0)
                 tex[fy, fx] = mean.astype(np.uint8)
                 tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
-            # closed eye: the opening and the lash margin inpainted from the skin around, then blended in softly
-            lid = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
-            paint = cv2.inpaint(np.ascontiguousarray(img[roi]), lid, max(3, grow), cv2.INPAINT_TELEA)
-            paint = cv2.GaussianBlur(paint, (0, 0), max(1.0, 0.06 * width))  # a smooth patch, no blotches
-            soft = cv2.GaussianBlur(lid.astype(np.float32), (0, 0), max(0.8, 0.05 * width))
-            soft = np.maximum(soft, lid.astype(np.float32) * 0.999)
+            # closed eye: the opening and the lashes covered by lid skin, i.e. the skin just above the lashes
+            # carried down column by column (a little of the lower lid's skin toward the bottom), smooth along x
+            lid = cv2.dilate((open_m > 0.02).astype(np.uint8), cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+            lid[:-grow or None] |= lid[grow:]  # the lashes sit above the lid line: reach further up
+            paint = self._lid_skin(e, (x0, y0, x1, y1), width)
+            # a wide feather: the lid skin sampled above the lashes rarely matches the skin beside the corners
+            soft = cv2.GaussianBlur(lid.astype(np.float32), (0, 0), max(1.0, 0.1 * width))
+            soft = np.clip(1.7 * soft - 0.1, 0.0, 1.0)
             self._closed[roi] = (img[roi] * (1 - soft[..., None]) + paint * soft[..., None] + 0.5).astype(np.uint8)
             self._closed_mask[roi] = np.maximum(self._closed_mask[roi], soft)
             # lash colour: the darker pixels along the source upper lid
             up = mesh[list(topology.EYE_UPPER[e]), :2]
             samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
-            skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0)
-            self._eye_src[e]["lash"] = np.minimum(samples.min(0).astype(np.float64), 0.45 * skin)
+            skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0).astype(np.float32)
+            self._eye_src[e]["lash"] = 0.5 * np.minimum(samples.min(0).astype(np.float64), 0.5 * skin) + 0.25 * skin
+
+    def _lid_skin(self, e: int, box, width: float) -> np.ndarray:
+        """(h,w,3) float32 closed-lid colour over `box`: per column, the skin above the lashes (0.28 eye widths
+        over the upper lid) blended toward the skin under the lower lid only near the bottom."""
+        x0, y0, x1, y1 = box
+        img = self.image.astype(np.float32)
+        s = self.size
+        up = self.mesh[list(topology.EYE_UPPER[e]), :2]
+        lo = self.mesh[list(topology.EYE_LOWER[e]), :2]
+        cols = np.arange(x0, x1, dtype=np.float64)
+        xs = np.clip(cols, min(up[:, 0].min(), lo[:, 0].min()), max(up[:, 0].max(), lo[:, 0].max()))
+        ou, ol = np.argsort(up[:, 0]), np.argsort(lo[:, 0])
+        y_up = np.interp(xs, up[ou, 0], up[ou, 1]) - 0.28 * width
+        y_lo = np.interp(xs, lo[ol, 0], lo[ol, 1]) + 0.12 * width
+
+        def sample(yc):
+            acc = np.zeros((len(cols), 3), np.float32)
+            for dy in (-1.0, 0.0, 1.0):
+                yi = np.clip(np.round(yc + dy).astype(int), 0, s - 1)
+                acc += img[yi, np.clip(cols.astype(int), 0, s - 1)]
+            return acc / 3.0
+
+        top, bottom = sample(y_up), sample(y_lo)
+        sig = max(1.0, 0.08 * width)
+        top = cv2.GaussianBlur(top[None], (0, 0), sig)[0]
+        bottom = cv2.GaussianBlur(bottom[None], (0, 0), sig)[0]
+        yy = np.arange(y0, y1, dtype=np.float64)[:, None]
+        v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
+        return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
 
     def _prepare_mouth(self) -> None:
         mesh = self.mesh
@@ -374,21 +423,21 @@ class WarpRenderer:
         # slivers (under half a pixel) are left to their neighbours' edge pixels: their affine maps blow up when
         # evaluated at pixel centres just outside them
         big = np.abs(area) >= 0.5
+        # back-facing face triangles are hidden; where nothing covers a pixel the coarse chord layer shows. (Triangles
+        # folded in the portrait itself, at the sides of the cheeks, are drawn when they face the camera: their
+        # stretched content reads as cheek, the chord layer's as a smear.)
         front = (area[:nf] > 0) & big[:nf]
         face_ids = np.arange(nf)
-        back = ~front & big[:nf]
-        back_order = face_ids[back][np.argsort(-zf[back], kind="stable")]
         front_order = face_ids[front][np.argsort(-zf[front], kind="stable")]
-        outer_front = area[nf:] > 0
-        outer_ids = nf + np.nonzero(outer_front & big[nf:])[0]
-        outer_back = nf + np.nonzero(~outer_front & big[nf:])[0]  # folds: shown only where nothing else is
+        rest = np.arange(nf, len(tris))
+        lower_front = area[nf:] > 0
+        lower_ids = rest[lower_front & big[nf:]]
+        lower_back = rest[~lower_front & big[nf:]]  # folds: shown only where nothing else is
 
         pts = np.round(dst_tri * _ONE).astype(np.int32)
         idmap = np.full((s, s), self._identity_row, np.int32)
         fill = cv2.fillConvexPoly
-        for k in back_order.tolist() + outer_back.tolist():
-            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
-        for k in outer_ids.tolist():
+        for k in lower_back.tolist() + lower_ids.tolist():
             fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
         under = idmap.copy() if self._feather else None
         for k in front_order.tolist():
@@ -401,6 +450,7 @@ class WarpRenderer:
 
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
+        self._antialias_seams(out, mx, my)
         aux = {} if return_aux else None
         eyes_m = np.zeros((s, s), np.float32) if return_aux else None
         lids_m = np.zeros((s, s), np.float32) if return_aux else None
@@ -457,11 +507,29 @@ class WarpRenderer:
         mx[ys, xs] = p[:, 0]
         my[ys, xs] = p[:, 1]
 
+    @staticmethod
+    def _antialias_seams(out, mx, my) -> None:
+        """Blur the one- or two-pixel seams where the source position jumps between neighbours (occlusion edges,
+        a cheek seen edge-on): one bilinear sample per pixel there gives a staircase, the portrait had a soft edge."""
+        jx = np.abs(mx[:, 1:] - mx[:, :-1] - 1.0) + np.abs(my[:, 1:] - my[:, :-1]) > 2.5
+        jy = np.abs(my[1:] - my[:-1] - 1.0) + np.abs(mx[1:] - mx[:-1]) > 2.5
+        if not (jx.any() or jy.any()):
+            return
+        seam = np.zeros(mx.shape, bool)
+        seam[:, 1:] |= jx
+        seam[:, :-1] |= jx
+        seam[1:] |= jy
+        seam[:-1] |= jy
+        ys, xs = np.nonzero(seam)
+        y0, y1, x0, x1 = max(ys.min() - 2, 0), ys.max() + 3, max(xs.min() - 2, 0), xs.max() + 3
+        soft = cv2.GaussianBlur(out[y0:y1, x0:x1], (5, 5), 1.0)
+        out[ys, xs] = soft[ys - y0, xs - x0]
+
     def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
         """Blend the face's edge over the outer layer beneath it (only where both exist)."""
         nf = self._n_face
         face = idmap < nf
-        both = face & (under >= nf) & (under < self._identity_row)
+        both = face & (under >= nf) & (under < self._n_outer)
         if not both.any():
             return
         # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
@@ -538,7 +606,7 @@ class WarpRenderer:
                 eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
         if self.use_lids:
             ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
-            closed = float(_smoothstep(0.6, 0.25, ratio))
+            closed = float(_smoothstep(0.5, 0.15, ratio))
             if closed > 0.0:
                 skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 region = region * (1.0 - closed) + skin.astype(np.float32) * closed
@@ -546,12 +614,13 @@ class WarpRenderer:
                 # the lash line: along the closing line (upper lid, pulled onto the lower as the eye shuts)
                 up = target[list(topology.EYE_UPPER[e]), :2]
                 lo = target[list(topology.EYE_LOWER[e]), :2]
-                line = up * (1.0 - 0.35 * closed) + lo * (0.35 * closed)
+                line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
                 lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
-                th = max(1, int(round(0.06 * width_t)))
-                cv2.polylines(lm, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
+                th = max(1, int(round(0.04 * width_t)))
+                cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
                               cv2.LINE_AA, 4)
-                a_l = (lm.astype(np.float32) * (0.8 * closed / 255.0))[..., None]
+                lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
+                a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
                 region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
                 if lids_m is not None:
                     lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
@@ -579,7 +648,7 @@ class WarpRenderer:
             return
         h, w = y1 - y0, x1 - x0
         mask = _poly_mask((h, w), poly, (x0, y0))
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.025 * width)) * mask  # soft inside the lip line
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
         paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
         alpha = (mask * (1.0 - real))[..., None]
         region = out[y0:y1, x0:x1].astype(np.float32)
@@ -609,38 +678,41 @@ class WarpRenderer:
         v = np.clip((t - t_up) / span, 0.0, 1.0)  # 0 at the upper inner lip, 1 at the lower
         across = np.clip(1.0 - (2.0 * u - 1.0) ** 2, 0.0, 1.0)  # 1 mid-mouth, 0 at the corners
         lip = self._lip_colour
-        lum = float(np.clip(self._skin_colour.mean() / 170.0, 0.45, 1.15))
-        # cavity: dark red-brown at the edges, near black deep inside
-        deep = np.sqrt(np.sin(np.pi * v) * across)
-        edge_col = lip * 0.32
-        deep_col = lip * 0.07
-        col = edge_col[None, None] * (1.0 - deep[..., None]) + deep_col[None, None] * deep[..., None]
+        lum = float(np.clip(self._skin_colour.mean() / 180.0, 0.45, 1.1))
         rel = gap / width
-        # tongue: a rounded tint rising from the lower lip
-        tongue = np.clip(1.0 - ((u - 0.5) / 0.32) ** 2 - ((1.0 - v) / 0.55) ** 2, 0.0, 1.0)
-        tongue = _smoothstep(0.0, 0.35, tongue) * float(_smoothstep(0.08, 0.25, rel)) * 0.8
-        tongue_col = np.array([lip[0] * 0.85 + 25, lip[1] * 0.55, lip[2] * 0.6]) * lum * 0.9
-        col = col * (1.0 - tongue[..., None]) + tongue_col * tongue[..., None]
-        # upper teeth: a band under the upper lip, brightest mid-mouth, with faint gaps between incisors
-        teeth_h = 0.12 * width
-        d_up = (t - t_up)  # pixels below the upper lip line
-        band = _smoothstep(teeth_h, teeth_h * 0.7, d_up) * _smoothstep(0.0, 0.03 * width + 0.5, d_up + 0.5)
-        band = band * _smoothstep(0.12, 0.3, u) * _smoothstep(0.88, 0.7, u) * float(_smoothstep(0.04, 0.1, rel))
-        gaps = 1.0 - 0.18 * np.exp(-(((u - 0.5) * width) / 0.8) ** 2)
-        for k in (1, 2, 3):
-            gaps -= 0.12 * np.exp(-((((u - 0.5) - k * 0.085 * np.sign(u - 0.5)) * width) / 0.7) ** 2) * (np.abs(u - 0.5) > 0.04)
-        teeth_col = np.array([226.0, 218.0, 204.0]) * lum
-        shade = (0.65 + 0.35 * across) * gaps
-        band = np.clip(band, 0.0, 1.0)
-        col = col * (1.0 - band[..., None]) + (teeth_col * shade[..., None]) * band[..., None]
-        # lower teeth: fainter, above the lower lip when the mouth is well open
-        d_lo = t_lo - t
-        low = _smoothstep(0.09 * width, 0.06 * width, d_lo) * _smoothstep(0.0, 0.03 * width + 0.5, d_lo + 0.5)
-        low = low * _smoothstep(0.2, 0.35, u) * _smoothstep(0.8, 0.65, u) * float(_smoothstep(0.15, 0.3, rel)) * 0.45
-        col = col * (1.0 - low[..., None]) + (teeth_col * 0.85 * shade[..., None]) * low[..., None]
+        d_up, d_lo = t - t_up, t_lo - t  # pixels below the upper lip line / above the lower one
+
+        def over(col, layer, colour):
+            layer = np.clip(layer, 0.0, 1.0)[..., None]
+            return col * (1.0 - layer) + np.asarray(colour) * layer
+
+        # cavity: dark red-brown near the lips, darkest deep inside and toward the throat (upper middle)
+        deep = np.sqrt(np.clip(np.sin(np.pi * v) * across, 0.0, 1.0))
+        col = over(np.broadcast_to(lip * 0.42 * lum, u.shape + (3,)).copy(), deep, lip * 0.12 * lum)
+        # tongue: a low rounded mound rising from the lower lip, in shadow
+        tongue = 1.0 - ((u - 0.5) / 0.3) ** 2 - ((1.0 - v) / 0.42) ** 2
+        tongue = _smoothstep(0.0, 0.5, tongue) * float(_smoothstep(0.1, 0.28, rel)) * 0.65
+        tongue_col = np.array([lip[0] * 0.78, lip[1] * 0.48, lip[2] * 0.52]) * lum
+        col = over(col, tongue * (0.75 + 0.25 * v), tongue_col)
+        # upper teeth under the upper lip (at most half the opening), brightest mid-mouth, faint incisor gaps
+        teeth_h = min(0.1 * width, 0.5 * span.max()) if span.size else 0.0
+        band = _smoothstep(teeth_h, 0.6 * teeth_h, d_up) * _smoothstep(-0.5, 0.8, d_up)
+        band = band * _smoothstep(0.1, 0.32, u) * _smoothstep(0.9, 0.68, u) * float(_smoothstep(0.03, 0.09, rel))
+        gaps = np.ones_like(u)
+        for k in (-3, -2, -1, 0, 1, 2, 3):
+            gaps -= (0.16 if k == 0 else 0.1) * np.exp(-(((u - 0.5 - k * 0.075) * width) / 0.6) ** 2)
+        teeth_col = np.array([222.0, 212.0, 196.0]) * lum
+        # teeth darken toward the corners and toward their edges (they sit in the mouth's shadow)
+        shade = (0.55 + 0.4 * across) * gaps * (1.0 - 0.25 * _smoothstep(0.0, teeth_h + 1e-6, d_up))
+        col = over(col, band * 0.92, teeth_col * shade[..., None])
+        # lower teeth: fainter, just above the lower lip when the mouth is well open
+        low_h = 0.06 * width
+        low = _smoothstep(low_h, 0.5 * low_h, d_lo) * _smoothstep(-0.5, 0.8, d_lo)
+        low = low * _smoothstep(0.25, 0.38, u) * _smoothstep(0.75, 0.62, u) * float(_smoothstep(0.16, 0.3, rel)) * 0.3
+        col = over(col, low, teeth_col * 0.8 * shade[..., None])
         # the lips' shadow on the interior edge
-        rim = _smoothstep(0.0, 0.06 * width + 1.0, np.minimum(d_up, d_lo))
-        col = col * (0.55 + 0.45 * rim[..., None])
+        rim = _smoothstep(0.0, 0.05 * width + 1.0, np.minimum(d_up + 0.5 * teeth_h * band, d_lo))
+        col = col * (0.6 + 0.4 * rim[..., None])
         return col.astype(np.float32)
 
 
