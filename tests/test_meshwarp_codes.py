@@ -245,3 +245,101 @@ def test_lowpass_keeps_constants_and_skips_gaps():
     step = np.r_[np.zeros(50), np.ones(50)][:, None]
     z = C.lowpass(step, 7.5)
     assert 0.45 < z[49, 0] < 0.55 and z[30, 0] < 0.01 and z[70, 0] > 0.99
+
+
+# ---------------------------------------------------------------------------------------------- audio, params
+
+
+def test_audio_net_pinned_outputs():
+    import torch
+
+    from pdfgc.families.meshwarp import audio as A
+    torch.manual_seed(0)
+    net = A.build({"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8}).eval()
+    assert sum(p.numel() for p in net.parameters()) == 4972
+    x = torch.randn(6, 1, 80, 20, generator=torch.Generator().manual_seed(1)).numpy()
+    raw = A.predict_mouth(net, x, smooth=False)
+    assert raw.shape == (6, 4) and raw.dtype == np.float32
+    np.testing.assert_allclose(raw[0], [-0.00036131, 0.00278996, -0.00103922, 0.00323115], rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(raw[5, :2], [-0.00238263, 0.00360773], rtol=1e-3, atol=1e-8)
+    # inference smoothing is the official 3-tap Gaussian with zero padding; chunking does not change the result
+    k = np.exp(-0.5 * np.array([1.0, 0.0, 1.0]))
+    k /= k.sum()
+    np.testing.assert_allclose(A.predict_mouth(net, x)[0], k[1] * raw[0] + k[2] * raw[1], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(A.predict_mouth(net, x, batch=2), A.predict_mouth(net, x), atol=1e-7)
+    # the default network: a few hundred thousand parameters
+    assert 2e5 < sum(p.numel() for p in A.build().parameters()) < 6e5
+
+
+def test_params_round_trip_and_bad_files(tmp_path, params):
+    import torch
+
+    from pdfgc.errors import CheckpointError
+    from pdfgc.families.meshwarp import audio as A
+    from pdfgc.families.meshwarp.params import load_params, save_params
+
+    torch.manual_seed(0)
+    net = A.build({"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8})
+    params.audio_state, params.audio_config = net.state_dict(), dict(net.config)
+    params.info = {"note": "test"}
+    path = save_params(params, tmp_path / "p.safetensors")
+    back = load_params(path)
+    for name in ("mean_shape", "mouth_basis", "emotion_basis", "emotion_from_mouth", "open_ear", "gaze_center"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(params, name))
+    assert set(back.emotion_shapes) == {"neutral", "happy"} and back.info == {"note": "test"}
+    x = np.random.default_rng(0).normal(size=(5, 1, 80, 20)).astype(np.float32)
+    np.testing.assert_array_equal(A.predict_mouth(A.from_params(back), x), A.predict_mouth(net.eval(), x))
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
+    params.audio_state = None
+
+    from safetensors.torch import save_file
+    bad = tmp_path / "garbage.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"format": "something-else"})
+    partial = tmp_path / "partial.safetensors"
+    save_file({"mean_shape": torch.zeros(478, 3)}, str(partial), metadata={"format": "pdfgc-meshwarp"})
+    for f in (bad, other, partial, tmp_path / "missing.safetensors"):
+        with pytest.raises(CheckpointError, match=f.name):
+            load_params(f)
+    with pytest.raises(CheckpointError, match="no audio network"):
+        A.from_params(back.__class__(back.mean_shape, back.mouth_basis, back.emotion_basis, back.emotion_from_mouth))
+
+
+def test_emotion_labels_from_file_names():
+    from pdfgc.families.meshwarp.train import choose_heldout, emotion_label
+    assert emotion_label("MEAD/M030_front_happy_level3_001.mp4") == "happy"
+    assert emotion_label("dreamtalk/M030_front_surprised_level_3_001.mp4") == "surprise"
+    assert emotion_label("styletalk/sadfather_clip.mp4") == "sad"
+    assert emotion_label("SadTalker/examples/ref_video/WDA_KatieHill.mp4") is None
+    assert emotion_label("EAMM/test/video/disgusted.mp4") == "disgust"
+    people = [f"p{i}" for i in range(20)]
+    held = choose_heldout(people, keep=["p3"])
+    assert len(held) == 3 and "p3" not in held and held == choose_heldout(people, keep=["p3"])
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
+    from pdfgc.errors import InputError
+    from pdfgc.families.meshwarp import train as T
+    from pdfgc.families.meshwarp.params import load_params
+
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("nobody\n")  # the fixture has one person with audio: keep them for training
+    kw = dict(batch=2, log_every=1, heldout_file=heldout, mouth_dim=4, emotion_dim=3, log=lambda m: None)
+    assert T.train(prepared_corpus, tmp_path / "a", steps=4, stop_after=2, **kw) is None  # "killed" after 2
+    assert not (tmp_path / "a" / "meshwarp.safetensors").exists()
+    with pytest.raises(InputError, match="--resume"):
+        T.train(prepared_corpus, tmp_path / "a", steps=4, **kw)
+    T.train(prepared_corpus, tmp_path / "a", steps=4, resume=True, **kw)
+    T.train(prepared_corpus, tmp_path / "b", steps=4, **kw)
+    rows = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
+    a, b = load_params(tmp_path / "a" / "meshwarp.safetensors"), load_params(tmp_path / "b" / "meshwarp.safetensors")
+    assert a.mouth_dim == 4 and a.emotion_dim == 3 and "happy" in a.emotion_shapes
+    for k in a.audio_state:  # resumed = uninterrupted, bit for bit
+        assert (a.audio_state[k] == b.audio_state[k]).all(), k
+    assert a.info["train"]["steps"] == 4 and a.info["heldout_people"] == ["nobody"]
+    assert (tmp_path / "a" / "heldout.json").exists()

@@ -103,8 +103,8 @@ def point_mask(points) -> np.ndarray:
 @dataclass
 class MeshCodes:
     """Per-frame codes of every factor (see the module docstring for units). ``mouth_opening`` (T,) and ``ear``
-    (T,2) are the measured signals the codes came from (used by ``neutral_reference``; None for codes made by
-    hand)."""
+    (T,2) are ``signals.mouth_opening`` / ``eye_aspect_ratio`` of the canonical (frontal) meshes the codes came
+    from (used by ``neutral_reference``; None for codes made by hand)."""
 
     pose: np.ndarray
     eye: np.ndarray
@@ -233,12 +233,14 @@ def pca_basis(offsets, points, dims: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(offsets, np.float64)[:, points].reshape(len(offsets), -1)
     x = x[np.isfinite(x).all(1)]
     x = x - x.mean(0)
-    _, sv, vt = np.linalg.svd(x, full_matrices=False)
-    vt = vt[:dims]
+    # eigenvectors of the (3P, 3P) covariance: much cheaper than an SVD of the (N, 3P) data for N >> 3P
+    val, vec = np.linalg.eigh(x.T @ x / max(len(x) - 1, 1))
+    order = np.argsort(val)[::-1][:min(dims, x.shape[1], max(len(x) - 1, 1))]
+    vt, sd = vec[:, order].T, np.sqrt(np.maximum(val[order], 0.0))
     vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
     basis = np.zeros((len(vt), NUM_POINTS, 3))
     basis[:, points] = vt.reshape(len(vt), len(points), 3)
-    return basis, sv[:dims] / np.sqrt(max(len(x) - 1, 1))
+    return basis, sd
 
 
 def lowpass(x, sigma_frames: float) -> np.ndarray:
@@ -264,17 +266,18 @@ def lowpass(x, sigma_frames: float) -> np.ndarray:
 
 def neutral_reference(codes_or_meshes, mode: str = "auto") -> int:
     """Index of the clip's most neutral frame: eyes open, mouth closed, near frontal (``mode="auto"``), or the
-    first frame with a face (``"first"``). Takes (T,478,3) meshes or ``MeshCodes`` (its measured signals when it
-    has them, else its lid and pose codes). Ranks frames by mouth opening (counted twice), EAR (descending) and
-    the size of the head angles; the lowest rank sum wins (ties: the earliest)."""
+    first frame with a face (``"first"``). Takes (T,478,3) meshes (EAR and mouth opening measured frontal, on the
+    canonical meshes) or ``MeshCodes`` (its measured signals when it has them, else its lid and pose codes). Among the least open fifth of the frames (mouth closed first), ranks
+    them by mouth opening, EAR (descending) and the size of the head angles; the lowest rank sum wins (ties: the
+    earliest)."""
     if isinstance(codes_or_meshes, MeshCodes):
         c = codes_or_meshes
         angles = c.pose[:, :3].astype(np.float64)
         ear = (c.ear if c.ear is not None else c.eye[:, list(BLINK_DIMS)]).astype(np.float64).mean(1)
         opening = c.mouth_opening.astype(np.float64) if c.mouth_opening is not None else None
     else:
-        lm = S._landmarks(codes_or_meshes)
-        angles, ear, opening = S.head_pose(lm), S.eye_aspect_ratio(lm).mean(1), S.mouth_opening(lm)
+        canon, rot, _, _ = canonicalize(codes_or_meshes)
+        angles, ear, opening = S.rotation_to_angles(rot), S.eye_aspect_ratio(canon).mean(1), S.mouth_opening(canon)
     ok = np.isfinite(angles).all(1) & np.isfinite(ear)
     if opening is not None:
         ok &= np.isfinite(opening)
@@ -285,13 +288,15 @@ def neutral_reference(codes_or_meshes, mode: str = "auto") -> int:
     if mode != "auto":
         raise ValueError(f"neutral_reference: mode must be 'auto' or 'first', got {mode!r}")
     idx = np.flatnonzero(ok)
+    if opening is not None:  # a closed mouth first: only the least open fifth of the frames are candidates
+        idx = idx[opening[idx] <= np.quantile(opening[idx], 0.2)]
 
     def rank(v):  # 0 = best, ties share a rank
         return np.searchsorted(np.sort(v), v, side="left").astype(np.float64)
 
-    score = rank(-ear[idx]) + rank(np.abs(angles[idx]).sum(1) - 0.0)
+    score = rank(-ear[idx]) + rank(np.abs(angles[idx]).sum(1))
     if opening is not None:
-        score += 2 * rank(opening[idx])
+        score += rank(opening[idx])
     return int(idx[np.argmin(score)])
 
 
@@ -304,10 +309,9 @@ def measure(meshes, params, reference=None, fps: float = FPS, smooth: bool = Tru
     """
     lm = S._landmarks(meshes)
     canon, rot, scale, trans = canonicalize(lm)
-    ear = S.eye_aspect_ratio(lm)
-    # lid opening on the canonical (frontal) mesh: a head turn foreshortens the image EAR, not the lids
+    # lids and mouth opening on the canonical (frontal) mesh: a head turn foreshortens them in the image
     ear_c = S.eye_aspect_ratio(canon)
-    opening = S.mouth_opening(lm)
+    opening = S.mouth_opening(canon)
     if isinstance(reference, str):
         reference = neutral_reference(lm, reference)
     if reference is None:
@@ -325,7 +329,7 @@ def measure(meshes, params, reference=None, fps: float = FPS, smooth: bool = Tru
     with np.errstate(invalid="ignore", divide="ignore"):
         lids = ear_c / base_ear
     eye = np.concatenate([lids, S.gaze(lm)], axis=1)
-    return MeshCodes(pose_code(rot, scale, trans), eye, mouth, emotion, opening, ear, reference)
+    return MeshCodes(pose_code(rot, scale, trans), eye, mouth, emotion, opening, ear_c, reference)
 
 
 # ---------------------------------------------------------------------------------------------- retargeting

@@ -1,0 +1,615 @@
+"""Fitting and training the mesh-warp family from a prepared corpus (``pdfgc prepare``).
+
+    python -m pdfgc.families.meshwarp.train --data DIR --out runs/meshwarp [--steps N] [--resume]
+
+1. **People apart.** A clip's person is manifest.csv's ``identity_guess`` (found through the prepared corpus's
+   ``raw_root``; ``ClipInfo.source`` is manifest.csv's ``local_path``), else ``ClipInfo.speaker``. The people listed
+   in ``heldout_identities.txt`` (beside this file; ``--heldout FILE`` for another list) and the corpus's own
+   ``heldout`` split are never fitted or trained on; they give the held-out figures.
+2. **Geometry** (``fit_geometry``, ~10 s): per clip the canonical meshes and the neutral frame
+   (``codes.neutral_reference``); the mean neutral face, gaze and frontal EAR; PCA bases of the mouth points and of
+   the emotion points (offsets from each clip's neutral frame, plus labelled clips' offsets from the same person's
+   neutral clip); the least-squares map mouth code -> emotion code (regressed out of the emotion code); the
+   per-label emotion codes (labels from the file names: happy, sad, angry, surprised, disgusted, fear, contempt,
+   neutral; each clip against its own person's neutral clip when there is one, else against the mean of the
+   unlabelled clips). Written to ``OUT/geometry.safetensors``.
+3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio: batches of 16-frame runs, loss = the
+   mouth-code regression (squared error in canonical units, i.e. mesh-point error, over its total variance) +
+   the lip-gap part of it again (the inner-lip opening the renders are scored on) + 0.1 x the symmetric InfoNCE
+   between audio and visual mouth embeddings (negatives: every other frame of the batch, other times and clips).
+   Adam, cosine learning rate. Batches are a pure function of (seed, step), so a resumed run is the same run.
+4. **Checkpoints** every ``--checkpoint-every`` seconds (default 120) and at the end, atomically:
+   ``OUT/checkpoint.safetensors`` (network, Adam moments, step; metadata JSON). ``--resume`` continues from it
+   (a kill -9 loses at most one interval). ``OUT/log.csv`` gets a row every ``--log-every`` steps.
+5. **Result**: ``OUT/meshwarp.safetensors`` (geometry + network: ``params.save_params``), ``OUT/heldout.json``
+   (held-out lips r, regression error) and ``OUT/curves.png`` / ``OUT/heldout_lips.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import CheckpointError, InputError, PDFGCError
+from ...evaluation import signals as S
+from ...fileio import atomic_path, write_atomic
+from . import codes as C
+from .params import MeshParams, load_params, save_params
+
+HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
+EMOTION_LABELS = ("happy", "sad", "angry", "surprised", "disgusted", "fear", "contempt", "neutral")
+# file-name words that contain a label but are not one
+NOT_LABELS = ("sadtalker",)
+SEQ = 16
+
+
+# ---------------------------------------------------------------------------------------------- corpus
+
+
+@dataclass
+class Clip:
+    key: str
+    identity: str
+    label: str | None           # normalised emotion label (pdfgc.controls.explicit), None when unlabelled
+    heldout: bool
+    mesh: np.ndarray            # (T,478,3) float64
+    valid: np.ndarray           # (T,) bool
+    mel_rows: np.ndarray | None  # (4T+16,80) float32
+    canon: np.ndarray | None = None
+    ref: int = 0                # the neutral frame (codes.neutral_reference)
+    closed: np.ndarray | None = None  # (478,3) mean canonical mesh of the clip's least open tenth of frames
+
+
+def emotion_label(*names: str) -> str | None:
+    """The emotion label in file names ('M030_front_happy_level3_001.mp4' -> 'happy'; 'surprisegirl' ->
+    'surprise'), normalised as pdfgc.controls.explicit does; None when there is none."""
+    from ...controls.explicit import normalise_emotion
+
+    for name in names:
+        for token in re.split(r"[^a-z]+", str(name).lower()):
+            if not token or token in NOT_LABELS:
+                continue
+            for label in EMOTION_LABELS + ("surprise", "disgust", "anger"):
+                if token == label or token.startswith(label) or token.endswith(label):
+                    return normalise_emotion(label)
+    return None
+
+
+def read_raw_manifest(corpus_manifest: dict) -> dict[str, dict]:
+    """manifest.csv rows of the raw corpus by local_path ({} when the raw corpus has none)."""
+    root = corpus_manifest.get("settings", {}).get("raw_root")
+    path = Path(root) / "manifest.csv" if root else None
+    if path is None or not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {r["local_path"]: r for r in csv.DictReader(f)}
+
+
+def read_heldout(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def choose_heldout(identities_with_audio, fraction: float = 0.15, seed: int = 0, keep=()) -> list[str]:
+    """~fraction of the people with audio, drawn with a fixed seed (people in ``keep`` are never drawn)."""
+    pool = sorted(set(identities_with_audio) - set(keep))
+    rng = np.random.default_rng(seed)
+    n = max(1, int(round(fraction * len(set(identities_with_audio))))) if pool else 0
+    return sorted(pool[i] for i in rng.permutation(len(pool))[:n])
+
+
+def load_corpus(data: Path, heldout_file: Path | None = None, log=print) -> tuple[list[Clip], list[str]]:
+    """Every clip's arrays (no frames), with its person, label and held-out flag; and the held-out people.
+
+    Without a held-out list file, one is chosen (``choose_heldout``; people whose labelled clips the emotion
+    shapes rest on, 3 or more, are kept for training) and written to ``heldout_file``."""
+    from ...data import PreparedCorpus
+
+    corpus = PreparedCorpus(data)
+    raw = read_raw_manifest(corpus.manifest)
+    infos = corpus.clips
+    ident = {}
+    labels = {}
+    for info in infos:
+        row = raw.get(info.source, {})
+        ident[info.key] = row.get("identity_guess") or info.speaker or info.key
+        labels[info.key] = info.emotion and emotion_label(info.emotion) or emotion_label(
+            info.source, row.get("repo_path", ""))
+    heldout_file = Path(heldout_file) if heldout_file is not None else HELDOUT_FILE
+    heldout = read_heldout(heldout_file)
+    if not heldout:
+        with_audio = [ident[i.key] for i in infos if i.has_audio]
+        n_labelled: dict[str, int] = {}
+        for i in infos:
+            if labels[i.key]:
+                n_labelled[ident[i.key]] = n_labelled.get(ident[i.key], 0) + 1
+        heldout = choose_heldout(with_audio, keep=[p for p, n in n_labelled.items() if n >= 3])
+        write_atomic(heldout_file, "# people held out of meshwarp fitting and training (identity_guess of "
+                     "manifest.csv); chosen by train.choose_heldout, seed 0\n" + "\n".join(heldout) + "\n")
+        log(f"chose {len(heldout)} held-out people -> {heldout_file}")
+    held = set(heldout)
+    clips = []
+    for info in infos:
+        a = corpus.load_arrays(info.key, names=("mel.npy", "mesh.npy", "valid.npy"))
+        clips.append(Clip(info.key, ident[info.key], labels[info.key],
+                          info.split == "heldout" or ident[info.key] in held,
+                          a["mesh.npy"].astype(np.float64), a["valid.npy"].astype(bool), a.get("mel.npy")))
+    return clips, heldout
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def _prepare_geometry(clips: list[Clip]) -> None:
+    for c in clips:
+        canon = C.canonicalize(c.mesh)[0]
+        ok = c.valid & np.isfinite(canon).all((1, 2))
+        canon[~ok] = np.nan
+        c.canon, c.valid = canon, ok
+        c.ref = C.neutral_reference(np.where(ok[:, None, None], c.mesh, np.nan)) if ok.any() else 0
+        # the closed-mouth reference of the lips and of the shape bases: a mean over several closed frames is
+        # steadier than one frame's mesh
+        if ok.any():
+            opening = S.mouth_opening(canon)
+            closed = ok & (opening <= np.nanquantile(opening[ok], 0.1))
+            c.closed = canon[closed].mean(0)
+
+
+def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, stride: int = 2,
+                 log=print) -> MeshParams:
+    """Fit mean face, bases, decorrelation and emotion shapes on the clips not held out (see the module doc)."""
+    _prepare_geometry(clips)
+    train = [c for c in clips if not c.heldout and c.valid.any()]
+    if not train:
+        raise InputError("meshwarp: no clip with a face to fit on (all held out or faceless)")
+    neutral = np.stack([c.canon[c.ref] for c in train])
+    mean_shape = neutral.mean(0)
+    open_ear = np.median(S.eye_aspect_ratio(neutral), 0)
+    gaze_center = np.median(np.concatenate([S.gaze(c.mesh[c.ref]) for c in train]), 0)
+    within = np.concatenate([(c.canon - c.closed)[c.valid][::stride] for c in train])
+    # labelled clips against their person's neutral clip (an expression held through a whole clip shows only there)
+    person_neutral = {}
+    for c in train:
+        if c.label == "neutral":
+            person_neutral.setdefault(c.identity, c.canon[c.ref])
+    across = [(c.canon - person_neutral[c.identity])[c.valid][::stride] for c in train
+              if c.label not in (None, "neutral") and c.identity in person_neutral]
+    mouth_basis, mouth_sd = C.pca_basis(within, C.MOUTH_POINTS, mouth_dim)
+    # emotion: what is left of the emotion points once the part linearly predictable from the mouth code is
+    # removed (speech pulls the cheeks and mouth corners), so the basis spans expression, not speech
+    pts = C.EMOTION_POINTS
+    m = C.project_codes(within, mouth_basis)
+    flat = within[:, pts].reshape(len(within), -1)
+    w_full, *_ = np.linalg.lstsq(m, flat, rcond=None)          # (Dm, 3|pts|)
+    explained = 1 - ((flat - m @ w_full) ** 2).sum() / (flat ** 2).sum()
+
+    def residual(off):
+        mm = C.project_codes(off, mouth_basis)
+        r = off.copy()
+        r[:, pts] -= (mm @ w_full).reshape(len(off), len(pts), 3)
+        return r
+
+    emo_pool = np.concatenate([residual(within)] + [residual(a) for a in across])
+    emotion_basis, emo_sd = C.pca_basis(emo_pool, pts, emotion_dim)
+    # the emotion code = basis projection minus mouth @ w, the same linear map measure() applies
+    w = w_full @ emotion_basis[:, pts].reshape(emotion_dim, -1).T
+    params = MeshParams(mean_shape=mean_shape, mouth_basis=mouth_basis, emotion_basis=emotion_basis,
+                        emotion_from_mouth=w, open_ear=open_ear, gaze_center=gaze_center)
+    shapes, counts = emotion_shapes(train, params, person_neutral)
+    params.emotion_shapes = shapes
+    params.info = {"fit": {"clips": len(train), "frames": int(sum(c.valid.sum() for c in train)),
+                           "people": len({c.identity for c in train}),
+                           "mouth_sd": np.round(mouth_sd, 5).tolist(), "emotion_sd": np.round(emo_sd, 5).tolist(),
+                           "emotion_variance_from_mouth": round(float(explained), 4),
+                           "emotion_label_clips": counts}}
+    log(f"geometry: {len(train)} clips, {params.info['fit']['frames']} frames; emotion variance predictable from "
+        f"the mouth code {explained:.1%} (regressed out); labels {counts}")
+    return params
+
+
+def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) -> tuple[dict, dict]:
+    """{label: (De,) code} from labelled clips; each clip's mean absolute emotion code minus its person's neutral
+    clip's (else minus the mean over unlabelled clips); 'neutral' is the zero code."""
+    def clip_mean(c: Clip, base=None) -> np.ndarray:
+        off = c.canon[c.valid] - (params.mean_shape if base is None else base)
+        mouth = C.project_codes(off, params.mouth_basis)
+        emo = C.project_codes(off, params.emotion_basis) - mouth @ params.emotion_from_mouth
+        return emo.mean(0)
+
+    unlabelled = [clip_mean(c) for c in train if c.label is None]
+    baseline = np.mean(unlabelled, 0) if unlabelled else np.zeros(params.emotion_dim)
+    sums: dict[str, list] = {}
+    for c in train:
+        if c.label in (None, "neutral"):
+            continue
+        if c.identity in person_neutral:
+            v, wt = clip_mean(c, person_neutral[c.identity]), 1.0
+        else:
+            v, wt = clip_mean(c) - baseline, 0.5  # the person's own face shape is in this one
+        sums.setdefault(c.label, []).append((wt, v))
+    shapes = {"neutral": np.zeros(params.emotion_dim)}
+    for label, items in sums.items():
+        wts = np.array([w for w, _ in items])
+        shapes[label] = (wts[:, None] * np.stack([v for _, v in items])).sum(0) / wts.sum()
+    return shapes, {k: len(v) for k, v in sorted(sums.items())}
+
+
+# ---------------------------------------------------------------------------------------------- lips data
+
+
+@dataclass
+class LipData:
+    mel: list           # per clip torch (4T+16,80)
+    target: list        # per clip (T,Dm) float32 mouth code from the clip's neutral frame
+    valid: list         # per clip (T,) bool
+    keys: list
+
+
+def lip_data(clips: list[Clip], params: MeshParams, heldout: bool) -> LipData:
+    import torch
+
+    out = LipData([], [], [], [])
+    for c in clips:
+        if c.mel_rows is None or c.heldout != heldout or not c.valid.any():
+            continue
+        t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
+        if t < SEQ:
+            continue
+        off = c.canon[:t] - c.closed
+        m = C.project_codes(np.nan_to_num(off), params.mouth_basis).astype(np.float32)
+        out.mel.append(torch.from_numpy(np.ascontiguousarray(c.mel_rows[:4 * t + 16], np.float32)))
+        out.target.append(m)
+        out.valid.append(c.valid[:t].copy())
+        out.keys.append(c.key)
+    return out
+
+
+def windows(rows, start: int, length: int):
+    """(length,1,80,20) official windows of frames [start, start+length) from (4T+16,80) mel rows (a view)."""
+    w = rows[4 * start: 4 * (start + length) + 16].unfold(0, 20, 4)  # (length,80,20)
+    return w[:, None]
+
+
+def sample_batch(data: LipData, step: int, seed: int, batch: int):
+    """A batch of 16-frame runs, a pure function of (seed, step); clips drawn in proportion to their length."""
+    import torch
+
+    rng = np.random.default_rng([seed, step])
+    lengths = np.array([len(t) for t in data.target], np.float64)
+    idx = rng.choice(len(lengths), size=batch, p=lengths / lengths.sum())
+    mel, tgt, val = [], [], []
+    for i in idx:
+        s = int(rng.integers(0, len(data.target[i]) - SEQ + 1))
+        mel.append(windows(data.mel[i], s, SEQ))
+        tgt.append(torch.from_numpy(data.target[i][s:s + SEQ]))
+        val.append(torch.from_numpy(data.valid[i][s:s + SEQ]))
+    mel = torch.stack(mel)
+    mel = mel * float(rng.uniform(0.9, 1.1))  # loudness jitter (the windows are normalised log-mel)
+    return mel, torch.stack(tgt), torch.stack(val)
+
+
+def gap_direction(params: MeshParams) -> np.ndarray:
+    """(Dm,) how each mouth code moves the inner-lip gap (lower lip 14 minus upper lip 13, canonical y)."""
+    return params.mouth_basis[:, 14, 1] - params.mouth_basis[:, 13, 1]
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, net, opt, step: int, meta: dict) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    names = dict(net.named_parameters())
+    for name, p in names.items():
+        st = opt.state.get(p, {})
+        for k in ("exp_avg", "exp_avg_sq"):
+            if k in st:
+                tensors[f"opt.{name}.{k}"] = st[k].detach().clone().contiguous()
+        if "step" in st:
+            tensors[f"opt.{name}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).clone()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pdfgc-meshwarp-checkpoint", "step": str(step),
+                                               "meta": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, net, opt) -> tuple[int, dict]:
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if md.get("format") != "pdfgc-meshwarp-checkpoint":
+            raise ValueError("not a meshwarp checkpoint")
+        step, meta = int(md["step"]), json.loads(md.get("meta", "{}"))
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot resume from this checkpoint ({e})") from None
+    for name, p in net.named_parameters():
+        if f"opt.{name}.exp_avg" in tensors:
+            opt.state[p] = {"step": torch.tensor(float(tensors[f"opt.{name}.step"][0])),
+                            "exp_avg": tensors[f"opt.{name}.exp_avg"].clone(),
+                            "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"].clone()}
+    return step, meta
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict:
+    """Held-out lips: per clip the predicted mouth code (smoothed, as at inference) composed onto the clip's own
+    neutral frame with the clip's real pose, lids and gaze; Pearson r of ``signals.mouth_opening`` of that mesh
+    against the real mesh's; and the mouth-code regression error (squared error over the codes' variance)."""
+    from .audio import predict_mouth
+
+    per = []
+    all_pred, all_real, all_oracle = [], [], []
+    se = var = gse = gvar = 0.0
+    g = gap_direction(params)
+    for c in clips:
+        if c.mel_rows is None or (keys is not None and c.key not in keys) or not c.valid.any():
+            continue
+        t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
+        if t < SEQ:
+            continue
+        from ...data.corpus import mel_windows_from_rows
+        pred = predict_mouth(net, mel_windows_from_rows(c.mel_rows, t))
+        mesh = c.mesh[:t]
+        real = C.measure(mesh, params, reference=c.ref)
+        ok = c.valid[:t] & np.isfinite(real.mouth).all(1)
+        portrait = C.measure(mesh[c.ref], params, reference=0)
+        codes = real.copy()
+        codes.mouth[:] = pred
+        composed = C.compose(mesh[c.ref], portrait, codes, params)
+        oracle = C.compose(mesh[c.ref], portrait, real, params)
+        mo_real, mo_pred, mo_oracle = S.mouth_opening(mesh), S.mouth_opening(composed), S.mouth_opening(oracle)
+        mo_real[~ok] = np.nan
+        r = S.pearson(mo_pred, mo_real)
+        d = pred[ok] - real.mouth[ok]
+        se += float((d ** 2).sum())
+        var += float(((real.mouth[ok] - real.mouth[ok].mean(0)) ** 2).sum())
+        gse += float(((d @ g) ** 2).sum())
+        gvar += float((((real.mouth[ok] - real.mouth[ok].mean(0)) @ g) ** 2).sum())
+        per.append({"clip": c.key, "identity": c.identity, "frames": int(ok.sum()), "lips_r": round(r, 4),
+                    "oracle_r": round(S.pearson(mo_oracle, mo_real), 4),
+                    "best_offset": S.best_offset(mo_real, mo_pred, 4)})
+        all_pred.append(mo_pred), all_real.append(mo_real), all_oracle.append(mo_oracle)
+    if not per:
+        return {"clips": 0}
+    rs = np.array([p["lips_r"] for p in per])
+    pooled = S.pearson(np.concatenate(all_pred), np.concatenate(all_real))
+    return {"clips": len(per), "frames": int(sum(p["frames"] for p in per)),
+            "people": len({p["identity"] for p in per}),
+            "lips_r_mean": round(float(np.nanmean(rs)), 4), "lips_r_median": round(float(np.nanmedian(rs)), 4),
+            "lips_r_pooled": round(float(pooled), 4),
+            "oracle_r_pooled": round(float(S.pearson(np.concatenate(all_oracle), np.concatenate(all_real))), 4),
+            "mouth_code_nmse": round(se / max(var, 1e-12), 4), "lip_gap_nmse": round(gse / max(gvar, 1e-12), 4),
+            "per_clip": per}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float = 2e-3, seed: int = 0,
+          resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
+          heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
+          gap_weight: float = 1.0, max_seconds: float | None = None, stop_after: int | None = None,
+          log=print) -> dict | None:
+    import torch
+
+    from . import audio as A
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, geom_path, log_path = out / "checkpoint.safetensors", out / "geometry.safetensors", out / "log.csv"
+    if not resume and ckpt.exists():
+        raise InputError(f"{out} already holds a run (checkpoint.safetensors): add --resume to continue it, "
+                         "or use a new --out folder")
+    if resume and not ckpt.exists():
+        log(f"no checkpoint in {out}: starting from scratch")
+        resume = False
+    t0 = time.time()
+    clips, heldout = load_corpus(Path(data), heldout_file, log)
+    if resume and geom_path.exists():
+        params = load_params(geom_path)
+        _prepare_geometry(clips)
+    else:
+        params = fit_geometry(clips, mouth_dim, emotion_dim, log=log)
+        save_params(params, geom_path)
+    train_data = lip_data(clips, params, heldout=False)
+    if not train_data.target:
+        raise InputError(f"{data}: no clip with audio of {SEQ} frames or more to train the lips on")
+    log(f"lips: {len(train_data.target)} training clips with audio, {sum(len(t) for t in train_data.target)} "
+        f"frames; {sum(1 for c in clips if c.heldout and c.mel_rows is not None)} held-out clips with audio")
+
+    allv = np.concatenate(train_data.target)
+    net = A.build({"mouth_dim": params.mouth_dim})
+    net.code_scale.copy_(torch.from_numpy(allv.std(0) + 1e-6))
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
+    start, meta = 0, {"elapsed": 0.0}
+    if resume:
+        start, meta = load_checkpoint(ckpt, net, opt)
+        log(f"resumed at step {start}")
+    code_var = float(allv.var(0).sum()) + 1e-12
+    g = torch.from_numpy(gap_direction(params).astype(np.float32))
+    gap_var = float((allv @ g.numpy()).var()) + 1e-12
+    _trim_log(log_path, start)
+    elapsed0 = float(meta.get("elapsed", 0.0))
+    t_start = time.time()
+    last_ckpt = time.time()
+    step = start
+    acc = []
+    for step in range(start, steps):
+        frac = step / max(steps, 1)
+        for group in opt.param_groups:
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        mel, tgt, val = sample_batch(train_data, step, seed, batch)
+        pred, a, v = net.embeddings(mel, tgt)
+        m = val.float()[..., None]
+        reg = (((pred - tgt) ** 2) * m).sum() / (m.sum() * code_var)
+        gap = ((((pred - tgt) @ g) ** 2) * m[..., 0]).sum() / (m.sum() * gap_var)
+        keep = val.reshape(-1)
+        nce = A.info_nce(a.reshape(-1, a.shape[-1])[keep], v.reshape(-1, v.shape[-1])[keep])
+        loss = reg + gap_weight * gap + nce_weight * nce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        acc.append((loss.item(), reg.item(), gap.item(), nce.item()))
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            mean = np.mean(acc, 0)
+            acc = []
+            _append_log(log_path, {"step": done, "loss": mean[0], "reg": mean[1], "gap": mean[2], "nce": mean[3],
+                                   "lr": opt.param_groups[0]["lr"],
+                                   "seconds": round(elapsed0 + time.time() - t_start, 1)})
+            log(f"step {done}/{steps} loss {mean[0]:.4f} (code {mean[1]:.4f} gap {mean[2]:.4f} nce {mean[3]:.3f})")
+        # a time limit or stop_after (tests) ends this invocation early, like a kill right after a checkpoint
+        stop = (max_seconds is not None and time.time() - t0 >= max_seconds) or (
+            stop_after is not None and done - start >= stop_after)
+        if time.time() - last_ckpt >= checkpoint_every or done == steps or stop:
+            save_checkpoint(ckpt, net, opt, done, {"elapsed": elapsed0 + time.time() - t_start, "seed": seed,
+                                                   "steps": steps, "batch": batch, "lr": lr})
+            last_ckpt = time.time()
+        if stop and done < steps:
+            log(f"stopped at step {done} of {steps}: continue with --resume")
+            return None
+    train_seconds = elapsed0 + time.time() - t_start
+    net.eval()
+    held_keys = None
+    report = evaluate_lips(net, [c for c in clips if c.heldout], params, held_keys)
+    report_train = evaluate_lips(net, [c for c in clips if not c.heldout and c.mel_rows is not None][:20], params)
+    params.audio_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    params.audio_config = dict(net.config)
+    params.info.update({
+        "train": {"steps": steps, "batch": batch, "seq": SEQ, "lr": lr, "seed": seed, "nce_weight": nce_weight,
+                  "gap_weight": gap_weight, "seconds": round(train_seconds, 1), "threads": threads,
+                  "parameters": int(sum(p.numel() for p in net.parameters())),
+                  "clips": len(train_data.target), "frames": int(sum(len(t) for t in train_data.target))},
+        "heldout_people": heldout,
+        "heldout": {k: v for k, v in report.items() if k != "per_clip"},
+        "train_subset": {k: v for k, v in report_train.items() if k != "per_clip"},
+    })
+    save_params(params, out / "meshwarp.safetensors")
+    write_atomic(out / "heldout.json", json.dumps({"heldout": report, "train_subset": report_train,
+                                                   "train_seconds": round(train_seconds, 1),
+                                                   "total_seconds": round(time.time() - t0, 1)}, indent=1))
+    try:
+        plot(out, clips, net, params, report)
+    except Exception as e:  # figures are a convenience; the run's results are already written
+        log(f"figures skipped ({e})")
+    log(f"held-out lips r (pooled) {report.get('lips_r_pooled')}, mean per clip {report.get('lips_r_mean')}; "
+        f"mouth-code NMSE {report.get('mouth_code_nmse')}; {train_seconds:.0f} s of training")
+    return report
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log rows past the resumed step (they were written after the last checkpoint)."""
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    lines = path.read_text().splitlines()
+    keep = lines[:1] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
+    write_atomic(path, "\n".join(keep) + "\n")
+
+
+def plot(out: Path, clips, net, params, report) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    if rows:
+        step = [int(r["step"]) for r in rows]
+        fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
+        for a, k, title in zip(ax, ("reg", "gap", "nce"), ("mouth code (NMSE)", "lip gap (NMSE)", "InfoNCE")):
+            a.plot(step, [float(r[k]) for r in rows])
+            a.set_title(title), a.set_xlabel("step")
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=90)
+        plt.close(fig)
+    per = sorted(report.get("per_clip", []), key=lambda p: -p["frames"])[:3]
+    if per:
+        from ...data.corpus import mel_windows_from_rows
+        from .audio import predict_mouth
+        fig, ax = plt.subplots(len(per), 1, figsize=(10, 2.4 * len(per)), squeeze=False)
+        by_key = {c.key: c for c in clips}
+        for a, p in zip(ax[:, 0], per):
+            c = by_key[p["clip"]]
+            t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
+            pred = predict_mouth(net, mel_windows_from_rows(c.mel_rows, t))
+            real = C.measure(c.mesh[:t], params, reference=c.ref)
+            codes = real.copy()
+            codes.mouth[:] = pred
+            portrait = C.measure(c.mesh[c.ref], params, reference=0)
+            a.plot(S.mouth_opening(c.mesh[:t]), label="real mesh")
+            a.plot(S.mouth_opening(C.compose(c.mesh[c.ref], portrait, codes, params)), label="from speech")
+            a.set_title(f"{p['clip'][:60]}  r = {p['lips_r']:.2f}", fontsize=9)
+            a.set_ylabel("mouth opening")
+        ax[0, 0].legend(fontsize=8)
+        ax[-1, 0].set_xlabel("frame (25 fps)")
+        fig.tight_layout()
+        fig.savefig(out / "heldout_lips.png", dpi=90)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.train",
+                                description="Fit and train the mesh-warp family on a prepared corpus.")
+    p.add_argument("--data", required=True, type=Path, help="a `pdfgc prepare` output folder")
+    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint, log, result)")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=16, help="16-frame runs per step")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--heldout", type=Path, default=None, help="held-out people list (default: the package's)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (with a checkpoint) after this long; --resume continues")
+    args = p.parse_args(argv)
+    try:
+        if args.steps < 1 or args.batch < 1:
+            raise InputError("--steps and --batch must be positive")
+        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+              resume=args.resume, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+              threads=args.threads, heldout_file=args.heldout,
+              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    except PDFGCError as e:
+        print(f"pdfgc: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
