@@ -1,0 +1,502 @@
+"""Training the mesh-warp refiner (``refiner.py``) by self-reenactment, from scratch, on the CPU.
+
+One command builds the pair cache (once) and trains, resumable after kill -9::
+
+    python -m pdfgc.families.meshwarp.refine_train --data /work/prepared_corpus --out runs/refiner
+
+1. **Pairs** (``build_cache``): in each clip of a prepared corpus, source frames s and target frames t of the same
+   clip; the source is warped to the target by their measured meshes (``WarpRenderer(s_img, s_mesh).render(t_mesh,
+   return_aux=True)``). Per training clip ``SOURCES`` sources (evenly spaced) x ``TARGETS`` targets (half drawn at
+   random, the rest the clip's widest mouth openings, lowest eye openings and largest pose changes: what the warp
+   cannot paint). Held-out people (``heldout_identities.txt``, by manifest.csv's identity_guess, and the corpus's
+   own ``heldout`` split) are never trained on: their clips give the held-out pairs (one neutral source per clip:
+   mouth closed, eyes open). Stored once as uint8 memmaps under ``--cache`` (warp, target, source at 112, the four
+   aux masks, target mouth/eye boxes); the warp costs ~5-10 ms a frame, a training step reads ~8 crops.
+2. **Batches**: ``CROP`` px crops of the 224 frames (40 % centred on the mouth, 20 % on an eye, 40 % anywhere,
+   jittered), flipped left-right half the time. Step k's batch comes from ``default_rng([seed, k])`` alone, so a
+   resumed run sees exactly the batches an uninterrupted one would.
+3. **Losses** (``losses``; images in [-1, 1]):
+
+   - ``l1``, weight 1: L1 over the crop, each pixel weighted by ``1 + MOUTH_WEIGHT`` inside the target's mouth box
+     and ``1 + EYE_WEIGHT`` inside an eye box (normalised by the mean weight): the regions the warp paints worst;
+   - ``grad``, weight ``GRAD_WEIGHT``: L1 between the image gradients (finite differences) of output and target at
+     scales 1, 1/2 and 1/4: edges (lash line, teeth edges, seams) rather than a blur;
+   - ``ssim``, weight ``SSIM_WEIGHT``: 1 - SSIM (7x7 box windows, per channel): local contrast and structure.
+
+   No feature loss from a recognition network (dlib's would need a port) and no adversarial term: not done here.
+4. **Training**: Adam (lr ``--lr``, 100 warm-up steps, cosine decay to 5 %), batch ``--batch``. Checkpoints
+   (``OUT/checkpoint.pt``: model, optimiser, step; written atomically, read with ``weights_only=True``) every
+   ``--ckpt-every`` steps and at the end; ``OUT/log.csv`` one row per ``--log-every`` steps (rows past a resumed
+   checkpoint are dropped); held-out PSNR (warp alone vs refined, 224 px) every ``--eval-every`` steps.
+   ``--minutes`` stops early (checkpointed; run the same command again to go on).
+5. **Result**: ``OUT/refiner.safetensors`` (``refiner.save_refiner``; copy it beside the params file as
+   ``<params stem>_refiner.safetensors`` to ship it).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import InputError
+from .refiner import AUX_KEYS, RES, Refiner, save_refiner
+
+HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
+DEFAULT_CACHE = Path("/work/refiner_cache")
+SOURCES = 3
+TARGETS = 10
+HELDOUT_TARGETS = 24
+CROP = 128
+MOUTH_WEIGHT = 3.0
+EYE_WEIGHT = 1.0
+GRAD_WEIGHT = 0.5
+SSIM_WEIGHT = 0.25
+LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375)
+EYES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155),
+        (263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382))
+HALF = RES // 2
+
+
+# ---------------------------------------------------------------------------------------------- regions
+
+
+def region_boxes(mesh: np.ndarray) -> np.ndarray:
+    """(3,4) int boxes x0,y0,x1,y1 (exclusive) of the mouth and both eyes in a 224 frame, with margins."""
+    out = np.zeros((3, 4), np.int32)
+    for j, idx in enumerate((LIP_OUTER,) + EYES):
+        p = np.asarray(mesh)[list(idx), :2]
+        lo, hi = p.min(0), p.max(0)
+        size = hi - lo
+        m = np.maximum(0.25 * size.max(), 4.0) if j == 0 else np.maximum(0.3 * size.max(), 4.0)
+        lo, hi = np.floor(lo - m), np.ceil(hi + m)
+        out[j] = np.clip([lo[0], lo[1], hi[0] + 1, hi[1] + 1], 0, RES)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- pair cache
+
+
+def corpus_people(data: Path, heldout_file: Path = HELDOUT_FILE):
+    """[(ClipInfo, identity, heldout)] of a prepared corpus, and the corpus."""
+    from ...data import PreparedCorpus
+
+    corpus = PreparedCorpus(data)
+    root = corpus.manifest.get("settings", {}).get("raw_root")
+    rows = {}
+    if root and (Path(root) / "manifest.csv").is_file():
+        with open(Path(root) / "manifest.csv", newline="") as f:
+            rows = {r["local_path"]: r for r in csv.DictReader(f)}
+    held = set()
+    if Path(heldout_file).is_file():
+        held = {ln.strip() for ln in Path(heldout_file).read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")}
+    out = []
+    for info in corpus.clips:
+        ident = rows.get(info.source, {}).get("identity_guess") or info.speaker or info.key
+        out.append((info, ident, info.split == "heldout" or ident in held))
+    return out, corpus
+
+
+def choose_pairs(arrays: dict, heldout: bool, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(source, target) frame pairs of one clip (see the module doc)."""
+    valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
+    idx = np.flatnonzero(valid)
+    if len(idx) < 4:
+        return []
+    mouth = np.nan_to_num(arrays["mouth.npy"].astype(np.float64))
+    ear = np.nan_to_num(arrays["eye.npy"][:, :2].astype(np.float64).mean(1), nan=1.0)
+    pose = np.nan_to_num(arrays["pose.npy"][:, :3].astype(np.float64))
+    if heldout:
+        calm = idx[mouth[idx] <= np.quantile(mouth[idx], 0.2)]
+        sources = [int(calm[np.argmax(ear[calm])])]
+        per = HELDOUT_TARGETS
+    else:
+        sources = [int(idx[k]) for k in np.linspace(0, len(idx) - 1, SOURCES + 2)[1:-1].round().astype(int)]
+        per = TARGETS
+    pairs = []
+    for s in sources:
+        cand = idx[np.abs(idx - s) >= 3]
+        if len(cand) < per:
+            cand = idx[idx != s]
+        n_hard = per // 2
+        hard = [int(cand[np.argmax(mouth[cand])])] if len(cand) else []
+        order_m = cand[np.argsort(-mouth[cand])][: max(1, len(cand) // 10)]
+        order_e = cand[np.argsort(ear[cand])][: max(1, len(cand) // 10)]
+        order_p = cand[np.argsort(-np.abs(pose[cand] - pose[s]).sum(1))][: max(1, len(cand) // 10)]
+        pools = [order_m, order_e, order_p]
+        while len(hard) < n_hard:
+            pool = pools[len(hard) % 3]
+            hard.append(int(pool[rng.integers(len(pool))]))
+        if heldout:  # evenly spread over the clip, plus the hard ones
+            rest = [int(cand[k]) for k in np.linspace(0, len(cand) - 1, per - n_hard).round().astype(int)]
+        else:
+            rest = [int(x) for x in rng.choice(cand, per - n_hard, replace=len(cand) < per - n_hard)]
+        pairs += [(s, t) for t in dict.fromkeys(hard + rest)]
+    return pairs
+
+
+@dataclass
+class PairCache:
+    """The memmapped pairs of one split (``open_cache``)."""
+
+    warp: np.ndarray     # (N,224,224,3) uint8
+    target: np.ndarray   # (N,224,224,3) uint8
+    source: np.ndarray   # (N,112,112,3) uint8 (the source frame at half size)
+    aux: np.ndarray      # (N,224,224,4) uint8 (AUX_KEYS x 255)
+    boxes: np.ndarray    # (N,3,4) int32 target mouth / eye boxes
+    meta: dict           # keys, s, t per pair; built_with
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def _maps(root: Path, n: int, mode: str):
+    shapes = {"warp": (n, RES, RES, 3), "target": (n, RES, RES, 3), "source": (n, HALF, HALF, 3),
+              "aux": (n, RES, RES, len(AUX_KEYS))}
+    return {k: np.lib.format.open_memmap(root / f"{k}.npy", mode=mode, dtype=np.uint8, shape=s if mode == "w+" else None)
+            for k, s in shapes.items()}
+
+
+def open_cache(root: Path) -> PairCache:
+    root = Path(root)
+    if not (root / "done.json").is_file():
+        raise InputError(f"refiner cache {root}: not built (run refine_train to build it)")
+    meta = json.loads((root / "done.json").read_text())
+    m = {k: np.load(root / f"{k}.npy", mmap_mode="r") for k in ("warp", "target", "source", "aux")}
+    return PairCache(m["warp"], m["target"], m["source"], m["aux"], np.load(root / "boxes.npy"), meta)
+
+
+def build_cache(data: Path, cache: Path, split: str, seed: int = 0, max_clips: int | None = None,
+                heldout_file: Path = HELDOUT_FILE, log=print) -> Path:
+    """Warp every chosen pair of `split` ("train" or "heldout") into ``cache/split`` (skipped when built)."""
+    import cv2
+
+    from .warp import WarpRenderer
+
+    root = Path(cache) / split
+    if (root / "done.json").is_file():
+        return root
+    people, corpus = corpus_people(data, heldout_file)
+    rng = np.random.default_rng([seed, 1 if split == "heldout" else 0])
+    plan = []
+    for info, ident, held in people:
+        if held != (split == "heldout"):
+            continue
+        arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "mouth.npy", "eye.npy", "pose.npy"))
+        for s, t in choose_pairs(arrays, held, rng):
+            plan.append((info.key, s, t, ident))
+        if max_clips and len({p[0] for p in plan}) >= max_clips:
+            break
+    if not plan:
+        raise InputError(f"refiner cache: no {split} pairs in {data}")
+    tmp = root.with_name(split + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    maps = _maps(tmp, len(plan), "w+")
+    boxes = np.zeros((len(plan), 3, 4), np.int32)
+    t0 = time.time()
+    i = 0
+    by_clip: dict[str, list[int]] = {}
+    for j, (key, s, t, _) in enumerate(plan):
+        by_clip.setdefault(key, []).append(j)
+    for c, (key, rows) in enumerate(by_clip.items()):
+        mesh = corpus.load_arrays(key, names=("mesh.npy",))["mesh.npy"].astype(np.float64)
+        frames_needed = sorted({plan[j][1] for j in rows} | {plan[j][2] for j in rows})
+        frames = dict(zip(frames_needed, corpus.load_frames(key, frames_needed)))
+        renderers = {}
+        for j in rows:
+            _, s, t, _ = plan[j]
+            if s not in renderers:
+                renderers = {s: WarpRenderer(frames[s], mesh[s])}
+            out, aux = renderers[s].render(mesh[t], return_aux=True)
+            maps["warp"][j] = out
+            maps["target"][j] = frames[t]
+            maps["source"][j] = cv2.resize(frames[s], (HALF, HALF), interpolation=cv2.INTER_AREA)
+            maps["aux"][j] = np.round(np.stack([aux[k] for k in AUX_KEYS], -1) * 255).astype(np.uint8)
+            boxes[j] = region_boxes(mesh[t])
+            i += 1
+        if c % 20 == 0:
+            log(f"refiner cache {split}: {i}/{len(plan)} pairs, {time.time() - t0:.0f} s")
+    for m in maps.values():
+        m.flush()
+    del maps
+    np.save(tmp / "boxes.npy", boxes)
+    meta = {"split": split, "pairs": len(plan), "clips": len(by_clip), "people": len({p[3] for p in plan}),
+            "keys": [p[0] for p in plan], "s": [p[1] for p in plan], "t": [p[2] for p in plan],
+            "seed": seed, "seconds": round(time.time() - t0, 1)}
+    (tmp / "done.json").write_text(json.dumps(meta))
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(tmp, root)
+    log(f"refiner cache {split}: {len(plan)} pairs from {len(by_clip)} clips in {time.time() - t0:.0f} s -> {root}")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def to_float(x: np.ndarray) -> torch.Tensor:
+    """(B,H,W,C) uint8 -> (B,C,H,W) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def sample_batch(cache: PairCache, step: int, seed: int, batch: int, crop: int = CROP):
+    """Step `step`'s batch (a pure function of seed and step): warp, aux, source, target, weight (B,1,c,c)."""
+    rng = np.random.default_rng([seed, step])
+    crop = int(crop) // 8 * 8
+    n = len(cache)
+    idx = rng.integers(0, n, batch)
+    W, A, Sr, T, Wt = [], [], [], [], []
+    for i in idx:
+        b = cache.boxes[i]
+        u = rng.random()
+        if u < 0.4:
+            cx, cy = (b[0, 0] + b[0, 2]) / 2, (b[0, 1] + b[0, 3]) / 2
+        elif u < 0.6:
+            e = b[1 + int(rng.integers(2))]
+            cx, cy = (e[0] + e[2]) / 2, (e[1] + e[3]) / 2
+        else:
+            cx, cy = rng.uniform(crop / 2, RES - crop / 2, 2)
+        cx += rng.normal(0, crop / 8)
+        cy += rng.normal(0, crop / 8)
+        x0 = int(np.clip(round((cx - crop / 2) / 2) * 2, 0, RES - crop))   # even: the source is at half size
+        y0 = int(np.clip(round((cy - crop / 2) / 2) * 2, 0, RES - crop))
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        wmap = np.ones((RES, RES), np.float32)
+        wmap[b[0, 1]:b[0, 3], b[0, 0]:b[0, 2]] += MOUTH_WEIGHT
+        for e in b[1:]:
+            wmap[e[1]:e[3], e[0]:e[2]] += EYE_WEIGHT
+        items = [cache.warp[i][sl], cache.aux[i][sl], cache.source[i][y0 // 2:(y0 + crop) // 2, x0 // 2:(x0 + crop) // 2],
+                 cache.target[i][sl], wmap[sl][..., None]]
+        if rng.random() < 0.5:
+            items = [x[:, ::-1] for x in items]
+        for lst, x in zip((W, A, Sr, T, Wt), items):
+            lst.append(x)
+    warp = to_float(np.stack(W))
+    aux = torch.from_numpy(np.ascontiguousarray(np.stack(A))).permute(0, 3, 1, 2).float().div_(255.0)
+    weight = torch.from_numpy(np.ascontiguousarray(np.stack(Wt))).permute(0, 3, 1, 2)
+    return warp, aux, to_float(np.stack(Sr)), to_float(np.stack(T)), weight
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def weighted_l1(out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    d = (out - target).abs()
+    if weight is None:
+        return d.mean()
+    return (d * weight).mean() / weight.mean()
+
+
+def gradient_loss(out: torch.Tensor, target: torch.Tensor, scales=(1, 2, 4)) -> torch.Tensor:
+    """Mean over scales of the L1 between finite-difference gradients (x and y) of out and target."""
+    total = out.new_zeros(())
+    for s in scales:
+        a = F.avg_pool2d(out, s) if s > 1 else out
+        b = F.avg_pool2d(target, s) if s > 1 else target
+        gx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
+        gy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
+        total = total + 0.5 * (gx.abs().mean() + gy.abs().mean())
+    return total / len(scales)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Mean SSIM of images in [-1, 1] (box windows, valid region, per channel; constants for a data range of 2)."""
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    mu_a, mu_b = F.avg_pool2d(a, window, 1), F.avg_pool2d(b, window, 1)
+    va = F.avg_pool2d(a * a, window, 1) - mu_a ** 2
+    vb = F.avg_pool2d(b * b, window, 1) - mu_b ** 2
+    cov = F.avg_pool2d(a * b, window, 1) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
+    return s.mean()
+
+
+def losses(out, target, weight=None) -> dict[str, torch.Tensor]:
+    """The training losses (module doc) and their weighted sum 'total'."""
+    d = {"l1": weighted_l1(out, target, weight), "grad": gradient_loss(out, target), "ssim": 1.0 - ssim(out, target)}
+    d["total"] = d["l1"] + GRAD_WEIGHT * d["grad"] + SSIM_WEIGHT * d["ssim"]
+    return d
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+@torch.inference_mode()
+def refine_cached(model: Refiner, cache: PairCache, rows, batch: int = 8) -> np.ndarray:
+    """Refined uint8 frames (len(rows),224,224,3) of cached pairs."""
+    out = []
+    rows = list(rows)
+    for k in range(0, len(rows), batch):
+        r = rows[k:k + batch]
+        warp = to_float(cache.warp[r])
+        aux = torch.from_numpy(np.ascontiguousarray(cache.aux[r])).permute(0, 3, 1, 2).float().div_(255.0)
+        y, _ = model(warp, aux, to_float(cache.source[r]))
+        out.append(y.add_(1.0).mul_(127.5).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def quick_eval(model: Refiner, cache: PairCache, n: int = 64) -> dict:
+    rows = np.linspace(0, len(cache) - 1, min(n, len(cache))).round().astype(int).tolist()
+    ref = refine_cached(model, cache, rows)
+    pw, pr, mw, mr = [], [], [], []
+    for j, i in enumerate(rows):
+        t, w, b = cache.target[i], cache.warp[i], cache.boxes[i, 0]
+        pw.append(psnr(w, t))
+        pr.append(psnr(ref[j], t))
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        mw.append(psnr(w[sl], t[sl]))
+        mr.append(psnr(ref[j][sl], t[sl]))
+    return {"psnr_warp": float(np.mean(pw)), "psnr_refined": float(np.mean(pr)),
+            "mouth_psnr_warp": float(np.mean(mw)), "mouth_psnr_refined": float(np.mean(mr))}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, args: dict) -> None:
+    from ...fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "args": args}, tmp)
+
+
+def _load_checkpoint(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file: start again rather than crash (the atomic write makes this rare)
+        print(f"warning: refiner checkpoint {path} unreadable ({str(e)[:120]}); starting from scratch", file=sys.stderr)
+        return None
+
+
+LOG_FIELDS = ("step", "seconds", "lr", "total", "l1", "grad", "ssim", "psnr_warp", "psnr_refined",
+              "mouth_psnr_warp", "mouth_psnr_refined")
+
+
+def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = CROP, lr: float = 2e-3, seed: int = 0,
+          ckpt_every: int = 200, log_every: int = 20, eval_every: int = 1000, minutes: float | None = None,
+          heldout: PairCache | None = None, widths=None, log=print) -> Refiner:
+    """Train (or resume) a refiner into `out`; returns the model at the last step reached."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
+    torch.manual_seed(seed)
+    model = Refiner(widths) if widths else Refiner()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    step = 0
+    args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "widths": list(model.widths)}
+    ck = _load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = int(ck["step"])
+        log(f"resumed at step {step} from {ckpt_path}")
+    # the log keeps only rows up to the checkpoint's step (a killed run may have logged further)
+    rows = []
+    if log_path.is_file():
+        with open(log_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    with open(log_path, "w", newline="") as f:
+        w = csv.DictWriter(f, LOG_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    t0 = time.time()
+    acc: dict[str, float] = {}
+    model.train()
+    while step < steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr)
+        warp, aux, src, tgt, weight = sample_batch(cache, step, seed, batch, crop)
+        y, _ = model(warp, aux, src)
+        d = losses(y, tgt, weight)
+        opt.zero_grad(set_to_none=True)
+        d["total"].backward()
+        opt.step()
+        step += 1
+        for k in ("total", "l1", "grad", "ssim"):
+            acc[k] = acc.get(k, 0.0) + float(d[k].detach())
+        acc["n"] = acc.get("n", 0) + 1
+        row = None
+        if step % log_every == 0 or step == steps:
+            row = {"step": step, "seconds": round(time.time() - t0, 1), "lr": f"{lr_at(step - 1, steps, lr):.6g}"}
+            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim")})
+            acc = {}
+        if heldout is not None and (step % eval_every == 0 or step == steps):
+            model.eval()
+            ev = quick_eval(model, heldout)
+            model.train()
+            row = row or {"step": step, "seconds": round(time.time() - t0, 1)}
+            row.update({k: f"{v:.3f}" for k, v in ev.items()})
+            log(f"step {step}: held-out PSNR warp {ev['psnr_warp']:.2f} -> refined {ev['psnr_refined']:.2f} dB; "
+                f"mouth {ev['mouth_psnr_warp']:.2f} -> {ev['mouth_psnr_refined']:.2f} dB")
+        if row is not None:
+            with open(log_path, "a", newline="") as f:
+                csv.DictWriter(f, LOG_FIELDS).writerow(row)
+            if "l1" in row:
+                log(f"step {step}/{steps} loss {row['total']} (l1 {row['l1']}) {time.time() - t0:.0f} s")
+        stop = minutes is not None and time.time() - t0 > 60 * minutes
+        if step % ckpt_every == 0 or step == steps or stop:
+            _save_checkpoint(ckpt_path, model, opt, step, args)
+        if stop:
+            log(f"stopped after {minutes} min at step {step} (checkpointed; run again to go on)")
+            break
+    model.eval()
+    save_refiner(model, out / "refiner.safetensors", {"step": step, **args})
+    return model
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.refine_train", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="a prepared corpus (pdfgc prepare)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, refiner.safetensors)")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the warped pair cache (built once)")
+    ap.add_argument("--heldout", type=Path, default=HELDOUT_FILE, help="held-out people, one a line")
+    ap.add_argument("--steps", type=int, default=12000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=CROP)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--minutes", type=float, default=None, help="stop (checkpointed) after this long")
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--max-clips", type=int, default=None, help="only the first N clips (a quick check)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+        train_root = build_cache(a.data, a.cache, "train", a.seed, a.max_clips, a.heldout)
+        held_root = build_cache(a.data, a.cache, "heldout", a.seed, a.max_clips, a.heldout)
+        train(open_cache(train_root), a.out, a.steps, a.batch, a.crop, a.lr, a.seed, a.ckpt_every, a.log_every,
+              a.eval_every, a.minutes, open_cache(held_root))
+    except InputError as e:
+        print(f"pdfgc: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The mesh-warp refiner: a small convolutional network that paints what the warp cannot.
+
+Input (at the network's working resolution ``RES`` = 224, whatever the render size):
+
+- the warped frame (3 channels, [-1, 1]) and the renderer's four aux masks (``AUX_KEYS``: mouth interior painted,
+  eye white/iris painted, lids painted, stretch = unreliable pixels), pixel-unshuffled by 2 to 112x112x28;
+- the portrait (the warp's source image) at half resolution, 112x112x3, [-1, 1] (colour and texture reference).
+
+A three-level U-Net (112 -> 56 -> 28 and back, ``widths`` channels) predicts, pixel-shuffled back to 224, a residual
+``delta`` (3) and a blend mask logit (1); the output is ``warp + sigmoid(mask) * delta``. The last layer starts at
+zero with the mask at sigmoid(-2), so an untrained refiner returns the warp exactly (it can only start from the
+right pixels). Codes are not an input: the aux masks already say where the mouth/eyes were painted and how far.
+
+At render sizes above 224 (``RefinerRunner``) the warp and masks are area-downscaled to 224, the refiner runs
+there, and only its masked residual is upscaled (bilinear) and added to the full-resolution warp: detail the
+warp kept at full resolution stays.
+
+Weights: one safetensors file, metadata ``format`` = ``FORMAT`` and ``config`` (json: widths); small (~0.3 MB).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...errors import InputError
+
+FORMAT = "pdfgc-meshwarp-refiner"
+RES = 224
+AUX_KEYS = ("mouth", "eyes", "lids", "stretch")
+DEFAULT_WIDTHS = (16, 24, 32)
+MASK_BIAS = -2.0
+
+
+def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2), nn.LeakyReLU(0.1))
+
+
+class Refiner(nn.Module):
+    """warp (B,3,H,W) in [-1,1], aux (B,4,H,W) in [0,1], source (B,3,H/2,W/2) in [-1,1] -> refined (B,3,H,W),
+    mask (B,1,H,W) in (0,1). H and W multiples of 8 (trained at 224 on crops of it)."""
+
+    def __init__(self, widths=DEFAULT_WIDTHS):
+        super().__init__()
+        c0, c1, c2 = (int(w) for w in widths)
+        self.widths = (c0, c1, c2)
+        self.inp = nn.Sequential(_conv(4 * (3 + len(AUX_KEYS)) + 3, c0, k=1), _conv(c0, c0))
+        self.down1 = nn.Sequential(_conv(c0, c1, 2), _conv(c1, c1))
+        self.down2 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2), _conv(c2, c2))
+        self.up2 = _conv(c2, c1, k=1)
+        self.merge1 = _conv(c1, c1)
+        self.up1 = _conv(c1, c0, k=1)
+        self.merge0 = _conv(c0, c0)
+        self.out = nn.Conv2d(c0, 4 * 4, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.zero_()
+            self.out.bias[12:] = MASK_BIAS   # pixel_shuffle: channel c*4+k -> output channel c (3 = the mask)
+
+    def forward(self, warp: torch.Tensor, aux: torch.Tensor, source: torch.Tensor):
+        x = F.pixel_unshuffle(torch.cat([warp, aux], 1), 2)
+        e0 = self.inp(torch.cat([x, source], 1))
+        e1 = self.down1(e0)
+        e2 = self.down2(e1)
+        d1 = self.merge1(e1 + self.up2(F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False)))
+        d0 = self.merge0(e0 + self.up1(F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False)))
+        y = F.pixel_shuffle(self.out(d0), 2)
+        mask = torch.sigmoid(y[:, 3:4])
+        return warp + mask * y[:, :3], mask
+
+    def config(self) -> dict:
+        return {"widths": list(self.widths)}
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def save_refiner(model: Refiner, path, info: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from ...fileio import atomic_path
+
+    path = Path(path)
+    meta = {"format": FORMAT, "config": json.dumps(model.config()), "info": json.dumps(info or {})}
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return path
+
+
+def load_refiner(path) -> Refiner:
+    """A refiner from its safetensors file (InputError when the file is not one)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"refiner weights {path}: no such file")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for a damaged header
+        raise InputError(f"refiner weights {path}: not a safetensors file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise InputError(f"refiner weights {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    cfg = json.loads(meta.get("config", "{}"))
+    model = Refiner(cfg.get("widths", DEFAULT_WIDTHS))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise InputError(f"refiner weights {path}: tensors do not match the config ({str(e)[:200]})") from None
+    model.info = json.loads(meta.get("info", "{}"))
+    return model.eval().requires_grad_(False)
+
+
+def refiner_path_for(params_path) -> Path:
+    """``<params stem>_refiner.safetensors`` beside a params file."""
+    p = Path(params_path)
+    return p.with_name(p.stem + "_refiner.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------- inference
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H,W,3) uint8 -> (1,3,H,W) float in [-1,1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+
+
+def aux_tensor(aux: dict) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(aux[k], np.float32) for k in AUX_KEYS]))[None]
+
+
+def source_half(image: np.ndarray) -> np.ndarray:
+    """The portrait at the refiner's source resolution (RES/2), uint8."""
+    half = RES // 2
+    interp = cv2.INTER_AREA if image.shape[0] > half else cv2.INTER_LINEAR
+    return cv2.resize(image, (half, half), interpolation=interp)
+
+
+class RefinerRunner:
+    """A refiner bound to one portrait: ``apply(frame, aux)`` -> the refined uint8 frame at the frame's size."""
+
+    def __init__(self, model: Refiner, portrait: np.ndarray):
+        self.model = model
+        self.source = to_tensor(source_half(portrait))
+
+    @torch.inference_mode()
+    def apply_batch(self, frames: np.ndarray, auxes: list[dict]) -> np.ndarray:
+        """(B,S,S,3) uint8 warped frames + their aux dicts -> (B,S,S,3) uint8 refined."""
+        frames = np.asarray(frames)
+        s = frames.shape[1]
+        if s == RES:
+            warp = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+            aux = torch.cat([aux_tensor(a) for a in auxes])
+            out, _ = self.model(warp, aux, self.source.expand(len(frames), -1, -1, -1))
+            return out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        small = np.stack([cv2.resize(f, (RES, RES), interpolation=cv2.INTER_AREA) for f in frames])
+        small_aux = [{k: cv2.resize(np.asarray(a[k], np.float32), (RES, RES), interpolation=cv2.INTER_AREA)
+                      for k in AUX_KEYS} for a in auxes]
+        warp = torch.from_numpy(small).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        aux = torch.cat([aux_tensor(a) for a in small_aux])
+        out, _ = self.model(warp, aux, self.source.expand(len(frames), -1, -1, -1))
+        resid = F.interpolate((out - warp).mul_(127.5), size=(s, s), mode="bilinear", align_corners=False)
+        full = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        return full.add_(resid).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+    def apply(self, frame: np.ndarray, aux: dict) -> np.ndarray:
+        return self.apply_batch(frame[None], [aux])[0]

@@ -1,0 +1,162 @@
+"""The mesh-warp refiner: network (pinned outputs), weights file, runner, losses on known inputs, training resume."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from pdfgc.errors import InputError
+from pdfgc.families.meshwarp import refine_train as R
+from pdfgc.families.meshwarp.refiner import (FORMAT, Refiner, RefinerRunner, load_refiner, refiner_path_for,
+                                             save_refiner)
+
+
+def _randomised(widths=(4, 6, 8), seed=0):
+    torch.manual_seed(seed)
+    m = Refiner(widths)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.2)
+    return m.eval()
+
+
+def _inputs(b=1, s=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    warp = torch.rand(b, 3, s, s, generator=g) * 2 - 1
+    aux = torch.rand(b, 4, s, s, generator=g)
+    src = torch.rand(b, 3, s // 2, s // 2, generator=g) * 2 - 1
+    return warp, aux, src
+
+
+def test_untrained_refiner_returns_the_warp_exactly():
+    torch.manual_seed(0)
+    m = Refiner((4, 6, 8)).eval()
+    warp, aux, src = _inputs()
+    out, mask = m(warp, aux, src)
+    assert torch.equal(out, warp)
+    assert torch.allclose(mask, torch.full_like(mask, 1 / (1 + np.exp(2.0))))
+
+
+def test_tiny_random_refiner_pinned_values():
+    m = _randomised()
+    warp, aux, src = _inputs()
+    with torch.no_grad():
+        out, mask = m(warp, aux, src)
+    assert out.shape == (1, 3, 16, 16) and mask.shape == (1, 1, 16, 16)
+    got = [float(out[0, 0, 0, 0]), float(out[0, 1, 5, 7]), float(out[0, 2, 15, 15]), float(mask[0, 0, 8, 3]),
+           float(out.mean())]
+    assert got == pytest.approx(PINNED, abs=1e-4)
+
+
+PINNED = [0.538292, 1.038959, 0.122309, 0.503363, -0.030780]
+
+
+def test_weights_round_trip_and_refusals(tmp_path):
+    m = _randomised()
+    p = save_refiner(m, tmp_path / "meshwarp_refiner.safetensors", {"step": 3})
+    back = load_refiner(p)
+    assert back.widths == (4, 6, 8) and back.info["step"] == 3
+    warp, aux, src = _inputs()
+    with torch.no_grad():
+        assert torch.equal(back(warp, aux, src)[0], m(warp, aux, src)[0])
+    assert refiner_path_for(tmp_path / "meshwarp.safetensors") == tmp_path / "meshwarp_refiner.safetensors"
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "something"})
+    with pytest.raises(InputError, match=FORMAT):
+        load_refiner(tmp_path / "other.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(InputError):
+        load_refiner(tmp_path / "junk.safetensors")
+    with pytest.raises(InputError):
+        load_refiner(tmp_path / "missing.safetensors")
+
+
+def test_runner_at_224_and_above():
+    torch.manual_seed(0)
+    untrained = Refiner((4, 6, 8)).eval()
+    rng = np.random.default_rng(0)
+    portrait = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    for s in (224, 256):
+        frame = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
+        aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids", "stretch")}
+        assert np.array_equal(RefinerRunner(untrained, portrait).apply(frame, aux), frame)
+        out = RefinerRunner(_randomised(), portrait).apply(frame, aux)
+        assert out.shape == frame.shape and out.dtype == np.uint8 and not np.array_equal(out, frame)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def test_losses_on_known_inputs():
+    a = torch.zeros(1, 3, 16, 16)
+    b = torch.full_like(a, 0.5)
+    assert float(R.weighted_l1(a, b)) == pytest.approx(0.5)
+    w = torch.ones(1, 1, 16, 16)
+    w[..., :8, :] = 3.0
+    b2 = torch.zeros_like(a)
+    b2[..., :8, :] = 1.0   # error 1 on the heavily weighted half only: (3*1*128) / (3*128 + 128) = 0.75
+    assert float(R.weighted_l1(a, b2, w)) == pytest.approx(0.75)
+    # a constant offset has no gradient error; a ramp of slope 0.1 along x against a flat image has 0.1 at scale 1
+    assert float(R.gradient_loss(a, b)) == pytest.approx(0.0, abs=1e-7)
+    ramp = torch.arange(16.0).mul(0.1).expand(1, 3, 16, 16)
+    # per scale s (1, 2, 4) the x-difference of the pooled ramp is 0.1*s, y is 0: 0.5*(0.1 s) averaged = 0.1167
+    assert float(R.gradient_loss(ramp, a)) == pytest.approx(0.5 * 0.1 * (1 + 2 + 4) / 3, rel=1e-5)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert float(R.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    # two constant images: SSIM = (2 mu_a mu_b + c1) / (mu_a^2 + mu_b^2 + c1)
+    c1 = 0.02 ** 2
+    assert float(R.ssim(a, b)) == pytest.approx(c1 / (0.25 + c1), rel=1e-4)
+    d = R.losses(a, b)
+    assert float(d["total"]) == pytest.approx(0.5 + R.GRAD_WEIGHT * 0 + R.SSIM_WEIGHT * (1 - c1 / (0.25 + c1)),
+                                              rel=1e-4)
+    assert R.psnr(np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)
+
+
+def test_region_boxes_cover_mouth_and_eyes():
+    mesh = np.zeros((478, 3))
+    mesh[:, :2] = 100.0
+    mesh[list(R.LIP_OUTER), 0] = np.linspace(90, 130, len(R.LIP_OUTER))
+    mesh[list(R.LIP_OUTER), 1] = 160.0
+    b = R.region_boxes(mesh)
+    assert b.shape == (3, 4)
+    assert b[0, 0] <= 90 and b[0, 2] >= 131 and b[0, 1] <= 160 <= b[0, 3]
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _tiny_cache(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    warp = np.clip(target.astype(int) + rng.integers(-30, 30, target.shape), 0, 255).astype(np.uint8)
+    source = target[:, ::2, ::2].copy()
+    aux = rng.integers(0, 256, (n, 224, 224, 4), dtype=np.uint8)
+    boxes = np.tile(np.array([[80, 140, 150, 190], [50, 80, 100, 110], [120, 80, 170, 110]], np.int32), (n, 1, 1))
+    return R.PairCache(warp, target, source, aux, boxes, {})
+
+
+def test_two_steps_then_resume_equals_uninterrupted(tmp_path):
+    cache = _tiny_cache()
+    kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None)
+    full = R.train(cache, tmp_path / "a", steps=2, **kw)
+    # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then the same command again
+    part = R.train(cache, tmp_path / "b", steps=2, minutes=0.0, **kw)
+    assert not all(torch.equal(p, q) for p, q in zip(part.state_dict().values(), full.state_dict().values()))
+    with open(tmp_path / "b" / "log.csv", "a") as f:   # a row a killed run logged past its checkpoint
+        f.write("99,1,0,0,0,0,0,,,,\n")
+    resumed = R.train(cache, tmp_path / "b", steps=2, **kw)
+    for (k, p), q in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), k
+    with open(tmp_path / "b" / "log.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2]
+    assert load_refiner(tmp_path / "b" / "refiner.safetensors").info["step"] == 2
+    b1, b2 = R.sample_batch(cache, 5, 0, 2, 32), R.sample_batch(cache, 5, 0, 2, 32)
+    assert all(torch.equal(x, y) for x, y in zip(b1, b2))
+
+
+def test_cli_bad_corpus_is_one_error_line(tmp_path, capsys):
+    assert R.main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"),
+                   "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pdfgc: error:")
