@@ -38,7 +38,8 @@ def _portraits(size: int):
         out = []
         for name, img in (("anne", anne), ("photo", crop)):
             if img.shape[0] != size:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC if size > img.shape[0] else cv2.INTER_AREA)
+                interp = cv2.INTER_CUBIC if size > img.shape[0] else cv2.INTER_AREA
+                img = cv2.resize(img, (size, size), interpolation=interp)
             faces = det.detect(img)
             if not faces:
                 raise SystemExit(f"no face in {name}")
@@ -53,8 +54,8 @@ def bench(size: int, reps: int = 40) -> dict:
     t0 = time.perf_counter()
     r = WarpRenderer(img, mesh)
     init = time.perf_counter() - t0
-    targets = [rotate_mesh(open_mouth(close_eyes(mesh, 0.5 * (k % 3)), 0.04 * (k % 4)), yaw=-15 + 3 * (k % 11), pitch=4 - (k % 5))
-               for k in range(12)]
+    targets = [rotate_mesh(open_mouth(close_eyes(mesh, 0.5 * (k % 3)), 0.04 * (k % 4)), yaw=-15 + 3 * (k % 11),
+                           pitch=4 - (k % 5)) for k in range(12)]
     for t in targets[:4]:
         r.render(t)
     times, cpu, aux_times = [], [], []
@@ -97,21 +98,24 @@ def strips(size: int = 224) -> list[Path]:
         path = OUT / f"warp_{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
         paths.append(path)
-        # close-ups of eyes and mouth, 2x
-        e = lambda t, box: cv2.resize(r.render(t)[box[1]:box[3], box[0]:box[2]], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)  # noqa: E731
-        x0, x1 = int(mesh[[33, 263], 0].min() - 12), int(mesh[[33, 263], 0].max() + 12)
+        # close-ups (3x): eyes open / shut / half / gaze left / right, then mouth closed / 0.05 / 0.10 / 0.15
+        def zoom(target, box):
+            x0, y0, x1, y1 = box
+            return cv2.resize(r.render(target)[y0:y1, x0:x1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+
         y0 = int(mesh[[159, 386], 1].min() - 14)
-        eyes_box = (x0, y0, x1, y0 + 30)
-        mx0, mx1 = int(mesh[61, 0] - 10), int(mesh[291, 0] + 10)
+        eyes_box = (int(mesh[[33, 263], 0].min() - 12), y0, int(mesh[[33, 263], 0].max() + 12), y0 + 30)
         my0 = int(mesh[0, 1] - 6)
-        mouth_box = (mx0, my0, mx1, my0 + int(mesh[17, 1] - mesh[0, 1] + 40))
-        close = [np.concatenate([e(t, eyes_box) for t in (mesh, close_eyes(mesh, 1.0), close_eyes(mesh, 0.6), shift_irises(mesh, -0.14), shift_irises(mesh, 0.14))], 1),
-                 ]
-        mouths = np.concatenate([e(t, mouth_box) for t in (mesh, open_mouth(mesh, 0.05), open_mouth(mesh, 0.1), open_mouth(mesh, 0.15))], 1)
-        path = OUT / f"warp_{name}_closeup.png"
-        w = max(close[0].shape[1], mouths.shape[1])
+        mouth_box = (int(mesh[61, 0] - 10), my0, int(mesh[291, 0] + 10), my0 + int(mesh[17, 1] - mesh[0, 1] + 40))
+        eye_targets = (mesh, close_eyes(mesh, 1.0), close_eyes(mesh, 0.6), shift_irises(mesh, -0.14),
+                       shift_irises(mesh, 0.14))
+        mouth_targets = (mesh, open_mouth(mesh, 0.05), open_mouth(mesh, 0.1), open_mouth(mesh, 0.15))
+        eyes = np.concatenate([zoom(t, eyes_box) for t in eye_targets], 1)
+        mouths = np.concatenate([zoom(t, mouth_box) for t in mouth_targets], 1)
+        w = max(eyes.shape[1], mouths.shape[1])
         pad = lambda a: np.pad(a, ((0, 0), (0, w - a.shape[1]), (0, 0)))  # noqa: E731
-        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([pad(close[0]), pad(mouths)], 0), cv2.COLOR_RGB2BGR))
+        path = OUT / f"warp_{name}_closeup.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([pad(eyes), pad(mouths)], 0), cv2.COLOR_RGB2BGR))
         paths.append(path)
     return paths
 
@@ -128,8 +132,8 @@ def main(argv=None) -> int:
         pass
     for size in (224, 512):
         res = bench(size, args.reps)
-        print(f"{size} px: render {res['cpu_ms']:.2f} ms CPU (p90 {res['cpu_p90_ms']:.2f}; wall {res['render_ms']:.2f}), "
-              f"with aux {res['aux_ms']:.2f} ms CPU, per-portrait set-up {res['init_ms']:.0f} ms")
+        print(f"{size} px: render {res['cpu_ms']:.2f} ms CPU (p90 {res['cpu_p90_ms']:.2f}; "
+              f"wall {res['render_ms']:.2f}), with aux {res['aux_ms']:.2f} ms CPU, per-portrait set-up {res['init_ms']:.0f} ms")
     if args.strips:
         for p in strips():
             print("wrote", p.relative_to(REPO))

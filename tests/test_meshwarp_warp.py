@@ -205,3 +205,20 @@ def test_bad_input_raises_clear_errors(anne, renderer):
         WarpRenderer(img.astype(np.float32), mesh)
     from pdfgc.errors import InputError
     assert issubclass(WarpInputError, InputError)  # the CLI prints it as one `pdfgc: error:` line
+
+
+def test_an_open_source_mouth_keeps_its_own_interior(anne, renderer):
+    img, mesh = anne
+    # a portrait whose mouth is already open: anne rendered with her jaw dropped, with that target as its mesh
+    opened = open_mouth(mesh, 0.10)
+    portrait = renderer.render(opened)
+    r = WarpRenderer(portrait, opened)
+    out, aux = r.render(opened, return_aux=True)
+    assert (out == portrait).all() and aux["mouth"].max() == 0.0
+    # the same opening, moved: still its own interior (nothing painted)
+    moved = opened.copy()
+    moved[:, :2] += (3.0, 2.0)
+    assert r.render(moved, return_aux=True)[1]["mouth"].max() == 0.0
+    # opened much further: the procedural interior takes over part of the way
+    wide = r.render(open_mouth(opened, 0.10), return_aux=True)[1]["mouth"].max()
+    assert 0.2 < wide < 1.0, wide

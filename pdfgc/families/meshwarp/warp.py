@@ -3,28 +3,42 @@ target mesh (conventions in ``pdfgc.families.meshwarp``).
 
 One render, all at the output resolution S:
 
-1. Triangles: the 898 face triangles (``topology.triangles()``, eye and mouth holes filled) plus an outer
-   triangulation (Delaunay once, on the source) of the face outline, rings of anchor points beyond it and points
-   on the image border. A ring point moves by the head's rigid similarity motion (Umeyama fit on the rigid mesh
-   points, in 3-D) evaluated at the point, times a raised-cosine weight that falls from 1 at the outline to 0 at
-   ``outer_extent`` outline radii (or the border), so hair, ears and neck follow the head without bending and the
-   background beyond stays exactly still.
-2. A triangle-id map rasterised in painter's order (cv2.fillConvexPoly, quarter-pixel vertices): back-facing face
-   triangles first (they only show where nothing else covers a pixel, instead of a hole), then the outer triangles,
-   then the front-facing face triangles from far to near (target z), so the nearest wins. Per-pixel source
-   positions come from per-triangle 2x3 affine maps (target -> source), and one cv2.remap samples the portrait.
-3. Where the face is drawn over outer triangles (the far cheek of a turned head, whose hidden outline lies under
-   the face) the face is faded in over a few pixels onto the outer layer: no hard cut between cheek and hair.
+0. Depth gain: the target's out-of-plane head rotation (Umeyama fit on the rigid points, 3-D) is re-applied with
+   the portrait's depths stretched by ``depth_gain`` (1.35) about the face centre. Mediapipe's z is flatter than a
+   real head, so a warp by the plain target reads back (through mediapipe, as ``pdfgc evaluate`` measures) only
+   ~65-75 % of the requested yaw and ~55-75 % of the pitch; 1.35 brings anne.png's +-15 deg yaw to 13.6 / -16.7
+   and +-10 deg pitch to 9 / -10. Translation, scale and roll are unchanged, and so is identity.
+1. Triangles: the 898 face triangles (``topology.triangles()``, eye and mouth holes filled); an outer band
+   (Delaunay once, on the source) between the face outline, rings of anchor points beyond it and points on the
+   image border; and the same Delaunay's chords across the face (outline points only), a coarse layer under the
+   mesh. A ring point moves by the head's rigid similarity motion evaluated at the point (at its outline point's
+   depth) times a raised-cosine weight that falls from 1 at the outline to 0 at ``outer_extent`` outline radii (or
+   the border), plus the outline's own non-rigid motion (a jaw drop) over the inner half of the band: hair, ears
+   and neck follow the head without bending, and the background beyond stays exactly still.
+2. A triangle-id map rasterised in painter's order (cv2.fillConvexPoly, quarter-pixel vertices): the chord layer
+   and the outer band first (folded ones before the others), then the front-facing face triangles from far to
+   near (target z), so the nearest wins; back-facing face triangles are skipped. Per-pixel source positions come
+   from per-triangle 2x3 affine maps (target -> source), gathered in one pass, and one fixed-point cv2.remap
+   samples the portrait. Pixels of strongly compressed triangles (a cheek turned edge-on) are clamped inside their
+   triangle (an extrapolated map would point many pixels away).
+3. Seams: where the face is drawn over the outer band (the far cheek of a turned head, its hidden outline under
+   the face) the face fades onto the band over ``feather`` x S pixels; pixels where the source position jumps
+   between neighbours (occlusion edges) or whose triangle is squeezed get a small blur, as the portrait's own
+   edges had.
 4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
-   a rigid disc taken from the source iris, placed at the target iris centre and clipped by the target lid opening.
-   A closing eye (target lid opening well below the source's) is painted with a copy of the portrait whose eye
-   openings are inpainted with lid skin, warped the same way, plus a thin lash line along the closing line.
+   a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target iris
+   centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
+   A closing eye (target EAR below half the portrait's) is blended, by how closed it is, toward a copy of the
+   portrait whose eye openings and lashes are covered with the skin above the lashes (smooth, column by column),
+   warped the same way, plus a thin soft lash line along the upper lid.
 5. Mouth: where the target inner-lip polygon is open beyond the source's, a procedural interior (dark cavity
-   gradient, upper and fainter lower teeth bands, tongue tint, soft edges) is painted; a source mouth that is
-   already open keeps its own (warped) interior as far as the target opening matches it.
+   gradient from the lip colour, an upper-teeth band under the upper lip and a fainter lower one when wide open,
+   a tongue tint, lip shadow, soft edges) is painted; a source mouth that is already open keeps its own (warped)
+   interior as far as the target opening matches it.
 
 Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
-itself, and neither lids nor mouth are painted.
+itself, and neither lids nor mouth are painted. Cost on one core (benchmarks/bench_warp.py, CPU time, targets
+with yaw, lids and mouth): ~5.5-6 ms at 224 px, ~13-15 ms at 512 px.
 """
 from __future__ import annotations
 
@@ -152,9 +166,10 @@ class WarpRenderer:
     """Warp one portrait to target meshes. ``image`` (S,S,3) uint8 RGB, ``mesh`` (478,3) its face mesh in pixels.
 
     Options (keywords): ``outer_rings`` (5) rings of anchor points beyond the outline; ``outer_extent`` (2.2) how far
-    the head's motion reaches, in outline radii from the face centre (clipped at the border); ``feather`` (0.03)
-    width of the fade from the far cheek onto the outer layer, as a fraction of S; ``eyes``/``lids``/``mouth``
-    (True) switch the procedural parts off for debugging.
+    the head's motion reaches, in outline radii from the face centre (clipped at the border); ``outer_hold`` (0) the
+    fraction of the band that moves fully before the fade starts; ``depth_gain`` (1.35) see the module docstring;
+    ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
+    ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging.
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
@@ -162,8 +177,10 @@ class WarpRenderer:
                  feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
-        if outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5:
-            raise WarpInputError("warp: outer_rings >= 1, outer_extent > 1 and 0 <= feather < 0.5 are needed")
+        if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
+                or not 0.5 <= depth_gain <= 3.0):
+            raise WarpInputError("warp: outer_rings >= 1, outer_extent > 1, 0 <= outer_hold < 1, "
+                                 "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self.use_eyes, self.use_lids, self.use_mouth = eyes, lids, mouth
         self.depth_gain = float(depth_gain)
@@ -171,10 +188,6 @@ class WarpRenderer:
         self._rigid_centre = c
         self._feather = max(1, int(round(feather * s)) | 1) if feather > 0 else 0
         self._face_tris = triangles()
-        fills = topology.fill_slices()
-        self._fill = np.zeros(len(self._face_tris), bool)
-        for sl in fills.values():
-            self._fill[sl] = True
         self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
         self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
@@ -287,7 +300,8 @@ class WarpRenderer:
         moved = (s * p3 @ rot.T + t)[:, :2]
         own = self.mesh[self._outer_owner]
         residual = target[self._outer_owner, :2] - (s * own @ rot.T + t)[:, :2]
-        outer = self._outer_src + self._outer_w[:, None] * (moved - self._outer_src) + self._outer_wr[:, None] * residual
+        outer = (self._outer_src + self._outer_w[:, None] * (moved - self._outer_src)
+                 + self._outer_wr[:, None] * residual)
         return np.concatenate([target[:, :2], outer])
 
     # ------------------------------------------------------------------ per-portrait eye and mouth material
