@@ -185,6 +185,22 @@ def test_disk_full_while_writing_the_mp4(tiny_weights, tmp_path, capsys, monkeyp
     assert list(tmp_path.iterdir()) == []  # no partial file, no temporary file
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_disk_full_on_a_real_small_filesystem(tiny_weights, tmp_path, capsys):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = small / "o.mp4"
+        audio = _wav(tmp_path / "speech.wav", seconds=3.0)  # its AAC track alone is larger than the filesystem
+        assert main(_animate(tiny_weights, "--audio", str(audio), "--lips", "still", "--crf", "0", "-o", str(out))) == 2
+        _one_error(capsys, "no space left on device")
+        assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 def test_nan_audio_with_lips_still_and_with_lips_from_it(tiny_weights, tmp_path, capsys):
     x = 0.3 * np.sin(np.arange(32000) / 7.0)
     x[5000:5100] = np.nan
