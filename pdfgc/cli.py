@@ -269,10 +269,11 @@ def _interrupted_message(args) -> str:
 
 
 def main(argv=None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if not ({"-v", "--verbose"} & set(words)):  # before the parser: building it imports modules that may warn
+        warnings.formatwarning = _short_warning
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
-    if not args.verbose:
-        warnings.formatwarning = _short_warning
     import signal
     import threading
     if threading.current_thread() is threading.main_thread():
