@@ -2,6 +2,7 @@
 
     python benchmarks/bench_warp.py            # ms per render at 224 and 512 px on one core
     python benchmarks/bench_warp.py --strips   # also PNG strips in benchmarks/results/meshwarp/warp_*.png
+    python benchmarks/bench_warp.py --measure  # also what mediapipe reads back (pose, EAR, gaze, mouth)
 
 The portraits are anne.png (an aligned 224 crop) and a photo aligned with align_portrait + warp_to_crop; the meshes
 are measured with mediapipe (nothing cached). Timings: median of repeated renders after warm-up, threads pinned to 1;
@@ -120,9 +121,47 @@ def strips(size: int = 224) -> list[Path]:
     return paths
 
 
+def measure(size: int = 224) -> None:
+    """What mediapipe reads back from renders of simple edits (the test figures), per portrait."""
+    from pdfgc.evaluation import signals as S
+    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth, rotate_mesh, shift_irises
+    from pdfgc.media.face import FaceMeshDetector
+
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        def read(frame):
+            faces = det.detect(frame)
+            return faces[0] if faces else np.full((478, 3), np.nan)
+
+        for name, img, mesh in _portraits(size):
+            r = WarpRenderer(img, mesh)
+            base = read(r.render(mesh))
+            pose0 = S.head_pose(base)[0]
+            row = [f"{name}:"]
+            for label, kw in (("yaw+15", dict(yaw=15)), ("yaw-15", dict(yaw=-15)), ("pitch+10", dict(pitch=10)),
+                              ("pitch-10", dict(pitch=-10))):
+                d = S.head_pose(read(r.render(rotate_mesh(mesh, **kw))))[0] - pose0
+                row.append(f"{label} -> yaw {d[0]:+.1f} pitch {d[1]:+.1f} roll {d[2]:+.1f}")
+            ear0 = S.eye_aspect_ratio(base)[0]
+            ear1 = S.eye_aspect_ratio(read(r.render(close_eyes(mesh, 1.0))))[0]
+            row.append(f"EAR open {ear0.round(3).tolist()} closed {ear1.round(3).tolist()} "
+                       f"(ratio {(ear1 / ear0).round(2).tolist()})")
+            g0 = S.gaze(base)[0][0]
+            gl = S.gaze(read(r.render(shift_irises(mesh, -0.12))))[0][0]
+            gr = S.gaze(read(r.render(shift_irises(mesh, 0.12))))[0][0]
+            row.append(f"gaze x: left {gl:+.3f} / still {g0:+.3f} / right {gr:+.3f}")
+            m0 = S.mouth_opening(base)[0]
+            parts = []
+            for amount in (0.05, 0.10, 0.15):
+                t = open_mouth(mesh, amount)
+                parts.append(f"{S.mouth_opening(t)[0]:.3f}->{S.mouth_opening(read(r.render(t)))[0]:.3f}")
+            row.append(f"mouth opening (target->read) closed {m0:.3f}, " + ", ".join(parts))
+            print("\n  ".join(row))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--strips", action="store_true", help="also write the PNG strips")
+    ap.add_argument("--measure", action="store_true", help="also print what mediapipe reads back from edits")
     ap.add_argument("--reps", type=int, default=40)
     args = ap.parse_args(argv)
     try:
@@ -134,6 +173,8 @@ def main(argv=None) -> int:
         res = bench(size, args.reps)
         print(f"{size} px: render {res['cpu_ms']:.2f} ms CPU (p90 {res['cpu_p90_ms']:.2f}; "
               f"wall {res['render_ms']:.2f}), with aux {res['aux_ms']:.2f} ms CPU, per-portrait set-up {res['init_ms']:.0f} ms")
+    if args.measure:
+        measure()
     if args.strips:
         for p in strips():
             print("wrote", p.relative_to(REPO))

@@ -226,6 +226,8 @@ class WarpRenderer:
             if f_end < 1.08:  # the outline is at (or beyond) the border here: nothing to anchor
                 continue
             for j in range(1, rings + 1):
+                if j > 2 and k % 2:  # outer rings on every other ray: the motion is smooth out there
+                    continue
                 u = j / (rings + 1)
                 # rings denser near the outline, where the motion changes fastest
                 u = u ** 1.3
@@ -236,7 +238,7 @@ class WarpRenderer:
                 # the outline's own non-rigid motion (jaw drop, cheeks) carried over a shorter band
                 wr.append(0.5 * (1.0 + math.cos(math.pi * min(u / 0.5, 1.0))))
                 owner.append(oval[k])
-            if f_end < f_border - 0.02:  # a still ring where the motion ends inside the image
+            if f_end < f_border - 0.02 and k % 2 == 0:  # a still ring where the motion ends inside the image
                 pts.append(centre + f_end * d)
                 zs.append(mesh[oval[k], 2])
                 ws.append(0.0)
@@ -619,11 +621,6 @@ class WarpRenderer:
             return
         roi = (slice(y0, y1), slice(x0, x1))
         sx, sy = mx[roi], my[roi]
-        region = out[roi].astype(np.float32)
-        # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
-        open_m = np.clip(2.0 * _poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
-        if eyes_m is not None:
-            eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
         iris_t = target[list(topology.IRIS[e]), :2]
         c_t = iris_t.mean(0)
         r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
@@ -633,8 +630,19 @@ class WarpRenderer:
         carried = np.array([mx[cy, cx], my[cy, cx]], dtype=np.float64)
         off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
         mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
-        w_comp = float(_smoothstep(0.04, 0.12, max(off, mismatch)))
-        if self.use_eyes and w_comp > 0.0 and open_m.any():
+        w_comp = float(_smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
+        ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
+        closed = float(_smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
+        if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
+            return  # the mesh warp alone is this eye's render
+        # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
+        open_m = np.clip(2.0 * _poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
+        if eyes_m is not None:
+            eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
+        if w_comp == 0.0 and closed == 0.0:
+            return
+        region = out[roi].astype(np.float32)
+        if w_comp > 0.0 and open_m.any():
             sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             scale = info["radius"] / r_t
             yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -646,26 +654,22 @@ class WarpRenderer:
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
-        if self.use_lids:
-            ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
-            closed = float(_smoothstep(0.5, 0.15, ratio))
-            if closed > 0.0:
-                skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                region = region * (1.0 - closed) + skin.astype(np.float32) * closed
-                where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                # the lash line: along the closing line (upper lid, pulled onto the lower as the eye shuts)
-                up = target[list(topology.EYE_UPPER[e]), :2]
-                lo = target[list(topology.EYE_LOWER[e]), :2]
-                line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
-                lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
-                th = max(1, int(round(0.04 * width_t)))
-                cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
-                              cv2.LINE_AA, 4)
-                lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
-                a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
-                region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
-                if lids_m is not None:
-                    lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
+        if closed > 0.0:
+            skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            region = region * (1.0 - closed) + skin.astype(np.float32) * closed
+            where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            up = target[list(topology.EYE_UPPER[e]), :2]
+            lo = target[list(topology.EYE_LOWER[e]), :2]
+            line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
+            lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            th = max(1, int(round(0.04 * width_t)))
+            cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
+                          cv2.LINE_AA, 4)
+            lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
+            a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
+            region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
     # ------------------------------------------------------------------ mouth
