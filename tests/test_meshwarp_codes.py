@@ -237,6 +237,22 @@ def test_gaze_from_control_units(params):
     assert params.emotion_code("smile")[0] == pytest.approx(1.0)
 
 
+def test_emotion_label_sets_emotion_and_resting_mouth(anne_mesh, params):
+    params.emotion_mouths = {"neutral": np.zeros(4), "happy": [0.0, 0.2, 0.0, 0.0]}
+    pc = C.measure(anne_mesh, params, reference=0)
+    codes = C.MeshCodes.concat([pc] * 3)
+    out = C.apply_emotion_label(codes, params, "joy", intensity=[0.0, 0.5, 1.0])
+    np.testing.assert_allclose(out.emotion[:, 0], [0.0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(out.mouth[:, 1], [0.0, 0.1, 0.2], atol=1e-6)
+    np.testing.assert_array_equal(out.pose, codes.pose) and np.testing.assert_array_equal(out.eye, codes.eye)
+    neutral = C.apply_emotion_label(codes, params, "neutral")
+    np.testing.assert_allclose(C.compose(anne_mesh, pc, neutral, params)[0], anne_mesh, atol=1e-6)
+    from pdfgc.errors import InputError
+    with pytest.raises(InputError, match="know happy, neutral"):
+        params.emotion_code("contempt")
+    params.emotion_mouths = {}
+
+
 def test_lowpass_keeps_constants_and_skips_gaps():
     x = np.ones((30, 2))
     x[10] = np.nan
@@ -282,15 +298,17 @@ def test_params_round_trip_and_bad_files(tmp_path, params):
     net = A.build({"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8})
     params.audio_state, params.audio_config = net.state_dict(), dict(net.config)
     params.info = {"note": "test"}
+    params.emotion_mouths = {"happy": np.arange(4.0)}
     path = save_params(params, tmp_path / "p.safetensors")
     back = load_params(path)
     for name in ("mean_shape", "mouth_basis", "emotion_basis", "emotion_from_mouth", "open_ear", "gaze_center"):
         np.testing.assert_array_equal(getattr(back, name), getattr(params, name))
     assert set(back.emotion_shapes) == {"neutral", "happy"} and back.info == {"note": "test"}
+    np.testing.assert_array_equal(back.emotion_mouth("happy"), params.emotion_mouth("happy"))
     x = np.random.default_rng(0).normal(size=(5, 1, 80, 20)).astype(np.float32)
     np.testing.assert_array_equal(A.predict_mouth(A.from_params(back), x), A.predict_mouth(net.eval(), x))
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
-    params.audio_state = None
+    params.audio_state, params.emotion_mouths = None, {}
 
     from safetensors.torch import save_file
     bad = tmp_path / "garbage.safetensors"
@@ -338,7 +356,7 @@ def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
     rows = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
     a, b = load_params(tmp_path / "a" / "meshwarp.safetensors"), load_params(tmp_path / "b" / "meshwarp.safetensors")
-    assert a.mouth_dim == 4 and a.emotion_dim == 3 and "happy" in a.emotion_shapes
+    assert a.mouth_dim == 4 and a.emotion_dim == 3 and "happy" in a.emotion_shapes and a.emotion_mouths
     for k in a.audio_state:  # resumed = uninterrupted, bit for bit
         assert (a.audio_state[k] == b.audio_state[k]).all(), k
     assert a.info["train"]["steps"] == 4 and a.info["heldout_people"] == ["nobody"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 DEFAULT_CONFIG = {"mouth_dim": 16, "channels": 96, "embed": 128, "context": 2, "nce_dim": 64}
+DROPOUT = 0.2  # training only; the corpus is small (~11 min of speech) and the network overfits it
 
 
 class AudioToMouth(nn.Module):
@@ -32,6 +33,7 @@ class AudioToMouth(nn.Module):
             nn.Conv1d(c, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),   # 5
         )
         self.pool = nn.Linear(c * 5, embed)
+        self.drop = nn.Dropout(DROPOUT)
         k = 2 * context + 1
         self.temporal = nn.Sequential(
             nn.Conv1d(embed, embed, k, padding=context), nn.LeakyReLU(0.2),
@@ -55,8 +57,8 @@ class AudioToMouth(nn.Module):
         b, t = mel.shape[:2]
         x = mel.reshape(b * t, 80, 20)
         x = self.frame(x).flatten(1)
-        x = torch.nn.functional.leaky_relu(self.pool(x), 0.2).reshape(b, t, -1)
-        x = x + self.temporal(x.transpose(1, 2)).transpose(1, 2)
+        x = self.drop(torch.nn.functional.leaky_relu(self.pool(x), 0.2)).reshape(b, t, -1)
+        x = self.drop(x + self.temporal(x.transpose(1, 2)).transpose(1, 2))
         return x[0] if squeeze else x
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

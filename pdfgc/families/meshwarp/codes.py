@@ -32,7 +32,8 @@ Explicit controls map with no fitted step: pose in degrees (the code's unit), li
 gaze from ``GazeControl``'s iris units (+h image right, +v UP, +-1 = the iris at the eye corner / lid) by
 ``gaze_from_control``: h_code = gaze_center_h + 0.28 h, v_code = gaze_center_v - 0.12 v (0.28 = half an eye width
 minus the iris radius, 0.22 eye widths on mediapipe's iris; 0.12 = about the half-opening of an open eye less the
-part the lids cover); mouth: 0 = closed, a lip level multiplies the code; emotion labels: ``params.emotion_code``.
+part the lids cover); mouth: 0 = closed, a lip level multiplies the code; emotion labels: ``apply_emotion_label``
+(``params.emotion_code`` for the emotion code, plus the label's resting mouth shape on the mouth code).
 """
 from __future__ import annotations
 
@@ -393,6 +394,20 @@ def gaze_from_control(hv, center=(0.0, 0.0)) -> np.ndarray:
     hv = np.asarray(hv, np.float64).reshape(-1, 2)
     c = np.asarray(center, np.float64).reshape(2)
     return np.stack([c[0] + GAZE_H_PER_UNIT * hv[:, 0], c[1] - GAZE_V_PER_UNIT * hv[:, 1]], axis=1)
+
+
+def apply_emotion_label(codes: MeshCodes, params, label: str, intensity: float = 1.0, base=None) -> MeshCodes:
+    """Codes with an emotion label at ``intensity`` (0 = neutral, 1 = the label's typical expression): the emotion
+    code becomes base.emotion + intensity * ``params.emotion_code(label)`` (``base``: the portrait's codes; None:
+    ``codes`` themselves) and the label's resting mouth shape is added to the mouth code (a smile's corners: see
+    ``params.emotion_mouths``). Per frame, ``intensity`` may be a (T,) curve."""
+    out = codes.copy()
+    w = np.broadcast_to(np.asarray(intensity, np.float64).reshape(-1, 1), (len(out), 1))
+    b = (base if base is not None else codes)
+    b = b[0].emotion if len(b) == 1 else b.emotion
+    out.emotion = (b + w * params.emotion_code(label)[None]).astype(np.float32)
+    out.mouth = (out.mouth + w * params.emotion_mouth(label)[None]).astype(np.float32)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- composing

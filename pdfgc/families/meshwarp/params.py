@@ -11,6 +11,10 @@ Tensors (float32):
 - ``open_ear`` (2,): median open-eye EAR of the corpus's neutral frames (the lid code's 1 for absolute codes).
 - ``gaze_center`` (2,): mean gaze of the corpus's neutral frames in ``signals.gaze`` units ("looking at the camera").
 - ``emotion_shape.<label>`` (De,): per-label emotion code (``emotion_shapes``), ``neutral`` among them.
+- ``emotion_mouth.<label>`` (Dm,): per-label resting mouth shape (``emotion_mouths``): the mouth code of the
+  label's closed-mouth frames against the same person's neutral closed mouth (a smile's corners, a frown). The
+  emotion code cannot hold it (speech moves the same points, so that part is regressed out of the emotion code):
+  an emotion label adds it to the mouth code (``codes.apply_emotion_label``).
 - ``audio.<name>``: the audio network's state dict (``audio.AudioToMouth``), absent when not trained.
 
 Metadata: ``format`` = ``pdfgc-meshwarp``, ``version``, ``config`` (JSON: dimensions, emotion smoothing, audio
@@ -43,6 +47,7 @@ class MeshParams:
     open_ear: np.ndarray = field(default_factory=lambda: np.array([0.3, 0.3], np.float32))
     gaze_center: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
     emotion_shapes: dict = field(default_factory=dict)   # label -> (De,)
+    emotion_mouths: dict = field(default_factory=dict)   # label -> (Dm,)
     emotion_sigma_s: float = 0.3                # temporal Gaussian low-pass of the emotion code (seconds)
     audio_state: dict | None = None             # name -> torch tensor (audio.AudioToMouth state dict)
     audio_config: dict = field(default_factory=dict)
@@ -57,6 +62,7 @@ class MeshParams:
         self.open_ear = f32(self.open_ear).reshape(2)
         self.gaze_center = f32(self.gaze_center).reshape(2)
         self.emotion_shapes = {str(k): f32(v).reshape(-1) for k, v in self.emotion_shapes.items()}
+        self.emotion_mouths = {str(k): f32(v).reshape(-1) for k, v in self.emotion_mouths.items()}
         self.check()
 
     @property
@@ -78,9 +84,11 @@ class MeshParams:
         for label, code in self.emotion_shapes.items():
             if code.shape != (de,):
                 raise ValueError(f"{what}: emotion shape '{label}' has {code.size} values, expected {de}")
+        for label, code in self.emotion_mouths.items():
+            if code.shape != (dm,):
+                raise ValueError(f"{what}: emotion mouth '{label}' has {code.size} values, expected {dm}")
 
-    def emotion_code(self, label: str) -> np.ndarray:
-        """(De,) code of an emotion label (synonyms as ``pdfgc.controls.explicit``), relative to neutral."""
+    def _label(self, label: str) -> str:
         from ...controls.explicit import normalise_emotion
         from ...errors import InputError
 
@@ -88,7 +96,18 @@ class MeshParams:
         if name not in self.emotion_shapes:
             raise InputError(f"emotion label '{label}': the meshwarp parameters know "
                              f"{', '.join(sorted(self.emotion_shapes)) or 'no labels'}")
-        return self.emotion_shapes[name] - self.emotion_shapes.get("neutral", 0.0)
+        return name
+
+    def emotion_code(self, label: str) -> np.ndarray:
+        """(De,) code of an emotion label (synonyms as ``pdfgc.controls.explicit``), relative to neutral."""
+        name = self._label(label)
+        return (np.asarray(self.emotion_shapes[name], np.float32)
+                - np.asarray(self.emotion_shapes.get("neutral", 0.0), np.float32))
+
+    def emotion_mouth(self, label: str) -> np.ndarray:
+        """(Dm,) resting mouth shape of an emotion label relative to neutral (zeros when not fitted)."""
+        name = self._label(label)
+        return np.array(self.emotion_mouths.get(name, np.zeros(self.mouth_dim)), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -108,6 +127,8 @@ def save_params(params: MeshParams, path: str | os.PathLike) -> Path:
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
     for label, code in params.emotion_shapes.items():
         tensors[f"emotion_shape.{label}"] = torch.from_numpy(code.copy())
+    for label, code in params.emotion_mouths.items():
+        tensors[f"emotion_mouth.{label}"] = torch.from_numpy(code.copy())
     for name, value in (params.audio_state or {}).items():
         tensors[f"audio.{name}"] = value.detach().to("cpu", torch.float32).contiguous().clone()
     config = {"mouth_dim": params.mouth_dim, "emotion_dim": params.emotion_dim,
@@ -153,9 +174,10 @@ def load_params(path: str | os.PathLike | None = None) -> MeshParams:
             raise CheckpointError(f"{path}: missing tensor '{name}'")
     arrays = {k: tensors[k].numpy() for k in required}
     shapes = {k[len("emotion_shape."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_shape.")}
+    mouths = {k[len("emotion_mouth."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_mouth.")}
     audio = {k[len("audio."):]: v for k, v in tensors.items() if k.startswith("audio.")}
     try:
-        return MeshParams(**arrays, emotion_shapes=shapes, emotion_sigma_s=float(config.get("emotion_sigma_s", 0.3)),
+        return MeshParams(**arrays, emotion_shapes=shapes, emotion_mouths=mouths, emotion_sigma_s=float(config.get("emotion_sigma_s", 0.3)),
                           audio_state=audio or None, audio_config=dict(config.get("audio") or {}), info=info)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None

@@ -206,6 +206,7 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
                         emotion_from_mouth=w, open_ear=open_ear, gaze_center=gaze_center)
     shapes, counts = emotion_shapes(train, params, person_neutral)
     params.emotion_shapes = shapes
+    params.emotion_mouths = emotion_mouths(train, params)
     params.info = {"fit": {"clips": len(train), "frames": int(sum(c.valid.sum() for c in train)),
                            "people": len({c.identity for c in train}),
                            "mouth_sd": np.round(mouth_sd, 5).tolist(), "emotion_sd": np.round(emo_sd, 5).tolist(),
@@ -241,6 +242,23 @@ def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) 
         wts = np.array([w for w, _ in items])
         shapes[label] = (wts[:, None] * np.stack([v for _, v in items])).sum(0) / wts.sum()
     return shapes, {k: len(v) for k, v in sorted(sums.items())}
+
+
+def emotion_mouths(train: list[Clip], params: MeshParams) -> dict:
+    """{label: (Dm,) mouth code}: each labelled clip's closed-mouth mesh against its person's neutral clip's
+    closed-mouth mesh (people without a neutral clip are skipped); 'neutral' is zero."""
+    closed = {}
+    for c in train:
+        if c.label == "neutral" and c.closed is not None:
+            closed.setdefault(c.identity, c.closed)
+    sums: dict[str, list] = {}
+    for c in train:
+        if c.label not in (None, "neutral") and c.identity in closed and c.closed is not None:
+            off = (c.closed - closed[c.identity])[None]
+            sums.setdefault(c.label, []).append(C.project_codes(off, params.mouth_basis)[0])
+    out = {"neutral": np.zeros(params.mouth_dim)}
+    out.update({k: np.mean(v, 0) for k, v in sums.items()})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- lips data
@@ -457,6 +475,7 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
         frac = step / max(steps, 1)
         for group in opt.param_groups:
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        torch.manual_seed(seed * 1_000_003 + step)  # dropout: a pure function of (seed, step) too, for exact resume
         mel, tgt, val = sample_batch(train_data, step, seed, batch)
         pred, a, v = net.embeddings(mel, tgt)
         m = val.float()[..., None]
