@@ -382,17 +382,19 @@ class WarpRenderer:
         y_up = np.interp(xs, up[ou, 0], up[ou, 1]) - 0.28 * width
         y_lo = np.interp(xs, lo[ol, 0], lo[ol, 1]) + 0.12 * width
 
-        def sample(yc):
+        def sample(yc, offsets):
             acc = np.zeros((len(cols), 3), np.float32)
-            for dy in (-1.0, 0.0, 1.0):
+            for dy in offsets:
                 yi = np.clip(np.round(yc + dy).astype(int), 0, s - 1)
                 acc += img[yi, np.clip(cols.astype(int), 0, s - 1)]
-            return acc / 3.0
+            return acc / len(offsets)
 
-        top, bottom = sample(y_up), sample(y_lo)
-        sig = max(1.0, 0.08 * width)
-        top = cv2.GaussianBlur(top[None], (0, 0), sig)[0]
-        bottom = cv2.GaussianBlur(bottom[None], (0, 0), sig)[0]
+        # a band of rows (not one line, which may run along the crease) and a wide smoothing along x
+        top = sample(y_up, [f * width for f in (-0.08, -0.04, 0.0, 0.04, 0.08)])
+        bottom = sample(y_lo, (-1.0, 0.0, 1.0))
+        sig = max(1.5, 0.2 * width)
+        top = cv2.GaussianBlur(top[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+        bottom = cv2.GaussianBlur(bottom[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
         yy = np.arange(y0, y1, dtype=np.float64)[:, None]
         v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
         return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
