@@ -7,7 +7,8 @@ One render, all at the output resolution S:
    the portrait's depths stretched by ``depth_gain`` (1.35) about the face centre. Mediapipe's z is flatter than a
    real head, so a warp by the plain target reads back (through mediapipe, as ``pdfgc evaluate`` measures) only
    ~65-75 % of the requested yaw and ~55-75 % of the pitch; 1.35 brings anne.png's +-15 deg yaw to 13.6 / -16.7
-   and +-10 deg pitch to 9 / -10. Translation, scale and roll are unchanged, and so is identity.
+   and +-10 deg pitch to 9 / -10. Translation, scale and roll are unchanged, and so is identity. A target measured
+   on a real frame needs ``depth_gain=1`` (its 2-D points are the truth; the gain would over-turn it).
 1. Triangles: the 898 face triangles (``topology.triangles()``, eye and mouth holes filled); an outer band
    (Delaunay once, on the source) between the face outline, rings of anchor points beyond it and points on the
    image border; and the same Delaunay's chords across the face (outline points only), a coarse layer under the
@@ -167,7 +168,9 @@ class WarpRenderer:
 
     Options (keywords): ``outer_rings`` (5) rings of anchor points beyond the outline; ``outer_extent`` (2.2) how far
     the head's motion reaches, in outline radii from the face centre (clipped at the border); ``outer_hold`` (0) the
-    fraction of the band that moves fully before the fade starts; ``depth_gain`` (1.35) see the module docstring;
+    fraction of the band that moves fully before the fade starts; ``depth_gain`` (1.35, see the module
+    docstring) is for targets made by rotating the portrait's own mesh (codes.py): pass 1.0 when the target mesh was
+    measured on a real frame (refiner training pairs), whose 2-D points already sit where the features are;
     ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging.
     """
