@@ -1,44 +1,52 @@
 """The GPU check: one command that exercises every CUDA path of the project and writes a table of figures.
 
-    python benchmarks/gpu_check.py --out gpu_check                    # on a GPU machine: everything, ~6-8 min
+    python benchmarks/gpu_check.py --out gpu_check                    # on a GPU machine: everything, < 9 min
     python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gc  # the same parts on a CPU, small (the test)
 
-Parts, in order; each runs in its own process under its own timeout (a crash, a CUDA error, an out-of-memory or a
-hang in one part is recorded and the next part runs; whatever a part measured before it died is kept):
+Parts, in this order; each runs in its own process under its own timeout (a crash, a CUDA error, an out-of-memory
+or a hang in one part is recorded and the next part runs; whatever a part measured before it died is kept):
 
-  env             torch / CUDA / cuDNN / NCCL versions, GPU model and memory, bf16 and TF32 settings
+  env             torch / CUDA / cuDNN / NCCL versions, GPU model and memory, bf16 and TF32 settings, how many
+                  BatchNorm layers `pdfgc train --sync-bn` converts
   equivalence     the official fixture (../shared/reference/official_fixture) through the pipeline on the device in
                   exact precision: max |difference| per recorded array vs expected.npz (tolerance 1e-4, uint8 1
-                  level), once as torch defaults run it (cuDNN may use TF32 on Ampere and later) and once with TF32
-                  off; then fast precision in fp16 and in bf16: PSNR of the frames against exact
-  speed           the official architecture (seeded weights) and the default model: end-to-end frames/s of the real
-                  `animate` path (anne.png + N s of speech -> mp4 with sound), exact and fast; generator-only
+                  level), on a GPU once as torch defaults run it (cuDNN convolutions may use TF32) and once with
+                  TF32 off; then fast precision in fp16 and in bf16: PSNR of the frames against exact (whole
+                  pipeline on a GPU; on a CPU bf16 on the generator only, fp16 skipped: emulated there)
+  speed           the official architecture (seeded weights), the package's default model and the shipped lite
+                  model: end-to-end frames/s of the real `animate` path (anne.png + N s of speech -> mp4 with
+                  sound; on a GPU the second of two calls, the first given too), exact and fast; generator-only
                   frames/s at several batch sizes, default and channels-last memory format; peak GPU memory
-  compile         torch.compile of the generator (its official-order forward: one graph, no breaks) against eager:
-                  compile time, frames/s, max |difference|
-  data            a small prepared corpus: --data, else `pdfgc prepare` on 3 short shipped clips (cached in OUT)
-  train           `pdfgc train` for each stage of PD-FGC (appearance, lips, pose_eye, emotion), each from the previous
-                  one's model, bf16 autocast: steps/s, peak memory, losses finite, checkpoint written; then the last
-                  stage resumed for 2 more steps
-  train_ddp       the same under `torchrun --nproc_per_node 2` (NCCL on a GPU, gloo on a CPU), SyncBatchNorm as
-                  `pdfgc train` decides it (on under DDP on GPUs)
+  data            a small prepared corpus: --data, else `pdfgc prepare` on 3 short shipped clips, cached in OUT
+                  (started in the background at once: it runs on the CPU while the first parts use the GPU)
+  train           `pdfgc train` for each stage of PD-FGC (appearance, lips, pose_eye, emotion; official config,
+                  tiny with --quick), each from the previous one's model, bf16 autocast: steps/s, peak memory,
+                  losses finite, checkpoint written; then the last stage resumed for 2 more steps
+  train_ddp       stage 1 under `torchrun --nproc_per_node 2` (NCCL on a GPU, gloo on a CPU), SyncBatchNorm as
+                  `pdfgc train` decides it (on under DDP on GPUs); on failure, the line that says why
   nccl_same_gpu   GPU only: can two NCCL ranks share the one GPU (all_reduce with both on cuda:0)? If not, why
-  train_meshwarp  the default family's own training (`python -m pdfgc.families.meshwarp.train`); "not available"
-                  until that module exists (MESHWARP_TRAIN below)
-  cpu_reference   GPU runs only: the speed part's end-to-end and generator jobs on this machine's CPU (the ratio)
+  train_meshwarp  the default family's own training (MESHWARP_TRAIN below: one line to adjust); skipped as "not
+                  available" when that module does not exist
+  cpu_reference   GPU runs only: the speed part's exact jobs on this machine's CPU, all cores; a "ratio" row per
+                  job measured both ways (GPU frames/s / CPU frames/s)
+  compile         torch.compile of the generator (its official-order forward: one graph, no breaks) against eager:
+                  compile time, frames/s, max |difference|, default and channels-last
 
 Output: a table on stdout, OUT/gpu_check.json (every figure, machine-readable) and OUT/gpu_check.md (the table),
 rewritten after every part; OUT/logs/<part>.log holds each part's full output. `--parts a,b` runs only those;
 `--budget S` bounds the whole run (default 540 s, so it fits one 10-minute command); parts that no longer fit are
-recorded as skipped. The GPU machine needs the repository and ../shared/ only: no internet, no prepared data.
+recorded as skipped. Exit status 0 when no part failed or timed out, else 1. The GPU machine needs the repository
+and ../shared/ only (and a CUDA build of torch): no internet, no prepared data.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import datetime
 import importlib.util
+import io
 import json
 import math
 import os
@@ -61,20 +69,22 @@ if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
 
 # the default family's training; a part that is skipped as "not available" while the module does not exist.
 # One line to adjust once its command line is settled (placeholders: {data}, {out}, {device}, {steps}):
-MESHWARP_TRAIN = ("pdfgc.families.meshwarp.train", ["--data", "{data}", "--out", "{out}"])
+MESHWARP_TRAIN = ("pdfgc.families.meshwarp.train", ["--data", "{data}", "--out", "{out}", "--steps", "{steps}",
+                                                     "--log-every", "1", "--threads", "{threads}"])
 
-# name: (timeout s on a GPU, timeout s with --quick, runs only with CUDA)
+# name: (timeout s on a GPU, timeout s with --quick, runs only with CUDA); run in this order, the least predictable
+# (compile: inductor's first compile of a large graph) last
 PARTS = {
     "env": (60, 60, False),
     "equivalence": (150, 300, False),
     "speed": (150, 240, False),
-    "compile": (150, 180, False),
     "data": (180, 240, False),
     "train": (180, 300, False),
     "train_ddp": (90, 180, False),
     "nccl_same_gpu": (45, 45, True),
     "train_meshwarp": (90, 120, False),
     "cpu_reference": (120, 60, True),
+    "compile": (150, 180, False),
 }
 NEEDS_DATA = ("train", "train_ddp", "train_meshwarp")
 STATUSES = ("ok", "failed", "timeout", "skipped")
@@ -90,7 +100,7 @@ class Recorder:
     """A part's rows, rewritten to OUT/parts/<part>.json after each one (a part killed by its timeout keeps them)."""
 
     def __init__(self, path: Path):
-        self.path, self.rows, self.meta = path, [], {}
+        self.path, self.rows, self.meta, self.t0 = path, [], {}, time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, item: str, value: str, status: str = "ok", **data) -> None:
@@ -110,7 +120,8 @@ class Recorder:
         return None
 
     def save(self, done: bool = False, skipped: str | None = None) -> None:
-        obj = {"rows": self.rows, "meta": _plain(self.meta), "done": done, "skipped": skipped}
+        obj = {"rows": self.rows, "meta": _plain(self.meta), "done": done, "skipped": skipped,
+               "elapsed": time.perf_counter() - self.t0}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(obj, indent=1))
         os.replace(tmp, self.path)
@@ -273,6 +284,8 @@ def part_equivalence(rec: Recorder, a) -> None:
         def run(name=name, dtype=dtype):
             if full and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
                 raise Skip("bf16 not supported on this GPU")
+            if not full and dtype == torch.float16:
+                raise Skip("GPU only: fp16 convolutions are emulated on a CPU (minutes per frame here)")
             _force_fast_dtype(dtype)
             t0 = time.perf_counter()
             plan = pipe.plan(portrait, FIXTURE / spec["audio"], opt_fast) if full else plan_exact
@@ -288,24 +301,42 @@ def part_equivalence(rec: Recorder, a) -> None:
 
 
 def _models(a):
-    """(name, builder) of the speed part: the official architecture with seeded weights, the default model."""
+    """(name, builder) of the speed part: the official architecture with seeded weights, the package's default
+    model (`pdfgc.weights.default_model()`: whatever family it is), the shipped lite PD-FGC model when present."""
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
-    from pdfgc.weights import default_model
+    from pdfgc.weights import default_model, default_weights_path
 
-    return [("official", lambda: PDFGC.random(0, get_config("official"))), ("default", default_model)]
+    models = [("official", lambda: PDFGC.random(0, get_config("official")))]
+    if default_weights_path() is not None:  # without a file the default is the seeded official model again
+        models.append(("default", default_model))
+    lite = REPO / "pdfgc" / "weights" / "default.safetensors"
+    if lite.is_file() and default_weights_path() != lite:
+        models.append(("lite", lambda: PDFGC.from_pretrained(lite)))
+    return models
 
 
 def _speed_grid(a, dev, cpu_reference: bool = False):
     quick = a.quick or cpu_reference
     return {
-        "e2e_seconds": {"official": 1.0 if a.quick else 4.0, "default": 2.0 if a.quick else 4.0},
+        "e2e_seconds": {"official": 1.0 if a.quick else 4.0, "default": 2.0 if a.quick else 4.0,
+                        "lite": 2.0 if a.quick else 4.0},
         "batches": [1, 2] if a.quick else ([1] if cpu_reference else [1, 8, 32]),
         "layouts": ["default"] if cpu_reference else ["default", "channels_last"],
         "repeats": 1 if quick else 3,
         # CPU: exact only (bf16 is emulated on most CPUs; the CLI's fast mode falls back to exact there)
         "modes": ["exact"] if (dev.type == "cpu" and (a.quick or cpu_reference)) else ["exact", "fast"],
     }
+
+
+def _memory_format(module, fmt) -> None:
+    """channels-last (or back) for the module's 4-D parameters and buffers; `Module.to(memory_format=...)` refuses
+    modules that also hold 1-D/2-D tensors."""
+    import torch
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=fmt)
 
 
 def _generator_fps(model, plan, dev, mode: str, batch: int, layout: str, repeats: int, mem: PeakMemory) -> tuple:
@@ -319,7 +350,7 @@ def _generator_fps(model, plan, dev, mode: str, batch: int, layout: str, repeats
     style = plan.styles(model, slice(0, T))[idx].to(dev)
     identity = plan.identity.to(dev).expand(batch, -1, -1, -1)
     if layout == "channels_last":
-        g.to(memory_format=torch.channels_last)
+        _memory_format(g, torch.channels_last)
         identity = identity.contiguous(memory_format=torch.channels_last)
     try:
         with torch.inference_mode():
@@ -335,7 +366,7 @@ def _generator_fps(model, plan, dev, mode: str, batch: int, layout: str, repeats
             sec = time.perf_counter() - t0
     finally:
         if layout == "channels_last":
-            g.to(memory_format=torch.contiguous_format)
+            _memory_format(g, torch.contiguous_format)
     return batch * repeats / sec, mem.mb()
 
 
@@ -355,8 +386,15 @@ def _speed_jobs(rec: Recorder, a, dev, cpu_reference: bool = False) -> None:
             model = rec.attempt(f"{name}: build", build)
             if model is None:
                 continue
-            model.config.trained = True  # no untrained banner inside the benchmark
-            pipe = TalkingHeadPipeline(model, device=str(dev), threads=a.threads)
+            if hasattr(model, "config"):
+                model.config.trained = True  # no untrained banner inside the benchmark
+            if not cpu_reference:
+                rec.add(f"{name}: model", f"{type(model).__name__} {getattr(getattr(model, 'config', None), 'name', '')}"
+                        f", {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+            pipe = rec.attempt(f"{name}: pipeline", lambda: TalkingHeadPipeline(model, device=str(dev),
+                                                                               threads=a.threads))
+            if pipe is None:
+                continue
             audio = _speech(grid["e2e_seconds"][name], tmp)
             for mode in grid["modes"]:
                 opt = AnimateOptions(precision=mode, progress=False)
@@ -451,7 +489,7 @@ def part_compile(rec: Recorder, a) -> None:
         def compiled(layout=layout):
             ident = identity
             if layout == "channels_last":
-                g.to(memory_format=torch.channels_last)
+                _memory_format(g, torch.channels_last)
                 ident = identity.contiguous(memory_format=torch.channels_last)
             torch._dynamo.reset()
             fn = torch.compile(g.forward, dynamic=False)
@@ -466,7 +504,7 @@ def part_compile(rec: Recorder, a) -> None:
                     else ""), f"{fps:.1f} frames/s after {t_compile:.0f} s compiling; max |diff| vs eager "
                     f"{diff:.2g}; {mem.label} {mem.mb():.0f} MB", key=f"compile/{layout}", fps=fps,
                     compile_s=t_compile, max_diff=diff)
-            g.to(memory_format=torch.contiguous_format)
+            _memory_format(g, torch.contiguous_format)
         rec.attempt(f"compiled forward {layout}", compiled)
 
 
@@ -512,7 +550,7 @@ def part_data(rec: Recorder, a) -> None:
     # two speakers with audio (VoxCeleb2 layout) for the lips stage, one MEAD-layout clip with an emotion label
     raw = Path(a.out) / ("raw_quick" if a.quick else "raw")
     clips = [(DATA / "megactor/audio_CHTF_4.mp4", raw / "id00001/clipA/00001.mp4", True),
-             (DATA / "edtalk/mouth_source.mp4", raw / "id00002/clipB/00001.mp4", True),
+             (DATA / "megactor/audio_ENTF_1.mp4", raw / "id00002/clipB/00001.mp4", True),
              (DATA / "edtalk/pose_source1.mp4", raw / "M003/video/front/happy/level_2/001.mp4", False)]
     t0 = time.perf_counter()
     for src, dst, audio in clips:
@@ -613,13 +651,17 @@ def part_train(rec: Recorder, a) -> None:
     run = root / stage
     more = s["steps"] + 2
     t0 = time.perf_counter()
-    rc = _run_train_cli(["train", "--stage", stage, "--out", str(run), "--steps", str(more), "--init",
-                         str(root / STAGES[-2] / "model.safetensors"), "--checkpoint-every", str(more), "--resume",
-                         *common])
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):  # the trainer says where it resumed from
+        rc = _run_train_cli(["train", "--stage", stage, "--out", str(run), "--steps", str(more), "--init",
+                             str(root / STAGES[-2] / "model.safetensors"), "--checkpoint-every", str(more),
+                             "--resume", *common])
+    print(said.getvalue(), file=sys.stderr, flush=True)
     sec = time.perf_counter() - t0
     rows = _read_log(run) if (run / "log.csv").is_file() else []
     steps = [int(r["step"]) for r in rows]
-    ok = rc == 0 and steps == list(range(1, more + 1)) and (run / "checkpoints" / f"step-{more:09d}").is_dir()
+    ok = (rc == 0 and steps == list(range(1, more + 1)) and f"from step-{s['steps']:09d}" in said.getvalue()
+          and (run / "checkpoints" / f"step-{more:09d}").is_dir())
     rec.add(f"{stage} resumed", f"exit {rc}; log steps {steps[0] if steps else '-'}..{steps[-1] if steps else '-'} "
             f"({'continued from step ' + str(s['steps']) if ok else 'NOT a clean continuation'}), {sec:.0f} s",
             "ok" if ok else "fail")
@@ -725,7 +767,8 @@ def part_train_meshwarp(rec: Recorder, a) -> None:
         raise Skip(f"not available: {module} does not exist yet")
     dev = _device(a.device)
     out = Path(a.out) / ("train_meshwarp_quick" if a.quick else "train_meshwarp")
-    fill = {"data": str(corpus_dir(a)), "out": str(out), "device": str(dev), "steps": "3" if a.quick else "30"}
+    fill = {"data": str(corpus_dir(a)), "out": str(out), "device": str(dev), "steps": "3" if a.quick else "30",
+            "threads": str(a.threads)}
     cmd = [sys.executable, "-m", module, *[t.format(**fill) for t in template]]
     rec.meta["command"] = " ".join(cmd)
     t0 = time.perf_counter()
@@ -738,10 +781,9 @@ def part_train_meshwarp(rec: Recorder, a) -> None:
             "ok" if r.returncode == 0 and files else "fail", seconds=sec)
 
 
-PART_FUNCS = {"env": part_env, "equivalence": part_equivalence, "speed": part_speed, "compile": part_compile,
-              "data": part_data, "train": part_train, "train_ddp": part_train_ddp,
-              "nccl_same_gpu": part_nccl_same_gpu, "train_meshwarp": part_train_meshwarp,
-              "cpu_reference": part_cpu_reference}
+PART_FUNCS = {"env": part_env, "equivalence": part_equivalence, "speed": part_speed, "data": part_data,
+              "train": part_train, "train_ddp": part_train_ddp, "nccl_same_gpu": part_nccl_same_gpu,
+              "train_meshwarp": part_train_meshwarp, "cpu_reference": part_cpu_reference, "compile": part_compile}
 assert list(PART_FUNCS) == list(PARTS)
 
 
@@ -798,6 +840,8 @@ class PartProcess:
         self.log.close()
         sec = time.perf_counter() - self.t0
         rec = json.loads(self.json_path.read_text()) if self.json_path.is_file() else {"rows": [], "meta": {}}
+        if not timed_out and rec.get("done") and "elapsed" in rec:  # a part waited for late (data) ran this long
+            sec = min(sec, rec["elapsed"] + 5.0)
         rows = rec.get("rows", [])
         if timed_out:
             status, reason = "timeout", f"stopped after {limit:.0f} s (its limit)"

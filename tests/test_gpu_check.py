@@ -115,16 +115,18 @@ def test_cheap_parts_table_and_gpu_parts_skipped_without_cuda(tmp_path, gc):
                             "env,nccl_same_gpu,cpu_reference,train_meshwarp")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     parts = _parts(report)
-    assert list(parts) == ["env", "nccl_same_gpu", "train_meshwarp", "cpu_reference"]  # the check's order
+    assert list(parts)[0] == "env" and set(parts) == {"env", "nccl_same_gpu", "train_meshwarp", "cpu_reference"}
     assert parts["env"]["status"] == "ok"
     items = {row["item"]: row for row in parts["env"]["rows"]}
     assert items["torch"]["value"].startswith(torch.__version__)
     assert items["SyncBatchNorm conversion"]["data"]["layers"] > 10
     for name in ("nccl_same_gpu", "cpu_reference"):
         assert parts[name]["status"] == "skipped" and "no CUDA" in parts[name]["reason"]
-    if not gc.meshwarp_available():
-        assert parts["train_meshwarp"]["status"] == "skipped"
-        assert parts["train_meshwarp"]["reason"].startswith("not available")
+    # without --data or a cached corpus the training parts say so (or, while its module is missing, meshwarp's
+    # says "not available")
+    assert parts["train_meshwarp"]["status"] == "skipped"
+    assert parts["train_meshwarp"]["reason"].startswith("not available" if not gc.meshwarp_available()
+                                                        else "no prepared corpus")
     md = (out / "gpu_check.md").read_text()
     assert "| part | status | s | item | figure |" in md and "| nccl_same_gpu | skipped |" in md
     assert "torch" in r.stdout and "gpu_check: wrote" in r.stdout
@@ -174,3 +176,38 @@ def test_finite_check_names_the_bad_value(gc):
 def test_bad_part_name_exits_2(tmp_path):
     r, report, _ = _check(tmp_path, "--parts", "env,warp9")
     assert r.returncode == 2 and "unknown part(s) warp9" in r.stderr and report is None
+
+
+def test_meshwarp_part_is_not_available_without_its_module(gc, monkeypatch, tmp_path):
+    monkeypatch.setattr(gc, "MESHWARP_TRAIN", ("pdfgc.families.no_such_family.train", ["--data", "{data}"]))
+    assert not gc.meshwarp_available()
+    a = gc.parse_args(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    with pytest.raises(gc.Skip, match="^not available"):
+        gc.part_train_meshwarp(gc.Recorder(tmp_path / "p.json"), a)
+
+
+@pytest.mark.slow
+def test_the_whole_quick_check_on_cpu(tmp_path):
+    """`python benchmarks/gpu_check.py --device cpu --quick`: every part that can run on a CPU runs and passes
+    (about 5 minutes on this 2-core machine), the GPU-only parts are skipped with the reason."""
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine run the real check")
+    r, report, out = _check(tmp_path, "--device", "cpu", "--quick", "--threads", "1", timeout=1500)
+    parts = _parts(report)
+    assert r.returncode == 0, "\n".join(f"{p['part']}: {p['status']} {p['reason']}" for p in report["parts"])
+    for name in ("env", "equivalence", "speed", "data", "train", "train_ddp", "compile"):
+        assert parts[name]["status"] == "ok", parts[name]
+    for name in ("nccl_same_gpu", "cpu_reference"):
+        assert parts[name]["status"] == "skipped" and "no CUDA" in parts[name]["reason"]
+    rows = lambda name: {row["item"].strip(): row for row in parts[name]["rows"]}
+    eq = rows("equivalence")
+    assert eq["fixture exact"]["status"] == "ok" and eq["fast bf16 vs exact"]["data"]["psnr_db"] > 30
+    assert eq["fast fp16 vs exact"]["status"] == "skip"
+    train = rows("train")
+    assert [k for k in train] == ["tiny appearance", "tiny lips", "tiny pose_eye", "tiny emotion", "emotion resumed"]
+    assert all(row["data"]["finite"] for k, row in train.items() if k != "emotion resumed")
+    assert "SyncBatchNorm off: it runs on CUDA only" in rows("train_ddp")["torchrun 2 processes (gloo)"]["value"]
+    speed = rows("speed")
+    assert speed["official exact: end to end"]["data"]["frames"] == 22
+    assert any(k.endswith("generator b2 channels-last") for k in speed)
+    assert (out / "gpu_check.md").read_text().count("| ok |") >= 7
