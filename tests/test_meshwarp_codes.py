@@ -346,7 +346,7 @@ def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
 
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("nobody\n")  # the fixture has one person with audio: keep them for training
-    kw = dict(batch=2, log_every=1, heldout_file=heldout, mouth_dim=4, emotion_dim=3, log=lambda m: None)
+    kw = dict(batch=2, log_every=1, heldout_file=heldout, mouth_dim=4, emotion_dim=3, min_sync=None, log=lambda m: None)
     assert T.train(prepared_corpus, tmp_path / "a", steps=4, stop_after=2, **kw) is None  # "killed" after 2
     assert not (tmp_path / "a" / "meshwarp.safetensors").exists()
     with pytest.raises(InputError, match="--resume"):

@@ -268,9 +268,9 @@ def lowpass(x, sigma_frames: float) -> np.ndarray:
 def neutral_reference(codes_or_meshes, mode: str = "auto") -> int:
     """Index of the clip's most neutral frame: eyes open, mouth closed, near frontal (``mode="auto"``), or the
     first frame with a face (``"first"``). Takes (T,478,3) meshes (EAR and mouth opening measured frontal, on the
-    canonical meshes) or ``MeshCodes`` (its measured signals when it has them, else its lid and pose codes). Among the least open fifth of the frames (mouth closed first), ranks
-    them by mouth opening, EAR (descending) and the size of the head angles; the lowest rank sum wins (ties: the
-    earliest)."""
+    canonical meshes) or ``MeshCodes`` (its measured signals when it has them, else its lid and pose codes).
+    Among the least open fifth of the frames (mouth closed first), ranks them by mouth opening, EAR (descending)
+    and the size of the head angles; the lowest rank sum wins (ties: the earliest)."""
     if isinstance(codes_or_meshes, MeshCodes):
         c = codes_or_meshes
         angles = c.pose[:, :3].astype(np.float64)

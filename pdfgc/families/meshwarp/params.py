@@ -177,7 +177,8 @@ def load_params(path: str | os.PathLike | None = None) -> MeshParams:
     mouths = {k[len("emotion_mouth."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_mouth.")}
     audio = {k[len("audio."):]: v for k, v in tensors.items() if k.startswith("audio.")}
     try:
-        return MeshParams(**arrays, emotion_shapes=shapes, emotion_mouths=mouths, emotion_sigma_s=float(config.get("emotion_sigma_s", 0.3)),
+        return MeshParams(**arrays, emotion_shapes=shapes, emotion_mouths=mouths,
+                          emotion_sigma_s=float(config.get("emotion_sigma_s", 0.3)),
                           audio_state=audio or None, audio_config=dict(config.get("audio") or {}), info=info)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None

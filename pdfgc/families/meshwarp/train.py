@@ -13,11 +13,14 @@
    per-label emotion codes (labels from the file names: happy, sad, angry, surprised, disgusted, fear, contempt,
    neutral; each clip against its own person's neutral clip when there is one, else against the mean of the
    unlabelled clips). Written to ``OUT/geometry.safetensors``.
-3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio: batches of 16-frame runs, loss = the
-   mouth-code regression (squared error in canonical units, i.e. mesh-point error, over its total variance) +
-   the lip-gap part of it again (the inner-lip opening the renders are scored on) + 0.1 x the symmetric InfoNCE
-   between audio and visual mouth embeddings (negatives: every other frame of the batch, other times and clips).
-   Adam, cosine learning rate. Batches are a pure function of (seed, step), so a resumed run is the same run.
+3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio whose sound goes with their lips
+   (``sync_score`` >= 0.1: drops music, dubbing, other voices), targets = the mouth code against each clip's
+   closed mouth. Batches of 16-frame runs (loudness jitter, one masked mel band per run); loss = the mouth-code
+   regression (squared error in canonical units, i.e. mesh-point error, over its total variance; half of it with
+   each run's mean error removed) + 2 x the lip-gap part of it (run mean removed: the inner-lip opening the
+   renders are scored on) + 0.1 x the symmetric InfoNCE between audio and visual mouth embeddings (negatives:
+   every other frame of the batch, other times and clips). Adam, cosine learning rate, dropout 0.2. Batches and
+   dropout are pure functions of (seed, step), so a resumed run is the same run.
 4. **Checkpoints** every ``--checkpoint-every`` seconds (default 120) and at the end, atomically:
    ``OUT/checkpoint.safetensors`` (network, Adam moments, step; metadata JSON). ``--resume`` continues from it
    (a kill -9 loses at most one interval). ``OUT/log.csv`` gets a row every ``--log-every`` steps.
@@ -267,15 +270,28 @@ def emotion_mouths(train: list[Clip], params: MeshParams) -> dict:
 @dataclass
 class LipData:
     mel: list           # per clip torch (4T+16,80)
-    target: list        # per clip (T,Dm) float32 mouth code from the clip's neutral frame
+    target: list        # per clip (T,Dm) float32 mouth code from the clip's closed mouth
     valid: list         # per clip (T,) bool
     keys: list
+    dropped: list = None  # clips left out by the sync filter
 
 
-def lip_data(clips: list[Clip], params: MeshParams, heldout: bool) -> LipData:
+def sync_score(mel_rows, gap, valid) -> float:
+    """How well a clip's sound goes with its lips: the best Pearson r (shifts up to +-3 frames) between the
+    loudness of each frame's mel window (bands 6-13, where voicing is) and the lip gap. Near 0 for music,
+    dubbing or a voice that is not this face's."""
     import torch
 
-    out = LipData([], [], [], [])
+    w = windows(torch.as_tensor(mel_rows), 0, len(gap)).numpy()
+    return S.best_offset(np.where(valid, gap, np.nan), w[:, 0, 6:14].mean((1, 2)), 3)[1]
+
+
+def lip_data(clips: list[Clip], params: MeshParams, heldout: bool, min_sync: float | None = None) -> LipData:
+    """Per clip with audio: mel rows and the mouth code against the clip's closed mouth. ``min_sync``: leave out
+    clips whose ``sync_score`` is below it (training only: the held-out figures use every clip)."""
+    import torch
+
+    out = LipData([], [], [], [], [])
     for c in clips:
         if c.mel_rows is None or c.heldout != heldout or not c.valid.any():
             continue
@@ -284,6 +300,10 @@ def lip_data(clips: list[Clip], params: MeshParams, heldout: bool) -> LipData:
             continue
         off = c.canon[:t] - c.closed
         m = C.project_codes(np.nan_to_num(off), params.mouth_basis).astype(np.float32)
+        if min_sync is not None and not sync_score(c.mel_rows[:4 * t + 16], m @ gap_direction(params),
+                                                   c.valid[:t]) >= min_sync:
+            out.dropped.append(c.key)
+            continue
         out.mel.append(torch.from_numpy(np.ascontiguousarray(c.mel_rows[:4 * t + 16], np.float32)))
         out.target.append(m)
         out.valid.append(c.valid[:t].copy())
@@ -312,6 +332,9 @@ def sample_batch(data: LipData, step: int, seed: int, batch: int):
         val.append(torch.from_numpy(data.valid[i][s:s + SEQ]))
     mel = torch.stack(mel)
     mel = mel * float(rng.uniform(0.9, 1.1))  # loudness jitter (the windows are normalised log-mel)
+    for b in range(batch):  # a masked band of up to 10 mels per run (SpecAugment): less memorising of voices
+        f0, width = int(rng.integers(0, 70)), int(rng.integers(0, 11))
+        mel[b, :, :, f0:f0 + width] = mel[b].mean()
     return mel, torch.stack(tgt), torch.stack(val)
 
 
@@ -423,7 +446,8 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
 def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float = 2e-3, seed: int = 0,
           resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
           heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
-          gap_weight: float = 1.0, max_seconds: float | None = None, stop_after: int | None = None,
+          gap_weight: float = 2.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
+          stop_after: int | None = None,
           log=print) -> dict | None:
     import torch
 
@@ -448,11 +472,12 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
     else:
         params = fit_geometry(clips, mouth_dim, emotion_dim, log=log)
         save_params(params, geom_path)
-    train_data = lip_data(clips, params, heldout=False)
+    train_data = lip_data(clips, params, heldout=False, min_sync=min_sync)
     if not train_data.target:
         raise InputError(f"{data}: no clip with audio of {SEQ} frames or more to train the lips on")
     log(f"lips: {len(train_data.target)} training clips with audio, {sum(len(t) for t in train_data.target)} "
-        f"frames; {sum(1 for c in clips if c.heldout and c.mel_rows is not None)} held-out clips with audio")
+        f"frames ({len(train_data.dropped)} left out: sound and lips do not go together); "
+        f"{sum(1 for c in clips if c.heldout and c.mel_rows is not None)} held-out clips with audio")
 
     allv = np.concatenate(train_data.target)
     net = A.build({"mouth_dim": params.mouth_dim})
@@ -479,8 +504,13 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
         mel, tgt, val = sample_batch(train_data, step, seed, batch)
         pred, a, v = net.embeddings(mel, tgt)
         m = val.float()[..., None]
-        reg = (((pred - tgt) ** 2) * m).sum() / (m.sum() * code_var)
-        gap = ((((pred - tgt) @ g) ** 2) * m[..., 0]).sum() / (m.sum() * gap_var)
+        # half the code error as is (0 = closed must hold), half with each run's mean error removed, and the
+        # lip gap with its run mean removed: the per-clip offsets (a person's lips, the reference frame) are what
+        # speech cannot tell, and they drowned out the motion
+        d = pred - tgt
+        dc = d - (d * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+        reg = 0.5 * ((d ** 2) * m).sum() / (m.sum() * code_var) + 0.5 * ((dc ** 2) * m).sum() / (m.sum() * code_var)
+        gap = (((dc @ g) ** 2) * m[..., 0]).sum() / (m.sum() * gap_var)
         keep = val.reshape(-1)
         nce = A.info_nce(a.reshape(-1, a.shape[-1])[keep], v.reshape(-1, v.shape[-1])[keep])
         loss = reg + gap_weight * gap + nce_weight * nce
@@ -516,6 +546,7 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
     params.audio_config = dict(net.config)
     params.info.update({
         "train": {"steps": steps, "batch": batch, "seq": SEQ, "lr": lr, "seed": seed, "nce_weight": nce_weight,
+                  "min_sync": min_sync, "left_out_clips": train_data.dropped,
                   "gap_weight": gap_weight, "seconds": round(train_seconds, 1), "threads": threads,
                   "parameters": int(sum(p.numel() for p in net.parameters())),
                   "clips": len(train_data.target), "frames": int(sum(len(t) for t in train_data.target))},
