@@ -16,6 +16,7 @@ pipeline at a few channels, so the figures are the pipeline's own memory, not th
     python benchmarks/bench_memory.py                 # both groups (about 5-10 minutes on 2 CPU cores)
     python benchmarks/bench_memory.py --quick         # 10 s / 60 s / 5 min audio, 10 s vs 60 s rendered
     python benchmarks/bench_memory.py --json out.json # also write the figures
+    python benchmarks/bench_memory.py --only audio    # one group
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter cases (10 s / 60 s / 5 min; 10 s vs 60 s)")
     ap.add_argument("--frames", type=int, default=50, help="frames rendered in the audio-length group (default 50)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", choices=["audio", "render"], help="run one group only")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", help="folder for the generated audio and outputs (default: a temporary one)")
     args = ap.parse_args(argv)
@@ -104,8 +106,11 @@ def main(argv=None) -> int:
                 *extra]
 
     rows = []
-    for group, lengths, extra in (("audio length, same frames", audio_group, ["--max-frames", str(args.frames)]),
-                                  ("rendered length", render_group, [])):
+    groups = [("audio", "audio length, same frames", audio_group, ["--max-frames", str(args.frames)]),
+              ("render", "rendered length", render_group, [])]
+    for key, group, lengths, extra in groups:
+        if args.only and key != args.only:
+            continue
         for s in lengths:
             wav = work / f"speech_{s}s.wav"
             if not wav.is_file():
