@@ -278,12 +278,12 @@ class LipData:
 
 def sync_score(mel_rows, gap, valid) -> float:
     """How well a clip's sound goes with its lips: the best Pearson r (shifts up to +-3 frames) between the
-    loudness of each frame's mel window (bands 6-13, where voicing is) and the lip gap. Near 0 for music,
-    dubbing or a voice that is not this face's."""
+    loudness at the centre of each frame's mel window (its 8 middle steps, all bands) and the lip gap. Near 0
+    for music, dubbing or a voice that is not this face's."""
     import torch
 
     w = windows(torch.as_tensor(mel_rows), 0, len(gap)).numpy()
-    return S.best_offset(np.where(valid, gap, np.nan), w[:, 0, 6:14].mean((1, 2)), 3)[1]
+    return S.best_offset(np.where(valid, gap, np.nan), w[:, 0, :, 6:14].mean((1, 2)), 3)[1]
 
 
 def lip_data(clips: list[Clip], params: MeshParams, heldout: bool, min_sync: float | None = None) -> LipData:
