@@ -218,15 +218,21 @@ def part_env(rec: Recorder, a) -> None:
         rec.add("GPU", "no CUDA device: GPU-only items are skipped; --device cpu runs the rest on the CPU",
                 "skip" if a.device == "cuda" else "ok")
     else:
-        p = torch.cuda.get_device_properties(0)
-        rec.meta["gpu"] = p.name
-        rec.add("GPU", f"{p.name}, {p.total_memory / 2 ** 30:.0f} GiB, compute capability {p.major}.{p.minor}, "
-                       f"{torch.cuda.device_count()} device(s)", gpu=p.name, memory_gib=p.total_memory / 2 ** 30)
-        rec.add("cuDNN / NCCL", f"{torch.backends.cudnn.version()} / "
-                                f"{'.'.join(map(str, torch.cuda.nccl.version())) if torch.distributed.is_nccl_available() else 'not available'}")
-        rec.add("bf16 / TF32 defaults", f"bf16 supported {torch.cuda.is_bf16_supported()}; cuDNN TF32 "
-                                        f"{torch.backends.cudnn.allow_tf32}, matmul TF32 "
-                                        f"{torch.backends.cuda.matmul.allow_tf32}")
+        def gpu():
+            p = torch.cuda.get_device_properties(0)
+            rec.meta["gpu"] = p.name
+            rec.add("GPU", f"{p.name}, {p.total_memory / 2 ** 30:.0f} GiB, compute capability {p.major}.{p.minor}, "
+                           f"{torch.cuda.device_count()} device(s)", gpu=p.name, memory_gib=p.total_memory / 2 ** 30)
+        rec.attempt("GPU", gpu)
+
+        def libs():
+            nccl = torch.cuda.nccl.version() if torch.distributed.is_nccl_available() else "not available"
+            nccl = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
+            rec.add("cuDNN / NCCL", f"{torch.backends.cudnn.version()} / {nccl}")
+        rec.attempt("cuDNN / NCCL", libs)
+        rec.attempt("bf16 / TF32 defaults", lambda: rec.add(
+            "bf16 / TF32 defaults", f"bf16 supported {torch.cuda.is_bf16_supported()}; cuDNN TF32 "
+            f"{torch.backends.cudnn.allow_tf32}, matmul TF32 {torch.backends.cuda.matmul.allow_tf32}"))
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
     from pdfgc.training.trainer import to_sync_batchnorm
@@ -239,6 +245,7 @@ def part_env(rec: Recorder, a) -> None:
 def part_equivalence(rec: Recorder, a) -> None:
     import numpy as np
     import torch
+
     from pdfgc.official.verify import FLOAT_TOL, verify_fixture
 
     dev = _device(a.device)
@@ -310,6 +317,7 @@ def _models(a):
     models = [("official", lambda: PDFGC.random(0, get_config("official")))]
     if default_weights_path() is not None:  # without a file the default is the seeded official model again
         models.append(("default", default_model))
+
     lite = REPO / "pdfgc" / "weights" / "default.safetensors"
     if lite.is_file() and default_weights_path() != lite:
         models.append(("lite", lambda: PDFGC.from_pretrained(lite)))
@@ -341,6 +349,7 @@ def _memory_format(module, fmt) -> None:
 
 def _generator_fps(model, plan, dev, mode: str, batch: int, layout: str, repeats: int, mem: PeakMemory) -> tuple:
     import torch
+
     from pdfgc.runtime import Precision
 
     g, lay = model.generator, model.layout
@@ -374,12 +383,17 @@ def _speed_jobs(rec: Recorder, a, dev, cpu_reference: bool = False) -> None:
     import tempfile
 
     import torch
+
     from pdfgc.pipeline import AnimateOptions, TalkingHeadPipeline
 
     grid = _speed_grid(a, dev, cpu_reference)
     mem = PeakMemory(dev)
     portrait = DATA / "pdfgc" / "anne.png"
     where = "CPU " if cpu_reference else ""
+    from pdfgc.weights import default_weights_path
+    if not cpu_reference and default_weights_path() is None:
+        rec.add("default: model", "no packaged default weights: the default model is the seeded official one "
+                "(the official rows)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, build in _models(a):
@@ -389,8 +403,9 @@ def _speed_jobs(rec: Recorder, a, dev, cpu_reference: bool = False) -> None:
             if hasattr(model, "config"):
                 model.config.trained = True  # no untrained banner inside the benchmark
             if not cpu_reference:
-                rec.add(f"{name}: model", f"{type(model).__name__} {getattr(getattr(model, 'config', None), 'name', '')}"
-                        f", {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+                n = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
+                rec.add(f"{name}: model", f"{type(model).__name__} "
+                        f"{getattr(getattr(model, 'config', None), 'name', '')}, {n / 1e6:.1f} M parameters")
             pipe = rec.attempt(f"{name}: pipeline", lambda: TalkingHeadPipeline(model, device=str(dev),
                                                                                threads=a.threads))
             if pipe is None:
@@ -426,7 +441,7 @@ def _speed_jobs(rec: Recorder, a, dev, cpu_reference: bool = False) -> None:
                         rec.attempt(f"{where}{name} {mode}: generator b{batch} {layout}", gen)
                         if dev.type == "cuda":
                             torch.cuda.empty_cache()
-            del pipe, model
+            pipe = model = plan = None  # free the GPU memory before the next model
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -449,6 +464,7 @@ def part_cpu_reference(rec: Recorder, a) -> None:
 
 def part_compile(rec: Recorder, a) -> None:
     import torch
+
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
 
@@ -607,6 +623,7 @@ def _run_train_cli(args: list[str]) -> int:
 
 def part_train(rec: Recorder, a) -> None:
     import torch
+
     from pdfgc.training.stages import STAGES
 
     dev = _device(a.device)
@@ -640,7 +657,8 @@ def part_train(rec: Recorder, a) -> None:
         ok = finite and ck.is_dir() and len(rows) == s["steps"]
         rec.add(f"{s['config']} {stage}", f"{len(rows)} steps at {sps:.2f} steps/s (first step included: "
                 f"{sec:.0f} s in all), {mem.label} {mem.mb():.0f} MB, losses "
-                f"{'finite' if finite else 'NOT finite: ' + where}, checkpoint {'written' if ck.is_dir() else 'MISSING'}",
+                f"{'finite' if finite else 'NOT finite: ' + where}, checkpoint "
+                f"{'written' if ck.is_dir() else 'MISSING'}",
                 "ok" if ok else "fail", steps_per_s=sps, seconds=sec, peak_mb=mem.mb(), finite=finite,
                 final_total=float(rows[-1].get("total", "nan")))
         init = run / "model.safetensors"
@@ -692,7 +710,8 @@ def part_train_ddp(rec: Recorder, a) -> None:
         r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         rc, err = r.returncode, r.stderr
     except subprocess.TimeoutExpired as e:
-        rc, err = "timeout", (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        rc = "timeout"
     sec = time.perf_counter() - t0
     print(err[-6000:], flush=True)
     backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -895,7 +914,7 @@ def render_table(report: dict) -> tuple[str, str]:
         txt.append(first + (p["reason"] or ""))
         for r in p["rows"]:
             flag = "" if r["status"] == "ok" else f" [{r['status']}]"
-            md.append(f"| | | | {r['item'].strip()} | {r['value'].replace('|', '/')}{flag} |")
+            md.append(f"| | | | {r['item'].strip()} | {r['value'].replace('|', chr(92) + '|')}{flag} |")
             txt.append(" " * 31 + f"{r['item']}: {r['value']}{flag}")
     return "\n".join(txt), "\n".join(md)
 

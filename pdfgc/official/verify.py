@@ -86,9 +86,9 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
                    keep: dict | None = None) -> list[Comparison]:
     """Compare every recorded array; on `device` (cuda: expect small cuDNN differences). `keep`, when given,
     receives what the run built: frames ((T,3,224,224) in [-1,1], CPU), pipe, plan, portrait, options, spec."""
+    from ..media import preprocess as pp
     from ..pipeline import FrameComposer, TalkingHeadPipeline
     from .checkpoints import official_noise
-    from ..media import preprocess as pp
 
     folder = Path(folder)
     spec, exp, model, noise = fixture_model(folder, log, workdir)
