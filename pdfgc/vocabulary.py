@@ -1,0 +1,13 @@
+"""The package's shared words, defined once: frame rate, driving modes, align modes, precision names.
+
+Configuration names live with the configurations (``pdfgc.configs.CONFIG_NAMES``); the official inference rules
+(multipliers, smoothing, driving schedule, crop) in ``pdfgc.official.rules``.
+"""
+from __future__ import annotations
+
+FPS = 25                                               # output and driving frame rate (the official code's)
+SAMPLE_RATE = 16000                                    # speech is resampled to 16 kHz mono
+DRIVING_MODES = ("loop", "pingpong", "hold", "strict")  # short driving clips (loop: official)
+ALIGN_MODES = ("auto", "always", "never")              # face alignment of portraits, driving clips, raw clips
+PRECISIONS = ("exact", "fast")                         # inference: fp32, or bf16/fp16 where the device has it
+TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")            # training (accelerate's mixed precision)
