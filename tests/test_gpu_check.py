@@ -75,6 +75,25 @@ def test_sync_bn_conversion_keeps_weights_and_outputs():
     assert to_sync_batchnorm(model) == 0       # already converted
 
 
+@pytest.mark.parametrize("flag", [None, "--sync-bn"])
+def test_two_gloo_processes_keep_batchnorm_and_refuse_sync_bn(prepared_corpus, tmp_path, flag):
+    """torch's SyncBatchNorm raises on CPU tensors, so a 2-process gloo run cannot use it: by default the run keeps
+    per-process BatchNorm and says so; asking for it is one `pdfgc: error:` line (exit 2 in each rank)."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(28500 + os.getpid() % 1000 + (flag is not None)), "-m", "pdfgc.cli", "train", "--data",
+           str(prepared_corpus), "--stage", "appearance", "--config", "tiny", "--out", str(run), "--steps", "1",
+           "--batch-size", "2", "--threads", "1", "--quiet"] + ([flag] if flag else [])
+    r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    if flag is None:
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "BatchNorm statistics per process (SyncBatchNorm off: it runs on CUDA only)" in r.stderr
+        assert (run / "model.safetensors").is_file()
+    else:
+        assert r.returncode != 0
+        assert "pdfgc: error: --sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only)" in r.stderr
+
+
 # ------------------------------------------------------------------------------------------------ the check script
 
 def _check(tmp_path, *args, timeout=120):
