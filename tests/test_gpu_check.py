@@ -230,3 +230,25 @@ def test_the_whole_quick_check_on_cpu(tmp_path):
     assert speed["official exact: end to end"]["data"]["frames"] == 22
     assert any(k.endswith("generator b2 channels-last") for k in speed)
     assert (out / "gpu_check.md").read_text().count("| ok |") >= 7
+
+
+def test_speed_jobs_full_grid_path_with_a_tiny_model(gc, monkeypatch, tmp_path):
+    """The full-size code path of the speed part (two end-to-end calls, fast mode, batches 1/8/32, channels-last)
+    and the CPU reference's rows, on the tiny model so that it runs here; the rows carry the keys ratios() joins."""
+    from pdfgc.testing import tiny_model
+
+    monkeypatch.setattr(gc, "_models", lambda a: [("official", lambda: tiny_model(0))])
+    monkeypatch.setattr(gc, "_speed_grid", lambda a, dev, cpu_reference=False: {
+        "e2e_seconds": {"official": 0.5}, "batches": [1] if cpu_reference else [1, 3],
+        "layouts": ["default"] if cpu_reference else ["default", "channels_last"], "repeats": 1,
+        "modes": ["exact"] if cpu_reference else ["exact", "fast"]})
+    a = gc.parse_args(["--device", "cpu", "--out", str(tmp_path), "--threads", "1"])
+    gpu, cpu = gc.Recorder(tmp_path / "gpu.json"), gc.Recorder(tmp_path / "cpu.json")
+    gc._speed_jobs(gpu, a, torch.device("cpu"))
+    gc._speed_jobs(cpu, a, torch.device("cpu"), cpu_reference=True)
+    assert all(r["status"] == "ok" for r in gpu.rows + cpu.rows), [r for r in gpu.rows + cpu.rows if r["status"] != "ok"]
+    keys = {r["data"]["key"] for r in gpu.rows if "key" in r["data"]}
+    assert {"official/exact/e2e", "official/fast/e2e", "official/fast/gen/b3/channels_last"} <= keys
+    assert all(r["item"].startswith("CPU ") for r in cpu.rows)
+    ratios = gc.ratios([{"part": "speed", "rows": gpu.rows}, {"part": "cpu_reference", "rows": cpu.rows}])
+    assert {r["item"] for r in ratios} == {"GPU / CPU: official exact e2e", "GPU / CPU: official exact gen b1 default"}
