@@ -37,6 +37,7 @@ class AnimateOptions:
     driving_skip: int = OFFICIAL_SKIP  # official: the first two driving frames are dropped
     driving_reference: str = "auto"   # mesh-warp family: a clip's motion is taken relative to its most neutral
                                       # frame ("auto": eyes open, mouth closed, frontal) or its "first" frame
+    refiner: bool = True              # mesh-warp family: its learned refiner over the warp (False: the warp alone)
     align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
     layout: str = "result"            # result | panels (official five-panel strip) | pasteback
     precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)
@@ -96,6 +97,8 @@ def check_options(opt: AnimateOptions) -> None:
         raise InputError(f"unknown precision '{opt.precision}' (exact or fast)")
     if opt.align not in ("auto", "always", "never"):
         raise InputError(f"unknown align mode '{opt.align}' (auto, always, never)")
+    if getattr(opt, "driving_reference", "auto") not in ("auto", "first"):
+        raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     if opt.preset is not None and opt.preset not in X264_PRESETS:
         raise InputError(f"unknown x264 preset '{opt.preset}' (choose from {', '.join(X264_PRESETS)})")
     for name in ("pose", "eyes", "blink", "gaze", "emotion"):

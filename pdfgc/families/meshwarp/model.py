@@ -23,6 +23,7 @@ import torch
 
 from ...errors import InputError
 from ...media.face import FaceMeshDetector, matrix_scale
+from ...official_rules import smooth_box3, smooth_mouth
 from ..base import Codes, ModelFamily, register_family
 from . import codes as C
 from .params import MeshParams, load_params
@@ -44,9 +45,10 @@ class MeshWarpModel:
 
     family = FAMILY
 
-    def __init__(self, params: MeshParams, path: Path | None = None):
+    def __init__(self, params: MeshParams, path: Path | None = None, refiner=None):
         self.params = params
         self.weights_path = path
+        self.refiner = refiner   # refiner.Refiner or None: the warp alone
         self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
         self.audio = None
         if params.audio_state:
@@ -54,9 +56,18 @@ class MeshWarpModel:
             self.audio = from_params(params).requires_grad_(False)
 
     @classmethod
-    def from_pretrained(cls, path=None) -> "MeshWarpModel":
+    def from_pretrained(cls, path=None, refiner=None) -> "MeshWarpModel":
+        """`refiner`: None = ``<params stem>_refiner.safetensors`` beside the params file when there is one, a path
+        = that file, False = none."""
+        from .params import DEFAULT_PATH
+        from .refiner import load_refiner, refiner_path_for
+
         params = load_params(path)
-        return cls(params, Path(path) if path is not None else None)
+        if refiner is None:
+            auto = refiner_path_for(path if path is not None else DEFAULT_PATH)
+            refiner = auto if auto.is_file() else False
+        net = load_refiner(refiner) if refiner is not False else None
+        return cls(params, Path(path) if path is not None else None, net)
 
     def to(self, device):
         if self.audio is not None:
@@ -71,7 +82,8 @@ class MeshWarpModel:
         audio = sum(t.numel() for t in (p.audio_state or {}).values())
         return (f"meshwarp: mouth code {p.mouth_dim}, emotion code {p.emotion_dim}, emotion labels "
                 f"{', '.join(sorted(p.emotion_shapes)) or 'none'}, audio network {audio:,} parameters; "
-                f"fitted: {json.dumps(p.info.get('summary', {}))[:200]}")
+                f"fitted: {json.dumps(p.info.get('summary', {}))[:200]}; refiner: "
+                f"{'none' if self.refiner is None else sum(t.numel() for t in self.refiner.parameters())}")
 
 
 @dataclass
@@ -83,6 +95,7 @@ class MeshPortrait:
     codes: C.MeshCodes         # the portrait's own absolute codes (one frame)
     renderer: WarpRenderer
     size: int
+    refiner: object = None     # refiner.RefinerRunner bound to this portrait, None: the warp alone
 
 
 def render_size(portrait) -> int:
@@ -125,7 +138,6 @@ class MeshWarpFamily(ModelFamily):
         return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim, "eye": 4, "pose": 6}
 
     def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
-        from ...controls.smoothing import smooth_box3, smooth_mouth
         if factor == "mouth":
             return smooth_mouth(codes)
         if factor == "pose":
@@ -157,7 +169,11 @@ class MeshWarpFamily(ModelFamily):
         if mesh is None:
             raise InputError("portrait: the face mesh finds no face in the aligned crop")
         own = C.measure(mesh[None], self.params, reference=None, smooth=False)
-        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size)
+        runner = None
+        if self.model.refiner is not None:
+            from .refiner import RefinerRunner
+            runner = RefinerRunner(self.model.refiner, image)
+        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
 
@@ -323,7 +339,12 @@ class MeshWarpFamily(ModelFamily):
 
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
         st: MeshPortrait = plan.appearance
-        frames = np.stack([st.renderer.render(m) for m in self.target_meshes(plan, sl)])
+        meshes = self.target_meshes(plan, sl)
+        if st.refiner is None:
+            frames = np.stack([st.renderer.render(m) for m in meshes])
+        else:   # the learned refiner paints what the warp cannot (mouth interior, lids, seams), from its aux masks
+            warped = [st.renderer.render(m, return_aux=True) for m in meshes]
+            frames = st.refiner.apply_batch(np.stack([f for f, _ in warped]), [a for _, a in warped])
         return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
     def output_size(self, plan) -> int:

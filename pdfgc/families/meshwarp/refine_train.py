@@ -472,7 +472,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, refiner.safetensors)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the warped pair cache (built once)")
     ap.add_argument("--heldout", type=Path, default=HELDOUT_FILE, help="held-out people, one a line")
-    ap.add_argument("--steps", type=int, default=12000)
+    ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=CROP)
     ap.add_argument("--lr", type=float, default=2e-3)
