@@ -638,8 +638,9 @@ def part_train(rec: Recorder, a) -> None:
         import shutil
         shutil.rmtree(root)
     init = None
-    common = ["--data", str(data), "--batch-size", str(s["batch"]), "--precision", s["precision"],
-              "--log-every", "1", "--sample-every", str(s["steps"]), "--threads", str(a.threads), "--quiet"]
+    base = ["--data", str(data), "--batch-size", str(s["batch"]), "--log-every", "1", "--sample-every",
+            str(s["steps"]), "--threads", str(a.threads), "--quiet"]
+    common = base + ["--precision", s["precision"]]
     for stage in STAGES:
         run = root / stage
         start = ["--config", s["config"]] if init is None else ["--init", str(init)]
@@ -685,6 +686,27 @@ def part_train(rec: Recorder, a) -> None:
     rec.add(f"{stage} resumed", f"exit {rc}; log steps {steps[0] if steps else '-'}..{steps[-1] if steps else '-'} "
             f"({'continued from step ' + str(s['steps']) if ok else 'NOT a clean continuation'}), {sec:.0f} s",
             "ok" if ok else "fail")
+    # fp16 mixed precision: the GradScaler path (loss scaling, its state in the checkpoint); CUDA only
+    if dev.type != "cuda":
+        rec.add("appearance fp16 (GradScaler)", "GPU only: fp16 training needs CUDA", "skip")
+        return
+
+    def fp16():
+        run = root / "appearance_fp16"
+        mem.reset()
+        t0 = time.perf_counter()
+        rc = _run_train_cli(["train", "--stage", "appearance", "--config", s["config"], "--out", str(run),
+                             "--steps", "10", "--checkpoint-every", "10", "--precision", "fp16", *base])
+        sec = time.perf_counter() - t0
+        rows = _read_log(run) if (run / "log.csv").is_file() else []
+        finite, where = _finite(rows)
+        state = run / "checkpoints" / "step-000000010" / "train_state.pt"
+        scaler = state.is_file() and "scaler" in torch.load(state, map_location="cpu", weights_only=True)
+        ok = rc == 0 and len(rows) == 10 and finite and scaler
+        rec.add("appearance fp16 (GradScaler)", f"exit {rc}; {len(rows)} steps in {sec:.0f} s, {mem.label} "
+                f"{mem.mb():.0f} MB, losses {'finite' if finite else 'NOT finite: ' + where}, scaler state "
+                f"{'saved' if scaler else 'MISSING'}", "ok" if ok else "fail", seconds=sec)
+    rec.attempt("appearance fp16 (GradScaler)", fp16)
 
 
 def part_train_ddp(rec: Recorder, a) -> None:
