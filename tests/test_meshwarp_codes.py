@@ -361,3 +361,25 @@ def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
         assert (a.audio_state[k] == b.audio_state[k]).all(), k
     assert a.info["train"]["steps"] == 4 and a.info["heldout_people"] == ["nobody"]
     assert (tmp_path / "a" / "heldout.json").exists()
+
+
+def test_shipped_parameters():
+    from pdfgc.families.meshwarp import audio as A
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
+
+    if not DEFAULT_PATH.exists():
+        pytest.skip("no shipped meshwarp parameters yet")
+    assert DEFAULT_PATH.stat().st_size < 5e6
+    p = load_params()
+    assert {"happy", "surprise", "sad", "angry", "neutral"} <= set(p.emotion_shapes)
+    assert p.emotion_code("happy").shape == (p.emotion_dim,) and np.abs(p.emotion_code("happy")).max() > 0
+    # bases orthonormal and confined to their points
+    for basis, pts in ((p.mouth_basis, C.MOUTH_POINTS), (p.emotion_basis, C.EMOTION_POINTS)):
+        flat = basis.reshape(len(basis), -1).astype(np.float64)
+        np.testing.assert_allclose(flat @ flat.T, np.eye(len(basis)), atol=1e-4)
+        assert np.abs(basis[:, ~C.point_mask(pts)]).max() == 0
+    net = A.from_params(p)
+    y = A.predict_mouth(net, np.zeros((10, 1, 80, 20), np.float32))
+    assert y.shape == (10, p.mouth_dim) and np.isfinite(y).all()
+    from pdfgc.families.meshwarp.train import HELDOUT_FILE, read_heldout
+    assert p.info["heldout_people"] == read_heldout(HELDOUT_FILE) and len(p.info["heldout_people"]) >= 5

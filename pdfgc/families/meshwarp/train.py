@@ -26,6 +26,7 @@
    (a kill -9 loses at most one interval). ``OUT/log.csv`` gets a row every ``--log-every`` steps.
 5. **Result**: ``OUT/meshwarp.safetensors`` (geometry + network: ``params.save_params``), ``OUT/heldout.json``
    (held-out lips r, regression error) and ``OUT/curves.png`` / ``OUT/heldout_lips.png``.
+   ``--evaluate FILE`` prints the held-out figures of any parameters file instead of training.
 """
 from __future__ import annotations
 
@@ -392,12 +393,16 @@ def load_checkpoint(path: Path, net, opt) -> tuple[int, dict]:
 def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict:
     """Held-out lips: per clip the predicted mouth code (smoothed, as at inference) composed onto the clip's own
     neutral frame with the clip's real pose, lids and gaze; Pearson r of ``signals.mouth_opening`` of that mesh
-    against the real mesh's; and the mouth-code regression error (squared error over the codes' variance)."""
+    against the real mesh's (per clip, and pooled over all frames); ``oracle_r``: the same with the real mouth
+    code (what the code and compose can carry). Regression error against the training targets (mouth code from
+    the clip's closed mouth): squared error over the codes' within-clip variance (``mouth_code_nmse``; the
+    always-closed prediction scores ``closed_mouth_nmse``), its lip-gap part, and the RMS code error per frame
+    (canonical units, i.e. the root of the summed squared point errors)."""
     from .audio import predict_mouth
 
     per = []
     all_pred, all_real, all_oracle = [], [], []
-    se = var = gse = gvar = 0.0
+    se = var = gse = gvar = zse = 0.0
     g = gap_direction(params)
     for c in clips:
         if c.mel_rows is None or (keys is not None and c.key not in keys) or not c.valid.any():
@@ -409,6 +414,8 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
         pred = predict_mouth(net, mel_windows_from_rows(c.mel_rows, t))
         mesh = c.mesh[:t]
         real = C.measure(mesh, params, reference=c.ref)
+        # the regression error against the targets' own reference (the clip's closed mouth)
+        target = C.project_codes(c.canon[:t] - c.closed, params.mouth_basis)
         ok = c.valid[:t] & np.isfinite(real.mouth).all(1)
         portrait = C.measure(mesh[c.ref], params, reference=0)
         codes = real.copy()
@@ -418,11 +425,13 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
         mo_real, mo_pred, mo_oracle = S.mouth_opening(mesh), S.mouth_opening(composed), S.mouth_opening(oracle)
         mo_real[~ok] = np.nan
         r = S.pearson(mo_pred, mo_real)
-        d = pred[ok] - real.mouth[ok]
+        ok &= np.isfinite(target).all(1)
+        d = pred[ok] - target[ok]
         se += float((d ** 2).sum())
-        var += float(((real.mouth[ok] - real.mouth[ok].mean(0)) ** 2).sum())
+        zse += float((target[ok] ** 2).sum())  # the closed mouth throughout, for comparison
+        var += float(((target[ok] - target[ok].mean(0)) ** 2).sum())
         gse += float(((d @ g) ** 2).sum())
-        gvar += float((((real.mouth[ok] - real.mouth[ok].mean(0)) @ g) ** 2).sum())
+        gvar += float((((target[ok] - target[ok].mean(0)) @ g) ** 2).sum())
         per.append({"clip": c.key, "identity": c.identity, "frames": int(ok.sum()), "lips_r": round(r, 4),
                     "oracle_r": round(S.pearson(mo_oracle, mo_real), 4),
                     "best_offset": S.best_offset(mo_real, mo_pred, 4)})
@@ -437,6 +446,8 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
             "lips_r_pooled": round(float(pooled), 4),
             "oracle_r_pooled": round(float(S.pearson(np.concatenate(all_oracle), np.concatenate(all_real))), 4),
             "mouth_code_nmse": round(se / max(var, 1e-12), 4), "lip_gap_nmse": round(gse / max(gvar, 1e-12), 4),
+            "closed_mouth_nmse": round(zse / max(var, 1e-12), 4),
+            "mouth_code_rmse": round(math.sqrt(se / max(sum(p["frames"] for p in per), 1)), 4),
             "per_clip": per}
 
 
@@ -628,6 +639,16 @@ def plot(out: Path, clips, net, params, report) -> None:
         plt.close(fig)
 
 
+def evaluate_file(data: Path, params_path: Path, heldout_file: Path | None = None, log=print) -> dict:
+    """Held-out lips figures (``evaluate_lips``) of a parameters file on a prepared corpus."""
+    from .audio import from_params
+
+    params = load_params(params_path)
+    clips, _ = load_corpus(Path(data), heldout_file, log)
+    _prepare_geometry(clips)
+    return evaluate_lips(from_params(params), [c for c in clips if c.heldout], params)
+
+
 # ---------------------------------------------------------------------------------------------- command
 
 
@@ -645,15 +666,26 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--heldout", type=Path, default=None, help="held-out people list (default: the package's)")
+    p.add_argument("--gap-weight", type=float, default=2.0, help="weight of the lip-gap loss")
+    p.add_argument("--nce-weight", type=float, default=0.1, help="weight of the audio-visual InfoNCE")
+    p.add_argument("--min-sync", type=float, default=0.1,
+                   help="leave out training clips whose sound-lip sync score is below this (-1: keep all)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this long; --resume continues")
+    p.add_argument("--evaluate", type=Path, default=None, metavar="FILE",
+                   help="only print the held-out figures of a parameters file (JSON), no training")
     args = p.parse_args(argv)
     try:
+        if args.evaluate is not None:
+            report = evaluate_file(args.data, args.evaluate, args.heldout, log=lambda m: print(m, file=sys.stderr))
+            print(json.dumps(report, indent=1))
+            return 0
         if args.steps < 1 or args.batch < 1:
             raise InputError("--steps and --batch must be positive")
         train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
               resume=args.resume, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-              threads=args.threads, heldout_file=args.heldout,
+              threads=args.threads, heldout_file=args.heldout, gap_weight=args.gap_weight,
+              nce_weight=args.nce_weight, min_sync=None if args.min_sync <= -1 else args.min_sync,
               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     except PDFGCError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
