@@ -7,12 +7,12 @@ import numbers
 from dataclasses import dataclass
 
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
-from .controls.schedule import MODES, OFFICIAL_SKIP
 from .errors import InputError
+from .official_rules import OFFICIAL_SKIP, POSE_SCALE
+from .vocabulary import ALIGN_MODES, DRIVING_MODES, PRECISIONS
 
 SPECIAL_SOURCES = ("audio", "still", "off")
 LAYOUTS = ("result", "panels", "pasteback")
-FPS = 25
 
 
 @dataclass
@@ -27,7 +27,7 @@ class AnimateOptions:
     emotion: str = "still"
     # code multipliers; None = the model's defaults (official: mouth 1.5, eye 1.2, emotion 1.2, pose 1.0)
     mouth_intensity: float | None = None
-    pose_intensity: float = 1.0
+    pose_intensity: float = POSE_SCALE
     blink_intensity: float | None = None
     gaze_intensity: float | None = None
     emotion_intensity: float | None = None
@@ -89,14 +89,14 @@ def _number(opt: AnimateOptions, name: str, integer: bool = False, optional: boo
 def check_options(opt: AnimateOptions) -> None:
     """The one validation of option values (the CLI, the Python API and the web UI all call it): every number
     finite and in range, every name known. Raises InputError naming the option, before anything is read."""
-    if opt.driving_mode not in MODES:
-        raise InputError(f"unknown driving mode '{opt.driving_mode}' (choose from {', '.join(MODES)})")
+    if opt.driving_mode not in DRIVING_MODES:
+        raise InputError(f"unknown driving mode '{opt.driving_mode}' (choose from {', '.join(DRIVING_MODES)})")
     if opt.layout not in LAYOUTS:
         raise InputError(f"unknown layout '{opt.layout}' (choose from {', '.join(LAYOUTS)})")
-    if opt.precision not in ("exact", "fast"):
-        raise InputError(f"unknown precision '{opt.precision}' (exact or fast)")
-    if opt.align not in ("auto", "always", "never"):
-        raise InputError(f"unknown align mode '{opt.align}' (auto, always, never)")
+    if opt.precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{opt.precision}' ({' or '.join(PRECISIONS)})")
+    if opt.align not in ALIGN_MODES:
+        raise InputError(f"unknown align mode '{opt.align}' ({', '.join(ALIGN_MODES)})")
     if getattr(opt, "driving_reference", "auto") not in ("auto", "first"):
         raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     if opt.preset is not None and opt.preset not in X264_PRESETS:

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .controls.schedule import frame_indices
 from .errors import InputError
 from .families.base import Codes, ModelFamily, family_for
 from .media import preprocess as pp
@@ -35,8 +34,10 @@ from .media.driving import open_driving
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter, read_image_rgb
 from .model import PDFGC
-from .options import FPS, LAYOUTS, SPECIAL_SOURCES, AnimateOptions, check_options as _check_options  # noqa: F401 (re-exported)
+from .official_rules import crop_zoom_matrix, frame_indices
+from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions, check_options as _check_options  # noqa: F401 (re-exported)
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
+from .vocabulary import FPS
 from .weights import load_model
 
 log = logging.getLogger("pdfgc")
@@ -158,7 +159,7 @@ class TalkingHeadPipeline:
             crop, to_crop, num_faces = warp_to_crop(image, fa), fa.matrix, fa.num_faces
         official = self.family.official_crop
         net = pp.official_crop_zoom(crop) if official else crop
-        to_net = _compose(_crop_zoom_matrix() if official else np.eye(3)[:2], to_crop)
+        to_net = _compose(crop_zoom_matrix() if official else np.eye(3)[:2], to_crop)
         return Portrait(image, crop, net, to_net, not use_as_crop, num_faces, np.asarray(to_crop, np.float64))
 
     def load_speech(self, audio, require_speech: bool = True) -> Speech:
@@ -461,12 +462,6 @@ def _check_output(path: Path, inputs=()) -> None:
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     import cv2
     return cv2.resize(image, (size, size))  # INTER_LINEAR, as the official code resizes
-
-
-def _crop_zoom_matrix() -> np.ndarray:
-    """224-crop pixels -> network-input pixels for the official crop [0:192, 16:208] + resize (cv2 pixel centres)."""
-    s = pp.SIZE / (pp.CROP_ROWS[1] - pp.CROP_ROWS[0])
-    return np.array([[s, 0, (0.5 - pp.CROP_COLS[0]) * s - 0.5], [0, s, (0.5 - pp.CROP_ROWS[0]) * s - 0.5]])
 
 
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

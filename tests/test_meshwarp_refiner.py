@@ -160,3 +160,47 @@ def test_cli_bad_corpus_is_one_error_line(tmp_path, capsys):
                    "--cache", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pdfgc: error:")
+
+
+# ---------------------------------------------------------------------------------------------- integration
+
+
+def _tiny_params(path):
+    from pdfgc.families.meshwarp import codes as C
+    from pdfgc.families.meshwarp.params import MeshParams, save_params
+
+    rng = np.random.default_rng(0)
+    canon = rng.normal(size=(478, 3))
+    basis = np.zeros((2, 478, 3))
+    basis[:, C.MOUTH_POINTS] = rng.normal(size=(2, len(C.MOUTH_POINTS), 3))
+    return save_params(MeshParams(mean_shape=canon, mouth_basis=basis, emotion_basis=basis.copy(),
+                                  emotion_from_mouth=np.zeros((2, 2))), path)
+
+
+def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(tmp_path):
+    from pdfgc.families.meshwarp.model import MeshWarpModel
+
+    from .conftest import DATA, need
+
+    params = _tiny_params(tmp_path / "mw.safetensors")
+    assert MeshWarpModel.from_pretrained(params).refiner is None           # no refiner file: the warp alone
+    save_refiner(_randomised(), refiner_path_for(params))
+    model = MeshWarpModel.from_pretrained(params)
+    assert model.refiner is not None and model.refiner.widths == (4, 6, 8)
+    assert MeshWarpModel.from_pretrained(params, refiner=False).refiner is None
+    with pytest.raises(InputError):
+        MeshWarpModel.from_pretrained(params, refiner=tmp_path / "missing.safetensors")
+
+    from pdfgc.options import AnimateOptions
+    from pdfgc.pipeline import TalkingHeadPipeline
+    pipe = TalkingHeadPipeline(model, device="cpu", threads=1)
+    anne = need(DATA / "pdfgc" / "anne.png")
+    frames = {}
+    for on in (True, False):
+        opt = AnimateOptions(lips="still", duration=0.08, progress=False, refiner=on)
+        plan = pipe.plan(anne, None, opt)
+        assert (plan.appearance.refiner is not None) == on
+        frames[on] = np.concatenate([f.numpy() for _, f in pipe.render(plan, opt)])
+    warp = plan.appearance.renderer.render(plan.appearance.mesh)   # still lips: every frame is the portrait's own
+    assert np.allclose((frames[False][0].transpose(1, 2, 0) + 1) * 127.5, warp, atol=1e-3)
+    assert frames[True].shape == frames[False].shape and not np.allclose(frames[True], frames[False])
