@@ -22,6 +22,8 @@ from .networks.appearance import AppearanceEncoder
 from .networks.audio import AudioEncoder
 from .networks.generator import Generator
 from .networks.motion import MotionEncoder
+from .official_rules import EMOTION_SCALE, EYE_SCALE, MOUTH_SCALE
+from .seeded_weights import rule_weights_for_model
 
 FORMAT_NAME = "pdfgc"
 FORMAT_VERSION = "1"
@@ -67,11 +69,11 @@ class ModelConfig:
     audio: dict = field(default_factory=dict)        # AudioEncoder kwargs
     generator: dict = field(default_factory=dict)    # Generator kwargs (channels keys as str in JSON)
     layout: StyleLayout = field(default_factory=StyleLayout)
-    # official inference heuristics (spec 1.5): code multipliers applied at inference
-    mouth_scale: float = 1.5
-    eye_scale: float = 1.2
-    emotion_scale: float = 1.2
-    # official preprocessing of every 224 crop: keep rows [0,192), cols [16,208), zoom back to 224
+    # official inference heuristics (spec 1.5, pdfgc.official_rules): code multipliers applied at inference
+    mouth_scale: float = MOUTH_SCALE
+    eye_scale: float = EYE_SCALE
+    emotion_scale: float = EMOTION_SCALE
+    # the official crop of every 224 crop before the networks (pdfgc.official_rules.official_crop_zoom)
     official_crop: bool = True
     trained: bool = True   # False for seeded random weights (outputs are noise; say so loudly)
     notes: str = ""
@@ -186,12 +188,10 @@ class PDFGC(nn.Module):
     @classmethod
     def random(cls, seed: int = 0, config: ModelConfig | None = None) -> "PDFGC":
         """Seeded random weights by the official fixture rule (well-conditioned, deterministic). Renders noise."""
-        from .official.fixture import rule_weights_for_model
-
         config = dataclasses.replace(config or ModelConfig(), trained=False, name=f"random-seed{seed}",
                                      notes="seeded random weights: not a trained model")
         model = cls(config)
-        load_state_dict_checked(model, rule_weights_for_model(model, seed), f"<random weights, seed {seed}>")
+        load_state_dict_checked(model, rule_weights_for_model(model, seed, NETWORKS), f"<random weights, seed {seed}>")
         return model
 
 

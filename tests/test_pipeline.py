@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.controls.smoothing import smooth_box3, smooth_mouth
+from pdfgc.official_rules import smooth_box3, smooth_mouth
 from pdfgc.errors import InputError
 from pdfgc.media import preprocess as pp
 from pdfgc.media.video import read_image_rgb

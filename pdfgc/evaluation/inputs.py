@@ -73,7 +73,7 @@ def generated_streams(path: str | Path, layout: str = "auto") -> dict[str, Strea
 
 def source_stream(path: str | Path, name: str, num_out: int, mode: str = "loop", skip: int = 2) -> Stream:
     """A driving source re-timed to the output frames with the pipeline's schedule (official: skip 2, loop)."""
-    from ..controls.schedule import frame_indices
+    from ..official_rules import frame_indices
 
     path = Path(path)
     frames = _open_frames(path, f"{name} source")

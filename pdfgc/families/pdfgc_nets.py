@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..controls.smoothing import smooth_box3, smooth_mouth
+from ..official_rules import smooth_box3, smooth_mouth
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
 from .base import Codes, ModelFamily, register_family

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from .preprocess import SIZE, official_crop_zoom
+from ..official_rules import SIZE, official_crop_zoom
 from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files, read_image_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")

@@ -42,8 +42,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pdfgc.errors import FaceNotFoundError, InputError, PDFGCError
-
-CROP_SIZE = 224
+from pdfgc.official_rules import NETWORK_VIEW_MATRIX
+from pdfgc.official_rules import SIZE as CROP_SIZE
 
 # PC-AVS targets for the FAN 68-point eye and inner-mouth centres (scripts/align_68.py), for reference.
 PCAVS_FAN_TEMPLATE = np.array([[87.0, 59.0], [137.0, 59.0], [112.0, 120.0]])
@@ -59,10 +59,6 @@ LEFT_EYE_IDX = (33, 133)
 RIGHT_EYE_IDX = (362, 263)
 MOUTH_IDX = (13, 14, 78, 308)
 
-# PD-FGC's loader then crops rows [0,192) and columns [16,208) of the 224 crop and resizes back to 224 (spec 2.1
-# steps 3-4). This maps 224-crop pixels to that network frame, with cv2.resize's half-pixel convention.
-_ZOOM = CROP_SIZE / 192.0
-NETWORK_VIEW_MATRIX = np.array([[_ZOOM, 0.0, (0.5 - 16.0) * _ZOOM - 0.5], [0.0, _ZOOM, 0.5 * _ZOOM - 0.5]])
 
 WarnFn = Callable[[str], None]
 

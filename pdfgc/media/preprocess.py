@@ -1,5 +1,5 @@
-"""The official image preprocessing of every 224 crop (portrait and driving frames, spec 2.1):
-resize to 224, keep rows [0,192) and columns [16,208), resize back to 224 (INTER_LINEAR), scale to [-1,1].
+"""224 crops (uint8 RGB) <-> network tensors in [-1,1]: the official crop-zoom (``pdfgc.official_rules``)
+then /255*2-1 on the way in; the official truncation or our rounding on the way out.
 """
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ import cv2
 import numpy as np
 import torch
 
-SIZE = 224
-CROP_ROWS = (0, 192)
-CROP_COLS = (16, 208)
+from ..official_rules import SIZE, official_crop_zoom
 
-
-def official_crop_zoom(image_rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """uint8 (H,W,3) -> uint8 (224,224,3) after the official resize / fixed crop / zoom."""
-    img = image_rgb
-    if img.shape[:2] != (size, size):
-        img = cv2.resize(img, (size, size))
-    r0, r1 = (int(round(v * size / SIZE)) for v in CROP_ROWS)
-    c0, c1 = (int(round(v * size / SIZE)) for v in CROP_COLS)
-    return cv2.resize(np.ascontiguousarray(img[r0:r1, c0:c1]), (size, size))
+__all__ = ["SIZE", "official_crop_zoom", "to_tensor", "preprocess", "to_uint8", "to_uint8_truncated"]
 
 
 def to_tensor(images_rgb: np.ndarray) -> torch.Tensor:

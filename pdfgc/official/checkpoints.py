@@ -27,9 +27,9 @@ import torch
 from ..errors import CheckpointError
 from ..fileio import atomic_path
 from ..model import PDFGC, ModelConfig
+from ..seeded_weights import official_noise
 from .layout import FILES, is_generator_noise_key, official_layout, unused_keys
 
-OFFICIAL_SEED = 20202001
 # key substrings the official loaders skip (spec 1.6); audio's were an older expression branch
 _AUDIO_SKIPPED = ("model.layer4_exp", "model.attention_exp", "model.fc_exp", "exp_embed")
 
@@ -70,12 +70,6 @@ def refusal_reason(exc: BaseException) -> str:
     if m:
         return f"it holds pickled Python objects ({m.group(1)})"
     return "it holds pickled Python objects, not only tensors"
-
-
-def official_noise(model: PDFGC, seed: int = OFFICIAL_SEED) -> list[torch.Tensor]:
-    """The noise maps the official code draws on CPU (seeded global RNG, drawn in layer order)."""
-    g = torch.Generator().manual_seed(seed)
-    return [torch.empty(tuple(n.noise.shape)).normal_(generator=g) for n in model.generator.noise_layers()]
 
 
 def convert_official_state_dict(model: PDFGC, network: str, sd: dict[str, torch.Tensor], source: str

@@ -88,7 +88,7 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
     receives what the run built: frames ((T,3,224,224) in [-1,1], CPU), pipe, plan, portrait, options, spec."""
     from ..media import preprocess as pp
     from ..pipeline import FrameComposer, TalkingHeadPipeline
-    from .checkpoints import official_noise
+    from ..seeded_weights import official_noise
 
     folder = Path(folder)
     spec, exp, model, noise = fixture_model(folder, log, workdir)

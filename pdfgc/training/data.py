@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..media.preprocess import official_crop_zoom, preprocess
+from ..media.preprocess import preprocess
+from ..official_rules import official_crop_zoom
 from .augment import AugmentConfig, augment_driving
 from .stages import STAGES, pose_labels_to_code
 

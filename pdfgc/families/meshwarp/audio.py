@@ -7,7 +7,7 @@ co-articulation (the mouth moves ahead of the sound); a linear head gives the mo
 mouth code into the same space as the audio embedding for the lip InfoNCE (the paper's lip recipe, with the
 mesh-measured mouth code as the visual side).
 
-At inference ``predict_mouth`` applies the official 3-tap Gaussian (``pdfgc.controls.smoothing.smooth_mouth``).
+At inference ``predict_mouth`` applies the official 3-tap Gaussian (``pdfgc.official_rules.smooth_mouth``).
 The mouth code is relative to the neutral closed mouth (0 = closed), in canonical units (``codes.py``).
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from ...official_rules import smooth_mouth
 
 DEFAULT_CONFIG = {"mouth_dim": 16, "channels": 96, "embed": 128, "context": 2, "nce_dim": 64}
 DROPOUT = 0.2  # training only; the corpus is small (~11 min of speech) and the network overfits it
@@ -106,8 +108,6 @@ def from_params(params) -> AudioToMouth:
 def predict_mouth(net: AudioToMouth, mel_windows, batch: int = 2048, smooth: bool = True) -> np.ndarray:
     """(T,1,80,20) official mel windows -> (T,Dm) float32 mouth codes (one sequence; windows batched in chunks
     with ``context`` frames of overlap so the result does not depend on ``batch``), Gaussian-smoothed."""
-    from ...controls.smoothing import smooth_mouth
-
     mel = torch.as_tensor(np.asarray(mel_windows, np.float32))
     t = len(mel)
     if t == 0:
