@@ -236,7 +236,7 @@ def test_check_options_is_the_one_validation(tiny_pipe, tmp_path):
                                  preset="veryfast", crf=np.int64(20), emotion_intensity=np.float32(1.5)))
     for bad in [dict(mouth_intensity=float("nan")), dict(duration=0), dict(duration=86401), dict(max_frames=0),
                 dict(max_frames=2.5), dict(preset="bogus"), dict(threads=0), dict(pose_intensity=None),
-                dict(gaze_intensity="1"), dict(align="sometimes"), dict(crf=True)]:
+                dict(gaze_intensity="1"), dict(align="sometimes"), dict(crf=True), dict(driving_reference="x")]:
         with pytest.raises(InputError):
             check_options(AnimateOptions(**bad))
     # the API goes through it too: nothing is rendered or written
