@@ -97,8 +97,6 @@ def check_options(opt: AnimateOptions) -> None:
         raise InputError(f"unknown precision '{opt.precision}' ({' or '.join(PRECISIONS)})")
     if opt.align not in ALIGN_MODES:
         raise InputError(f"unknown align mode '{opt.align}' ({', '.join(ALIGN_MODES)})")
-    if getattr(opt, "driving_reference", "auto") not in ("auto", "first"):
-        raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     if opt.preset is not None and opt.preset not in X264_PRESETS:
         raise InputError(f"unknown x264 preset '{opt.preset}' (choose from {', '.join(X264_PRESETS)})")
     for name in ("pose", "eyes", "blink", "gaze", "emotion"):
