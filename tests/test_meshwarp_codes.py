@@ -234,6 +234,8 @@ def test_gaze_from_control_units(params):
     g = C.gaze_from_control([[0, 0], [1, 0], [0, 1]], params.gaze_center)
     np.testing.assert_allclose(g[0], params.gaze_center)
     assert g[1, 0] > g[0, 0] and g[2, 1] < g[0, 1]  # +h image right, +v up = smaller signals y
+    # the same units as pdfgc prepare's iris columns (2 (x - 0.5), 2 y) and the control mappings
+    np.testing.assert_allclose(g[1] - g[0], (0.5, 0)) and np.testing.assert_allclose(g[2] - g[0], (0, -0.5))
     assert params.emotion_code("smile")[0] == pytest.approx(1.0)
 
 
@@ -383,3 +385,18 @@ def test_shipped_parameters():
     assert y.shape == (10, p.mouth_dim) and np.isfinite(y).all()
     from pdfgc.families.meshwarp.train import HELDOUT_FILE, read_heldout
     assert p.info["heldout_people"] == read_heldout(HELDOUT_FILE) and len(p.info["heldout_people"]) >= 5
+
+
+def test_pose_code_agrees_with_prepared_pose(prepared_corpus, params):
+    """The pose code is signals' head pose, and its tx/ty/log-scale convert exactly from prepare's columns."""
+    from pdfgc.data import PreparedCorpus
+    corpus = PreparedCorpus(prepared_corpus)
+    a = corpus.load_arrays(corpus.clips[0].key, names=("mesh.npy", "pose.npy", "eye.npy"))
+    codes = C.measure(a["mesh.npy"], params, reference="auto")
+    p = a["pose.npy"].astype(np.float64)
+    np.testing.assert_allclose(codes.pose[:, :3], p[:, :3], atol=1e-3)
+    np.testing.assert_allclose(codes.pose[:, 3:5], (224 * p[:, 3:5] + 111.5) / (224 * p[:, 5:6]), atol=1e-4)
+    np.testing.assert_allclose(codes.pose[:, 5], np.log(224 * p[:, 5]), atol=1e-5)
+    gaze = 0.5 * np.stack([a["eye.npy"][:, [2, 4]].mean(1), a["eye.npy"][:, [3, 5]].mean(1)], 1)
+    np.testing.assert_allclose(codes.eye[:, 2:], gaze, atol=1e-5)
+    assert np.allclose(codes.eye[codes.reference, :2], 1) and np.allclose(codes.mouth[codes.reference], 0, atol=1e-6)

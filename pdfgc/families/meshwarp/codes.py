@@ -10,7 +10,9 @@ Codes (``MeshCodes``, every array (T, d) float32):
 - ``pose`` (T,6): yaw, pitch, roll in degrees (``signals.head_pose``), tx, ty = the fit's translation t (image
   pixels, the rigid points' centre) divided by the face scale s, and log s (s in pixels per template unit). So
   t = (tx, ty) * exp(logs): absolute position and size in the image the mesh came from; changes are "face-centre
-  shift / face scale" (``retarget``).
+  shift / face scale" (``retarget``). On a 224 crop, ``pdfgc prepare``'s pose columns give the same code as
+  tx = (224 tx_p + 111.5) / (224 scale_p), log_scale = log(224 scale_p) (a PoseControl tx/ty change of d moves the
+  face by 224 d crop pixels, i.e. d / scale_p in this code's units).
 - ``eye`` (T,4): lid opening of eye 0 and eye 1 (``signals`` eye order: eye 0 the image-left eye) = EAR of the
   canonical (frontal) mesh / the reference's (1 = that face's neutral open eye, 0 = closed; measured frontal so a
   head turn does not read as a blink), then gaze h, v in ``signals.gaze`` units:
@@ -29,11 +31,12 @@ part of the code). Pose and gaze are always absolute. ``retarget`` turns a drive
 neutral frame applied to a base (the portrait's codes); ``compose`` renders codes onto the portrait's mesh.
 
 Explicit controls map with no fitted step: pose in degrees (the code's unit), lid opening 0..1 (the code's unit),
-gaze from ``GazeControl``'s iris units (+h image right, +v UP, +-1 = the iris at the eye corner / lid) by
-``gaze_from_control``: h_code = gaze_center_h + 0.28 h, v_code = gaze_center_v - 0.12 v (0.28 = half an eye width
-minus the iris radius, 0.22 eye widths on mediapipe's iris; 0.12 = about the half-opening of an open eye less the
-part the lids cover); mouth: 0 = closed, a lip level multiplies the code; emotion labels: ``apply_emotion_label``
-(``params.emotion_code`` for the emotion code, plus the label's resting mouth shape on the mouth code).
+gaze from ``GazeControl``'s iris units (+h image right, +v UP; the units ``pdfgc prepare`` and the control
+mappings use: 2 (x - 0.5) and 2 y of ``signals.iris_position``, as offsets from the data's typical iris position)
+by ``gaze_from_control``: h_code = gaze_center_h + 0.5 h, v_code = gaze_center_v - 0.5 v (``params.gaze_center``:
+the median gaze of the corpus's neutral frames, "looking at the camera"); mouth: 0 = closed, a lip level
+multiplies the code; emotion labels: ``apply_emotion_label`` (``params.emotion_code`` for the emotion code, plus
+the label's resting mouth shape on the mouth code).
 """
 from __future__ import annotations
 
@@ -87,8 +90,8 @@ IRIS_POINTS = IRIS.ravel().copy()
 FACTOR_POINTS = {"mouth": MOUTH_POINTS, "emotion": EMOTION_POINTS, "blink": LID_POINTS, "gaze": IRIS_POINTS}
 
 # GazeControl iris units -> signals.gaze units (see the module docstring)
-GAZE_H_PER_UNIT = 0.28
-GAZE_V_PER_UNIT = 0.12
+GAZE_H_PER_UNIT = 0.5
+GAZE_V_PER_UNIT = 0.5
 
 
 def point_mask(points) -> np.ndarray:
