@@ -11,6 +11,7 @@ channels. Its networks still take the official 224 crops: `PDFGC.network_input` 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from .errors import InputError
 from .model import ModelConfig, StyleLayout
@@ -48,9 +49,22 @@ def lite_config() -> ModelConfig:
     )
 
 
-def tiny_config() -> ModelConfig:
-    from .testing import tiny_config as _tiny
-    return _tiny()
+def tiny_config(**overrides) -> ModelConfig:
+    """The tests' model: same design and code layout (mouth 500, emotion 30, eye 6, pose 6), a few channels per
+    layer (``pdfgc.testing.tiny_model`` builds it with seeded weights)."""
+    cfg = ModelConfig(
+        name="tiny-test",
+        appearance=dict(blocks=(1, 1, 1, 1), planes=(4, 4, 8, 16), stem=8, groups=2, base_width=32,
+                        identity_channels=16),
+        motion=dict(feature_dim=64, width=16),
+        audio=dict(layers=(1, 1, 1, 1), filters=(8, 8, 16, 16), feature_dim=64),
+        generator=dict(channels={"7": 16, "14": 16, "28": 16, "56": 8, "112": 8, "224": 8}),
+        layout=StyleLayout(appearance=64),
+        trained=False,
+    )
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
 
 
 _REGISTRY = {"official": official_config, "lite": lite_config, "tiny": tiny_config}
@@ -69,7 +83,6 @@ _ARCH_FIELDS = ("image_size", "appearance", "motion", "audio", "generator", "lay
 
 def _arch(cfg: ModelConfig) -> str:
     """The fields that decide the networks' shapes, normalised (JSON turns tuples into lists, int keys into str)."""
-    import json
     d = dataclasses.asdict(cfg)
     return json.dumps({k: d[k] for k in _ARCH_FIELDS}, sort_keys=True)
 

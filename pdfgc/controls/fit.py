@@ -17,16 +17,32 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from ..data.corpus import PreparedCorpus
 from ..errors import InputError
+from ..evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmarks, crop_face
 from ..fileio import atomic_path
+from ..media import preprocess as pp
+from ..model import PDFGC
+from ..runtime import resolve_device, set_threads
+from ..weights import load_model
 from .explicit import normalise_emotion
-from .mapping import (ControlMappings, ControlSamples, fit_mappings, mapping_path_for, model_fingerprint,
-                      physical_pose_map, pose_code_is_physical)
+from .mapping import (
+    ControlMappings,
+    ControlSamples,
+    fit_mappings,
+    mapping_path_for,
+    model_fingerprint,
+    physical_pose_map,
+    pose_code_is_physical,
+)
 
 log = logging.getLogger("pdfgc")
 CACHE_VERSION = 1
 FER_MIN_CONFIDENCE = 0.5
+FER_MODES = ("auto", "always", "never")  # fer's labels: for unlabelled clips, for every clip, never
 
 
 def gaze_from_eye(eye: np.ndarray) -> np.ndarray:
@@ -52,10 +68,6 @@ def _select_frames(valid: np.ndarray, openness: np.ndarray, mouth: np.ndarray, p
 
 
 def _encode(model, frames: np.ndarray, batch: int, device) -> dict[str, np.ndarray]:
-    import torch
-
-    from ..media import preprocess as pp
-
     outs = {k: [] for k in ("pose", "eye", "emotion", "mouth")}
     with torch.inference_mode():
         for s in range(0, len(frames), batch):
@@ -69,8 +81,6 @@ def _encode(model, frames: np.ndarray, batch: int, device) -> dict[str, np.ndarr
 
 
 def _fer_labels(classifier, frames: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-    from ..evaluation.emotion import EMOTIONS, box_from_landmarks, crop_face
-
     crops = []
     for f, m in zip(frames, mesh):
         try:
@@ -88,8 +98,8 @@ def collect_samples(model, corpus, frames_per_clip: int = 48, extremes: int = 6,
     """Codes and labels of sampled frames of every clip of `corpus` (a PreparedCorpus or anything with its
     interface: iteration over ClipInfo, load_arrays, load_frames). `fer`: auto (frames of unlabelled clips),
     always, never."""
-    if fer not in ("auto", "always", "never"):
-        raise InputError(f"fer mode '{fer}' (auto, always, never)")
+    if fer not in FER_MODES:
+        raise InputError(f"fer mode '{fer}' ({', '.join(FER_MODES)})")
     digest = model_fingerprint(model)
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
@@ -102,14 +112,12 @@ def collect_samples(model, corpus, frames_per_clip: int = 48, extremes: int = 6,
 
     def get_classifier():
         if "fer" not in state:  # loaded only when a clip needs fer's labels
-            from ..evaluation.emotion import EmotionClassifier
             state["fer"] = EmotionClassifier()
         return state["fer"]
 
     parts = []
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(infos), unit="clip", desc="fit-controls: encoding", file=sys.stderr, dynamic_ncols=True)
     try:
         for ci, info in enumerate(infos):
@@ -220,7 +228,7 @@ def add_parser(sub) -> None:
     p.add_argument("--extremes", type=int, default=6,
                    help="also the N most closed-eye and N most closed-mouth frames of each clip (default 6)")
     p.add_argument("--max-clips", type=int, help="use at most this many clips")
-    p.add_argument("--fer", default="auto", choices=["auto", "always", "never"],
+    p.add_argument("--fer", default="auto", choices=FER_MODES,
                    help="emotion labels from fer's classifier: for clips without a label (auto), always, never")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int)
@@ -230,19 +238,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.corpus import PreparedCorpus
-    from ..model import PDFGC
-    from ..runtime import resolve_device, set_threads
-
     set_threads(args.threads)
     device = resolve_device(args.device)
-    if args.official_checkpoints:
-        from ..official.checkpoints import load_official
-        model = load_official(args.official_checkpoints)
-        weights = Path(args.official_checkpoints)
-    else:
-        model = PDFGC.from_pretrained(args.weights)
-        weights = Path(args.weights)
+    model = load_model(weights=args.weights, official=args.official_checkpoints)
+    weights = Path(args.official_checkpoints or args.weights)
+    if not isinstance(model, PDFGC):  # the mesh-warp family's codes are physical already: nothing to fit
+        raise InputError(f"{weights}: fit-controls fits the PD-FGC networks' codes; this is a "
+                         f"{type(model).__name__} (its explicit controls need no fitted mapping)")
     model = model.to(device).eval()
     out = Path(args.output) if args.output else mapping_path_for(weights)
     corpus = PreparedCorpus(args.data)
