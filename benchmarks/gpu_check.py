@@ -3,6 +3,10 @@
     python benchmarks/gpu_check.py --out gpu_check                    # on a GPU machine: everything, < 9 min
     python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gc  # the same parts on a CPU, small (the test)
 
+On a borrowed machine that sends back one folder, write the tables into it and the large files elsewhere
+(`--out $OUT/gpu_check --work /tmp/gpu_check_work`); the run stays inside `--budget` (540 s), so it fits one
+10-minute command with start-up to spare.
+
 Parts, in this order; each runs in its own process under its own timeout (a crash, a CUDA error, an out-of-memory
 or a hang in one part is recorded and the next part runs; whatever a part measured before it died is kept):
 
@@ -17,7 +21,7 @@ or a hang in one part is recorded and the next part runs; whatever a part measur
                   model: end-to-end frames/s of the real `animate` path (anne.png + N s of speech -> mp4 with
                   sound; on a GPU the second of two calls, the first given too), exact and fast; generator-only
                   frames/s at several batch sizes, default and channels-last memory format; peak GPU memory
-  data            a small prepared corpus: --data, else `pdfgc prepare` on 3 short shipped clips, cached in OUT
+  data            a small prepared corpus: --data, else `pdfgc prepare` on 3 short shipped clips, cached in WORK
                   (started in the background at once: it runs on the CPU while the first parts use the GPU)
   train           `pdfgc train` for each stage of PD-FGC (appearance, lips, pose_eye, emotion; official config,
                   tiny with --quick), each from the previous one's model, bf16 autocast: steps/s, peak memory,
@@ -548,7 +552,7 @@ def _cut_clip(src: Path, dst: Path, start_s: float, dur_s: float, audio: bool = 
 
 
 def corpus_dir(a) -> Path:
-    return Path(a.data) if a.data else Path(a.out) / ("corpus_quick" if a.quick else "corpus")
+    return Path(a.data) if a.data else Path(a.work) / ("corpus_quick" if a.quick else "corpus")
 
 
 def part_data(rec: Recorder, a) -> None:
@@ -566,7 +570,7 @@ def part_data(rec: Recorder, a) -> None:
         return
     dur = 1.5 if a.quick else 4.0
     # two speakers with audio (VoxCeleb2 layout) for the lips stage, one MEAD-layout clip with an emotion label
-    raw = Path(a.out) / ("raw_quick" if a.quick else "raw")
+    raw = Path(a.work) / ("raw_quick" if a.quick else "raw")
     clips = [(DATA / "megactor/audio_CHTF_4.mp4", raw / "id00001/clipA/00001.mp4", True),
              (DATA / "megactor/audio_ENTF_1.mp4", raw / "id00002/clipB/00001.mp4", True),
              (DATA / "edtalk/pose_source1.mp4", raw / "M003/video/front/happy/level_2/001.mp4", False)]
@@ -632,7 +636,7 @@ def part_train(rec: Recorder, a) -> None:
     data = corpus_dir(a)
     s = _train_settings(a, dev)
     rec.meta.update(s)
-    root = Path(a.out) / ("train_quick" if a.quick else "train")
+    root = Path(a.work) / ("train_quick" if a.quick else "train")
     mem = PeakMemory(dev)
     if root.exists():
         import shutil
@@ -713,7 +717,7 @@ def part_train_ddp(rec: Recorder, a) -> None:
     dev = _device(a.device)
     data = corpus_dir(a)
     s = _train_settings(a, dev)
-    run = Path(a.out) / ("train_ddp_quick" if a.quick else "train_ddp")
+    run = Path(a.work) / ("train_ddp_quick" if a.quick else "train_ddp")
     if run.exists():
         import shutil
         shutil.rmtree(run)
@@ -809,7 +813,7 @@ def part_train_meshwarp(rec: Recorder, a) -> None:
     if not meshwarp_available():
         raise Skip(f"not available: {module} does not exist yet")
     dev = _device(a.device)
-    out = Path(a.out) / ("train_meshwarp_quick" if a.quick else "train_meshwarp")
+    out = Path(a.work) / ("train_meshwarp_quick" if a.quick else "train_meshwarp")
     fill = {"data": str(corpus_dir(a)), "out": str(out), "device": str(dev), "steps": "3" if a.quick else "30",
             "threads": str(a.threads)}
     cmd = [sys.executable, "-m", module, *[t.format(**fill) for t in template]]
@@ -959,8 +963,10 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (tiny training config, 1-2 s jobs, batch 1-2): minutes on a CPU")
     ap.add_argument("--out", default="gpu_check", help="output folder (tables, logs, the prepared corpus cache)")
+    ap.add_argument("--work", help="folder for the large files: the prepared corpus cache, training runs "
+                                   "(default OUT/work)")
     ap.add_argument("--data", help="a prepared corpus (`pdfgc prepare`) for the training parts; default: prepare "
-                                   "3 short shipped clips into OUT/corpus once")
+                                   "3 short shipped clips into WORK/corpus once")
     ap.add_argument("--parts", help=f"comma-separated subset of: {', '.join(PARTS)}")
     ap.add_argument("--budget", type=float, help="seconds for the whole run (default 540; 1200 with --quick)")
     ap.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every part's timeout")
@@ -969,6 +975,7 @@ def parse_args(argv=None):
     ap.add_argument("--child", choices=list(PARTS), help=argparse.SUPPRESS)
     ap.add_argument("--nccl-probe", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    a.work = a.work or str(Path(a.out) / "work")
     if a.threads is None:
         a.threads = 1 if a.device == "cpu" else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                                  else os.cpu_count() or 1)
@@ -997,7 +1004,8 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     deadline = t_start + budget
     cuda, gpu = _cuda_probe()
-    common = ["--device", a.device, "--out", str(out.resolve()), "--threads", str(a.threads)]
+    common = ["--device", a.device, "--out", str(out.resolve()), "--work", str(Path(a.work).resolve()),
+              "--threads", str(a.threads)]
     common += ["--quick"] if a.quick else []
     common += ["--data", str(Path(a.data).resolve())] if a.data else []
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": a.device, "quick": a.quick,
