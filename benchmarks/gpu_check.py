@@ -237,6 +237,21 @@ def part_env(rec: Recorder, a) -> None:
         rec.attempt("bf16 / TF32 defaults", lambda: rec.add(
             "bf16 / TF32 defaults", f"bf16 supported {torch.cuda.is_bf16_supported()}; cuDNN TF32 "
             f"{torch.backends.cudnn.allow_tf32}, matmul TF32 {torch.backends.cuda.matmul.allow_tf32}"))
+    # what the other parts need (a GPU machine's environment is set up by hand: a missing package explains a failure)
+    from importlib.metadata import PackageNotFoundError, version
+    found, missing = [], []
+    for pkg in ("numpy", "av", "safetensors", "accelerate", "opencv-python-headless|opencv-python", "mediapipe",
+                "scipy") + (("triton",) if torch.cuda.is_available() else ()):  # triton: torch.compile on a GPU
+        for name in pkg.split("|"):
+            try:
+                found.append(f"{name} {version(name)}")
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            missing.append(pkg.split("|")[0])
+    rec.add("packages", ", ".join(found) + (f"; MISSING: {', '.join(missing)}" if missing else ""),
+            "fail" if missing else "ok")
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
     from pdfgc.training.trainer import to_sync_batchnorm
