@@ -17,7 +17,7 @@
    (``sync_score`` >= 0.1: drops music, dubbing, other voices), targets = the mouth code against each clip's
    closed mouth. Batches of 16-frame runs (loudness jitter, one masked mel band per run); loss = the mouth-code
    regression (squared error in canonical units, i.e. mesh-point error, over its total variance; half of it with
-   each run's mean error removed) + 2 x the lip-gap part of it (run mean removed: the inner-lip opening the
+   each run's mean error removed) + 5 x the lip-gap part of it (run mean removed: the inner-lip opening the
    renders are scored on) + 0.1 x the symmetric InfoNCE between audio and visual mouth embeddings (negatives:
    every other frame of the batch, other times and clips). Adam, cosine learning rate, dropout 0.2. Batches and
    dropout are pure functions of (seed, step), so a resumed run is the same run.
@@ -457,7 +457,7 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
 def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float = 2e-3, seed: int = 0,
           resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
           heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
-          gap_weight: float = 2.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
+          gap_weight: float = 5.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
           stop_after: int | None = None,
           log=print) -> dict | None:
     import torch
@@ -608,7 +608,8 @@ def plot(out: Path, clips, net, params, report) -> None:
     if rows:
         step = [int(r["step"]) for r in rows]
         fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
-        for a, k, title in zip(ax, ("reg", "gap", "nce"), ("mouth code (NMSE)", "lip gap (NMSE)", "InfoNCE")):
+        titles = ("training: mouth code (NMSE)", "training: lip gap, run mean removed", "training: InfoNCE")
+        for a, k, title in zip(ax, ("reg", "gap", "nce"), titles):
             a.plot(step, [float(r[k]) for r in rows])
             a.set_title(title), a.set_xlabel("step")
         fig.tight_layout()
@@ -666,7 +667,7 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--heldout", type=Path, default=None, help="held-out people list (default: the package's)")
-    p.add_argument("--gap-weight", type=float, default=2.0, help="weight of the lip-gap loss")
+    p.add_argument("--gap-weight", type=float, default=5.0, help="weight of the lip-gap loss")
     p.add_argument("--nce-weight", type=float, default=0.1, help="weight of the audio-visual InfoNCE")
     p.add_argument("--min-sync", type=float, default=0.1,
                    help="leave out training clips whose sound-lip sync score is below this (-1: keep all)")
