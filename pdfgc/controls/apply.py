@@ -14,12 +14,10 @@ import logging
 import numpy as np
 import torch
 
-from .explicit import POSE_CHANNELS, coerce_control
+from .explicit import CONTROL_FIELDS, POSE_CHANNELS, coerce_control
 from .mapping import find_mapping, physical_pose_map, pose_code_is_physical, require_mapping
 
 log = logging.getLogger("pdfgc")
-CONTROL_FIELDS = {"pose": "pose_control", "blink": "blink_control", "gaze": "gaze_control",
-                  "emotion": "emotion_control", "lip": "lip_control"}
 REFERENCE_MAX_FRAMES = 250   # a reference clip's mean expression is taken over at most this many frames
 
 

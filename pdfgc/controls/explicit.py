@@ -1,8 +1,10 @@
 """Explicit controls: physical values for each motion factor, turned into per-frame curves at 25 fps.
 
-Each control is a dataclass that serialises with ``dataclasses.asdict`` / ``to_dict`` (plain JSON) and comes back
-with ``from_dict``; ``parse(spec)`` reads the short strings of the CLI and the UI; ``coerce_control(kind, value)``
-accepts None, a dataclass, a dict or a spec string. A control gives physical per-frame values (degrees, eye
+Each control is a dataclass, the one home of everything about it: its ``kind`` and AnimateOptions ``field``,
+``to_dict`` / ``from_dict`` (plain JSON), ``parse(spec)`` for the short strings of the CLI and the UI,
+``add_arguments`` / ``from_args`` for its ``pdfgc animate`` flags, and ``describe()`` (one phrase for messages).
+A new control is one class here, listed in ``CONTROL_TYPES`` (plus how a model family applies it);
+``coerce_control(kind, value)`` accepts None, a dataclass, a dict or a spec string. A control gives physical per-frame values (degrees, eye
 openness, iris position, label weights, mouth-closure weights); ``pdfgc.controls.mapping`` turns them into codes.
 
 Units and signs (the same conventions as ``pdfgc.evaluation.signals``, so requested and measured values compare):
@@ -42,12 +44,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import InputError
-
-FPS = 25
+from ..vocabulary import FPS
 POSE_CHANNELS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 ANGLE_CHANNELS = ("yaw", "pitch", "roll")
 GAZE_CHANNELS = ("h", "v")
@@ -368,6 +370,9 @@ def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: 
 class PoseControl:
     """Head pose in degrees (+ translation/scale): constants, keyframes or a curve file; relative by default."""
 
+    kind: ClassVar[str] = "pose"
+    option: ClassVar[str] = "pose_control"
+
     yaw: float | None = None
     pitch: float | None = None
     roll: float | None = None
@@ -439,6 +444,48 @@ class PoseControl:
                 out[ch] = np.full(int(num_frames), float(v))
         return out
 
+    def describe(self) -> str:
+        d = [f"{ch}={getattr(self, ch):g}" for ch in POSE_CHANNELS if getattr(self, ch) is not None]
+        if self.keyframes:
+            d.append(f"{len(self.keyframes)} keyframes, {self.interpolation}")
+        return f"pose {', '.join(d)} ({'relative' if self.relative else 'absolute'})"
+
+    @staticmethod
+    def add_arguments(g) -> None:
+        g.add_argument("--yaw", type=float, metavar="DEG", help="head yaw in degrees (> 0: face turns toward the "
+                                                                 "image's right), added to the pose source's pose")
+        g.add_argument("--pitch", type=float, metavar="DEG", help="head pitch in degrees (> 0: chin up)")
+        g.add_argument("--roll", type=float, metavar="DEG", help="head roll in degrees (> 0: clockwise in the image)")
+        g.add_argument("--tx", type=float, help="head shift, corpus units (crop widths, > 0 right)")
+        g.add_argument("--ty", type=float, help="head shift, corpus units (crop widths, > 0 down)")
+        g.add_argument("--pose-keyframes", metavar="SPEC",
+                       help="e.g. '0:yaw=0,pitch=0; 2:yaw=20' (seconds; '50f' frames)")
+        g.add_argument("--pose-curve", metavar="FILE", help="CSV (time or frame column + yaw,pitch,roll,tx,ty,scale "
+                                                            "columns) or JSON keyframes")
+        g.add_argument("--pose-interp", choices=list(INTERPOLATIONS), default="smooth",
+                       help="keyframe interpolation (default smooth: ease in and out of each key)")
+        g.add_argument("--pose-absolute", action="store_true",
+                       help="the pose values are absolute (default: relative to the pose source, i.e. the portrait)")
+
+    @classmethod
+    def from_args(cls, args) -> dict:
+        consts = {k: getattr(args, k, None) for k in ("yaw", "pitch", "roll", "tx", "ty")}
+        if any(v is not None for v in consts.values()) or args.pose_keyframes or args.pose_curve:
+            pc = cls(**{k: v for k, v in consts.items() if v is not None}, interpolation=args.pose_interp,
+                     relative=not args.pose_absolute)
+            if args.pose_keyframes:
+                pc.keyframes = cls.parse(args.pose_keyframes).keyframes
+                if pc.keyframes is None:
+                    raise InputError(f"--pose-keyframes '{args.pose_keyframes}': expected keyframes like "
+                                     "'0:yaw=0; 2:yaw=20'")
+            if args.pose_curve:
+                pc.curve = args.pose_curve
+            return {cls.option: pc.validate()}
+        if args.pose_absolute:
+            raise InputError("--pose-absolute needs pose values (--yaw/--pitch/--roll, --pose-keyframes or "
+                             "--pose-curve)")
+        return {}
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -486,6 +533,9 @@ class PoseControl:
 @dataclass
 class BlinkControl:
     """Blinks at given times and/or at a rate with natural jitter, and the eye-openness level between blinks."""
+
+    kind: ClassVar[str] = "blink"
+    option: ClassVar[str] = "blink_control"
 
     times: list[float] | None = None      # seconds of full closure
     rate: float | None = None             # blinks per minute (0: none)
@@ -568,6 +618,29 @@ class BlinkControl:
             events.append((start, prev))
         return events
 
+    def describe(self) -> str:
+        d = [f"at {', '.join(f'{t:g}' for t in self.times)} s"] if self.times else []
+        d += [f"{self.rate:g} per minute"] if self.rate else []
+        return f"blinks {' and '.join(d) or 'none'}, openness {self.openness:g}"
+
+    @staticmethod
+    def add_arguments(g) -> None:
+        g.add_argument("--blink-times", metavar="LIST", help="blinks at these seconds (full closure), e.g. 1,4.5")
+        g.add_argument("--blink-rate", type=float, metavar="PER_MIN", help="blinks per minute, natural jitter")
+        g.add_argument("--blink-duration", type=float, default=0.2, metavar="S",
+                       help="seconds per blink (default 0.2)")
+        g.add_argument("--blink-seed", type=int, default=0, help="seed of the blink-rate jitter")
+        g.add_argument("--eye-openness", type=float, metavar="0..1", help="eye opening between blinks (1 = open)")
+
+    @classmethod
+    def from_args(cls, args) -> dict:
+        if args.blink_times or args.blink_rate is not None or args.eye_openness is not None:
+            return {cls.option: cls(
+                times=parse_times(args.blink_times, "--blink-times") if args.blink_times else None,
+                rate=args.blink_rate, duration=args.blink_duration, seed=args.blink_seed,
+                openness=1.0 if args.eye_openness is None else args.eye_openness).validate()}
+        return {}
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -610,6 +683,9 @@ _GAZE_ALIASES = {"horizontal": "h", "x": "h", "vertical": "v", "y": "v"}
 @dataclass
 class GazeControl:
     """Iris direction: constant (horizontal, vertical), 'camera', or keyframes over time."""
+
+    kind: ClassVar[str] = "gaze"
+    option: ClassVar[str] = "gaze_control"
 
     horizontal: float | None = None
     vertical: float | None = None
@@ -667,6 +743,42 @@ class GazeControl:
             out[:, 1] = self.vertical
         return self._to_iris(out)
 
+    def describe(self) -> str:
+        if self.camera:
+            return "gaze at the camera"
+        if self.keyframes:
+            return f"gaze {len(self.keyframes)} keyframes"
+        return f"gaze h={self.horizontal:g}, v={self.vertical:g}"
+
+    @staticmethod
+    def add_arguments(g) -> None:
+        g.add_argument("--gaze-direction", metavar="H,V", help="iris position: 'camera', or H,V in iris units "
+                       "(-1..1; +H image right, +V up; '10deg,0deg' for degrees); --gaze H,V|camera works too")
+        g.add_argument("--gaze-keyframes", metavar="SPEC", help="e.g. '0:camera; 1.5:h=0.5; 3:h=-0.5,v=0.2'")
+
+    @classmethod
+    def from_args(cls, args) -> dict:
+        """Also takes a `--gaze H,V|camera` (a direction rather than a source) and clears that source."""
+        out: dict = {}
+        direction = args.gaze_direction
+        gaze_src = getattr(args, "gaze", None)
+        if gaze_src and cls.looks_like_spec(gaze_src) and not Path(gaze_src).exists():
+            if direction:
+                raise InputError("give the gaze direction once (--gaze or --gaze-direction)")
+            direction = gaze_src
+            out["gaze"] = None
+        if direction and args.gaze_keyframes:
+            raise InputError("give a gaze direction or gaze keyframes, not both")
+        if direction:
+            out[cls.option] = cls.parse(direction)
+        elif args.gaze_keyframes:
+            gc = cls.parse(args.gaze_keyframes)
+            if not gc.keyframes:
+                raise InputError(f"--gaze-keyframes '{args.gaze_keyframes}': expected keyframes like "
+                                 "'0:camera; 2:h=0.5'")
+            out[cls.option] = gc
+        return out
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -718,6 +830,9 @@ class GazeControl:
 class EmotionControl:
     """An emotion label at an intensity, a blend of labels, a reference clip, or neutral."""
 
+    kind: ClassVar[str] = "emotion"
+    option: ClassVar[str] = "emotion_control"
+
     label: str | None = None
     intensity: float = 1.0                 # 0 = neutral .. 1 = the label's typical expression
     blend: dict[str, float] | None = None  # {'happy': 0.6, 'sad': 0.2}
@@ -762,6 +877,44 @@ class EmotionControl:
     def needs_mapping(self) -> bool:
         return self.reference is None
 
+    def describe(self) -> str:
+        what = (f"{self.label}" if self.label else "mean of the reference clip" if self.reference
+                else " + ".join(f"{k} {w:g}" for k, w in self.blend.items()))
+        return f"emotion {what} at {self.intensity:g}"
+
+    @staticmethod
+    def add_arguments(g) -> None:
+        g.add_argument("--emotion-label", metavar="LABEL[:LEVEL]", help="e.g. happy or happy:0.5 (labels of the "
+                                                                         "fitted mapping; neutral)")
+        g.add_argument("--emotion-level", type=float, metavar="0..1",
+                       help="strength of --emotion-label/--emotion-blend/--emotion-reference (default 1)")
+        g.add_argument("--emotion-blend", metavar="SPEC", help="e.g. happy:0.6,sad:0.2")
+        g.add_argument("--emotion-reference", metavar="CLIP", help="video/frames/image whose mean expression is held")
+
+    @classmethod
+    def from_args(cls, args) -> dict:
+        given = [n for n in ("emotion_label", "emotion_blend", "emotion_reference") if getattr(args, n)]
+        if len(given) > 1:
+            raise InputError("give one of --emotion-label, --emotion-blend, --emotion-reference")
+        level = 1.0 if args.emotion_level is None else args.emotion_level
+        if args.emotion_label:
+            w = parse_weights(args.emotion_label, "--emotion-label")
+            if len(w) != 1:
+                raise InputError("--emotion-label takes one label (use --emotion-blend for several)")
+            (label, v), = w.items()
+            if ":" in args.emotion_label and args.emotion_level is not None:
+                raise InputError("give the emotion level once (LABEL:LEVEL or --emotion-level)")
+            return {cls.option: cls(label=label, intensity=v if ":" in args.emotion_label else level).validate()}
+        if args.emotion_blend:
+            return {cls.option: cls(blend=parse_weights(args.emotion_blend, "--emotion-blend"),
+                                   intensity=level).validate()}
+        if args.emotion_reference:
+            return {cls.option: cls(reference=args.emotion_reference, intensity=level).validate()}
+        if args.emotion_level is not None:
+            raise InputError("--emotion-level needs --emotion-label, --emotion-blend or --emotion-reference "
+                             "(the source code multiplier is --emotion-intensity)")
+        return {}
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -788,6 +941,9 @@ class EmotionControl:
 @dataclass
 class LipControl:
     """Lip-motion intensity and mute spans (the closed mouth, faded in and out over `ramp` seconds)."""
+
+    kind: ClassVar[str] = "lip"
+    option: ClassVar[str] = "lip_control"
 
     intensity: float = 1.0
     mute: list[tuple[float, float]] | None = None
@@ -824,6 +980,26 @@ class LipControl:
                 one = ((q >= a) & (q <= b)).astype(float)
             w = np.maximum(w, one)
         return w
+
+    def describe(self) -> str:
+        d = [f"level {self.intensity:g}"] + ([f"muted {', '.join(f'{a:g}-{b:g}' for a, b in self.mute)} s"]
+                                             if self.mute else [])
+        return f"lips {', '.join(d)}"
+
+    @staticmethod
+    def add_arguments(g) -> None:
+        g.add_argument("--lip-level", type=float, metavar="0..2", help="lip motion strength (0 closed, 1 normal)")
+        g.add_argument("--mute", metavar="SPANS", help="closed mouth during these seconds, e.g. 2.0-3.5,6-7")
+        g.add_argument("--mute-ramp", type=float, default=0.08, metavar="S",
+                       help="fade in/out of a mute (default 0.08)")
+
+    @classmethod
+    def from_args(cls, args) -> dict:
+        if args.lip_level is not None or args.mute:
+            return {cls.option: cls(intensity=1.0 if args.lip_level is None else args.lip_level,
+                                   mute=parse_spans(args.mute, "--mute") if args.mute else None,
+                                   ramp=args.mute_ramp).validate()}
+        return {}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -862,8 +1038,19 @@ class LipControl:
 
 
 # ---------------------------------------------------------------------------------------------- common
-CONTROL_TYPES = {"pose": PoseControl, "blink": BlinkControl, "gaze": GazeControl, "emotion": EmotionControl,
-                 "lip": LipControl}
+CONTROL_TYPES = {c.kind: c for c in (PoseControl, BlinkControl, GazeControl, EmotionControl, LipControl)}
+CONTROL_FIELDS = {kind: c.option for kind, c in CONTROL_TYPES.items()}   # kind -> AnimateOptions field
+
+
+def describe_controls(opt) -> str:
+    """One sentence naming the explicit controls AnimateOptions `opt` sets ("" when none)."""
+    parts = [c.describe() for kind, c in controls_in(opt).items()]
+    return f" Explicit controls: {'; '.join(parts)}." if parts else ""
+
+
+def controls_in(opt) -> dict:
+    """{kind: control} for the controls set in AnimateOptions `opt`, as given (not coerced)."""
+    return {kind: getattr(opt, f) for kind, f in CONTROL_FIELDS.items() if getattr(opt, f, None) is not None}
 
 
 def coerce_control(kind: str, value):
