@@ -11,3 +11,4 @@ DRIVING_MODES = ("loop", "pingpong", "hold", "strict")  # short driving clips (l
 ALIGN_MODES = ("auto", "always", "never")              # face alignment of portraits, driving clips, raw clips
 PRECISIONS = ("exact", "fast")                         # inference: fp32, or bf16/fp16 where the device has it
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")            # training (accelerate's mixed precision)
+MESHWARP = "meshwarp"                                  # the default model family's name (pdfgc train --config)

@@ -6,7 +6,10 @@ and a multiplier scales the motion, not the face):
 - pose (6): d yaw, d pitch, d roll [deg], d tx, d ty [face-centre shift in face scales], d log-scale;
 - eye (4): d lid opening of eye 0 and eye 1 (lids = the portrait's own opening x (1 + d); -1 = closed), d gaze h, v
   (``signals.gaze`` units, v down); blink dims (0, 1), gaze dims (2, 3);
-- mouth (Dm), emotion (De): changes of the mouth and expression codes (``codes.py``), 0 = the portrait's own.
+- mouth (Dm): change of the mouth code (``codes.py``), 0 = the portrait's own;
+- emotion (De + Dm): change of the expression code, then the expression's resting mouth shape (a smile's corners
+  live in the mouth points, which the expression code leaves to speech): added to the mouth at render time, so an
+  emotion control still sets only the emotion code.
 
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
 (``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech come from the audio network (mel windows -> mouth code).
@@ -21,21 +24,24 @@ import cv2
 import numpy as np
 import torch
 
+from ...controls.explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
 from ...errors import InputError
+from ...media.driving import open_driving
 from ...media.face import FaceMeshDetector, matrix_scale
 from ...official_rules import smooth_box3, smooth_mouth
+from ...vocabulary import MESHWARP
 from ..base import Codes, ModelFamily, register_family
 from . import codes as C
 from .params import MeshParams, load_params
 from .warp import WarpRenderer
 
 MAX_RENDER = 512
-FAMILY = "meshwarp"
+FAMILY = MESHWARP
 
 
 @dataclass
 class MeshWarpConfig:
-    name: str = "meshwarp"
+    name: str = MESHWARP
     trained: bool = True
     notes: str = ""
 
@@ -135,7 +141,8 @@ class MeshWarpFamily(ModelFamily):
 
     @property
     def code_dims(self) -> dict[str, int]:
-        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim, "eye": 4, "pose": 6}
+        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim + self.params.mouth_dim,
+                "eye": 4, "pose": 6}
 
     def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
         if factor == "mouth":
@@ -222,7 +229,7 @@ class MeshWarpFamily(ModelFamily):
         eye[:, :2] -= 1.0
         out["eye"][u] = torch.from_numpy(np.nan_to_num(eye).astype(np.float32))
         out["mouth"][u] = torch.from_numpy(d.mouth)
-        out["emotion"][u] = torch.from_numpy(d.emotion)
+        out["emotion"][u, :self.params.emotion_dim] = torch.from_numpy(d.emotion)
         return Codes(**out)
 
     def encode_audio(self, windows, prec, batch=None) -> torch.Tensor:
@@ -234,7 +241,6 @@ class MeshWarpFamily(ModelFamily):
 
     # ---- explicit controls: physical units straight into the codes ----------------------------------------------
     def preflight_controls(self, opt) -> None:
-        from ...controls.apply import controls_of
         controls = controls_of(opt)
         if "emotion" in controls and controls["emotion"].reference is None:
             for label in controls["emotion"].weights():
@@ -248,9 +254,6 @@ class MeshWarpFamily(ModelFamily):
                         f"(no fitted mapping needed); emotion labels {', '.join(labels) or 'none'}.")
 
     def apply_controls(self, opt, num_frames, codes: Codes, portrait, still, prec) -> Codes:
-        from ...controls.apply import controls_of
-        from ...controls.explicit import POSE_CHANNELS
-
         controls = controls_of(opt)
         if not controls:
             return codes
@@ -295,7 +298,8 @@ class MeshWarpFamily(ModelFamily):
             if ctl.reference is not None:
                 code = self._reference_emotion(ctl.reference, opt) * ctl.intensity
             else:
-                code = sum(w * self.params.emotion_code(label) for label, w in ctl.weights().items())
+                code = sum(w * np.concatenate([self.params.emotion_code(label), self.params.emotion_mouth(label)])
+                           for label, w in ctl.weights().items())
             emotion = (scale * torch.as_tensor(np.asarray(code, np.float32))).expand(t, -1).clone()
         if "lip" in controls:
             ctl = controls["lip"]
@@ -307,14 +311,12 @@ class MeshWarpFamily(ModelFamily):
                      pose=pose.contiguous())
 
     def _reference_emotion(self, path, opt) -> np.ndarray:
-        from ...controls.apply import REFERENCE_MAX_FRAMES
-        from ...media.driving import open_driving
-
         clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, False, role="emotion reference")
         n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
         c = self.encode_clip(clip, list(range(n)), False, None)
         rel = C.measure(c.meshes[:n], self.params, reference=None)
-        return (rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)).astype(np.float32)
+        expression = rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)
+        return np.concatenate([expression, np.zeros(self.params.mouth_dim)]).astype(np.float32)
 
     # ---- frames -----------------------------------------------------------------------------------------------
     def target_meshes(self, plan, sl: slice) -> np.ndarray:
@@ -333,8 +335,9 @@ class MeshWarpFamily(ModelFamily):
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
         abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0)
         abs_eye[:, 2:] += eye[:, 2:]
-        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy(),
-                            own.emotion + plan.emotion[sl].numpy())
+        emo, de = plan.emotion[sl].numpy(), self.params.emotion_dim
+        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:],
+                            own.emotion + emo[:, :de])
         return C.compose(st.mesh, own, codes, self.params)
 
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
