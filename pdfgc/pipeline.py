@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .families.base import Codes, ModelFamily, family_for
+from .families import Codes, ModelFamily, family_for
 from .media import preprocess as pp
 from .media.audio_io import decode_audio, is_silent, to_mono_16k
 from .media.driving import open_driving

@@ -14,32 +14,17 @@ import logging
 import numpy as np
 import torch
 
-from .explicit import CONTROL_FIELDS, POSE_CHANNELS, coerce_control
+from ..media.driving import open_driving, source_kind
+from ..runtime import Precision
+from .explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
 from .mapping import find_mapping, physical_pose_map, pose_code_is_physical, require_mapping
 
 log = logging.getLogger("pdfgc")
-REFERENCE_MAX_FRAMES = 250   # a reference clip's mean expression is taken over at most this many frames
-
-
-def controls_of(opt) -> dict:
-    """{kind: validated control} for the controls set in AnimateOptions `opt`."""
-    out = {}
-    for kind, name in CONTROL_FIELDS.items():
-        ctl = coerce_control(kind, getattr(opt, name, None))
-        if ctl is not None:
-            out[kind] = ctl
-    return out
-
-
-def check_controls(opt) -> None:
-    """Parse every control early so a malformed one fails before any work."""
-    controls_of(opt)
 
 
 def preflight_controls(pipe, opt) -> None:
-    """`pipe`: the PD-FGC family adapter (pdfgc/families/pdfgc_nets.py): `.model`, `.device`, `.tensor`,
-    `.encode_clip`."""
-    """Parse the controls and, where they need one, find the mapping, before any work is done."""
+    """Parse the controls and, where they need one, find the mapping, before any work is done. `pipe`: the
+    PD-FGC family adapter (pdfgc/families/pdfgc_nets.py): `.model`, `.device`, `.tensor`, `.encode_clip`."""
     controls = controls_of(opt)
     if not controls:
         return
@@ -49,7 +34,6 @@ def preflight_controls(pipe, opt) -> None:
     if "emotion" in controls and controls["emotion"].needs_mapping:
         needs.append("emotion")
     if "emotion" in controls and controls["emotion"].reference is not None:
-        from ..media.driving import source_kind
         source_kind(controls["emotion"].reference, "emotion reference")  # a missing clip fails early
     if "pose" in controls and controls["pose"].curve is not None:
         controls["pose"].curves(1)  # read the curve file now: a bad file fails early
@@ -136,8 +120,6 @@ def apply_controls(pipe, opt, num_frames: int, mouth: torch.Tensor, eye: torch.T
 
 def _still_mouth(pipe, opt, portrait, still, prec) -> torch.Tensor:
     """The portrait's own (raw) visual mouth code."""
-    from ..runtime import Precision
-
     if still is not None and getattr(still, "mouth", None) is not None:
         return still.mouth.float().cpu()[0]
     if portrait is None:
@@ -150,9 +132,6 @@ def _still_mouth(pipe, opt, portrait, still, prec) -> torch.Tensor:
 
 def _reference_emotion(pipe, opt, path: str, prec) -> np.ndarray:
     """The mean raw emotion code of a reference clip (video, frames folder or image)."""
-    from ..media.driving import open_driving
-    from ..runtime import Precision
-
     prec = prec or Precision(opt.precision, pipe.device)
     clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, pipe.model.config.official_crop,
                         role="emotion reference", progress=False)

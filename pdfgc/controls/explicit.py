@@ -1042,15 +1042,13 @@ CONTROL_TYPES = {c.kind: c for c in (PoseControl, BlinkControl, GazeControl, Emo
 CONTROL_FIELDS = {kind: c.option for kind, c in CONTROL_TYPES.items()}   # kind -> AnimateOptions field
 
 
+REFERENCE_MAX_FRAMES = 250   # a reference clip's mean expression is taken over at most this many frames
+
+
 def describe_controls(opt) -> str:
     """One sentence naming the explicit controls AnimateOptions `opt` sets ("" when none)."""
-    parts = [c.describe() for kind, c in controls_in(opt).items()]
+    parts = [c.describe() for c in controls_of(opt).values()]
     return f" Explicit controls: {'; '.join(parts)}." if parts else ""
-
-
-def controls_in(opt) -> dict:
-    """{kind: control} for the controls set in AnimateOptions `opt`, as given (not coerced)."""
-    return {kind: getattr(opt, f) for kind, f in CONTROL_FIELDS.items() if getattr(opt, f, None) is not None}
 
 
 def coerce_control(kind: str, value):
@@ -1068,3 +1066,13 @@ def coerce_control(kind: str, value):
         return cls.parse(value)
     raise InputError(f"{kind} control: expected a {cls.__name__}, a dict or a spec string, "
                      f"got {type(value).__name__}")
+
+
+def controls_of(opt) -> dict:
+    """{kind: validated control} for the controls set in AnimateOptions `opt`."""
+    out = {}
+    for kind, name in CONTROL_FIELDS.items():
+        ctl = coerce_control(kind, getattr(opt, name, None))
+        if ctl is not None:
+            out[kind] = ctl
+    return out

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..controls.explicit import controls_of
+
 FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
 _REGISTRY: dict[str, type["ModelFamily"]] = {}
 
@@ -29,9 +31,8 @@ def register_family(cls: type["ModelFamily"]) -> type["ModelFamily"]:
 
 
 def family_for(model, device: torch.device) -> "ModelFamily":
-    """The family adapter of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks)."""
-    from . import meshwarp_family, pdfgc_nets  # noqa: F401 - importing registers them
-
+    """The family adapter of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). The families
+    register themselves when ``pdfgc.families`` is imported (its ``__init__`` imports them)."""
     name = getattr(model, "family", "pdfgc")
     try:
         return _REGISTRY[name](model, device)
@@ -131,7 +132,6 @@ class ModelFamily(ABC):
     # ---- explicit controls ----------------------------------------------------------------------------------
     def preflight_controls(self, opt) -> None:
         """Parse the controls (and find what they need) before any work; malformed ones raise InputError."""
-        from ..controls.apply import controls_of
         controls_of(opt)
 
     def control_summary(self) -> tuple[list[str], str] | None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..official_rules import smooth_box3, smooth_mouth
+from ..controls.apply import apply_controls, preflight_controls
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
 from .base import Codes, ModelFamily, register_family
@@ -83,11 +84,9 @@ class PDFGCFamily(ModelFamily):
 
     # ---- explicit controls: through the mapping fitted for these weights (pdfgc/controls/apply.py) ----------------
     def preflight_controls(self, opt) -> None:
-        from ..controls.apply import preflight_controls
         preflight_controls(self, opt)
 
     def apply_controls(self, opt, num_frames, codes: Codes, portrait, still: Codes, prec) -> Codes:
-        from ..controls.apply import apply_controls
         mouth, eye, emotion, pose = apply_controls(self, opt, num_frames, codes.mouth, codes.eye, codes.emotion,
                                                    codes.pose, portrait=portrait, still=still, prec=prec)
         return Codes(mouth=mouth, emotion=emotion, eye=eye, pose=pose)
