@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import InputError
+from ..vocabulary import ALIGN_MODES
 
 EXAMPLES = """examples:
   pdfgc prepare ../shared/data -o prepared --workers 2 --exclude 'pdfgc/reference_outputs/*'
@@ -31,7 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-seconds", type=float, default=20.0, help="longer shots are split (default 20)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shorter shots are rejected (default 1)")
     p.add_argument("--min-face-px", type=float, default=40.0, help="smaller faces are rejected (default 40)")
-    p.add_argument("--align", default="auto", choices=["auto", "always", "never"],
+    p.add_argument("--align", default="auto", choices=ALIGN_MODES,
                    help="auto: 224x224 inputs are taken as aligned crops (as inference); always; never (resize)")
     p.add_argument("--jpeg-quality", type=int, default=95)
     p.add_argument("--no-frame-folders", action="store_true", help="only video files are clips")

@@ -31,10 +31,10 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
+from ..official_rules import SIZE as CROP_SIZE
+from ..vocabulary import FPS
 
 FORMAT_VERSION = 1
-FPS = 25
-CROP_SIZE = 224
 MANIFEST = "manifest.json"
 REJECTED = "rejected.json"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-FPS = 25.0
+from ..vocabulary import FPS, SAMPLE_RATE
 
 
-def speech_envelope(wav16k: np.ndarray, num_frames: int, fps: float = FPS, sr: int = 16000) -> np.ndarray:
+def speech_envelope(wav16k: np.ndarray, num_frames: int, fps: float = FPS, sr: int = SAMPLE_RATE) -> np.ndarray:
     """log-RMS of the speech over each video frame's own 40 ms (frame i covers [i/fps, (i+1)/fps))."""
     hop = sr / fps
     out = np.full(num_frames, np.nan)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..vocabulary import DRIVING_MODES
 from .evaluate import EvalCase, EvalOptions, compare, evaluate_case
 from .report import markdown_table, plot_series, write_json
 
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--emotion")
     p.add_argument("--ground-truth", help="real video the generation should reproduce (self-reenactment)")
     p.add_argument("--layout", default="auto", choices=["auto", "result", "panels"])
-    p.add_argument("--driving-mode", default="loop", choices=["loop", "pingpong", "hold", "strict"])
+    p.add_argument("--driving-mode", default="loop", choices=DRIVING_MODES)
     p.add_argument("--driving-skip", type=int, default=2)
     p.add_argument("--compare", help="a second generation differing in one source: report how far each factor moved")
     p.add_argument("--identity-every", type=int, default=5, help="identity descriptor on every k-th frame")

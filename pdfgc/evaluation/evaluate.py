@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..media.audio_io import load_speech
+from ..media.face import load_image_rgb
+from . import signals as sg
+from .audio_sync import speech_envelope
+from .emotion import EMOTIONS, EmotionClassifier, box_from_landmarks
+from .identity import IdentityEncoder, identity_distance
 from .inputs import Stream, generated_streams, source_stream
+from .landmarks import track_faces
+from .quality import face_l1, face_mask, psnr, ssim
+from .signals import LIPS_INNER, LIPS_OUTER
 
 ANGLES = ("yaw", "pitch", "roll")
 
@@ -73,7 +82,6 @@ def _cache_path(opts: EvalOptions, path: str, stream: str) -> Path | None:
 
 
 def _track(stream: Stream, origin: str, opts: EvalOptions):
-    from .landmarks import track_faces
     return track_faces(iter(stream), source=f"{stream.name} ({origin})", cache=_cache_path(opts, origin, stream.name))
 
 
@@ -86,7 +94,6 @@ def _mae(a, b) -> float:
 
 
 def _boxes(track) -> list:
-    from .emotion import box_from_landmarks
     return [box_from_landmarks(lm[:, :2]) if ok else None for lm, ok in zip(track.landmarks, track.found)]
 
 
@@ -99,9 +106,6 @@ def _emotion_probs(stream: Stream, track, clf) -> np.ndarray:
 
 
 def evaluate_case(case: EvalCase, opts: EvalOptions | None = None) -> EvalResult:
-    from . import signals as sg
-    from .audio_sync import speech_envelope
-
     opts = opts or EvalOptions()
     streams = generated_streams(case.generated, case.layout)
     gen = streams["generated"]
@@ -170,7 +174,6 @@ def evaluate_case(case: EvalCase, opts: EvalOptions | None = None) -> EvalResult
         m["identity"] = _identity(case, streams, gen, g_track, opts)
     # ---- emotion ----
     if opts.emotion and emo_s is not None:
-        from .emotion import EMOTIONS, EmotionClassifier
         clf = EmotionClassifier()
         g_prob = _emotion_probs(gen, g_track, clf)
         s_track = _track(emo_s, emo_o, opts)
@@ -194,7 +197,6 @@ def _top(prob: np.ndarray, labels) -> str | None:
 
 
 def _load_audio(path, required: bool):
-    from ..media.audio_io import load_speech
     try:
         return load_speech(path)
     except InputError:
@@ -204,12 +206,8 @@ def _load_audio(path, required: bool):
 
 
 def _identity(case: EvalCase, streams, gen: Stream, g_track, opts: EvalOptions) -> dict:
-    from .emotion import box_from_landmarks
-    from .identity import IdentityEncoder, identity_distance
-
     enc = IdentityEncoder()
     if case.portrait:
-        from ..media.face import load_image_rgb
         portrait = load_image_rgb(case.portrait)
     elif "appearance" in streams:
         portrait = next(iter(streams["appearance"]))
@@ -233,9 +231,6 @@ def _identity(case: EvalCase, streams, gen: Stream, g_track, opts: EvalOptions) 
 
 
 def _ground_truth_metrics(case: EvalCase, gen: Stream, g_track, opts: EvalOptions) -> dict:
-    from . import signals as sg
-    from .quality import face_l1, face_mask, psnr, ssim
-
     gt = source_stream(case.ground_truth, "ground_truth", gen.length, "strict", 0)
     t_track = _track(gt, str(case.ground_truth), opts)
     ps, ss, fl, scales = [], [], [], []
@@ -249,7 +244,7 @@ def _ground_truth_metrics(case: EvalCase, gen: Stream, g_track, opts: EvalOption
         ss.append(ssim(a, b))
         if ok:
             fl.append(face_l1(a, b, face_mask(lm[:, :2] * scale, a.shape[:2])))
-    mouth_idx = list(MOUTH_POINTS)
+    mouth_idx = list(LIPS_OUTER + LIPS_INNER)  # both lip contours (M-LMD)
     k = min(len(scales), g_track.num_frames)
     lg = g_track.landmarks[:k, mouth_idx, :2]
     lt = t_track.landmarks[:k, mouth_idx, :2] * np.asarray(scales[:k])[:, None, None]
@@ -258,11 +253,6 @@ def _ground_truth_metrics(case: EvalCase, gen: Stream, g_track, opts: EvalOption
             "lips_gt": {"m_lmd_px": m_lmd,
                         "mouth_opening_pearson": sg.pearson(sg.mouth_opening(g_track), sg.mouth_opening(t_track))},
             "no_face_frames_ground_truth": int(t_track.missing)}
-
-
-# outer and inner lip contour of the 478-point mesh (for M-LMD)
-MOUTH_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
-                78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 
 
 def compare(a: EvalResult, b: EvalResult) -> dict:

@@ -10,6 +10,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..media.video import iter_frames_folder, iter_video_frames, list_frame_files, probe_video
+from ..official_rules import OFFICIAL_SKIP, frame_indices
+from ..vocabulary import FPS
 
 PANEL_NAMES = ("appearance", "generated", "pose", "emotion", "eyes")
 
@@ -24,7 +26,7 @@ def _open_frames(path: Path, source: str) -> Callable[[], Iterator[np.ndarray]]:
         from ..media.face import load_image_rgb
         img = load_image_rgb(path)
         return lambda: iter([img])
-    return lambda: iter_video_frames(path, fps=25.0, source=source)
+    return lambda: iter_video_frames(path, fps=float(FPS), source=source)
 
 
 def count_frames(frames: Callable[[], Iterator[np.ndarray]]) -> int:
@@ -71,9 +73,8 @@ def generated_streams(path: str | Path, layout: str = "auto") -> dict[str, Strea
     return {name: Stream(name, panel(i), n) for i, name in enumerate(PANEL_NAMES)}
 
 
-def source_stream(path: str | Path, name: str, num_out: int, mode: str = "loop", skip: int = 2) -> Stream:
+def source_stream(path: str | Path, name: str, num_out: int, mode: str = "loop", skip: int = OFFICIAL_SKIP) -> Stream:
     """A driving source re-timed to the output frames with the pipeline's schedule (official: skip 2, loop)."""
-    from ..official_rules import frame_indices
 
     path = Path(path)
     frames = _open_frames(path, f"{name} source")
@@ -92,8 +93,8 @@ def source_stream(path: str | Path, name: str, num_out: int, mode: str = "loop",
 def video_fps(path: str | Path) -> float:
     path = Path(path)
     if path.is_dir():
-        return 25.0
+        return float(FPS)
     try:
-        return probe_video(path).fps or 25.0
+        return probe_video(path).fps or float(FPS)
     except InputError:
-        return 25.0
+        return float(FPS)

@@ -48,6 +48,8 @@ import math
 
 import numpy as np
 
+from ..vocabulary import FPS
+
 NUM_POINTS = 478
 
 # ---------------------------------------------------------------------------------------------- mesh indices
@@ -71,6 +73,9 @@ EAR_POINTS = np.array([[33, 160, 158, 133, 153, 144], [263, 387, 385, 362, 380, 
 IRIS_POINTS = np.array([[33, 133, 468], [362, 263, 473]], dtype=np.int64)
 EYE_CORNERS = np.array([[33, 133], [362, 263]], dtype=np.int64)
 LIP_INNER = (13, 14)  # upper, lower inner-lip midpoints
+# outer and inner lip contours, each in order around the mouth
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 FACE_HEIGHT = (10, 152)  # forehead top, chin
 
 # Frontal template of RIGID_POINTS (same order): x right, y down, z away from the camera, centred, unit RMS radius.
@@ -292,7 +297,7 @@ def blink_threshold(ear_mean: np.ndarray, fraction: float = 0.6) -> float:
     return float(fraction * np.median(ear)) if ear.size else float("nan")
 
 
-def blink_events(ear_mean: np.ndarray, fps: float = 25.0, threshold: float | None = None) -> list[tuple[int, int]]:
+def blink_events(ear_mean: np.ndarray, fps: float = FPS, threshold: float | None = None) -> list[tuple[int, int]]:
     """Closed-eye intervals (start, end), inclusive frame indices, from a per-frame (mean) EAR series.
 
     A frame is closed when its EAR is below ``threshold`` (default ``blink_threshold``: 0.6 x the median EAR). Runs

@@ -10,6 +10,7 @@ import numpy as np
 import soxr
 
 from pdfgc.errors import InputError
+from pdfgc.vocabulary import SAMPLE_RATE
 
 
 def open_media(path: str | os.PathLike, source: str):
@@ -101,7 +102,95 @@ def decode_audio(path: str | os.PathLike, source: str = "audio") -> tuple[np.nda
     return samples.result(), int(rate)
 
 
-def to_mono_16k(samples: np.ndarray, sr: int, target_sr: int = 16000) -> np.ndarray:
+def _decoded_blocks(path: Path, source: str):
+    """(rate, iterator of (channels, k) float32 blocks) of the first audio track, decoded in order."""
+    container = open_media(path, source)
+    if not container.streams.audio:
+        container.close()
+        raise InputError(f"{source} file {path} has no audio track")
+    stream = container.streams.audio[0]
+    rate = int(stream.rate or stream.codec_context.sample_rate)
+
+    def blocks():
+        resampler = None
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray()
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    yield out.to_ndarray()
+        except av.FFmpegError as e:
+            raise InputError(f"{source} file {path}: the audio track is corrupt and cannot be decoded: {e}") from e
+        finally:
+            container.close()
+    return rate, blocks()
+
+
+class AudioTrack:
+    """A file's audio track for the mp4's sound: decoded again, in order, while the video is written, so it is never
+    held whole (memory does not grow with its length). `max_seconds` cuts it."""
+
+    def __init__(self, path: str | os.PathLike, source: str = "audio", max_seconds: float | None = None):
+        self.path, self.source, self.max_seconds = Path(path), source, max_seconds
+        rate, it = _decoded_blocks(self.path, source)
+        first = next((b for b in it if b.shape[-1]), None)
+        it.close()
+        if first is None:
+            raise InputError(f"{source} file {self.path} has an audio track with no samples (zero-length audio)")
+        self.rate, self.channels = rate, int(first.shape[0])
+
+    def blocks(self):
+        """(channels, k) float32 blocks from the start, up to `max_seconds`."""
+        left = None if self.max_seconds is None else int(np.ceil(self.max_seconds * self.rate))
+        _, it = _decoded_blocks(self.path, self.source)
+        for b in it:
+            if left is not None:
+                if left <= 0:
+                    it.close()
+                    return
+                b = b[:, :left]
+                left -= b.shape[1]
+            yield b
+
+
+def decode_speech(path: str | os.PathLike, source: str = "audio", max_seconds: float | None = None,
+                  target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """The track as 16 kHz mono, decoded and resampled block by block (soxr's stream: the same samples as
+    `to_mono_16k` of the whole decoded track, without ever holding the native track). Returns (samples, mean
+    square of the WHOLE 16 kHz track) -- with `max_seconds` only that much is kept, while the rest is still
+    decoded for the official loudness normalisation, which is over the whole file."""
+    p = Path(path)
+    rate, it = _decoded_blocks(p, source)
+    keep = None if max_seconds is None else int(np.ceil(max_seconds * target_sr))
+    out = _Samples(0)
+    total, count, finite = 0.0, 0, True
+    rs = None if rate == target_sr else soxr.ResampleStream(rate, target_sr, 1, dtype="float32", quality="HQ")
+
+    def take(y: np.ndarray) -> None:
+        nonlocal total, count, finite
+        if y.size == 0:
+            return
+        finite &= bool(np.isfinite(y).all())
+        total += float(np.square(y, dtype=np.float64).sum())
+        count += y.size
+        if keep is None or out.n < keep:
+            out.add(y[None, :(None if keep is None else keep - out.n)])
+    for b in it:
+        mono = b[0] if b.shape[0] == 1 else b.mean(axis=0)
+        take(rs.resample_chunk(mono, last=False) if rs is not None else mono.astype(np.float32, copy=False))
+    if rs is not None:
+        take(rs.resample_chunk(np.zeros(0, np.float32), last=True))
+    if count == 0:
+        raise InputError(f"{source} file {p} has an audio track with no samples (zero-length audio)")
+    if not finite:
+        raise InputError(f"{source} file {p}: the audio contains NaN/Inf samples (a broken float recording)")
+    return out.result()[0], total / count
+
+
+def to_mono_16k(samples: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Average the channels of (channels, n) or (n,) audio and resample to `target_sr`; float32 (n',)."""
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim == 2:
@@ -114,7 +203,7 @@ def to_mono_16k(samples: np.ndarray, sr: int, target_sr: int = 16000) -> np.ndar
     return soxr.resample(x, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_speech(path: str | os.PathLike, sr: int = 16000, source: str = "audio") -> np.ndarray:
+def load_speech(path: str | os.PathLike, sr: int = SAMPLE_RATE, source: str = "audio") -> np.ndarray:
     """Decode `path` and return its audio as float32 mono at `sr` Hz."""
     samples, native_sr = decode_audio(path, source=source)
     return to_mono_16k(samples, native_sr, target_sr=sr)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..official_rules import SIZE, official_crop_zoom
+from ..vocabulary import ALIGN_MODES, FPS
 from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files, read_image_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
@@ -40,7 +41,7 @@ def _frame_factory(path: Path, kind: str, role: str) -> Callable[[], Iterator[np
         return lambda: iter_frames_folder(path, source=role)
     if kind == "image":
         return lambda: iter([read_image_rgb(path, source=role)])
-    return lambda: iter_video_frames(path, fps=25.0, source=role)
+    return lambda: iter_video_frames(path, fps=float(FPS), source=role)
 
 
 def _take(it: Iterator[np.ndarray], n: int | None) -> Iterator[np.ndarray]:
@@ -82,8 +83,8 @@ def open_driving(path: str | os.PathLike, max_frames: int | None = None, align: 
     align: `auto` (224x224 frames are taken as aligned crops, anything else is face-aligned), `always`, `never`
     (frames are only resized to 224).
     """
-    if align not in ("auto", "always", "never"):
-        raise InputError(f"unknown align mode '{align}' (auto, always, never)")
+    if align not in ALIGN_MODES:
+        raise InputError(f"unknown align mode '{align}' ({', '.join(ALIGN_MODES)})")
     path = Path(path)
     kind = source_kind(path, role)
     frames = _frame_factory(path, kind, role)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..vocabulary import FPS, SAMPLE_RATE
+
 N_FFT = 1280
 HOP = 160
 N_MELS = 80
 FMIN, FMAX = 125.0, 7600.0
-FPS = 25
 MELS_PER_FRAME = SAMPLE_RATE // HOP // FPS  # 4
 WINDOW_MELS = 20                           # 5 video frames
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +18,7 @@ import soxr
 from pdfgc.errors import InputError
 from pdfgc.fileio import clean_stale_temps, disk_full_error
 from pdfgc.media.audio_io import open_media
+from pdfgc.vocabulary import FPS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -111,7 +113,7 @@ def _decode_frames(container, stream, path: Path, source: str) -> Iterator[tuple
 
 
 def iter_video_frames(
-    path: str | os.PathLike, fps: float | None = 25.0, source: str = "video"
+    path: str | os.PathLike, fps: float | None = FPS, source: str = "video"
 ) -> Iterator[np.ndarray]:
     """Stream RGB uint8 (H, W, 3) frames of `path`, resampled in time to `fps` (None: native rate).
 
@@ -167,7 +169,7 @@ def iter_video_frames(
 
 
 def read_video_frames(
-    path: str | os.PathLike, fps: float | None = 25.0, max_frames: int | None = None, source: str = "video"
+    path: str | os.PathLike, fps: float | None = FPS, max_frames: int | None = None, source: str = "video"
 ) -> np.ndarray:
     """All (or the first `max_frames`) frames as one (N, H, W, 3) uint8 array; for tests and short clips."""
     out = []
@@ -222,7 +224,7 @@ class VideoWriter:
     def __init__(
         self,
         path: str | os.PathLike,
-        fps: float = 25,
+        fps: float = FPS,
         audio: np.ndarray | None = None,
         audio_rate: int | None = None,
         crf: int = 18,
@@ -274,7 +276,21 @@ class VideoWriter:
 
     # --- audio -------------------------------------------------------------------------------------
     @staticmethod
-    def _prepare_audio(audio: np.ndarray, rate: int | None) -> tuple[np.ndarray, int]:
+    def _prepare_audio(audio, rate: int | None):
+        """-> (a reader of (channels, k) blocks, the encoder's rate). `audio`: an array, or a track with `.rate`,
+        `.channels` and `.blocks()` (pdfgc.media.audio_io.AudioTrack: streamed, never held whole)."""
+        if hasattr(audio, "blocks"):
+            rate = int(audio.rate)
+            supported = av.codec.Codec("aac", "w").audio_rates
+            if supported and rate not in supported:
+                target = 44100 if rate % 11025 == 0 else 48000
+                return _BlockReader(_resampled(audio.blocks(), audio.channels, rate, target), audio.channels), target
+            return _BlockReader(audio.blocks(), audio.channels), rate
+        a, rate = VideoWriter._prepare_array(audio, rate)
+        return _BlockReader(iter([a]), a.shape[0]), rate
+
+    @staticmethod
+    def _prepare_array(audio: np.ndarray, rate: int | None) -> tuple[np.ndarray, int]:
         if rate is None or rate <= 0:
             raise ValueError("audio_rate is required (a positive sample rate) when audio is given")
         a = np.asarray(audio, dtype=np.float32)
@@ -305,7 +321,7 @@ class VideoWriter:
         v.pix_fmt = "yuv420p"
         self._vstream = v
         if self._audio is not None:
-            a = self._container.add_stream("aac", rate=self._audio_rate, layout=_layout_for(self._audio.shape[0]))
+            a = self._container.add_stream("aac", rate=self._audio_rate, layout=_layout_for(self._audio.channels))
             a.codec_context.open()  # frame_size is only known once the encoder is open
             self._astream = a
 
@@ -314,21 +330,22 @@ class VideoWriter:
         a = self._astream
         if a is None or self._audio_done:
             return
-        total = self._audio.shape[1]
         fs = a.codec_context.frame_size or 1024
-        until = min(until, total)
-        if until < total:
-            until -= (until - self._audio_sent) % fs
+        reader = self._audio
         while self._audio_sent < until:
             n = min(fs, until - self._audio_sent)
-            chunk = np.ascontiguousarray(self._audio[:, self._audio_sent : self._audio_sent + n])
+            if n < fs and not reader.ends_within(fs):
+                break  # whole encoder frames only, except at the end of the track
+            chunk = reader.read(n)
+            if chunk.shape[1] == 0:
+                break
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=_layout_for(chunk.shape[0]))
             frame.sample_rate = self._audio_rate
             frame.pts = self._audio_sent
             frame.time_base = Fraction(1, self._audio_rate)
             self._container.mux(a.encode(frame))
-            self._audio_sent += n
-        if self._audio_sent >= total:
+            self._audio_sent += chunk.shape[1]
+        if reader.exhausted:
             self._container.mux(a.encode(None))  # flush as soon as the audio ends, so muxing can interleave
             self._audio_done = True
 
@@ -384,7 +401,7 @@ class VideoWriter:
                 raise InputError(f"cannot write {self.path}: no video frames were written")
             self._container.mux(self._vstream.encode(None))
             if self._astream is not None:
-                self._send_audio(self._audio.shape[1])  # the whole audio, even past the last frame
+                self._send_audio(sys.maxsize)  # the whole audio, even past the last frame
             self._container.close()
             self._closed = True
             os.replace(self._tmp, self.path)
@@ -422,3 +439,44 @@ class VideoWriter:
                 self.abort()
         except Exception:
             pass
+
+
+class _BlockReader:
+    """Sequential reads of n samples from an iterator of (channels, k) float32 blocks (only the current block is
+    held)."""
+
+    def __init__(self, blocks, channels: int):
+        self._it, self.channels = iter(blocks), int(channels)
+        self._buf = np.zeros((self.channels, 0), np.float32)
+        self._done = False
+
+    def _fill(self, n: int) -> None:
+        while self._buf.shape[1] < n and not self._done:
+            b = next(self._it, None)
+            if b is None:
+                self._done = True
+            elif b.shape[-1]:
+                self._buf = np.concatenate([self._buf, np.asarray(b, np.float32).reshape(self.channels, -1)], 1)
+
+    def ends_within(self, n: int) -> bool:
+        """True when fewer than n samples are left."""
+        self._fill(n)
+        return self._buf.shape[1] < n
+
+    @property
+    def exhausted(self) -> bool:
+        self._fill(1)
+        return self._buf.shape[1] == 0
+
+    def read(self, n: int) -> np.ndarray:
+        self._fill(n)
+        out, self._buf = self._buf[:, :n], self._buf[:, n:]
+        return np.ascontiguousarray(out)
+
+
+def _resampled(blocks, channels: int, rate: int, target: int):
+    """Blocks resampled to the AAC encoder's `target` rate, streamed (soxr)."""
+    rs = soxr.ResampleStream(rate, target, channels, dtype="float32", quality="HQ")
+    for b in blocks:
+        yield rs.resample_chunk(np.ascontiguousarray(b.T), last=False).T
+    yield rs.resample_chunk(np.zeros((0, channels), np.float32), last=True).T

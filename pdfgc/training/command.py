@@ -5,7 +5,9 @@ import argparse
 import os
 import sys
 
+from ..configs import CONFIG_NAMES
 from ..errors import InputError
+from ..vocabulary import MESHWARP, TRAIN_PRECISIONS
 from .stages import STAGES
 
 TRAIN_EXAMPLES = """stages, coarse to fine (each starts from the previous stage's model.safetensors):
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
     t.add_argument("--data", required=True, help="prepared corpus folder (`pdfgc prepare`); its train split is used")
     t.add_argument("--stage", choices=[*STAGES, "all"],
                    help="PD-FGC stage (required for lite/official/tiny; the meshwarp family has one run)")
-    t.add_argument("--config", default="lite", choices=["lite", "official", "tiny", "meshwarp"],
+    t.add_argument("--config", default="lite", choices=[*CONFIG_NAMES, MESHWARP],
                    help="architecture when starting from scratch (default lite; with --init the file decides); "
                         "meshwarp: the default model's family (geometry fit + the lips-from-speech network)")
     t.add_argument("--init", help="start from this model (.safetensors), normally the previous stage's")
@@ -35,7 +37,7 @@ def add_parser(sub) -> None:
     t.add_argument("--batch-size", type=int, default=8, help="per process and micro-step (default 8)")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimiser step (default 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, the authors')")
-    t.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    t.add_argument("--precision", default="fp32", choices=TRAIN_PRECISIONS,
                    help="fp32, or mixed precision (bf16; fp16 on GPU only)")
     t.add_argument("--vgg19", help="torchvision-format vgg19 state dict: adds the perceptual loss (x5)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
@@ -72,7 +74,7 @@ def _steps(text: str, stage: str) -> list[int]:
 
 
 def run_train(args) -> int:
-    if args.config == "meshwarp":
+    if args.config == MESHWARP:
         # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
         from ..families.meshwarp.train import main as meshwarp_train
         argv = ["--data", str(args.data), "--out", str(args.out), "--steps", str(_steps(args.steps, "all")[0]),

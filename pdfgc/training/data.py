@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..evaluation.signals import LIPS_OUTER
 from ..media.preprocess import preprocess
 from ..official_rules import official_crop_zoom
 from .augment import AugmentConfig, augment_driving
@@ -32,7 +33,6 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 EYE_CONTOURS = ((33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
                 (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466))
-LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 # region masks [ours]: hull grown about its centre, then a Gaussian feather (sigma in crop pixels)
 EYE_GROW, MOUTH_GROW = 1.6, 1.3
 FEATHER_SIGMA = 3.0
