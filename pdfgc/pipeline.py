@@ -23,21 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from .controls.mapping import find_mapping
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
 from .media import preprocess as pp
 from .media.audio_io import decode_audio, is_silent, to_mono_16k
+from .fileio import check_output_path
 from .media.driving import open_driving
+from .media.face import align_portrait, load_image_rgb, looks_like_aligned_crop, paste_back, warp_to_crop
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter, read_image_rgb
 from .model import PDFGC
 from .official_rules import crop_zoom_matrix, frame_indices
 from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions, check_options as _check_options  # noqa: F401 (re-exported)
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
-from .vocabulary import FPS
+from .vocabulary import ALIGN_MODES, FPS
 from .weights import load_model
 
 log = logging.getLogger("pdfgc")
@@ -137,7 +142,6 @@ class TalkingHeadPipeline:
     # ---- inputs --------------------------------------------------------------------------------------------
     def load_portrait(self, source, align: str = "auto") -> Portrait:
         """A photo (any size; EXIF rotation applied) or an aligned 224 crop -> the appearance input."""
-        from .media.face import align_portrait, load_image_rgb, looks_like_aligned_crop, warp_to_crop
 
         if isinstance(source, np.ndarray):
             image, name = np.ascontiguousarray(source[..., :3]).astype(np.uint8), "portrait array"
@@ -146,8 +150,8 @@ class TalkingHeadPipeline:
             image = load_image_rgb(source)
             if image.shape[:2] == (pp.SIZE, pp.SIZE) or align == "never":
                 image = read_image_rgb(source, "portrait")  # the official reader (cv2): aligned crops match it
-        if align not in ("auto", "always", "never"):
-            raise InputError(f"unknown align mode '{align}' (auto, always, never)")
+        if align not in ALIGN_MODES:
+            raise InputError(f"unknown align mode '{align}' ({', '.join(ALIGN_MODES)})")
         use_as_crop = align == "never" or (align == "auto" and looks_like_aligned_crop(image))
         num_faces = 1
         if use_as_crop:
@@ -277,7 +281,6 @@ class TalkingHeadPipeline:
     def control_mapping(self, path=None):
         """The fitted control mapping of a PD-FGC model (`path`, else `<weights stem>.controls.json` beside the
         weights), None when there is none; refused if fitted for other weights (pdfgc.controls.mapping)."""
-        from .controls.mapping import find_mapping
         if self.family.control_summary() is not None:
             return None   # this family's controls need no mapping
         return find_mapping(self.model, path)
@@ -363,8 +366,6 @@ class FrameComposer:
         if not isinstance(family, ModelFamily):
             family = family_for(family, torch.device("cpu"))
         self.family, self.portrait, self.plan, self.layout = family, portrait, plan, layout
-        if layout == "pasteback":
-            from .media.face import paste_back  # noqa: F401 - fail early if unavailable
 
     def __call__(self, sl: slice, images: torch.Tensor) -> np.ndarray:
         if self.layout == "result":
@@ -383,7 +384,6 @@ class FrameComposer:
                     parts.append(np.asarray(crops[idx[t]]) if crops is not None else np.zeros_like(faces[j]))
                 rows.append(np.concatenate([p if p.shape[0] == size else _resize(p, size) for p in parts], axis=1))
             return np.stack(rows)
-        from .media.face import paste_back
         faces = pp.to_uint8(images)
         matrix = self.family.to_output_matrix(self.portrait, faces.shape[1])
         return np.stack([paste_back(self.portrait.original, f, matrix) for f in faces])
@@ -455,12 +455,10 @@ def warn_untrained(model) -> None:
 
 
 def _check_output(path: Path, inputs=()) -> None:
-    from .fileio import check_output_path
     check_output_path(path, inputs, suffixes=(".mp4",))  # never an input, through links too
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    import cv2
     return cv2.resize(image, (size, size))  # INTER_LINEAR, as the official code resizes
 
 
@@ -474,5 +472,4 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _progress_bar(total: int, enabled: bool, desc: str = "rendering"):
     if not enabled:
         return None
-    from tqdm import tqdm
     return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)
