@@ -203,14 +203,25 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
         return r
 
     emo_pool = np.concatenate([residual(within)] + [residual(a) for a in across])
-    emotion_basis, emo_sd = C.pca_basis(emo_pool, pts, emotion_dim)
+    # the labels' own directions first (a PCA of mostly speech frames holds only 20-70 % of a label's face), then
+    # the pool's principal components of what they leave
+    label_dirs = label_directions(train, person_neutral, residual, pts, max(0, emotion_dim - 4))
+    if len(label_dirs):
+        flat_pool = emo_pool[:, pts].reshape(len(emo_pool), -1)
+        flat_pool = flat_pool - (flat_pool @ label_dirs.T) @ label_dirs
+        emo_pool = np.zeros_like(emo_pool)
+        emo_pool[:, pts] = flat_pool.reshape(len(emo_pool), len(pts), 3)
+    pca, emo_sd = C.pca_basis(emo_pool, pts, emotion_dim - len(label_dirs))
+    emotion_basis = np.zeros((len(label_dirs) + len(pca), C.NUM_POINTS, 3))
+    emotion_basis[:len(label_dirs), pts] = label_dirs.reshape(len(label_dirs), len(pts), 3)
+    emotion_basis[len(label_dirs):] = pca
     # the emotion code = basis projection minus mouth @ w, the same linear map measure() applies
     w = w_full @ emotion_basis[:, pts].reshape(emotion_dim, -1).T
     params = MeshParams(mean_shape=mean_shape, mouth_basis=mouth_basis, emotion_basis=emotion_basis,
                         emotion_from_mouth=w, open_ear=open_ear, gaze_center=gaze_center)
     shapes, counts = emotion_shapes(train, params, person_neutral)
     params.emotion_shapes = shapes
-    params.emotion_mouths = emotion_mouths(train, params)
+    params.emotion_mouths = emotion_mouths(train, params, person_neutral)
     params.info = {"fit": {"clips": len(train), "frames": int(sum(c.valid.sum() for c in train)),
                            "people": len({c.identity for c in train}),
                            "mouth_sd": np.round(mouth_sd, 5).tolist(), "emotion_sd": np.round(emo_sd, 5).tolist(),
@@ -221,26 +232,65 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     return params
 
 
-def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) -> tuple[dict, dict]:
-    """{label: (De,) code} from labelled clips; each clip's mean absolute emotion code minus its person's neutral
-    clip's (else minus the mean over unlabelled clips); 'neutral' is the zero code."""
-    def clip_mean(c: Clip, base=None) -> np.ndarray:
-        off = c.canon[c.valid] - (params.mean_shape if base is None else base)
-        mouth = C.project_codes(off, params.mouth_basis)
-        emo = C.project_codes(off, params.emotion_basis) - mouth @ params.emotion_from_mouth
-        return emo.mean(0)
+def label_directions(train: list[Clip], person_neutral: dict, residual, pts, max_dims: int) -> np.ndarray:
+    """(L, 3|pts|) orthonormal directions of the labels' faces (sorted labels, neutral left out): per label the
+    mean over its clips of the strongest frames' offsets (``_strongest``) from the person's neutral frame, with
+    the mouth-predictable part removed (``residual``); Gram-Schmidt in label order, signs along the label."""
+    per: dict[str, list] = {}
+    for c in train:
+        if c.label in (None, "neutral") or c.identity not in person_neutral:
+            continue
+        off = residual(c.canon[c.valid] - person_neutral[c.identity])[:, pts].reshape(int(c.valid.sum()), -1)
+        per.setdefault(c.label, []).append(off[_strongest(off)].mean(0))
+    dirs: list[np.ndarray] = []
+    for label in sorted(per)[:max_dims]:
+        v = np.mean(per[label], 0)
+        for d in dirs:
+            v = v - (v @ d) * d
+        if np.linalg.norm(v) > 1e-6:
+            dirs.append(v / np.linalg.norm(v))
+    return np.array(dirs).reshape(len(dirs), 3 * len(pts))
 
-    unlabelled = [clip_mean(c) for c in train if c.label is None]
+
+STRONG_SHARE = 0.25   # a label's shape: the mean of each clip's strongest quarter of frames
+
+
+def _clip_emotion(c: Clip, params: MeshParams, base, closed=None) -> tuple[np.ndarray, np.ndarray]:
+    """(T,De) emotion and (T,Dm) mouth codes of a clip's valid frames against `base` (the mouth against
+    `closed` when given: the person's neutral closed mouth)."""
+    canon = c.canon[c.valid]
+    off = canon - base
+    mouth = C.project_codes(off, params.mouth_basis)
+    emo = C.project_codes(off, params.emotion_basis) - mouth @ params.emotion_from_mouth
+    if closed is not None:
+        mouth = C.project_codes(canon - closed, params.mouth_basis)
+    return emo, mouth
+
+
+def _strongest(emo: np.ndarray, share: float = STRONG_SHARE) -> np.ndarray:
+    """Indices of the frames that show the clip's expression most (largest projection on its mean code): a
+    labelled clip is mostly speech with the expression coming and going, so its plain mean is a weak, blurred
+    version of the label's face."""
+    d = emo.mean(0)
+    score = emo @ (d / max(np.linalg.norm(d), 1e-9))
+    k = max(1, int(round(share * len(emo))))
+    return np.argsort(score)[::-1][:k]
+
+
+def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) -> tuple[dict, dict]:
+    """{label: (De,) code} from labelled clips; each clip's strongest frames (``_strongest``) against its person's
+    neutral clip (else against the mean over unlabelled clips, at half weight); 'neutral' is the zero code."""
+    unlabelled = [_clip_emotion(c, params, params.mean_shape)[0].mean(0) for c in train if c.label is None]
     baseline = np.mean(unlabelled, 0) if unlabelled else np.zeros(params.emotion_dim)
     sums: dict[str, list] = {}
     for c in train:
         if c.label in (None, "neutral"):
             continue
         if c.identity in person_neutral:
-            v, wt = clip_mean(c, person_neutral[c.identity]), 1.0
+            emo, wt = _clip_emotion(c, params, person_neutral[c.identity])[0], 1.0
         else:
-            v, wt = clip_mean(c) - baseline, 0.5  # the person's own face shape is in this one
-        sums.setdefault(c.label, []).append((wt, v))
+            emo, wt = _clip_emotion(c, params, params.mean_shape)[0] - baseline, 0.5  # the person's own face shape
+        sums.setdefault(c.label, []).append((wt, emo[_strongest(emo)].mean(0)))
     shapes = {"neutral": np.zeros(params.emotion_dim)}
     for label, items in sums.items():
         wts = np.array([w for w, _ in items])
@@ -248,9 +298,10 @@ def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) 
     return shapes, {k: len(v) for k, v in sorted(sums.items())}
 
 
-def emotion_mouths(train: list[Clip], params: MeshParams) -> dict:
-    """{label: (Dm,) mouth code}: each labelled clip's closed-mouth mesh against its person's neutral clip's
-    closed-mouth mesh (people without a neutral clip are skipped); 'neutral' is zero."""
+def emotion_mouths(train: list[Clip], params: MeshParams, person_neutral: dict | None = None) -> dict:
+    """{label: (Dm,) mouth code}: the mouth of each labelled clip's least open third of frames, the half of them
+    that show the expression most (``_strongest``: a smile's drawn corners, a surprise's dropped jaw), against its
+    person's neutral closed-mouth mesh (people without a neutral clip are skipped); 'neutral' is zero."""
     closed = {}
     for c in train:
         if c.label == "neutral" and c.closed is not None:
@@ -258,8 +309,12 @@ def emotion_mouths(train: list[Clip], params: MeshParams) -> dict:
     sums: dict[str, list] = {}
     for c in train:
         if c.label not in (None, "neutral") and c.identity in closed and c.closed is not None:
-            off = (c.closed - closed[c.identity])[None]
-            sums.setdefault(c.label, []).append(C.project_codes(off, params.mouth_basis)[0])
+            base = (person_neutral or {}).get(c.identity, closed[c.identity])
+            emo, mouth = _clip_emotion(c, params, base, closed[c.identity])
+            # among the clip's least open third (speech opens the mouth whatever the expression)
+            opening = S.mouth_opening(c.canon[c.valid])
+            calm = np.flatnonzero(opening <= np.quantile(opening, 1 / 3))
+            sums.setdefault(c.label, []).append(mouth[calm[_strongest(emo[calm], 0.5)]].mean(0))
     out = {"neutral": np.zeros(params.mouth_dim)}
     out.update({k: np.mean(v, 0) for k, v in sums.items()})
     return out
