@@ -63,9 +63,15 @@ def gaussian_kernel3() -> torch.Tensor:
 
 def smooth_mouth(codes: torch.Tensor) -> torch.Tensor:
     """(T,D) -> (T,D): 3-tap Gaussian along time with zero padding (ends drop to ~73 %), the official mouth filter."""
-    x = codes.t()[:, None, :]  # (D,1,T)
-    y = F.conv1d(x, gaussian_kernel3().to(codes.dtype).view(1, 1, 3), padding=1)
-    return y[:, 0, :].t().contiguous()
+    k = gaussian_kernel3().to(codes.dtype).view(1, 1, 3)
+    t = codes.shape[0]
+    out = torch.empty_like(codes)
+    step = 1024  # in chunks with one frame of overlap: conv1d's workspace would otherwise grow with T (~35 kB/frame)
+    for s in range(0, t, step):
+        a, b = max(0, s - 1), min(t, s + step + 1)
+        y = F.conv1d(codes[a:b].t()[:, None, :], k, padding=1)[:, 0, :].t()
+        out[s:min(t, s + step)] = y[s - a:s - a + min(step, t - s)]  # the chunk's own frames: bit-identical
+    return out.contiguous()
 
 
 def smooth_box3(codes: torch.Tensor) -> torch.Tensor:

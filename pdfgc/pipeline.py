@@ -26,13 +26,13 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .controls.mapping import find_mapping
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
+from .families.base import progress_bar
 from .media import preprocess as pp
-from .media.audio_io import decode_audio, is_silent, to_mono_16k
+from .media.audio_io import AudioTrack, check_finite, decode_speech, is_silent
 from .fileio import check_output_path
 from .media.driving import open_driving
 from .media.face import align_portrait, load_image_rgb, looks_like_aligned_crop, paste_back, warp_to_crop
@@ -62,12 +62,26 @@ class Portrait:
 
 @dataclass
 class Speech:
-    """Speech decoded once: 16 kHz mono for the lips, the native samples for the mp4's sound track."""
+    """Speech decoded once, as 16 kHz mono for the lips (the mp4's sound track is streamed from `path` while the
+    video is written: the native track is never held whole)."""
 
     name: str
-    wav16k: np.ndarray                 # (n,) float32
-    samples: np.ndarray | None = None  # (channels, n) float32 at `rate`, None for an array input
-    rate: int | None = None
+    wav16k: np.ndarray                 # (n,) float32; with --max-frames only the part those frames need
+    path: Path | None = None           # the file (None for an array input: the result has no sound)
+    mean_square: float | None = None   # over the WHOLE track (the official loudness normalisation's)
+    total_samples: int | None = None   # the whole track's length at 16 kHz
+
+    @property
+    def num_frames(self) -> int:
+        """Output frames of the whole track (official: floor((ceil(L/160)+7)/4) - 4)."""
+        return num_output_frames(self.wav16k.size if self.total_samples is None else self.total_samples)
+
+    @property
+    def gain(self) -> float:
+        """The official loudness normalisation's gain (`spectrogram.rms_gain` of the whole track)."""
+        if self.mean_square is None:
+            return rms_gain(self.wav16k)
+        return 0.1 / max(1e-4, float(np.sqrt(self.mean_square)))
 
 
 @dataclass
@@ -92,7 +106,7 @@ class CodePlan:
         """All official mel windows (T,1,80,20) of the plan's frames (computed on demand; for verification)."""
         if self.speech is None:
             return None
-        return speech_windows_range(self.speech.wav16k, 0, self.num_frames)
+        return speech_windows_range(self.speech.wav16k, 0, self.num_frames, self.speech.gain)
 
     def styles(self, model: PDFGC, sl: slice) -> torch.Tensor:
         """PD-FGC's style vectors (B, 2590) for frames `sl`."""
@@ -166,9 +180,10 @@ class TalkingHeadPipeline:
         to_net = _compose(crop_zoom_matrix() if official else np.eye(3)[:2], to_crop)
         return Portrait(image, crop, net, to_net, not use_as_crop, num_faces, np.asarray(to_crop, np.float64))
 
-    def load_speech(self, audio, require_speech: bool = True) -> Speech:
-        """An audio file (any format, rate, channels; a video's sound track) or a 16 kHz mono array, decoded once."""
-        return load_speech(audio, require_speech)
+    def load_speech(self, audio, require_speech: bool = True, max_frames: int | None = None) -> Speech:
+        """An audio file (any format, rate, channels; a video's sound track) or a 16 kHz mono array, decoded once
+        (with `max_frames`, only the part those frames need is kept)."""
+        return load_speech(audio, require_speech, max_frames)
 
     # ---- phase 1: codes --------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -191,8 +206,9 @@ class TalkingHeadPipeline:
         # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
         speech = None
         if audio is not None:
-            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio")
-            num_frames = num_output_frames(speech.wav16k.size)
+            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio",
+                                                                              opt.max_frames)
+            num_frames = speech.num_frames
         elif opt.lips == "audio" or _is_special(opt.lips):
             if opt.duration is None:
                 raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
@@ -320,24 +336,25 @@ class TalkingHeadPipeline:
                         portrait_obj.original.shape[1], portrait_obj.original.shape[0])
         speech = None
         if audio is not None:
-            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt))
+            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt),
+                                                                              opt.max_frames)
         # 4-7. sources, encoders, inference rules, explicit controls
         plan = self.plan(portrait_obj, speech, opt)
         if out_path is None:
             return AnimationResult(None, plan.num_frames, FPS, plan.num_frames / FPS, plan)
-        audio_samples, audio_rate = (speech.samples, speech.rate) if speech is not None else (None, None)
-        if speech is None and not _is_special(opt.lips):
+        track = None
+        if speech is not None and speech.path is not None:
+            # --max-frames cut the video short: the sound track ends with it (else the whole audio is kept)
+            cut = plan.num_frames < speech.num_frames
+            track = AudioTrack(speech.path, max_seconds=plan.num_frames / FPS if cut else None)
+        elif speech is None and not _is_special(opt.lips):
             try:
-                audio_samples, audio_rate = decode_audio(opt.lips, source="lips video")
+                track = AudioTrack(opt.lips, source="lips video", max_seconds=plan.num_frames / FPS)
             except InputError:
-                audio_samples = None  # a silent lips video gives a silent result
-        if audio_samples is not None and plan.num_frames < num_output_frames(round(audio_samples.shape[1] * 16000
-                                                                                  / audio_rate)):
-            # --max-frames cut the video short: the sound track ends with it (else the full audio is kept)
-            audio_samples = audio_samples[:, :int(np.ceil(plan.num_frames / FPS * audio_rate))]
+                track = None  # a silent lips video gives a silent result
         # 8. render, 9. compose the layout, 10. mux (frames stream to the encoder; the file appears atomically)
         composer = FrameComposer(self.family, portrait_obj, plan, opt.layout)
-        bar = _progress_bar(plan.num_frames, opt.progress)
+        bar = progress_bar(plan.num_frames, opt.progress)
         written = 0
 
         def advance(n: int) -> None:
@@ -349,7 +366,7 @@ class TalkingHeadPipeline:
                 on_progress(written, plan.num_frames)
         try:
             preset = opt.preset or ("veryfast" if opt.precision == "fast" else "medium")
-            with VideoWriter(out_path, fps=FPS, audio=audio_samples, audio_rate=audio_rate, crf=opt.crf,
+            with VideoWriter(out_path, fps=FPS, audio=track, crf=opt.crf,
                              preset=preset) as writer:
                 for sl, images in self.render(plan, opt, progress=advance):
                     writer.write_batch(composer(sl, images))
@@ -390,22 +407,27 @@ class FrameComposer:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
-def load_speech(audio, require_speech: bool = True) -> Speech:
-    """An audio file or a 16 kHz mono array -> `Speech`, decoded once. Silent audio is refused when it is to drive
-    the lips."""
+def load_speech(audio, require_speech: bool = True, max_frames: int | None = None) -> Speech:
+    """An audio file or a 16 kHz mono array -> `Speech`, decoded once (block by block; with `max_frames` only the
+    samples those frames' mel windows read are kept, the loudness still measured over the whole file). Silent
+    audio is refused when it is to drive the lips."""
     if isinstance(audio, np.ndarray):
         wav = audio.astype(np.float32).reshape(-1)
+        check_finite(wav, "audio array")
         speech = Speech("audio array", wav)
     else:
-        samples, rate = decode_audio(audio)
-        speech = Speech(str(audio), to_mono_16k(samples, rate), samples, rate)
+        keep = None if max_frames is None else (int(max_frames) + 8) * 640 / 16000  # + the windows' reach
+        wav, ms, n = decode_speech(audio, max_seconds=keep)
+        speech = Speech(str(audio), wav, Path(audio), ms, n)
     wav, name = speech.wav16k, speech.name
     if wav.size == 0:
         raise InputError(f"{name}: the audio has no samples")
-    if require_speech and is_silent(wav):
+    silent = (is_silent(wav) if speech.mean_square is None
+              else speech.mean_square <= 0 or 10 * np.log10(speech.mean_square) < -60.0)
+    if require_speech and silent:
         raise InputError(f"{name}: the audio is silent (below -60 dBFS): lips would not move; "
                          "use --lips still or off with --duration for a silent clip")
-    if num_output_frames(wav.size) == 0:
+    if speech.num_frames == 0:
         raise InputError(f"{name}: the audio is too short ({wav.size / 16000:.2f} s); at least 0.2 s is needed")
     return speech
 
@@ -420,7 +442,7 @@ AUDIO_CHUNK = 1000  # output frames per spectrogram chunk: the windows of a long
 
 def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
     """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
-    gain, c = rms_gain(speech.wav16k), int(fam.audio_context)
+    gain, c = speech.gain, int(fam.audio_context)
     parts = []
     for s in range(0, num_frames, AUDIO_CHUNK):
         e = min(s + AUDIO_CHUNK, num_frames)
@@ -467,9 +489,3 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     A = np.vstack([a, [0, 0, 1]])
     B = np.vstack([b, [0, 0, 1]])
     return (A @ B)[:2]
-
-
-def _progress_bar(total: int, enabled: bool, desc: str = "rendering"):
-    if not enabled:
-        return None
-    return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)

@@ -157,10 +157,10 @@ class AudioTrack:
 
 
 def decode_speech(path: str | os.PathLike, source: str = "audio", max_seconds: float | None = None,
-                  target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+                  target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float, int]:
     """The track as 16 kHz mono, decoded and resampled block by block (soxr's stream: the same samples as
     `to_mono_16k` of the whole decoded track, without ever holding the native track). Returns (samples, mean
-    square of the WHOLE 16 kHz track) -- with `max_seconds` only that much is kept, while the rest is still
+    square of the WHOLE 16 kHz track, its length in samples) -- with `max_seconds` only that much is kept, while the rest is still
     decoded for the official loudness normalisation, which is over the whole file."""
     p = Path(path)
     rate, it = _decoded_blocks(p, source)
@@ -187,7 +187,7 @@ def decode_speech(path: str | os.PathLike, source: str = "audio", max_seconds: f
         raise InputError(f"{source} file {p} has an audio track with no samples (zero-length audio)")
     if not finite:
         raise InputError(f"{source} file {p}: the audio contains NaN/Inf samples (a broken float recording)")
-    return out.result()[0], total / count
+    return out.result()[0], total / count, count
 
 
 def to_mono_16k(samples: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
