@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError
+
 
 def temp_path(path: str | os.PathLike) -> Path:
     """A temporary name for `path`: hidden, unique per process and call (threads writing the same file do not
@@ -26,8 +28,6 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def disk_full_error(path: str | os.PathLike | None, exc: BaseException):
     """The InputError for a write of `path` (None: unknown) that failed with ENOSPC/EDQUOT/EFBIG, else None."""
-    from .errors import InputError
-
     if not isinstance(exc, OSError) or exc.errno not in DISK_FULL:
         return None
     where = f"cannot write {path}: {os.strerror(exc.errno).lower()} in {Path(path).parent}" if path else \
@@ -133,8 +133,6 @@ def check_output_path(output: str | os.PathLike, inputs=(), suffixes: tuple[str,
     words 'still'/'off' are skipped), compared after resolving links, and as the same file on disk (hard links).
     Writing is atomic (rename over the target), so an output that is an input would replace the user's only copy
     of it. Returns the path; raises InputError naming the problem."""
-    from .errors import InputError
-
     out = Path(output)
     if suffixes and out.suffix.lower() not in suffixes:
         raise InputError(f"output {out}: only {' / '.join(suffixes)} output is supported")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InputError
+
 PRECISIONS = ("exact", "fast")
 
 
@@ -25,7 +27,6 @@ def resolve_device(device: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
-        from .errors import InputError
         raise InputError(f"device '{device}' requested but CUDA is not available")
     return d
 

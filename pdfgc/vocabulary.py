@@ -1,7 +1,13 @@
 """The package's shared words, defined once: frame rate, driving modes, align modes, precision names.
 
 Configuration names live with the configurations (``pdfgc.configs.CONFIG_NAMES``); the official inference rules
-(multipliers, smoothing, driving schedule, crop) in ``pdfgc.official.rules``.
+(multipliers, smoothing, driving schedule, crop) in ``pdfgc.official_rules``.
+
+The lips factor: ``lips`` is the factor and its source (``--lips``, ``AnimateOptions.lips``, the training stage),
+``mouth`` is its per-frame code (``StyleLayout.mouth``, ``Codes.mouth``; ``--mouth-intensity`` scales the code)
+and ``lip`` the explicit control (``LipControl``, ``lip_control``, ``--lip-level``); the public names keep these
+three roles, internal code uses the same words for the same roles. Mesh landmark rings are ``LIPS_OUTER`` /
+``LIPS_INNER`` (``pdfgc.evaluation.signals``).
 """
 from __future__ import annotations
 

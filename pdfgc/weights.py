@@ -11,10 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from safetensors import safe_open
+
 from .errors import CheckpointError
+from .families.meshwarp.model import MeshWarpModel
+from .families.meshwarp.params import FORMAT as MESHWARP_FORMAT
+from .model import PDFGC, unreadable_weights
+from .official.checkpoints import load_official
 
 PACKAGED = Path(__file__).parent / "weights" / "meshwarp.safetensors"
-MESHWARP_FORMAT = "pdfgc-meshwarp"
 
 
 def default_weights_path() -> Path | None:
@@ -26,8 +31,6 @@ def default_weights_path() -> Path | None:
 
 def weights_format(path: str | os.PathLike) -> str:
     """The `format` entry of a safetensors file's metadata ("" when it has none); CheckpointError if unreadable."""
-    from safetensors import safe_open
-
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
@@ -37,23 +40,18 @@ def weights_format(path: str | os.PathLike) -> str:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             return (f.metadata() or {}).get("format", "")
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-        from .model import unreadable_weights
         raise unreadable_weights(p, e) from None  # a .pth is told how it is loaded
 
 
 def load_model(weights: str | os.PathLike | None = None, official: str | os.PathLike | None = None):
     """The model of a weights file, an official checkpoint folder, or the default (see the module doc)."""
     if official is not None:
-        from .official.checkpoints import load_official
         return load_official(official)
     path = Path(weights) if weights is not None else default_weights_path()
     if path is None:
-        from .model import PDFGC
         return PDFGC.random(seed=0)
     if weights_format(path) == MESHWARP_FORMAT:
-        from .families.meshwarp.model import MeshWarpModel
         return MeshWarpModel.from_pretrained(path)
-    from .model import PDFGC
     return PDFGC.from_pretrained(path)
 
 

@@ -9,7 +9,6 @@ and emotion labels (the clip's own label when the corpus has one, else fer's cla
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -276,7 +275,3 @@ def format_summary(mapping: ControlMappings) -> str:
                  f"{ea.get('nearest_mean_accuracy')} (chance {ea.get('chance')})")
     lines.append(f"  mouth: closed code from {mapping.mouth_accuracy.get('frames')} frames")
     return "\n".join(lines)
-
-
-def summary_json(mapping: ControlMappings) -> str:
-    return json.dumps(mapping.summary(), indent=1)

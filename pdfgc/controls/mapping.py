@@ -300,6 +300,7 @@ def find_mapping(model, path: str | os.PathLike | None = None) -> ControlMapping
     else:
         wp = getattr(model, "weights_path", None)
         if wp is None:
+            # imported here: pdfgc.weights imports the model families, whose adapters import the controls
             from ..weights import default_weights_path
             wp = default_weights_path() if model.config.trained else None
         if wp is None:
@@ -327,13 +328,6 @@ def require_mapping(mapping: ControlMappings | None, what: str, part: str | None
     return mapping
 
 
-def mapping_requirements(config=None) -> dict[str, str]:
-    """Which controls need a fitted mapping (for UIs): 'required', 'optional' (used when present) or 'no'."""
-    physical = config is not None and pose_code_is_physical(config)
-    return {"pose": "no" if physical else "required", "blink": "required", "gaze": "required",
-            "emotion": "required (label, blend); no (reference clip)", "lip": "optional (closed-mouth code)"}
-
-
 # ---------------------------------------------------------------------------------------------- samples and fit
 @dataclass
 class ControlSamples:
@@ -357,11 +351,6 @@ class ControlSamples:
     @classmethod
     def concat(cls, parts: list["ControlSamples"]) -> "ControlSamples":
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)})
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["emotion_label"] = d["emotion_label"].astype("U32")
-        return d
 
 
 def _folds(samples: ControlSamples, k: int = 5) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:

@@ -31,6 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
+from ..media.spectrogram import mel_windows
 from ..official_rules import SIZE as CROP_SIZE
 from ..vocabulary import FPS
 
@@ -117,8 +118,6 @@ def decode_jpeg(data: bytes | memoryview, what: str = "frame") -> np.ndarray:
 
 def mel_windows_from_rows(mel_rows: np.ndarray, num_frames: int) -> np.ndarray:
     """(4T+16, 80) mel rows -> (T,1,80,20) windows, by the inference code's own windowing."""
-    from ..media.spectrogram import mel_windows
-
     w = mel_windows(np.asarray(mel_rows, np.float32))
     if w.shape[0] < num_frames:
         raise InputError(f"mel rows cover {w.shape[0]} frames, the clip has {num_frames}")

@@ -23,7 +23,6 @@ import numpy as np
 from pdfgc.errors import InputError, PDFGCError
 
 DESCRIPTOR_SIZE = 128
-SAME_PERSON_THRESHOLD = 0.6  # dlib's threshold on the Euclidean distance
 
 _INSTALL = "pip install dlib-bin face-recognition-models"
 

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..media.video import iter_frames_folder, iter_video_frames, list_frame_files, probe_video
+from ..media.video import iter_frames_folder, iter_video_frames, list_frame_files
 from ..official_rules import OFFICIAL_SKIP, frame_indices
 from ..vocabulary import FPS
 
@@ -88,13 +88,3 @@ def source_stream(path: str | Path, name: str, num_out: int, mode: str = "loop",
                 return
             yield f
     return Stream(name, head, used, idx)
-
-
-def video_fps(path: str | Path) -> float:
-    path = Path(path)
-    if path.is_dir():
-        return float(FPS)
-    try:
-        return probe_video(path).fps or float(FPS)
-    except InputError:
-        return float(FPS)

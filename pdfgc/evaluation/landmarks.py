@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import atomic_path
+from ..media.face import FaceMeshDetector, _as_rgb_uint8
 from .signals import NUM_POINTS
 
 CACHE_VERSION = 1
@@ -143,8 +144,6 @@ def track_faces(
     (re)written whenever anything had to be computed (a failed write only warns). InputError (naming ``source``) for no frames, a frame of
     another size or a non-image frame.
     """
-    from ..media.face import FaceMeshDetector, _as_rgb_uint8
-
     cache = Path(cache) if cache is not None else None
     cached = _load_cache(cache, static) if cache is not None else None
     reusing = cached is not None

@@ -49,10 +49,6 @@ class Codes:
     eye: torch.Tensor | None = None
     pose: torch.Tensor | None = None
 
-    def select(self, index: torch.Tensor) -> "Codes":
-        return Codes(**{k: (getattr(self, k)[index] if getattr(self, k) is not None else None)
-                        for k in FACTOR_CODES})
-
 
 class ModelFamily(ABC):
     """One model family behind the pipeline. `model` is the loaded model object (it has a `.config` with `name`
@@ -158,10 +154,6 @@ class ModelFamily(ABC):
         """(2,3) affine: the original photo's pixels -> pixels of a rendered frame of `size` (for paste-back)."""
         s = size / 224.0
         return np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
-
-    @property
-    def description(self) -> str:
-        return getattr(self.model.config, "name", self.name)
 
 
 def progress_bar(total: int, enabled: bool, desc: str = "rendering"):

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..official_rules import SIZE, official_crop_zoom
 from ..vocabulary import ALIGN_MODES, FPS
+from .face import SequenceAligner
 from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files, read_image_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
@@ -94,8 +95,6 @@ def open_driving(path: str | os.PathLike, max_frames: int | None = None, align: 
     do_align = align == "always" or (align == "auto" and first.shape[:2] != (SIZE, SIZE))
     missing = 0
     if do_align:
-        from .face import SequenceAligner
-
         aligner = SequenceAligner(source=f"{role} {path}")
         it = _take(frames(), max_frames)
         if progress:

@@ -346,12 +346,6 @@ class Generator(nn.Module):
                 if hasattr(m, attr):
                     delattr(m, attr)
 
-    def set_fused(self, fused: bool) -> None:
-        """Choose the modulated-convolution form (see module doc)."""
-        for m in self.modules():
-            if isinstance(m, ModulatedConv2d):
-                m.fused = fused
-
     def noise_layers(self) -> list[NoiseInjection]:
         return [self.conv1.noise] + [c.noise for c in self.convs]
 

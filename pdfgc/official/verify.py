@@ -14,6 +14,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..media import preprocess as pp
+from ..pipeline import AnimateOptions, FrameComposer, TalkingHeadPipeline
+from ..seeded_weights import official_noise
+from .checkpoints import load_official
+from .fixture import rule_official_state_dicts
+from .layout import FILES
 
 FLOAT_TOL = 1e-4
 UINT8_TOL = 1
@@ -50,8 +56,6 @@ def _load_fixture(folder: Path) -> tuple[dict, dict]:
 
 def official_options(spec: dict, folder: Path):
     """The fixture's controls as pipeline options (an official flag that is off = zero code)."""
-    from ..pipeline import AnimateOptions
-
     c = {"mouth": True, "blink": True, "gaze": True, "emotion": True, "pose": True, **spec.get("controls", {})}
     p = lambda k: str((folder / spec[k]).resolve())
     return AnimateOptions(lips="audio" if c["mouth"] else "off", pose=p("pose") if c["pose"] else "off",
@@ -63,10 +67,6 @@ def official_options(spec: dict, folder: Path):
 def fixture_model(folder: str | Path, log=print, workdir: str | None = None):
     """(spec, expected arrays, model, noise maps or None): the fixture's rule weights saved as the four official
     .pth files and loaded through our official loader (noise maps from the fixture when it records them)."""
-    from .checkpoints import load_official
-    from .fixture import rule_official_state_dicts
-    from .layout import FILES
-
     folder = Path(folder)
     spec, exp = _load_fixture(folder)
     seed = int(spec["seed"])
@@ -86,10 +86,6 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
                    keep: dict | None = None) -> list[Comparison]:
     """Compare every recorded array; on `device` (cuda: expect small cuDNN differences). `keep`, when given,
     receives what the run built: frames ((T,3,224,224) in [-1,1], CPU), pipe, plan, portrait, options, spec."""
-    from ..media import preprocess as pp
-    from ..pipeline import FrameComposer, TalkingHeadPipeline
-    from ..seeded_weights import official_noise
-
     folder = Path(folder)
     spec, exp, model, noise = fixture_model(folder, log, workdir)
     results: list[Comparison] = []

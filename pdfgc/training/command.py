@@ -108,11 +108,11 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from ..model import PDFGC
+    from ..weights import load_model   # heavy (torch): not at parser-building time
     from .trainer import find_run_model
 
     src = find_run_model(args.run)
-    model = PDFGC.from_pretrained(src)
+    model = load_model(weights=src)
     if args.name:
         model.config.name = args.name
     model.config.trained = True
