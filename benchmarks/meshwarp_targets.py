@@ -89,10 +89,11 @@ class Meter:
 
 
 def render(pipe, portrait, audio=None, **kw):
+    from pdfgc.media import preprocess as pp
     from pdfgc.options import AnimateOptions
     opt = AnimateOptions(progress=False, **kw)
     plan = pipe.plan(portrait, audio, opt)
-    frames = [((im.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    frames = [pp.to_uint8(im)
               for _, im in pipe.render(plan, opt)]
     return np.concatenate(frames), plan
 
@@ -260,7 +261,8 @@ def table(R: dict) -> str:
         ("eye aspect ratio following the eye video, r", ">= 0.9", f"{R['ear_r']:.3f}", ok(R["ear_r"] >= 0.9)),
         ("gaze following the eye video, r h / v", ">= 0.9 / 0.8", " / ".join(f"{x:.3f}" for x in R["gaze_r"]),
          ok(R["gaze_r"][0] >= 0.9 and R["gaze_r"][1] >= 0.8)),
-        ("lips from a mouth video, mouth-opening r", ">= 0.9", f"{R['lips_video_r']:.3f}", ok(R["lips_video_r"] >= 0.9)),
+        ("lips from a mouth video, mouth-opening r", ">= 0.9", f"{R['lips_video_r']:.3f}",
+         ok(R["lips_video_r"] >= 0.9)),
         ("lips from held-out speech (2 held-out speakers), r vs the real mouth", ">= 0.5",
          " / ".join(f"{x:.2f}" for x in lips), ok(min(lips) >= 0.5)),
         ("emotion label happy / surprise / sad / angry: fer's top class = label", ">= 70 % of frames",

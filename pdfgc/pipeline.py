@@ -5,8 +5,9 @@
     pipe("portrait.jpg", audio="speech.mp3", pose="head.mp4", eyes="eyes/", emotion="smile.mp4", output="out.mp4")
 
 The pipeline owns I/O, cropping, the frame loop and muxing; the tensor-level steps belong to the model's family
-(pdfgc/families/: which encoder reads which source, the inference rules, explicit controls, rendering). It works in two phases so memory stays flat: (1) every factor's per-frame code is computed (codes are a
-few kB per frame), (2) frames are rendered in small batches and streamed to the encoder.
+(pdfgc/families/: which encoder reads which source, the inference rules, explicit controls, rendering). It works in two
+phases so memory stays flat: (1) every factor's per-frame code is computed (codes are a few kB per frame), (2) frames
+are rendered in small batches and streamed to the encoder.
 
 Factor sources (each factor is independent):
   lips:     "audio" (default) | "still" (the portrait's mouth) | "off" (zero code) | a video/folder of a speaking mouth
@@ -305,8 +306,9 @@ class TalkingHeadPipeline:
     @torch.inference_mode()
     def render(self, plan: CodePlan, options: AnimateOptions | None = None, start: int = 0, stop: int | None = None,
                progress: Callable[[int], None] | None = None):
-        """Yield (frame slice, frames) batch by batch; frames are float tensors (B,3,S,S) in [-1,1] (S = 224 for the
-        PD-FGC networks; the mesh-warp default renders at the portrait's own crop resolution, up to 512)."""
+        """Yield (frame slice, frames) batch by batch; frames are tensors (B,3,S,S): float in [-1,1] from the PD-FGC
+        networks (S = 224), uint8 0..255 from the mesh-warp default (S = the portrait's own crop resolution, up to
+        512: the warp's pixels as they are)."""
         opt = options or AnimateOptions()
         prec = Precision(opt.precision, self.device)
         stop = plan.num_frames if stop is None else stop
@@ -365,7 +367,7 @@ class TalkingHeadPipeline:
             if on_progress:
                 on_progress(written, plan.num_frames)
         try:
-            preset = opt.preset or ("veryfast" if opt.precision == "fast" else "medium")
+            preset = opt.preset or ("veryfast" if opt.precision == "fast" else self.family.default_preset)
             with VideoWriter(out_path, fps=FPS, audio=track, crf=opt.crf,
                              preset=preset) as writer:
                 for sl, images in self.render(plan, opt, progress=advance):

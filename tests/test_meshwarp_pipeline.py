@@ -9,6 +9,7 @@ import torch
 from pdfgc.controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from pdfgc.evaluation import signals as S
 from pdfgc.families.meshwarp.model import MeshWarpFamily
+from pdfgc.media import preprocess as pp
 from pdfgc.media.face import FaceMeshDetector
 from pdfgc.options import AnimateOptions
 from pdfgc.pipeline import TalkingHeadPipeline
@@ -26,7 +27,7 @@ def pipe():
 
 
 def _frames(pipe, plan) -> np.ndarray:
-    out = [((im.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    out = [pp.to_uint8(im)
            for _, im in pipe.render(plan)]
     return np.concatenate(out)
 

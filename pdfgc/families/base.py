@@ -141,10 +141,12 @@ class ModelFamily(ABC):
     # ---- frames ---------------------------------------------------------------------------------------------
     @abstractmethod
     def render(self, plan, sl: slice, prec, batch: int | None = None) -> torch.Tensor:
-        """Frames of `plan` for `sl`: (B,3,S,S) float in [-1,1] (S = `output_size(plan)`)."""
+        """Frames of `plan` for `sl`: (B,3,S,S), float in [-1,1] or uint8 0..255 (S = `output_size(plan)`)."""
 
     def output_size(self, plan) -> int:
         return 224
+
+    default_preset = "medium"   # x264 preset when --preset is not given (exact precision)
 
     def appearance_panel(self, portrait) -> np.ndarray:
         """The portrait as shown in the panel layout's first column."""

@@ -36,11 +36,15 @@ def preprocess(images_rgb, official_crop: bool = True, size: int = SIZE) -> torc
 def to_uint8_truncated(images: torch.Tensor) -> np.ndarray:
     """Generator output (N,3,H,W) in [-1,1] -> uint8 RGB (N,H,W,3) as the official code converts it
     ((x+1)/2*255 truncated, no rounding)."""
+    if images.dtype == torch.uint8:  # already pixels (the mesh-warp renderer's)
+        return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     x = ((images.float() + 1) / 2 * 255).permute(0, 2, 3, 1).cpu().numpy()
     return x.astype(np.uint8)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Generator output -> uint8 RGB, rounded and clipped (our default for video; the official truncates)."""
+    if images.dtype == torch.uint8:  # already pixels (the mesh-warp renderer's)
+        return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     x = ((images.float() + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1)
     return x.to(torch.uint8).cpu().numpy()
