@@ -64,7 +64,8 @@ def child(args) -> None:
     model = PDFGC.from_pretrained(args.weights) if args.weights else PDFGC.random(0)
     model.config.trained = True  # silence the untrained banner inside the benchmark
     pipe = TalkingHeadPipeline(model, device=args.device, threads=args.threads)
-    opt = AnimateOptions(pose=str(DATA / "motions/pose/681600002"), emotion=str(DATA / "motions/exp/vox2_id01228_00309"),
+    opt = AnimateOptions(pose=str(DATA / "motions/pose/681600002"),
+                         emotion=str(DATA / "motions/exp/vox2_id01228_00309"),
                          eyes=str(DATA / "motions/eye/id01333_00040/images"), precision=args.mode, progress=False,
                          batch_size=args.batch_size)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     for size in (224, 512):
         res = bench(size, args.reps)
         print(f"{size} px: render {res['cpu_ms']:.2f} ms CPU (p90 {res['cpu_p90_ms']:.2f}; "
-              f"wall {res['render_ms']:.2f}), with aux {res['aux_ms']:.2f} ms CPU, per-portrait set-up {res['init_ms']:.0f} ms")
+              f"wall {res['render_ms']:.2f}), with aux {res['aux_ms']:.2f} ms CPU, "
+              f"per-portrait set-up {res['init_ms']:.0f} ms")
     if args.measure:
         measure()
     if args.strips:

@@ -141,7 +141,8 @@ def collect_samples(model, corpus, frames_per_clip: int = 48, extremes: int = 6,
                     pose_label=data["pose_label"], openness=data["openness"], gaze=data["gaze"],
                     mouth_opening=data["mouth_opening"], emotion_label=data["emotion_label"].astype("U32"),
                     pose_code=data["pose_code"], eye_code=data["eye_code"], emotion_code=data["emotion_code"],
-                    mouth_code=data["mouth_code"], clip=np.full(n, ci), heldout=np.full(n, info_split(info) == "heldout")))
+                    mouth_code=data["mouth_code"], clip=np.full(n, ci),
+                    heldout=np.full(n, info_split(info) == "heldout")))
             if bar is not None:
                 bar.update(1)
     finally:

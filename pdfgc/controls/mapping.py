@@ -20,8 +20,9 @@ miss), and ridge regressions (closed form on standardised inputs, unpenalised in
 Accuracy is recorded in the mapping, in physical units: the controls go physical value -> code, so a fitted map is
 judged by how well it reads a held-out frame's value back from the frame's code (least-squares inverse of the map):
 MAE and R^2 per channel, plus the R^2 of the codes it predicts and, for context, the MAE/R^2 of the best linear
-read-out of the value from the code (``readout_*``: how much of the value the code carries at all). Held-out clips (``split == "heldout"``) are used
-when the corpus has them, else a 5-fold split by clip. Emotion: nearest-mean accuracy of held-out frames' labels.
+read-out of the value from the code (``readout_*``: how much of the value the code carries at all). Held-out clips
+(``split == "heldout"``) are used when the corpus has them, else a 5-fold split by clip. Emotion: nearest-mean accuracy
+of held-out frames' labels.
 
 Stored beside the weights as ``<weights stem>.controls.json`` (plain JSON numbers, never pickle) and found there by
 the pipeline; a mapping records a SHA-256 of the model's motion encoder (the only network that fixes what a code
@@ -486,7 +487,8 @@ def fit_mappings(samples: ControlSamples, model_sha256: str, model_name: str = "
         mouth_closed = codes.mean(0)
         cos = (codes @ mouth_closed) / (np.linalg.norm(codes, axis=1) * np.linalg.norm(mouth_closed) + 1e-12)
         all_codes = samples.mouth_code[ok]
-        cos_all = (all_codes @ mouth_closed) / (np.linalg.norm(all_codes, axis=1) * np.linalg.norm(mouth_closed) + 1e-12)
+        norms = np.linalg.norm(all_codes, axis=1) * np.linalg.norm(mouth_closed)
+        cos_all = (all_codes @ mouth_closed) / (norms + 1e-12)
         mouth_acc = {"frames": int(sel.sum()), "opening_threshold": _f(thr),
                      "mean_opening_selected": _f(mo[sel].mean()), "mean_opening_all": _f(mo[ok].mean()),
                      "cosine_to_closed_selected": _f(cos.mean()), "cosine_to_closed_all": _f(cos_all.mean())}

@@ -173,7 +173,8 @@ class PreparedCorpus:
         try:
             return self._by_key[key]
         except KeyError:
-            raise KeyError(f"no clip {key!r} in {self.root}" + (f" (split {self.split})" if self.split else "")) from None
+            split = f" (split {self.split})" if self.split else ""
+            raise KeyError(f"no clip {key!r} in {self.root}{split}") from None
 
     @property
     def totals(self) -> dict:
@@ -206,7 +207,8 @@ class PreparedCorpus:
         try:
             return open(path, "rb")
         except OSError as e:
-            raise InputError(f"prepared corpus {self.root}: cannot open shard {info.shard} ({e.strerror or e})") from None
+            raise InputError(f"prepared corpus {self.root}: cannot open shard {info.shard} "
+                             f"({e.strerror or e})") from None
 
     def _build(self, info: ClipInfo, raw: dict[str, bytes], with_frames: bool = True) -> PreparedClip:
         what = f"{self.shard_path(info)}:{info.key}"
@@ -248,7 +250,8 @@ class PreparedCorpus:
                 out[j] = decode_jpeg(f.read(int(idx[i + 1] - idx[i])), f"{self.shard_path(info)}:{key} frame {i}")
         return out
 
-    def load_arrays(self, key: str, names=("mel.npy", "mesh.npy", "pose.npy", "eye.npy", "mouth.npy", "valid.npy")) -> dict[str, np.ndarray]:
+    def load_arrays(self, key: str, names=("mel.npy", "mesh.npy", "pose.npy", "eye.npy", "mouth.npy", "valid.npy")
+                    ) -> dict[str, np.ndarray]:
         """Only the named .npy members of one clip (no frames), e.g. for label statistics."""
         info = self.info(key)
         with self._open(info) as f:

@@ -18,8 +18,8 @@ Per raw clip (a video, or a numbered frames folder taken at 25 fps), in one work
    eye distance, or the eye distance changing by more than 25 %, between consecutive frames: a face that teleports,
    or the tracker switching to another person; in the shipped clips the move stays <= 0.3, except vigorous
    head shaking with motion blur in liveportrait/driving_d12.mp4 at up to 0.82, which is real motion), and a run of
-   more than 0.5 s without a face. The clip is split there (faceless runs are dropped); shots shorter than ``min_seconds``
-   are rejected with the reason.
+   more than 0.5 s without a face. The clip is split there (faceless runs are dropped); shots shorter than
+   ``min_seconds`` are rejected with the reason.
 4. Alignment, per shot: the inference rule for a driving video: ONE similarity from the shot's mean eye and mouth
    points, per-frame mouth re-centring smoothed over time (a clip without cuts uses ``SequenceAligner.finalize``
    itself; a shot uses ``shot_matrices``, the same computation on its frames, checked equal in the tests).

@@ -40,7 +40,8 @@ def _is_face_jump(p: np.ndarray, q: np.ndarray, cfg: PrepareConfig) -> bool:
     return move > cfg.cut_face_jump or abs(dq / dp - 1.0) > cfg.cut_face_scale
 
 
-def find_shots(content: np.ndarray, points: np.ndarray, cfg: PrepareConfig) -> tuple[list[tuple[int, int]], list[dict], int]:
+def find_shots(content: np.ndarray, points: np.ndarray, cfg: PrepareConfig
+               ) -> tuple[list[tuple[int, int]], list[dict], int]:
     """Split frames [0, N) into shots.
 
     content: (N,) bool, True where frame t starts a new shot by its content (t >= 1). points: (N,3,2) eye/eye/mouth

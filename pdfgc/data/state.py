@@ -156,7 +156,8 @@ def corpus_totals(clips: list[dict], rejected: list[dict], records: list[dict]) 
             mean = m1 / n
             pooled[name] = {"mean": round(mean, 6), "std": round(math.sqrt(max(m2 / n - mean * mean, 0.0)), 6)}
     return {
-        "clips": len(clips), "frames": frames, "seconds": round(frames / FPS, 2), "hours": round(frames / FPS / 3600, 4),
+        "clips": len(clips), "frames": frames, "seconds": round(frames / FPS, 2),
+        "hours": round(frames / FPS / 3600, 4),
         "raw_clips": len(records), "raw_clips_kept": sum(1 for r in records if r["segments"]),
         "clips_with_audio": sum(1 for c in clips if c["has_audio"]),
         "frames_with_audio": sum(c["num_frames"] for c in clips if c["has_audio"]),

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="measure how well a talking-head video follows its sources",
                        description="Identity, head pose, blink, gaze, lips-vs-audio, emotion, temporal stability "
                                    "(and PSNR/SSIM/M-LMD with --ground-truth) of a generated video. The official "
-                                   "five-panel layout is read as it is: its pose/expression/eye panels are the sources.")
+                                   "five-panel layout is read as it is: its pose/expression/eye panels are the "
+                                   "sources.")
     p.add_argument("video", nargs="?", help="generated video (mp4) or folder of frames")
     p.add_argument("--manifest", help="JSON list of cases ({generated, portrait, audio, pose, eyes, emotion, "
                                       "ground_truth, layout, name}); paths relative to the manifest")

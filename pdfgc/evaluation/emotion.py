@@ -180,7 +180,8 @@ class EmotionNet(nn.Module):
         return probs
 
     @torch.no_grad()
-    def load_keras_weights(self, weights: dict[str, list[np.ndarray]], source: str = "emotion_model.hdf5") -> "EmotionNet":
+    def load_keras_weights(self, weights: dict[str, list[np.ndarray]], source: str = "emotion_model.hdf5"
+                           ) -> "EmotionNet":
         """Copy Keras arrays (``read_keras_hdf5``) into the modules; every weight of the net must be filled."""
 
         def put(param: torch.Tensor, array: np.ndarray, key: str):
@@ -203,9 +204,11 @@ class EmotionNet(nn.Module):
                     put(p, a, f"{name}/{k}")
             elif isinstance(module, SeparableConv2d):
                 if len(arrays) != 2:
-                    raise CheckpointError(f"{source}: {name} has {len(arrays)} arrays, expected 2 (depthwise, pointwise)")
-                put(module.depthwise.weight, arrays[0].transpose(2, 3, 0, 1), f"{name}/depthwise_kernel")  # (3,3,C,1)->(C,1,3,3)
-                put(module.pointwise.weight, arrays[1].transpose(3, 2, 0, 1), f"{name}/pointwise_kernel")  # (1,1,C,O)->(O,C,1,1)
+                    raise CheckpointError(f"{source}: {name} has {len(arrays)} arrays, expected 2 "
+                                          "(depthwise, pointwise)")
+                # (3,3,C,1) -> (C,1,3,3) and (1,1,C,O) -> (O,C,1,1)
+                put(module.depthwise.weight, arrays[0].transpose(2, 3, 0, 1), f"{name}/depthwise_kernel")
+                put(module.pointwise.weight, arrays[1].transpose(3, 2, 0, 1), f"{name}/pointwise_kernel")
             else:
                 expected = 2 if module.bias is not None else 1
                 if len(arrays) != expected:
@@ -359,5 +362,6 @@ class EmotionClassifier:
         (``crop_face``). The box comes from the caller (e.g. ``box_from_landmarks`` on face-mesh points): fer's own
         Haar-cascade detector is not available in OpenCV 5 (no ``cv2.CascadeClassifier``)."""
         if box is None:
-            raise InputError("classify needs a face box (left, top, right, bottom): e.g. box_from_landmarks(mesh points)")
+            raise InputError("classify needs a face box (left, top, right, bottom): "
+                             "e.g. box_from_landmarks(mesh points)")
         return self.probabilities(crop_face(image_rgb, box)[None])[0]

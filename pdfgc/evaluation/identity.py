@@ -92,7 +92,8 @@ class IdentityEncoder:
             raise InputError(f"upsample must be >= 0, got {upsample}")
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(face_recognition_model_path("shape_predictor_5_face_landmarks.dat"))
-        self._net = dlib.face_recognition_model_v1(face_recognition_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+        self._net = dlib.face_recognition_model_v1(
+            face_recognition_model_path("dlib_face_recognition_resnet_model_v1.dat"))
 
     def detect(self, image_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
         """The largest face found by dlib's HOG detector as (left, top, right, bottom), or None."""

@@ -84,7 +84,8 @@ class FaceTrack:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, version=np.int64(CACHE_VERSION), landmarks=self.landmarks, found=self.found,
-                         size=np.array(self.size, np.int64), fingerprints=fps, has_fingerprints=self.fingerprints is not None,
+                         size=np.array(self.size, np.int64), fingerprints=fps,
+                         has_fingerprints=self.fingerprints is not None,
                          static=self.static)
         except OSError as e:
             raise InputError(f"face-track cache {path}: cannot write: {e}") from e
@@ -141,8 +142,8 @@ def track_faces(
     ``frames``: RGB uint8 (H,W,3) arrays (grey and RGBA are accepted), all the same size. ``static=True`` detects
     every frame independently (for unrelated images). ``cache``: an .npz path; when it exists and its frame
     fingerprints match, its landmarks are used instead of running mediapipe (see the module docstring), and it is
-    (re)written whenever anything had to be computed (a failed write only warns). InputError (naming ``source``) for no frames, a frame of
-    another size or a non-image frame.
+    (re)written whenever anything had to be computed (a failed write only warns). InputError (naming ``source``) for no
+    frames, a frame of another size or a non-image frame.
     """
     cache = Path(cache) if cache is not None else None
     cached = _load_cache(cache, static) if cache is not None else None

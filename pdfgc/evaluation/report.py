@@ -46,13 +46,16 @@ COLUMNS = [
     ("pose r (y/p/r)", lambda m: "/".join(_f(m["pose"]["pearson"][a], 2) for a in ("yaw", "pitch", "roll"))
      if "pose" in m else None),
     ("EAR r", lambda m: m.get("blink", {}).get("ear_pearson")),
-    ("blink P/R", lambda m: f"{_f(m['blink']['precision'], 2)}/{_f(m['blink']['recall'], 2)}" if "blink" in m else None),
+    ("blink P/R", lambda m: f"{_f(m['blink']['precision'], 2)}/{_f(m['blink']['recall'], 2)}"
+     if "blink" in m else None),
     ("gaze r (x/y)", lambda m: f"{_f(m['gaze']['pearson']['x'], 2)}/{_f(m['gaze']['pearson']['y'], 2)}"
      if "gaze" in m else None),
-    ("lips r / best (offset)", lambda m: f"{_f(m['lips']['envelope_pearson'], 2)} / {_f(m['lips']['best_offset_pearson'], 2)} "
+    ("lips r / best (offset)", lambda m: f"{_f(m['lips']['envelope_pearson'], 2)} / "
+     f"{_f(m['lips']['best_offset_pearson'], 2)} "
      f"({m['lips']['best_offset_frames']:+d})" if "lips" in m else None),
     ("emotion agree", lambda m: m.get("emotion", {}).get("class_agreement")),
-    ("emotion gen/src", lambda m: f"{m['emotion']['generated_top']}/{m['emotion']['source_top']}" if "emotion" in m else None),
+    ("emotion gen/src", lambda m: f"{m['emotion']['generated_top']}/{m['emotion']['source_top']}"
+     if "emotion" in m else None),
     ("jitter", lambda m: m.get("temporal", {}).get("landmark_jitter")),
     ("PSNR", lambda m: m.get("quality", {}).get("psnr")),
     ("SSIM", lambda m: m.get("quality", {}).get("ssim")),

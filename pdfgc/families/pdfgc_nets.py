@@ -93,7 +93,7 @@ class PDFGCFamily(ModelFamily):
 
     # ---- frames -----------------------------------------------------------------------------------------------
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
-        app_vec, identity = plan.appearance, plan.identity
+        identity = plan.identity
         style = plan.styles(self.model, sl).to(self.device)
         with prec.autocast():
             img = self.model.generator.render(style, identity.to(self.device).expand(style.shape[0], -1, -1, -1),

@@ -160,8 +160,8 @@ def decode_speech(path: str | os.PathLike, source: str = "audio", max_seconds: f
                   target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float, int]:
     """The track as 16 kHz mono, decoded and resampled block by block (soxr's stream: the same samples as
     `to_mono_16k` of the whole decoded track, without ever holding the native track). Returns (samples, mean
-    square of the WHOLE 16 kHz track, its length in samples) -- with `max_seconds` only that much is kept, while the rest is still
-    decoded for the official loudness normalisation, which is over the whole file."""
+    square of the WHOLE 16 kHz track, its length in samples) -- with `max_seconds` only that much is kept, while the
+    rest is still decoded for the official loudness normalisation, which is over the whole file."""
     p = Path(path)
     rate, it = _decoded_blocks(p, source)
     keep = None if max_seconds is None else int(np.ceil(max_seconds * target_sr))

@@ -169,7 +169,8 @@ class ModulatedConv2d(nn.Module):
         weight = weight.view(b * self.out_channel, cin, k, k)
         x = x.reshape(1, b * cin, h, w)
         if self.upsample:
-            weight = weight.view(b, self.out_channel, cin, k, k).transpose(1, 2).reshape(b * cin, self.out_channel, k, k)
+            weight = (weight.view(b, self.out_channel, cin, k, k).transpose(1, 2)
+                      .reshape(b * cin, self.out_channel, k, k))
             out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
             out = out.view(b, self.out_channel, out.shape[-2], out.shape[-1])
             return self.blur(out)

@@ -19,7 +19,8 @@ FILES = {
 # official-only entries, unused at inference: {network: [(key, shape)]}, with where they sit in the file
 def _unused(model: PDFGC) -> dict[str, dict[str, list[tuple[str, tuple]]]]:
     sd = model.layout.dim
-    mapping = [(f"style.{i}.{p}", (sd, sd) if p == "weight" else (sd,)) for i in range(1, 9) for p in ("weight", "bias")]
+    mapping = [(f"style.{i}.{p}", (sd, sd) if p == "weight" else (sd,))
+               for i in range(1, 9) for p in ("weight", "bias")]
     g = model.generator
     c0 = g.identity_channels
     noises = [(f"noises.noise_{i}", tuple(n.noise.shape)) for i, n in enumerate(g.noise_layers())]

@@ -23,7 +23,7 @@ patch logit map), m a soft mask in [0,1], f_v / f_a visual / audio mouth codes.
 
 `sg` = stop-gradient; z(.) standardises each column over the N rows (batch + bank). Scalars are averaged over the
 batch; the D loss is separate (its own optimiser).
-"""
+"""  # noqa: E501 - the table rows cannot wrap
 from __future__ import annotations
 
 from dataclasses import dataclass
