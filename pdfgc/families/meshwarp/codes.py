@@ -36,7 +36,7 @@ mappings use: 2 (x - 0.5) and 2 y of ``signals.iris_position``, as offsets from 
 by ``gaze_from_control``: h_code = gaze_center_h + 0.5 h, v_code = gaze_center_v - 0.5 v (``params.gaze_center``:
 the median gaze of the corpus's neutral frames, "looking at the camera"); mouth: 0 = closed, a lip level
 multiplies the code; emotion labels: ``apply_emotion_label`` (``params.emotion_code`` for the emotion code, plus
-the label's resting mouth shape on the mouth code).
+the label's resting mouth shape on the mouth code, its lid change on the lid code).
 """
 from __future__ import annotations
 
@@ -403,13 +403,17 @@ def apply_emotion_label(codes: MeshCodes, params, label: str, intensity: float =
     """Codes with an emotion label at ``intensity`` (0 = neutral, 1 = the label's typical expression): the emotion
     code becomes base.emotion + intensity * ``params.emotion_code(label)`` (``base``: the portrait's codes; None:
     ``codes`` themselves) and the label's resting mouth shape is added to the mouth code (a smile's corners: see
-    ``params.emotion_mouths``). Per frame, ``intensity`` may be a (T,) curve."""
+    ``params.emotion_mouths``) and its lid opening change multiplies the lid code (``params.emotion_lids``).
+    Per frame, ``intensity`` may be a (T,) curve."""
     out = codes.copy()
     w = np.broadcast_to(np.asarray(intensity, np.float64).reshape(-1, 1), (len(out), 1))
     b = (base if base is not None else codes)
     b = b[0].emotion if len(b) == 1 else b.emotion
     out.emotion = (b + w * params.emotion_code(label)[None]).astype(np.float32)
     out.mouth = (out.mouth + w * params.emotion_mouth(label)[None]).astype(np.float32)
+    lid = getattr(params, "emotion_lid", None)
+    if lid is not None:   # the label's lid opening change (surprise widens the eyes)
+        out.eye[:, :2] = (out.eye[:, :2] * np.maximum(1.0 + w * lid(label)[None], 0.0)).astype(np.float32)
     return out
 
 

@@ -7,9 +7,10 @@ and a multiplier scales the motion, not the face):
 - eye (4): d lid opening of eye 0 and eye 1 (lids = the portrait's own opening x (1 + d); -1 = closed), d gaze h, v
   (``signals.gaze`` units, v down); blink dims (0, 1), gaze dims (2, 3);
 - mouth (Dm): change of the mouth code (``codes.py``), 0 = the portrait's own;
-- emotion (De + Dm): change of the expression code, then the expression's resting mouth shape (a smile's corners
-  live in the mouth points, which the expression code leaves to speech): added to the mouth at render time, so an
-  emotion control still sets only the emotion code.
+- emotion (De + Dm + 2): change of the expression code, then the expression's resting mouth shape (a smile's
+  corners live in the mouth points, which the expression code leaves to speech): added to the mouth at render
+  time, then the expression's lid opening change per eye (surprise widens the eyes; lids = own x (1 + d eye) x
+  (1 + this)), so an emotion control still sets only the emotion code.
 
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
 (``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech come from the audio network (mel windows -> mouth code).
@@ -141,7 +142,7 @@ class MeshWarpFamily(ModelFamily):
 
     @property
     def code_dims(self) -> dict[str, int]:
-        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim + self.params.mouth_dim,
+        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim + self.params.mouth_dim + 2,
                 "eye": 4, "pose": 6}
 
     def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
@@ -298,8 +299,9 @@ class MeshWarpFamily(ModelFamily):
             if ctl.reference is not None:
                 code = self._reference_emotion(ctl.reference, opt) * ctl.intensity
             else:
-                code = sum(w * np.concatenate([self.params.emotion_code(label), self.params.emotion_mouth(label)])
-                           for label, w in ctl.weights().items())
+                code = sum((w * np.concatenate([self.params.emotion_code(label), self.params.emotion_mouth(label),
+                                                self.params.emotion_lid(label)])
+                            for label, w in ctl.weights().items()), np.zeros(self.code_dims["emotion"]))
             emotion = (scale * torch.as_tensor(np.asarray(code, np.float32))).expand(t, -1).clone()
         if "lip" in controls:
             ctl = controls["lip"]
@@ -316,7 +318,7 @@ class MeshWarpFamily(ModelFamily):
         c = self.encode_clip(clip, list(range(n)), False, None)
         rel = C.measure(c.meshes[:n], self.params, reference=None)
         expression = rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)
-        return np.concatenate([expression, np.zeros(self.params.mouth_dim)]).astype(np.float32)
+        return np.concatenate([expression, np.zeros(self.params.mouth_dim + 2)]).astype(np.float32)
 
     # ---- frames -----------------------------------------------------------------------------------------------
     def target_meshes(self, plan, sl: slice) -> np.ndarray:
@@ -333,10 +335,10 @@ class MeshWarpFamily(ModelFamily):
         centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
-        abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0)
+        emo, de, dm = plan.emotion[sl].numpy(), self.params.emotion_dim, self.params.mouth_dim
+        abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:], 0.0)
         abs_eye[:, 2:] += eye[:, 2:]
-        emo, de = plan.emotion[sl].numpy(), self.params.emotion_dim
-        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:],
+        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:de + dm],
                             own.emotion + emo[:, :de])
         return C.compose(st.mesh, own, codes, self.params)
 
@@ -348,10 +350,12 @@ class MeshWarpFamily(ModelFamily):
         else:   # the learned refiner paints what the warp cannot (mouth interior, lids, seams), from its aux masks
             warped = [st.renderer.render(m, return_aux=True) for m in meshes]
             frames = st.refiner.apply_batch(np.stack([f for f, _ in warped]), [a for _, a in warped])
-        return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)   # uint8 (B,3,S,S): the warp's pixels, no round trip
 
     def output_size(self, plan) -> int:
         return plan.appearance.size
+
+    default_preset = "veryfast"   # x264: the warp renders in ~6 ms, the medium preset would double the time
 
     def appearance_panel(self, portrait) -> np.ndarray:
         return portrait.crop

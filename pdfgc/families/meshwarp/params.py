@@ -15,6 +15,9 @@ Tensors (float32):
   label's closed-mouth frames against the same person's neutral closed mouth (a smile's corners, a frown). The
   emotion code cannot hold it (speech moves the same points, so that part is regressed out of the emotion code):
   an emotion label adds it to the mouth code (``codes.apply_emotion_label``).
+- ``emotion_lid.<label>`` (2,): per-label lid opening change (``emotion_lids``; opening = own x (1 + value)):
+  surprise widens the eyes, a smile or anger narrows them. The lids are the blink code's, not the emotion
+  code's (a blink must not read as an expression), so a label carries its lid change beside its codes.
 - ``audio.<name>``: the audio network's state dict (``audio.AudioToMouth``), absent when not trained.
 
 Metadata: ``format`` = ``pdfgc-meshwarp``, ``version``, ``config`` (JSON: dimensions, emotion smoothing, audio
@@ -48,6 +51,7 @@ class MeshParams:
     gaze_center: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
     emotion_shapes: dict = field(default_factory=dict)   # label -> (De,)
     emotion_mouths: dict = field(default_factory=dict)   # label -> (Dm,)
+    emotion_lids: dict = field(default_factory=dict)     # label -> (2,) lid opening change
     emotion_sigma_s: float = 0.3                # temporal Gaussian low-pass of the emotion code (seconds)
     audio_state: dict | None = None             # name -> torch tensor (audio.AudioToMouth state dict)
     audio_config: dict = field(default_factory=dict)
@@ -63,6 +67,7 @@ class MeshParams:
         self.gaze_center = f32(self.gaze_center).reshape(2)
         self.emotion_shapes = {str(k): f32(v).reshape(-1) for k, v in self.emotion_shapes.items()}
         self.emotion_mouths = {str(k): f32(v).reshape(-1) for k, v in self.emotion_mouths.items()}
+        self.emotion_lids = {str(k): f32(v).reshape(2) for k, v in self.emotion_lids.items()}
         self.check()
 
     @property
@@ -109,6 +114,11 @@ class MeshParams:
         name = self._label(label)
         return np.array(self.emotion_mouths.get(name, np.zeros(self.mouth_dim)), np.float32)
 
+    def emotion_lid(self, label: str) -> np.ndarray:
+        """(2,) lid opening change of an emotion label (zeros when not fitted)."""
+        name = self._label(label)
+        return np.array(self.emotion_lids.get(name, np.zeros(2)), np.float32)
+
 
 # ---------------------------------------------------------------------------------------------- files
 
@@ -129,6 +139,8 @@ def save_params(params: MeshParams, path: str | os.PathLike) -> Path:
         tensors[f"emotion_shape.{label}"] = torch.from_numpy(code.copy())
     for label, code in params.emotion_mouths.items():
         tensors[f"emotion_mouth.{label}"] = torch.from_numpy(code.copy())
+    for label, code in params.emotion_lids.items():
+        tensors[f"emotion_lid.{label}"] = torch.from_numpy(code.copy())
     for name, value in (params.audio_state or {}).items():
         tensors[f"audio.{name}"] = value.detach().to("cpu", torch.float32).contiguous().clone()
     config = {"mouth_dim": params.mouth_dim, "emotion_dim": params.emotion_dim,
@@ -175,9 +187,10 @@ def load_params(path: str | os.PathLike | None = None) -> MeshParams:
     arrays = {k: tensors[k].numpy() for k in required}
     shapes = {k[len("emotion_shape."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_shape.")}
     mouths = {k[len("emotion_mouth."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_mouth.")}
+    lids = {k[len("emotion_lid."):]: v.numpy() for k, v in tensors.items() if k.startswith("emotion_lid.")}
     audio = {k[len("audio."):]: v for k, v in tensors.items() if k.startswith("audio.")}
     try:
-        return MeshParams(**arrays, emotion_shapes=shapes, emotion_mouths=mouths,
+        return MeshParams(**arrays, emotion_shapes=shapes, emotion_mouths=mouths, emotion_lids=lids,
                           emotion_sigma_s=float(config.get("emotion_sigma_s", 0.3)),
                           audio_state=audio or None, audio_config=dict(config.get("audio") or {}), info=info)
     except ValueError as e:

@@ -168,9 +168,60 @@ def _prepare_geometry(clips: list[Clip]) -> None:
             c.closed = canon[closed].mean(0)
 
 
+FER_LABELS = ("happy", "surprise", "sad", "angry")   # fer classes whose confident frames join the label fit
+FER_MIN_P = 0.5
+FER_MIN_FRAMES = 3
+
+
+def fer_probabilities(data: Path, clips: list[Clip], every: int = 4, log=print) -> dict[str, np.ndarray]:
+    """{clip key: (T,7) fer probabilities (``evaluation.emotion.EMOTIONS`` order), NaN on frames not read} for
+    every ``every``-th valid frame of the clips not held out (face box from the frame's mesh)."""
+    from ...data import PreparedCorpus
+    from ...evaluation.emotion import EmotionClassifier, box_from_landmarks
+
+    corpus, fer, out = PreparedCorpus(data), EmotionClassifier(), {}
+    for c in clips:
+        if c.heldout:
+            continue
+        idx = np.flatnonzero(c.valid)[::every]
+        p = np.full((len(c.valid), 7), np.nan)
+        if len(idx):
+            for i, frame in zip(idx, corpus.load_frames(c.key, idx)):
+                p[i] = fer.classify(frame, box_from_landmarks(c.mesh[i, :, :2]))
+        out[c.key] = p
+    log(f"fer: read {sum(int(np.isfinite(p[:, 0]).sum()) for p in out.values())} frames of {len(out)} clips")
+    return out
+
+
+def fer_clips(train: list[Clip], fer: dict) -> list[Clip]:
+    """Pseudo-labelled clips from fer's confident frames of the UNLABELLED training clips: per clip and fer class
+    in ``FER_LABELS`` with >= ``FER_MIN_FRAMES`` frames of p >= ``FER_MIN_P``, a clip of those frames, and a
+    'neutral' clip of all the clip's frames for the same pseudo person (its neutral frame, closed mouth and lids
+    are the clip's own), so the label fit compares each expression with the same face at rest."""
+    from ...evaluation.emotion import EMOTIONS
+
+    out = []
+    for c in train:
+        p = fer.get(c.key)
+        if c.label is not None or p is None:
+            continue
+        pid, made = f"{c.key}#fer", False
+        for label in FER_LABELS:
+            pick = c.valid & (np.nan_to_num(p[:, EMOTIONS.index(label)]) >= FER_MIN_P)
+            if pick.sum() >= FER_MIN_FRAMES:
+                out.append(Clip(f"{c.key}#fer-{label}", pid, label, False, c.mesh, pick, None, c.canon, c.ref,
+                                c.closed))
+                made = True
+        if made:
+            out.append(Clip(f"{c.key}#fer-neutral", pid, "neutral", False, c.mesh, c.valid, None, c.canon, c.ref,
+                            c.closed))
+    return out
+
+
 def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, stride: int = 2,
-                 log=print) -> MeshParams:
-    """Fit mean face, bases, decorrelation and emotion shapes on the clips not held out (see the module doc)."""
+                 log=print, fer: dict | None = None) -> MeshParams:
+    """Fit mean face, bases, decorrelation and emotion shapes on the clips not held out (see the module doc).
+    ``fer``: ``fer_probabilities`` of the clips: fer's confident frames join the label fit (``fer_clips``)."""
     _prepare_geometry(clips)
     train = [c for c in clips if not c.heldout and c.valid.any()]
     if not train:
@@ -180,6 +231,11 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     open_ear = np.median(S.eye_aspect_ratio(neutral), 0)
     gaze_center = np.median(np.concatenate([S.gaze(c.mesh[c.ref]) for c in train]), 0)
     within = np.concatenate([(c.canon - c.closed)[c.valid][::stride] for c in train])
+    pseudo = fer_clips(train, fer) if fer else []
+    if pseudo:
+        log(f"fer: {sum(c.label != 'neutral' for c in pseudo)} pseudo-labelled clips "
+            f"({', '.join(f'{k} {sum(c.label == k for c in pseudo)}' for k in FER_LABELS)})")
+    train = train + pseudo   # the frames are already in `within`: the pseudo clips feed only the label fit
     # labelled clips against their person's neutral clip (an expression held through a whole clip shows only there)
     person_neutral = {}
     for c in train:
@@ -205,7 +261,7 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     emo_pool = np.concatenate([residual(within)] + [residual(a) for a in across])
     # the labels' own directions first (a PCA of mostly speech frames holds only 20-70 % of a label's face), then
     # the pool's principal components of what they leave
-    label_dirs = label_directions(train, person_neutral, residual, pts, max(0, emotion_dim - 4))
+    label_dirs = label_directions(train, person_neutral, pts, max(0, emotion_dim - 4))
     if len(label_dirs):
         flat_pool = emo_pool[:, pts].reshape(len(emo_pool), -1)
         flat_pool = flat_pool - (flat_pool @ label_dirs.T) @ label_dirs
@@ -222,6 +278,7 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     shapes, counts = emotion_shapes(train, params, person_neutral)
     params.emotion_shapes = shapes
     params.emotion_mouths = emotion_mouths(train, params, person_neutral)
+    params.emotion_lids = emotion_lids(train, params, person_neutral)
     params.info = {"fit": {"clips": len(train), "frames": int(sum(c.valid.sum() for c in train)),
                            "people": len({c.identity for c in train}),
                            "mouth_sd": np.round(mouth_sd, 5).tolist(), "emotion_sd": np.round(emo_sd, 5).tolist(),
@@ -232,19 +289,19 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     return params
 
 
-def label_directions(train: list[Clip], person_neutral: dict, residual, pts, max_dims: int) -> np.ndarray:
+def label_directions(train: list[Clip], person_neutral: dict, pts, max_dims: int) -> np.ndarray:
     """(L, 3|pts|) orthonormal directions of the labels' faces (sorted labels, neutral left out): per label the
-    mean over its clips of the strongest frames' offsets (``_strongest``) from the person's neutral frame, with
-    the mouth-predictable part removed (``residual``); Gram-Schmidt in label order, signs along the label."""
+    mean over its clips of the strongest frames' offsets (``_strongest``) from the person's neutral frame, whole
+    (see ``emotion_shapes``); Gram-Schmidt in label order, signs along the label."""
     per: dict[str, list] = {}
     for c in train:
         if c.label in (None, "neutral") or c.identity not in person_neutral:
             continue
-        off = residual(c.canon[c.valid] - person_neutral[c.identity])[:, pts].reshape(int(c.valid.sum()), -1)
-        per.setdefault(c.label, []).append(off[_strongest(off)].mean(0))
+        off = (c.canon[c.valid] - person_neutral[c.identity])[:, pts].reshape(int(c.valid.sum()), -1)
+        per.setdefault(c.label, []).append((_from_fer(c), 1.0, off[_strongest(off)].mean(0)))
     dirs: list[np.ndarray] = []
     for label in sorted(per)[:max_dims]:
-        v = np.mean(per[label], 0)
+        v = _balanced_mean(per[label])
         for d in dirs:
             v = v - (v @ d) * d
         if np.linalg.norm(v) > 1e-6:
@@ -252,16 +309,34 @@ def label_directions(train: list[Clip], person_neutral: dict, residual, pts, max
     return np.array(dirs).reshape(len(dirs), 3 * len(pts))
 
 
+def _from_fer(c: Clip) -> bool:
+    return "#fer-" in c.key
+
+
+def _balanced_mean(items) -> np.ndarray:
+    """Mean of (from_fer, weight, vector) items: the weighted mean of the labelled clips and that of fer's
+    pseudo-labelled ones count alike (fer finds many mild expressions, the few labelled clips are strong)."""
+    means = []
+    for src in (False, True):
+        part = [(w, v) for f, w, v in items if f == src]
+        if part:
+            wts = np.array([w for w, _ in part])
+            means.append((wts[:, None] * np.stack([v for _, v in part])).sum(0) / wts.sum())
+    return np.mean(means, 0)
+
+
 STRONG_SHARE = 0.25   # a label's shape: the mean of each clip's strongest quarter of frames
 
 
 def _clip_emotion(c: Clip, params: MeshParams, base, closed=None) -> tuple[np.ndarray, np.ndarray]:
     """(T,De) emotion and (T,Dm) mouth codes of a clip's valid frames against `base` (the mouth against
-    `closed` when given: the person's neutral closed mouth)."""
+    `closed` when given: the person's neutral closed mouth). The emotion code is the whole projection, the
+    mouth-predictable part kept: rendering never adds that part back from the mouth code (speech leaves the
+    cheeks and brows alone), so a label's code must carry it or its smile loses the cheeks."""
     canon = c.canon[c.valid]
     off = canon - base
     mouth = C.project_codes(off, params.mouth_basis)
-    emo = C.project_codes(off, params.emotion_basis) - mouth @ params.emotion_from_mouth
+    emo = C.project_codes(off, params.emotion_basis)
     if closed is not None:
         mouth = C.project_codes(canon - closed, params.mouth_basis)
     return emo, mouth
@@ -290,11 +365,10 @@ def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) 
             emo, wt = _clip_emotion(c, params, person_neutral[c.identity])[0], 1.0
         else:
             emo, wt = _clip_emotion(c, params, params.mean_shape)[0] - baseline, 0.5  # the person's own face shape
-        sums.setdefault(c.label, []).append((wt, emo[_strongest(emo)].mean(0)))
+        sums.setdefault(c.label, []).append((_from_fer(c), wt, emo[_strongest(emo)].mean(0)))
     shapes = {"neutral": np.zeros(params.emotion_dim)}
     for label, items in sums.items():
-        wts = np.array([w for w, _ in items])
-        shapes[label] = (wts[:, None] * np.stack([v for _, v in items])).sum(0) / wts.sum()
+        shapes[label] = _balanced_mean(items)
     return shapes, {k: len(v) for k, v in sorted(sums.items())}
 
 
@@ -314,9 +388,80 @@ def emotion_mouths(train: list[Clip], params: MeshParams, person_neutral: dict |
             # among the clip's least open third (speech opens the mouth whatever the expression)
             opening = S.mouth_opening(c.canon[c.valid])
             calm = np.flatnonzero(opening <= np.quantile(opening, 1 / 3))
-            sums.setdefault(c.label, []).append(mouth[calm[_strongest(emo[calm], 0.5)]].mean(0))
+            sums.setdefault(c.label, []).append((_from_fer(c), 1.0, mouth[calm[_strongest(emo[calm], 0.5)]].mean(0)))
     out = {"neutral": np.zeros(params.mouth_dim)}
-    out.update({k: np.mean(v, 0) for k, v in sums.items()})
+    out.update({k: _balanced_mean(v) for k, v in sums.items()})
+    return out
+
+
+def emotion_lids(train: list[Clip], params: MeshParams, person_neutral: dict) -> dict:
+    """{label: (2,) lid opening change}: the median frontal EAR of each labelled clip's strongest frames over the
+    median of its person's neutral clip, minus 1 (people without a neutral clip are skipped); 'neutral' is zero.
+    Medians: a blink among the frames does not count."""
+    neutral_ear = {}
+    for c in train:
+        if c.label == "neutral" and c.valid.any():
+            neutral_ear.setdefault(c.identity, np.median(S.eye_aspect_ratio(c.canon[c.valid]), 0))
+    sums: dict[str, list] = {}
+    for c in train:
+        if c.label in (None, "neutral") or c.identity not in neutral_ear or c.identity not in person_neutral:
+            continue
+        emo = _clip_emotion(c, params, person_neutral[c.identity])[0]
+        ear = S.eye_aspect_ratio(c.canon[c.valid])[_strongest(emo)]
+        sums.setdefault(c.label, []).append((_from_fer(c), 1.0, np.median(ear, 0) / neutral_ear[c.identity] - 1.0))
+    out = {"neutral": np.zeros(2)}
+    # both eyes alike: a label's expression is symmetric, the per-eye difference is the clip's head turn
+    out.update({k: np.full(2, np.mean(_balanced_mean(v))) for k, v in sums.items()})
+    return out
+
+
+LABEL_GAINS = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def label_gains(params: MeshParams, portraits, labels=FER_LABELS, gains=LABEL_GAINS, log=print) -> dict:
+    """{label: gain}: the smallest factor on a label's emotion code and mouth shape (lids as measured) at which
+    fer reads the label on the rendered portraits (training people's stills, never the held-out ones or the
+    benchmark's); the most-read gain when none reaches all of them. The corpus's labels are mild (speech with
+    the expression coming and going); fer, like a viewer, needs the clear form of it on a still face."""
+    from ...controls.explicit import EmotionControl
+    from ...evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmarks
+    from ...media.face import FaceMeshDetector
+    from ...media.preprocess import to_uint8
+    from ...options import AnimateOptions
+    from ...pipeline import TalkingHeadPipeline
+    from .model import MeshWarpModel
+
+    pipe = TalkingHeadPipeline(MeshWarpModel(params, refiner=None), device="cpu", threads=1)
+    fer, det = EmotionClassifier(), FaceMeshDetector(static_image_mode=True, max_num_faces=1)
+    faces = [pipe.load_portrait(p) for p in portraits]
+    out = {}
+    for label in labels:
+        if label not in params.emotion_shapes:
+            continue
+        e0, m0 = params.emotion_shapes[label].copy(), params.emotion_mouths.get(label)
+        best = None
+        for g in gains:
+            params.emotion_shapes[label] = g * e0
+            if m0 is not None:
+                params.emotion_mouths[label] = g * m0
+            opt = AnimateOptions(progress=False, lips="still", duration=0.04, emotion_control=EmotionControl(label=label))
+            p_label, hits = [], 0
+            for face in faces:
+                frame = np.ascontiguousarray(to_uint8(next(iter(pipe.render(pipe.plan(face, None, opt), opt)))[1])[0])
+                mesh = det.detect(frame)
+                p = fer.classify(frame, box_from_landmarks(mesh[0][:, :2])) if mesh else np.zeros(7)
+                hits += int(bool(mesh) and np.argmax(p) == EMOTIONS.index(label))
+                p_label.append(float(p[EMOTIONS.index(label)]))
+            log(f"label gain {label} x{g}: fer reads it on {hits}/{len(faces)}, p {np.mean(p_label):.2f}")
+            key = (hits, np.mean(p_label))
+            if best is None or key > best[0]:
+                best = (key, g)
+            if hits == len(faces):
+                break
+        params.emotion_shapes[label] = best[1] * e0
+        if m0 is not None:
+            params.emotion_mouths[label] = best[1] * m0
+        out[label] = best[1]
     return out
 
 
@@ -513,7 +658,7 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
           resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
           heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
           gap_weight: float = 5.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
-          stop_after: int | None = None,
+          stop_after: int | None = None, fer_every: int = 0, label_portraits=(), audio_from: Path | None = None,
           log=print) -> dict | None:
     import torch
 
@@ -536,8 +681,31 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
         params = load_params(geom_path)
         _prepare_geometry(clips)
     else:
-        params = fit_geometry(clips, mouth_dim, emotion_dim, log=log)
+        fer = None
+        if fer_every > 0:   # fer's reading is the slow part (~90 s): kept in the run folder for a rerun
+            cache = out / f"fer_every{fer_every}.npz"
+            if cache.is_file():
+                with np.load(cache) as z:
+                    fer = {k: z[k] for k in z.files}
+            else:
+                fer = fer_probabilities(Path(data), clips, fer_every, log)
+                with atomic_path(cache) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez(fh, **fer)
+        params = fit_geometry(clips, mouth_dim, emotion_dim, log=log, fer=fer)
+        if label_portraits:
+            params.info["fit"]["label_gains"] = label_gains(params, label_portraits, log=log)
         save_params(params, geom_path)
+    if audio_from is not None:   # geometry only: the lips network of an earlier run on the same mouth basis
+        old = load_params(audio_from)
+        if old.audio_state is None or old.mouth_basis.shape != params.mouth_basis.shape or not np.allclose(
+                old.mouth_basis, params.mouth_basis, atol=1e-5):
+            raise InputError(f"--audio-from {audio_from}: no audio network on the same mouth basis as this fit")
+        params.audio_state, params.audio_config = old.audio_state, old.audio_config
+        params.info = {**old.info, "fit": params.info["fit"], "audio_from": str(audio_from)}
+        save_params(params, out / "meshwarp.safetensors")
+        log(f"geometry refitted, audio network of {audio_from} kept -> {out / 'meshwarp.safetensors'}")
+        return {"geometry_only": True}
     train_data = lip_data(clips, params, heldout=False, min_sync=min_sync)
     if not train_data.target:
         raise InputError(f"{data}: no clip with audio of {SEQ} frames or more to train the lips on")
@@ -728,6 +896,13 @@ def main(argv=None) -> int:
                    help="leave out training clips whose sound-lip sync score is below this (-1: keep all)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this long; --resume continues")
+    p.add_argument("--fer-every", type=int, default=0, metavar="N",
+                   help="fer reads every N-th frame of the unlabelled clips; its confident frames join the emotion "
+                        "label fit (0: labelled clips only)")
+    p.add_argument("--label-portraits", type=Path, nargs="*", default=(), metavar="IMAGE",
+                   help="training people's stills: each label's code is scaled until fer reads it on them")
+    p.add_argument("--audio-from", type=Path, default=None, metavar="FILE",
+                   help="refit the geometry only and keep this parameters file's audio network (same mouth basis)")
     p.add_argument("--evaluate", type=Path, default=None, metavar="FILE",
                    help="only print the held-out figures of a parameters file (JSON), no training")
     args = p.parse_args(argv)
@@ -742,7 +917,8 @@ def main(argv=None) -> int:
               resume=args.resume, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
               threads=args.threads, heldout_file=args.heldout, gap_weight=args.gap_weight,
               nce_weight=args.nce_weight, min_sync=None if args.min_sync <= -1 else args.min_sync,
-              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+              fer_every=args.fer_every, label_portraits=args.label_portraits, audio_from=args.audio_from)
     except PDFGCError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
