@@ -12,7 +12,9 @@
    and to the source (the portrait), warp alone vs refined, on every 6th pair.
 3. **Speed** (torch and OpenCV threads = ``--threads``, default 2): per frame, warp alone and warp (+ aux masks) +
    refiner, at 224 and 512 px (anne.png), median of repeated renders; wall and CPU time (the machine is shared).
-4. **Strips** (PNG, viewed before any claim): held-out pairs with the widest mouth opening, the lowest lids and the
+4. **Controls**: mouth opening and EAR that mediapipe reads back from target / warp / refined (held-out pairs), and
+   from anne.png at requested mouth openings and lid closings (the refiner must not undo the warp's control).
+5. **Strips** (PNG, viewed before any claim): held-out pairs with the widest mouth opening, the lowest lids and the
    largest pose change (source | target | warp | refined), and anne.png with an open mouth, closed eyes and
    20 deg yaw (warp | refined; no ground truth).
 
@@ -120,6 +122,59 @@ def identity(cache, refined, every: int = 6) -> dict:
         d["warp_to_source"].append(identity_distance(w, s))
         d["refined_to_source"].append(identity_distance(r, s))
     return {"pairs": len(d["warp_to_target"]), **{k: round(float(np.mean(v)), 4) for k, v in d.items() if v}}
+
+
+def controls(cache, refined, every: int = 2) -> dict:
+    """What mediapipe reads back (signals.mouth_opening, eye_aspect_ratio) from the real target, the warp alone and
+    the refined frame: the refiner must not undo the warp's control (an open mouth filled in, lids re-opened)."""
+    from pdfgc.evaluation import signals as S
+    from pdfgc.media.face import FaceMeshDetector
+
+    rows = {"target": [], "warp": [], "refined": []}
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        for i in range(0, len(cache), every):
+            ms = []
+            for img in (cache.target[i], cache.warp[i], refined[i]):
+                f = det.detect(np.ascontiguousarray(img))
+                ms.append(f[0] if f else None)
+            if any(m is None for m in ms):
+                continue
+            for k, m in zip(rows, ms):
+                rows[k].append((float(S.mouth_opening(m[None])[0]), float(S.eye_aspect_ratio(m[None]).mean())))
+    arr = {k: np.asarray(v) for k, v in rows.items()}
+    out = {"pairs": len(arr["target"])}
+    for j, name in ((0, "mouth_opening"), (1, "ear")):
+        t = arr["target"][:, j]
+        for k in ("warp", "refined"):
+            x = arr[k][:, j]
+            out[f"{name}_{k}_mean"] = round(float(x.mean()), 4)
+            out[f"{name}_{k}_r_vs_target"] = round(float(np.corrcoef(x, t)[0, 1]), 3)
+            out[f"{name}_{k}_mae_vs_target"] = round(float(np.abs(x - t).mean()), 4)
+        out[f"{name}_target_mean"] = round(float(t.mean()), 4)
+    return out
+
+
+def anne_controls(model) -> dict:
+    """anne.png: mouth opening and EAR read back from warp alone vs refined at requested openings / lid closings."""
+    from pdfgc.evaluation import signals as S
+    from pdfgc.families.meshwarp.refiner import RefinerRunner
+    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth
+    from pdfgc.media.face import FaceMeshDetector
+
+    img, mesh = _anne(224)
+    r, run = WarpRenderer(img, mesh), RefinerRunner(model, img)
+    out = {}
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        def read(x):
+            f = det.detect(np.ascontiguousarray(x))
+            return (float(S.mouth_opening(f[0][None])[0]), float(S.eye_aspect_ratio(f[0][None]).mean())) if f else (None, None)
+        for amount in (0.02, 0.05, 0.08):
+            f, a = r.render(open_mouth(mesh, amount), return_aux=True)
+            out[f"mouth_opening_at_{amount}"] = {"warp": read(f)[0], "refined": read(run.apply(f, a))[0]}
+        for amount in (0.5, 1.0):
+            f, a = r.render(close_eyes(mesh, amount), return_aux=True)
+            out[f"ear_at_close_{amount}"] = {"warp": read(f)[1], "refined": read(run.apply(f, a))[1]}
+    return out
 
 
 def _anne(size: int):
@@ -230,8 +285,18 @@ def main(argv=None) -> int:
     if not a.no_identity:
         res["identity"] = identity(cache, refined)
         print("identity", res["identity"])
+    res["controls"] = controls(cache, refined)
+    res["anne_controls"] = anne_controls(model)
+    print("controls", res["controls"], res["anne_controls"])
     res["speed"] = speed(model)
     print("speed", res["speed"])
+    if a.threads != 1:   # on a shared 2-core machine one thread is often faster than two (no waiting on a busy core)
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        res["speed_1_thread"] = speed(model)
+        print("speed, 1 thread", res["speed_1_thread"])
+        torch.set_num_threads(a.threads)
+        cv2.setNumThreads(a.threads)
     res["strips"] = strips(model, cache, refined, a.out / f"{a.prefix}_heldout.png", a.out / f"{a.prefix}_anne.png")
     res["seconds"] = round(time.time() - t0, 1)
     (a.out / f"{a.prefix}_eval.json").write_text(json.dumps(res, indent=1) + "\n")
