@@ -144,12 +144,16 @@ def source_half(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (half, half), interpolation=interp)
 
 
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class RefinerRunner:
     """A refiner bound to one portrait: ``apply(frame, aux)`` -> the refined uint8 frame at the frame's size."""
 
     def __init__(self, model: Refiner, portrait: np.ndarray):
-        self.model = model
-        self.source = to_tensor(source_half(portrait))
+        self.model = model.to(memory_format=torch.channels_last)   # ~25 % faster convolutions on the CPU
+        self.source = to_tensor(source_half(portrait)).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def apply_batch(self, frames: np.ndarray, auxes: list[dict]) -> np.ndarray:
@@ -159,17 +163,20 @@ class RefinerRunner:
         if s == RES:
             warp = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
             aux = torch.cat([aux_tensor(a) for a in auxes])
-            out, _ = self.model(warp, aux, self.source.expand(len(frames), -1, -1, -1))
+            out, _ = self.model(_nhwc(warp), _nhwc(aux), self._sources(len(frames)))
             return out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy()
         small = np.stack([cv2.resize(f, (RES, RES), interpolation=cv2.INTER_AREA) for f in frames])
         small_aux = [{k: cv2.resize(np.asarray(a[k], np.float32), (RES, RES), interpolation=cv2.INTER_AREA)
                       for k in AUX_KEYS} for a in auxes]
         warp = torch.from_numpy(small).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         aux = torch.cat([aux_tensor(a) for a in small_aux])
-        out, _ = self.model(warp, aux, self.source.expand(len(frames), -1, -1, -1))
+        out, _ = self.model(_nhwc(warp), _nhwc(aux), self._sources(len(frames)))
         resid = F.interpolate((out - warp).mul_(127.5), size=(s, s), mode="bilinear", align_corners=False)
         full = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
         return full.add_(resid).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+    def _sources(self, b: int) -> torch.Tensor:
+        return self.source if b == 1 else _nhwc(self.source.expand(b, -1, -1, -1))
 
     def apply(self, frame: np.ndarray, aux: dict) -> np.ndarray:
         return self.apply_batch(frame[None], [aux])[0]
