@@ -28,10 +28,11 @@ OFFICIAL_S_PER_FRAME = 51.0 / 47
 
 
 def make_audio(seconds: float, path: Path) -> None:
+    import av
     import numpy as np
+
     from pdfgc.media.audio_io import decode_audio
     from pdfgc.media.video import VideoWriter  # noqa: F401 (PyAV present)
-    import av
 
     parts, rate = [], None
     for f in ("audio_longer.mp3", "playaudio_20s.mp3"):
@@ -54,6 +55,7 @@ def make_audio(seconds: float, path: Path) -> None:
 def child(args) -> None:
     import numpy as np
     import torch
+
     from pdfgc.model import PDFGC
     from pdfgc.pipeline import AnimateOptions, TalkingHeadPipeline
 

@@ -38,6 +38,7 @@ def make_audio(seconds: float, path: Path) -> None:
     """The first `seconds` of audio_longer.mp3 as a 16-bit wav at its own rate."""
     import av
     import numpy as np
+
     from pdfgc.media.audio_io import decode_audio
 
     a, rate = decode_audio(DATA / "audio_longer.mp3")
@@ -69,6 +70,7 @@ def _timed(fn) -> float:
 
 def child(args) -> None:
     import torch
+
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
     from pdfgc.pipeline import TalkingHeadPipeline
@@ -109,6 +111,7 @@ def child(args) -> None:
 def model_facts(config: str, tmp: Path) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
     from pdfgc.configs import get_config
     from pdfgc.model import PDFGC
 

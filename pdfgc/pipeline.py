@@ -32,16 +32,17 @@ from .controls.mapping import find_mapping
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
 from .families.base import progress_bar
+from .fileio import check_output_path
 from .media import preprocess as pp
 from .media.audio_io import AudioTrack, check_finite, decode_speech, is_silent
-from .fileio import check_output_path
 from .media.driving import open_driving
 from .media.face import align_portrait, load_image_rgb, looks_like_aligned_crop, paste_back, warp_to_crop
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter, read_image_rgb
 from .model import PDFGC
 from .official_rules import crop_zoom_matrix, frame_indices
-from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions, check_options as _check_options  # noqa: F401 (re-exported)
+from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions  # noqa: F401 (re-exported)
+from .options import check_options as _check_options
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
 from .vocabulary import ALIGN_MODES, FPS
 from .weights import load_model

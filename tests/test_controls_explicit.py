@@ -6,10 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.controls.explicit import (BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl,
-                                     coerce_control, interpolate, parse_spans, parse_times, parse_weights)
-from pdfgc.controls.mapping import (BLINK_INPUTS, GAZE_INPUTS, ControlMappings, ControlSamples, LinearMap,
-                                    find_mapping, fit_mappings, mapping_path_for, model_fingerprint, ridge_fit)
+from pdfgc.controls.explicit import (
+    BlinkControl,
+    EmotionControl,
+    GazeControl,
+    LipControl,
+    PoseControl,
+    coerce_control,
+    interpolate,
+    parse_spans,
+    parse_times,
+    parse_weights,
+)
+from pdfgc.controls.mapping import (
+    BLINK_INPUTS,
+    GAZE_INPUTS,
+    ControlMappings,
+    ControlSamples,
+    LinearMap,
+    find_mapping,
+    fit_mappings,
+    mapping_path_for,
+    model_fingerprint,
+    ridge_fit,
+)
 from pdfgc.errors import CheckpointError, InputError
 from pdfgc.model import BLINK_DIMS, GAZE_DIMS
 from pdfgc.pipeline import AnimateOptions

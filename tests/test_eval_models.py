@@ -273,7 +273,8 @@ def test_probabilities_valid_and_deterministic(classifier):
 
 
 SAMPLES = [PDFGC / "anne.png"] + [EXP / d / "000015.jpg" for d in
-                                  ("vox2_id01000_00077", "vox2_id01224_00294", "vox2_id01228_00309", "vox2_id01333_00040")]
+                                  ("vox2_id01000_00077", "vox2_id01224_00294", "vox2_id01228_00309",
+                                   "vox2_id01333_00040")]
 
 
 @needs_fer
@@ -326,7 +327,8 @@ def encoder():
 def test_identity_same_and_different_people(encoder):
     from pdfgc.evaluation.identity import identity_distance
     f10, f200 = encoder.describe(_load(POSE / "000010.jpg")), encoder.describe(_load(POSE / "000200.jpg"))
-    anne, other = encoder.describe(_load(PDFGC / "anne.png")), encoder.describe(_load(DATA / "edtalk" / "uncrop_face.jpg"))
+    anne = encoder.describe(_load(PDFGC / "anne.png"))
+    other = encoder.describe(_load(DATA / "edtalk" / "uncrop_face.jpg"))
     for d in (f10, f200, anne, other):
         assert d is not None and d.shape == (128,) and d.dtype == np.float32
     assert identity_distance(f10, f200) < 0.6  # measured 0.32

@@ -64,7 +64,8 @@ def test_explicit_controls_set_only_their_own_codes(pipe):
                 assert diff > 1e-3, f"{name} did not change its {code} code"
             else:
                 assert diff == 0, f"{name} changed the {code} code by {diff}"
-    blink = pipe.plan(need(ANNE), None, AnimateOptions(**{**base.__dict__, "blink_control": BlinkControl(times=[0.48])}))
+    blink = pipe.plan(need(ANNE), None,
+                      AnimateOptions(**{**base.__dict__, "blink_control": BlinkControl(times=[0.48])}))
     assert torch.equal(blink.eye[:, 2:], ref.eye[:, 2:])            # blink: lid dims only
     assert blink.eye[12, :2].max() < -0.9                            # closed at 0.48 s (frame 12)
     gaze = pipe.plan(need(ANNE), None, AnimateOptions(**{**base.__dict__, "gaze_control": GazeControl(horizontal=0.6)}))

@@ -6,12 +6,18 @@ are end-to-end checks of what the face mesh reads back, with the signals' own co
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, need
-
 from pdfgc.evaluation import signals as S
 from pdfgc.families.meshwarp import topology
-from pdfgc.families.meshwarp.warp import (WarpInputError, WarpRenderer, close_eyes, open_mouth, rotate_mesh,
-                                          shift_irises, triangles)
+from pdfgc.families.meshwarp.warp import (
+    WarpInputError,
+    WarpRenderer,
+    close_eyes,
+    open_mouth,
+    rotate_mesh,
+    shift_irises,
+    triangles,
+)
+from tests.conftest import DATA, need
 
 ANNE = DATA / "pdfgc" / "anne.png"
 

@@ -7,8 +7,14 @@ import torch
 
 from pdfgc.errors import CheckpointError
 from pdfgc.model import PDFGC
-from pdfgc.official.checkpoints import (convert_official, convert_official_state_dict, load_official, official_noise,
-                                        read_state_dict, to_official_state_dicts)
+from pdfgc.official.checkpoints import (
+    convert_official,
+    convert_official_state_dict,
+    load_official,
+    official_noise,
+    read_state_dict,
+    to_official_state_dicts,
+)
 from pdfgc.official.fixture import rule_official_state_dicts, rule_tensor
 from pdfgc.official.layout import FILES
 
@@ -53,7 +59,8 @@ def test_load_official_roundtrip(official_dir, rule0):
     back = to_official_state_dicts(model)
     for network, sd in rule0.items():
         for k, v in sd.items():
-            if k.startswith(("style.", "noises.", "input.")) or k.startswith("fc.") or k.startswith("model.fc.") and network == "appearance":
+            if (k.startswith(("style.", "noises.", "input.")) or k.startswith("fc.")
+                    or k.startswith("model.fc.") and network == "appearance"):
                 continue  # unused at inference: not kept
             assert torch.equal(back[network][k], v), (network, k)
     # the official CPU noise: seeded global RNG, drawn layer by layer

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.official_rules import smooth_box3, smooth_mouth
 from pdfgc.errors import InputError
 from pdfgc.media import preprocess as pp
 from pdfgc.media.video import read_image_rgb
+from pdfgc.official_rules import smooth_box3, smooth_mouth
 from pdfgc.pipeline import AnimateOptions
 
 from .conftest import DATA, FIXTURE, need
@@ -171,7 +171,8 @@ def test_driving_folder_with_too_few_frames(tiny_pipe, tmp_path):
     for i, f in enumerate(sorted(POSE.iterdir())[:2]):
         (d / f"{i}.jpg").write_bytes(f.read_bytes())
     _fails(tiny_pipe, tmp_path, r"two.*2 frame\(s\); at least 3", pose=str(d))
-    _fails(tiny_pipe, tmp_path, "are needed", pose=str(POSE), driving_mode="strict", audio=need(PD / "audio_longer.mp3"))
+    _fails(tiny_pipe, tmp_path, "are needed", pose=str(POSE), driving_mode="strict",
+           audio=need(PD / "audio_longer.mp3"))
 
 
 def test_unreadable_driving_frame(tiny_pipe, tmp_path):

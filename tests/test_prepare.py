@@ -64,13 +64,15 @@ def test_discovery_layouts_labels_exclude_and_keys(tmp_path):
 
     clips = discover(root, exclude=["outputs/*"])
     by = {c.source: c for c in clips}
-    assert sorted(by) == ["frames/seq", "frames/vox2_id01228_00309", "mead/M005/video/left_30/Surprised/level_3/012.mp4",
+    assert sorted(by) == ["frames/seq", "frames/vox2_id01228_00309",
+                          "mead/M005/video/left_30/Surprised/level_3/012.mp4",
                           "misc/talk.mkv", "misc/talk.mov", "vox/id00017/01dfn2spqyE/00001.mp4"]
     vox = by["vox/id00017/01dfn2spqyE/00001.mp4"]
     assert (vox.layout, vox.speaker, vox.emotion, vox.kind) == ("voxceleb2", "id00017", None, "video")
     assert vox.key == "vox__id00017__01dfn2spqyE__00001"
     mead = by["mead/M005/video/left_30/Surprised/level_3/012.mp4"]
-    assert (mead.layout, mead.speaker, mead.view, mead.emotion, mead.emotion_level) == ("mead", "M005", "left_30", "surprised", 3)
+    assert ((mead.layout, mead.speaker, mead.view, mead.emotion, mead.emotion_level)
+            == ("mead", "M005", "left_30", "surprised", 3))
     assert [p.name for p in mead.audio_candidates] == ["012.m4a"]
     assert [p.name for p in by["misc/talk.mov"].audio_candidates] == ["talk.wav"]
     assert by["misc/talk.mov"].speaker == "misc" and by["misc/talk.mov"].layout == "generic"

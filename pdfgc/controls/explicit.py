@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..vocabulary import FPS
+
 POSE_CHANNELS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 ANGLE_CHANNELS = ("yaw", "pitch", "roll")
 GAZE_CHANNELS = ("h", "v")
@@ -366,6 +367,17 @@ def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: 
     return sorted(keys, key=lambda k: k["t"])
 
 
+
+def _form_number(v: dict, key: str, default: float) -> float:
+    """A number field of the web page's form (empty: `default`)."""
+    x = v.get(key)
+    return default if x is None or x == "" else float(x)
+
+
+def _form_text(v: dict, key: str) -> str:
+    return str(v.get(key) or "").strip()
+
+
 # ---------------------------------------------------------------------------------------------- pose
 @dataclass
 class PoseControl:
@@ -373,6 +385,8 @@ class PoseControl:
 
     kind: ClassVar[str] = "pose"
     option: ClassVar[str] = "pose_control"
+    form_fields: ClassVar[tuple[str, ...]] = ("pose_yaw", "pose_pitch", "pose_roll", "pose_keyframes", "pose_interp",
+                                              "pose_absolute")
 
     yaw: float | None = None
     pitch: float | None = None
@@ -450,6 +464,24 @@ class PoseControl:
         if self.keyframes:
             d.append(f"{len(self.keyframes)} keyframes, {self.interpolation}")
         return f"pose {', '.join(d)} ({'relative' if self.relative else 'absolute'})"
+
+    @classmethod
+    def from_form(cls, v: dict) -> "PoseControl | None":
+        """The web page's pose fields (``form_fields``; ``pose_mode`` "controls" turns them on)."""
+        if v.get("pose_mode") != "controls":
+            return None
+        angles = {ch: _form_number(v, f"pose_{ch}", 0.0) for ch in ANGLE_CHANNELS}
+        common = dict(interpolation=v.get("pose_interp") or "smooth", relative=not v.get("pose_absolute"))
+        spec = _form_text(v, "pose_keyframes")
+        if not spec:
+            return cls(**angles, **common).validate()
+        keys = cls.parse(spec).keyframes
+        if not keys:
+            raise InputError(f"pose keyframes '{spec}': expected TIME:NAME=VALUE,... e.g. '0:yaw=0; 2:yaw=20'")
+        keyed = {n for k in keys for n in k if n != "t"}
+        # the keyframes own the channels they set; a non-zero slider still sets the others
+        extra = {ch: a for ch, a in angles.items() if ch not in keyed and a != 0}
+        return cls(keyframes=keys, **extra, **common).validate()
 
     @staticmethod
     def add_arguments(g) -> None:
@@ -537,6 +569,7 @@ class BlinkControl:
 
     kind: ClassVar[str] = "blink"
     option: ClassVar[str] = "blink_control"
+    form_fields: ClassVar[tuple[str, ...]] = ("blink_times", "blink_rate", "blink_duration", "eye_openness")
 
     times: list[float] | None = None      # seconds of full closure
     rate: float | None = None             # blinks per minute (0: none)
@@ -624,6 +657,16 @@ class BlinkControl:
         d += [f"{self.rate:g} per minute"] if self.rate else []
         return f"blinks {' and '.join(d) or 'none'}, openness {self.openness:g}"
 
+    @classmethod
+    def from_form(cls, v: dict) -> "BlinkControl | None":
+        """The web page's blink fields (``blink_mode`` "controls" turns them on)."""
+        if v.get("blink_mode") != "controls":
+            return None
+        times = _form_text(v, "blink_times")
+        return cls(times=parse_times(times, "blink times") if times else None, rate=_form_number(v, "blink_rate", 0.0),
+                   duration=_form_number(v, "blink_duration", 0.2),
+                   openness=_form_number(v, "eye_openness", 1.0)).validate()
+
     @staticmethod
     def add_arguments(g) -> None:
         g.add_argument("--blink-times", metavar="LIST", help="blinks at these seconds (full closure), e.g. 1,4.5")
@@ -687,6 +730,7 @@ class GazeControl:
 
     kind: ClassVar[str] = "gaze"
     option: ClassVar[str] = "gaze_control"
+    form_fields: ClassVar[tuple[str, ...]] = ("gaze_camera", "gaze_h", "gaze_v", "gaze_keyframes")
 
     horizontal: float | None = None
     vertical: float | None = None
@@ -750,6 +794,21 @@ class GazeControl:
         if self.keyframes:
             return f"gaze {len(self.keyframes)} keyframes"
         return f"gaze h={self.horizontal:g}, v={self.vertical:g}"
+
+    @classmethod
+    def from_form(cls, v: dict) -> "GazeControl | None":
+        """The web page's gaze fields (``gaze_mode`` "controls" turns them on)."""
+        if v.get("gaze_mode") != "controls":
+            return None
+        if v.get("gaze_camera"):
+            return cls(camera=True).validate()
+        spec = _form_text(v, "gaze_keyframes")
+        if spec:
+            g = cls.parse(spec)
+            if not g.keyframes:
+                raise InputError(f"gaze keyframes '{spec}': expected e.g. '0:camera; 1.5:h=0.5; 3:h=-0.5,v=0.2'")
+            return g
+        return cls(horizontal=_form_number(v, "gaze_h", 0.0), vertical=_form_number(v, "gaze_v", 0.0)).validate()
 
     @staticmethod
     def add_arguments(g) -> None:
@@ -833,6 +892,7 @@ class EmotionControl:
 
     kind: ClassVar[str] = "emotion"
     option: ClassVar[str] = "emotion_control"
+    form_fields: ClassVar[tuple[str, ...]] = ("emotion_label", "emotion_level", "emotion_label2", "emotion_mix")
 
     label: str | None = None
     intensity: float = 1.0                 # 0 = neutral .. 1 = the label's typical expression
@@ -882,6 +942,25 @@ class EmotionControl:
         what = (f"{self.label}" if self.label else "mean of the reference clip" if self.reference
                 else " + ".join(f"{k} {w:g}" for k, w in self.blend.items()))
         return f"emotion {what} at {self.intensity:g}"
+
+    @classmethod
+    def from_form(cls, v: dict, reference: str | None = None) -> "EmotionControl | None":
+        """The web page's emotion fields: ``emotion_mode`` "controls" (a label, or a blend of two) or "reference"
+        (the mean expression of the clip at `reference`, a path the page has checked)."""
+        level = _form_number(v, "emotion_level", 1.0)
+        if v.get("emotion_mode") == "reference":
+            if reference is None:
+                raise InputError("emotion: 'mean expression of a clip' is chosen but no clip is uploaded")
+            return cls(reference=str(reference), intensity=level).validate()
+        if v.get("emotion_mode") != "controls":
+            return None
+        first, second = v.get("emotion_label") or "neutral", v.get("emotion_label2")
+        mix = _form_number(v, "emotion_mix", 0)
+        if second and second != "none" and mix > 0:
+            if second == first:
+                raise InputError(f"emotion blend: '{first}' twice; choose two different labels")
+            return cls(blend={first: 1 - mix, second: mix}, intensity=level).validate()
+        return cls(label=first, intensity=level).validate()
 
     @staticmethod
     def add_arguments(g) -> None:
@@ -945,6 +1024,7 @@ class LipControl:
 
     kind: ClassVar[str] = "lip"
     option: ClassVar[str] = "lip_control"
+    form_fields: ClassVar[tuple[str, ...]] = ("lip_level", "mute_spans")
 
     intensity: float = 1.0
     mute: list[tuple[float, float]] | None = None
@@ -986,6 +1066,14 @@ class LipControl:
         d = [f"level {self.intensity:g}"] + ([f"muted {', '.join(f'{a:g}-{b:g}' for a, b in self.mute)} s"]
                                              if self.mute else [])
         return f"lips {', '.join(d)}"
+
+    @classmethod
+    def from_form(cls, v: dict) -> "LipControl | None":
+        """The web page's lip fields (on when the level is not 1 or a mute span is given)."""
+        level, mute = _form_number(v, "lip_level", 1.0), _form_text(v, "mute_spans")
+        if level == 1.0 and not mute:
+            return None
+        return cls(intensity=level, mute=parse_spans(mute) if mute else None).validate()
 
     @staticmethod
     def add_arguments(g) -> None:
@@ -1041,6 +1129,7 @@ class LipControl:
 # ---------------------------------------------------------------------------------------------- common
 CONTROL_TYPES = {c.kind: c for c in (PoseControl, BlinkControl, GazeControl, EmotionControl, LipControl)}
 CONTROL_FIELDS = {kind: c.option for kind, c in CONTROL_TYPES.items()}   # kind -> AnimateOptions field
+FORM_FIELDS = tuple(f for c in CONTROL_TYPES.values() for f in c.form_fields)  # the web page's control widgets
 
 
 REFERENCE_MAX_FRAMES = 250   # a reference clip's mean expression is taken over at most this many frames

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field

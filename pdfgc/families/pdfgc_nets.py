@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..official_rules import smooth_box3, smooth_mouth
 from ..controls.apply import apply_controls, preflight_controls
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
+from ..official_rules import smooth_box3, smooth_mouth
 from .base import Codes, ModelFamily, register_family
 
 

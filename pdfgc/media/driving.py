@@ -99,6 +99,7 @@ def open_driving(path: str | os.PathLike, max_frames: int | None = None, align: 
         it = _take(frames(), max_frames)
         if progress:
             import sys
+
             from tqdm import tqdm
             it = tqdm(it, total=max_frames, unit="frame", desc=f"aligning {path.name}", file=sys.stderr,
                       dynamic_ncols=True, leave=False)

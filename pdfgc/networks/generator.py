@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _state(t: torch.Tensor) -> tuple:

@@ -108,7 +108,7 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from ..weights import load_model   # heavy (torch): not at parser-building time
+    from ..weights import load_model  # heavy (torch): not at parser-building time
     from .trainer import find_run_model
 
     src = find_run_model(args.run)

@@ -26,9 +26,8 @@ batch; the D loss is separate (its own optimiser).
 """  # noqa: E501 - the table rows cannot wrap
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
