@@ -466,7 +466,7 @@ class PoseControl:
         return f"pose {', '.join(d)} ({'relative' if self.relative else 'absolute'})"
 
     @classmethod
-    def from_form(cls, v: dict) -> "PoseControl | None":
+    def from_form(cls, v: dict, upload=None) -> "PoseControl | None":
         """The web page's pose fields (``form_fields``; ``pose_mode`` "controls" turns them on)."""
         if v.get("pose_mode") != "controls":
             return None
@@ -658,7 +658,7 @@ class BlinkControl:
         return f"blinks {' and '.join(d) or 'none'}, openness {self.openness:g}"
 
     @classmethod
-    def from_form(cls, v: dict) -> "BlinkControl | None":
+    def from_form(cls, v: dict, upload=None) -> "BlinkControl | None":
         """The web page's blink fields (``blink_mode`` "controls" turns them on)."""
         if v.get("blink_mode") != "controls":
             return None
@@ -796,7 +796,7 @@ class GazeControl:
         return f"gaze h={self.horizontal:g}, v={self.vertical:g}"
 
     @classmethod
-    def from_form(cls, v: dict) -> "GazeControl | None":
+    def from_form(cls, v: dict, upload=None) -> "GazeControl | None":
         """The web page's gaze fields (``gaze_mode`` "controls" turns them on)."""
         if v.get("gaze_mode") != "controls":
             return None
@@ -944,11 +944,13 @@ class EmotionControl:
         return f"emotion {what} at {self.intensity:g}"
 
     @classmethod
-    def from_form(cls, v: dict, reference: str | None = None) -> "EmotionControl | None":
+    def from_form(cls, v: dict, upload=None) -> "EmotionControl | None":
         """The web page's emotion fields: ``emotion_mode`` "controls" (a label, or a blend of two) or "reference"
-        (the mean expression of the clip at `reference`, a path the page has checked)."""
+        (the mean expression of the uploaded ``emotion_video``; ``upload(field, role)`` is the page's checked path
+        of an uploaded file, or None)."""
         level = _form_number(v, "emotion_level", 1.0)
         if v.get("emotion_mode") == "reference":
+            reference = upload("emotion_video", "emotion reference clip") if upload is not None else None
             if reference is None:
                 raise InputError("emotion: 'mean expression of a clip' is chosen but no clip is uploaded")
             return cls(reference=str(reference), intensity=level).validate()
@@ -1068,7 +1070,7 @@ class LipControl:
         return f"lips {', '.join(d)}"
 
     @classmethod
-    def from_form(cls, v: dict) -> "LipControl | None":
+    def from_form(cls, v: dict, upload=None) -> "LipControl | None":
         """The web page's lip fields (on when the level is not 1 or a mute span is given)."""
         level, mute = _form_number(v, "lip_level", 1.0), _form_text(v, "mute_spans")
         if level == 1.0 and not mute:
