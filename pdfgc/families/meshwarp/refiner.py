@@ -15,7 +15,7 @@ At render sizes above 224 (``RefinerRunner``) the warp and masks are area-downsc
 there, and only its masked residual is upscaled (bilinear) and added to the full-resolution warp: detail the
 warp kept at full resolution stays.
 
-Weights: one safetensors file, metadata ``format`` = ``FORMAT`` and ``config`` (json: widths); small (~0.3 MB).
+Weights: one safetensors file, metadata ``format`` = ``FORMAT`` and ``config`` (json: widths); 48k parameters, 194 kB.
 """
 from __future__ import annotations
 
