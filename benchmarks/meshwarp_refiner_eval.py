@@ -167,7 +167,9 @@ def anne_controls(model) -> dict:
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         def read(x):
             f = det.detect(np.ascontiguousarray(x))
-            return (float(S.mouth_opening(f[0][None])[0]), float(S.eye_aspect_ratio(f[0][None]).mean())) if f else (None, None)
+            if not f:
+                return None, None
+            return float(S.mouth_opening(f[0][None])[0]), float(S.eye_aspect_ratio(f[0][None]).mean())
         for amount in (0.02, 0.05, 0.08):
             f, a = r.render(open_mouth(mesh, amount), return_aux=True)
             out[f"mouth_opening_at_{amount}"] = {"warp": read(f)[0], "refined": read(run.apply(f, a))[0]}

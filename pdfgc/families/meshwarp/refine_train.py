@@ -170,7 +170,8 @@ class PairCache:
 def _maps(root: Path, n: int, mode: str):
     shapes = {"warp": (n, RES, RES, 3), "target": (n, RES, RES, 3), "source": (n, HALF, HALF, 3),
               "aux": (n, RES, RES, len(AUX_KEYS))}
-    return {k: np.lib.format.open_memmap(root / f"{k}.npy", mode=mode, dtype=np.uint8, shape=s if mode == "w+" else None)
+    return {k: np.lib.format.open_memmap(root / f"{k}.npy", mode=mode, dtype=np.uint8,
+                                         shape=s if mode == "w+" else None)
             for k, s in shapes.items()}
 
 
@@ -282,8 +283,8 @@ def sample_batch(cache: PairCache, step: int, seed: int, batch: int, crop: int =
         wmap[b[0, 1]:b[0, 3], b[0, 0]:b[0, 2]] += MOUTH_WEIGHT
         for e in b[1:]:
             wmap[e[1]:e[3], e[0]:e[2]] += EYE_WEIGHT
-        items = [cache.warp[i][sl], cache.aux[i][sl], cache.source[i][y0 // 2:(y0 + crop) // 2, x0 // 2:(x0 + crop) // 2],
-                 cache.target[i][sl], wmap[sl][..., None]]
+        half = (slice(y0 // 2, (y0 + crop) // 2), slice(x0 // 2, (x0 + crop) // 2))
+        items = [cache.warp[i][sl], cache.aux[i][sl], cache.source[i][half], cache.target[i][sl], wmap[sl][..., None]]
         if rng.random() < 0.5:
             items = [x[:, ::-1] for x in items]
         for lst, x in zip((W, A, Sr, T, Wt), items):
@@ -473,7 +474,8 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.refine_train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.refine_train",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="a prepared corpus (pdfgc prepare)")
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, refiner.safetensors)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the warped pair cache (built once)")
