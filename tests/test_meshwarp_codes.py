@@ -255,6 +255,43 @@ def test_emotion_label_sets_emotion_and_resting_mouth(anne_mesh, params):
     params.emotion_mouths = {}
 
 
+def test_emotion_label_lids_multiply_the_lid_code(anne_mesh, params, tmp_path):
+    from pdfgc.families.meshwarp.params import load_params, save_params
+    params.emotion_lids = {"happy": np.array([0.2, 0.2], np.float32)}
+    pc = C.measure(anne_mesh, params, reference=0)
+    out = C.apply_emotion_label(C.MeshCodes.concat([pc] * 2), params, "happy", intensity=[0.0, 0.5])
+    np.testing.assert_allclose(out.eye[:, :2], [[1.0, 1.0], [1.1, 1.1]], atol=1e-6)   # lids 1 x (1 + 0.5 x 0.2)
+    np.testing.assert_allclose(out.eye[:, 2:], pc.eye[[0, 0], 2:], atol=0)           # gaze untouched
+    assert params.emotion_lid("sad" if "sad" in params.emotion_shapes else "neutral").tolist() == [0.0, 0.0]
+    back = load_params(save_params(params, tmp_path / "lids.safetensors"))
+    np.testing.assert_allclose(back.emotion_lid("joy"), [0.2, 0.2])
+    params.emotion_lids = {}
+
+
+def test_label_fit_helpers():
+    from pdfgc.families.meshwarp import train as T
+    # labelled clips and fer's pseudo-labelled ones count alike, each source's own weights inside it
+    items = [(False, 1.0, np.array([2.0])), (False, 3.0, np.array([6.0])), (True, 1.0, np.array([0.0]))] + \
+        [(True, 1.0, np.array([0.0]))] * 9
+    np.testing.assert_allclose(T._balanced_mean(items), [(5.0 + 0.0) / 2])
+    # the strongest frames: largest projection on the clip's mean code
+    emo = np.array([[0.1, 0.0], [1.0, 0.0], [0.5, 0.0], [-0.2, 0.0]])
+    assert sorted(T._strongest(emo, 0.5).tolist()) == [1, 2]
+    # fer's confident frames of an unlabelled clip -> a pseudo-labelled clip and the same face at rest
+    from pdfgc.evaluation.emotion import EMOTIONS
+    mesh = np.zeros((6, 478, 3))
+    clip = T.Clip("k", "person", None, False, mesh, np.ones(6, bool), None, mesh, 0, mesh[0])
+    labelled = T.Clip("m", "person", "sad", False, mesh, np.ones(6, bool), None, mesh, 0, mesh[0])
+    p = np.zeros((6, 7))
+    p[:, EMOTIONS.index("neutral")] = 1.0
+    p[[1, 2, 4], EMOTIONS.index("surprise")], p[[1, 2, 4], EMOTIONS.index("neutral")] = 0.9, 0.1
+    pseudo = T.fer_clips([clip, labelled], {"k": p, "m": p})
+    assert [(c.key, c.label, c.identity) for c in pseudo] == [("k#fer-surprise", "surprise", "k#fer"),
+                                                              ("k#fer-neutral", "neutral", "k#fer")]
+    assert np.flatnonzero(pseudo[0].valid).tolist() == [1, 2, 4] and pseudo[1].valid.all()
+    assert T._from_fer(pseudo[0]) and not T._from_fer(clip)
+
+
 def test_lowpass_keeps_constants_and_skips_gaps():
     x = np.ones((30, 2))
     x[10] = np.nan

@@ -92,6 +92,11 @@ FACTOR_POINTS = {"mouth": MOUTH_POINTS, "emotion": EMOTION_POINTS, "blink": LID_
 # GazeControl iris units -> signals.gaze units (see the module docstring)
 GAZE_H_PER_UNIT = 0.5
 GAZE_V_PER_UNIT = 0.5
+# The renderer moves the iris disc by this many times a vertical gaze change: mediapipe reads a rendered eye's
+# vertical gaze mostly from its lids, so an iris moved by the code alone reads back at ~0.1-0.4 of it (anne.png,
+# Macron.png, open eyes); the lids' own share (a blink reads as looking down) is left to the lids. Measured with
+# benchmarks/meshwarp_targets.py: vertical r 0.68 / 0.71 / 0.53 -> 0.72 / 0.73 / 0.60 at 2.5 (4: no better).
+GAZE_V_RENDER_GAIN = 2.5
 
 
 def point_mask(points) -> np.ndarray:

@@ -337,7 +337,8 @@ class MeshWarpFamily(ModelFamily):
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
         emo, de, dm = plan.emotion[sl].numpy(), self.params.emotion_dim, self.params.mouth_dim
         abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:], 0.0)
-        abs_eye[:, 2:] += eye[:, 2:]
+        abs_eye[:, 2] += eye[:, 2]
+        abs_eye[:, 3] += C.GAZE_V_RENDER_GAIN * eye[:, 3]   # see codes.GAZE_V_RENDER_GAIN
         codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:de + dm],
                             own.emotion + emo[:, :de])
         return C.compose(st.mesh, own, codes, self.params)
