@@ -11,8 +11,13 @@
    the emotion points (offsets from each clip's neutral frame, plus labelled clips' offsets from the same person's
    neutral clip); the least-squares map mouth code -> emotion code (regressed out of the emotion code); the
    per-label emotion codes (labels from the file names: happy, sad, angry, surprised, disgusted, fear, contempt,
-   neutral; each clip against its own person's neutral clip when there is one, else against the mean of the
-   unlabelled clips). Written to ``OUT/geometry.safetensors``.
+   neutral; each clip's strongest frames against its own person's neutral clip when there is one, else against
+   the mean of the unlabelled clips), resting mouths and lid changes. The labels' own directions lead the emotion
+   basis. ``--fer-every N``: fer reads every N-th frame of the unlabelled clips and its confident frames join the
+   label fit as pseudo-labelled clips (``fer_clips``; cached in ``OUT/fer_everyN.npz``). ``--label-portraits``:
+   each label's code and mouth are scaled (``label_gains``, x1 .. x3) until fer reads the label on those stills
+   of training people. Written to ``OUT/geometry.safetensors``. ``--audio-from FILE`` stops here and writes
+   ``OUT/meshwarp.safetensors`` with FILE's audio network (the same mouth basis).
 3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio whose sound goes with their lips
    (``sync_score`` >= 0.1: drops music, dubbing, other voices), targets = the mouth code against each clip's
    closed mouth. Batches of 16-frame runs (loudness jitter, one masked mel band per run); loss = the mouth-code
