@@ -31,9 +31,11 @@ from ...media.driving import open_driving
 from ...media.face import FaceMeshDetector, matrix_scale
 from ...official_rules import smooth_box3, smooth_mouth
 from ...vocabulary import MESHWARP
-from ..base import Codes, ModelFamily, register_family
+from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
-from .params import MeshParams, load_params
+from .audio import from_params, predict_mouth
+from .params import DEFAULT_PATH, MeshParams, load_params
+from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
 
 MAX_RENDER = 512
@@ -59,16 +61,12 @@ class MeshWarpModel:
         self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
         self.audio = None
         if params.audio_state:
-            from .audio import from_params
             self.audio = from_params(params).requires_grad_(False)
 
     @classmethod
     def from_pretrained(cls, path=None, refiner=None) -> "MeshWarpModel":
         """`refiner`: None = ``<params stem>_refiner.safetensors`` beside the params file when there is one, a path
         = that file, False = none."""
-        from .params import DEFAULT_PATH
-        from .refiner import load_refiner, refiner_path_for
-
         params = load_params(path)
         if refiner is None:
             auto = refiner_path_for(path if path is not None else DEFAULT_PATH)
@@ -179,7 +177,6 @@ class MeshWarpFamily(ModelFamily):
         own = C.measure(mesh[None], self.params, reference=None, smooth=False)
         runner = None
         if self.model.refiner is not None:
-            from .refiner import RefinerRunner
             runner = RefinerRunner(self.model.refiner, image)
         state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
@@ -191,8 +188,6 @@ class MeshWarpFamily(ModelFamily):
     def encode_clip(self, clip, used, want_mouth, prec, batch=None, progress=False) -> Codes:
         """Mesh of every used frame (a frame without a face takes the nearest one's), codes measured absolutely;
         `relative` turns them into changes from the clip's neutral frame."""
-        from ..base import progress_bar
-
         uniq = clip.unique_index()
         todo = sorted({int(uniq[i]) for i in used})
         meshes = np.full((clip.num_frames, 478, 3), np.nan)
@@ -237,7 +232,6 @@ class MeshWarpFamily(ModelFamily):
         if self.model.audio is None:
             raise InputError("this meshwarp parameters file has no audio network: lips from speech need one "
                              "(use --lips VIDEO, still or off)")
-        from .audio import predict_mouth
         return torch.from_numpy(predict_mouth(self.model.audio, windows, smooth=False))  # the pipeline smooths
 
     # ---- explicit controls: physical units straight into the codes ----------------------------------------------
