@@ -62,15 +62,15 @@ def gaussian_kernel3() -> torch.Tensor:
 
 
 def smooth_mouth(codes: torch.Tensor) -> torch.Tensor:
-    """(T,D) -> (T,D): 3-tap Gaussian along time with zero padding (ends drop to ~73 %), the official mouth filter."""
-    k = gaussian_kernel3().to(codes.dtype).view(1, 1, 3)
-    t = codes.shape[0]
-    out = torch.empty_like(codes)
-    step = 1024  # in chunks with one frame of overlap: conv1d's workspace would otherwise grow with T (~35 kB/frame)
-    for s in range(0, t, step):
-        a, b = max(0, s - 1), min(t, s + step + 1)
-        y = F.conv1d(codes[a:b].t()[:, None, :], k, padding=1)[:, 0, :].t()
-        out[s:min(t, s + step)] = y[s - a:s - a + min(step, t - s)]  # the chunk's own frames: bit-identical
+    """(T,D) -> (T,D): 3-tap Gaussian along time with zero padding (ends drop to ~73 %), the official mouth filter.
+    Written as two in-place shifted adds (the official conv1d to float rounding): conv1d's workspace grew with T
+    (~35 kB a frame), this needs only the output."""
+    k = gaussian_kernel3().to(codes.dtype)
+    side, centre = float(k[0]), float(k[1])
+    out = codes * centre
+    if codes.shape[0] > 1:
+        out[1:].add_(codes[:-1], alpha=side)
+        out[:-1].add_(codes[1:], alpha=side)
     return out.contiguous()
 
 

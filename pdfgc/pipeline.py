@@ -275,9 +275,11 @@ class TalkingHeadPipeline:
         else:
             mouth = per_frame("lips", "mouth")
         # 6. the model's inference rules: multipliers and temporal smoothing
-        mouth = mouth * _or(opt.mouth_intensity, fam.intensity("mouth"))
+        # smoothing is linear: filter first, then scale in place (one (T, mouth) copy instead of two)
         if opt.mouth_smoothing and factors["lips"] not in ("off", "still"):
             mouth = fam.smooth("mouth", mouth)
+        mouth = mouth.mul_(k) if (k := _or(opt.mouth_intensity, fam.intensity("mouth"))) != 1 and \
+            mouth is not audio_mouth_raw else mouth * k
         blink_mask = torch.zeros(dims["eye"])
         blink_mask[list(fam.blink_dims)] = 1
         eye = (per_frame("blink", "eye") * _or(opt.blink_intensity, fam.intensity("blink")) * blink_mask
@@ -440,19 +442,19 @@ def speech_windows_of(speech: Speech) -> np.ndarray:
     return speech_windows(speech.wav16k)
 
 
-AUDIO_CHUNK = 1000  # output frames per spectrogram chunk: the windows of a long file are never all in memory
+AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long file are never all in memory
 
 
 def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
     """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
     gain, c = speech.gain, int(fam.audio_context)
-    parts = []
+    out = torch.empty(num_frames, fam.code_dims["mouth"])  # filled chunk by chunk: no list + concatenation copy
     for s in range(0, num_frames, AUDIO_CHUNK):
         e = min(s + AUDIO_CHUNK, num_frames)
         a, b = max(0, s - c), min(num_frames, e + c)   # overlap: a network with temporal context sees its frames
         codes = fam.encode_audio(speech_windows_range(speech.wav16k, a, b, gain), prec, batch)
-        parts.append(codes[s - a:s - a + e - s])
-    return torch.cat(parts) if parts else torch.zeros(0, fam.code_dims["mouth"])
+        out[s:e] = codes[s - a:s - a + e - s]
+    return out
 
 
 def load_audio_windows(audio, require_speech: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -102,8 +102,9 @@ def decode_audio(path: str | os.PathLike, source: str = "audio") -> tuple[np.nda
     return samples.result(), int(rate)
 
 
-def _decoded_blocks(path: Path, source: str):
-    """(rate, iterator of (channels, k) float32 blocks) of the first audio track, decoded in order."""
+def _decoded_blocks(path: Path, source: str, estimate_rate: int | None = None):
+    """(rate, iterator of (channels, k) float32 blocks) of the first audio track, decoded in order; with
+    `estimate_rate`, also the container's length estimate in samples at that rate."""
     container = open_media(path, source)
     if not container.streams.audio:
         container.close()
@@ -126,6 +127,8 @@ def _decoded_blocks(path: Path, source: str):
             raise InputError(f"{source} file {path}: the audio track is corrupt and cannot be decoded: {e}") from e
         finally:
             container.close()
+    if estimate_rate is not None:
+        return rate, blocks(), _expected_samples(container, stream, estimate_rate)
     return rate, blocks()
 
 
@@ -163,9 +166,9 @@ def decode_speech(path: str | os.PathLike, source: str = "audio", max_seconds: f
     square of the WHOLE 16 kHz track, its length in samples) -- with `max_seconds` only that much is kept, while the
     rest is still decoded for the official loudness normalisation, which is over the whole file."""
     p = Path(path)
-    rate, it = _decoded_blocks(p, source)
+    rate, it, estimate = _decoded_blocks(p, source, target_sr)
     keep = None if max_seconds is None else int(np.ceil(max_seconds * target_sr))
-    out = _Samples(0)
+    out = _Samples(estimate if keep is None else min(estimate, keep))  # sized once: no doubling copies
     total, count, finite = 0.0, 0, True
     rs = None if rate == target_sr else soxr.ResampleStream(rate, target_sr, 1, dtype="float32", quality="HQ")
 
