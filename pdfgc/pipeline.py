@@ -248,9 +248,7 @@ class TalkingHeadPipeline:
             factor_index[factor] = (key, idx)
             panels[factor] = (clip.crops, idx)
         # 5. encode: the portrait's appearance and own codes once, each clip's used frames once, the audio
-        appearance, still = fam.encode_portrait(portrait, prec)
-        if not opt.refiner and getattr(appearance, "refiner", None) is not None:   # --no-refiner: the warp alone
-            appearance = dataclasses.replace(appearance, refiner=None)
+        appearance, still = fam.encode_portrait(portrait, prec, opt)
         motion_raw = {}
         for key, clip in clips.items():
             used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})

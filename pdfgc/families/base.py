@@ -84,8 +84,9 @@ class ModelFamily(ABC):
 
     # ---- encoders -------------------------------------------------------------------------------------------
     @abstractmethod
-    def encode_portrait(self, portrait, prec) -> tuple[Any, Codes]:
-        """(appearance: whatever `render` needs of the portrait, the portrait's own codes ("still"))."""
+    def encode_portrait(self, portrait, prec, opt=None) -> tuple[Any, Codes]:
+        """(appearance: whatever `render` needs of the portrait (per `opt`, the AnimateOptions), the portrait's own
+        codes ("still"))."""
 
     @abstractmethod
     def encode_frames(self, crops: np.ndarray, want_mouth: bool, prec) -> Codes:

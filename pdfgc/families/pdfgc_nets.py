@@ -60,7 +60,7 @@ class PDFGCFamily(ModelFamily):
         return {"motion": 8, "audio": 32}[kind]
 
     # ---- encoders ---------------------------------------------------------------------------------------------
-    def encode_portrait(self, portrait, prec):
+    def encode_portrait(self, portrait, prec, opt=None):
         with prec.autocast():
             app_vec, identity = self.model.appearance(self.tensor(portrait.net_input))
             still = self.model.motion(self.tensor(portrait.net_input), mouth=True)

@@ -165,7 +165,7 @@ class MeshWarpFamily(ModelFamily):
         return faces[0] if faces else None
 
     # ---- encoders ---------------------------------------------------------------------------------------------
-    def encode_portrait(self, portrait, prec):
+    def encode_portrait(self, portrait, prec, opt=None):
         size = render_size(portrait)
         image = np.ascontiguousarray(crop_at(portrait, size))
         mesh = self._mesh(image)
@@ -176,7 +176,7 @@ class MeshWarpFamily(ModelFamily):
             raise InputError("portrait: the face mesh finds no face in the aligned crop")
         own = C.measure(mesh[None], self.params, reference=None, smooth=False)
         runner = None
-        if self.model.refiner is not None:
+        if self.model.refiner is not None and getattr(opt, "refiner", False):
             runner = RefinerRunner(self.model.refiner, image)
         state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
@@ -192,12 +192,15 @@ class MeshWarpFamily(ModelFamily):
         todo = sorted({int(uniq[i]) for i in used})
         meshes = np.full((clip.num_frames, 478, 3), np.nan)
         bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
-        for i in todo:
-            m = self._mesh(np.asarray(clip.crops[i]))
-            if m is not None:
-                meshes[i] = m
-            if bar:
-                bar.update(1)
+        # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per
+        # frame, and steadier landmarks for a video)
+        with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
+            for i in todo:
+                faces = tracker.detect(np.asarray(clip.crops[i]))
+                if faces:
+                    meshes[i] = faces[0]
+                if bar:
+                    bar.update(1)
         if bar:
             bar.close()
         meshes = meshes[uniq]
