@@ -449,7 +449,8 @@ def label_gains(params: MeshParams, portraits, labels=FER_LABELS, gains=LABEL_GA
             params.emotion_shapes[label] = g * e0
             if m0 is not None:
                 params.emotion_mouths[label] = g * m0
-            opt = AnimateOptions(progress=False, lips="still", duration=0.04, emotion_control=EmotionControl(label=label))
+            opt = AnimateOptions(progress=False, lips="still", duration=0.04,
+                                 emotion_control=EmotionControl(label=label))
             p_label, hits = [], 0
             for face in faces:
                 frame = np.ascontiguousarray(to_uint8(next(iter(pipe.render(pipe.plan(face, None, opt), opt)))[1])[0])
