@@ -68,10 +68,21 @@ class Speech:
     video is written: the native track is never held whole)."""
 
     name: str
-    wav16k: np.ndarray                 # (n,) float32; with --max-frames only the part those frames need
+    wav16k: np.ndarray | None          # (n,) float32; with --max-frames only the part those frames need; None once
+                                       # `released` (see `samples()`)
     path: Path | None = None           # the file (None for an array input: the result has no sound)
     mean_square: float | None = None   # over the WHOLE track (the official loudness normalisation's)
     total_samples: int | None = None   # the whole track's length at 16 kHz
+
+    def samples(self) -> np.ndarray:
+        """The 16 kHz samples (decoded again from `path` if `released`)."""
+        if self.wav16k is None:
+            self.wav16k = decode_speech(self.path)[0]
+        return self.wav16k
+
+    def released(self) -> "Speech":
+        """The same speech without its samples in memory (a file input: they are decoded again when asked for)."""
+        return dataclasses.replace(self, wav16k=None) if self.path is not None else self
 
     @property
     def num_frames(self) -> int:
@@ -108,7 +119,7 @@ class CodePlan:
         """All official mel windows (T,1,80,20) of the plan's frames (computed on demand; for verification)."""
         if self.speech is None:
             return None
-        return speech_windows_range(self.speech.wav16k, 0, self.num_frames, self.speech.gain)
+        return speech_windows_range(self.speech.samples(), 0, self.num_frames, self.speech.gain)
 
     def styles(self, model: PDFGC, sl: slice) -> torch.Tensor:
         """PD-FGC's style vectors (B, 2590) for frames `sl`."""
@@ -355,6 +366,8 @@ class TalkingHeadPipeline:
                 track = AudioTrack(opt.lips, source="lips video", max_seconds=plan.num_frames / FPS)
             except InputError:
                 track = None  # a silent lips video gives a silent result
+        if plan.speech is not None:  # the codes are planned: rendering needs no samples (memory flat in length)
+            plan.speech = speech = plan.speech.released()
         # 8. render, 9. compose the layout, 10. mux (frames stream to the encoder; the file appears atomically)
         composer = FrameComposer(self.family, portrait_obj, plan, opt.layout)
         bar = progress_bar(plan.num_frames, opt.progress)
