@@ -240,7 +240,8 @@ def feather_mask(feather: float, size: int = CROP_SIZE) -> np.ndarray:
 
 
 def paste_back(original_rgb: np.ndarray, crop_rgb: np.ndarray, alignment: FaceAlignment | np.ndarray, feather: float = 16.0) -> np.ndarray:
-    """Inverse-warp a 224 crop into the original picture, blended with a feathered square so no seam shows.
+    """Inverse-warp a square crop (224, or any size S with the matching alignment: the mesh-warp default renders at
+    the portrait's own resolution) into the original picture, blended with a feathered square so no seam shows.
 
     ``alignment`` is the FaceAlignment (or its matrix) the crop was made with; for a generated frame, which is in
     the networks' zoomed frame, pass ``alignment.network_matrix``. ``feather`` is in crop pixels. Only the crop's
@@ -248,14 +249,16 @@ def paste_back(original_rgb: np.ndarray, crop_rgb: np.ndarray, alignment: FaceAl
     """
     original = np.asarray(original_rgb)
     crop = np.asarray(crop_rgb)
-    if crop.shape != (CROP_SIZE, CROP_SIZE, 3) or original.ndim != 3 or original.shape[2] != 3:
-        raise ValueError(f"expected an RGB picture and a {CROP_SIZE}x{CROP_SIZE} RGB crop, got {original.shape} and {crop.shape}")
+    if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or crop.shape[2] != 3 or original.ndim != 3 \
+            or original.shape[2] != 3:
+        raise ValueError(f"expected an RGB picture and a square RGB crop, got {original.shape} and {crop.shape}")
+    size_c = crop.shape[0]
     if original.dtype != np.uint8 or crop.dtype != np.uint8:
         raise ValueError("paste_back expects uint8 images")
     m = _as_matrix(alignment)
     inverse = cv2.invertAffineTransform(m)
     out = original.copy()
-    box = _footprint(inverse, CROP_SIZE, original.shape[:2], margin=1.0)
+    box = _footprint(inverse, size_c, original.shape[:2], margin=1.0)
     if box is None:  # the crop lies entirely outside the picture
         return out
     x0, y0, x1, y1 = box
@@ -264,7 +267,7 @@ def paste_back(original_rgb: np.ndarray, crop_rgb: np.ndarray, alignment: FaceAl
     size = (x1 - x0, y1 - y0)
     # replicate the border so the blend never pulls in black from outside the crop
     face = cv2.warpAffine(crop, inv_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(feather_mask(feather), inv_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    weight = cv2.warpAffine(feather_mask(feather * size_c / CROP_SIZE, size_c), inv_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     region = out[y0:y1, x0:x1].astype(np.float32)
     blended = region + (face.astype(np.float32) - region) * weight[:, :, None]
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
