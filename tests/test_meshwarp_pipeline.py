@@ -92,3 +92,21 @@ def test_default_renders_a_two_blink_schedule(pipe):
     centres = sorted((a + b) / 2 for a, b in events)
     assert len(centres) == 2, f"blink events {events}"
     assert abs(centres[0] - 15) <= 2 and abs(centres[1] - 40) <= 2, f"blink centres {centres} (want 15, 40)"
+
+
+def test_default_renders_a_photo_at_its_own_resolution_and_pastes_it_back(pipe):
+    from pdfgc.pipeline import FrameComposer
+
+    photo = pipe.load_portrait(need(DATA / "edtalk" / "uncrop_face.jpg"))
+    opt = AnimateOptions(lips="still", duration=0.08, progress=False, layout="pasteback",
+                         pose_control=PoseControl(yaw=10))
+    plan = pipe.plan(photo, None, opt)
+    size = pipe.family.output_size(plan)
+    assert 224 < size <= 512 and size % 16 == 0          # the face covers ~400 photo pixels: rendered sharper than 224
+    (sl, frames), = list(pipe.render(plan, opt))
+    assert frames.shape[-2:] == (size, size)
+    out = FrameComposer(pipe.family, photo, plan, "pasteback")(sl, frames)
+    assert out.shape[1:] == photo.original.shape
+    diff = np.abs(out[0].astype(int) - photo.original.astype(int)).max(axis=2)
+    assert diff[:40].max() == 0 and diff[-40:].max() == 0   # the photo's top and bottom rows are untouched
+    assert diff.mean() > 0.5                                 # the turned face landed in the photo
