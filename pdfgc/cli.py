@@ -154,14 +154,11 @@ def cmd_fit_controls(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .configs import architecture_name
+    import torch
 
-    model = _load_model(args)
-    cfg = dataclasses.asdict(model.config)
-    n = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in
-         ("appearance", "motion", "audio", "generator")}
-    # architecture: which named configuration (official | lite | tiny | custom) the networks are
-    print(json.dumps({"architecture": architecture_name(model.config), "config": cfg, "parameters": n}, indent=2))
+    from .families import family_for
+
+    print(json.dumps(family_for(_load_model(args), torch.device("cpu")).info(), indent=2, default=str))
     return 0
 
 

@@ -131,6 +131,11 @@ class ModelFamily(ABC):
         """Parse the controls (and find what they need) before any work; malformed ones raise InputError."""
         controls_of(opt)
 
+    def info(self) -> dict:
+        """What `pdfgc info` prints: the family, its configuration and its sizes."""
+        import dataclasses
+        return {"family": self.name, "config": dataclasses.asdict(self.model.config)}
+
     def control_summary(self) -> tuple[list[str], str] | None:
         """(emotion labels, one line on what the explicit controls use) when the family needs no fitted mapping."""
         return None

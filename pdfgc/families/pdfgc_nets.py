@@ -42,6 +42,14 @@ class PDFGCFamily(ModelFamily):
             return smooth_box3(codes)
         return codes
 
+    def info(self) -> dict:
+        from ..configs import architecture_name
+        n = {name: sum(p.numel() for p in getattr(self.model, name).parameters()) for name in
+             ("appearance", "motion", "audio", "generator")}
+        # architecture: which named configuration (official | lite | tiny | custom) the networks are
+        return {"family": self.name, "architecture": architecture_name(self.model.config), **super().info(),
+                "parameters": n}
+
     def tensor(self, images_uint8: np.ndarray) -> torch.Tensor:
         # channels-last: oneDNN's fastest layout for the encoders' convolutions (same values); a lite model's
         # encoders take the 224 crop at their own resolution

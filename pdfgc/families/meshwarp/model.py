@@ -246,6 +246,15 @@ class MeshWarpFamily(ModelFamily):
         if "pose" in controls and controls["pose"].curve is not None:
             controls["pose"].curves(1)
 
+    def info(self) -> dict:
+        p = self.params
+        return {**super().info(), "weights": str(self.model.weights_path or "packaged"),
+                "codes": self.code_dims, "emotion_labels": sorted(p.emotion_shapes),
+                "audio_network_parameters": sum(t.numel() for t in (p.audio_state or {}).values()),
+                "refiner_parameters": (sum(t.numel() for t in self.model.refiner.parameters())
+                                       if self.model.refiner is not None else 0),
+                "fitted": p.info.get("summary", p.info.get("data", ""))}
+
     def control_summary(self) -> tuple[list[str], str]:
         labels = sorted(k for k in self.params.emotion_shapes)
         return labels, ("Explicit controls act directly on this model's face-mesh codes, in physical units "
