@@ -429,3 +429,20 @@ def test_pdfgc_ui_command_serves_on_localhost_and_cleans_up(tiny, tmp_path):
             proc.kill()
             raise
     assert not work.exists()  # the app's temp areas are removed when it stops
+
+
+def test_the_default_meshwarp_model_works_on_the_page(area, tmp_path):
+    """The page over the shipped default (mesh warp): no mapping needed, its labels offered, preview frames at the
+    portrait's resolution."""
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    sb, put = area
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+    backend = UIBackend(pipe, UISettings(max_upload_mb=1, max_seconds=5, preview_frames=2, preview_seconds=0.4), sb)
+    labels, line = backend.mapping_status()
+    assert "happy" in labels and "no fitted mapping needed" in line
+    audio = put("speech.wav", _wav(tmp_path / "s.wav", 1.0))
+    frames, msg = backend.preview(*_args(_values(audio=str(audio))))
+    assert msg.startswith("Preview: 2 frames"), msg
+    assert all(f[0].shape == (224, 224, 3) and f[0].dtype == np.uint8 for f in frames)

@@ -213,9 +213,10 @@ class UIBackend:
 
     def __init__(self, pipe, settings: UISettings, sandbox: Sandbox):
         self.pipe, self.settings, self.sandbox = pipe, settings, sandbox
-        cfg = pipe.model.config
-        self.defaults = {"mouth_intensity": cfg.mouth_scale, "pose_intensity": 1.0, "blink_intensity": cfg.eye_scale,
-                         "gaze_intensity": cfg.eye_scale, "emotion_intensity": cfg.emotion_scale}
+        fam = pipe.family  # each family's default multipliers (PD-FGC: the official 1.5 / 1.2; mesh warp: 1)
+        self.defaults = {"mouth_intensity": fam.intensity("mouth"), "pose_intensity": fam.intensity("pose"),
+                         "blink_intensity": fam.intensity("blink"), "gaze_intensity": fam.intensity("gaze"),
+                         "emotion_intensity": fam.intensity("emotion")}
         self._lock = threading.Lock()  # one job on the model at a time (the queue already serialises renders)
 
     def _message(self, err: BaseException, paths: list[Path | None]) -> str:
@@ -437,7 +438,7 @@ class UIBackend:
             with self._lock:
                 p = self.pipe.load_portrait(portrait, opt.align)
                 plan = self.pipe.plan(p, audio, opt)
-                composer = FrameComposer(self.pipe.model, p, plan, opt.layout)
+                composer = FrameComposer(self.pipe.family, p, plan, opt.layout)
                 picks = sorted({int(round(x)) for x in
                                 np.linspace(0, plan.num_frames - 1, max(1, self.settings.preview_frames))})
                 frames = []
