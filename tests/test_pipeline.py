@@ -226,3 +226,24 @@ def test_no_audio_still_or_off_lips_with_duration(tiny_pipe, lips):
     assert (torch.count_nonzero(plan.mouth) == 0) == (lips == "off")
     with pytest.raises(InputError, match="--duration"):
         tiny_pipe.plan(ANNE, None, AnimateOptions(lips=lips, progress=False))
+
+
+def test_max_frames_cuts_the_sound_track_with_the_video(tiny_pipe, tmp_path):
+    long_audio = DATA / "pdfgc" / "audio_longer.mp3"   # 15 s, 44.1 kHz stereo: the sound is streamed from it
+    out = tmp_path / "cut.mp4"
+    tiny_pipe(ANNE, audio=need(long_audio), output=out, max_frames=25, progress=False)
+    frames, _, _, _, adur = _probe(out)
+    assert frames == 25 and adur == pytest.approx(1.0, abs=0.05)   # not the 15 s of the file
+
+
+def test_speech_keeps_only_what_max_frames_needs_and_its_windows_are_exact():
+    from pdfgc.pipeline import load_speech
+
+    path = need(DATA / "edtalk" / "pose_source2.mp4")   # 60 s of 48 kHz stereo sound
+    full, cut = load_speech(path), load_speech(path, max_frames=50)
+    assert cut.wav16k.size < 3 * 16000 < full.wav16k.size            # ~2.3 s kept, not 60 s
+    assert cut.num_frames == full.num_frames and cut.gain == pytest.approx(full.gain, rel=1e-9)
+    np.testing.assert_array_equal(cut.wav16k, full.wav16k[:cut.wav16k.size])
+    from pdfgc.media.spectrogram import speech_windows, speech_windows_range
+    w = speech_windows(full.wav16k)[:50]
+    np.testing.assert_array_equal(speech_windows_range(cut.wav16k, 0, 50, cut.gain), w)
