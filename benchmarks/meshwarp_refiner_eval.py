@@ -273,14 +273,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--prefix", default="refiner")
     ap.add_argument("--no-identity", action="store_true")
+    ap.add_argument("--no-region", action="store_true", help="the refiner unrestricted (no region_mask gate)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    model = load_refiner(a.refiner)
+    model = load_refiner(a.refiner, region=not a.no_region)
     cache = R.open_cache(R.build_cache(a.data, a.cache, "heldout"))
     t0 = time.time()
-    res = {"refiner": str(a.refiner), "refiner_info": getattr(model, "info", {}),
+    res = {"refiner": str(a.refiner), "region_gate": model.region, "refiner_info": getattr(model, "info", {}),
            "parameters": sum(p.numel() for p in model.parameters())}
     res["self_reenactment"], refined = self_reenactment(model, cache, a.data)
     print(json.dumps(res["self_reenactment"], indent=1))

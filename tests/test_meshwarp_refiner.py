@@ -7,12 +7,20 @@ import torch
 
 from pdfgc.errors import InputError
 from pdfgc.families.meshwarp import refine_train as R
-from pdfgc.families.meshwarp.refiner import FORMAT, Refiner, RefinerRunner, load_refiner, refiner_path_for, save_refiner
+from pdfgc.families.meshwarp.refiner import (
+    FORMAT,
+    Refiner,
+    RefinerRunner,
+    load_refiner,
+    refiner_path_for,
+    region_mask,
+    save_refiner,
+)
 
 
-def _randomised(widths=(4, 6, 8), seed=0):
+def _randomised(widths=(4, 6, 8), seed=0, region=True):
     torch.manual_seed(seed)
-    m = Refiner(widths)
+    m = Refiner(widths, region=region)
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0.0, 0.2)
@@ -29,15 +37,18 @@ def _inputs(b=1, s=16, seed=1):
 
 def test_untrained_refiner_returns_the_warp_exactly():
     torch.manual_seed(0)
-    m = Refiner((4, 6, 8)).eval()
+    m = Refiner((4, 6, 8), region=False).eval()
     warp, aux, src = _inputs()
     out, mask = m(warp, aux, src)
     assert torch.equal(out, warp)
     assert torch.allclose(mask, torch.full_like(mask, 1 / (1 + np.exp(2.0))))
+    m.region = True
+    out, gated = m(warp, aux, src)
+    assert torch.equal(out, warp) and torch.allclose(gated, mask * region_mask(aux))
 
 
 def test_tiny_random_refiner_pinned_values():
-    m = _randomised()
+    m = _randomised(region=False)
     warp, aux, src = _inputs()
     with torch.no_grad():
         out, mask = m(warp, aux, src)
@@ -50,11 +61,31 @@ def test_tiny_random_refiner_pinned_values():
 PINNED = [0.538292, 1.038959, 0.122309, 0.503363, -0.030780]
 
 
+def test_region_mask_expected_values():
+    aux = torch.zeros(1, 4, 224, 224)
+    aux[0, 0, 100, 100] = 1.0          # one mouth-interior pixel: not dilated, feathered by a 5x5 box
+    aux[0, 2, 50, 50] = 1.0            # one lid pixel: dilated to 7x7, then the 5x5 box
+    aux[0, 3, 150:160, 150:160] = 0.5  # a mild stretch: left to the warp
+    aux[0, 3, 190, 190] = 0.75         # a strong one: (0.75 - 0.5) / 0.5, dilated to 5x5
+    g = region_mask(aux)[0, 0]
+    assert g.shape == (224, 224)
+    assert float(g[100, 100]) == pytest.approx(1 / 25) and float(g[102, 102]) == pytest.approx(1 / 25)
+    assert float(g[103, 100]) == 0.0
+    assert float(g[50, 50]) == pytest.approx(1.0) and float(g[51, 50]) == pytest.approx(1.0)
+    assert float(g[52, 50]) == pytest.approx(4 / 5)
+    assert float(g[55, 50]) == pytest.approx(1 / 5) and float(g[56, 50]) == 0.0
+    assert float(g[155, 155]) == 0.0
+    assert float(g[190, 190]) == pytest.approx(0.5) and float(g[194, 190]) == pytest.approx(0.5 / 5)
+    assert float(g[10, 200]) == 0.0    # skin, hair, background: exactly the warp
+    assert float(region_mask(torch.zeros(2, 4, 32, 32)).abs().sum()) == 0.0
+
+
 def test_weights_round_trip_and_refusals(tmp_path):
     m = _randomised()
     p = save_refiner(m, tmp_path / "meshwarp_refiner.safetensors", {"step": 3})
     back = load_refiner(p)
-    assert back.widths == (4, 6, 8) and back.info["step"] == 3
+    assert back.widths == (4, 6, 8) and back.info["step"] == 3 and back.region
+    assert not load_refiner(p, region=False).region
     warp, aux, src = _inputs()
     with torch.no_grad():
         assert torch.equal(back(warp, aux, src)[0], m(warp, aux, src)[0])
@@ -79,8 +110,17 @@ def test_runner_at_224_and_above():
         frame = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
         aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids", "stretch")}
         assert np.array_equal(RefinerRunner(untrained, portrait).apply(frame, aux), frame)
-        out = RefinerRunner(_randomised(), portrait).apply(frame, aux)
+        gated = RefinerRunner(_randomised(), portrait)
+        assert np.array_equal(gated.apply(frame, aux), frame)          # empty gate: the warp, network skipped
+        out = RefinerRunner(_randomised(region=False), portrait).apply(frame, aux)
         assert out.shape == frame.shape and out.dtype == np.uint8 and not np.array_equal(out, frame)
+        aux["mouth"][s // 2:s // 2 + s // 8, s // 3:s // 2] = 1.0      # a mouth interior: painted there only
+        out = gated.apply(frame, aux)
+        changed = np.nonzero(np.any(out != frame, axis=2))
+        assert len(changed[0]) > 0
+        assert changed[0].min() >= s // 2 - 8 and changed[0].max() < s // 2 + s // 8 + 8
+        # the network on the gate's bounding box (plus margin) gives what the whole frame gives
+        assert np.abs(gated._run(frame[None], [aux], s)[0].astype(int) - out.astype(int)).max() <= 1
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -195,12 +235,15 @@ def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(t
     from pdfgc.pipeline import TalkingHeadPipeline
     pipe = TalkingHeadPipeline(model, device="cpu", threads=1)
     anne = need(DATA / "pdfgc" / "anne.png")
-    frames = {}
+    frames, plans = {}, {}
     for on in (True, False):
         opt = AnimateOptions(lips="still", duration=0.08, progress=False, refiner=on)
-        plan = pipe.plan(anne, None, opt)
+        plan = plans[on] = pipe.plan(anne, None, opt)
         assert (plan.appearance.refiner is not None) == on
         frames[on] = np.concatenate([to_uint8(f) for _, f in pipe.render(plan, opt)])
     warp = plan.appearance.renderer.render(plan.appearance.mesh)   # still lips: every frame is the portrait's own
     assert np.array_equal(frames[False][0], warp)
-    assert frames[True].shape == frames[False].shape and not np.array_equal(frames[True], frames[False])
+    assert frames[True].shape == frames[False].shape
+    # the refiner bound to the portrait, on the frame the warp gives (the gate decides where it paints, if anywhere)
+    on = plans[True].appearance
+    assert np.array_equal(frames[True][0], on.refiner.apply(*on.renderer.render(on.mesh, return_aux=True)))

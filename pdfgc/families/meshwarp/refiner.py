@@ -35,6 +35,32 @@ RES = 224
 AUX_KEYS = ("mouth", "eyes", "lids", "stretch")
 DEFAULT_WIDTHS = (16, 24, 32)
 MASK_BIAS = -2.0
+# Region gate (pixels at RES): how far past the aux masks the refiner may paint. The mouth
+# interior is barely widened so the lips (what mediapipe reads the opening from) stay the warp's; the feather is a box
+# blur, so the gate reaches 0 at dilate + feather px from a mask.
+MOUTH_DILATE, EYE_DILATE, STRETCH_DILATE, FEATHER = 0, 3, 2, 2
+STRETCH_MIN = 0.5   # stretch aux below this (a mild <~1.7x stretch) the warp renders well: left alone
+
+
+def _dilate(x: torch.Tensor, px: int) -> torch.Tensor:
+    """Grey dilation by ``px`` pixels (a square), erosion when ``px`` < 0."""
+    if px < 0:
+        return -F.max_pool2d(-x, -2 * px + 1, 1, -px)
+    return F.max_pool2d(x, 2 * px + 1, 1, px) if px > 0 else x
+
+
+def region_mask(aux: torch.Tensor) -> torch.Tensor:
+    """(B,4,H,W) aux masks (``AUX_KEYS``) -> (B,1,H,W) gate in [0,1]: 1 on the painted mouth interior, eyes and lids
+    and on strongly stretched / uncovered pixels, dilated and feathered, 0 elsewhere. Skin, hair and background the
+    warp renders well stay exactly the warp's (the unrestricted refiner blurred them where the meshes misalign)."""
+    # radii in the network's working pixels (RES), whatever the size of the crop (training crops, RefinerRunner)
+    mouth = _dilate(aux[:, 0:1], MOUTH_DILATE)
+    eyes = _dilate(torch.maximum(aux[:, 1:2], aux[:, 2:3]), EYE_DILATE)
+    stretch = _dilate(((aux[:, 3:4] - STRETCH_MIN) / (1.0 - STRETCH_MIN)).clamp_(0.0, 1.0), STRETCH_DILATE)
+    g = torch.maximum(torch.maximum(mouth, eyes), stretch)
+    if FEATHER > 0:
+        g = F.avg_pool2d(g, 2 * FEATHER + 1, 1, FEATHER, count_include_pad=False)
+    return g
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Module:
@@ -45,10 +71,11 @@ class Refiner(nn.Module):
     """warp (B,3,H,W) in [-1,1], aux (B,4,H,W) in [0,1], source (B,3,H/2,W/2) in [-1,1] -> refined (B,3,H,W),
     mask (B,1,H,W) in (0,1). H and W multiples of 8 (trained at 224 on crops of it)."""
 
-    def __init__(self, widths=DEFAULT_WIDTHS):
+    def __init__(self, widths=DEFAULT_WIDTHS, region: bool = True):
         super().__init__()
         c0, c1, c2 = (int(w) for w in widths)
         self.widths = (c0, c1, c2)
+        self.region = bool(region)   # blend mask multiplied by region_mask(aux): paints only where the warp cannot
         self.inp = nn.Sequential(_conv(4 * (3 + len(AUX_KEYS)) + 3, c0, k=1), _conv(c0, c0))
         self.down1 = nn.Sequential(_conv(c0, c1, 2), _conv(c1, c1))
         self.down2 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2), _conv(c2, c2))
@@ -71,10 +98,12 @@ class Refiner(nn.Module):
         d0 = self.merge0(e0 + self.up1(F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False)))
         y = F.pixel_shuffle(self.out(d0), 2)
         mask = torch.sigmoid(y[:, 3:4])
+        if self.region:
+            mask = mask * region_mask(aux)
         return warp + mask * y[:, :3], mask
 
     def config(self) -> dict:
-        return {"widths": list(self.widths)}
+        return {"widths": list(self.widths), "region": self.region}
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -94,8 +123,9 @@ def save_refiner(model: Refiner, path, info: dict | None = None) -> Path:
     return path
 
 
-def load_refiner(path) -> Refiner:
-    """A refiner from its safetensors file (InputError when the file is not one)."""
+def load_refiner(path, region: bool | None = None) -> Refiner:
+    """A refiner from its safetensors file (InputError when the file is not one). ``region``: gate its blend mask by
+    ``region_mask`` (None: the file's config, True when the file does not say; files trained before the gate too)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -110,7 +140,7 @@ def load_refiner(path) -> Refiner:
     if meta.get("format") != FORMAT:
         raise InputError(f"refiner weights {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     cfg = json.loads(meta.get("config", "{}"))
-    model = Refiner(cfg.get("widths", DEFAULT_WIDTHS))
+    model = Refiner(cfg.get("widths", DEFAULT_WIDTHS), region=region if region is not None else cfg.get("region", True))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -148,8 +178,26 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+CROP_MARGIN = 56   # px at RES around the gated region the network sees: its receptive field (exact output)
+
+
+def _gate_box(gate: np.ndarray, margin: int = CROP_MARGIN):
+    """(x0, y0, x1, y1) at RES, multiples of 8 (the U-Net's grid), of a (RES,RES) gate's support plus ``margin``;
+    None where the gate is empty (nothing for the refiner to paint)."""
+    ys, xs = np.nonzero(gate > 0)
+    if not len(ys):
+        return None
+    lo = lambda v: max(0, (int(v) - margin) // 8 * 8)                 # noqa: E731
+    hi = lambda v: min(RES, -(-(int(v) + 1 + margin) // 8) * 8)      # noqa: E731
+    return lo(xs.min()), lo(ys.min()), hi(xs.max()), hi(ys.max())
+
+
 class RefinerRunner:
-    """A refiner bound to one portrait: ``apply(frame, aux)`` -> the refined uint8 frame at the frame's size."""
+    """A refiner bound to one portrait: ``apply(frame, aux)`` -> the refined uint8 frame at the frame's size.
+
+    With the region gate (``Refiner.region``) a frame whose gate is empty (closed mouth, open eyes, nothing stretched)
+    is returned as the warp without running the network, and otherwise the network runs on the gate's bounding box
+    (plus ``CROP_MARGIN``) only: the output is the warp outside the gate anyway."""
 
     def __init__(self, model: Refiner, portrait: np.ndarray):
         self.model = model.to(memory_format=torch.channels_last)   # ~25 % faster convolutions on the CPU
@@ -160,6 +208,37 @@ class RefinerRunner:
         """(B,S,S,3) uint8 warped frames + their aux dicts -> (B,S,S,3) uint8 refined."""
         frames = np.asarray(frames)
         s = frames.shape[1]
+        if not getattr(self.model, "region", False):
+            return self._run(frames, auxes, s)
+        out = frames.copy()
+        for i, (f, a) in enumerate(zip(frames, auxes)):
+            small = f if s == RES else cv2.resize(f, (RES, RES), interpolation=cv2.INTER_AREA)
+            aux = aux_tensor(a if s == RES else {k: cv2.resize(np.asarray(a[k], np.float32), (RES, RES),
+                                                               interpolation=cv2.INTER_AREA) for k in AUX_KEYS})
+            box = _gate_box(region_mask(aux)[0, 0].numpy())
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            warp = to_tensor(small[y0:y1, x0:x1])
+            src = self.source[:, :, y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+            y, _ = self.model(_nhwc(warp), _nhwc(aux[:, :, y0:y1, x0:x1]), _nhwc(src))
+            if s == RES:
+                y = y.add_(1.0).mul_(127.5).round_().clamp_(0, 255).byte()[0]
+                out[i, y0:y1, x0:x1] = y.permute(1, 2, 0).numpy()
+                continue
+            resid = torch.zeros(1, 3, RES, RES)
+            resid[:, :, y0:y1, x0:x1] = (y - warp).mul_(127.5)
+            # only the rows/columns the upscaled crop reaches are touched (bilinear: one source pixel of overlap)
+            k = s / RES
+            X0, Y0 = max(0, int((x0 - 1) * k)), max(0, int((y0 - 1) * k))
+            X1, Y1 = min(s, int(np.ceil((x1 + 1) * k))), min(s, int(np.ceil((y1 + 1) * k)))
+            up = F.interpolate(resid, size=(s, s), mode="bilinear", align_corners=False)[0, :, Y0:Y1, X0:X1]
+            full = torch.from_numpy(np.ascontiguousarray(f[Y0:Y1, X0:X1])).permute(2, 0, 1).float()
+            out[i, Y0:Y1, X0:X1] = full.add_(up).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
+        return out
+
+    def _run(self, frames: np.ndarray, auxes: list[dict], s: int) -> np.ndarray:
+        """The whole frame through the network (the ungated refiner)."""
         if s == RES:
             warp = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
             aux = torch.cat([aux_tensor(a) for a in auxes])
