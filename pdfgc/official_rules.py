@@ -16,7 +16,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import InputError
 from .vocabulary import DRIVING_MODES

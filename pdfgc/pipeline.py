@@ -34,11 +34,13 @@ from .families import Codes, ModelFamily, family_for
 from .families.base import progress_bar
 from .fileio import check_output_path
 from .media import preprocess as pp
+from .media.alignment import align_portrait, looks_like_aligned_crop
 from .media.audio_io import AudioTrack, check_finite, decode_speech, is_silent
 from .media.driving import open_driving
-from .media.face import align_portrait, load_image_rgb, looks_like_aligned_crop, paste_back, warp_to_crop
+from .media.images import load_image_rgb, read_image_rgb
+from .media.pasteback import paste_back, warp_to_crop
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
-from .media.video import VideoWriter, read_image_rgb
+from .media.video import VideoWriter
 from .model import PDFGC
 from .official_rules import crop_zoom_matrix, frame_indices
 from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions  # noqa: F401 (re-exported)

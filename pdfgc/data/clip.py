@@ -12,8 +12,11 @@ import numpy as np
 
 from ..errors import InputError, PDFGCError
 from ..evaluation.signals import mouth_opening
+from ..media.alignment import SequenceAligner
 from ..media.audio_io import is_silent, load_speech
-from ..media.face import FaceMeshDetector, SequenceAligner, face_size, matrix_scale, three_points, warp_to_crop
+from ..media.geometry import face_size, matrix_scale, three_points
+from ..media.mesh import FaceMeshDetector
+from ..media.pasteback import warp_to_crop
 from ..media.spectrogram import mel_spectrogram, num_output_frames, rms_normalize
 from ..media.video import iter_frames_folder, iter_video_frames, probe_video
 from .config import PrepareConfig

@@ -6,7 +6,7 @@ import math
 import cv2
 import numpy as np
 
-from ..media.face import MEDIAPIPE_TEMPLATE, apply_affine, similarity_transform
+from ..media.geometry import MEDIAPIPE_TEMPLATE, apply_affine, similarity_transform
 from .config import PrepareConfig
 from .corpus import FPS
 

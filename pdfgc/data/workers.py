@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from ..media.face import quiet_native_stderr
+from ..media.mesh import quiet_native_stderr
 from .clip import ClipResult, prepare_clip
 from .config import PrepareConfig
 from .discover import RawClip

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..media.audio_io import load_speech
-from ..media.face import load_image_rgb
+from ..media.images import load_image_rgb
 from . import signals as sg
 from .audio_sync import speech_envelope
 from .emotion import EMOTIONS, EmotionClassifier, box_from_landmarks

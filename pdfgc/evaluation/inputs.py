@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
+from ..media.images import load_image_rgb
 from ..media.video import iter_frames_folder, iter_video_frames, list_frame_files
 from ..official_rules import OFFICIAL_SKIP, frame_indices
 from ..vocabulary import FPS
@@ -23,7 +24,6 @@ def _open_frames(path: Path, source: str) -> Callable[[], Iterator[np.ndarray]]:
     if not path.exists():
         raise InputError(f"{source} {path}: no such file or folder")
     if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
-        from ..media.face import load_image_rgb
         img = load_image_rgb(path)
         return lambda: iter([img])
     return lambda: iter_video_frames(path, fps=float(FPS), source=source)

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import atomic_path
 from ..media import face
-from ..media.face import _as_rgb_uint8
+from ..media.images import _as_rgb_uint8
 from .signals import NUM_POINTS
 
 CACHE_VERSION = 1

@@ -18,8 +18,9 @@ import numpy as np
 from ..errors import InputError
 from ..official_rules import SIZE, official_crop_zoom
 from ..vocabulary import ALIGN_MODES, FPS
-from .face import SequenceAligner
-from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files, read_image_rgb
+from .alignment import SequenceAligner
+from .images import read_image_rgb
+from .video import IMAGE_EXTENSIONS, iter_frames_folder, iter_video_frames, list_frame_files
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 

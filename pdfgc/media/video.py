@@ -11,13 +11,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import soxr
 
 from pdfgc.errors import InputError
 from pdfgc.fileio import clean_stale_temps, disk_full_error
 from pdfgc.media.audio_io import open_media
+from pdfgc.media.images import read_image_rgb
 from pdfgc.vocabulary import FPS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -193,15 +193,6 @@ def list_frame_files(folder: str | os.PathLike, source: str = "frames folder") -
     if not files:
         raise InputError(f"{source} {d} contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
-
-
-def read_image_rgb(path: str | os.PathLike, source: str = "image") -> np.ndarray:
-    """RGB uint8 (H, W, 3) image; InputError naming the file when it cannot be decoded."""
-    p = Path(path)
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # also converts grey/alpha images to 3 channels
-    if img is None:
-        raise InputError(f"{source} {p} cannot be read as an image (missing, corrupt or unsupported)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def iter_frames_folder(folder: str | os.PathLike, source: str = "frames folder") -> Iterator[np.ndarray]:
