@@ -1,0 +1,269 @@
+"""The gradio page (`build_app`): the widgets and their wiring to `UIBackend`; gradio is imported only here, when
+the page is built (the `ui` extra)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..vocabulary import DRIVING_MODES
+from .callbacks import UIBackend
+from .sandbox import Sandbox, prepare_work_dir
+from .settings import (
+    BLINK_PRESETS,
+    CONTROLS_MODE,
+    EMOTION_REFERENCE_MODE,
+    EXAMPLES_DIR,
+    FACTOR_MODES,
+    GAZE_PRESETS,
+    LIPS_MODES,
+    POSE_PRESETS,
+    UISettings,
+    _quiet_network_env,
+)
+
+CSS = """
+#status .prose, #status { min-height: 1.5em; }
+#status strong { color: #c62828; }
+"""
+
+
+def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None = None):
+    """The gradio Blocks page for `pipe` (a TalkingHeadPipeline)."""
+    _quiet_network_env()
+    import gradio as gr
+
+    settings = settings or UISettings()
+    sandbox = sandbox or prepare_work_dir(settings)
+    backend = UIBackend(pipe, settings, sandbox)
+    d = backend.defaults
+    trained = pipe.model.config.trained
+    factor_modes = FACTOR_MODES + [CONTROLS_MODE]
+    emotion_modes = factor_modes + [EMOTION_REFERENCE_MODE]
+    labels, mapping_line = backend.mapping_status()
+    groups: dict[str, Any] = {}
+    video_types = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".png", ".jpg", ".jpeg"]
+    audio_types = [".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".mp4", ".mov", ".mkv", ".webm"]
+
+    with gr.Blocks(title="pdfgc", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
+        gr.Markdown("# pdfgc: one portrait, a talking head\nUpload a portrait and speech, choose where each "
+                    "factor comes from, preview a few frames, render the mp4.")
+        if not trained:
+            gr.Markdown(f"**Model {pipe.model.config.name}: seeded random weights, not a trained model.** "
+                        "Everything works end to end but faces come out as noise; start with "
+                        "`pdfgc ui --weights FILE.safetensors` for real results.", elem_id="untrained")
+        widgets: dict[str, Any] = {}
+        with gr.Row():
+            with gr.Column(scale=1):
+                widgets["portrait"] = gr.File(label="Portrait (photo or 224x224 aligned crop)",
+                                              file_types=[".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"],
+                                              elem_id="portrait")
+                crop = gr.Image(label="What the model sees", interactive=False, height=224, elem_id="crop")
+                widgets["audio"] = gr.File(label="Speech (wav, mp3, m4a, ... or a video's sound)",
+                                           file_types=audio_types, elem_id="audio")
+                audio_status = gr.Markdown(elem_id="audio-status")
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Lips"):
+                        widgets["lips_mode"] = gr.Radio(LIPS_MODES, value="audio", label="Lips", elem_id="lips-mode")
+                        widgets["lips_video"] = gr.File(label="Video of a speaking mouth", file_types=video_types,
+                                                        visible=False, elem_id="lips-video")
+                        widgets["mouth_intensity"] = gr.Slider(0, 3, value=d["mouth_intensity"], step=0.05,
+                                                               label="Mouth intensity (code multiplier)",
+                                                               elem_id="mouth-intensity")
+                        with gr.Row():
+                            widgets["lip_level"] = gr.Slider(0, 2, value=1.0, step=0.05, elem_id="lip-level",
+                                                             label="Lip motion (0 closed, 1 as the source, 2 "
+                                                                   "exaggerated)")
+                            widgets["mute_spans"] = gr.Textbox(label="Mouth closed during (seconds)",
+                                                               placeholder="e.g. 1.0-1.5, 3-3.2",
+                                                               elem_id="mute-spans")
+                    with gr.Tab("Head pose"):
+                        widgets["pose_mode"] = gr.Radio(factor_modes, value="still", label="Head pose",
+                                                        elem_id="pose-mode")
+                        widgets["pose_video"] = gr.File(label="Head motion video (or frame image)",
+                                                        file_types=video_types, visible=False, elem_id="pose-video")
+                        widgets["pose_intensity"] = gr.Slider(0, 3, value=d["pose_intensity"], step=0.05,
+                                                              label="Pose intensity (code multiplier)",
+                                                              elem_id="pose-intensity")
+                        with gr.Group(visible=False, elem_id="pose-controls") as groups["pose"]:
+                            gr.Markdown("Degrees: yaw > 0 turns the face toward the image's right, pitch > 0 "
+                                        "lifts the chin, roll > 0 turns it clockwise. Keyframes set the "
+                                        "channels they name over time (they take those channels from the "
+                                        "sliders).")
+                            preset = gr.Dropdown(["(none)"] + list(POSE_PRESETS), value="(none)",
+                                                 label="Preset (fills the keyframes)", elem_id="pose-preset")
+                            with gr.Row():
+                                for ch in ("yaw", "pitch", "roll"):
+                                    widgets[f"pose_{ch}"] = gr.Slider(-45, 45, value=0, step=1,
+                                                                      label=f"{ch} (deg)",
+                                                                      elem_id=f"pose-{ch}")
+                            widgets["pose_keyframes"] = gr.Textbox(label="Keyframes (seconds: name=value)",
+                                                                   placeholder="e.g. 0:yaw=0; 2:yaw=20,pitch=5",
+                                                                   elem_id="pose-keyframes")
+                            with gr.Row():
+                                widgets["pose_interp"] = gr.Radio(["smooth", "linear", "cubic", "step"],
+                                                                  value="smooth", label="Between keyframes",
+                                                                  elem_id="pose-interp")
+                                widgets["pose_absolute"] = gr.Checkbox(
+                                    False, label="absolute angles (default: added to the portrait's pose)",
+                                    elem_id="pose-absolute")
+                            preset.change(lambda name: POSE_PRESETS.get(name, gr.update()), preset,
+                                          widgets["pose_keyframes"])
+                    with gr.Tab("Eyes"):
+                        with gr.Row():
+                            widgets["blink_mode"] = gr.Radio(factor_modes, value="still", label="Blinks",
+                                                             elem_id="blink-mode")
+                            widgets["gaze_mode"] = gr.Radio(factor_modes, value="still", label="Gaze",
+                                                            elem_id="gaze-mode")
+                        widgets["eyes_video"] = gr.File(label="Eye motion video (used by blinks and/or gaze)",
+                                                        file_types=video_types, visible=False, elem_id="eyes-video")
+                        with gr.Row():
+                            widgets["blink_intensity"] = gr.Slider(0, 3, value=d["blink_intensity"], step=0.05,
+                                                                   label="Blink intensity (code multiplier)",
+                                                                   elem_id="blink-intensity")
+                            widgets["gaze_intensity"] = gr.Slider(0, 3, value=d["gaze_intensity"], step=0.05,
+                                                                  label="Gaze intensity (code multiplier)",
+                                                                  elem_id="gaze-intensity")
+                        with gr.Group(visible=False, elem_id="blink-controls") as groups["blink"]:
+                            bpreset = gr.Dropdown(["(none)"] + list(BLINK_PRESETS), value="(none)",
+                                                  label="Blink preset", elem_id="blink-preset")
+                            with gr.Row():
+                                widgets["blink_times"] = gr.Textbox(label="Blink at (seconds)",
+                                                                    placeholder="e.g. 1, 3.5", scale=2,
+                                                                    elem_id="blink-times")
+                                widgets["blink_rate"] = gr.Slider(0, 60, value=15, step=1,
+                                                                  label="and/or per minute (natural jitter)",
+                                                                  elem_id="blink-rate")
+                            with gr.Row():
+                                widgets["blink_duration"] = gr.Slider(0.1, 0.8, value=0.2, step=0.05,
+                                                                      label="Blink duration (s)",
+                                                                      elem_id="blink-duration")
+                                widgets["eye_openness"] = gr.Slider(0, 1, value=1, step=0.05,
+                                                                    label="Eye openness between blinks",
+                                                                    elem_id="eye-openness")
+
+                            def blink_preset(name):
+                                if name not in BLINK_PRESETS:
+                                    return [gr.update()] * 4
+                                times, rate, dur, openness = BLINK_PRESETS[name]
+                                if times == "every4":
+                                    times = ", ".join(f"{t:g}" for t in np.arange(2, settings.max_seconds, 4))
+                                return [times, rate, dur, openness]
+                            bpreset.change(blink_preset, bpreset, [widgets[k] for k in (
+                                "blink_times", "blink_rate", "blink_duration", "eye_openness")])
+                        with gr.Group(visible=False, elem_id="gaze-controls") as groups["gaze"]:
+                            gpreset = gr.Dropdown(["(none)"] + list(GAZE_PRESETS), value="(none)",
+                                                  label="Gaze preset", elem_id="gaze-preset")
+                            widgets["gaze_camera"] = gr.Checkbox(False, label="look at the camera",
+                                                                 elem_id="gaze-camera")
+                            with gr.Row():
+                                widgets["gaze_h"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-h",
+                                                              label="horizontal (> 0 toward the image's right)")
+                                widgets["gaze_v"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-v",
+                                                              label="vertical (> 0 up)")
+                            widgets["gaze_keyframes"] = gr.Textbox(label="or keyframes",
+                                                                   placeholder="e.g. 0:camera; 1.5:h=0.5; "
+                                                                               "3:h=-0.5,v=0.2",
+                                                                   elem_id="gaze-keyframes")
+                            gpreset.change(lambda name: list(GAZE_PRESETS[name]) if name in GAZE_PRESETS
+                                           else [gr.update()] * 4, gpreset,
+                                           [widgets[k] for k in ("gaze_camera", "gaze_h", "gaze_v",
+                                                                 "gaze_keyframes")])
+                    with gr.Tab("Emotion"):
+                        widgets["emotion_mode"] = gr.Radio(emotion_modes, value="still", label="Emotion",
+                                                           elem_id="emotion-mode")
+                        widgets["emotion_video"] = gr.File(label="Expression video (or one image)",
+                                                           file_types=video_types, visible=False,
+                                                           elem_id="emotion-video")
+                        widgets["emotion_intensity"] = gr.Slider(0, 3, value=d["emotion_intensity"], step=0.05,
+                                                                 label="Emotion intensity (code multiplier)",
+                                                                 elem_id="emotion-intensity")
+                        with gr.Group(visible=False, elem_id="emotion-controls") as groups["emotion"]:
+                            first = "happy" if "happy" in labels else labels[0]
+                            widgets["emotion_label"] = gr.Dropdown(labels, value=first, label="Emotion",
+                                                                   elem_id="emotion-label")
+                            with gr.Row():
+                                widgets["emotion_label2"] = gr.Dropdown(["none"] + labels, value="none",
+                                                                        label="Blend with",
+                                                                        elem_id="emotion-label2")
+                                widgets["emotion_mix"] = gr.Slider(0, 1, value=0.5, step=0.05,
+                                                                   label="Share of the second emotion",
+                                                                   elem_id="emotion-mix")
+                        widgets["emotion_level"] = gr.Slider(0, 1, value=1, step=0.05, visible=False,
+                                                             label="Strength of the emotion or of the clip's "
+                                                                   "expression (0 neutral .. 1)",
+                                                             elem_id="emotion-level")
+                    with gr.Tab("Output"):
+                        widgets["layout"] = gr.Radio([("face (224x224)", "result"),
+                                                      ("pasted back into the photo", "pasteback"),
+                                                      ("official five-panel strip", "panels")],
+                                                     value="result", label="Layout", elem_id="layout")
+                        widgets["precision"] = gr.Radio([("exact (fp32)", "exact"), ("fast (bf16/fp16)", "fast")],
+                                                        value="exact", label="Precision", elem_id="precision")
+                        widgets["driving_mode"] = gr.Radio(list(DRIVING_MODES), value="loop",
+                                                           label="Driving clips shorter than the audio",
+                                                           elem_id="driving-mode")
+                gr.Markdown(mapping_line, elem_id="mapping-status")
+                with gr.Row():
+                    preview_btn = gr.Button("Preview frames", elem_id="preview-btn")
+                    render_btn = gr.Button("Render video", variant="primary", elem_id="render-btn")
+                status = gr.Markdown(elem_id="status")
+                gallery = gr.Gallery(label="Preview", columns=settings.preview_frames, height=260, elem_id="preview")
+                video = gr.Video(label="Result", interactive=False, height=400, elem_id="result-video")
+                download = gr.File(label="Download the mp4", interactive=False, elem_id="result-file")
+
+        gr.Examples(
+            examples=[[str(EXAMPLES_DIR / "anne.png"), str(EXAMPLES_DIR / "speech.m4a"), "audio", "still", None,
+                       "still", "still", None, "still", None],
+                      [str(EXAMPLES_DIR / "anne.png"), str(EXAMPLES_DIR / "speech.m4a"), "audio", "video",
+                       str(EXAMPLES_DIR / "head_motion.mp4"), "video", "video", str(EXAMPLES_DIR / "eye_motion.mp4"),
+                       "video", str(EXAMPLES_DIR / "expression.jpg")]],
+            inputs=[widgets[k] for k in ("portrait", "audio", "lips_mode", "pose_mode", "pose_video", "blink_mode",
+                                         "gaze_mode", "eyes_video", "emotion_mode", "emotion_video")],
+            label="Examples (shipped with the package: the official demo portrait, 4 s of its speech, VoxCeleb2 "
+                  "driving clips; CC-BY-4.0)")
+
+        inputs = [widgets[k] for k in backend.input_names()]
+
+        # upload-time checks and the per-factor file boxes shown only when a video is the source
+        widgets["portrait"].change(backend.check_portrait, widgets["portrait"], [crop, status])
+        widgets["audio"].change(backend.check_audio, widgets["audio"], audio_status)
+        for mode, box in (("lips_mode", "lips_video"), ("pose_mode", "pose_video")):
+            widgets[mode].change(lambda m: gr.update(visible=m == "video"), widgets[mode], widgets[box])
+        widgets["emotion_mode"].change(lambda m: gr.update(visible=m in ("video", "reference")),
+                                       widgets["emotion_mode"], widgets["emotion_video"])
+        widgets["emotion_mode"].change(lambda m: gr.update(visible=m in ("controls", "reference")),
+                                       widgets["emotion_mode"], widgets["emotion_level"])
+        for factor, group in groups.items():
+            widgets[f"{factor}_mode"].change(lambda m: gr.update(visible=m == "controls"),
+                                             widgets[f"{factor}_mode"], group)
+        for mode in ("blink_mode", "gaze_mode"):
+            widgets[mode].change(lambda b, g: gr.update(visible="video" in (b, g)),
+                                 [widgets["blink_mode"], widgets["gaze_mode"]], widgets["eyes_video"])
+
+        def ordered(data: dict) -> list:  # gradio passes a set of inputs as {component: value}
+            return [data[c] for c in inputs]
+
+        def do_preview(data: dict):
+            return backend.preview(*ordered(data))
+
+        def do_render(data: dict, request: gr.Request, progress=gr.Progress()):
+            session = getattr(request, "session_hash", None)
+            path, msg = backend.render(*ordered(data), session=session,
+                                       progress=lambda f, desc: progress(f, desc=desc))
+            return path, path, msg
+
+        preview_btn.click(do_preview, set(inputs), [gallery, status])
+        render_btn.click(do_render, set(inputs), [video, download, status])
+    demo.queue(default_concurrency_limit=1, max_size=16)
+    demo.pdfgc_sandbox = sandbox  # for launch() and the tests
+    demo.pdfgc_backend = backend
+    return demo
+
+
+def theme():
+    import gradio as gr
+    # system fonts: the default theme would fetch web fonts from the internet
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
