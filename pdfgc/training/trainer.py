@@ -18,8 +18,8 @@ tensors and plain values only, read back with `torch.load(weights_only=True)`), 
 (python, numpy, torch RNG states) and `trainer.json` (the TrainConfig). Batches are a pure function of
 (seed, step, rank, micro-step) (`data.py`), so `--resume` continues exactly: same batches, same weights.
 At the end the stage writes `RUN_DIR/model.safetensors` (loadable by `PDFGC.from_pretrained`; the next stage's
-`--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it; the lips stage,
-which has no GAN, passes its init's discriminator on).
+`--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it;
+the lips stage, which has no GAN, passes its init's discriminator on).
 
 Logs (main process): `log.csv` (step, stage, each weighted loss, d_loss, diagnostics, lr, sec_per_step, each a mean
 over the last `log_every` steps), TensorBoard under `tb/` when the `tensorboard` package is importable, and
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import pickle
@@ -43,17 +44,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from safetensors import safe_open
+from tqdm import tqdm
 
+from ..configs import architecture_name, get_config
+from ..data.corpus import PreparedCorpus
 from ..errors import CheckpointError, InputError
 from ..fileio import atomic_path, write_atomic
+from ..media.preprocess import to_uint8
+from ..model import PDFGC, load_state_dict_checked
+from ..networks.discriminator import MultiscaleDiscriminator
+from ..networks.vgg import VGG19Perceptual
+from ..official.checkpoints import refusal_reason
+from ..vocabulary import TRAIN_PRECISIONS
 from . import losses as L
 from .augment import AugmentConfig
-from .stages import (COLLAPSE_SPREAD, POSE_CODE_UNITS, STAGES, USES_GAN, StageNet, motion_feature_spread,
-                     set_train_mode, set_trainable)
+from .data import BatchSampler
+from .stages import (
+    COLLAPSE_SPREAD,
+    POSE_CODE_UNITS,
+    STAGES,
+    USES_GAN,
+    StageNet,
+    motion_feature_spread,
+    set_train_mode,
+    set_trainable,
+)
 
-PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+PRECISIONS = dict(zip(TRAIN_PRECISIONS, ("no", "bf16", "fp16")))  # ours -> accelerate's mixed_precision
 DISC_NDF = {"official": 64, "lite": 32, "tiny": 8}  # [ours] discriminator width by model size (official D: 64)
 CHECKPOINTS = "checkpoints"
 _CKPT = re.compile(r"^step-(\d{9})$")
@@ -147,9 +168,6 @@ def save_discriminator(disc: torch.nn.Module, path: Path) -> None:
 
 
 def load_discriminator_weights(disc: torch.nn.Module, path: Path) -> None:
-    from safetensors import safe_open
-
-    from ..model import load_state_dict_checked
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -185,7 +203,6 @@ def _load_plain(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        from ..official.checkpoints import refusal_reason
         raise CheckpointError(f"{path}: refused: {refusal_reason(e)}") from None
     except Exception as e:  # truncated zip, empty file
         raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__})") from None
@@ -251,8 +268,6 @@ def _set_rng_state(st: dict) -> None:
 
 
 def _digest(tensors) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for t in tensors:
         h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
@@ -271,8 +286,6 @@ def _split_outputs(outs: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
 
 def sample_grid(out: dict, rows: int = 4) -> np.ndarray:
     """uint8 RGB grid: per row portrait | driving input | result | target."""
-    from ..media.preprocess import to_uint8
-
     cols = [out["source"], out["driving"], out["fake"], out["real"]]
     n = min(rows, out["fake"].shape[0])
     size = out["fake"].shape[-1]
@@ -315,9 +328,6 @@ class Trainer:
                            step_scheduler_with_optimizer=False)
 
     def _build_model(self, ckpt: Path | None):
-        from ..configs import architecture_name, get_config
-        from ..model import PDFGC
-
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
         if ckpt is not None:
@@ -335,8 +345,6 @@ class Trainer:
         return model, arch
 
     def _build_disc(self, arch: str, ckpt: Path | None):
-        from ..networks.discriminator import MultiscaleDiscriminator
-
         cfg = self.cfg
         ndf = cfg.disc_ndf or DISC_NDF.get(arch, 64)
         torch.manual_seed(cfg.seed + 1)
@@ -456,9 +464,6 @@ class Trainer:
 
     # ---- the run
     def run(self) -> Path:
-        from ..data.corpus import PreparedCorpus
-        from .data import BatchSampler
-
         cfg = self.cfg
         acc = self._accelerator()
         rank, world = acc.process_index, acc.num_processes
@@ -531,13 +536,11 @@ class Trainer:
         raw_disc = acc.unwrap_model(disc) if gan else None
         vgg = None
         if cfg.vgg19 and gan:
-            from ..networks.vgg import VGG19Perceptual
             vgg = VGG19Perceptual.from_file(cfg.vgg19).to(acc.device)
         lay = raw_model.layout
         banks = {}
         if cfg.stage == "emotion":
-            banks = {"emotion": L.MemoryBank(lay.emotion, cfg.bank_size), "mouth": L.MemoryBank(lay.mouth, cfg.bank_size),
-                     "pose": L.MemoryBank(lay.pose, cfg.bank_size), "eye": L.MemoryBank(lay.eye, cfg.bank_size)}
+            banks = {k: L.MemoryBank(getattr(lay, k), cfg.bank_size) for k in ("emotion", "mouth", "pose", "eye")}
         start = 0
         if ckpt is not None:
             start = self._load_state(acc, ckpt, opt, opt_d, sched, sched_d, banks)
@@ -562,7 +565,6 @@ class Trainer:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             tb = self._tensorboard(start)
             if self.progress:
-                from tqdm import tqdm
                 bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", unit="step",
                            dynamic_ncols=True)
         # the next micro-batch is drawn in a background thread while this one trains (decoding and augmentation
@@ -593,37 +595,10 @@ class Trainer:
                         for k, b in banks.items():
                             batch[f"bank_{k}"] = b.contents()
                     batch = _to_device(batch, acc.device)
-                    with acc.accumulate(*([net, disc] if gan else [net])):
-                        out = net(batch)
-                        g_losses = dict(out["losses"])
-                        fake, real = out["fake"], out["real"]
-                        if gan:
-                            raw_disc.requires_grad_(False)
-                            with acc.autocast():
-                                d_out = raw_disc(torch.cat([fake, real.to(fake.dtype)]))
-                            d_fake, d_real = _split_outputs(d_out, fake.shape[0])
-                            g_losses["gan"] = cfg.weights.gan * L.hinge_g_loss(d_fake)
-                            g_losses["feature_matching"] = cfg.weights.feature_matching * L.feature_matching_loss(
-                                d_fake, d_real)
-                            if vgg is not None:
-                                g_losses["vgg"] = cfg.weights.vgg * vgg(fake.float(), real.float())
-                        g_total = sum(g_losses.values())
-                        acc.backward(g_total)
-                        if acc.sync_gradients and cfg.grad_clip:
-                            acc.clip_grad_norm_(g_params, cfg.grad_clip)
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
-                        if gan:
-                            raw_disc.requires_grad_(True)
-                            d_out = disc(torch.cat([fake.detach(), real.to(fake.dtype)]))
-                            d_fake, d_real = _split_outputs(d_out, fake.shape[0])
-                            d_loss = cfg.weights.gan * L.hinge_d_loss(d_real, d_fake)
-                            acc.backward(d_loss)
-                            if acc.sync_gradients and cfg.grad_clip:
-                                acc.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-                            opt_d.step()
-                            opt_d.zero_grad(set_to_none=True)
-                            vals["d_loss"] += float(d_loss.detach()) / cfg.grad_accum
+                    out, g_losses, g_total, d_loss = self._train_step(acc, net, disc, raw_disc, opt, opt_d, g_params,
+                                                                      vgg, batch)
+                    if d_loss is not None:
+                        vals["d_loss"] += float(d_loss.detach()) / cfg.grad_accum
                     for k, v in g_losses.items():
                         vals[k] += float(v.detach()) / cfg.grad_accum
                     vals["total"] += float(g_total.detach()) / cfg.grad_accum
@@ -681,9 +656,45 @@ class Trainer:
         acc.wait_for_everyone()
         return final_model
 
-    def _write_sample(self, out: dict, step: int, tb) -> None:
-        import cv2
+    def _train_step(self, acc, net, disc, raw_disc, opt, opt_d, g_params, vgg, batch: dict):
+        """One micro-batch: the stage's losses and the generator's step, then (GAN stages, `disc` given) the
+        discriminator's hinge step on the same fake and real frames. Returns (the stage network's outputs, the
+        generator's weighted losses, their total, the discriminator's loss or None)."""
+        cfg = self.cfg
+        gan = disc is not None
+        d_loss = None
+        with acc.accumulate(*([net, disc] if gan else [net])):
+            out = net(batch)
+            g_losses = dict(out["losses"])
+            fake, real = out["fake"], out["real"]
+            if gan:
+                raw_disc.requires_grad_(False)
+                with acc.autocast():
+                    d_out = raw_disc(torch.cat([fake, real.to(fake.dtype)]))
+                d_fake, d_real = _split_outputs(d_out, fake.shape[0])
+                g_losses["gan"] = cfg.weights.gan * L.hinge_g_loss(d_fake)
+                g_losses["feature_matching"] = cfg.weights.feature_matching * L.feature_matching_loss(d_fake, d_real)
+                if vgg is not None:
+                    g_losses["vgg"] = cfg.weights.vgg * vgg(fake.float(), real.float())
+            g_total = sum(g_losses.values())
+            acc.backward(g_total)
+            if acc.sync_gradients and cfg.grad_clip:
+                acc.clip_grad_norm_(g_params, cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if gan:
+                raw_disc.requires_grad_(True)
+                d_out = disc(torch.cat([fake.detach(), real.to(fake.dtype)]))
+                d_fake, d_real = _split_outputs(d_out, fake.shape[0])
+                d_loss = cfg.weights.gan * L.hinge_d_loss(d_real, d_fake)
+                acc.backward(d_loss)
+                if acc.sync_gradients and cfg.grad_clip:
+                    acc.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                opt_d.step()
+                opt_d.zero_grad(set_to_none=True)
+        return out, g_losses, g_total, d_loss
 
+    def _write_sample(self, out: dict, step: int, tb) -> None:
         grid = sample_grid(out)
         path = self.run_dir / "samples" / f"step-{step:09d}.png"
         with atomic_path(path) as tmp:
