@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 from .errors import PDFGCError
+from .options import LAYOUTS
+from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, PRECISIONS
 
 EXAMPLES = """examples:
   pdfgc animate --portrait anne.png --audio speech.mp3 --pose pose_frames/ --emotion exp_frames/ \\
@@ -46,19 +48,19 @@ def _add_animate(sub) -> None:
     k.add_argument("--no-mouth-smoothing", action="store_true", help="skip the 3-tap Gaussian on the mouth code")
     k.add_argument("--no-pose-smoothing", action="store_true", help="skip the 3-tap box filter on the pose code")
     t = p.add_argument_group("timing")
-    t.add_argument("--driving-mode", default="loop", choices=["loop", "pingpong", "hold", "strict"],
+    t.add_argument("--driving-mode", default="loop", choices=DRIVING_MODES,
                    help="short driving clips: loop (official), pingpong, hold the last frame, or strict (refuse)")
     t.add_argument("--driving-skip", type=int, default=2, help="driving frames dropped at the start (official: 2)")
-    t.add_argument("--driving-reference", choices=("auto", "first"), default="auto",
+    t.add_argument("--driving-reference", choices=DRIVING_REFERENCES, default="auto",
                    help="mesh-warp default model: motion relative to the clip's most neutral frame (auto) or its first")
     t.add_argument("--duration", type=float, help="seconds, when there is no audio (lips still/off)")
     t.add_argument("--max-frames", type=int, help="render at most this many frames")
     o = p.add_argument_group("output and speed")
-    o.add_argument("--layout", default="result", choices=["result", "panels", "pasteback"],
+    o.add_argument("--layout", default="result", choices=LAYOUTS,
                    help="the 224 face, the official five-panel strip, or pasted back into the photo")
-    o.add_argument("--align", default="auto", choices=["auto", "always", "never"],
+    o.add_argument("--align", default="auto", choices=ALIGN_MODES,
                    help="face alignment: auto (224x224 inputs are taken as aligned crops), always, never")
-    o.add_argument("--precision", default="exact", choices=["exact", "fast"],
+    o.add_argument("--precision", default="exact", choices=PRECISIONS,
                    help="exact: fp32, equal to the official code; fast: bf16 (CPU with AVX-512 BF16) / fp16 GPU")
     o.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     o.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -98,7 +100,8 @@ def cmd_animate(args) -> int:
         pose_smoothing=not args.no_pose_smoothing, driving_mode=args.driving_mode, driving_skip=args.driving_skip,
         driving_reference=args.driving_reference, refiner=args.refiner,
         align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
-        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf, preset=args.preset,
+        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf,
+        preset=args.preset,
         progress=not args.quiet)
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
@@ -128,6 +131,7 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     import torch
+
     from .official.verify import verify_fixture
     from .runtime import set_threads, tune_malloc
 
@@ -140,6 +144,7 @@ def cmd_verify(args) -> int:
 
 def cmd_evaluate(args) -> int:
     import torch
+
     from .evaluation.command import run
     from .runtime import set_threads
 

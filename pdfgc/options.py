@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .errors import InputError
 from .official_rules import OFFICIAL_SKIP, POSE_SCALE
-from .vocabulary import ALIGN_MODES, DRIVING_MODES, PRECISIONS
+from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, PRECISIONS
 
 SPECIAL_SOURCES = ("audio", "still", "off")
 LAYOUTS = ("result", "panels", "pasteback")
@@ -109,7 +109,7 @@ def check_options(opt: AnimateOptions) -> None:
         if v is not None and abs(v) > MAX_INTENSITY:
             raise InputError(f"{_flag(name)} {v:g} is outside -{MAX_INTENSITY:g}..{MAX_INTENSITY:g} "
                              "(1 is the source's own strength)")
-    if opt.driving_reference not in ("auto", "first"):
+    if opt.driving_reference not in DRIVING_REFERENCES:
         raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     skip = _number(opt, "driving_skip", integer=True, optional=False)
     if skip < 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 FPS = 25                                               # output and driving frame rate (the official code's)
 SAMPLE_RATE = 16000                                    # speech is resampled to 16 kHz mono
 DRIVING_MODES = ("loop", "pingpong", "hold", "strict")  # short driving clips (loop: official)
+DRIVING_REFERENCES = ("auto", "first")                 # mesh-warp family: a clip's motion relative to which frame
 ALIGN_MODES = ("auto", "always", "never")              # face alignment of portraits, driving clips, raw clips
 PRECISIONS = ("exact", "fast")                         # inference: fp32, or bf16/fp16 where the device has it
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")            # training (accelerate's mixed precision)

@@ -13,7 +13,8 @@ and a multiplier scales the motion, not the face):
   (1 + this)), so an emotion control still sets only the emotion code.
 
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
-(``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech come from the audio network (mel windows -> mouth code).
+(``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech
+come from the audio network (mel windows -> mouth code).
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ import torch
 from ...controls.explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
 from ...errors import InputError
 from ...media.driving import open_driving
-from ...media.face import FaceMeshDetector, matrix_scale
+from ...media.geometry import matrix_scale
+from ...media.mesh import FaceMeshDetector
 from ...official_rules import smooth_box3, smooth_mouth
-from ...vocabulary import MESHWARP
+from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
 from .audio import from_params, predict_mouth
@@ -217,8 +219,8 @@ class MeshWarpFamily(ModelFamily):
         mode = getattr(opt, "driving_reference", "auto") or "auto"
         meshes, used = clip_codes.meshes, clip_codes.used
         sub = meshes[used]
-        if mode not in ("auto", "first"):
-            raise InputError(f"unknown driving reference '{mode}' (auto or first)")
+        if mode not in DRIVING_REFERENCES:
+            raise InputError(f"unknown driving reference '{mode}' ({' or '.join(DRIVING_REFERENCES)})")
         ref = C.neutral_reference(sub, mode)
         d = C.retarget(C.measure(sub, self.params, reference=ref), ref)
         out = {k: torch.zeros(len(meshes), v) for k, v in self.code_dims.items()}
