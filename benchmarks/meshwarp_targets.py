@@ -100,8 +100,8 @@ def render(pipe, portrait, audio=None, **kw):
 
 def source_signals(meter, path, n) -> np.ndarray:
     """The driving clip's own mesh over the frames the output uses (official schedule: skip 2, loop)."""
-    from pdfgc.official_rules import frame_indices
     from pdfgc.media.driving import open_driving
+    from pdfgc.official_rules import frame_indices
     clip = open_driving(str(path), n + 2, "auto", False)
     idx = frame_indices(clip.num_frames, n, "loop", 2 if clip.kind != "image" else 0)
     return meter.meshes(np.asarray(clip.crops)[idx])

@@ -75,7 +75,8 @@ def test_similarity_matches_skimage():
         ours = F.similarity_transform(src, F.PCAVS_FAN_TEMPLATE)
         t = transform.SimilarityTransform()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # estimate() is deprecated in newer skimage, from_estimate() absent in older
+            # estimate() is deprecated in newer skimage, from_estimate() absent in older
+            warnings.simplefilter("ignore")
             t.estimate(src, F.PCAVS_FAN_TEMPLATE)
         np.testing.assert_allclose(F.apply_affine(ours, src), t(src), atol=1e-4)
 
@@ -113,7 +114,8 @@ def test_aligned_crop_realigns_to_identity(anne, detector):
     assert al.num_faces == 1 and al.source_size == (224, 224) and al.landmarks.shape == (478, 2)
     assert _point_error(al.matrix).max() < 1.5
     assert al.scale == pytest.approx(1.0, abs=0.01)
-    assert np.abs(F.warp_to_crop(anne, al).astype(int) - anne.astype(int))[:180, 30:194].mean() < 8  # a ~1 px shift of a sharp image
+    # a ~1 px shift of a sharp image
+    assert np.abs(F.warp_to_crop(anne, al).astype(int) - anne.astype(int))[:180, 30:194].mean() < 8
 
 
 @needs_data
@@ -323,7 +325,8 @@ def test_load_modes_and_exif(tmp_path):
     rgba[:, :5] = (10, 20, 30, 255)  # opaque left half, fully transparent right half
     Image.fromarray(rgba).save(tmp_path / "alpha.png")
     loaded = F.load_image_rgb(tmp_path / "alpha.png")
-    assert loaded.shape == (10, 10, 3) and loaded[0, 0].tolist() == [10, 20, 30] and loaded[0, 9].tolist() == [255, 255, 255]
+    assert (loaded.shape == (10, 10, 3) and loaded[0, 0].tolist() == [10, 20, 30]
+            and loaded[0, 9].tolist() == [255, 255, 255])
 
     Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "pal.png")
     assert F.load_image_rgb(tmp_path / "pal.png").shape == (40, 60, 3)

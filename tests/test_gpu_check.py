@@ -248,7 +248,8 @@ def test_speed_jobs_full_grid_path_with_a_tiny_model(gc, monkeypatch, tmp_path):
     gpu, cpu = gc.Recorder(tmp_path / "gpu.json"), gc.Recorder(tmp_path / "cpu.json")
     gc._speed_jobs(gpu, a, torch.device("cpu"))
     gc._speed_jobs(cpu, a, torch.device("cpu"), cpu_reference=True)
-    assert all(r["status"] == "ok" for r in gpu.rows + cpu.rows), [r for r in gpu.rows + cpu.rows if r["status"] != "ok"]
+    rows = gpu.rows + cpu.rows
+    assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
     keys = {r["data"]["key"] for r in gpu.rows if "key" in r["data"]}
     assert {"official/exact/e2e", "official/fast/e2e", "official/fast/gen/b3/channels_last"} <= keys
     assert all(r["item"].startswith("CPU ") for r in cpu.rows)

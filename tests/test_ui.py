@@ -221,6 +221,7 @@ def test_preview_renders_a_few_frames(backend, area, tmp_path):
 
 def test_render_writes_only_in_the_session_folder_and_reports_progress(backend, area, tmp_path):
     import av
+
     from pdfgc.media.spectrogram import num_output_frames
 
     _, put = area

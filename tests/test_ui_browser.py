@@ -124,6 +124,7 @@ def _number(page, elem_id: str, value: str) -> None:
 
 def test_upload_set_controls_preview_render_and_download(page, server, speech_2s, tmp_path):
     import av
+
     from pdfgc.media.spectrogram import num_output_frames
     from pdfgc.ui.app import EXAMPLES_DIR
 
