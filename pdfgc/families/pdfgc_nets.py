@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..configs import architecture_name
 from ..controls.apply import apply_controls, preflight_controls
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
@@ -43,7 +44,6 @@ class PDFGCFamily(ModelFamily):
         return codes
 
     def info(self) -> dict:
-        from ..configs import architecture_name
         n = {name: sum(p.numel() for p in getattr(self.model, name).parameters()) for name in
              ("appearance", "motion", "audio", "generator")}
         # architecture: which named configuration (official | lite | tiny | custom) the networks are

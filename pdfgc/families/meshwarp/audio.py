@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...errors import CheckpointError
 from ...official_rules import smooth_mouth
 
 DEFAULT_CONFIG = {"mouth_dim": 16, "channels": 96, "embed": 128, "context": 2, "nce_dim": 64}
@@ -91,8 +92,6 @@ def build(config: dict | None = None) -> AudioToMouth:
 
 def from_params(params) -> AudioToMouth:
     """The trained network stored in ``MeshParams`` (``CheckpointError`` if it has none or it does not fit)."""
-    from ...errors import CheckpointError
-
     if not params.audio_state:
         raise CheckpointError("meshwarp parameters: no audio network in this file (train one with "
                               "`python -m pdfgc.families.meshwarp.train`)")
