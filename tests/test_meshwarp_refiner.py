@@ -67,6 +67,7 @@ def test_region_mask_expected_values():
     aux[0, 2, 50, 50] = 1.0            # one lid pixel: dilated to 7x7, then the 5x5 box
     aux[0, 3, 150:160, 150:160] = 0.5  # a mild stretch: left to the warp
     aux[0, 3, 190, 190] = 0.75         # a strong one: (0.75 - 0.5) / 0.5, dilated to 5x5
+    aux[0, 3, 106, 100] = 1.0          # stretch within LIP_GUARD of the mouth interior (the lips): left to the warp
     g = region_mask(aux)[0, 0]
     assert g.shape == (224, 224)
     assert float(g[100, 100]) == pytest.approx(1 / 25) and float(g[102, 102]) == pytest.approx(1 / 25)
@@ -74,7 +75,7 @@ def test_region_mask_expected_values():
     assert float(g[50, 50]) == pytest.approx(1.0) and float(g[51, 50]) == pytest.approx(1.0)
     assert float(g[52, 50]) == pytest.approx(4 / 5)
     assert float(g[55, 50]) == pytest.approx(1 / 5) and float(g[56, 50]) == 0.0
-    assert float(g[155, 155]) == 0.0
+    assert float(g[155, 155]) == 0.0 and float(g[106, 100]) == 0.0 and float(g[104, 100]) == 0.0
     assert float(g[190, 190]) == pytest.approx(0.5) and float(g[194, 190]) == pytest.approx(0.5 / 5)
     assert float(g[10, 200]) == 0.0    # skin, hair, background: exactly the warp
     assert float(region_mask(torch.zeros(2, 4, 32, 32)).abs().sum()) == 0.0

@@ -39,6 +39,7 @@ MASK_BIAS = -2.0
 # interior is barely widened so the lips (what mediapipe reads the opening from) stay the warp's; the feather is a box
 # blur, so the gate reaches 0 at dilate + feather px from a mask.
 MOUTH_DILATE, EYE_DILATE, STRETCH_DILATE, FEATHER = 0, 3, 2, 2
+LIP_GUARD = 12     # px around the mouth interior where stretch does not open the gate (the lips stay the warp's)
 STRETCH_MIN = 0.5   # stretch aux below this (a mild <~1.7x stretch) the warp renders well: left alone
 
 
@@ -57,6 +58,8 @@ def region_mask(aux: torch.Tensor) -> torch.Tensor:
     mouth = _dilate(aux[:, 0:1], MOUTH_DILATE)
     eyes = _dilate(torch.maximum(aux[:, 1:2], aux[:, 2:3]), EYE_DILATE)
     stretch = _dilate(((aux[:, 3:4] - STRETCH_MIN) / (1.0 - STRETCH_MIN)).clamp_(0.0, 1.0), STRETCH_DILATE)
+    if LIP_GUARD > 0:   # an opening mouth stretches the lips: painted over, mediapipe read the mouth less open
+        stretch = stretch * (1.0 - _dilate(aux[:, 0:1], LIP_GUARD))
     g = torch.maximum(torch.maximum(mouth, eyes), stretch)
     if FEATHER > 0:
         g = F.avg_pool2d(g, 2 * FEATHER + 1, 1, FEATHER, count_include_pad=False)
