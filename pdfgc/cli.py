@@ -70,7 +70,7 @@ def _add_animate(sub) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.add_argument("--refiner", action=argparse.BooleanOptionalAction, default=False,
                    help="mesh-warp default: paint the mouth interior, lids and seams with its learned refiner over the "
-                        "warp (off by default: it blurs turned faces and is ~3x slower)")
+                        "warp (off by default: the mouth opening read back from its output is slightly less accurate)")
     from .controls.cli_args import add_control_arguments
     add_control_arguments(p)
     _add_weights(p)

@@ -37,8 +37,8 @@ class AnimateOptions:
     driving_skip: int = OFFICIAL_SKIP  # official: the first two driving frames are dropped
     driving_reference: str = "auto"   # mesh-warp family: a clip's motion is taken relative to its most neutral
                                       # frame ("auto": eyes open, mouth closed, frontal) or its "first" frame
-    refiner: bool = False             # mesh-warp family: its learned refiner over the warp (off by default: it
-                                      # blurs turned faces and costs ~3x the render time; README, Default model)
+    refiner: bool = False             # mesh-warp family: its learned refiner over the warp (off by default: the
+                                      # mouth it paints reads back slightly less like the target; refiner_README)
     align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
     layout: str = "result"            # result | panels (official five-panel strip) | pasteback
     precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)
