@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..controls.explicit import controls_of
+from ..official_rules import smooth_box3, smooth_mouth
 
 FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
 _REGISTRY: dict[str, type["ModelFamily"]] = {}
@@ -75,7 +76,13 @@ class ModelFamily(ABC):
         return 1.0
 
     def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
-        """Temporal smoothing of a factor driven by a source (lips from audio or video, pose from a video)."""
+        """Temporal smoothing of a factor driven by a source (lips from audio or video, pose from a video): the
+        official filters (a 3-tap Gaussian over the mouth code, a 3-tap box over the pose code) unless a family
+        says otherwise."""
+        if factor == "mouth":
+            return smooth_mouth(codes)
+        if factor == "pose":
+            return smooth_box3(codes)
         return codes
 
     def relative(self, codes: Codes, opt) -> Codes:

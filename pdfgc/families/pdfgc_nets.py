@@ -12,7 +12,6 @@ from ..configs import architecture_name
 from ..controls.apply import apply_controls, preflight_controls
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
-from ..official_rules import smooth_box3, smooth_mouth
 from .base import Codes, ModelFamily, register_family
 
 
@@ -35,13 +34,6 @@ class PDFGCFamily(ModelFamily):
         cfg = self.model.config
         return {"mouth": cfg.mouth_scale, "blink": cfg.eye_scale, "gaze": cfg.eye_scale,
                 "emotion": cfg.emotion_scale}.get(factor, 1.0)
-
-    def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
-        if factor == "mouth":
-            return smooth_mouth(codes)
-        if factor == "pose":
-            return smooth_box3(codes)
-        return codes
 
     def info(self) -> dict:
         n = {name: sum(p.numel() for p in getattr(self.model, name).parameters()) for name in

@@ -31,7 +31,6 @@ from ...errors import InputError
 from ...media.driving import open_driving
 from ...media.geometry import matrix_scale
 from ...media.mesh import FaceMeshDetector
-from ...official_rules import smooth_box3, smooth_mouth
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
@@ -144,13 +143,6 @@ class MeshWarpFamily(ModelFamily):
     def code_dims(self) -> dict[str, int]:
         return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim + self.params.mouth_dim + 2,
                 "eye": 4, "pose": 6}
-
-    def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
-        if factor == "mouth":
-            return smooth_mouth(codes)
-        if factor == "pose":
-            return smooth_box3(codes)
-        return codes
 
     def batch_size(self, kind: str, precision: str = "exact", requested: int | None = None) -> int:
         if requested:
