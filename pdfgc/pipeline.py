@@ -289,8 +289,8 @@ class TalkingHeadPipeline:
         # smoothing is linear: filter first, then scale in place (one (T, mouth) copy instead of two)
         if opt.mouth_smoothing and factors["lips"] not in ("off", "still"):
             mouth = fam.smooth("mouth", mouth)
-        mouth = mouth.mul_(k) if (k := _or(opt.mouth_intensity, fam.intensity("mouth"))) != 1 and \
-            mouth is not audio_mouth_raw else mouth * k
+        k = _or(opt.mouth_intensity, fam.intensity("mouth"))
+        mouth = mouth * k if mouth is audio_mouth_raw else mouth.mul_(k)  # the plan keeps the raw codes unscaled
         blink_mask = torch.zeros(dims["eye"])
         blink_mask[list(fam.blink_dims)] = 1
         eye = (per_frame("blink", "eye") * _or(opt.blink_intensity, fam.intensity("blink")) * blink_mask
