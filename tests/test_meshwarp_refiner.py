@@ -152,6 +152,43 @@ def test_losses_on_known_inputs():
     assert R.psnr(np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)
 
 
+def test_lip_band_is_the_ring_around_the_mouth_edge():
+    m = np.zeros((40, 40), np.uint8)
+    m[10:30, 10:30] = 255
+    band = R.lip_band(m, px=3)
+    # dilated by 3 (rows/cols 7..32) minus eroded by 3 (13..26): 26^2 - 14^2 pixels
+    assert band.sum() == 26 ** 2 - 14 ** 2
+    assert band[20, 20] == 0 and band[10, 20] == 1 and band[7, 20] == 1 and band[6, 20] == 0
+    assert R.lip_band(np.zeros((8, 8), np.uint8)).sum() == 0
+
+
+def test_adversarial_losses_on_known_inputs():
+    disc = R.PatchDiscriminator(width=4)
+    with torch.no_grad():   # a discriminator that says c everywhere: LSGAN g = (c-1)^2, d = (c-1)^2 + c^2
+        for p in disc.parameters():
+            p.zero_()
+        disc.net[-1].bias.fill_(0.25)
+    out = torch.zeros(2, 3, 32, 32, requires_grad=True)
+    tgt = torch.zeros(2, 3, 32, 32)
+    gate = torch.ones(2, 1, 32, 32)
+    g, d = R.adversarial_losses(disc, out, tgt, gate)
+    assert float(g.detach()) == pytest.approx(0.75 ** 2) and float(d.detach()) == pytest.approx(0.75 ** 2 + 0.25 ** 2)
+    g.backward()   # the generator's term leaves the discriminator alone
+    assert all(p.grad is None for p in disc.parameters())
+    d.backward()   # ... and the discriminator's term leaves the refiner alone
+    assert float(out.grad.abs().sum()) == 0.0 and disc.net[-1].bias.grad is not None
+    # patches the gate does not reach do not count: a discriminator right on one half and wrong on the other
+    with torch.no_grad():
+        disc.net[-1].bias.zero_()
+    half = torch.zeros(2, 1, 32, 32)
+    half[..., :16] = 1.0
+    fake = torch.zeros(2, 3, 32, 32)
+    g0, _ = R.adversarial_losses(disc, fake, tgt, half)
+    assert float(g0) == pytest.approx(1.0)
+    g1, _ = R.adversarial_losses(disc, fake, tgt, torch.zeros(2, 1, 32, 32))
+    assert float(g1) == 0.0
+
+
 def test_region_boxes_cover_mouth_and_eyes():
     mesh = np.zeros((478, 3))
     mesh[:, :2] = 100.0
@@ -175,9 +212,12 @@ def _tiny_cache(n=6, seed=0):
     return R.PairCache(warp, target, source, aux, boxes, {})
 
 
-def test_two_steps_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("adv", [0.0, 0.5], ids=["reconstruction", "adversarial"])
+def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv):
     cache = _tiny_cache()
-    kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None)
+    # adversarial: the discriminator takes part from step 1 on, so its state must survive the resume too
+    kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None,
+              adv=adv, adv_start=1)
     full = R.train(cache, tmp_path / "a", steps=2, **kw)
     # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then the same command again
     part = R.train(cache, tmp_path / "b", steps=2, minutes=0.0, **kw)

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
-from .refiner import AUX_KEYS, RES, Refiner, save_refiner
+from .refiner import AUX_KEYS, RES, Refiner, region_mask, save_refiner
 
 HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
 DEFAULT_CACHE = Path("/work/refiner_cache")
@@ -68,6 +68,14 @@ MOUTH_WEIGHT = 3.0
 EYE_WEIGHT = 1.0
 GRAD_WEIGHT = 0.5
 SSIM_WEIGHT = 0.25
+# inner-lip band: pixels within BAND_PX of the painted mouth interior's edge (where mediapipe finds the inner lip)
+# weigh 1 + BAND_WEIGHT more, so the refiner keeps the target's lip edge instead of softening it
+BAND_PX = 3
+BAND_WEIGHT = 4.0
+# adversarial term on the gated regions (mouth interior, eyes/lids, stretched pixels): an L1 refiner paints the
+# average mouth, a grey teeth band; a small patch discriminator pushes towards crisp teeth and lash lines
+ADV_WEIGHT = 0.02
+ADV_START = 1000    # steps of reconstruction losses alone first (the discriminator starts against a sane refiner)
 LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375)
 EYES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155),
         (263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382))
@@ -283,6 +291,8 @@ def sample_batch(cache: PairCache, step: int, seed: int, batch: int, crop: int =
         wmap[b[0, 1]:b[0, 3], b[0, 0]:b[0, 2]] += MOUTH_WEIGHT
         for e in b[1:]:
             wmap[e[1]:e[3], e[0]:e[2]] += EYE_WEIGHT
+        if BAND_WEIGHT:
+            wmap += BAND_WEIGHT * lip_band(cache.aux[i][..., 0])
         half = (slice(y0 // 2, (y0 + crop) // 2), slice(x0 // 2, (x0 + crop) // 2))
         items = [cache.warp[i][sl], cache.aux[i][sl], cache.source[i][half], cache.target[i][sl], wmap[sl][..., None]]
         if rng.random() < 0.5:
@@ -293,6 +303,17 @@ def sample_batch(cache: PairCache, step: int, seed: int, batch: int, crop: int =
     aux = torch.from_numpy(np.ascontiguousarray(np.stack(A))).permute(0, 3, 1, 2).float().div_(255.0)
     weight = torch.from_numpy(np.ascontiguousarray(np.stack(Wt))).permute(0, 3, 1, 2)
     return warp, aux, to_float(np.stack(Sr)), to_float(np.stack(T)), weight
+
+
+def lip_band(mouth: np.ndarray, px: int = BAND_PX) -> np.ndarray:
+    """(H,W) float32 1 within ``px`` of the edge of a uint8 mouth-interior mask (the inner lip line), else 0."""
+    import cv2
+
+    m = (np.asarray(mouth) > 127).astype(np.uint8)
+    if not m.any():
+        return np.zeros(m.shape, np.float32)
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * px + 1, 2 * px + 1))
+    return (cv2.dilate(m, k) - cv2.erode(m, k)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -333,6 +354,44 @@ def losses(out, target, weight=None) -> dict[str, torch.Tensor]:
     d = {"l1": weighted_l1(out, target, weight), "grad": gradient_loss(out, target), "ssim": 1.0 - ssim(out, target)}
     d["total"] = d["l1"] + GRAD_WEIGHT * d["grad"] + SSIM_WEIGHT * d["ssim"]
     return d
+
+
+class PatchDiscriminator(torch.nn.Module):
+    """(B,3,H,W) image in [-1,1] -> (B,1,H/8,W/8) real/fake logits, one per ~46 px patch (a PatchGAN, small enough
+    for the CPU: 69k parameters). Used on the gated regions only (``adversarial_losses``)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        c = int(width)
+        act = lambda: torch.nn.LeakyReLU(0.2)   # noqa: E731
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, c, 4, 2, 1), act(),
+            torch.nn.Conv2d(c, 2 * c, 4, 2, 1), act(),
+            torch.nn.Conv2d(2 * c, 2 * c, 4, 2, 1), act(),
+            torch.nn.Conv2d(2 * c, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _patch_weight(gate: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The gate averaged over each logit's patch: how much of the patch the refiner may paint."""
+    return F.adaptive_avg_pool2d(gate, logits.shape[-2:])
+
+
+def adversarial_losses(disc, out, target, gate) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generator loss, discriminator loss), least-squares GAN, each patch weighted by how much of it is gated
+    (``region_mask``): the discriminator judges only what the refiner may paint. The generator's term sees the
+    discriminator frozen; the discriminator's sees ``out`` detached."""
+    w = _patch_weight(gate, torch.zeros(gate.shape[0], 1, max(1, gate.shape[-2] // 8), max(1, gate.shape[-1] // 8)))
+    norm = w.sum().clamp_min(1e-6)
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    g_loss = (w * (disc(out) - 1.0) ** 2).sum() / norm
+    for p in disc.parameters():
+        p.requires_grad_(True)
+    d_loss = (w * ((disc(target) - 1.0) ** 2 + disc(out.detach()) ** 2)).sum() / norm
+    return g_loss, d_loss
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -382,11 +441,14 @@ def lr_at(step: int, steps: int, lr: float, warmup: int = 100) -> float:
     return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, args: dict) -> None:
+def _save_checkpoint(path: Path, model, opt, step: int, args: dict, disc=None, opt_d=None) -> None:
     from ...fileio import atomic_path
 
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "args": args}
+    if disc is not None:
+        state.update(disc=disc.state_dict(), disc_opt=opt_d.state_dict())
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "args": args}, tmp)
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path):
@@ -398,25 +460,33 @@ def _load_checkpoint(path: Path):
 
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "l1", "grad", "ssim", "psnr_warp", "psnr_refined",
-              "mouth_psnr_warp", "mouth_psnr_refined")
+              "mouth_psnr_warp", "mouth_psnr_refined", "adv", "disc")
 
 
 def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = CROP, lr: float = 2e-3, seed: int = 0,
           ckpt_every: int = 200, log_every: int = 20, eval_every: int = 1000, minutes: float | None = None,
-          heldout: PairCache | None = None, widths=None, log=print) -> Refiner:
-    """Train (or resume) a refiner into `out`; returns the model at the last step reached."""
+          heldout: PairCache | None = None, widths=None, adv: float = ADV_WEIGHT, adv_start: int = ADV_START,
+          log=print) -> Refiner:
+    """Train (or resume) a refiner into `out`; returns the model at the last step reached. ``adv`` > 0 adds the
+    adversarial term (``adversarial_losses``) from step ``adv_start`` on."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     torch.manual_seed(seed)
     model = Refiner(widths) if widths else Refiner()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    disc = PatchDiscriminator() if adv > 0 else None
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.99)) if disc is not None else None
     step = 0
-    args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "widths": list(model.widths)}
+    args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "widths": list(model.widths),
+            "adv": adv, "adv_start": adv_start, "band_weight": BAND_WEIGHT}
     ck = _load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        if disc is not None and "disc" in ck:
+            disc.load_state_dict(ck["disc"])
+            opt_d.load_state_dict(ck["disc_opt"])
         step = int(ck["step"])
         log(f"resumed at step {step} from {ckpt_path}")
     # the log keeps only rows up to the checkpoint's step (a killed run may have logged further)
@@ -437,17 +507,28 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
         warp, aux, src, tgt, weight = sample_batch(cache, step, seed, batch, crop)
         y, _ = model(warp, aux, src)
         d = losses(y, tgt, weight)
+        use_adv = disc is not None and step >= adv_start
+        if use_adv:
+            for g in opt_d.param_groups:
+                g["lr"] = lr_at(step, steps, lr)
+            d["adv"], d["disc"] = adversarial_losses(disc, y, tgt, region_mask(aux))
+            d["total"] = d["total"] + adv * d["adv"]
         opt.zero_grad(set_to_none=True)
         d["total"].backward()
         opt.step()
+        if use_adv:
+            opt_d.zero_grad(set_to_none=True)
+            d["disc"].backward()
+            opt_d.step()
         step += 1
-        for k in ("total", "l1", "grad", "ssim"):
+        for k in ("total", "l1", "grad", "ssim") + (("adv", "disc") if use_adv else ()):
             acc[k] = acc.get(k, 0.0) + float(d[k].detach())
         acc["n"] = acc.get("n", 0) + 1
         row = None
         if step % log_every == 0 or step == steps:
             row = {"step": step, "seconds": round(time.time() - t0, 1), "lr": f"{lr_at(step - 1, steps, lr):.6g}"}
-            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim")})
+            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim", "adv", "disc")
+                        if k in acc})
             acc = {}
         if heldout is not None and (step % eval_every == 0 or step == steps):
             model.eval()
@@ -464,7 +545,7 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
                 log(f"step {step}/{steps} loss {row['total']} (l1 {row['l1']}) {time.time() - t0:.0f} s")
         stop = minutes is not None and time.time() - t0 > 60 * minutes
         if step % ckpt_every == 0 or step == steps or stop:
-            _save_checkpoint(ckpt_path, model, opt, step, args)
+            _save_checkpoint(ckpt_path, model, opt, step, args, disc, opt_d)
         if stop:
             log(f"stopped after {minutes} min at step {step} (checkpointed; run again to go on)")
             break
@@ -491,6 +572,8 @@ def main(argv=None) -> int:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--max-clips", type=int, default=None, help="only the first N clips (a quick check)")
+    ap.add_argument("--adv", type=float, default=ADV_WEIGHT, help="adversarial weight on the gated regions (0: off)")
+    ap.add_argument("--adv-start", type=int, default=ADV_START, help="the step the adversarial term starts")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     try:
@@ -499,7 +582,7 @@ def main(argv=None) -> int:
         train_root = build_cache(a.data, a.cache, "train", a.seed, a.max_clips, a.heldout)
         held_root = build_cache(a.data, a.cache, "heldout", a.seed, a.max_clips, a.heldout)
         train(open_cache(train_root), a.out, a.steps, a.batch, a.crop, a.lr, a.seed, a.ckpt_every, a.log_every,
-              a.eval_every, a.minutes, open_cache(held_root))
+              a.eval_every, a.minutes, open_cache(held_root), adv=a.adv, adv_start=a.adv_start)
     except InputError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2

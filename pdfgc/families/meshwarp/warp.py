@@ -475,7 +475,7 @@ class WarpRenderer:
 
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
-        self._antialias_seams(out, mx, my, idmap, squeezed)
+        seams = self._antialias_seams(out, mx, my, idmap, squeezed)
         aux = {} if return_aux else None
         eyes_m = np.zeros((s, s), np.float32) if return_aux else None
         lids_m = np.zeros((s, s), np.float32) if return_aux else None
@@ -489,7 +489,19 @@ class WarpRenderer:
             return out
         aux["mouth"], aux["eyes"], aux["lids"] = mouth_m, eyes_m, lids_m
         aux["stretch"] = self._stretch(coef, idmap, area)
+        if seams is not None:   # occlusion seams are unreliable too: the far cheek's hard edge against the hair
+            aux["stretch"][self._outside_lips(seams, vt)] = 1.0
         return out, aux
+
+    def _outside_lips(self, pix, vt, margin: int = 3):
+        """The pixels (ys, xs) not within ``margin`` px of the target's outer lip outline (the lip line of a closed
+        mouth is a seam too, but the lips are the mouth control's: mediapipe reads the opening from them)."""
+        poly = vt[list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[::-1])]
+        m = np.zeros((self.size, self.size), np.uint8)
+        cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
+        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1)))
+        keep = m[pix] == 0
+        return pix[0][keep], pix[1][keep]
 
     def _maps(self, coef: np.ndarray, idmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gx, gy = self._gx, self._gy
@@ -536,10 +548,11 @@ class WarpRenderer:
         return ys, xs  # squeezed pixels: one sample each stands for several source pixels, smoothed later
 
     @staticmethod
-    def _antialias_seams(out, mx, my, idmap, squeezed=None) -> None:
+    def _antialias_seams(out, mx, my, idmap, squeezed=None):
         """Blur the one- or two-pixel seams where the source position jumps between neighbours (occlusion edges,
         a cheek seen edge-on): one bilinear sample per pixel there gives a staircase, the portrait had a soft edge.
-        Only neighbours in different triangles can jump, which keeps the test to a few pixels."""
+        Only neighbours in different triangles can jump, which keeps the test to a few pixels. Returns the seam
+        pixels (ys, xs), or None."""
         pix = []
         for axis in (1, 0):
             a = idmap[:, :-1] if axis == 1 else idmap[:-1]
@@ -557,14 +570,15 @@ class WarpRenderer:
         if squeezed is not None:
             pix.append(squeezed)
         if not pix:
-            return
+            return None
         ys = np.concatenate([p[0] for p in pix])
         xs = np.concatenate([p[1] for p in pix])
         if len(ys) == 0:
-            return
+            return None
         y0, y1, x0, x1 = max(ys.min() - 2, 0), ys.max() + 3, max(xs.min() - 2, 0), xs.max() + 3
         soft = cv2.GaussianBlur(out[y0:y1, x0:x1], (5, 5), 1.0)
         out[ys, xs] = soft[ys - y0, xs - x0]
+        return ys, xs
 
     def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
         """Blend the face's edge over the outer layer beneath it (only where both exist)."""
