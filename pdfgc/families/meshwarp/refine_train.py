@@ -21,9 +21,15 @@ One command builds the pair cache (once) and trains, resumable after kill -9::
      and ``1 + EYE_WEIGHT`` inside an eye box (normalised by the mean weight): the regions the warp paints worst;
    - ``grad``, weight ``GRAD_WEIGHT``: L1 between the image gradients (finite differences) of output and target at
      scales 1, 1/2 and 1/4: edges (lash line, teeth edges, seams) rather than a blur;
-   - ``ssim``, weight ``SSIM_WEIGHT``: 1 - SSIM (7x7 box windows, per channel): local contrast and structure.
+   - ``ssim``, weight ``SSIM_WEIGHT``: 1 - SSIM (7x7 box windows, per channel): local contrast and structure;
+   - the L1 weight map also adds ``BAND_WEIGHT`` within ``BAND_PX`` of the painted mouth interior's edge
+     (``lip_band``): the inner lip line the mouth control is read from must stay the target's, not soften;
+   - ``adv``, weight ``--adv`` (``ADV_WEIGHT``) from step ``--adv-start`` on: a least-squares patch GAN
+     (``PatchDiscriminator``, 69k parameters, trained alongside and checkpointed with the refiner) on the gated
+     regions only (``adversarial_losses``): L1 alone paints the average mouth, a grey teeth band.
 
-   No feature loss from a recognition network (dlib's would need a port) and no adversarial term: not done here.
+   The refiner trains with its region gate (``refiner.region_mask``), as it runs: the losses see the warp's own
+   pixels everywhere else.
 4. **Training**: Adam (lr ``--lr``, 100 warm-up steps, cosine decay to 5 %), batch ``--batch``. Checkpoints
    (``OUT/checkpoint.pt``: model, optimiser, step; written atomically, read with ``weights_only=True``) every
    ``--ckpt-every`` steps and at the end; ``OUT/log.csv`` one row per ``--log-every`` steps (rows past a resumed
@@ -76,6 +82,10 @@ BAND_WEIGHT = 4.0
 # average mouth, a grey teeth band; a small patch discriminator pushes towards crisp teeth and lash lines
 ADV_WEIGHT = 0.02
 ADV_START = 1000    # steps of reconstruction losses alone first (the discriminator starts against a sane refiner)
+# feature loss: dlib's face recognition ResNet (pdfgc.networks.dlib_resnet, face-api's weights), its first two
+# stages on the crops: skin texture, lash and teeth edges as a face network sees them (0: off)
+FEAT_WEIGHT = 0.0
+FEAT_STAGES = (1, 2)
 LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375)
 EYES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155),
         (263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382))
@@ -356,6 +366,29 @@ def losses(out, target, weight=None) -> dict[str, torch.Tensor]:
     return d
 
 
+def feature_net():
+    """dlib's recognition ResNet with face-api's weights, frozen (InputError with the set-up command when absent)."""
+    from ...networks.dlib_resnet import SETUP_COMMAND, find_faceapi_model_dir, load_faceapi_weights
+
+    folder = find_faceapi_model_dir()
+    if folder is None:
+        raise InputError(f"the refiner's feature loss needs face-api's weights: run `{SETUP_COMMAND}` in the "
+                         "repository root (or set PDFGC_FACEAPI_DIR), or train with --feat 0")
+    return load_faceapi_weights(folder).eval().requires_grad_(False)
+
+
+def feature_loss(net, out: torch.Tensor, target: torch.Tensor, stages=FEAT_STAGES) -> torch.Tensor:
+    """Mean over ``stages`` of the L1 between ``net.features`` of out and target (images in [-1, 1]), each stage
+    divided by the target features' mean magnitude (so every stage counts alike, whatever its scale)."""
+    fo = net.features((out + 1.0) * 127.5, stages)
+    with torch.no_grad():
+        ft = net.features((target + 1.0) * 127.5, stages)
+    total = out.new_zeros(())
+    for a, b in zip(fo, ft):
+        total = total + (a - b).abs().mean() / b.abs().mean().clamp_min(1e-6)
+    return total / len(fo)
+
+
 class PatchDiscriminator(torch.nn.Module):
     """(B,3,H,W) image in [-1,1] -> (B,1,H/8,W/8) real/fake logits, one per ~46 px patch (a PatchGAN, small enough
     for the CPU: 69k parameters). Used on the gated regions only (``adversarial_losses``)."""
@@ -460,15 +493,18 @@ def _load_checkpoint(path: Path):
 
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "l1", "grad", "ssim", "psnr_warp", "psnr_refined",
-              "mouth_psnr_warp", "mouth_psnr_refined", "adv", "disc")
+              "mouth_psnr_warp", "mouth_psnr_refined", "adv", "disc", "feat")
 
 
 def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = CROP, lr: float = 2e-3, seed: int = 0,
           ckpt_every: int = 200, log_every: int = 20, eval_every: int = 1000, minutes: float | None = None,
           heldout: PairCache | None = None, widths=None, adv: float = ADV_WEIGHT, adv_start: int = ADV_START,
-          log=print) -> Refiner:
+          feat: float = FEAT_WEIGHT, feat_net=None, log=print) -> Refiner:
     """Train (or resume) a refiner into `out`; returns the model at the last step reached. ``adv`` > 0 adds the
-    adversarial term (``adversarial_losses``) from step ``adv_start`` on."""
+    adversarial term (``adversarial_losses``) from step ``adv_start`` on, ``feat`` > 0 the feature loss
+    (``feature_loss`` with ``feat_net``, by default ``feature_net()``)."""
+    if feat > 0 and feat_net is None:
+        feat_net = feature_net()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
@@ -479,7 +515,7 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.99)) if disc is not None else None
     step = 0
     args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "widths": list(model.widths),
-            "adv": adv, "adv_start": adv_start, "band_weight": BAND_WEIGHT}
+            "adv": adv, "adv_start": adv_start, "band_weight": BAND_WEIGHT, "feat": feat}
     ck = _load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -507,6 +543,9 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
         warp, aux, src, tgt, weight = sample_batch(cache, step, seed, batch, crop)
         y, _ = model(warp, aux, src)
         d = losses(y, tgt, weight)
+        if feat > 0:
+            d["feat"] = feature_loss(feat_net, y, tgt)
+            d["total"] = d["total"] + feat * d["feat"]
         use_adv = disc is not None and step >= adv_start
         if use_adv:
             for g in opt_d.param_groups:
@@ -521,13 +560,13 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
             d["disc"].backward()
             opt_d.step()
         step += 1
-        for k in ("total", "l1", "grad", "ssim") + (("adv", "disc") if use_adv else ()):
+        for k in ("total", "l1", "grad", "ssim") + (("adv", "disc") if use_adv else ()) + (("feat",) if feat else ()):
             acc[k] = acc.get(k, 0.0) + float(d[k].detach())
         acc["n"] = acc.get("n", 0) + 1
         row = None
         if step % log_every == 0 or step == steps:
             row = {"step": step, "seconds": round(time.time() - t0, 1), "lr": f"{lr_at(step - 1, steps, lr):.6g}"}
-            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim", "adv", "disc")
+            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim", "adv", "disc", "feat")
                         if k in acc})
             acc = {}
         if heldout is not None and (step % eval_every == 0 or step == steps):
@@ -574,6 +613,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-clips", type=int, default=None, help="only the first N clips (a quick check)")
     ap.add_argument("--adv", type=float, default=ADV_WEIGHT, help="adversarial weight on the gated regions (0: off)")
     ap.add_argument("--adv-start", type=int, default=ADV_START, help="the step the adversarial term starts")
+    ap.add_argument("--feat", type=float, default=FEAT_WEIGHT,
+                    help="feature-loss weight (dlib's ResNet with face-api's weights; 0: off)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     try:
@@ -582,7 +623,8 @@ def main(argv=None) -> int:
         train_root = build_cache(a.data, a.cache, "train", a.seed, a.max_clips, a.heldout)
         held_root = build_cache(a.data, a.cache, "heldout", a.seed, a.max_clips, a.heldout)
         train(open_cache(train_root), a.out, a.steps, a.batch, a.crop, a.lr, a.seed, a.ckpt_every, a.log_every,
-              a.eval_every, a.minutes, open_cache(held_root), adv=a.adv, adv_start=a.adv_start)
+              a.eval_every, a.minutes, open_cache(held_root), adv=a.adv, adv_start=a.adv_start,
+              feat=a.feat)
     except InputError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
