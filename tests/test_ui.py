@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pdfgc.errors import InputError
+from pdfgc.options import AnimateOptions
 from pdfgc.ui.app import BASE_INPUTS, CONTROL_INPUTS, EXAMPLES_DIR, Sandbox, UIBackend, UISettings, user_message
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -175,8 +176,11 @@ def test_options_built_from_widget_values(backend, area, tmp_path):
     eyes = put("eyes.mp4", EXAMPLES_DIR / "eye_motion.mp4")
     v = _values(audio=str(audio), pose_mode="video", pose_video=str(head), pose_intensity=0.8, blink_mode="video",
                 gaze_mode="off", eyes_video=str(eyes), emotion_mode="off", emotion_intensity=0.5,
-                mouth_intensity=None, layout="pasteback", precision="fast", driving_mode="pingpong")
+                mouth_intensity=None, layout="pasteback", precision="fast", driving_mode="pingpong",
+                refiner=not AnimateOptions.refiner)
     portrait, a, opt, paths = backend.build_job(v)
+    assert opt.refiner is (not AnimateOptions.refiner)   # the checkbox, either way from the default
+    assert backend.build_job({**v, "refiner": None})[2].refiner is AnimateOptions.refiner
     assert portrait == (EXAMPLES_DIR / "anne.png").resolve() and a == audio.resolve()
     assert opt.lips == "audio" and opt.pose == str(head.resolve()) and opt.blink == str(eyes.resolve())
     assert opt.gaze == "off" and opt.emotion == "off" and opt.eyes == "still"

@@ -180,6 +180,7 @@ class UIBackend:
             emotion_intensity=number("emotion_intensity"),
             layout=v.get("layout") or "result", precision=v.get("precision") or "exact",
             driving_mode=v.get("driving_mode") or "loop",
+            refiner=AnimateOptions.refiner if v.get("refiner") is None else bool(v["refiner"]),
             max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False,
             **self.control_options(v, paths))
         check_options(opt)  # the one validation of option values (as the CLI and the API)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..options import AnimateOptions
 from ..vocabulary import DRIVING_MODES
 from .callbacks import UIBackend
 from .sandbox import Sandbox, prepare_work_dir
@@ -204,6 +205,10 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["driving_mode"] = gr.Radio(list(DRIVING_MODES), value="loop",
                                                            label="Driving clips shorter than the audio",
                                                            elem_id="driving-mode")
+                        # only a model with a learned refiner (the mesh-warp default) shows the switch
+                        widgets["refiner"] = gr.Checkbox(
+                            AnimateOptions.refiner, label="learned refiner (mouth interior, lids, seams)",
+                            visible=getattr(pipe.model, "refiner", None) is not None, elem_id="refiner")
                 gr.Markdown(mapping_line, elem_id="mapping-status")
                 with gr.Row():
                     preview_btn = gr.Button("Preview frames", elem_id="preview-btn")

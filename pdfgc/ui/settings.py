@@ -68,7 +68,7 @@ BASE_INPUTS = (
     "pose_mode", "pose_video", "pose_intensity",
     "blink_mode", "gaze_mode", "eyes_video", "blink_intensity", "gaze_intensity",
     "emotion_mode", "emotion_video", "emotion_intensity",
-    "layout", "precision", "driving_mode",
+    "layout", "precision", "driving_mode", "refiner",
 )
 
 # the explicit controls' widgets: their fields, from the controls themselves (pdfgc.controls.explicit)
