@@ -18,7 +18,8 @@
    largest pose change (source | target | warp | refined), and anne.png with an open mouth, closed eyes and
    20 deg yaw (warp | refined; no ground truth).
 
-Results: ``benchmarks/results/meshwarp/refiner_eval.json``, ``refiner_heldout.png``, ``refiner_anne.png``.
+Results: ``benchmarks/results/meshwarp/refiner_eval.json``, ``refiner_heldout.png``, ``refiner_anne.png`` (and
+``refiner_anne_closeup.png``: the centre of the same frames at 2x, warp | refined).
 """
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def self_reenactment(model, cache, data: Path) -> tuple[dict, np.ndarray]:
             rows[f"mouth_ssim_{w}"].append(_ssim(img[sl], t[sl]))
             rows[f"face_psnr_{w}"].append(_masked_psnr(img, t, faces[i]))
     arr = {k: np.asarray(v) for k, v in rows.items()}
-    res = {"pairs": n, "clips": cache.meta.get("clips"), "people": cache.meta.get("people")}
+    res = {"pairs": n, "clips": cache.meta.get("clips_used", cache.meta.get("clips")),
+           "people": cache.meta.get("people")}
     for name, sel in (("all", np.ones(n, bool)), ("mouth_open", mouth_open), ("lids", lids)):
         res[name] = {"pairs": int(sel.sum())}
         if sel.any():
@@ -257,6 +259,14 @@ def strips(model, cache, refined, path_heldout: Path, path_anne: Path) -> dict:
         rows.append(np.hstack([_label(f, f"warp alone: {what}"), _label(g, "warp + refiner"),
                                _label(diff, "|difference| x4")]))
     cv2.imwrite(str(path_anne), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    # close-ups of the same frames (the face's centre at 2x): teeth, lash lines, the far-cheek seam
+    close = []
+    for row in rows:
+        tiles = [cv2.resize(row[44:172, k * 224 + 48:k * 224 + 176], (256, 256), interpolation=cv2.INTER_CUBIC)
+                 for k in range(2)]
+        close.append(np.hstack(tiles))
+    path_close = path_anne.with_name(path_anne.stem + "_closeup.png")
+    cv2.imwrite(str(path_close), cv2.cvtColor(np.vstack(close), cv2.COLOR_RGB2BGR))
     return {k: [cache.meta["keys"][i] + f" s{cache.meta['s'][i]} t{cache.meta['t'][i]}" for i in v]
             for k, v in picks.items()}
 

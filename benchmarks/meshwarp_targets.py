@@ -1,6 +1,6 @@
 """Issue 10's targets for the default (mesh-warp) model, measured on portraits and clips it did not fit on.
 
-    python benchmarks/meshwarp_targets.py [--weights FILE] [--quick]
+    python benchmarks/meshwarp_targets.py [--weights FILE] [--quick] [--refiner | --no-refiner]
 
 Every case goes through the public pipeline (`TalkingHeadPipeline`) and is measured with the evaluation's own
 models: mediapipe's face mesh (`pdfgc.evaluation.signals`: head pose, eye aspect ratio, gaze, mouth opening),
@@ -88,9 +88,14 @@ class Meter:
         return hits / max(n, 1)
 
 
+REFINER: bool | None = None   # --refiner / --no-refiner (None: AnimateOptions' default)
+
+
 def render(pipe, portrait, audio=None, **kw):
     from pdfgc.media import preprocess as pp
     from pdfgc.options import AnimateOptions
+    if REFINER is not None:
+        kw.setdefault("refiner", REFINER)
     opt = AnimateOptions(progress=False, **kw)
     plan = pipe.plan(portrait, audio, opt)
     frames = [pp.to_uint8(im)
@@ -112,7 +117,11 @@ def main() -> int:
     ap.add_argument("--weights", help="a meshwarp .safetensors (default: the shipped default)")
     ap.add_argument("--quick", action="store_true", help="shorter clips")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--refiner", action=argparse.BooleanOptionalAction, default=None,
+                    help="the learned refiner on / off (default: AnimateOptions' default)")
     args = ap.parse_args()
+    global REFINER
+    REFINER = args.refiner
     torch.set_num_threads(args.threads)
     from pdfgc.evaluation import signals as S
     from pdfgc.pipeline import TalkingHeadPipeline
@@ -122,7 +131,9 @@ def main() -> int:
     meter = Meter()
     secs = 4.0 if args.quick else 8.0
     n = int(secs * 25)
-    R: dict = {"weights": str(args.weights or "default"), "seconds": secs}
+    from pdfgc.options import AnimateOptions
+    R: dict = {"weights": str(args.weights or "default"), "seconds": secs,
+               "refiner": AnimateOptions.refiner if REFINER is None else REFINER}
 
     # ---- cross-reenactment: identity, faces, pose, eyes
     ids, found, pose_r, amp, ear_r, gaze_r = [], [], [], [], [], []
@@ -218,7 +229,7 @@ def main() -> int:
         for name, p in (("224", PORTRAITS[0]), ("512", DATA / "edtalk/uncrop_face.jpg")):
             t0 = time.perf_counter()
             res = pipe(str(p), audio=str(SPEECH), output=os.path.join(tmp, f"{name}.mp4"), progress=False,
-                       pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO))
+                       pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO), refiner=R["refiner"])
             dt = time.perf_counter() - t0
             R["speed"][name] = {"frames": res.num_frames, "seconds": dt, "fps": res.num_frames / dt,
                                 "render_size": pipe.family.output_size(res.plan)}

@@ -264,6 +264,21 @@ def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv, feat):
     assert all(torch.equal(x, y) for x, y in zip(b1, b2))
 
 
+def test_pair_cache_is_built_once_per_corpus_and_renderer(prepared_corpus, tmp_path):
+    logs = []
+    root = R.build_cache(prepared_corpus, tmp_path / "cache", "train", log=logs.append)
+    c = R.open_cache(root)
+    assert len(c) > 0 and c.warp.shape[1:] == (224, 224, 3) and c.aux.shape[-1] == 4
+    assert c.meta["aux_version"] == R.AUX_VERSION and c.meta["data"] == str(prepared_corpus.resolve())
+    stamp = (root / "warp.npy").stat().st_mtime_ns
+    R.build_cache(prepared_corpus, tmp_path / "cache", "train", log=logs.append)   # the same: kept
+    assert (root / "warp.npy").stat().st_mtime_ns == stamp and not any("rebuilding" in m for m in logs)
+    R.build_cache(prepared_corpus, tmp_path / "cache", "train", seed=1, log=logs.append)   # another seed: rebuilt
+    assert any("rebuilding" in m for m in logs)
+    with pytest.raises(InputError):   # a cache does not stand in for a missing corpus
+        R.build_cache(tmp_path / "nothing", tmp_path / "cache", "train")
+
+
 def test_cli_bad_corpus_is_one_error_line(tmp_path, capsys):
     assert R.main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"),
                    "--cache", str(tmp_path / "cache")]) == 2

@@ -427,6 +427,13 @@ def test_export_and_cli_errors(prepared_corpus, uninterrupted, tmp_path, capsys)
     assert main(["train", "--data", str(tmp_path / "nothing"), "--stage", "lips", "--out", str(tmp_path / "r"),
                  "--steps", "1", "--quiet", "--threads", "1"]) == 2
     assert "manifest.json" in capsys.readouterr().err
+    # the mesh-warp refiner stage: only with --config meshwarp, and a missing corpus is one error line
+    assert main([*base, "--stage", "refiner", "--out", str(tmp_path / "r5")]) == 2
+    assert "--config meshwarp" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "meshwarp", "--stage", "refiner",
+                 "--out", str(tmp_path / "r6"), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("pdfgc: error:") == 1 and len(err.strip().splitlines()) == 1 and "nothing" in err
     assert main([*base, "--stage", "appearance", "--out", str(tmp_path / "r2"), "--precision", "fp16"]) == 2
     assert "GPU" in capsys.readouterr().err
     assert main([*base, "--stage", "all", "--out", str(tmp_path / "r3"), "--steps", "1,2"]) == 2

@@ -10,12 +10,17 @@ from ..errors import InputError
 from ..vocabulary import MESHWARP, TRAIN_PRECISIONS
 from .stages import STAGES
 
+REFINER_STAGE = "refiner"   # the mesh-warp family's learned refiner (families/meshwarp/refine_train.py)
+
 TRAIN_EXAMPLES = """stages, coarse to fine (each starts from the previous stage's model.safetensors):
   pdfgc train --data prepared/ --stage appearance --config lite --out runs/s1 --steps 20000
   pdfgc train --data prepared/ --stage lips     --init runs/s1/model.safetensors --out runs/s2 --steps 5000
   pdfgc train --data prepared/ --stage pose_eye --init runs/s2/model.safetensors --out runs/s3 --steps 5000
   pdfgc train --data prepared/ --stage emotion  --init runs/s3/model.safetensors --out runs/s4 --steps 20000
   pdfgc train --data prepared/ --stage all --config lite --out runs/all --steps 20000,5000,5000,20000
+the default (mesh-warp) family: the geometry fit and lips network, then its learned refiner (from scratch):
+  pdfgc train --data prepared/ --config meshwarp --out runs/meshwarp --steps 3000
+  pdfgc train --data prepared/ --config meshwarp --stage refiner --out runs/refiner --steps 8000
 continue a run (killed or finished, with more --steps):  add --resume to the same command
 several GPUs:  torchrun --nproc_per_node 4 -m pdfgc.cli train ... --precision bf16
 """
@@ -25,8 +30,9 @@ def add_parser(sub) -> None:
     t = sub.add_parser("train", help="progressive training on a prepared corpus (one stage, or all four)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
     t.add_argument("--data", required=True, help="prepared corpus folder (`pdfgc prepare`); its train split is used")
-    t.add_argument("--stage", choices=[*STAGES, "all"],
-                   help="PD-FGC stage (required for lite/official/tiny; the meshwarp family has one run)")
+    t.add_argument("--stage", choices=[*STAGES, "all", REFINER_STAGE],
+                   help="PD-FGC stage (required for lite/official/tiny); meshwarp: none (geometry fit + lips) or "
+                        "refiner (its learned refiner, by self-reenactment)")
     t.add_argument("--config", default="lite", choices=[*CONFIG_NAMES, MESHWARP],
                    help="architecture when starting from scratch (default lite; with --init the file decides); "
                         "meshwarp: the default model's family (geometry fit + the lips-from-speech network)")
@@ -74,6 +80,14 @@ def _steps(text: str, stage: str) -> list[int]:
 
 
 def run_train(args) -> int:
+    if args.stage == REFINER_STAGE:
+        if args.config != MESHWARP:
+            raise InputError(f"--stage {REFINER_STAGE} trains the mesh-warp family's refiner: add --config {MESHWARP}")
+        # resumable as it is: the same command again continues from the run folder's checkpoint
+        from ..families.meshwarp.refine_train import main as refiner_train
+        return refiner_train(["--data", str(args.data), "--out", str(args.out),
+                              "--steps", str(_steps(args.steps, "all")[0]), "--seed", str(args.seed),
+                              "--threads", str(args.threads or 1)])
     if args.config == MESHWARP:
         # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
         from ..families.meshwarp.train import main as meshwarp_train

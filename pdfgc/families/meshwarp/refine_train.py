@@ -90,6 +90,7 @@ LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 
 EYES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155),
         (263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382))
 HALF = RES // 2
+AUX_VERSION = 2   # the renderer's aux masks as cached (2: occlusion seams count as stretched); a change rebuilds
 
 
 # ---------------------------------------------------------------------------------------------- regions
@@ -210,9 +211,14 @@ def build_cache(data: Path, cache: Path, split: str, seed: int = 0, max_clips: i
     from .warp import WarpRenderer
 
     root = Path(cache) / split
+    people, corpus = corpus_people(data, heldout_file)   # the corpus is checked first (a cache does not vouch for it)
+    built_from = {"data": str(Path(data).resolve()), "clips": len(corpus.clips), "aux_version": AUX_VERSION,
+                  "seed": seed, "max_clips": max_clips}
     if (root / "done.json").is_file():
-        return root
-    people, corpus = corpus_people(data, heldout_file)
+        meta = json.loads((root / "done.json").read_text())
+        if all(meta.get(k) == v for k, v in built_from.items()):
+            return root
+        log(f"refiner cache {root}: built from another corpus, seed or renderer; rebuilding")
     rng = np.random.default_rng([seed, 1 if split == "heldout" else 0])
     plan = []
     for info, ident, held in people:
@@ -257,9 +263,9 @@ def build_cache(data: Path, cache: Path, split: str, seed: int = 0, max_clips: i
         m.flush()
     del maps
     np.save(tmp / "boxes.npy", boxes)
-    meta = {"split": split, "pairs": len(plan), "clips": len(by_clip), "people": len({p[3] for p in plan}),
+    meta = {"split": split, "pairs": len(plan), "people": len({p[3] for p in plan}),
             "keys": [p[0] for p in plan], "s": [p[1] for p in plan], "t": [p[2] for p in plan],
-            "seed": seed, "seconds": round(time.time() - t0, 1)}
+            "seconds": round(time.time() - t0, 1), "clips_used": len(by_clip), **built_from}
     (tmp / "done.json").write_text(json.dumps(meta))
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)
