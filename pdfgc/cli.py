@@ -69,8 +69,9 @@ def _add_animate(sub) -> None:
     o.add_argument("--preset", help="x264 speed preset (default: medium; veryfast with --precision fast)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.add_argument("--refiner", action=argparse.BooleanOptionalAction, default=False,
-                   help="mesh-warp default: paint the mouth interior, lids and seams with its learned refiner over the "
-                        "warp (off by default: the mouth opening read back from its output is slightly less accurate)")
+                   help="mesh-warp default: paint the mouth interior (teeth), lids (lash lines) and seams with its "
+                        "learned refiner over the warp (off by default: the mouth opening it paints reads back less "
+                        "like the real one)")
     from .controls.cli_args import add_control_arguments
     add_control_arguments(p)
     _add_weights(p)

@@ -37,8 +37,9 @@ class AnimateOptions:
     driving_skip: int = OFFICIAL_SKIP  # official: the first two driving frames are dropped
     driving_reference: str = "auto"   # mesh-warp family: a clip's motion is taken relative to its most neutral
                                       # frame ("auto": eyes open, mouth closed, frontal) or its "first" frame
-    refiner: bool = False             # mesh-warp family: its learned refiner over the warp (off by default: the
-                                      # mouth it paints reads back slightly less like the target; refiner_README)
+    refiner: bool = False             # mesh-warp family: its learned refiner over the warp (teeth, lash lines;
+                                      # off by default: the mouth it paints reads back less like the real one and
+                                      # hides the surprised "O" from fer: benchmarks/results/meshwarp/refiner_README)
     align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
     layout: str = "result"            # result | panels (official five-panel strip) | pasteback
     precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)

@@ -38,10 +38,12 @@ One command builds the pair cache (once) and trains, resumable after kill -9::
 5. **Result**: ``OUT/refiner.safetensors`` (``refiner.save_refiner``; copy it beside the params file as
    ``<params stem>_refiner.safetensors`` to ship it).
 
-The shipped refiner (``pdfgc/weights/meshwarp_refiner.safetensors``) is this command's result at its defaults:
-cache 159 s, 8000 steps in ~50 min on ONE thread of the shared 2-core CPU (0.3-0.4 s a step). On the held-out
-pairs PSNR rose from 20.22 dB (the warp alone) to 20.96 dB, and mouth-box PSNR from 21.86 to 25.27 dB. Figures and
-strips come from ``benchmarks/meshwarp_refiner_eval.py``; the weak points are in
+The shipped refiner (``pdfgc/weights/meshwarp_refiner.safetensors``) is this command's result at its defaults
+(``pdfgc train --config meshwarp --stage refiner --data D --out R --steps 8000`` runs the same): cache 56 s, 8000
+steps in 55 min on ONE thread of the 2-core CPU while a second training run used the other core (0.3-0.46 s a
+step). On the 415 held-out pairs PSNR 20.22 dB (the warp alone) -> 20.53 dB, mouth-box PSNR 21.86 -> 24.25 dB.
+A run with ``--feat 0.1`` (dlib's ResNet features, 70 min) scored a little lower everywhere (20.50 / 24.03 dB) and
+is not shipped. Figures and strips come from ``benchmarks/meshwarp_refiner_eval.py``; the weak points are in
 ``benchmarks/results/meshwarp/refiner_README.md``. ``log.csv``'s seconds count from each (re)start.
 """
 from __future__ import annotations
