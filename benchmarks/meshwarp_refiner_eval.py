@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--refiner", type=Path, default=REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
     ap.add_argument("--cache", type=Path, default=R.DEFAULT_CACHE)
-    ap.add_argument("--data", type=Path, default=Path("/work/prepared_corpus"))
+    ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus", help="the prepared corpus")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--prefix", default="refiner")

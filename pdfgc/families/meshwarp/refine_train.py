@@ -2,7 +2,9 @@
 
 One command builds the pair cache (once) and trains, resumable after kill -9::
 
-    python -m pdfgc.families.meshwarp.refine_train --data /work/prepared_corpus --out runs/refiner
+    python -m pdfgc.families.meshwarp.refine_train --data ../prepared_corpus --out runs/refiner
+    # the same through the CLI: pdfgc train --config meshwarp --stage refiner --data ../prepared_corpus \
+    #     --out runs/refiner --steps 8000
 
 1. **Pairs** (``build_cache``): in each clip of a prepared corpus, source frames s and target frames t of the same
    clip; the source is warped to the target by their measured meshes (``WarpRenderer(s_img, s_mesh).render(t_mesh,
@@ -67,7 +69,9 @@ from ...errors import InputError
 from .refiner import AUX_KEYS, RES, Refiner, region_mask, save_refiner
 
 HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
-DEFAULT_CACHE = Path("/work/refiner_cache")
+# ~3.5 GB for the default pairs; it records what built it (build_cache), so one shared place is safe
+DEFAULT_CACHE = Path(os.environ.get("PDFGC_REFINER_CACHE")
+                     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pdfgc" / "refiner_pairs")
 SOURCES = 3
 TARGETS = 10
 HELDOUT_TARGETS = 24
@@ -606,7 +610,8 @@ def main(argv=None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="a prepared corpus (pdfgc prepare)")
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log, refiner.safetensors)")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the warped pair cache (built once)")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                    help="the warped pair cache, built once (default: $PDFGC_REFINER_CACHE or ~/.cache/pdfgc/)")
     ap.add_argument("--heldout", type=Path, default=HELDOUT_FILE, help="held-out people, one a line")
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=8)
