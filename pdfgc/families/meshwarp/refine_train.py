@@ -27,7 +27,7 @@ One command builds the pair cache (once) and trains, resumable after kill -9::
    - the L1 weight map also adds ``BAND_WEIGHT`` within ``BAND_PX`` of the painted mouth interior's edge
      (``lip_band``): the inner lip line the mouth control is read from must stay the target's, not soften;
    - ``adv``, weight ``--adv`` (``ADV_WEIGHT``) from step ``--adv-start`` on: a least-squares patch GAN
-     (``PatchDiscriminator``, 69k parameters, trained alongside and checkpointed with the refiner) on the gated
+     (``PatchDiscriminator``, 101k parameters, trained alongside and checkpointed with the refiner) on the gated
      regions only (``adversarial_losses``): L1 alone paints the average mouth, a grey teeth band.
 
    The refiner trains with its region gate (``refiner.region_mask``), as it runs: the losses see the warp's own
@@ -403,7 +403,7 @@ def feature_loss(net, out: torch.Tensor, target: torch.Tensor, stages=FEAT_STAGE
 
 class PatchDiscriminator(torch.nn.Module):
     """(B,3,H,W) image in [-1,1] -> (B,1,H/8,W/8) real/fake logits, one per ~46 px patch (a PatchGAN, small enough
-    for the CPU: 69k parameters). Used on the gated regions only (``adversarial_losses``)."""
+    for the CPU: 101k parameters). Used on the gated regions only (``adversarial_losses``)."""
 
     def __init__(self, width: int = 32):
         super().__init__()
@@ -419,16 +419,12 @@ class PatchDiscriminator(torch.nn.Module):
         return self.net(x)
 
 
-def _patch_weight(gate: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """The gate averaged over each logit's patch: how much of the patch the refiner may paint."""
-    return F.adaptive_avg_pool2d(gate, logits.shape[-2:])
-
-
 def adversarial_losses(disc, out, target, gate) -> tuple[torch.Tensor, torch.Tensor]:
     """(generator loss, discriminator loss), least-squares GAN, each patch weighted by how much of it is gated
     (``region_mask``): the discriminator judges only what the refiner may paint. The generator's term sees the
     discriminator frozen; the discriminator's sees ``out`` detached."""
-    w = _patch_weight(gate, torch.zeros(gate.shape[0], 1, max(1, gate.shape[-2] // 8), max(1, gate.shape[-1] // 8)))
+    # the gate averaged over each logit's patch (the discriminator's output is 1/8 of its input)
+    w = F.adaptive_avg_pool2d(gate, (max(1, gate.shape[-2] // 8), max(1, gate.shape[-1] // 8)))
     norm = w.sum().clamp_min(1e-6)
     for p in disc.parameters():
         p.requires_grad_(False)
