@@ -236,7 +236,7 @@ def test_max_frames_cuts_the_sound_track_with_the_video(tiny_pipe, tmp_path):
     assert frames == 25 and adur == pytest.approx(1.0, abs=0.05)   # not the 15 s of the file
 
 
-def test_speech_keeps_only_what_max_frames_needs_and_its_windows_are_exact():
+def test_speech_keeps_only_what_max_frames_needs_and_its_windows_match():
     from pdfgc.pipeline import load_speech
 
     path = need(DATA / "edtalk" / "pose_source2.mp4")   # 60 s of 48 kHz stereo sound
@@ -246,4 +246,6 @@ def test_speech_keeps_only_what_max_frames_needs_and_its_windows_are_exact():
     np.testing.assert_array_equal(cut.wav16k, full.wav16k[:cut.wav16k.size])
     from pdfgc.media.spectrogram import speech_windows, speech_windows_range
     w = speech_windows(full.wav16k)[:50]
-    np.testing.assert_array_equal(speech_windows_range(cut.wav16k, 0, 50, cut.gain), w)
+    # the same samples through two float32 code paths (whole file vs a range): equal up to FFT rounding, which
+    # differs between CPUs (937 of 80,000 values by 1.2e-7 on another 2-core machine), not bit for bit
+    np.testing.assert_allclose(speech_windows_range(cut.wav16k, 0, 50, cut.gain), w, rtol=0, atol=1e-5)
