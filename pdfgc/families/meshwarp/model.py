@@ -35,6 +35,7 @@ from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
 from .audio import from_params, predict_mouth
+from .calibration import PoseCalibration, calibrate_pose
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -102,6 +103,10 @@ class MeshPortrait:
     renderer: WarpRenderer
     size: int
     refiner: object = None     # refiner.RefinerRunner bound to this portrait, None: the warp alone
+    # requested -> rendered angle changes (calibration.py): probed on the first frame that turns the head;
+    # calibrate=False renders the requested angles as they are (the warp's global depth gain only)
+    pose_calibration: PoseCalibration | None = None
+    calibrate: bool = True
 
 
 def render_size(portrait) -> int:
@@ -175,6 +180,16 @@ class MeshWarpFamily(ModelFamily):
         state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
+
+    def calibrate_pose(self, state: MeshPortrait) -> PoseCalibration:
+        """Probe rotations of this portrait measured back (calibration.py): how its render answers a turn."""
+        own = state.codes
+
+        def render_angles(d):
+            c = own.copy()
+            c.pose[0, :3] += np.asarray(d, np.float32)
+            return state.renderer.render(C.compose(state.mesh, own, c, self.params)[0])
+        return calibrate_pose(state.mesh, render_angles, self._mesh)
 
     def encode_frames(self, crops, want_mouth, prec) -> Codes:
         raise NotImplementedError("meshwarp encodes whole clips (encode_clip)")
@@ -330,7 +345,11 @@ class MeshWarpFamily(ModelFamily):
         b = pose.shape[0]
         op = own.pose.astype(np.float64)
         abs_pose = np.repeat(op, b, 0)
-        abs_pose[:, :3] += pose[:, :3]   # the renderer's depth gain makes the mesh read these angles back
+        # the angles to render so that this portrait's render reads the requested change back (calibration.py)
+        if st.calibrate and st.pose_calibration is None and np.any(pose[:, :3]):
+            st.pose_calibration = self.calibrate_pose(st)
+        cal = st.pose_calibration if st.calibrate else None
+        abs_pose[:, :3] += cal.invert(pose[:, :3]) if cal is not None else pose[:, :3]
         abs_pose[:, 5] += pose[:, 5]
         centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
