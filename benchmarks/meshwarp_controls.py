@@ -43,6 +43,11 @@ POSE_STEPS = [("yaw", v) for v in (10, -10, 20, -20, 30, -30)] + [("pitch", v) f
     + [("roll", v) for v in (10, -10)]
 GAZE_STEPS = [("right", 0.5, 0.0), ("left", -0.5, 0.0), ("up", 0.0, 0.2), ("down", 0.0, -0.2)]
 BLINK_TIMES = [0.4, 1.2]
+# the three cross-reenactment portraits of meshwarp_targets.py, then three more of different framings
+FOLLOW_PORTRAITS = [DATA / "pdfgc/anne.png", DATA / "real3dportrait/Macron.png",
+                    DATA / "corpus/AAAI22-one-shot-talking-face/portraits/samples__imgs__AdamSchiff_0.jpg",
+                    DATA / "liveportrait/source_s3.jpg", DATA / "edtalk/identity_source.jpg",
+                    DATA / "xportrait/source_image.png"]
 FRAMINGS = ("photo", "tight256", "crop224")
 AXES = ("yaw", "pitch", "roll")
 
@@ -243,6 +248,45 @@ def strip(results: list[dict], summary: dict, path: Path, rows: int = 6) -> None
         cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(cols, 1), cv2.COLOR_RGB2BGR))
 
 
+def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
+    """Cross-reenactment as benchmarks/meshwarp_targets.py measures it (same clips, same tracking meter): a pose
+    video and an eye video drive each portrait; r and amplitude of the rendered head angles, EAR and gaze against
+    the driving clip's own."""
+    from meshwarp_targets import EYE_VIDEO, POSE_VIDEO, Meter, source_signals  # noqa: F401 (same clips, meter)
+
+    from pdfgc.evaluation import signals as S
+    from pdfgc.media.mesh import FaceMeshDetector
+
+    class Track(Meter):
+        def __init__(self):
+            self.det = FaceMeshDetector(static_image_mode=False, max_num_faces=1)
+
+    n = int(seconds * 25)
+    src_pose = S.head_pose(source_signals(Track(), POSE_VIDEO, n))
+    src_eye = source_signals(Track(), EYE_VIDEO, n)
+    out = {}
+    for cal in calibrations:
+        _CALIBRATE[0] = cal
+        rows = []
+        for p in portraits:
+            fr = render(pipe, pipe.load_portrait(p), duration=seconds, pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO))
+            m = Track().meshes(fr)
+            g = S.head_pose(m)
+            ge, se = S.eye_aspect_ratio(m).mean(1), S.eye_aspect_ratio(src_eye).mean(1)
+            gg, sg = S.gaze(m), S.gaze(src_eye)
+            rows.append({"portrait": Path(p).name,
+                         "pose_r": [S.pearson(g[:, k], src_pose[:, k]) for k in range(3)],
+                         "pose_amplitude": [float(np.nanstd(g[:, k]) / np.nanstd(src_pose[:, k])) for k in range(3)],
+                         "ear_r": S.pearson(ge, se), "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]),
+                                                               S.pearson(gg[:, 1], sg[:, 1])]})
+            print(f"follow ({'calibrated' if cal else 'global gain'}) {rows[-1]}", flush=True)
+        out["calibrated" if cal else "global_gain"] = {
+            "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist()
+                                     for k in ("pose_r", "pose_amplitude", "ear_r", "gaze_r")}}
+    _CALIBRATE[0] = True
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="6 people, one framing")
@@ -250,6 +294,8 @@ def main() -> int:
     ap.add_argument("--framings", default=",".join(FRAMINGS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--follow-only", action="store_true", help="only the pose / eye video following")
+    ap.add_argument("--no-follow", action="store_true", help="skip the pose / eye video following")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from pdfgc.media.mesh import FaceMeshDetector
@@ -259,11 +305,16 @@ def main() -> int:
     pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=args.threads)
     det = FaceMeshDetector(static_image_mode=True, max_num_faces=1)
     from pdfgc.media.images import load_image_rgb
+    cals = [True] if args.no_baseline else [True, False]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    fol = None if args.no_follow else follow(pipe, FOLLOW_PORTRAITS[:3] if args.quick else FOLLOW_PORTRAITS, cals)
+    if args.follow_only:
+        print(json.dumps(fol, indent=1))
+        return 0
     people = [(p.name, load_image_rgb(p)) for p in SHIPPED] + heldout_frames()
     framings = [f for f in args.framings.split(",") if f]
     if args.quick:
         people, framings = people[:3] + people[-3:], framings[:1]
-    cals = [True] if args.no_baseline else [True, False]
     results = []
     for name, photo in people:
         for fr in framings:
