@@ -250,9 +250,9 @@ def strip(results: list[dict], summary: dict, path: Path, rows: int = 6) -> None
 
 def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
     """Cross-reenactment as benchmarks/meshwarp_targets.py measures it (same clips, same tracking meter): a pose
-    video and an eye video drive each portrait; r and amplitude of the rendered head angles, EAR and gaze against
-    the driving clip's own."""
-    from meshwarp_targets import EYE_VIDEO, POSE_VIDEO, Meter, source_signals  # noqa: F401 (same clips, meter)
+    video, an eye video and an expression video drive each portrait; r and amplitude of the rendered head angles,
+    EAR and gaze against the driving clip's own."""
+    from meshwarp_targets import EXP_VIDEO, EYE_VIDEO, POSE_VIDEO, Meter, source_signals
 
     from pdfgc.evaluation import signals as S
     from pdfgc.media.mesh import FaceMeshDetector
@@ -269,7 +269,8 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
         _CALIBRATE[0] = cal
         rows = []
         for p in portraits:
-            fr = render(pipe, pipe.load_portrait(p), duration=seconds, pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO))
+            fr = render(pipe, pipe.load_portrait(p), duration=seconds, pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO),
+                        emotion=str(EXP_VIDEO))
             m = Track().meshes(fr)
             g = S.head_pose(m)
             ge, se = S.eye_aspect_ratio(m).mean(1), S.eye_aspect_ratio(src_eye).mean(1)

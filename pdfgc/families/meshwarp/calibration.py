@@ -2,17 +2,21 @@
 
 The warp re-applies an out-of-plane rotation with the portrait's mediapipe depths (``warp.WarpRenderer``'s depth
 gain), and how far a rendered turn reads back depends on the face: its size in the crop, its framing and the
-depths mediapipe estimated for it. One global gain reads ``--pitch 15`` as 16-26 deg over six unseen portraits and
-lets ``--yaw 20`` leak up to 4.7 deg into pitch and roll (issue 23). So at load time each portrait renders a few
-probe rotations (yaw, pitch and roll at two sizes each way), measures them back exactly as ``pdfgc evaluate`` does
-(``signals.head_pose`` of the face mesh, as a change from the portrait's own reading), and keeps the response:
-per axis, a monotone cubic (PCHIP) curve through the probes from that axis's render angle to the measured (yaw, pitch, roll) change
-(cross-talk included). A request is then inverted through the sum of the three curves (Newton steps on the
-curves' Jacobian), so the rendered turn reads the requested angles on that face and leaks nothing into
-the others, within the probes' measurement noise (~0.3 deg). Beyond the outermost probe each curve
-continues along its end slope.
+depths mediapipe estimated for it. One global gain read ``--pitch 15`` as 16-26 deg over six unseen portraits and
+let ``--yaw 20`` leak up to 4.7 deg into pitch and roll (issue 23). So the first time a plan turns the head, the
+portrait renders a few probe rotations (yaw, pitch and roll at two sizes each way), measures them back as
+``pdfgc evaluate`` does (``signals.head_pose`` of the face mesh, as a change from the portrait's own reading) and
+keeps the response: per axis, a monotone cubic (PCHIP) through the probes from that axis's render angle to the
+measured (yaw, pitch, roll) change, cross-talk included. A request is inverted through the sum of the three curves
+(Newton steps on their Jacobian), so the render reads the requested angles on that face and leaks little into the
+others (the probes' own reading noise is ~0.3 deg). Beyond the outermost probe each curve continues along its end
+slope, and the correction is bounded (``MAX_CORRECTION``).
 
-Measured cost: 10 probe renders plus one face-mesh detection each, ~0.15-0.3 s per portrait on one core.
+``calibrate_leak`` does the same for what a plan's mouth and expression changes alone read as (a raised brow reads
+as pitch), so a driven pose is rendered less that reading.
+
+Cost: 10 probe renders and face-mesh readings, 0.15 s of CPU per 224 px portrait, 0.3 s at 512 px (one core);
+the leak: up to 6 more.
 """
 from __future__ import annotations
 
@@ -30,6 +34,10 @@ PROBES = {0: (12.0, 28.0), 1: (10.0, 20.0), 2: (12.0,)}
 SLOPE_RANGE = (0.4, 2.5)
 # the render angle differs from the request by at most this share of it (+ 2 deg; see PoseCalibration.invert)
 MAX_CORRECTION = 0.5
+# shape-change leak (calibrate_leak): principal directions of the plan's mouth + emotion changes probed, and a
+# single reading's noise (deg): a leak smaller than twice it over the plan's range is left alone
+LEAK_DIRECTIONS = 3
+LEAK_NOISE_DEG = 0.3
 
 
 @dataclass
@@ -125,3 +133,32 @@ def calibrate_pose(own_mesh, render_angles, measure) -> PoseCalibration:
         knots.append(k)
         resp.append(r)
     return PoseCalibration(tuple(knots), tuple(resp))
+
+
+def calibrate_leak(changes, render_shape, measure, directions: int = LEAK_DIRECTIONS) -> np.ndarray | None:
+    """(D,3) head angles read per unit of a plan's shape change (mouth + emotion codes), or None for no change.
+
+    mediapipe reads an expression as a small turn (the expression clip of meshwarp_targets.py alone reads as 3-4
+    deg of pitch range on anne.png, with the target mesh's rigid points unmoved). The plan's (T,D) ``changes`` are
+    probed along their ``directions`` principal directions, each rendered at the 2nd and 98th percentile of the
+    plan's own projections (shapes the plan really reaches) by ``render_shape(v)`` and measured (``measure``);
+    the slopes make a linear map."""
+    x = np.nan_to_num(np.asarray(changes, np.float64))
+    if not np.abs(x).max(initial=0.0) > 1e-6:
+        return None
+    _, sv, vt = np.linalg.svd(x, full_matrices=False)
+    leak = np.zeros((x.shape[1], 3))
+    for k in range(min(directions, int((sv > 1e-3 * sv[0]).sum()))):
+        proj = x @ vt[k]
+        lo, hi = np.quantile(proj, [0.02, 0.98])
+        if hi - lo < 1e-6:
+            continue
+        m_lo, m_hi = measure(render_shape(lo * vt[k])), measure(render_shape(hi * vt[k]))
+        if m_lo is None or m_hi is None:
+            continue
+        slope = (S.head_pose(m_hi[None])[0] - S.head_pose(m_lo[None])[0]) / (hi - lo)
+        # keep only what the two probes clearly show (each reading is +-0.3 deg or so)
+        if np.abs(slope * (hi - lo)).max() < 2 * LEAK_NOISE_DEG or not np.isfinite(slope).all():
+            continue
+        leak += np.outer(vt[k], slope)
+    return leak

@@ -19,7 +19,7 @@ come from the audio network (mel windows -> mouth code).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,7 +35,7 @@ from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
 from .audio import from_params, predict_mouth
-from .calibration import PoseCalibration, calibrate_pose
+from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -107,6 +107,7 @@ class MeshPortrait:
     # calibrate=False renders the requested angles as they are (the warp's global depth gain only)
     pose_calibration: PoseCalibration | None = None
     calibrate: bool = True
+    leak_cache: dict = field(default_factory=dict)   # the current plan's expression -> angle leak (calibration.py)
 
 
 def render_size(portrait) -> int:
@@ -339,27 +340,58 @@ class MeshWarpFamily(ModelFamily):
     def target_meshes(self, plan, sl: slice) -> np.ndarray:
         """(B,478,3) target meshes in the portrait's render pixels for frames `sl`."""
         st: MeshPortrait = plan.appearance
-        own = st.codes
         pose = plan.pose[sl].double().numpy()
-        eye = plan.eye[sl].double().numpy()
+        angles = pose[:, :3]
+        if st.calibrate and np.any(plan.pose[:, :3].numpy()):
+            # the angles to render so that this portrait's render reads the requested change back (calibration.py):
+            # first less what the frame's mouth and expression alone read as (a raised brow reads as pitch)
+            leak = self._expression_leak(plan)
+            if leak is not None:
+                angles = angles - self._shape_changes(plan, sl) @ leak
+            if st.pose_calibration is None:
+                st.pose_calibration = self.calibrate_pose(st)
+            angles = st.pose_calibration.invert(angles)
+        return self._targets(st, np.concatenate([angles, pose[:, 3:]], 1), plan.eye[sl].double().numpy(),
+                             plan.mouth[sl].numpy(), plan.emotion[sl].numpy())
+
+    def _shape_changes(self, plan, sl=slice(None)) -> np.ndarray:
+        """(B, Dm + De + Dm + 2) the plan's mouth and emotion changes side by side (what can read as a turn)."""
+        return np.concatenate([plan.mouth[sl].double().numpy(), plan.emotion[sl].double().numpy()], 1)
+
+    def _expression_leak(self, plan) -> np.ndarray | None:
+        """(Dm + De + Dm + 2, 3) the head angles mediapipe reads per unit of the plan's mouth/emotion change on this
+        portrait (calibration.calibrate_leak), probed once per plan; None when the plan changes neither."""
+        st: MeshPortrait = plan.appearance
+        cache = st.leak_cache
+        if id(plan) not in cache:
+            x = self._shape_changes(plan)
+            dm = self.params.mouth_dim
+
+            def render_shape(v):
+                v = np.asarray(v, np.float64)[None]
+                return st.renderer.render(self._targets(st, np.zeros((1, 6)), np.zeros((1, 4)), v[:, :dm],
+                                                        v[:, dm:])[0])
+            cache.clear()   # one plan at a time (the reference keeps its id from being reused)
+            cache[id(plan)] = (plan, calibrate_leak(x, render_shape, self._mesh))
+        return cache[id(plan)][1]
+
+    def _targets(self, st: MeshPortrait, pose, eye, mouth, emo) -> np.ndarray:
+        """Target meshes for (B,6) pose changes (angles as rendered), (B,4) eye, (B,Dm) mouth and (B,De+Dm+2)
+        emotion changes of the plan."""
+        own = st.codes
         b = pose.shape[0]
         op = own.pose.astype(np.float64)
         abs_pose = np.repeat(op, b, 0)
-        # the angles to render so that this portrait's render reads the requested change back (calibration.py)
-        if st.calibrate and st.pose_calibration is None and np.any(pose[:, :3]):
-            st.pose_calibration = self.calibrate_pose(st)
-        cal = st.pose_calibration if st.calibrate else None
-        abs_pose[:, :3] += cal.invert(pose[:, :3]) if cal is not None else pose[:, :3]
+        abs_pose[:, :3] += pose[:, :3]
         abs_pose[:, 5] += pose[:, 5]
         centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
-        emo, de, dm = plan.emotion[sl].numpy(), self.params.emotion_dim, self.params.mouth_dim
+        de, dm = self.params.emotion_dim, self.params.mouth_dim
         abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:], 0.0)
         abs_eye[:, 2] += eye[:, 2]
         abs_eye[:, 3] += C.GAZE_V_RENDER_GAIN * eye[:, 3]   # see codes.GAZE_V_RENDER_GAIN
-        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:de + dm],
-                            own.emotion + emo[:, :de])
+        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + mouth + emo[:, de:de + dm], own.emotion + emo[:, :de])
         return C.compose(st.mesh, own, codes, self.params)
 
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
