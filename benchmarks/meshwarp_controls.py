@@ -1,6 +1,7 @@
 """Issue 23: does every explicit control of the default (mesh-warp) model land where it is asked, on any face?
 
-    python benchmarks/meshwarp_controls.py [--quick] [--no-calibration] [--framings photo,tight256,crop224]
+    python benchmarks/meshwarp_controls.py [--quick] [--no-baseline] [--no-follow] [--framings photo,tight256,crop224]
+    python benchmarks/meshwarp_controls.py --table     # re-write controls.md from controls.json
 
 Portraits the fit never saw, each at three framings (the full photo; a tight 256 px head shot cut around the face;
 the aligned 224 crop the pipeline makes of the photo, given back as the portrait):
@@ -13,11 +14,13 @@ is measured back with mediapipe's face mesh in static-image mode, head angles by
 from the unchanged frame (what `pdfgc evaluate` reads):
   pose   yaw +-10/20/30, pitch +-10/15/20, roll +-10, one frame each (step keyframes): per control the mean and
          worst absolute error of the asked angle, and the cross-talk (largest change of the other two angles);
-         --no-calibration renders the same with the per-portrait calibration off (the baseline: the warp's one
-         global depth gain)
+         the baseline renders the same with the per-portrait calibration off (the warp's one global depth gain;
+         --no-baseline skips it)
   gaze   right / left (0.5 iris units), up / down (0.2): measured gaze change (`signals.gaze`) over the code change
          asked, per direction (1 = lands exactly), and its sign
   blink  a schedule of 2 blinks: both found within 2 frames (`signals.blink_events`), no extra
+  follow a pose video, an eye video and an expression video (meshwarp_targets.py's clips and tracking meter) on
+         6 portraits, calibrated and baseline: r and amplitude of the head angles, EAR r, gaze r
 Writes benchmarks/results/meshwarp/controls.json, controls.md and controls_worst.png (the worst faces).
 """
 from __future__ import annotations
@@ -212,6 +215,22 @@ def table(R: dict) -> str:
               f"worst {b['ear_min_worst']:.2f}.",
               f"Per-portrait calibration time: median {R['calibration_seconds']['median']:.2f} s, "
               f"max {R['calibration_seconds']['max']:.2f} s (pose render with vs without)."]
+    if R.get("follow"):
+        n = len(next(iter(R["follow"].values()))["per_portrait"])
+        lines += ["", f"Following a pose video, an eye video and an expression video (meshwarp_targets.py's clips, "
+                  f"{n} portraits; means over portraits, worst portrait in brackets):", "",
+                  "| | pose r yaw / pitch / roll | pose amplitude yaw / pitch / roll | EAR r | gaze r h / v |",
+                  "|---|---|---|---|---|"]
+        for k, f in R["follow"].items():
+            pp = f["per_portrait"]
+            worst_amp = [max((r["pose_amplitude"][a] for r in pp), key=lambda v: abs(v - 1)) for a in range(3)]
+            lines.append(
+                f"| {'calibrated' if k == 'calibrated' else 'baseline (global depth gain)'} | "
+                + " / ".join(f"{f['pose_r'][a]:.3f} ({min(r['pose_r'][a] for r in pp):.3f})" for a in range(3))
+                + " | " + " / ".join(f"{f['pose_amplitude'][a]:.2f} ({worst_amp[a]:.2f})" for a in range(3))
+                + f" | {f['ear_r']:.3f} ({min(r['ear_r'] for r in pp):.3f}) | "
+                + " / ".join(f"{f['gaze_r'][a]:.3f} ({min(r['gaze_r'][a] for r in pp):.3f})" for a in range(2))
+                + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -342,6 +361,8 @@ def main() -> int:
                   f"blinks {'ok' if r['blink']['ok'] else r['blink']['found']}", flush=True)
     R = {"portraits": len(results), "people": len({r["name"].split(" [")[0] for r in results}),
          "framings": framings, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
+    if fol is not None:
+        R["follow"] = fol
     if not args.no_baseline:
         R["pose"]["global_gain"] = summarise(results, "pose_global_gain")
         dt = [r["pose_seconds_calibrated"] - r["pose_seconds_global_gain"] for r in results]
@@ -372,4 +393,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--table"]:  # re-write the table of the last run
+        R = json.loads((OUT / "controls.json").read_text())
+        (OUT / "controls.md").write_text(table(R))
+        print(table(R))
+        sys.exit(0)
     sys.exit(main())
