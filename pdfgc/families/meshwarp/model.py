@@ -12,6 +12,10 @@ and a multiplier scales the motion, not the face):
   time, then the expression's lid opening change per eye (surprise widens the eyes; lids = own x (1 + d eye) x
   (1 + this)), so an emotion control still sets only the emotion code.
 
+Head angle changes (explicit or from a pose video) are rendered through the portrait's pose calibration
+(``calibration.py``: the angles that read back as asked on this face, less what the plan's mouth and expression
+alone read as), probed on the first frame that turns the head.
+
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
 (``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech
 come from the audio network (mel windows -> mouth code).
