@@ -130,17 +130,29 @@ def test_lid_closure_and_gaze(anne_mesh, params):
     assert ear[0] < 0.01 and ear[1] == pytest.approx(ear0[1], abs=1e-6)
     codes.eye[0, 0] = 0.5
     assert S.eye_aspect_ratio(C.compose(anne_mesh, pc, codes, params))[0, 0] == pytest.approx(ear0[0] / 2, rel=1e-4)
-    # gaze: only the 10 iris points move, rigidly, and the measured gaze is the requested one
+    # gaze: a horizontal change moves only the 10 iris points; a vertical one also shifts both lids (and their
+    # folds) together by LID_GAZE_FOLLOW of the iris's shift, so the opening (EAR) stays; the gaze is the requested
     codes = pc.copy()
-    codes.eye[0, 2:] += (0.1, -0.05)
+    codes.eye[0, 2] += 0.1
+    out_h = C.compose(anne_mesh, pc, codes, params)[0]
+    assert set(np.flatnonzero(np.abs(out_h - anne_mesh).max(1) > 1e-6)) == set(C.IRIS_POINTS)
+    codes.eye[0, 3] -= 0.05
     out = C.compose(anne_mesh, pc, codes, params)[0]
     moved = np.flatnonzero(np.abs(out - anne_mesh).max(1) > 1e-6)
-    assert set(moved) == set(C.IRIS_POINTS)
+    assert set(moved) == set(C.IRIS_POINTS) | set(C.LID_POINTS.tolist())
+    iris_dy = out[468, 1] - out_h[468, 1]
+    lid_dy = out[C.UPPER_LID[0], 1] - out_h[C.UPPER_LID[0], 1]
+    np.testing.assert_allclose(lid_dy, C.LID_GAZE_FOLLOW * iris_dy, rtol=0.05)
+    np.testing.assert_allclose(S.eye_aspect_ratio(out[None])[0], ear0, rtol=1e-6)
     for k in range(2):
         d = out[C.IRIS[k]] - anne_mesh[C.IRIS[k]]
         np.testing.assert_allclose(d, np.repeat(d[:1], 5, 0), atol=1e-9)
     np.testing.assert_allclose(S.gaze(out[None])[0], codes.eye[0, 2:], atol=1e-6)
     assert out[468, 0] > anne_mesh[468, 0]  # h > 0: toward the image's right
+    # past GAZE_V_TRAVEL eye widths the iris would hide under a lid: the vertical change stops there
+    codes.eye[0, 3] = pc.eye[0, 3] + 1.0
+    out = C.compose(anne_mesh, pc, codes, params)[0]
+    assert S.gaze(out[None])[0, 1] - pc.eye[0, 3] == pytest.approx(C.GAZE_V_TRAVEL, abs=1e-6)
 
 
 def test_mouth_code_zero_is_the_neutral_mouth(anne_mesh, params):
@@ -185,7 +197,9 @@ def test_each_code_moves_only_its_points(anne_mesh, params):
     for k in range(2):
         m = moved(set_("eye", k, 0.4))
         assert m and m <= set(C.LID_POINTS.tolist()) and not m & set(C.EMOTION_POINTS) - set(C.UPPER_FOLD.ravel())
-    assert moved(set_("eye", 3, 0.05)) == set(C.IRIS_POINTS.tolist())
+    assert moved(set_("eye", 2, 0.05)) == set(C.IRIS_POINTS.tolist())
+    # a vertical gaze change carries the lids along (lid-eye coupling, codes.LID_GAZE_FOLLOW)
+    assert moved(set_("eye", 3, 0.05)) == set(C.IRIS_POINTS.tolist()) | set(C.LID_POINTS.tolist())
     # and the measured codes of the result change only in that factor
     codes = pc.copy()
     codes.mouth[0, 0] = 0.5

@@ -97,6 +97,16 @@ GAZE_V_PER_UNIT = 0.5
 # Macron.png, open eyes); the lids' own share (a blink reads as looking down) is left to the lids. Measured with
 # benchmarks/meshwarp_targets.py: vertical r 0.68 / 0.71 / 0.53 -> 0.72 / 0.73 / 0.60 at 2.5 (4: no better).
 GAZE_V_RENDER_GAIN = 2.5
+# Vertical iris travel limit (eye widths, ``signals.gaze`` v units) in ``place_gaze``: about half the open eye's
+# height (EAR ~0.3), so the iris centre stays inside the opening; the corpus's vertical gaze spans ~-0.09..0.05 (the
+# held-out eye clip id01333_00040, v std 0.024), x GAZE_V_RENDER_GAIN stays within it. Without the limit
+# ``--gaze-v 0.6`` (0.75 eye widths rendered) put the iris under the lid: a blank white eye, read as no gaze.
+GAZE_V_TRAVEL = 0.15
+# Lid-eye coupling: the lids shift with a vertical gaze change by this share of the iris's shift (a real upper lid
+# follows the eye; mediapipe reads vertical gaze partly from where the opening sits). On anne.png, Macron.png and
+# liveportrait source_s3.jpg, a rendered v change of +-0.075..0.15 reads back at 0.48-0.55 of itself without it,
+# 0.57-0.71 at 0.5 and 0.66-0.76 at 1.0 (1.0 shows sclera under an upturned iris): 0.75.
+LID_GAZE_FOLLOW = 0.75
 
 
 def point_mask(points) -> np.ndarray:
@@ -449,16 +459,24 @@ def deform_canonical(canon, portrait_codes: MeshCodes, codes: MeshCodes, params)
 
 def place_gaze(mesh, gaze_code) -> np.ndarray:
     """Move each eye's 5 iris points rigidly (x, y) so that ``signals.gaze`` of (T,478,3) ``mesh`` equals
-    ``gaze_code`` (T,2); both irises take the same shift in their eye's frame (their difference is kept)."""
+    ``gaze_code`` (T,2); both irises take the same shift in their eye's frame (their difference is kept).
+
+    Vertically the iris travels at most ``GAZE_V_TRAVEL`` eye widths from where the mesh has it (past that it
+    hides under a lid and reads as no gaze at all), and the lids follow it by ``LID_GAZE_FOLLOW`` (both lids the
+    same shift: the opening, i.e. the EAR and the blink code, is unchanged; the eye corners stay)."""
     out = np.array(mesh, np.float64, copy=True)
     g = np.asarray(gaze_code, np.float64).reshape(-1, 2)
     delta = g - S.gaze(out)
     delta = np.where(np.isfinite(delta), delta, 0.0)
+    delta[:, 1] = np.clip(delta[:, 1], -GAZE_V_TRAVEL, GAZE_V_TRAVEL)
     for k in range(2):
         a, b = out[:, S.IRIS_POINTS[k, 0], :2], out[:, S.IRIS_POINTS[k, 1], :2]
         e = b - a
         perp = np.stack([-e[:, 1], e[:, 0]], axis=1)  # +y of signals' iris frame (image down for an upright face)
         out[:, IRIS[k], :2] += (delta[:, :1] * e + delta[:, 1:] * perp)[:, None]
+        lids = (delta[:, 1:] * perp)[:, None]
+        out[:, np.concatenate([UPPER_LID[k], LOWER_LID[k]]), :2] += LID_GAZE_FOLLOW * lids
+        out[:, UPPER_FOLD[k], :2] += FOLD_FOLLOW * LID_GAZE_FOLLOW * lids
     return out
 
 

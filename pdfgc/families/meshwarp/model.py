@@ -12,6 +12,10 @@ and a multiplier scales the motion, not the face):
   time, then the expression's lid opening change per eye (surprise widens the eyes; lids = own x (1 + d eye) x
   (1 + this)), so an emotion control still sets only the emotion code.
 
+Head angle changes (explicit or from a pose video) are rendered through the portrait's pose calibration
+(``calibration.py``: the angles that read back as asked on this face, less what the plan's mouth and expression
+alone read as), probed on the first frame that turns the head.
+
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
 (``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech
 come from the audio network (mel windows -> mouth code).
@@ -19,7 +23,7 @@ come from the audio network (mel windows -> mouth code).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,6 +39,7 @@ from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
 from .audio import from_params, predict_mouth
+from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -102,6 +107,11 @@ class MeshPortrait:
     renderer: WarpRenderer
     size: int
     refiner: object = None     # refiner.RefinerRunner bound to this portrait, None: the warp alone
+    # requested -> rendered angle changes (calibration.py): probed on the first frame that turns the head;
+    # calibrate=False renders the requested angles as they are (the warp's global depth gain only)
+    pose_calibration: PoseCalibration | None = None
+    calibrate: bool = True
+    leak_cache: dict = field(default_factory=dict)   # the current plan's expression -> angle leak (calibration.py)
 
 
 def render_size(portrait) -> int:
@@ -175,6 +185,16 @@ class MeshWarpFamily(ModelFamily):
         state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
+
+    def calibrate_pose(self, state: MeshPortrait) -> PoseCalibration:
+        """Probe rotations of this portrait measured back (calibration.py): how its render answers a turn."""
+        own = state.codes
+
+        def render_angles(d):
+            c = own.copy()
+            c.pose[0, :3] += np.asarray(d, np.float32)
+            return state.renderer.render(C.compose(state.mesh, own, c, self.params)[0])
+        return calibrate_pose(state.mesh, render_angles, self._mesh)
 
     def encode_frames(self, crops, want_mouth, prec) -> Codes:
         raise NotImplementedError("meshwarp encodes whole clips (encode_clip)")
@@ -324,23 +344,58 @@ class MeshWarpFamily(ModelFamily):
     def target_meshes(self, plan, sl: slice) -> np.ndarray:
         """(B,478,3) target meshes in the portrait's render pixels for frames `sl`."""
         st: MeshPortrait = plan.appearance
-        own = st.codes
         pose = plan.pose[sl].double().numpy()
-        eye = plan.eye[sl].double().numpy()
+        angles = pose[:, :3]
+        if st.calibrate and np.any(plan.pose[:, :3].numpy()):
+            # the angles to render so that this portrait's render reads the requested change back (calibration.py):
+            # first less what the frame's mouth and expression alone read as (a raised brow reads as pitch)
+            leak = self._expression_leak(plan)
+            if leak is not None:
+                angles = angles - self._shape_changes(plan, sl) @ leak
+            if st.pose_calibration is None:
+                st.pose_calibration = self.calibrate_pose(st)
+            angles = st.pose_calibration.invert(angles)
+        return self._targets(st, np.concatenate([angles, pose[:, 3:]], 1), plan.eye[sl].double().numpy(),
+                             plan.mouth[sl].numpy(), plan.emotion[sl].numpy())
+
+    def _shape_changes(self, plan, sl=slice(None)) -> np.ndarray:
+        """(B, Dm + De + Dm + 2) the plan's mouth and emotion changes side by side (what can read as a turn)."""
+        return np.concatenate([plan.mouth[sl].double().numpy(), plan.emotion[sl].double().numpy()], 1)
+
+    def _expression_leak(self, plan) -> np.ndarray | None:
+        """(Dm + De + Dm + 2, 3) the head angles mediapipe reads per unit of the plan's mouth/emotion change on this
+        portrait (calibration.calibrate_leak), probed once per plan; None when the plan changes neither."""
+        st: MeshPortrait = plan.appearance
+        cache = st.leak_cache
+        if id(plan) not in cache:
+            x = self._shape_changes(plan)
+            dm = self.params.mouth_dim
+
+            def render_shape(v):
+                v = np.asarray(v, np.float64)[None]
+                return st.renderer.render(self._targets(st, np.zeros((1, 6)), np.zeros((1, 4)), v[:, :dm],
+                                                        v[:, dm:])[0])
+            cache.clear()   # one plan at a time (the reference keeps its id from being reused)
+            cache[id(plan)] = (plan, calibrate_leak(x, render_shape, self._mesh))
+        return cache[id(plan)][1]
+
+    def _targets(self, st: MeshPortrait, pose, eye, mouth, emo) -> np.ndarray:
+        """Target meshes for (B,6) pose changes (angles as rendered), (B,4) eye, (B,Dm) mouth and (B,De+Dm+2)
+        emotion changes of the plan."""
+        own = st.codes
         b = pose.shape[0]
         op = own.pose.astype(np.float64)
         abs_pose = np.repeat(op, b, 0)
-        abs_pose[:, :3] += pose[:, :3]   # the renderer's depth gain makes the mesh read these angles back
+        abs_pose[:, :3] += pose[:, :3]
         abs_pose[:, 5] += pose[:, 5]
         centre = op[:, 3:5] * np.exp(op[:, 5:6]) + pose[:, 3:5] * np.exp(op[:, 5:6])
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
-        emo, de, dm = plan.emotion[sl].numpy(), self.params.emotion_dim, self.params.mouth_dim
+        de, dm = self.params.emotion_dim, self.params.mouth_dim
         abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:], 0.0)
         abs_eye[:, 2] += eye[:, 2]
         abs_eye[:, 3] += C.GAZE_V_RENDER_GAIN * eye[:, 3]   # see codes.GAZE_V_RENDER_GAIN
-        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + plan.mouth[sl].numpy() + emo[:, de:de + dm],
-                            own.emotion + emo[:, :de])
+        codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + mouth + emo[:, de:de + dm], own.emotion + emo[:, :de])
         return C.compose(st.mesh, own, codes, self.params)
 
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
