@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,82 @@ def check_output_path(output: str | os.PathLike, inputs=(), suffixes: tuple[str,
             raise InputError(f"output {out} is also an input ({src}): writing it would replace that file; "
                              "choose another output name")
     return out
+
+
+# ---- reading the user's files: one place that turns a path into a readable file or one clear error ---------------
+
+def show_path(path: str | os.PathLike) -> str:
+    """A path as it goes into a one-line message: control characters (a newline in a file name would split the
+    `pdfgc: error:` line) are written as escapes, the rest as typed."""
+    text = os.fspath(path)
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def input_file(path: str | os.PathLike, what: str | None, kind: str = "a file", allow_empty: bool = False,
+               label: str | None = None) -> Path:
+    """`path` as a readable regular file, else InputError naming it and the actual problem: missing, a symlink
+    loop or dangling link, a folder, a device or FIFO (their size says nothing and reading one may never end),
+    unreadable, or empty. `what` names the role ("pose curve file"), `kind` what was expected; `label` replaces
+    the "what path" that starts each message."""
+    p = Path(path)
+    name = label if label is not None else f"{what} {show_path(p)}" if what else show_path(p)
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{name}: a symbolic link loop (the link points back at itself)") from None
+        if e.errno == errno.ENOENT and os.path.islink(p):
+            raise InputError(f"{name}: a broken symbolic link (its target does not exist)") from None
+        if e.errno == errno.ENOENT:
+            raise InputError(f"{name}: no such file") from None
+        if e.errno == errno.ENOTDIR:
+            raise InputError(f"{name}: no such file (a part of the path is not a folder)") from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise InputError(f"{show_path(str(p)[:80])}...: the file name is too long") from None
+        raise InputError(f"{name}: cannot be read ({os.strerror(e.errno or 0).lower()})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{name}: is a directory, not {kind}")
+    if not stat.S_ISREG(st.st_mode):
+        sort = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else \
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
+        raise InputError(f"{name}: is {sort}, not {kind}; give a regular file")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{name}: permission denied (the file is not readable)")
+    if st.st_size == 0 and not allow_empty:
+        raise InputError(f"{name}: file is empty (0 bytes)")
+    return p
+
+
+def read_user_file(path: str | os.PathLike, what: str, max_bytes: int, kind: str = "a file",
+                   why: str = "") -> bytes:
+    """The bytes of a file the user handed over (curves, keyframe lists, control files), after `input_file`'s
+    checks and a size bound checked BEFORE reading: a file over `max_bytes` is refused at once, with `why` (what
+    the bound is derived from) in the message. Never reads more than max_bytes + 1 even if the file grows."""
+    p = input_file(path, what, kind)
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{what} {show_path(p)}: {_size(size)} is more than the {_size(max_bytes)} such a file "
+                         f"can need{' (' + why + ')' if why else ''}")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise InputError(f"{what} {show_path(p)}: cannot be read ({os.strerror(e.errno or 0).lower()})") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{what} {show_path(p)}: grew past {_size(max_bytes)} while being read")
+    return data
+
+
+def read_user_text(path: str | os.PathLike, what: str, max_bytes: int, kind: str = "a text file",
+                   why: str = "") -> str:
+    """`read_user_file` decoded as UTF-8 (a BOM is dropped); binary data is one clear error."""
+    data = read_user_file(path, what, max_bytes, kind, why)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} {show_path(path)}: not UTF-8 text (byte {e.start}): is it {kind}?") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB" if n >= 1e3 else f"{n} bytes"

@@ -440,8 +440,9 @@ def load_speech(audio, require_speech: bool = True, max_frames: int | None = Non
     wav, name = speech.wav16k, speech.name
     if wav.size == 0:
         raise InputError(f"{name}: the audio has no samples")
-    silent = (is_silent(wav) if speech.mean_square is None
-              else speech.mean_square <= 0 or 10 * np.log10(speech.mean_square) < -60.0)
+    # is_silent measures around the mean: a constant DC offset is not speech (issue 22)
+    silent = is_silent(wav) or (speech.mean_square is not None
+                                and (speech.mean_square <= 0 or 10 * np.log10(speech.mean_square) < -60.0))
     if require_speech and silent:
         raise InputError(f"{name}: the audio is silent (below -60 dBFS): lips would not move; "
                          "use --lips still or off with --duration for a silent clip")
