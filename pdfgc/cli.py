@@ -107,7 +107,7 @@ def cmd_animate(args) -> int:
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
     from .options import check_options
-    check_options(opt)  # bad values are refused before the model is loaded
+    check_options(opt, audio=args.audio)  # bad values are refused before the model is loaded
     from .fileio import check_output_path
     check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
                                     opt.emotion], suffixes=(".mp4",))
@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def one_line(text: str) -> str:
+    """An error message as ONE line: a newline or other control character (a file name may hold one) written as
+    its escape, so the `pdfgc: error:` line is never split or garbled."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _short_warning(message, category, filename, lineno, line=None) -> str:
     # one line, without the source path and code line of the library that warned (those are for developers: -v)
     text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
@@ -284,13 +290,15 @@ def main(argv=None) -> int:
     import threading
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
+        if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, _sigterm)  # a closed terminal: unwind too (temp folders are removed)
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:
-        print(f"pdfgc: error: {e}", file=sys.stderr)
+        print(f"pdfgc: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(_interrupted_message(args), file=sys.stderr)

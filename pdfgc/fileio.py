@@ -128,6 +128,22 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_writable_folder(out: Path) -> None:
+    """InputError unless a file can be created beside `out` (the atomic write's temporary name): a read-only or
+    virtual file system (/proc, /sys), a folder without write permission."""
+    probe = temp_path(out)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        full = disk_full_error(out, e)
+        if full is not None:
+            raise full from None
+        raise InputError(f"output {show_path(out)}: cannot write in {show_path(out.parent)} "
+                         f"({os.strerror(e.errno or 0).lower()})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output_path(output: str | os.PathLike, inputs=(), suffixes: tuple[str, ...] | None = None) -> Path:
     """The one check that an output path is safe to write: its folder exists, it is not a folder, it has one of
     `suffixes` (when given), and it is none of `inputs` (paths; None and non-path values such as arrays or the
@@ -135,12 +151,19 @@ def check_output_path(output: str | os.PathLike, inputs=(), suffixes: tuple[str,
     Writing is atomic (rename over the target), so an output that is an input would replace the user's only copy
     of it. Returns the path; raises InputError naming the problem."""
     out = Path(output)
+    name = show_path(out)
     if suffixes and out.suffix.lower() not in suffixes:
-        raise InputError(f"output {out}: only {' / '.join(suffixes)} output is supported")
+        raise InputError(f"output {name}: only {' / '.join(suffixes)} output is supported")
+    try:
+        os.stat(out)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"output {name}: a symbolic link loop (the link points back at itself)") from None
     if out.is_dir():
-        raise InputError(f"output {out}: is a folder")
+        raise InputError(f"output {name}: is a folder")
     if not out.parent.is_dir():
-        raise InputError(f"output {out}: folder {out.parent} does not exist")
+        raise InputError(f"output {name}: folder {show_path(out.parent)} does not exist")
+    _check_writable_folder(out)
     target = out.resolve()  # through symlinks, either side
     for src in inputs:
         if not isinstance(src, (str, os.PathLike)) or not str(src):

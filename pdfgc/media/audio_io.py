@@ -106,6 +106,17 @@ class _Samples:
         return out if out.flags.c_contiguous else np.ascontiguousarray(out)  # mono: already contiguous, no copy
 
 
+def container_seconds(path: str | os.PathLike, source: str = "audio") -> float | None:
+    """The duration the file's header states (nothing is decoded), or None when it states none."""
+    with open_media(path, source) as c:
+        if c.duration:
+            return c.duration / av.time_base
+        for s in list(c.streams.audio) + list(c.streams.video):
+            if s.duration and s.time_base:
+                return float(s.duration * s.time_base)
+    return None
+
+
 def _expected_samples(container, stream, rate: int) -> int:
     seconds = 0.0
     if stream.duration and stream.time_base:
