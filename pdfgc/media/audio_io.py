@@ -24,9 +24,11 @@ def open_media(path: str | os.PathLike, source: str):
                          f"format): {e}") from e
 
 
-# Decoded samples are converted to float here, in numpy, never by PyAV's AudioResampler: libswresample crashes
-# the process (SIGSEGV) on 8-channel audio without a channel mask (any 8-channel WAV from Python's `wave` module,
-# at every rate and sample format; issue 22). Scales: full scale of each integer format maps to 1.0.
+# Decoded samples are converted to float here, in numpy, from the first `channels` planes only: PyAV 18 lists
+# one plane too many for an 8-channel planar frame, and its AudioFrame.to_ndarray reads that bogus ninth plane and
+# crashes the process (SIGSEGV) -- what the old AudioResampler(fltp) + to_ndarray path did with every 8-channel
+# file (WAV of any rate and sample format, with or without a channel mask; 1-7 channels were fine; issue 22).
+# Scales: full scale of each integer format maps to 1.0.
 _SAMPLE_TYPES = {"u8": ("u1", 128.0, 128.0), "s16": ("<i2", 0.0, 32768.0), "s32": ("<i4", 0.0, 2.0 ** 31),
                  "s64": ("<i8", 0.0, 2.0 ** 63), "flt": ("<f4", 0.0, 1.0), "dbl": ("<f8", 0.0, 1.0)}
 
