@@ -90,6 +90,36 @@ def _load_model(args):
     return load_model(weights=getattr(args, "weights", None), official=getattr(args, "official_checkpoints", None))
 
 
+def _stored_emotion_labels(path) -> set[str] | None:
+    """The emotion labels a safetensors weights file holds (its per-label tensors `emotion*.<label>`), read from
+    the header only; None when it holds none or cannot be read (the full check after loading then decides)."""
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="numpy") as f:
+            labels = {k.split(".", 1)[1] for k in f.keys() if k.startswith("emotion") and "." in k}
+    except Exception:  # noqa: BLE001 - a bad weights file is reported, in full, when it is loaded
+        return None
+    return labels or None
+
+
+def _check_emotion_labels_early(args, opt) -> None:
+    """An emotion label the weights do not hold is refused before the model is loaded (as the README promises of
+    malformed values): the labels are read from the weights file's header."""
+    from .controls.explicit import coerce_control
+    ctl = coerce_control("emotion", opt.emotion_control)
+    if ctl is None or not ctl.needs_mapping or getattr(args, "official_checkpoints", None):
+        return
+    from .weights import default_weights_path
+    path = Path(args.weights) if getattr(args, "weights", None) else default_weights_path()
+    if path is None or path.is_dir() or not path.is_file():
+        return
+    known = _stored_emotion_labels(path)
+    unknown = [k for k in ctl.weights() if known is not None and k not in known]
+    if unknown:
+        raise PDFGCError(f"emotion label '{unknown[0]}' is not one of this model's labels "
+                         f"({', '.join(sorted(known))})")
+
+
 def cmd_animate(args) -> int:
     from .pipeline import AnimateOptions, TalkingHeadPipeline
 
@@ -108,6 +138,7 @@ def cmd_animate(args) -> int:
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
     from .options import check_options
     check_options(opt, audio=args.audio)  # bad values are refused before the model is loaded
+    _check_emotion_labels_early(args, opt)
     from .fileio import check_output_path
     check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
                                     opt.emotion], suffixes=(".mp4",))

@@ -89,6 +89,8 @@ def _num(text: str, what: str) -> float:
 
 
 def _finite(v, what: str) -> float:
+    if isinstance(v, bool):  # JSON true/false are not numbers (float(True) would be 1.0)
+        raise InputError(f"{what}: {str(v).lower()} is not a number")
     try:
         v = float(v)
     except (TypeError, ValueError):
@@ -356,6 +358,11 @@ def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: 
             for i, row in enumerate(data):
                 if not isinstance(row, dict):
                     raise InputError(f"{what} {p}: item {i} is not an object")
+                names = [k for k in row if str(k).strip().lower() in time_names + frame_names]
+                for k in names:  # the item's time first: a bad one is named as such, not as a missing value
+                    _finite(row[k], f"{what} {p} item {i} {k}")
+                if names and len(row) == len(names):
+                    raise InputError(f"{what} {p}: item {i} sets no value (names: {', '.join(allowed)})")
                 cols = {k: [v] for k, v in row.items()}
                 keys.extend(columns_to_keys(cols))
         else:

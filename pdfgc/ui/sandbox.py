@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -101,4 +102,10 @@ def prepare_work_dir(settings: UISettings) -> Sandbox:
     sandbox = Sandbox(work / "uploads", work / "outputs", settings.max_upload_mb)
     # gradio reads this for every upload and cache copy: every file the page receives lands here
     os.environ["GRADIO_TEMP_DIR"] = str(sandbox.upload_root)
+    # a few gradio modules copy it once, when imported (a second app in this process, or gradio imported before,
+    # would write into another run's -- removed, then re-created -- folder): point them here too
+    for name in ("gradio.route_utils", "gradio.routes", "gradio.mcp", "gradio.screen_recording_utils"):
+        mod = sys.modules.get(name)
+        if mod is not None and isinstance(getattr(mod, "DEFAULT_TEMP_DIR", None), str):
+            mod.DEFAULT_TEMP_DIR = str(sandbox.upload_root)
     return sandbox

@@ -35,10 +35,21 @@ def run_ui(pipe, settings: UISettings) -> None:
               f"{sandbox.upload_root.parent}; Ctrl+C stops)", flush=True)
         launch(demo, settings, block=True)
     finally:
+        work = sandbox.upload_root.parent
+
+        def remove() -> None:
+            if own_work_dir:
+                shutil.rmtree(work, ignore_errors=True)
+
+        def close() -> None:
+            try:
+                demo.close()
+            finally:
+                remove()  # gradio may write into its temp folder while closing: remove it again after
+
         if demo is not None:
             # uvicorn's graceful shutdown can wait on open connections: close with a bound, then clean up
-            closer = threading.Thread(target=demo.close, daemon=True, name="pdfgc-ui-close")
+            closer = threading.Thread(target=close, daemon=True, name="pdfgc-ui-close")
             closer.start()
             closer.join(timeout=10)
-        if own_work_dir:
-            shutil.rmtree(sandbox.upload_root.parent, ignore_errors=True)
+        remove()
