@@ -354,6 +354,8 @@ def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: 
                 raise InputError(f"{what} {p}: a JSON object must map column names to lists")
             keys = columns_to_keys(data)
         elif isinstance(data, list):
+            if not data:
+                raise InputError(f"{what} {p}: an empty list (no keyframes)")
             keys = []
             for i, row in enumerate(data):
                 if not isinstance(row, dict):
