@@ -217,6 +217,8 @@ def cmd_ui(args) -> int:
     settings = UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                           max_seconds=args.max_seconds, control_mapping=controls)
     check_settings(settings)  # a bad or busy port is reported before the model is loaded
+    from .options import AnimateOptions, check_options
+    check_options(AnimateOptions(device=args.device, threads=args.threads))  # the same bounds as animate's
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     run_ui(pipe, settings)  # SIGTERM ends it like Ctrl+C (main() turns both into KeyboardInterrupt)
     # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive

@@ -412,3 +412,14 @@ def test_shared_helpers_of_the_readers(tmp_path):
     if os.geteuid() != 0:
         with pytest.raises(InputError, match="permission denied"):
             input_file(tmp_path / "g", "list")
+
+
+def test_ui_device_and_threads_are_checked_like_animate(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    for flags, needle in [(["--device", "nonsense"], "--device 'nonsense'"), (["--threads", "100000"], "--threads")]:
+        assert main(["ui", "--port", port, *flags]) == 2
+        _one_error(capsys, needle)
