@@ -177,7 +177,7 @@ def _check_controls(opt: AnimateOptions, audio) -> None:
         pose.read_curve(max_seconds=min(known) if known else None)
     blink = controls.get("blink")
     if blink is not None and blink.times and natural:
-        late = [t for t in blink.times if t >= natural]
+        late = [t for t in blink.times if t > natural]  # at the very end, its closing is still seen
         if late:
             what = "audio" if opt.duration is None else "--duration"
             raise InputError(f"blink time {late[0]:g} s is past the end of the {what} ({natural:.2f} s)")
