@@ -423,3 +423,15 @@ def test_ui_device_and_threads_are_checked_like_animate(capsys):
     for flags, needle in [(["--device", "nonsense"], "--device 'nonsense'"), (["--threads", "100000"], "--threads")]:
         assert main(["ui", "--port", port, *flags]) == 2
         _one_error(capsys, needle)
+
+
+def test_typed_specs_are_bounded():
+    from pdfgc.controls.explicit import MAX_SPEC_CHARS, BlinkControl, PoseControl, parse_times
+
+    long = "; ".join(f"{i / 25:.2f}:yaw={i % 20}" for i in range(MAX_SPEC_CHARS // 10))
+    t0 = time.perf_counter()
+    for parse in (PoseControl.parse, BlinkControl.parse, parse_times):
+        with pytest.raises(InputError, match="curve file"):
+            parse(long)
+    assert time.perf_counter() - t0 < 1
+    assert len(PoseControl.parse("; ".join(f"{i}:yaw={i % 20}" for i in range(1000))).keyframes) == 1000

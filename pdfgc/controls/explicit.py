@@ -100,6 +100,18 @@ def _finite(v, what: str) -> float:
     return v
 
 
+MAX_SPEC_CHARS = 64 * 1024  # a typed spec (a flag, a text box): a thousand keyframes fit; a longer one is a file
+
+
+def _spec(spec, what: str) -> str:
+    """A spec string, stripped; InputError when it is longer than anyone types (a pasted file belongs in a file)."""
+    text = str(spec)
+    if len(text) > MAX_SPEC_CHARS:
+        raise InputError(f"{what}: {len(text)} characters is longer than the {MAX_SPEC_CHARS} a spec may have "
+                         "(give many keyframes as a curve file)")
+    return text.strip()
+
+
 def parse_time(text: str, what: str = "time", fps: int = FPS) -> float:
     """'2', '2.5', '2.5s' -> seconds; '50f' -> frame 50 at `fps`."""
     t = str(text).strip().lower()
@@ -114,7 +126,7 @@ def parse_time(text: str, what: str = "time", fps: int = FPS) -> float:
 
 def parse_times(spec: str, what: str = "blink times") -> list[float]:
     """'1,4.5, 8s' -> [1.0, 4.5, 8.0] (seconds; '50f' for frames), sorted."""
-    parts = [p for p in re.split(r"[,\s;]+", str(spec).strip()) if p]
+    parts = [p for p in re.split(r"[,\s;]+", _spec(spec, what)) if p]
     if not parts:
         raise InputError(f"{what}: empty list (expected e.g. '1,4.5')")
     return sorted(parse_time(p, what) for p in parts)
@@ -123,7 +135,7 @@ def parse_times(spec: str, what: str = "blink times") -> list[float]:
 def parse_spans(spec: str, what: str = "mute spans") -> list[tuple[float, float]]:
     """'2-3.5, 5s-6s' -> [(2.0, 3.5), (5.0, 6.0)] (seconds; '0-1e9' mutes everything)."""
     out = []
-    parts = [p for p in re.split(r"[,;]+", str(spec).strip()) if p.strip()]
+    parts = [p for p in re.split(r"[,;]+", _spec(spec, what)) if p.strip()]
     if not parts:
         raise InputError(f"{what}: empty list (expected e.g. '2.0-3.5,5-6')")
     for p in parts:
@@ -140,7 +152,7 @@ def parse_spans(spec: str, what: str = "mute spans") -> list[tuple[float, float]
 def parse_weights(spec: str, what: str = "emotion blend") -> dict[str, float]:
     """'happy:0.6,sad:0.2' -> {'happy': 0.6, 'sad': 0.2} (labels normalised, see normalise_emotion)."""
     out: dict[str, float] = {}
-    parts = [p for p in re.split(r"[,;+]+", str(spec).strip()) if p.strip()]
+    parts = [p for p in re.split(r"[,;+]+", _spec(spec, what)) if p.strip()]
     if not parts:
         raise InputError(f"{what}: empty (expected e.g. 'happy:0.6,sad:0.2')")
     for p in parts:
@@ -575,7 +587,7 @@ class PoseControl:
     def parse(cls, spec: str) -> "PoseControl":
         """'yaw=20,pitch=-5' (constants), '0:yaw=0; 2:yaw=20' (keyframes), 'head.csv' / 'head.json' (curve file);
         extra ';'-separated tokens: 'absolute' / 'relative', an interpolation name (linear, smooth, cubic, step)."""
-        spec = str(spec).strip()
+        spec = _spec(spec, f"{cls.kind} control")
         if not spec:
             raise InputError("pose control: empty spec")
         ctl = cls()
@@ -754,7 +766,7 @@ class BlinkControl:
     def parse(cls, spec: str) -> "BlinkControl":
         """'1,4.5' (times) or 'rate=15' / 'rate=15,seed=3,duration=0.25,openness=0.8,jitter=0.4';
         'times=1 4.5' also works; 'off' / 'none' = no blinks."""
-        spec = str(spec).strip()
+        spec = _spec(spec, f"{cls.kind} control")
         if not spec:
             raise InputError("blink control: empty spec")
         if spec.lower() in ("off", "none"):
@@ -916,7 +928,7 @@ class GazeControl:
     def parse(cls, spec: str) -> "GazeControl":
         """'camera'; 'H,V' in iris units ('10deg,-5deg' or trailing 'deg' for degrees); 'h=0.5,v=0';
         keyframes '0:camera; 1.5:h=0.5,v=0; 3:h=-0.5'."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("gaze control: empty spec")
         low = s.lower()
@@ -1071,7 +1083,7 @@ class EmotionControl:
     @classmethod
     def parse(cls, spec: str) -> "EmotionControl":
         """'happy', 'happy:0.5', 'neutral', 'happy:0.6,sad:0.2' (a blend), 'ref=clip.mp4' (a reference clip)."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("emotion control: empty spec")
         if s.lower().startswith(("ref=", "reference=")):
@@ -1171,7 +1183,7 @@ class LipControl:
     def parse(cls, spec: str) -> "LipControl":
         """'mute=2-3.5,5-6', 'intensity=0.5', both with ';' ('intensity=0.5; mute=2-3.5'), 'ramp=0.1';
         a bare span list '2-3.5' means mute spans, a bare number the intensity."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("lip control: empty spec")
         ctl = cls()
