@@ -32,7 +32,7 @@ def decode_whole(kind: str, role: str, path: str) -> None:
     """Decode `path` whole as the render would (InputError when it is bad)."""
     if kind == "image":
         from ..media.images import load_image_rgb
-        load_image_rgb(path, source=f"{role} {path}")
+        load_image_rgb(path)  # its messages name the file as the page shows it
         return
     from ..media.audio_io import decode_speech, open_media
     with open_media(path, role) as c:
