@@ -4,8 +4,8 @@ A native crash in a decoder (a segfault in FFmpeg, libswresample, an image libra
 it ends the process. In `pdfgc ui` that process is the server of every session, and its temporary folder (all
 sessions' uploads) would stay on disk. So each uploaded file is first decoded whole, by the same functions the
 render uses (`decode_speech`, `iter_video_frames`, `load_image_rgb`), in a short-lived child process
-(`python -m pdfgc.ui.probe KIND PATH`, ~1 s: it imports no torch). Decoding is deterministic, so a file that
-decoded cleanly there decodes cleanly in the server; one that crashed or hung the child is refused with one
+(`python -m pdfgc.media.check KIND ROLE PATH`: it imports no torch, nor the UI). Decoding is deterministic, so a
+file that decoded cleanly there decodes cleanly in the server; one that crashed or hung the child is refused with one
 message and never opened by the server. Verdicts are cached per (file, size, mtime).
 """
 from __future__ import annotations
@@ -18,33 +18,15 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
+from ..media.check import ERROR_PREFIX
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PROBE_TIMEOUT_S = 120.0  # a 50 MB, 60 s upload decodes in a few seconds; past this the decoder is stuck
-_ERROR_PREFIX = "probe-error: "
+_ERROR_PREFIX = ERROR_PREFIX
 
 
 def probe_kind(path: Path, role: str) -> str:
     return "image" if role == "portrait" or path.suffix.lower() in IMAGE_SUFFIXES else "media"
-
-
-def decode_whole(kind: str, role: str, path: str) -> None:
-    """Decode `path` whole as the render would (InputError when it is bad)."""
-    if kind == "image":
-        from ..media.images import load_image_rgb
-        load_image_rgb(path)  # its messages name the file as the page shows it
-        return
-    from ..media.audio_io import decode_speech, open_media
-    with open_media(path, role) as c:
-        has_audio, has_video = bool(c.streams.audio), bool(c.streams.video)
-    if not (has_audio or has_video):
-        raise InputError(f"{role} {path}: no audio or video track")
-    if has_audio:
-        decode_speech(path, role)
-    if has_video:
-        from ..media.video import iter_video_frames
-        for _ in iter_video_frames(path, fps=None, source=role):
-            pass
 
 
 _cache: dict[tuple, str | None] = {}
@@ -67,7 +49,7 @@ def check_in_child(path: Path, role: str, timeout_s: float = PROBE_TIMEOUT_S) ->
 
 
 def child_command(kind: str, role: str, path: Path) -> list[str]:
-    return [sys.executable, "-m", "pdfgc.ui.probe", kind, role, str(path)]
+    return [sys.executable, "-m", "pdfgc.media.check", kind, role, str(path)]
 
 
 def _run_child(path: Path, role: str, kind: str, timeout_s: float) -> str | None:
@@ -93,17 +75,3 @@ def _run_child(path: Path, role: str, kind: str, timeout_s: float) -> str | None
         return (f"{role} {path.name}: the file crashed the decoder ({sig}); it was not used. Convert it (e.g. to a "
                 "mono or stereo WAV / an H.264 mp4) and upload it again")
     return f"{role} {path.name}: the file could not be decoded (decoder exit status {r.returncode}); it was not used"
-
-
-def main(argv: list[str]) -> int:
-    kind, role, path = argv
-    try:
-        decode_whole(kind, role, path)
-    except InputError as e:
-        print(_ERROR_PREFIX + " ".join(str(e).split()), flush=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
