@@ -482,9 +482,9 @@ class PoseControl:
         cached = self.__dict__.get("_curve_cache")
         if key is not None and cached is not None and cached[0] == key and cached[1] <= limit:
             return list(cached[2])
-        why = (f"a curve needs at most {CURVE_BYTES_PER_SECOND // 1000} kB per second of video; this one is "
+        why = (f"a curve needs at most {CURVE_BYTES_PER_SECOND / 1000:g} kB per second of video; this one is "
                f"{seconds:.1f} s" if max_seconds is not None else
-               f"at most {MAX_CURVE_SECONDS / 3600:g} h of video at {CURVE_BYTES_PER_SECOND // 1000} kB per second")
+               f"at most {MAX_CURVE_SECONDS / 3600:g} h of video at {CURVE_BYTES_PER_SECOND / 1000:g} kB per second")
         keys = load_curve_file(self.curve, POSE_CHANNELS, "pose curve file", max_bytes=limit, why=why)
         for k in keys:
             self._check_range(k)
