@@ -218,7 +218,8 @@ def cmd_ui(args) -> int:
                           max_seconds=args.max_seconds, control_mapping=controls)
     check_settings(settings)  # a bad or busy port is reported before the model is loaded
     from .options import AnimateOptions, check_options
-    check_options(AnimateOptions(device=args.device, threads=args.threads))  # the same bounds as animate's
+    # the same bounds as animate's, and a --controls file that is missing or damaged, before the model loads
+    check_options(AnimateOptions(device=args.device, threads=args.threads, control_mapping=controls))
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     run_ui(pipe, settings)  # SIGTERM ends it like Ctrl+C (main() turns both into KeyboardInterrupt)
     # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive

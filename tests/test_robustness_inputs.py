@@ -420,7 +420,8 @@ def test_ui_device_and_threads_are_checked_like_animate(capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    for flags, needle in [(["--device", "nonsense"], "--device 'nonsense'"), (["--threads", "100000"], "--threads")]:
+    for flags, needle in [(["--device", "nonsense"], "--device 'nonsense'"), (["--threads", "100000"], "--threads"),
+                          (["--controls", "/nonexistent/m.controls.json"], "control mapping")]:
         assert main(["ui", "--port", port, *flags]) == 2
         _one_error(capsys, needle)
 
