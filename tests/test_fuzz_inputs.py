@@ -96,7 +96,8 @@ LAYOUTS = st.one_of(
               st.sampled_from(["uint8", "int16", "int32", "float32", "float64"])),
     st.tuples(st.just("pyav"), st.integers(1, 8), st.sampled_from([44100, 48000]),
               st.sampled_from(["flac.flac", "aac.m4a", "pcm_s16le.mkv", "pcm_f32le.wav"])),
-    st.tuples(st.just("pyav"), st.integers(1, 2), st.sampled_from([16000, 48000]), st.just("libopus.ogg")),
+    st.tuples(st.just("pyav"), st.integers(1, 2), st.sampled_from([16000, 48000]),
+              st.sampled_from(["libopus.ogg", "libmp3lame.mp3"])),
 )
 
 
