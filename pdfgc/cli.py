@@ -90,6 +90,36 @@ def _load_model(args):
     return load_model(weights=getattr(args, "weights", None), official=getattr(args, "official_checkpoints", None))
 
 
+def _stored_emotion_labels(path) -> set[str] | None:
+    """The emotion labels a safetensors weights file holds (its per-label tensors `emotion*.<label>`), read from
+    the header only; None when it holds none or cannot be read (the full check after loading then decides)."""
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="numpy") as f:
+            labels = {k.split(".", 1)[1] for k in f.keys() if k.startswith("emotion") and "." in k}
+    except Exception:  # noqa: BLE001 - a bad weights file is reported, in full, when it is loaded
+        return None
+    return labels or None
+
+
+def _check_emotion_labels_early(args, opt) -> None:
+    """An emotion label the weights do not hold is refused before the model is loaded (as the README promises of
+    malformed values): the labels are read from the weights file's header."""
+    from .controls.explicit import coerce_control
+    ctl = coerce_control("emotion", opt.emotion_control)
+    if ctl is None or not ctl.needs_mapping or getattr(args, "official_checkpoints", None):
+        return
+    from .weights import default_weights_path
+    path = Path(args.weights) if getattr(args, "weights", None) else default_weights_path()
+    if path is None or path.is_dir() or not path.is_file():
+        return
+    known = _stored_emotion_labels(path)
+    unknown = [k for k in ctl.weights() if known is not None and k not in known]
+    if unknown:
+        raise PDFGCError(f"emotion label '{unknown[0]}' is not one of this model's labels "
+                         f"({', '.join(sorted(known))})")
+
+
 def cmd_animate(args) -> int:
     from .pipeline import AnimateOptions, TalkingHeadPipeline
 
@@ -107,7 +137,8 @@ def cmd_animate(args) -> int:
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
     from .options import check_options
-    check_options(opt)  # bad values are refused before the model is loaded
+    check_options(opt, audio=args.audio)  # bad values are refused before the model is loaded
+    _check_emotion_labels_early(args, opt)
     from .fileio import check_output_path
     check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
                                     opt.emotion], suffixes=(".mp4",))
@@ -186,6 +217,9 @@ def cmd_ui(args) -> int:
     settings = UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                           max_seconds=args.max_seconds, control_mapping=controls)
     check_settings(settings)  # a bad or busy port is reported before the model is loaded
+    from .options import AnimateOptions, check_options
+    # the same bounds as animate's, and a --controls file that is missing or damaged, before the model loads
+    check_options(AnimateOptions(device=args.device, threads=args.threads, control_mapping=controls))
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     run_ui(pipe, settings)  # SIGTERM ends it like Ctrl+C (main() turns both into KeyboardInterrupt)
     # the server's temp folders are gone; leftover non-daemon server threads must not keep the process alive
@@ -249,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def one_line(text: str) -> str:
+    """An error message as ONE line: a newline or other control character (a file name may hold one) written as
+    its escape, so the `pdfgc: error:` line is never split or garbled."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _short_warning(message, category, filename, lineno, line=None) -> str:
     # one line, without the source path and code line of the library that warned (those are for developers: -v)
     text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
@@ -284,13 +324,15 @@ def main(argv=None) -> int:
     import threading
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
+        if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, _sigterm)  # a closed terminal: unwind too (temp folders are removed)
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except PDFGCError as e:
-        print(f"pdfgc: error: {e}", file=sys.stderr)
+        print(f"pdfgc: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(_interrupted_message(args), file=sys.stderr)

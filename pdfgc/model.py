@@ -200,9 +200,21 @@ def unreadable_weights(path: str | os.PathLike, exc: BaseException) -> Checkpoin
     its first bytes as a huge header length) is told how such files are loaded."""
     path = Path(path)
     msg = str(exc)
-    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin") or "header too large" in msg:
+    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin") or _torch_magic(path):
         msg += "; " + _not_pdfgc_hint(path, pytorch=True)
+    else:
+        msg += "; the file is not a safetensors file (damaged, truncated or another format)"
     return CheckpointError(f"{path}: cannot read safetensors file ({msg})")
+
+
+def _torch_magic(path: Path) -> bool:
+    """True when the file starts as torch.save writes: a zip archive (PK\\x03\\x04) or a pickle (protocol 2+)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _not_pdfgc_hint(path: Path, pytorch: bool = False) -> str:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .errors import InputError
 from .official_rules import OFFICIAL_SKIP, POSE_SCALE
-from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, PRECISIONS
+from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, FPS, PRECISIONS, SAMPLE_RATE
 
 SPECIAL_SOURCES = ("audio", "still", "off")
 LAYOUTS = ("result", "panels", "pasteback")
@@ -67,6 +71,10 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
                 "placebo")
 MAX_DURATION_S = 24 * 3600   # --duration: a day of video; past it a typo (1e12) would try to allocate petabytes
 MAX_INTENSITY = 10.0         # code multipliers: far past it the generator only renders saturated noise
+# --threads: past a few threads per core only contention grows (and 100000 threads fail inside a library's
+# thread pool, issue 22); 64 is harmless on any machine
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+DEVICE_PATTERN = r"auto|cpu|mps|(?:cuda|xpu)(?::\d{1,2})?"   # what torch.device takes that this package can run on
 _INTENSITIES = ("mouth_intensity", "pose_intensity", "blink_intensity", "gaze_intensity", "emotion_intensity")
 
 
@@ -88,9 +96,13 @@ def _number(opt: AnimateOptions, name: str, integer: bool = False, optional: boo
     return v
 
 
-def check_options(opt: AnimateOptions) -> None:
+def check_options(opt: AnimateOptions, audio=None) -> None:
     """The one validation of option values (the CLI, the Python API and the web UI all call it): every number
-    finite and in range, every name known. Raises InputError naming the option, before anything is read."""
+    finite and in range, every name known, the explicit controls (a pose curve file is read here, bounded by the
+    job's length when it is known: `audio` is the job's audio, if any). Raises InputError naming the option,
+    before the model is loaded or any input decoded."""
+    if not isinstance(opt.device, str) or not re.fullmatch(DEVICE_PATTERN, opt.device):
+        raise InputError(f"--device '{opt.device}': not a device (auto, cpu, cuda, cuda:1, mps)")
     if opt.driving_mode not in DRIVING_MODES:
         raise InputError(f"unknown driving mode '{opt.driving_mode}' (choose from {', '.join(DRIVING_MODES)})")
     if opt.layout not in LAYOUTS:
@@ -122,6 +134,50 @@ def check_options(opt: AnimateOptions) -> None:
         v = _number(opt, name, integer=True)
         if v is not None and v < 1:
             raise InputError(f"{_flag(name)} must be at least 1, got {v}")
+    if opt.threads is not None and opt.threads > MAX_THREADS:
+        raise InputError(f"--threads {opt.threads} is more than {MAX_THREADS} (4 per core of this machine, at least "
+                         "64): more only adds contention")
+    if audio is not None and duration is not None:
+        raise InputError("--duration sets the length only without --audio (the audio sets it); to cut the video "
+                         "short use --max-frames N (25 frames per second)")
     crf = _number(opt, "crf", integer=True, optional=False)
     if not 0 <= crf <= 51:
         raise InputError(f"--crf must be 0..51 (H.264 quality; lower is better), got {crf}")
+    _check_controls(opt, audio)
+
+
+def _natural_seconds(opt: AnimateOptions, audio) -> float | None:
+    """The video's length before any cut, when known before decoding anything: --duration, or the audio
+    container's header (a cheap read; a bad audio file is reported later, in full)."""
+    if opt.duration is not None:
+        return float(opt.duration)
+    if isinstance(audio, (str, os.PathLike)):
+        try:
+            from .media.audio_io import container_seconds
+            return container_seconds(audio)
+        except Exception:  # noqa: BLE001 - decoding it later gives the one right message
+            return None
+    if isinstance(audio, np.ndarray):  # 16 kHz samples
+        return audio.size / SAMPLE_RATE
+    return None
+
+
+def _check_controls(opt: AnimateOptions, audio) -> None:
+    """Each explicit control validated (a spec string, dict or dataclass); a pose curve file read now, bounded by
+    the job's length; blink times past the audio refused: errors come before any work."""
+    from .controls.explicit import controls_of
+    controls = controls_of(opt)
+    if opt.control_mapping is not None:  # named explicitly: it must be there and whole, used or not
+        from .controls.mapping import ControlMappings
+        ControlMappings.load(opt.control_mapping)
+    natural = _natural_seconds(opt, audio) if controls else None
+    known = [s for s in (natural, opt.max_frames / FPS if opt.max_frames else None) if s]
+    pose = controls.get("pose")
+    if pose is not None and pose.curve is not None:
+        pose.read_curve(max_seconds=min(known) if known else None)
+    blink = controls.get("blink")
+    if blink is not None and blink.times and natural:
+        late = [t for t in blink.times if t > natural]  # at the very end, its closing is still seen
+        if late:
+            what = "audio" if opt.duration is None else "--duration"
+            raise InputError(f"blink time {late[0]:g} s is past the end of the {what} ({natural:.2f} s)")

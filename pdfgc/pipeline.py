@@ -211,7 +211,7 @@ class TalkingHeadPipeline:
         fam = self.family
         # 1. check inputs: option values, explicit controls (and what they need) before any work
         opt = dataclasses.replace(options or AnimateOptions(), **overrides)
-        _check_options(opt)
+        _check_options(opt, audio=audio)
         fam.preflight_controls(opt)
         prec = Precision(opt.precision, self.device)
         factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
@@ -340,7 +340,7 @@ class TalkingHeadPipeline:
         `on_progress(frames_written, total)` is called after each written batch (the web UI's progress bar)."""
         # 1. check inputs (before anything is read or written)
         opt = dataclasses.replace(options or AnimateOptions(), **overrides)
-        _check_options(opt)
+        _check_options(opt, audio=audio)
         out_path = Path(output) if output is not None else None
         if out_path is not None:
             _check_output(out_path, [portrait, audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
@@ -440,8 +440,9 @@ def load_speech(audio, require_speech: bool = True, max_frames: int | None = Non
     wav, name = speech.wav16k, speech.name
     if wav.size == 0:
         raise InputError(f"{name}: the audio has no samples")
-    silent = (is_silent(wav) if speech.mean_square is None
-              else speech.mean_square <= 0 or 10 * np.log10(speech.mean_square) < -60.0)
+    # is_silent measures around the mean: a constant DC offset is not speech (issue 22)
+    silent = is_silent(wav) or (speech.mean_square is not None
+                                and (speech.mean_square <= 0 or 10 * np.log10(speech.mean_square) < -60.0))
     if require_speech and silent:
         raise InputError(f"{name}: the audio is silent (below -60 dBFS): lips would not move; "
                          "use --lips still or off with --duration for a silent clip")

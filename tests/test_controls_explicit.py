@@ -102,7 +102,8 @@ def test_blink_schedule_gives_closures_at_the_right_frames():
     assert b.events(100) == [(24, 26), (62, 64)]
     o = BlinkControl(times=[1.0], openness=0.8).openness_curve(50)
     assert o[0] == pytest.approx(0.8) and o[25] == 0
-    assert BlinkControl(times=[10.0]).blink_times(100) == []  # after the clip's end: dropped
+    assert BlinkControl(times=[10.0]).blink_times(100) == []  # past a --max-frames cut: dropped (past the audio:
+    # refused by check_options)
 
 
 def test_blink_rate_jitter_is_seeded_and_natural():

@@ -423,7 +423,8 @@ def test_nan_audio_is_not_called_silent(tiny_pipe):
         tiny_pipe.plan(str(ANNE), audio=x)
     assert "silent" not in str(e.value)
     from pdfgc.media.audio_io import is_silent
-    assert is_silent(np.zeros(100)) and not is_silent(np.ones(100) * 0.1)
+    assert is_silent(np.zeros(100)) and not is_silent(0.1 * np.sin(np.arange(100) / 3.0))
+    assert is_silent(np.ones(100) * 0.1)  # a constant offset is no sound (issue 22)
 
 
 def test_ui_refuses_silent_and_nan_audio_on_upload(tiny_pipe, tmp_path):

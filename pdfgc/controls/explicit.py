@@ -50,6 +50,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import read_user_text, show_path
 from ..vocabulary import FPS
 
 POSE_CHANNELS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
@@ -62,6 +63,17 @@ EMOTION_SYNONYMS = {"anger": "angry", "disgusted": "disgust", "fearful": "fear",
                     "happiness": "happy", "joy": "happy", "smile": "happy", "sadness": "sad",
                     "surprised": "surprise", "calm": "neutral", "none": "neutral"}
 MAX_ANGLE = 90.0
+# tx/ty: shift of the face centre in crop widths; past half a crop the face leaves the 224 frame (a black video)
+MAX_SHIFT = 0.5
+MAX_SCALE_CHANGE = 1.0  # scale: a change of face size as prepare measures it (log-scale); e = 2.7x bigger/smaller
+# one textual number as a user may type it: 2, -3.5, .5, 1e9, nan, inf (so those get a number's message)
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|[-+]?(?:inf|infinity|nan)"
+TIME = rf"(?:{NUMBER})[sf]?"
+# curve files: the bound is proportional to the video they drive (issue 22: an 87 MB CSV for a 10-frame job ran
+# for minutes): a row of time + 6 values is < 64 bytes, and 100 rows per second covers 100 Hz motion capture
+CURVE_BYTES_PER_SECOND = 64 * 100
+CURVE_BYTES_SLACK = 64 * 1024          # header, comments and keys just past the end
+MAX_CURVE_SECONDS = 3600.0             # when the video's length is not known yet: an hour of it (23 MB)
 IRIS_PER_SINE = 0.8  # iris units per sin(eye rotation): eyeball radius ~12 mm over half an eye width of ~15 mm
 
 
@@ -77,6 +89,8 @@ def _num(text: str, what: str) -> float:
 
 
 def _finite(v, what: str) -> float:
+    if isinstance(v, bool):  # JSON true/false are not numbers (float(True) would be 1.0)
+        raise InputError(f"{what}: {str(v).lower()} is not a number")
     try:
         v = float(v)
     except (TypeError, ValueError):
@@ -84,6 +98,18 @@ def _finite(v, what: str) -> float:
     if not math.isfinite(v):
         raise InputError(f"{what}: {v!r} is not a finite number")
     return v
+
+
+MAX_SPEC_CHARS = 64 * 1024  # a typed spec (a flag, a text box): a thousand keyframes fit; a longer one is a file
+
+
+def _spec(spec, what: str) -> str:
+    """A spec string, stripped; InputError when it is longer than anyone types (a pasted file belongs in a file)."""
+    text = str(spec)
+    if len(text) > MAX_SPEC_CHARS:
+        raise InputError(f"{what}: {len(text)} characters is longer than the {MAX_SPEC_CHARS} a spec may have "
+                         "(give many keyframes as a curve file)")
+    return text.strip()
 
 
 def parse_time(text: str, what: str = "time", fps: int = FPS) -> float:
@@ -100,20 +126,20 @@ def parse_time(text: str, what: str = "time", fps: int = FPS) -> float:
 
 def parse_times(spec: str, what: str = "blink times") -> list[float]:
     """'1,4.5, 8s' -> [1.0, 4.5, 8.0] (seconds; '50f' for frames), sorted."""
-    parts = [p for p in re.split(r"[,\s;]+", str(spec).strip()) if p]
+    parts = [p for p in re.split(r"[,\s;]+", _spec(spec, what)) if p]
     if not parts:
         raise InputError(f"{what}: empty list (expected e.g. '1,4.5')")
     return sorted(parse_time(p, what) for p in parts)
 
 
 def parse_spans(spec: str, what: str = "mute spans") -> list[tuple[float, float]]:
-    """'2-3.5, 5s-6s' -> [(2.0, 3.5), (5.0, 6.0)] (seconds)."""
+    """'2-3.5, 5s-6s' -> [(2.0, 3.5), (5.0, 6.0)] (seconds; '0-1e9' mutes everything)."""
     out = []
-    parts = [p for p in re.split(r"[,;]+", str(spec).strip()) if p.strip()]
+    parts = [p for p in re.split(r"[,;]+", _spec(spec, what)) if p.strip()]
     if not parts:
         raise InputError(f"{what}: empty list (expected e.g. '2.0-3.5,5-6')")
     for p in parts:
-        m = re.fullmatch(r"\s*([0-9.]+[sf]?)\s*(?:-|\.\.|to)\s*([0-9.]+[sf]?)\s*", p.lower())
+        m = re.fullmatch(rf"\s*((?:{NUMBER})[sf]?)\s*(?:-|\.\.|to)\s*((?:{NUMBER})[sf]?)\s*", p.lower())
         if not m:
             raise InputError(f"{what}: '{p.strip()}' is not a span START-END in seconds (e.g. 2.0-3.5)")
         a, b = parse_time(m.group(1), what), parse_time(m.group(2), what)
@@ -126,7 +152,7 @@ def parse_spans(spec: str, what: str = "mute spans") -> list[tuple[float, float]
 def parse_weights(spec: str, what: str = "emotion blend") -> dict[str, float]:
     """'happy:0.6,sad:0.2' -> {'happy': 0.6, 'sad': 0.2} (labels normalised, see normalise_emotion)."""
     out: dict[str, float] = {}
-    parts = [p for p in re.split(r"[,;+]+", str(spec).strip()) if p.strip()]
+    parts = [p for p in re.split(r"[,;+]+", _spec(spec, what)) if p.strip()]
     if not parts:
         raise InputError(f"{what}: empty (expected e.g. 'happy:0.6,sad:0.2')")
     for p in parts:
@@ -279,16 +305,14 @@ def _from_dict(cls, d: dict, what: str):
 
 
 # ---------------------------------------------------------------------------------------------- curve files
-def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: int = FPS) -> list[dict]:
+def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: int = FPS,
+                    max_bytes: int | None = None, why: str = "") -> list[dict]:
     """A CSV (header with a 'time'/'t'/'seconds' or 'frame' column and value columns) or a JSON file (a list of
-    {'t': s, name: value} keyframes, {'keyframes': [...]}, or columns {'time': [...], name: [...]}) -> keyframes."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what} {p}: no such file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{what} {p}: unreadable ({e})") from None
+    {'t': s, name: value} keyframes, {'keyframes': [...]}, or columns {'time': [...], name: [...]}) -> keyframes.
+    The file is refused unread when larger than `max_bytes` (default: an hour of video's worth)."""
+    limit = int(CURVE_BYTES_SLACK + CURVE_BYTES_PER_SECOND * MAX_CURVE_SECONDS) if max_bytes is None else max_bytes
+    text = read_user_text(path, what, limit, kind="a CSV or JSON curve file", why=why)
+    p = Path(show_path(path))
     aliases = dict(aliases or {})
     time_names, frame_names = ("time", "t", "seconds", "second", "sec", "s"), ("frame", "frames", "f")
 
@@ -342,10 +366,17 @@ def load_curve_file(path, allowed, what: str = "curve file", aliases=None, fps: 
                 raise InputError(f"{what} {p}: a JSON object must map column names to lists")
             keys = columns_to_keys(data)
         elif isinstance(data, list):
+            if not data:
+                raise InputError(f"{what} {p}: an empty list (no keyframes)")
             keys = []
             for i, row in enumerate(data):
                 if not isinstance(row, dict):
                     raise InputError(f"{what} {p}: item {i} is not an object")
+                names = [k for k in row if str(k).strip().lower() in time_names + frame_names]
+                for k in names:  # the item's time first: a bad one is named as such, not as a missing value
+                    _finite(row[k], f"{what} {p} item {i} {k}")
+                if names and len(row) == len(names):
+                    raise InputError(f"{what} {p}: item {i} sets no value (names: {', '.join(allowed)})")
                 cols = {k: [v] for k, v in row.items()}
                 keys.extend(columns_to_keys(cols))
         else:
@@ -418,7 +449,7 @@ class PoseControl:
             raise InputError(f"pose: '{both[0]}' is both a constant and in the keyframes/curve")
         for k in self.keyframes or []:
             self._check_range(k)
-        self._check_range({ch: getattr(self, ch) for ch in ANGLE_CHANNELS if getattr(self, ch) is not None})
+        self._check_range({ch: getattr(self, ch) for ch in POSE_CHANNELS if getattr(self, ch) is not None})
         self.relative = bool(self.relative)
         return self
 
@@ -427,17 +458,43 @@ class PoseControl:
         for ch in ANGLE_CHANNELS:
             if ch in d and abs(d[ch]) > MAX_ANGLE:
                 raise InputError(f"pose {ch} {d[ch]:g} degrees is out of range (at most {MAX_ANGLE:g})")
+        for ch in ("tx", "ty"):
+            if ch in d and abs(d[ch]) > MAX_SHIFT:
+                raise InputError(f"pose {ch} {d[ch]:g} is out of range (|{ch}| <= {MAX_SHIFT:g} crop widths: further, "
+                                 "the face leaves the frame)")
+        if "scale" in d and abs(d["scale"]) > MAX_SCALE_CHANGE:
+            raise InputError(f"pose scale {d['scale']:g} is out of range (|scale| <= {MAX_SCALE_CHANGE:g})")
 
     def _keyed_channels(self) -> set[str]:
         keys = self.keyframes or []
         return {n for k in keys for n in k if n != "t"}
 
+    def read_curve(self, max_seconds: float | None = None) -> list[dict]:
+        """The curve file's keyframes, read once (cached while the file is unchanged), the file bounded by the
+        length of the video it drives (`max_seconds`; unknown: MAX_CURVE_SECONDS)."""
+        seconds = MAX_CURVE_SECONDS if max_seconds is None else min(float(max_seconds), MAX_CURVE_SECONDS)
+        limit = int(CURVE_BYTES_SLACK + CURVE_BYTES_PER_SECOND * seconds)
+        try:
+            st = Path(self.curve).stat()
+            key = (self.curve, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self.__dict__.get("_curve_cache")
+        if key is not None and cached is not None and cached[0] == key and cached[1] <= limit:
+            return list(cached[2])
+        why = (f"a curve needs at most {CURVE_BYTES_PER_SECOND / 1000:g} kB per second of video; this one is "
+               f"{seconds:.1f} s" if max_seconds is not None else
+               f"at most {MAX_CURVE_SECONDS / 3600:g} h of video at {CURVE_BYTES_PER_SECOND / 1000:g} kB per second")
+        keys = load_curve_file(self.curve, POSE_CHANNELS, "pose curve file", max_bytes=limit, why=why)
+        for k in keys:
+            self._check_range(k)
+        if key is not None:
+            self.__dict__["_curve_cache"] = (key, int(key[1]), keys)  # not a dataclass field: never serialised
+        return list(keys)
+
     def _keys(self) -> list[dict]:
         if self.curve is not None:
-            keys = load_curve_file(self.curve, POSE_CHANNELS, "pose curve file")
-            for k in keys:
-                self._check_range(k)
-            return keys
+            return self.read_curve()
         return list(self.keyframes or [])
 
     @property
@@ -530,7 +587,7 @@ class PoseControl:
     def parse(cls, spec: str) -> "PoseControl":
         """'yaw=20,pitch=-5' (constants), '0:yaw=0; 2:yaw=20' (keyframes), 'head.csv' / 'head.json' (curve file);
         extra ';'-separated tokens: 'absolute' / 'relative', an interpolation name (linear, smooth, cubic, step)."""
-        spec = str(spec).strip()
+        spec = _spec(spec, f"{cls.kind} control")
         if not spec:
             raise InputError("pose control: empty spec")
         ctl = cls()
@@ -551,7 +608,7 @@ class PoseControl:
             raise InputError(f"pose control '{spec}': sets no value (e.g. 'yaw=20' or '0:yaw=0; 2:yaw=20')")
         if len(rest) == 1 and Path(rest[0]).suffix.lower() in (".csv", ".json"):
             ctl.curve = rest[0]
-        elif all(re.match(r"^\s*[0-9.]+[sf]?\s*:", r) for r in rest):
+        elif all(re.match(rf"^\s*{TIME}\s*:", r) for r in rest):
             ctl.keyframes = _parse_keyframes("; ".join(rest), POSE_CHANNELS, "pose keyframes")
         elif len(rest) == 1:
             for k, v in _assignments(rest[0], POSE_CHANNELS, "pose").items():
@@ -583,6 +640,11 @@ class BlinkControl:
             self.times = sorted(_finite(t, "blink time") for t in self.times)
             if any(t < 0 for t in self.times):
                 raise InputError("blink times must be >= 0 seconds")
+            if not self.times:
+                raise InputError("blink times: empty list (expected e.g. '1,4.5')")
+            twice = [a for a, b in zip(self.times, self.times[1:]) if b - a < 1e-9]
+            if twice:
+                raise InputError(f"blink times: {twice[0]:g} s is given twice")
         if self.rate is not None:
             self.rate = _finite(self.rate, "blink rate")
             if not 0 <= self.rate <= 120:
@@ -596,14 +658,18 @@ class BlinkControl:
         self.openness = _finite(self.openness, "eye openness")
         if not 0 <= self.openness <= 1.5:
             raise InputError(f"eye openness {self.openness:g} is out of range (0 = closed .. 1 = open)")
-        self.seed = int(self.seed)
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+            raise InputError(f"blink seed {seed!r}: a whole number from 0 to 2^63-1")
+        self.seed = int(seed)
         return self
 
     def blink_times(self, num_frames: int, fps: int = FPS) -> list[float]:
         """Times (s) of full closure inside the clip, snapped to frames: the schedule plus the rate's draws."""
         self.validate()
         end = num_frames / fps
-        out = [t for t in (self.times or []) if t < end]
+        out = [t for t in (self.times or []) if t < end]  # past a --max-frames cut; past the audio is refused
+        # earlier, by check_options
         if self.rate:
             mean = 60.0 / self.rate
             rng = np.random.default_rng(self.seed)
@@ -678,11 +744,15 @@ class BlinkControl:
 
     @classmethod
     def from_args(cls, args) -> dict:
-        if args.blink_times or args.blink_rate is not None or args.eye_openness is not None:
-            return {cls.option: cls(
-                times=parse_times(args.blink_times, "--blink-times") if args.blink_times else None,
-                rate=args.blink_rate, duration=args.blink_duration, seed=args.blink_seed,
-                openness=1.0 if args.eye_openness is None else args.eye_openness).validate()}
+        times = parse_times(args.blink_times, "--blink-times") if args.blink_times is not None else None
+        ctl = cls(times=times, rate=args.blink_rate, duration=args.blink_duration, seed=args.blink_seed,
+                  openness=1.0 if args.eye_openness is None else args.eye_openness)
+        try:  # --blink-duration / --blink-seed are checked even when nothing uses them: a typo is still a typo
+            ctl.validate()
+        except InputError as e:
+            raise InputError(f"{e} (--blink-*)") from None
+        if times is not None or args.blink_rate is not None or args.eye_openness is not None:
+            return {cls.option: ctl}
         return {}
 
     def to_dict(self) -> dict:
@@ -696,7 +766,7 @@ class BlinkControl:
     def parse(cls, spec: str) -> "BlinkControl":
         """'1,4.5' (times) or 'rate=15' / 'rate=15,seed=3,duration=0.25,openness=0.8,jitter=0.4';
         'times=1 4.5' also works; 'off' / 'none' = no blinks."""
-        spec = str(spec).strip()
+        spec = _spec(spec, f"{cls.kind} control")
         if not spec:
             raise InputError("blink control: empty spec")
         if spec.lower() in ("off", "none"):
@@ -851,14 +921,14 @@ class GazeControl:
         """True for 'camera', 'H,V' numbers (optionally with 'deg') or keyframes: what `--gaze` takes as a control."""
         s = str(text).strip().lower()
         return s in ("camera", "center", "centre") or bool(
-            re.fullmatch(r"-?[0-9.]+\s*(deg)?\s*,\s*-?[0-9.]+\s*(deg)?", s)) or bool(
-            re.match(r"^[0-9.]+[sf]?\s*:", s)) or bool(re.fullmatch(r"(h|v|horizontal|vertical)\s*=.*", s))
+            re.fullmatch(rf"(?:{NUMBER})\s*(deg)?\s*,\s*(?:{NUMBER})\s*(deg)?", s)) or bool(
+            re.match(rf"^{TIME}\s*:", s)) or bool(re.fullmatch(r"(h|v|horizontal|vertical)\s*=.*", s))
 
     @classmethod
     def parse(cls, spec: str) -> "GazeControl":
         """'camera'; 'H,V' in iris units ('10deg,-5deg' or trailing 'deg' for degrees); 'h=0.5,v=0';
         keyframes '0:camera; 1.5:h=0.5,v=0; 3:h=-0.5'."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("gaze control: empty spec")
         low = s.lower()
@@ -867,7 +937,7 @@ class GazeControl:
             ctl.units, s, low = "deg", s.rsplit(";", 1)[0].strip(), low.rsplit(";", 1)[0].strip()
         if low in ("camera", "center", "centre"):
             return cls(camera=True).validate()
-        if re.match(r"^[0-9.]+[sf]?\s*:", low):
+        if re.match(rf"^{TIME}\s*:", low):
             ctl.keyframes = _parse_keyframes(s, GAZE_CHANNELS, "gaze keyframes", _GAZE_ALIASES,
                                              special={"camera": {"h": 0.0, "v": 0.0}, "center": {"h": 0.0, "v": 0.0},
                                                       "centre": {"h": 0.0, "v": 0.0}})
@@ -917,9 +987,15 @@ class EmotionControl:
             for k, v in self.blend.items():
                 lab = normalise_emotion(k, "emotion blend")
                 w = _finite(v, f"emotion blend weight of {lab}")
-                if not 0 <= w <= 2:
+                if not 0 <= w <= 1:
                     raise InputError(f"emotion blend weight of {lab} {w:g} is out of range (0..1)")
                 blend[lab] = w
+            # a blend is shares of one expression: they sum to at most 1 (the rest is neutral); exaggerating the
+            # whole blend is the level's job (up to 2), so 'happy:1,sad:0.5' is refused, not silently rescaled
+            total = sum(blend.values())
+            if total > 1 + 1e-6:
+                raise InputError(f"emotion blend weights sum to {total:g}: they are shares of one expression and "
+                                 "may sum to at most 1 (the rest is neutral); set the level (up to 2) to exaggerate")
             self.blend = blend
         if self.reference is not None:
             self.reference = str(self.reference)
@@ -1007,7 +1083,7 @@ class EmotionControl:
     @classmethod
     def parse(cls, spec: str) -> "EmotionControl":
         """'happy', 'happy:0.5', 'neutral', 'happy:0.6,sad:0.2' (a blend), 'ref=clip.mp4' (a reference clip)."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("emotion control: empty spec")
         if s.lower().startswith(("ref=", "reference=")):
@@ -1086,10 +1162,11 @@ class LipControl:
 
     @classmethod
     def from_args(cls, args) -> dict:
-        if args.lip_level is not None or args.mute:
-            return {cls.option: cls(intensity=1.0 if args.lip_level is None else args.lip_level,
-                                   mute=parse_spans(args.mute, "--mute") if args.mute else None,
-                                   ramp=args.mute_ramp).validate()}
+        ctl = cls(intensity=1.0 if args.lip_level is None else args.lip_level,
+                  mute=parse_spans(args.mute, "--mute") if args.mute is not None else None,
+                  ramp=args.mute_ramp).validate()  # --mute-ramp is checked even without --mute
+        if args.lip_level is not None or args.mute is not None:
+            return {cls.option: ctl}
         return {}
 
     def to_dict(self) -> dict:
@@ -1106,7 +1183,7 @@ class LipControl:
     def parse(cls, spec: str) -> "LipControl":
         """'mute=2-3.5,5-6', 'intensity=0.5', both with ';' ('intensity=0.5; mute=2-3.5'), 'ramp=0.1';
         a bare span list '2-3.5' means mute spans, a bare number the intensity."""
-        s = str(spec).strip()
+        s = _spec(spec, f"{cls.kind} control")
         if not s:
             raise InputError("lip control: empty spec")
         ctl = cls()

@@ -259,13 +259,16 @@ class ControlMappings:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ControlMappings":
+        from ..fileio import read_user_text
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"control mapping {path}: no such file")
+        text = read_user_text(path, "control mapping", MAX_MAPPING_BYTES, kind="a control mapping (.controls.json)",
+                              why="a fitted mapping is a few linear maps: tens of kB")
         try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"control mapping {path}: unreadable ({e})") from None
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"control mapping {path}: not valid JSON, truncated or damaged? ({e})") from None
+        if not isinstance(d, dict):
+            raise InputError(f"control mapping {path}: not a control mapping (a JSON object is expected)")
         return cls.from_dict(d, str(path))
 
     def summary(self) -> dict:
@@ -288,6 +291,7 @@ def mapping_path_for(weights_path: str | os.PathLike) -> Path:
 
 
 _CACHE: dict = {}
+MAX_MAPPING_BYTES = 16 << 20  # a fitted mapping is a few small linear maps and emotion means (tens of kB)
 
 
 def find_mapping(model, path: str | os.PathLike | None = None) -> ControlMappings | None:

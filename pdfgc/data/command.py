@@ -57,4 +57,5 @@ def run(args) -> int:
                              exclude=args.exclude, heldout=args.heldout, frames_folders=not args.no_frame_folders,
                              progress=not args.quiet, shard_bytes=int(args.shard_size * (1 << 20)))
     print(f"pdfgc: prepared {summary.describe()}", file=sys.stderr)
+    summary.check_kept()  # every clip rejected: exit 2, not 0
     return 0

@@ -102,6 +102,14 @@ class PrepareSummary:
                 f"{t['rejected']} rejected ({rej}) -> {self.out}; this run: {self.processed} processed, "
                 f"{self.skipped} already done, {self.seconds:.1f} s")
 
+    def check_kept(self) -> None:
+        """InputError when no clip was kept: a corpus of nothing is a failed run (exit 2), not a success."""
+        t = self.manifest["totals"]
+        if t["clips"] == 0 and t["rejected"] > 0:
+            rej = ", ".join(f"{v} {k}" for k, v in t["rejected_by_code"].items()) or "no reasons recorded"
+            raise InputError(f"prepare kept no clip: all {t['raw_clips']} raw clips were rejected ({rej}; see "
+                             f"{self.out / 'rejected.json'})")
+
 
 def prepare_corpus(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PrepareConfig | None = None,
                    workers: int = 1, shard: str | tuple[int, int] | None = None, exclude=(),

@@ -5,9 +5,11 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import InputError
+from ..fileio import input_file, read_user_text, show_path
 from ..vocabulary import DRIVING_MODES
 from .evaluate import EvalCase, EvalOptions, compare, evaluate_case
 from .report import markdown_table, plot_series, write_json
@@ -38,13 +40,42 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (metrics.json, metrics.md, plots/)")
 
 
+MAX_MANIFEST_BYTES = 16 << 20   # ~16000 cases of about 1 kB
+# numpy's warnings on signals of frames without a face (their metrics are NaN and counted in no_face_frames)
+_EMPTY_WARNINGS = r"Mean of empty slice|invalid value encountered|Degrees of freedom <= 0|All-NaN slice"
+
+
+def _check_generated(path: str, what: str = "generated video") -> None:
+    """A generated video is a video of at least two frames, or a folder of frames: a still image is refused."""
+    p = Path(path)
+    if p.is_dir():
+        return
+    input_file(p, what, kind="a video")
+    from ..media.video import probe_video
+    still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+    if not still:
+        info = probe_video(p, what)
+        still = info.num_frames < 2 and info.duration_s < 2 / max(info.fps, 1.0)
+    if still:
+        raise InputError(f"{what} {show_path(p)}: a still image, not a video; give the generated mp4 (or a folder "
+                         "of its frames)")
+
+
+def _check_portrait_face(path: str) -> None:
+    """A portrait without a face fails the identity metric: say so before any other work."""
+    from ..media.images import load_image_rgb
+    from .identity import IdentityEncoder
+    if IdentityEncoder().describe(load_image_rgb(path, source=f"portrait {show_path(path)}")) is None:
+        raise InputError(f"portrait {show_path(path)}: no face found for the identity descriptor")
+
+
 def _cases(args) -> list[EvalCase]:
     if args.manifest:
         mpath = Path(args.manifest)
+        text = read_user_text(mpath, "manifest", MAX_MANIFEST_BYTES, kind="a JSON list of cases",
+                              why="a case is a few paths: 1 kB each")
         try:
-            items = json.loads(mpath.read_text())
-        except FileNotFoundError:
-            raise InputError(f"manifest {mpath}: not found") from None
+            items = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"manifest {mpath}: not valid JSON ({e})") from None
         if not isinstance(items, list) or not items:
@@ -70,14 +101,29 @@ def _cases(args) -> list[EvalCase]:
 
 def run(args) -> int:
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plots").mkdir(exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {show_path(out)}: is a file; -o names the output FOLDER (metrics.json, metrics.md, "
+                         "plots/)")
+    cases = _cases(args)
+    for case in cases:
+        _check_generated(case.generated)
+        if args.compare:
+            _check_generated(args.compare, "--compare video")
+        if case.portrait and not args.no_identity:
+            _check_portrait_face(case.portrait)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "plots").mkdir(exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output {show_path(out)}: cannot create the folder ({e.strerror})") from None
     opts = EvalOptions(identity_every=args.identity_every, cache_dir=str(out / "cache"),
                        identity=not args.no_identity, emotion=not args.no_emotion)
     results, metrics = [], []
-    for case in _cases(args):
+    for case in cases:
         t0 = time.perf_counter()
-        r = evaluate_case(case, opts)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _EMPTY_WARNINGS, RuntimeWarning)
+            r = evaluate_case(case, opts)
         dt = time.perf_counter() - t0
         r.metrics["seconds"] = dt
         r.metrics["frames_per_second"] = r.metrics["frames"] / dt
@@ -91,7 +137,9 @@ def run(args) -> int:
         if len(results) != 1:
             raise InputError("--compare takes one case")
         other = dataclasses.replace(_cases(args)[0], generated=args.compare, name=Path(args.compare).stem)
-        doc["disentanglement"] = compare(results[0], evaluate_case(other, opts))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _EMPTY_WARNINGS, RuntimeWarning)
+            doc["disentanglement"] = compare(results[0], evaluate_case(other, opts))
     write_json(doc, out / "metrics.json")
     md = markdown_table(metrics)
     if "disentanglement" in doc:

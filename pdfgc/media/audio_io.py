@@ -10,22 +10,72 @@ import numpy as np
 import soxr
 
 from pdfgc.errors import InputError
+from pdfgc.fileio import input_file, show_path
 from pdfgc.vocabulary import SAMPLE_RATE
 
 
 def open_media(path: str | os.PathLike, source: str):
     """Open a media file with PyAV, turning every failure into an InputError that names the file."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{source} file {p} does not exist")
-    if p.is_dir():
-        raise InputError(f"{source} file {p} is a directory, not a media file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{source} file {p} is empty (0 bytes)")
+    p = input_file(path, f"{source} file", kind="a media file")
     try:
         return av.open(str(p))
+    except (av.FFmpegError, OSError) as e:
+        raise InputError(f"{source} file {show_path(p)} cannot be read as audio/video (corrupt or unsupported "
+                         f"format): {e}") from e
+
+
+# Decoded samples are converted to float here, in numpy, from the first `channels` planes only: PyAV 18 lists
+# one plane too many for an 8-channel planar frame, and its AudioFrame.to_ndarray reads that bogus ninth plane and
+# crashes the process (SIGSEGV) -- what the old AudioResampler(fltp) + to_ndarray path did with every 8-channel
+# file (WAV of any rate and sample format, with or without a channel mask; 1-7 channels were fine; issue 22).
+# Scales: full scale of each integer format maps to 1.0.
+_SAMPLE_TYPES = {"u8": ("u1", 128.0, 128.0), "s16": ("<i2", 0.0, 32768.0), "s32": ("<i4", 0.0, 2.0 ** 31),
+                 "s64": ("<i8", 0.0, 2.0 ** 63), "flt": ("<f4", 0.0, 1.0), "dbl": ("<f8", 0.0, 1.0)}
+
+
+def frame_samples(frame, channels: int | None = None) -> np.ndarray:
+    """An av.AudioFrame -> float32 (channels, samples), from its planes (planar or interleaved, any sample format
+    FFmpeg decodes to). `channels`: the track's channel count; a frame with another count is an InputError."""
+    fmt = frame.format
+    base = fmt.name[:-1] if fmt.is_planar else fmt.name
+    if base not in _SAMPLE_TYPES:
+        raise InputError(f"unsupported audio sample format '{fmt.name}'")
+    dtype, offset, scale = _SAMPLE_TYPES[base]
+    ch, n = len(frame.layout.channels), int(frame.samples)
+    if channels is not None and ch != channels:
+        raise InputError(f"the audio changes from {channels} to {ch} channels mid-track")
+    if fmt.is_planar:
+        raw = np.stack([np.frombuffer(frame.planes[i], dtype, count=n) for i in range(ch)])
+    else:
+        raw = np.frombuffer(frame.planes[0], dtype, count=n * ch).reshape(n, ch).T
+    out = raw.astype(np.float32)
+    if offset:
+        out -= offset
+    if scale != 1.0:
+        out *= np.float32(1.0 / scale)
+    return out
+
+
+def _frames(container, stream, source: str, path: Path):
+    """(channels, k) float32 blocks of `stream`, in order; the rate and channel count stay those of the first
+    frame (a track that changes them mid-way is refused, not silently resampled)."""
+    channels = rate = None
+    try:
+        for frame in container.decode(stream):
+            if channels is None:
+                channels, rate = len(frame.layout.channels), frame.sample_rate
+                if channels < 1:
+                    raise InputError(f"{source} file {show_path(path)}: the audio track has no channels")
+            elif frame.sample_rate != rate:
+                raise InputError(f"{source} file {show_path(path)}: the sample rate changes mid-track "
+                                 f"({rate} -> {frame.sample_rate} Hz)")
+            try:
+                yield frame_samples(frame, channels)
+            except InputError as e:
+                raise InputError(f"{source} file {show_path(path)}: {e}") from None
     except av.FFmpegError as e:
-        raise InputError(f"{source} file {p} cannot be read as audio/video (corrupt or unsupported format): {e}") from e
+        raise InputError(f"{source} file {show_path(path)}: the audio track is corrupt and cannot be decoded: "
+                         f"{e}") from e
 
 
 class _Samples:
@@ -58,6 +108,17 @@ class _Samples:
         return out if out.flags.c_contiguous else np.ascontiguousarray(out)  # mono: already contiguous, no copy
 
 
+def container_seconds(path: str | os.PathLike, source: str = "audio") -> float | None:
+    """The duration the file's header states (nothing is decoded), or None when it states none."""
+    with open_media(path, source) as c:
+        if c.duration:
+            return c.duration / av.time_base
+        for s in list(c.streams.audio) + list(c.streams.video):
+            if s.duration and s.time_base:
+                return float(s.duration * s.time_base)
+    return None
+
+
 def _expected_samples(container, stream, rate: int) -> int:
     seconds = 0.0
     if stream.duration and stream.time_base:
@@ -78,22 +139,11 @@ def decode_audio(path: str | os.PathLike, source: str = "audio") -> tuple[np.nda
         if not container.streams.audio:
             raise InputError(f"{source} file {p} has no audio track")
         stream = container.streams.audio[0]
-        resampler = None
         rate = stream.rate or stream.codec_context.sample_rate
         samples = _Samples(_expected_samples(container, stream, rate))
-        try:
-            for frame in container.decode(stream):
-                if resampler is None:
-                    # planar float keeps the native layout and rate; to_ndarray gives (channels, samples)
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
-                    rate = frame.sample_rate
-                for out in resampler.resample(frame):
-                    finite &= samples.add(out.to_ndarray())
-            if resampler is not None:
-                for out in resampler.resample(None):
-                    finite &= samples.add(out.to_ndarray())
-        except av.FFmpegError as e:
-            raise InputError(f"{source} file {p}: the audio track is corrupt and cannot be decoded: {e}") from e
+        for block in _frames(container, stream, source, p):
+            finite &= samples.add(block)
+        rate = stream.codec_context.sample_rate or rate
     if samples.n == 0:
         raise InputError(f"{source} file {p} has an audio track with no samples (zero-length audio)")
     # float wav/flac can hold NaN/Inf: they are not silence, and the AAC encoder would fail on them later
@@ -113,18 +163,8 @@ def _decoded_blocks(path: Path, source: str, estimate_rate: int | None = None):
     rate = int(stream.rate or stream.codec_context.sample_rate)
 
     def blocks():
-        resampler = None
         try:
-            for frame in container.decode(stream):
-                if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray()
-            if resampler is not None:
-                for out in resampler.resample(None):
-                    yield out.to_ndarray()
-        except av.FFmpegError as e:
-            raise InputError(f"{source} file {path}: the audio track is corrupt and cannot be decoded: {e}") from e
+            yield from _frames(container, stream, source, path)
         finally:
             container.close()
     if estimate_rate is not None:
@@ -143,13 +183,17 @@ class AudioTrack:
         it.close()
         if first is None:
             raise InputError(f"{source} file {self.path} has an audio track with no samples (zero-length audio)")
-        self.rate, self.channels = rate, int(first.shape[0])
+        # more than two channels (5.1, 7.1, unlabelled multichannel) go into the mp4 as their mean, mono: the
+        # speech is in every channel's mix, and the AAC writer only takes the layouts mono and stereo
+        self.rate, self.channels = rate, 1 if first.shape[0] > 2 else int(first.shape[0])
 
     def blocks(self):
         """(channels, k) float32 blocks from the start, up to `max_seconds`."""
         left = None if self.max_seconds is None else int(np.ceil(self.max_seconds * self.rate))
         _, it = _decoded_blocks(self.path, self.source)
         for b in it:
+            if b.shape[0] > 2:
+                b = b.mean(axis=0, keepdims=True)
             if left is not None:
                 if left <= 0:
                     it.close()
@@ -234,7 +278,14 @@ def check_finite(samples: np.ndarray, name: str = "audio") -> None:
 
 
 def is_silent(mono: np.ndarray, threshold_db: float = -60.0) -> bool:
-    """True when the RMS level of `mono` is below `threshold_db` dBFS (or the audio is empty). NaN/Inf samples
+    """True when the RMS level of `mono` around its mean is below `threshold_db` dBFS (or the audio is empty): a
+    constant DC offset (a recorder's bias, a stuck converter) is no sound, however far from zero. NaN/Inf samples
     raise InputError ("contains NaN/Inf"): their level is undefined, and calling them silent misleads."""
     check_finite(mono)
-    return rms_db(mono) < threshold_db
+    x = np.asarray(mono).reshape(-1)
+    if x.size == 0:
+        return True
+    mean = sum(float(x[i:i + _BLOCK].sum(dtype=np.float64)) for i in range(0, x.size, _BLOCK)) / x.size
+    total = sum(float(np.square(x[i:i + _BLOCK] - mean, dtype=np.float64).sum()) for i in range(0, x.size, _BLOCK))
+    rms = float(np.sqrt(total / x.size))
+    return rms <= 0 or 20.0 * np.log10(rms) < threshold_db

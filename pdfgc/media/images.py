@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError
+from ..fileio import input_file
 
 _PIL_LIMIT_LOCK = threading.Lock()
 
@@ -54,12 +55,10 @@ def load_image_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
     """
     path = os.fspath(path)
     label = source or path
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise InputError(f"{label}: file not found")
-    if os.path.isdir(path):
-        raise InputError(f"{label}: is a directory, expected an image file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{label}: file is empty (0 bytes), expected an image")
+    # links that loop or dangle, folders, FIFOs and devices, unreadable and empty files: each said as it is
+    input_file(path, None, kind="an image file", label=label)
     try:
         # PIL's own decompression-bomb check would warn or raise first with a less helpful message; we check the
         # header size ourselves below, so switch it off for this call only (the lock keeps other loads consistent).

@@ -183,7 +183,7 @@ class UIBackend:
             refiner=AnimateOptions.refiner if v.get("refiner") is None else bool(v["refiner"]),
             max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False,
             **self.control_options(v, paths))
-        check_options(opt)  # the one validation of option values (as the CLI and the API)
+        check_options(opt, audio=audio)  # the one validation of option values (as the CLI and the API)
         return portrait, audio, opt, paths
 
     # preview: a few frames from the first seconds, no video written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..media.audio_io import decode_audio, open_media
+from ..media.audio_io import container_seconds, decode_audio
+from .probe import check_in_child
 from .settings import EXAMPLES_DIR, UISettings
 
 
@@ -28,11 +30,12 @@ class Sandbox:
     """Where the app may read (uploads, shipped examples) and write (per-session outputs)."""
 
     def __init__(self, upload_root: Path, output_root: Path, max_upload_mb: float,
-                 extra_inputs: tuple[Path, ...] = (EXAMPLES_DIR,)):
+                 extra_inputs: tuple[Path, ...] = (EXAMPLES_DIR,), probe: bool = True):
         self.upload_root = Path(os.path.realpath(upload_root))
         self.output_root = Path(os.path.realpath(output_root))
         self.input_roots = (self.upload_root,) + tuple(Path(os.path.realpath(p)) for p in extra_inputs)
         self.max_upload_mb = float(max_upload_mb)
+        self.probe = probe  # uploads are decoded in a child process before the server opens them (probe.py)
         self.upload_root.mkdir(parents=True, exist_ok=True)
         self.output_root.mkdir(parents=True, exist_ok=True)
 
@@ -53,6 +56,8 @@ class Sandbox:
         if size_mb > self.max_upload_mb:
             raise InputError(f"{role} {real.name}: {size_mb:.1f} MB is over the {self.max_upload_mb:g} MB upload "
                              "limit")
+        if self.probe and _within(real, self.upload_root):
+            check_in_child(real, role)  # decoded first in a child process: a crashing file cannot end the server
         return real
 
     def session_dir(self, session: str | None) -> Path:
@@ -74,12 +79,9 @@ class Sandbox:
 
 def media_seconds(path: Path, role: str) -> float:
     """Duration of an audio/video file, from the container (decoding only if the container does not say)."""
-    with open_media(path, role) as c:
-        if c.duration:
-            return c.duration / 1e6
-        for s in list(c.streams.audio) + list(c.streams.video):
-            if s.duration and s.time_base:
-                return float(s.duration * s.time_base)
+    seconds = container_seconds(path, role)
+    if seconds:
+        return seconds
     samples, rate = decode_audio(path, role)
     return samples.shape[-1] / rate
 
@@ -100,4 +102,10 @@ def prepare_work_dir(settings: UISettings) -> Sandbox:
     sandbox = Sandbox(work / "uploads", work / "outputs", settings.max_upload_mb)
     # gradio reads this for every upload and cache copy: every file the page receives lands here
     os.environ["GRADIO_TEMP_DIR"] = str(sandbox.upload_root)
+    # a few gradio modules copy it once, when imported (a second app in this process, or gradio imported before,
+    # would write into another run's -- removed, then re-created -- folder): point them here too
+    for name in ("gradio.route_utils", "gradio.routes", "gradio.mcp", "gradio.screen_recording_utils"):
+        mod = sys.modules.get(name)
+        if mod is not None and isinstance(getattr(mod, "DEFAULT_TEMP_DIR", None), str):
+            mod.DEFAULT_TEMP_DIR = str(sandbox.upload_root)
     return sandbox

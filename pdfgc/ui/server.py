@@ -26,15 +26,30 @@ def run_ui(pipe, settings: UISettings) -> None:
     check_settings(settings)
     own_work_dir = settings.work_dir is None
     sandbox = prepare_work_dir(settings)
-    demo = build_app(pipe, settings, sandbox)
-    print(f"pdfgc ui: serving on http://{settings.host}:{settings.port} (uploads and outputs under "
-          f"{sandbox.upload_root.parent}; Ctrl+C stops)", flush=True)
-    try:
+    demo = None
+    try:  # every exit path below removes the folder: an error building the page, Ctrl+C, SIGTERM/SIGHUP (main()
+        # turns them into KeyboardInterrupt); a native crash cannot happen in this process (uploads are decoded in
+        # a child first, probe.py)
+        demo = build_app(pipe, settings, sandbox)
+        print(f"pdfgc ui: serving on http://{settings.host}:{settings.port} (uploads and outputs under "
+              f"{sandbox.upload_root.parent}; Ctrl+C stops)", flush=True)
         launch(demo, settings, block=True)
     finally:
-        # uvicorn's graceful shutdown can wait on open connections: close with a bound, then clean up regardless
-        closer = threading.Thread(target=demo.close, daemon=True, name="pdfgc-ui-close")
-        closer.start()
-        closer.join(timeout=10)
-        if own_work_dir:
-            shutil.rmtree(sandbox.upload_root.parent, ignore_errors=True)
+        work = sandbox.upload_root.parent
+
+        def remove() -> None:
+            if own_work_dir:
+                shutil.rmtree(work, ignore_errors=True)
+
+        def close() -> None:
+            try:
+                demo.close()
+            finally:
+                remove()  # gradio may write into its temp folder while closing: remove it again after
+
+        if demo is not None:
+            # uvicorn's graceful shutdown can wait on open connections: close with a bound, then clean up
+            closer = threading.Thread(target=close, daemon=True, name="pdfgc-ui-close")
+            closer.start()
+            closer.join(timeout=10)
+        remove()
