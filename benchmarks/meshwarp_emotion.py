@@ -83,6 +83,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--strip", action="store_true", help="also write the README strip")
     ap.add_argument("--skip", nargs="*", default=(), choices=("fer", "regions", "driving", "speed"))
+    ap.add_argument("--labels", nargs="*", default=LABELS, help="labels to measure (default: all six)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from pdfgc.controls.explicit import EmotionControl
@@ -95,7 +96,7 @@ def main() -> int:
     meter = Meter()
     R: dict = {"weights": str(args.weights or "default"), "seconds": args.seconds}
     faces = [pipe.load_portrait(p) for p in PORTRAITS]
-    labels = [k for k in LABELS if k in params.emotion_shapes]
+    labels = [k for k in args.labels if k in params.emotion_shapes]
 
     if "fer" not in args.skip:
         n = int(args.seconds * 25)
@@ -201,7 +202,7 @@ def driving_figures(meter, pipe, faces, params, clips) -> dict:
         rs = []
         for face in faces[:2]:
             base = canon_mean(meter, render(pipe, face, None, lips="still", duration=0.2)[0])
-            fr, _ = render(pipe, face, None, lips="still", max_frames=n, emotion=str(path), driving_mode="hold")
+            fr, _ = render(pipe, face, None, lips="still", duration=n / 25, emotion=str(path), driving_mode="hold")
             g = C.canonicalize(meter.meshes(fr))[0]
             reg = np.array([E.region_vector(g[t] - base, params.mean_shape) for t in range(len(g))])
             k = min(len(reg), len(src_reg))
@@ -215,30 +216,39 @@ def driving_figures(meter, pipe, faces, params, clips) -> dict:
     return out
 
 
-def write_strip(pipe, params) -> None:
+def _tile(img: np.ndarray, text: str, size: int = 200) -> np.ndarray:
+    """The face's central part (the crop's middle 70 %), resized, with a caption band under it."""
     import cv2
-    from meshwarp_strips import label, save
+    h = img.shape[0]
+    a, b = int(0.12 * h), int(0.82 * h)
+    face = cv2.resize(np.ascontiguousarray(img[a:b, (h - (b - a)) // 2:(h + (b - a)) // 2]), (size, size),
+                      interpolation=cv2.INTER_AREA)
+    band = np.full((22, size, 3), 255, np.uint8)
+    cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([face, band], 0)
+
+
+def write_strip(pipe, params) -> None:
+    from meshwarp_strips import save
 
     from pdfgc.controls.explicit import EmotionControl
+    from pdfgc.evaluation import signals as S
     speech = str(HELDOUT_SPEECH[0])
-    rows = []
+    rows, meter = [], Meter()
     for path in STRIP_PORTRAITS:
         face = pipe.load_portrait(path)
         talk, _ = render(pipe, face, speech, lips="audio", max_frames=40)
-        from pdfgc.evaluation import signals as S
-        meter_frame = int(np.nanargmax(S.mouth_opening(Meter().meshes(talk))))   # an open-mouth frame of the speech
+        frame = int(np.nanargmax(S.mouth_opening(meter.meshes(talk))))   # an open-mouth frame of the speech
         for level in (0.5, 1.0):
             for speaking in (False, True):
                 tiles = []
                 for lab in ("neutral",) + LABELS:
                     kw = dict(emotion_control=EmotionControl(label=lab, intensity=level))
                     if speaking:
-                        fr, _ = render(pipe, face, speech, lips="audio", max_frames=meter_frame + 1, **kw)
-                        img = fr[meter_frame]
+                        img = render(pipe, face, speech, lips="audio", max_frames=frame + 1, **kw)[0][frame]
                     else:
                         img = render(pipe, face, None, lips="still", duration=0.04, **kw)[0][0]
-                    img = cv2.resize(np.ascontiguousarray(img), (160, 160), interpolation=cv2.INTER_AREA)
-                    tiles.append(label(img, f"{lab} {level:g}{' talk' if speaking else ''}"))
+                    tiles.append(_tile(img, f"{lab} {level:g}{', speaking' if speaking else ''}"))
                 rows.append(np.concatenate(tiles, 1))
     save(OUT / "strip_emotion_labels.png", np.concatenate(rows, 0))
 

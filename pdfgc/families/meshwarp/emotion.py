@@ -58,6 +58,7 @@ MOUTH_REGIONS = ("nasolabial", "mouth_corner", "upper_lip", "lower_lip")
 # inner-lip pairs (upper, lower) whose vertical gap a label may not change, and the chin it may not drop
 LIP_GAPS = ((13, 14), (82, 87), (312, 317), (81, 178), (311, 402))
 CHIN = 152
+LIP_MIDLINE = (0, 17)       # the outer lip midpoints: kept (a raised upper lip reads as an opening once rendered)
 CALM_SHARE = 1 / 3          # a clip's mouth at rest: its least open third of frames
 
 
@@ -163,6 +164,7 @@ def opening_constraints(params) -> np.ndarray:
     b = np.asarray(params.mouth_basis, np.float64)
     rows = [b[:, lo, 1] - b[:, up, 1] for up, lo in LIP_GAPS] + [b[:, CHIN, 1]]
     rows.append(b[:, list(LIP_GAPS[0]), 1].mean(1))
+    rows += [b[:, i, 1] for i in LIP_MIDLINE]
     return np.array(rows)
 
 
@@ -183,7 +185,7 @@ def offset_to_codes(offset: np.ndarray, params) -> tuple[np.ndarray, np.ndarray,
     pts = np.union1d(C.EMOTION_POINTS, C.MOUTH_POINTS)
     n = jaw_free_basis(params)
     free = np.einsum("dj,dpc->jpc", n, bm)          # the jaw-free mouth directions as mesh offsets
-    a = np.concatenate([be[:, pts].reshape(len(be), -1), free[:, pts].reshape(len(free), -1)]).T
+    a = np.concatenate([be[:, pts].reshape(len(be), 3 * len(pts)), free[:, pts].reshape(len(free), 3 * len(pts))]).T
     y = np.asarray(offset, np.float64)[pts].reshape(-1)
     x, *_ = np.linalg.lstsq(a, y, rcond=None)
     de = len(be)
