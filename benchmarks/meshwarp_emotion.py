@@ -129,7 +129,7 @@ def main() -> int:
         actors = sorted({p for v in offsets.values() for p, o in v.items() if o.against_neutral_clip})
     if "regions" not in args.skip:
         R["regions"] = {"names": E.region_names(), "actors": actors, "per_actor": {}}
-        rs, sizes, rs_shipped = {k: [] for k in labels}, {k: [] for k in labels}, {k: [] for k in labels}
+        rs, sizes, rs_shipped, between = ({k: [] for k in labels} for _ in range(4))
         shipped = rendered_regions(meter, pipe, faces, params, labels)
         for actor in actors:
             cv = copy.deepcopy(params)
@@ -142,6 +142,10 @@ def main() -> int:
                 rs[k].append(pearson(got[k], real))
                 sizes[k].append(float(np.linalg.norm(got[k]) / np.linalg.norm(real)))
                 rs_shipped[k].append(pearson(shipped[k], real))
+                others = [E.region_vector(E.combined_offset(o), params.mean_shape)
+                          for p, o in offsets[k].items() if p != actor and o.against_neutral_clip]
+                if others:   # the ceiling: how far another real face's offsets go with this actor's
+                    between[k].append(pearson(np.mean(others, 0), real))
                 R["regions"]["per_actor"][actor][k] = {"r": rs[k][-1], "size": sizes[k][-1],
                                                        "r_shipped_in_sample": rs_shipped[k][-1],
                                                        "rendered": got[k].round(4).tolist(),
@@ -151,6 +155,7 @@ def main() -> int:
         R["regions"]["r"] = {k: float(np.mean(v)) for k, v in rs.items() if v}
         R["regions"]["size"] = {k: float(np.mean(v)) for k, v in sizes.items() if v}
         R["regions"]["r_shipped_in_sample"] = {k: float(np.mean(v)) for k, v in rs_shipped.items() if v}
+        R["regions"]["r_real_between_actors"] = {k: float(np.mean(v)) for k, v in between.items() if v}
 
     if "driving" not in args.skip:
         R["driving"] = driving_figures(meter, pipe, faces, params, clips)
@@ -158,12 +163,14 @@ def main() -> int:
     if "speed" not in args.skip:
         from pdfgc.options import AnimateOptions
         R["speed"] = {}
-        for name, ctl in (("no label", None), ("happy", EmotionControl(label="happy"))):
-            opt = AnimateOptions(progress=False, lips="still", duration=4.0, emotion_control=ctl)
-            plan = pipe.plan(faces[0], None, opt)
-            t0 = time.perf_counter()
-            k = sum(len(im) for _, im in pipe.render(plan, opt))
-            R["speed"][name] = k / (time.perf_counter() - t0)
+        # the best of 3 alternating runs each (the machine is shared: the best run is the least disturbed)
+        for _ in range(3):
+            for name, ctl in (("no label", None), ("happy", EmotionControl(label="happy"))):
+                opt = AnimateOptions(progress=False, lips="still", duration=4.0, emotion_control=ctl)
+                plan = pipe.plan(faces[0], None, opt)
+                t0 = time.perf_counter()
+                k = sum(len(im) for _, im in pipe.render(plan, opt))
+                R["speed"][name] = max(R["speed"].get(name, 0.0), k / (time.perf_counter() - t0))
         print(f"speed (render only, 224 px): {R['speed']}", flush=True)
 
     if args.strip:
@@ -266,6 +273,10 @@ def summary(R: dict) -> str:
         lines.append("region offsets vs held-out MEAD actor (leave one actor out), r (target >= 0.7): " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["regions"]["r"].items()))
         lines.append("  size rendered / real: " + ", ".join(f"{k} x{v:.2f}" for k, v in R["regions"]["size"].items()))
+        lines.append("  ceiling, the other actor's real offsets vs this actor's, r: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in R["regions"].get("r_real_between_actors", {}).items()))
+        lines.append("  the weights' own shapes vs each actor (in sample for fitted actors), r: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in R["regions"]["r_shipped_in_sample"].items()))
     if "driving" in R:
         lines.append("emotion from a driving video, upper-face region r: " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["driving"].items()))

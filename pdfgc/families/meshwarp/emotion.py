@@ -13,8 +13,10 @@ labels x1.5-3 until fer read them, which opened the mouth).
 
 **Kept apart from speech** (EMOTE, EmoTalk): a label's mesh offset becomes an emotion code (on
 ``params.emotion_basis``) and a resting mouth code (on ``params.mouth_basis``) by one least-squares fit in which the
-mouth code may not change the inner-lip gaps or drop the chin (``opening_constraints``): it moves the mouth corners
-and presses or curls the lips, never opens the jaw, so the mouth's opening stays the speech's (the codes add).
+mouth code may not change the inner-lip gaps, drop the chin or move the lips' midline up or down
+(``opening_constraints``): it moves the mouth corners (up, down, out) and the lips' width, never opens the jaw, so
+the mouth's opening stays the speech's (the codes add). A raised upper lip (anger's and disgust's AU10 in the
+measured data) is left out with the midline: once rendered it reads back as an opening.
 
 **Regions** (``REGIONS``, FACS's action units): ``region_vector`` gives each region's mean offset (outward, down)
 in the canonical frame, the figure the benchmark compares between the model and held-out actors
@@ -159,8 +161,8 @@ def region_names() -> list[str]:
 
 def opening_constraints(params) -> np.ndarray:
     """(K, Dm): linear maps from a mouth code to each inner-lip gap's vertical change, the chin's drop and the
-    inner lip line's vertical shift (rows a label's mouth must keep at zero: no opening, no jaw, no mouth sliding
-    down the face; the corners, the lips' thickness and width stay free)."""
+    vertical shift of the inner lip line and of the outer lip midpoints (rows a label's mouth must keep at zero: no
+    opening, no jaw, no mouth sliding down the face; the corners and the lips' width stay free)."""
     b = np.asarray(params.mouth_basis, np.float64)
     rows = [b[:, lo, 1] - b[:, up, 1] for up, lo in LIP_GAPS] + [b[:, CHIN, 1]]
     rows.append(b[:, list(LIP_GAPS[0]), 1].mean(1))
@@ -169,7 +171,7 @@ def opening_constraints(params) -> np.ndarray:
 
 
 def jaw_free_basis(params) -> np.ndarray:
-    """(Dm, Dm-K) orthonormal basis of the mouth codes that leave every lip gap and the chin where they are."""
+    """(Dm, Dm-K) orthonormal basis of the mouth codes that ``opening_constraints`` leave at zero."""
     g = opening_constraints(params)
     _, s, vt = np.linalg.svd(g)
     rank = int((s > 1e-9 * s.max()).sum())
