@@ -10,14 +10,17 @@ Tensors (float32):
   out of every emotion code (speech moves the mouth corners and cheeks; that part is not emotion).
 - ``open_ear`` (2,): median open-eye EAR of the corpus's neutral frames (the lid code's 1 for absolute codes).
 - ``gaze_center`` (2,): mean gaze of the corpus's neutral frames in ``signals.gaze`` units ("looking at the camera").
-- ``emotion_shape.<label>`` (De,): per-label emotion code (``emotion_shapes``), ``neutral`` among them.
-- ``emotion_mouth.<label>`` (Dm,): per-label resting mouth shape (``emotion_mouths``): the mouth code of the
-  label's closed-mouth frames against the same person's neutral closed mouth (a smile's corners, a frown). The
-  emotion code cannot hold it (speech moves the same points, so that part is regressed out of the emotion code):
-  an emotion label adds it to the mouth code (``codes.apply_emotion_label``).
-- ``emotion_lid.<label>`` (2,): per-label lid opening change (``emotion_lids``; opening = own x (1 + value)):
-  surprise widens the eyes, a smile or anger narrows them. The lids are the blink code's, not the emotion
-  code's (a blink must not read as an expression), so a label carries its lid change beside its codes.
+- ``emotion_shape.<label>`` (De,): per-label emotion code, ``neutral`` among them (zero), and
+  ``emotion_mouth.<label>`` (Dm,): the label's resting mouth shape, both from ONE least-squares fit of the label's
+  measured mesh change (``emotion.fit_labels``: the mean change from the same person's neutral clip over the
+  corpus's people who have one, level 1 = that real mean, no gain). The mouth part moves the corners and the lips'
+  width and curl but never an inner-lip gap, the chin or the lip line (``emotion.opening_constraints``): a label
+  never opens the mouth, so speech's opening stays the audio's. An emotion label adds it to the mouth code
+  (``codes.apply_emotion_label``).
+- ``emotion_lid.<label>`` (2,): per-label lid opening change (opening = own x (1 + value)), the measured ratio of
+  the label clips' median eye aspect ratio to the neutral clip's: surprise and fear widen the eyes, anger, a smile
+  and sadness narrow them. The lids are the blink code's, not the emotion code's (a blink must not read as an
+  expression), so a label carries its lid change beside its codes.
 - ``audio.<name>``: the audio network's state dict (``audio.AudioToMouth``), absent when not trained.
 
 Metadata: ``format`` = ``pdfgc-meshwarp``, ``version``, ``config`` (JSON: dimensions, emotion smoothing, audio

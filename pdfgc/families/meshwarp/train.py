@@ -10,14 +10,13 @@
    (``codes.neutral_reference``); the mean neutral face, gaze and frontal EAR; PCA bases of the mouth points and of
    the emotion points (offsets from each clip's neutral frame, plus labelled clips' offsets from the same person's
    neutral clip); the least-squares map mouth code -> emotion code (regressed out of the emotion code); the
-   per-label emotion codes (labels from the file names: happy, sad, angry, surprised, disgusted, fear, contempt,
-   neutral; each clip's strongest frames against its own person's neutral clip when there is one, else against
-   the mean of the unlabelled clips), resting mouths and lid changes. The labels' own directions lead the emotion
-   basis. ``--fer-every N``: fer reads every N-th frame of the unlabelled clips and its confident frames join the
-   label fit as pseudo-labelled clips (``fer_clips``; cached in ``OUT/fer_everyN.npz``). ``--label-portraits``:
-   each label's code and mouth are scaled (``label_gains``, x1 .. x3) until fer reads the label on those stills
-   of training people. Written to ``OUT/geometry.safetensors``. ``--audio-from FILE`` stops here and writes
-   ``OUT/meshwarp.safetensors`` with FILE's audio network (the same mouth basis).
+   per-label expression shapes (``emotion.fit_labels``: labels from the file names; each label's measured mean
+   change from the same person's neutral clip, no gain; its mouth part never opens the jaw), resting mouths and
+   lid changes. The labels' own directions lead the emotion basis. ``--fer-every N``: fer reads every N-th frame
+   of the unlabelled clips and its confident frames join the label directions of the basis as pseudo-labelled
+   clips (``fer_clips``; cached in ``OUT/fer_everyN.npz``). Written to ``OUT/geometry.safetensors``.
+   ``--audio-from FILE`` stops here and writes ``OUT/meshwarp.safetensors`` with FILE's audio network (the same
+   mouth basis).
 3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio whose sound goes with their lips
    (``sync_score`` >= 0.1: drops music, dubbing, other voices), targets = the mouth code against each clip's
    closed mouth. Batches of 16-frame runs (loudness jitter, one masked mel band per run); loss = the mouth-code
@@ -51,6 +50,7 @@ from ...errors import CheckpointError, InputError, PDFGCError
 from ...evaluation import signals as S
 from ...fileio import atomic_path, write_atomic
 from . import codes as C
+from . import emotion as E
 from .params import MeshParams, load_params, save_params
 
 HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
@@ -280,15 +280,14 @@ def fit_geometry(clips: list[Clip], mouth_dim: int = 16, emotion_dim: int = 16, 
     w = w_full @ emotion_basis[:, pts].reshape(emotion_dim, -1).T
     params = MeshParams(mean_shape=mean_shape, mouth_basis=mouth_basis, emotion_basis=emotion_basis,
                         emotion_from_mouth=w, open_ear=open_ear, gaze_center=gaze_center)
-    shapes, counts = emotion_shapes(train, params, person_neutral)
-    params.emotion_shapes = shapes
-    params.emotion_mouths = emotion_mouths(train, params, person_neutral)
-    params.emotion_lids = emotion_lids(train, params, person_neutral)
+    # the labels: measured on the file-name-labelled clips of people with a neutral clip, no gain (emotion.py)
+    labels = E.fit_labels([c for c in train if not _from_fer(c)], params, log=log)
+    counts = {k: v["clips"] for k, v in labels["labels"].items()}
     params.info = {"fit": {"clips": len(train), "frames": int(sum(c.valid.sum() for c in train)),
                            "people": len({c.identity for c in train}),
                            "mouth_sd": np.round(mouth_sd, 5).tolist(), "emotion_sd": np.round(emo_sd, 5).tolist(),
                            "emotion_variance_from_mouth": round(float(explained), 4),
-                           "emotion_label_clips": counts}}
+                           "emotion_label_clips": counts, "emotion": labels}}
     log(f"geometry: {len(train)} clips, {params.info['fit']['frames']} frames; emotion variance predictable from "
         f"the mouth code {explained:.1%} (regressed out); labels {counts}")
     return params
@@ -330,145 +329,13 @@ def _balanced_mean(items) -> np.ndarray:
     return np.mean(means, 0)
 
 
-STRONG_SHARE = 0.25   # a label's shape: the mean of each clip's strongest quarter of frames
-
-
-def _clip_emotion(c: Clip, params: MeshParams, base, closed=None) -> tuple[np.ndarray, np.ndarray]:
-    """(T,De) emotion and (T,Dm) mouth codes of a clip's valid frames against `base` (the mouth against
-    `closed` when given: the person's neutral closed mouth). The emotion code is the whole projection, the
-    mouth-predictable part kept: rendering never adds that part back from the mouth code (speech leaves the
-    cheeks and brows alone), so a label's code must carry it or its smile loses the cheeks."""
-    canon = c.canon[c.valid]
-    off = canon - base
-    mouth = C.project_codes(off, params.mouth_basis)
-    emo = C.project_codes(off, params.emotion_basis)
-    if closed is not None:
-        mouth = C.project_codes(canon - closed, params.mouth_basis)
-    return emo, mouth
-
-
-def _strongest(emo: np.ndarray, share: float = STRONG_SHARE) -> np.ndarray:
-    """Indices of the frames that show the clip's expression most (largest projection on its mean code): a
-    labelled clip is mostly speech with the expression coming and going, so its plain mean is a weak, blurred
-    version of the label's face."""
+def _strongest(emo: np.ndarray, share: float = 0.25) -> np.ndarray:
+    """Indices of the frames that show the clip's expression most (largest projection on its mean offset): the
+    label directions that lead the emotion basis (the labels' own shapes are plain means: ``emotion.py``)."""
     d = emo.mean(0)
     score = emo @ (d / max(np.linalg.norm(d), 1e-9))
     k = max(1, int(round(share * len(emo))))
     return np.argsort(score)[::-1][:k]
-
-
-def emotion_shapes(train: list[Clip], params: MeshParams, person_neutral: dict) -> tuple[dict, dict]:
-    """{label: (De,) code} from labelled clips; each clip's strongest frames (``_strongest``) against its person's
-    neutral clip (else against the mean over unlabelled clips, at half weight); 'neutral' is the zero code."""
-    unlabelled = [_clip_emotion(c, params, params.mean_shape)[0].mean(0) for c in train if c.label is None]
-    baseline = np.mean(unlabelled, 0) if unlabelled else np.zeros(params.emotion_dim)
-    sums: dict[str, list] = {}
-    for c in train:
-        if c.label in (None, "neutral"):
-            continue
-        if c.identity in person_neutral:
-            emo, wt = _clip_emotion(c, params, person_neutral[c.identity])[0], 1.0
-        else:
-            emo, wt = _clip_emotion(c, params, params.mean_shape)[0] - baseline, 0.5  # the person's own face shape
-        sums.setdefault(c.label, []).append((_from_fer(c), wt, emo[_strongest(emo)].mean(0)))
-    shapes = {"neutral": np.zeros(params.emotion_dim)}
-    for label, items in sums.items():
-        shapes[label] = _balanced_mean(items)
-    return shapes, {k: len(v) for k, v in sorted(sums.items())}
-
-
-def emotion_mouths(train: list[Clip], params: MeshParams, person_neutral: dict | None = None) -> dict:
-    """{label: (Dm,) mouth code}: the mouth of each labelled clip's least open third of frames, the half of them
-    that show the expression most (``_strongest``: a smile's drawn corners, a surprise's dropped jaw), against its
-    person's neutral closed-mouth mesh (people without a neutral clip are skipped); 'neutral' is zero."""
-    closed = {}
-    for c in train:
-        if c.label == "neutral" and c.closed is not None:
-            closed.setdefault(c.identity, c.closed)
-    sums: dict[str, list] = {}
-    for c in train:
-        if c.label not in (None, "neutral") and c.identity in closed and c.closed is not None:
-            base = (person_neutral or {}).get(c.identity, closed[c.identity])
-            emo, mouth = _clip_emotion(c, params, base, closed[c.identity])
-            # among the clip's least open third (speech opens the mouth whatever the expression)
-            opening = S.mouth_opening(c.canon[c.valid])
-            calm = np.flatnonzero(opening <= np.quantile(opening, 1 / 3))
-            sums.setdefault(c.label, []).append((_from_fer(c), 1.0, mouth[calm[_strongest(emo[calm], 0.5)]].mean(0)))
-    out = {"neutral": np.zeros(params.mouth_dim)}
-    out.update({k: _balanced_mean(v) for k, v in sums.items()})
-    return out
-
-
-def emotion_lids(train: list[Clip], params: MeshParams, person_neutral: dict) -> dict:
-    """{label: (2,) lid opening change}: the median frontal EAR of each labelled clip's strongest frames over the
-    median of its person's neutral clip, minus 1 (people without a neutral clip are skipped); 'neutral' is zero.
-    Medians: a blink among the frames does not count."""
-    neutral_ear = {}
-    for c in train:
-        if c.label == "neutral" and c.valid.any():
-            neutral_ear.setdefault(c.identity, np.median(S.eye_aspect_ratio(c.canon[c.valid]), 0))
-    sums: dict[str, list] = {}
-    for c in train:
-        if c.label in (None, "neutral") or c.identity not in neutral_ear or c.identity not in person_neutral:
-            continue
-        emo = _clip_emotion(c, params, person_neutral[c.identity])[0]
-        ear = S.eye_aspect_ratio(c.canon[c.valid])[_strongest(emo)]
-        sums.setdefault(c.label, []).append((_from_fer(c), 1.0, np.median(ear, 0) / neutral_ear[c.identity] - 1.0))
-    out = {"neutral": np.zeros(2)}
-    # both eyes alike: a label's expression is symmetric, the per-eye difference is the clip's head turn
-    out.update({k: np.full(2, np.mean(_balanced_mean(v))) for k, v in sums.items()})
-    return out
-
-
-LABEL_GAINS = (1.0, 1.5, 2.0, 2.5, 3.0)
-
-
-def label_gains(params: MeshParams, portraits, labels=FER_LABELS, gains=LABEL_GAINS, log=print) -> dict:
-    """{label: gain}: the smallest factor on a label's emotion code and mouth shape (lids as measured) at which
-    fer reads the label on the rendered portraits (training people's stills, never the held-out ones or the
-    benchmark's); the most-read gain when none reaches all of them. The corpus's labels are mild (speech with
-    the expression coming and going); fer, like a viewer, needs the clear form of it on a still face."""
-    from ...controls.explicit import EmotionControl
-    from ...evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmarks
-    from ...media.face import FaceMeshDetector
-    from ...media.preprocess import to_uint8
-    from ...options import AnimateOptions
-    from ...pipeline import TalkingHeadPipeline
-    from .model import MeshWarpModel
-
-    pipe = TalkingHeadPipeline(MeshWarpModel(params, refiner=None), device="cpu", threads=1)
-    fer, det = EmotionClassifier(), FaceMeshDetector(static_image_mode=True, max_num_faces=1)
-    faces = [pipe.load_portrait(p) for p in portraits]
-    out = {}
-    for label in labels:
-        if label not in params.emotion_shapes:
-            continue
-        e0, m0 = params.emotion_shapes[label].copy(), params.emotion_mouths.get(label)
-        best = None
-        for g in gains:
-            params.emotion_shapes[label] = g * e0
-            if m0 is not None:
-                params.emotion_mouths[label] = g * m0
-            opt = AnimateOptions(progress=False, lips="still", duration=0.04,
-                                 emotion_control=EmotionControl(label=label))
-            p_label, hits = [], 0
-            for face in faces:
-                frame = np.ascontiguousarray(to_uint8(next(iter(pipe.render(pipe.plan(face, None, opt), opt)))[1])[0])
-                mesh = det.detect(frame)
-                p = fer.classify(frame, box_from_landmarks(mesh[0][:, :2])) if mesh else np.zeros(7)
-                hits += int(bool(mesh) and np.argmax(p) == EMOTIONS.index(label))
-                p_label.append(float(p[EMOTIONS.index(label)]))
-            log(f"label gain {label} x{g}: fer reads it on {hits}/{len(faces)}, p {np.mean(p_label):.2f}")
-            key = (hits, np.mean(p_label))
-            if best is None or key > best[0]:
-                best = (key, g)
-            if hits == len(faces):
-                break
-        params.emotion_shapes[label] = best[1] * e0
-        if m0 is not None:
-            params.emotion_mouths[label] = best[1] * m0
-        out[label] = best[1]
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- lips data
@@ -664,7 +531,7 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
           resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
           heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
           gap_weight: float = 5.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
-          stop_after: int | None = None, fer_every: int = 0, label_portraits=(), audio_from: Path | None = None,
+          stop_after: int | None = None, fer_every: int = 0, audio_from: Path | None = None,
           log=print) -> dict | None:
     import torch
 
@@ -699,8 +566,6 @@ def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float =
                     with open(tmp, "wb") as fh:
                         np.savez(fh, **fer)
         params = fit_geometry(clips, mouth_dim, emotion_dim, log=log, fer=fer)
-        if label_portraits:
-            params.info["fit"]["label_gains"] = label_gains(params, label_portraits, log=log)
         save_params(params, geom_path)
     if audio_from is not None:   # geometry only: the lips network of an earlier run on the same mouth basis
         old = load_params(audio_from)
@@ -905,8 +770,6 @@ def main(argv=None) -> int:
     p.add_argument("--fer-every", type=int, default=0, metavar="N",
                    help="fer reads every N-th frame of the unlabelled clips; its confident frames join the emotion "
                         "label fit (0: labelled clips only)")
-    p.add_argument("--label-portraits", type=Path, nargs="*", default=(), metavar="IMAGE",
-                   help="training people's stills: each label's code is scaled until fer reads it on them")
     p.add_argument("--audio-from", type=Path, default=None, metavar="FILE",
                    help="refit the geometry only and keep this parameters file's audio network (same mouth basis)")
     p.add_argument("--evaluate", type=Path, default=None, metavar="FILE",
@@ -924,7 +787,7 @@ def main(argv=None) -> int:
               threads=args.threads, heldout_file=args.heldout, gap_weight=args.gap_weight,
               nce_weight=args.nce_weight, min_sync=None if args.min_sync <= -1 else args.min_sync,
               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-              fer_every=args.fer_every, label_portraits=args.label_portraits, audio_from=args.audio_from)
+              fer_every=args.fer_every, audio_from=args.audio_from)
     except PDFGCError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
