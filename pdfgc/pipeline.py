@@ -460,6 +460,8 @@ AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long 
 
 def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
     """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
+    if hasattr(fam, "encode_speech"):   # a family that reads the signal itself (the mesh-warp lips: Whisper)
+        return fam.encode_speech(speech.wav16k, num_frames)
     gain, c = speech.gain, int(fam.audio_context)
     out = torch.empty(num_frames, fam.code_dims["mouth"])  # filled chunk by chunk: no list + concatenation copy
     for s in range(0, num_frames, AUDIO_CHUNK):

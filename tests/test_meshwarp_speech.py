@@ -99,3 +99,40 @@ def test_log_mel_front_end_gives_the_transcript(weights, speech16k):
     vocab = {v: k for k, v in json.loads((d / "tokenizer.json").read_text())["model"]["vocab"].items()}
     text = "".join(vocab.get(i, "") for i in res[0].sequences_ids[0]).replace("\u0120", " ")
     assert "welcome to watch the news" in text.lower()
+
+
+def test_shipped_lips_closed_on_silence_open_on_a_loud_vowel(weights, speech16k):
+    """The shipped lips through the public pipeline on anne.png: 1.5 s of silence, the example's speech, 1 s of
+    silence. Rendered frames re-measured by the face mesh: the silent frames' inner-lip gap stays the portrait's
+    own (closed, within 0.01 of face height), and the loudest 40 ms of the speech (a vowel) opens it by more than
+    0.04 (a clearly open mouth: the corpus's speakers open to ~0.05-0.10 on vowels)."""
+    from pdfgc.evaluation import signals as S
+    from pdfgc.media.mesh import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline.from_default()
+    if pipe.family.model.lips_head is None:
+        pytest.skip("no shipped lips head")
+    lead = 24000
+    wav = np.concatenate([np.zeros(lead, np.float32), speech16k, np.zeros(16000, np.float32)])
+    plan = pipe.plan(EXAMPLE.parent / "anne.png", wav, progress=False)
+    env = np.sqrt(np.mean(wav[:len(wav) // 640 * 640].reshape(-1, 640) ** 2, 1))
+    loud = int(env.argmax())
+    frames = {}
+    for i in (5, 20, loud - 1, loud, loud + 1, plan.num_frames - 5):
+        frames[i] = next(iter(pipe.render(plan, start=i, stop=i + 1)))[1][0].permute(1, 2, 0).numpy()
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        gap = {i: float(S.mouth_opening(det.detect(np.ascontiguousarray(f))[0][None])[0]) for i, f in frames.items()}
+    own = float(S.mouth_opening(det_once(EXAMPLE.parent / "anne.png"))[0])
+    for i in (5, 20, plan.num_frames - 5):
+        assert abs(gap[i] - own) < 0.01, (i, gap[i], own)
+    assert max(gap[loud - 1], gap[loud], gap[loud + 1]) - own > 0.04, (gap, own)
+
+
+def det_once(path: Path) -> np.ndarray:
+    from pdfgc.media.mesh import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+
+    crop = TalkingHeadPipeline.from_default().load_portrait(path).crop
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        return det.detect(np.ascontiguousarray(crop))[0][None]

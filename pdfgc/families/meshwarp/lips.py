@@ -56,7 +56,7 @@ class LipsHead(nn.Module):
         """(SLAB, L, 512) one chunk's slab -> (HOP_VIDEO, Dm) mouth codes of its frames (no rules)."""
         z = self.project(slab)
         idx = torch.arange(sp.HOP_VIDEO)[:, None] * sp.ENC_PER_VIDEO + torch.arange(sp.WINDOW)[None]
-        return (z[idx].flatten(1) @ self.weight + self.bias) * self.gain
+        return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
 
 
 def build(config: dict) -> LipsHead:

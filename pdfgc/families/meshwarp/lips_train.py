@@ -97,7 +97,7 @@ def load_lip_clips(data: Path, cache: Path, params, heldout_file: Path | None = 
     infos = {i.key: i for i in PreparedCorpus(data).clips}
     clips, _ = load_corpus(Path(data), heldout_file, log)
     clips = [c for c in clips if c.mel_rows is not None and infos[c.key].has_audio
-             and (Path(cache) / cache_name(infos[c.key].source)).exists()]
+             and (cache is None or (Path(cache) / cache_name(infos[c.key].source)).exists())]
     _prepare_geometry(clips)
     out = []
     for c in clips:
@@ -235,6 +235,108 @@ class Fit:
         return out
 
 
+LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)   # ridge penalty x frames, on standardised PCA inputs
+MIN_SYNC = 0.1     # a training clip whose out-of-fold r stays below this has sound that is not its lips'
+
+
+def cross_validate(fit: Fit, log=print) -> dict:
+    """Penalty by out-of-fold median r, then per-clip lags and the sync filter, then the amplitude gain."""
+    best = None
+    for lam in LAMBDAS:
+        sc = fit.scores(fit.oof(lam, lagged=False))
+        med = float(np.nanmedian([r for _, r, _ in sc]))
+        log(f"  blocks {fit.layers} lambda {lam}: out-of-fold median r {med:.3f}")
+        if best is None or med > best[1]:
+            best = (lam, med, sc)
+    lam, _, sc = best
+    keep = np.array([np.isfinite(r) and r >= MIN_SYNC for _, r, _ in sc])
+    for c, (lag, _, _) in zip(fit.clips, sc):
+        c.lag = int(lag)
+    sc2 = fit.scores(fit.oof(lam, lagged=True, use=keep))
+    rs = np.array([r for _, r, _ in sc2])
+    ratio = float(np.median([a for (_, r, a), k in zip(sc2, keep) if k]))
+    return {"layers": fit.layers, "lambda": lam, "keep": keep, "oof_r_median": float(np.nanmedian(rs[keep])),
+            "oof_r_median_all": float(np.nanmedian(rs)), "std_ratio": ratio, "gain": 1.0 / ratio,
+            "lags": [c.lag for c in fit.clips], "dropped": [c.key for c, k in zip(fit.clips, keep) if not k]}
+
+
+def make_head(fit: Fit, cv: dict, params):
+    import torch
+
+    from .lips import LipsHead
+
+    w, b = ridge(*fit._xy(np.flatnonzero(cv["keep"]), lagged=True), cv["lambda"])
+    mean, scale, proj = fit.pca
+    head = LipsHead(fit.layers, proj.shape[1], params.mouth_dim)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))
+    head.mean.copy_(t(mean)), head.scale.copy_(t(scale)), head.proj.copy_(t(proj))
+    head.weight.copy_(t(w)), head.bias.copy_(t(b)), head.gain.fill_(cv["gain"])
+    head.gap_direction.copy_(t(fit.g)), head.gap_rms.fill_(fit.target_scale)
+    return head.eval()
+
+
+LAYER_SETS = ((1,), (2,), (3,), (4,), (5,), (1, 2), (2, 3), (2, 3, 4), (1, 2, 3))
+
+
+def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers, components: int,
+                compare: bool, log=print) -> dict:
+    """Fit the head on the training people, write it into ``weights`` (``install``), and the CV report."""
+    import json
+
+    from .params import load_params
+
+    params = load_params(weights)
+    g = gap_direction(params)
+    clips = [c for c in load_lip_clips(data, cache, params, log=log) if not c.heldout]
+    log(f"lips: {len(clips)} training clips with sound, {sum(len(c.target) for c in clips)} frames, "
+        f"{len({c.identity for c in clips})} people")
+    report = {"layer_sets": []}
+    if compare:   # which blocks carry the mouth: out-of-fold median r per block set (PCA 64, ridge over the window)
+        for ls in LAYER_SETS:
+            cv = cross_validate(Fit(clips, cache, ls, components, g), log)
+            report["layer_sets"].append({k: cv[k] for k in ("layers", "lambda", "oof_r_median", "oof_r_median_all",
+                                                          "std_ratio")})
+            log(f"blocks {ls}: out-of-fold median r {cv['oof_r_median']:.3f} (all clips "
+                f"{cv['oof_r_median_all']:.3f}), std ratio {cv['std_ratio']:.2f}")
+    fit = Fit(clips, cache, layers, components, g)
+    cv = cross_validate(fit, log)
+    head = make_head(fit, cv, params)
+    report.update({"layers": list(layers), "components": components, "lambda": cv["lambda"],
+                   "oof_r_median": round(cv["oof_r_median"], 4), "gain": round(cv["gain"], 4),
+                   "clips": len(clips), "clips_used": int(cv["keep"].sum()), "dropped": cv["dropped"],
+                   "frames": int(sum(len(c.target) for c, k in zip(clips, cv["keep"]) if k)),
+                   "people": len({c.identity for c in clips}), "target_scale": fit.target_scale})
+    install_head(head, report, weights)
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    log(f"lips head -> {weights}: blocks {layers}, lambda {cv['lambda']}, out-of-fold median r "
+        f"{cv['oof_r_median']:.3f}, gain {cv['gain']:.2f}")
+    return report
+
+
+def install_head(head, report: dict, weights: Path) -> None:
+    """Rewrite ONLY the lips part of a parameters file (``audio.*`` tensors, config ``audio``, info ``lips``)."""
+    from .lips import to_config
+    from .params import load_params, save_params
+
+    params = load_params(weights)
+    params.audio_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    params.audio_config = to_config(head)
+    for k in ("train", "train_subset", "heldout", "audio_from"):   # the mel network's records
+        params.info.pop(k, None)
+    params.info["lips"] = {k: v for k, v in report.items() if k != "layer_sets"}
+    save_params(params, weights)
+
+
+def copy_lips(src: Path, dst: Path) -> None:
+    """The lips part of ``src`` into ``dst`` (the rest of ``dst`` unchanged): the merge command."""
+    from .lips import from_params
+    from .params import load_params
+
+    p = load_params(src)
+    install_head(from_params(p), p.info.get("lips", {}), dst)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.lips_train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,9 +344,26 @@ def main(argv=None) -> int:
     c = sub.add_parser("cache")
     c.add_argument("--raw", type=Path, required=True)
     c.add_argument("--cache", type=Path, required=True)
+    f = sub.add_parser("fit")
+    f.add_argument("--data", type=Path, required=True, help="prepared corpus")
+    f.add_argument("--cache", type=Path, required=True)
+    f.add_argument("--weights", type=Path, required=True, help="parameters file whose lips part is rewritten")
+    f.add_argument("--report", type=Path)
+    f.add_argument("--layers", default="2,3,4")
+    f.add_argument("--components", type=int, default=64)
+    f.add_argument("--compare-layers", action="store_true")
+    m = sub.add_parser("copy", help="copy the lips part of one parameters file into another")
+    m.add_argument("src", type=Path)
+    m.add_argument("dst", type=Path)
     a = p.parse_args(argv)
+    log = lambda s: print(s, flush=True)
     if a.cmd == "cache":
-        cache_features(a.raw, a.cache, log=lambda s: print(s, flush=True))
+        cache_features(a.raw, a.cache, log=log)
+    elif a.cmd == "fit":
+        fit_command(a.data, a.cache, a.weights, a.report, [int(x) for x in a.layers.split(",")], a.components,
+                    a.compare_layers, log)
+    else:
+        copy_lips(a.src, a.dst)
     return 0
 
 
