@@ -9,10 +9,11 @@ Figures per clip:
 - ``r``: Pearson r of the rendered inner-lip opening (``signals.mouth_opening``) with the real one, at the best lag
   within +-6 frames (``lag``: frames the real mouth trails the render by);
 - ``amplitude``: std of the rendered opening / std of the real one (same frames);
-- ``closure_recall``: real closures (>= 2 frames below 15 % of the clip's opening range, p2 .. p95) during speech
-  found in the render (below 15 % of its own range) within +-2 frames (after the lag);
-- ``nonspeech_closed``: share of frames silero-vad calls non-speech (with the rules' 120 ms margin) whose rendered
-  mouth is closed (below 15 % of the render's range; ``nonspeech_frames`` of them);
+- ``closure_recall``: real closures (>= 2 frames below p2 + 15 % of the clip's opening range p2 .. p95) during
+  speech found in the render (below the portrait's own opening + 15 % of that range) within +-2 frames, after
+  the lag;
+- ``nonspeech_closed``: share of the frames silero-vad calls non-speech (with the rules' 120 ms margin) whose
+  rendered mouth is closed (as above; ``nonspeech_frames`` of them);
 - ``loudness_r``: the loudness baseline, r of the real opening with the speech RMS envelope (best lag +-6);
 - ``oracle_r`` / ``oracle_amplitude``: the clip's own measured mouth codes through the same warp, re-measured.
 - ``language``: Whisper's language detection on the clip (CTranslate2, the same packaged weights).
@@ -35,11 +36,6 @@ MAX_LAG = 6
 CLOSED = 0.15
 
 
-def norm_open(o: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanpercentile(o, 2), np.nanpercentile(o, 95)
-    return (o - lo) / max(hi - lo, 1e-9)
-
-
 def shift(a: np.ndarray, k: int) -> np.ndarray:
     """b[t] = a[t + k] (NaN past the ends)."""
     out = np.full_like(a, np.nan, dtype=np.float64)
@@ -50,11 +46,18 @@ def shift(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def closure_recall(real: np.ndarray, rend: np.ndarray, speaking: np.ndarray) -> tuple[int, int]:
+def closed_masks(real: np.ndarray, rend: np.ndarray, own: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed frames: the real mouth below p2 + 15 % of its p2 .. p95 range; the render below the portrait's own
+    (closed) opening + 15 % of that same real range."""
+    lo, hi = np.nanpercentile(real, 2), np.nanpercentile(real, 95)
+    band = CLOSED * max(hi - lo, 1e-9)
+    return real < lo + band, rend < own + band
+
+
+def closure_recall(rc: np.ndarray, pc: np.ndarray, speaking: np.ndarray) -> tuple[int, int]:
     """(found, total) real closures (runs >= 2 frames, during speech) with a rendered closure within +-2 frames."""
-    rc, pc = norm_open(real) < CLOSED, norm_open(rend) < CLOSED
     found = total = 0
-    t, n = 0, len(real)
+    t, n = 0, len(rc)
     while t < n:
         if rc[t] and speaking[t]:
             e = t
@@ -165,10 +168,11 @@ def main() -> int:
         ok = np.isfinite(aligned) & np.isfinite(rend)
         amp = float(np.std(rend[ok]) / max(np.std(aligned[ok]), 1e-9))
         ook = np.isfinite(real) & np.isfinite(orend)
-        found, total = closure_recall(np.where(np.isfinite(aligned), aligned, np.nanmedian(real)), rend,
-                                      speaking)
+        own = float(opening_of_frames(image[None])[0][0])   # the portrait's own (closed, neutral) mouth
+        rc, pc = closed_masks(np.where(np.isfinite(aligned), aligned, np.nanmedian(real)), rend, own)
+        found, total = closure_recall(rc, pc, speaking)
         quiet = ~speaking
-        closed_share = float((norm_open(rend)[quiet] < CLOSED).mean()) if quiet.any() else float("nan")
+        closed_share = float(pc[quiet].mean()) if quiet.any() else float("nan")
         lang = language_of(ct2, wav) if ct2 is not None else "?"
         row = {"clip": c.key, "identity": c.identity, "language": lang, "frames": int(n),
                "r": round(float(r), 4), "lag": int(lag), "amplitude": round(amp, 3),

@@ -35,6 +35,7 @@ from ...media.mesh import FaceMeshDetector
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
+from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
@@ -61,7 +62,8 @@ class MeshWarpModel:
         self.weights_path = path
         self.refiner = refiner   # refiner.Refiner or None: the warp alone
         self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
-        self.lips_head = from_params(params) if params.audio_state else None
+        # a file from before the Whisper head (a mel network under audio.*) has no lips from speech
+        self.lips_head = from_params(params) if (params.audio_config or {}).get("kind") == LIPS_KIND else None
         self._lips = None
 
     @property
