@@ -257,7 +257,9 @@ def cross_validate(fit: Fit, log=print) -> dict:
     ratio = float(np.median([a for (_, r, a), k in zip(sc2, keep) if k]))
     return {"layers": fit.layers, "lambda": lam, "keep": keep, "oof_r_median": float(np.nanmedian(rs[keep])),
             "oof_r_median_all": float(np.nanmedian(rs)), "std_ratio": ratio, "gain": 1.0 / ratio,
-            "lags": [c.lag for c in fit.clips], "dropped": [c.key for c, k in zip(fit.clips, keep) if not k]}
+            "lags": [c.lag for c in fit.clips], "dropped": [c.key for c, k in zip(fit.clips, keep) if not k],
+            "per_clip": [{"clip": c.key, "identity": c.identity, "r": round(float(r), 4), "lag": int(lag)}
+                         for c, (lag, r, _) in zip(fit.clips, sc2)]}
 
 
 def make_head(fit: Fit, cv: dict, params):
@@ -278,8 +280,36 @@ def make_head(fit: Fit, cv: dict, params):
 LAYER_SETS = ((1,), (2,), (3,), (4,), (5,), (1, 2), (2, 3), (2, 3, 4), (1, 2, 3))
 
 
+def per_language(data: Path, clips: list[LipClip], per_clip: list[dict], log=print) -> dict:
+    """Out-of-fold median r per language (Whisper's own language detection through CTranslate2, on each clip's
+    first 30 s; the raw corpus folder from the prepared corpus's settings)."""
+    import ctranslate2
+    import torch
+
+    from ...data import PreparedCorpus
+    from ...media.audio_io import decode_speech
+
+    raw = Path(PreparedCorpus(data).manifest["settings"]["raw_root"])
+    d = sp._package_dir(sp.PACKAGES[0])
+    model = ctranslate2.models.Whisper("whisper-base", device="cpu", compute_type="float32", intra_threads=1,
+                                       files={"model.bin": sp.model_bytes(), "config.json": (d / "config.json")
+                                              .read_bytes(), "vocabulary.txt": (d / "vocabulary.txt").read_bytes()})
+    logmel, out = sp.LogMel(), {}
+    for c, p in zip(clips, per_clip):
+        wav = decode_speech(raw / c.source)[0][c.start * 640:(c.start + len(c.target)) * 640][:480000]
+        x = np.zeros(480000, np.float32)
+        x[:len(wav)] = wav
+        mel = logmel(torch.from_numpy(x)[None]).numpy()
+        lang = model.detect_language(ctranslate2.StorageView.from_array(mel))[0][0][0].strip("<|>")
+        p["language"] = lang
+        out.setdefault(lang, []).append(p["r"])
+    res = {k: {"clips": len(v), "r_median": round(float(np.nanmedian(v)), 3)} for k, v in sorted(out.items())}
+    log(f"out-of-fold r per language: {res}")
+    return res
+
+
 def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers, components: int,
-                compare: bool, log=print) -> dict:
+                compare: bool, log=print, languages: bool = False) -> dict:
     """Fit the head on the training people, write it into ``weights`` (``install``), and the CV report."""
     import json
 
@@ -306,7 +336,10 @@ def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers
                    "clips": len(clips), "clips_used": int(cv["keep"].sum()), "dropped": cv["dropped"],
                    "frames": int(sum(len(c.target) for c, k in zip(clips, cv["keep"]) if k)),
                    "people": len({c.identity for c in clips}), "target_scale": fit.target_scale})
-    install_head(head, report, weights)
+    report["per_clip_oof"] = cv["per_clip"]
+    if languages:
+        report["per_language_oof"] = per_language(data, clips, cv["per_clip"], log)
+    install_head(head, {k: v for k, v in report.items() if not k.startswith("per_")}, weights)
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=1, default=float) + "\n")
     log(f"lips head -> {weights}: blocks {layers}, lambda {cv['lambda']}, out-of-fold median r "
@@ -352,6 +385,7 @@ def main(argv=None) -> int:
     f.add_argument("--layers", default="2,3,4")
     f.add_argument("--components", type=int, default=64)
     f.add_argument("--compare-layers", action="store_true")
+    f.add_argument("--languages", action="store_true", help="out-of-fold r per language (needs ctranslate2)")
     m = sub.add_parser("copy", help="copy the lips part of one parameters file into another")
     m.add_argument("src", type=Path)
     m.add_argument("dst", type=Path)
@@ -361,7 +395,7 @@ def main(argv=None) -> int:
         cache_features(a.raw, a.cache, log=log)
     elif a.cmd == "fit":
         fit_command(a.data, a.cache, a.weights, a.report, [int(x) for x in a.layers.split(",")], a.components,
-                    a.compare_layers, log)
+                    a.compare_layers, log, a.languages)
     else:
         copy_lips(a.src, a.dst)
     return 0
