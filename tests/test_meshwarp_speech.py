@@ -136,3 +136,31 @@ def det_once(path: Path) -> np.ndarray:
     crop = TalkingHeadPipeline.from_default().load_portrait(path).crop
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         return det.detect(np.ascontiguousarray(crop))[0][None]
+
+
+def test_copy_lips_part_between_parameter_files(tmp_path):
+    """``lips_train copy`` (the merge command) moves the lips head and nothing else, and refuses a file whose mouth
+    basis differs (the head's codes would mean other shapes there)."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.lips import from_params
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params, save_params
+
+    src = load_params(DEFAULT_PATH)
+    if src.audio_config.get("kind") != "whisper-base-lips":
+        pytest.skip("no shipped lips head")
+    dst = tmp_path / "dst.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    p = load_params(dst)
+    p.audio_state, p.audio_config, p.emotion_sigma_s = None, {}, 0.5
+    save_params(p, dst)
+    assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 0
+    back = load_params(dst)
+    assert back.emotion_sigma_s == 0.5   # the rest of the target kept
+    a, b = from_params(src).state_dict(), from_params(back).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    p = load_params(dst)
+    p.mouth_basis = p.mouth_basis[::-1].copy()
+    save_params(p, dst)
+    assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 2

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import PDFGCError
 from . import speech as sp
 
 CACHE_LAYERS = (1, 2, 3, 4, 5)
@@ -367,6 +368,10 @@ def copy_lips(src: Path, dst: Path) -> None:
     from .params import load_params
 
     p = load_params(src)
+    if not np.array_equal(p.mouth_basis, load_params(dst).mouth_basis):
+        from ...errors import InputError
+        raise InputError(f"{dst}: another mouth basis than {src}'s: the lips head predicts codes in its own file's "
+                         "basis; fit it anew on this file (`lips_train fit --weights DST`)")
     install_head(from_params(p), p.info.get("lips", {}), dst)
 
 
@@ -391,6 +396,15 @@ def main(argv=None) -> int:
     m.add_argument("dst", type=Path)
     a = p.parse_args(argv)
     log = lambda s: print(s, flush=True)
+    try:
+        run(a, log)
+    except PDFGCError as e:
+        print(f"pdfgc: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(a, log) -> None:
     if a.cmd == "cache":
         cache_features(a.raw, a.cache, log=log)
     elif a.cmd == "fit":
@@ -398,7 +412,6 @@ def main(argv=None) -> int:
                     a.compare_layers, log, a.languages)
     else:
         copy_lips(a.src, a.dst)
-    return 0
 
 
 if __name__ == "__main__":
