@@ -111,7 +111,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/meshwarp")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--strip-only", action="store_true", help="only the strip, from an earlier run's json")
+    ap.add_argument("--speed", action="store_true", help="only the speech encoder's cost per minute of audio")
     a = ap.parse_args()
+    if a.speed:
+        return speed()
     import torch
 
     from pdfgc.data import PreparedCorpus
@@ -260,6 +263,42 @@ def lips_strip(path: Path, real_frames, real_mesh, rend_frames, rend_mesh, wav, 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
+
+
+def speed() -> int:
+    """Encoder + head and silero-vad per minute of audio (a minute of noise-like signal; the cost does not depend on
+    the content), 1 and 2 threads: wall seconds (best of 3) and CPU seconds of the process; the weights' read + hash
+    + build once."""
+    import os
+    import time
+
+    import torch
+
+    from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp import speech as sp
+    from pdfgc.families.meshwarp.params import load_params
+
+    wav = (np.random.default_rng(0).standard_normal(16000 * 60) * 0.05).astype(np.float32)
+    c0, t0 = time.process_time(), time.time()
+    enc = sp.load_encoder(max(L.from_params(load_params()).layers))
+    print(f"weights read + SHA-256 + build: {time.time() - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU")
+    s2m = L.SpeechToMouth(L.from_params(load_params()), enc)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        s2m.raw_codes(wav[:32000], 50)
+        walls, cpus = [], []
+        for _ in range(3):
+            c0, t0 = time.process_time(), time.time()
+            s2m.raw_codes(wav, 1500)
+            walls.append(time.time() - t0), cpus.append(time.process_time() - c0)
+        L.voice_activity(wav[:16000], 25)
+        c0, t0 = time.process_time(), time.time()
+        L.voice_activity(wav, 1500)
+        print(f"{threads} thread(s): encoder + head per minute of audio {min(walls):.2f} s wall (CPU "
+              f"{cpus[int(np.argmin(walls))]:.2f} s); silero-vad {time.time() - t0:.2f} s wall "
+              f"({time.process_time() - c0:.2f} s CPU); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+              "cores")
+    return 0
 
 
 def render_frames(pipe, plan) -> np.ndarray:
