@@ -221,7 +221,8 @@ def load_encoder(num_layers: int = 6, data: bytes | None = None) -> WhisperEncod
     """The encoder's first ``num_layers`` blocks from the packaged weights (hash-checked), float32, eval mode."""
     v = read_ct2(model_bytes() if data is None else data)
     f = lambda k: torch.from_numpy(v[k].astype(np.float32))
-    enc = WhisperEncoder(num_layers, heads=int(v["num_heads"]) if "num_heads" in v else 8)
+    with torch.device("meta"):   # no random initialisation of 12 M values that the weights replace at once
+        enc = WhisperEncoder(num_layers, heads=int(v["num_heads"]) if "num_heads" in v else 8)
     state = {"conv1.weight": f("conv1/weight"), "conv1.bias": f("conv1/bias"),
              "conv2.weight": f("conv2/weight"), "conv2.bias": f("conv2/bias"),
              "positions": f("position_encodings/encodings")}
@@ -237,7 +238,7 @@ def load_encoder(num_layers: int = 6, data: bytes | None = None) -> WhisperEncod
                 torch.zeros(state[f"blocks.{i}.{ours}.weight"].shape[0])
     if num_layers == 6:
         state["ln_post.weight"], state["ln_post.bias"] = f("layer_norm/gamma"), f("layer_norm/beta")
-    enc.load_state_dict(state, strict=True)
+    enc.load_state_dict(state, strict=True, assign=True)
     return enc.eval().requires_grad_(False)
 
 
