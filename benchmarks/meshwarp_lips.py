@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,9 @@ def main() -> int:
     if not a.strip_only:
         summary = summarise(per)
         a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "lips_benchmark.json").write_text(json.dumps({"summary": summary, "per_clip": per}, indent=1)
-                                                   + "\n")
+        record = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"),
+                  "summary": summary, "per_clip": per}
+        (a.out / "lips_benchmark.json").write_text(json.dumps(record, indent=1) + "\n")
         print(json.dumps(summary, indent=1))
         plot(curves, per, a.out / "lips_benchmark.png")
         clips_all = clips
