@@ -261,6 +261,13 @@ class TalkingHeadPipeline:
             factor_index[factor] = (key, idx)
             panels[factor] = (clip.crops, idx)
         # 5. encode: the portrait's appearance and own codes once, each clip's used frames once, the audio
+        # (a family that reads the speech signal itself runs it in a thread beside the face-mesh work)
+        lips_job = None
+        if factors["lips"] == "audio" and hasattr(fam, "encode_speech"):
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(1)
+            lips_job = pool.submit(fam.encode_speech, speech.wav16k, num_frames)
+            pool.shutdown(wait=False)
         appearance, still = fam.encode_portrait(portrait, prec, opt)
         motion_raw = {}
         for key, clip in clips.items():
@@ -281,7 +288,8 @@ class TalkingHeadPipeline:
 
         audio_mouth_raw = None
         if factors["lips"] == "audio":
-            audio_mouth_raw = _encode_speech(fam, speech, num_frames, prec, opt.batch_size)
+            audio_mouth_raw = (lips_job.result() if lips_job is not None
+                               else _encode_speech(fam, speech, num_frames, prec, opt.batch_size))
             mouth = audio_mouth_raw
         else:
             mouth = per_frame("lips", "mouth")
@@ -461,6 +469,8 @@ AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long 
 
 def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
     """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
+    if hasattr(fam, "encode_speech"):   # a family that reads the signal itself (the mesh-warp lips: Whisper)
+        return fam.encode_speech(speech.wav16k, num_frames)
     gain, c = speech.gain, int(fam.audio_context)
     out = torch.empty(num_frames, fam.code_dims["mouth"])  # filled chunk by chunk: no list + concatenation copy
     for s in range(0, num_frames, AUDIO_CHUNK):

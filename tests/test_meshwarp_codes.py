@@ -417,7 +417,8 @@ def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
 
 
 def test_shipped_parameters():
-    from pdfgc.families.meshwarp import audio as A
+    import torch
+
     from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
 
     if not DEFAULT_PATH.exists():
@@ -431,9 +432,11 @@ def test_shipped_parameters():
         flat = basis.reshape(len(basis), -1).astype(np.float64)
         np.testing.assert_allclose(flat @ flat.T, np.eye(len(basis)), atol=1e-4)
         assert np.abs(basis[:, ~C.point_mask(pts)]).max() == 0
-    net = A.from_params(p)
-    y = A.predict_mouth(net, np.zeros((10, 1, 80, 20), np.float32))
-    assert y.shape == (10, p.mouth_dim) and np.isfinite(y).all()
+    from pdfgc.families.meshwarp import speech as sp
+    from pdfgc.families.meshwarp.lips import from_params
+    head = from_params(p)   # the lips head (Whisper features -> mouth code), tested in test_meshwarp_speech.py
+    y = head(torch.zeros(sp.SLAB, len(head.layers), 512))
+    assert y.shape == (sp.HOP_VIDEO, p.mouth_dim) and torch.isfinite(y).all()
     from pdfgc.families.meshwarp.train import HELDOUT_FILE, read_heldout
     assert p.info["heldout_people"] == read_heldout(HELDOUT_FILE) and len(p.info["heldout_people"]) >= 5
 

@@ -1,4 +1,9 @@
-"""Lips from speech: the official 16 kHz mel windows (T,1,80,20) -> the mesh-warp mouth code (T,Dm).
+"""The OLD lips network: the official 16 kHz mel windows (T,1,80,20) -> the mesh-warp mouth code (T,Dm).
+
+Inference no longer reads it (the default model's lips are ``lips.py``: Whisper base + a linear head, fitted by
+``lips_train.py``); it stays only because ``pdfgc train --config meshwarp`` (``train.py``'s step 3, its tests and
+the GPU check) still trains it. A parameters file holding it has no lips from speech until ``lips_train copy``
+puts a lips head in.
 
 ``AudioToMouth``: each frame's window is read as 20 time steps of 80 mel bands by a 1-D convolution stack (time
 x frequency patterns: a formant transition is a pattern across bands), pooled to one vector per frame; a temporal

@@ -18,7 +18,8 @@ alone read as), probed on the first frame that turns the head.
 
 A driving clip's codes are measured on its 224 crops and retargeted relative to its most neutral frame
 (``AnimateOptions.driving_reference``: "auto": eyes open, mouth closed, near frontal; or "first"); lips from speech
-come from the audio network (mel windows -> mouth code).
+come from the lips head on Whisper base's lower encoder blocks (``lips.py``: 16 kHz speech -> mouth code, the
+speech-aware rules, and a smoothing that keeps closures).
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ from ...media.mesh import FaceMeshDetector
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
-from .audio import from_params, predict_mouth
 from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
+from .lips import KIND as LIPS_KIND
+from .lips import SpeechToMouth, from_params, smooth_keeping_closures
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -56,7 +58,7 @@ class MeshWarpConfig:
 
 
 class MeshWarpModel:
-    """The parameters (code bases, emotion shapes, audio network) of the mesh-warp family; no generator."""
+    """The parameters (code bases, emotion shapes, lips head) of the mesh-warp family; no generator."""
 
     family = FAMILY
 
@@ -65,9 +67,16 @@ class MeshWarpModel:
         self.weights_path = path
         self.refiner = refiner   # refiner.Refiner or None: the warp alone
         self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
-        self.audio = None
-        if params.audio_state:
-            self.audio = from_params(params).requires_grad_(False)
+        # a file from before the Whisper head (a mel network under audio.*) has no lips from speech
+        self.lips_head = from_params(params) if (params.audio_config or {}).get("kind") == LIPS_KIND else None
+        self._lips = None
+
+    @property
+    def lips(self) -> SpeechToMouth:
+        """The speech encoder + lips head, the encoder's weights read (and hash-checked) on first use."""
+        if self._lips is None:
+            self._lips = SpeechToMouth(self.lips_head)
+        return self._lips
 
     @classmethod
     def from_pretrained(cls, path=None, refiner=None) -> "MeshWarpModel":
@@ -81,9 +90,7 @@ class MeshWarpModel:
         return cls(params, Path(path) if path is not None else None, net)
 
     def to(self, device):
-        if self.audio is not None:
-            self.audio.to(device)
-        return self
+        return self   # the lips run on the CPU: one small encoder pass per 3 s chunk
 
     def eval(self):
         return self
@@ -92,7 +99,7 @@ class MeshWarpModel:
         p = self.params
         audio = sum(t.numel() for t in (p.audio_state or {}).values())
         return (f"meshwarp: mouth code {p.mouth_dim}, emotion code {p.emotion_dim}, emotion labels "
-                f"{', '.join(sorted(p.emotion_shapes)) or 'none'}, audio network {audio:,} parameters; "
+                f"{', '.join(sorted(p.emotion_shapes)) or 'none'}, lips head {audio:,} parameters on Whisper base; "
                 f"fitted: {json.dumps(p.info.get('summary', {}))[:200]}; refiner: "
                 f"{'none' if self.refiner is None else sum(t.numel() for t in self.refiner.parameters())}")
 
@@ -144,10 +151,7 @@ class MeshWarpFamily(ModelFamily):
         self.params = model.params
         self._detector = None
 
-    @property
-    def audio_context(self) -> int:
-        """Frames of temporal context each side the audio network reads."""
-        return 2 * int(self.model.audio.config["context"]) if self.model.audio is not None else 0
+    audio_context = 0   # the lips read whole speech signals (``encode_speech``), not mel windows
 
     @property
     def code_dims(self) -> dict[str, int]:
@@ -245,11 +249,23 @@ class MeshWarpFamily(ModelFamily):
         out["emotion"][u, :self.params.emotion_dim] = torch.from_numpy(d.emotion)
         return Codes(**out)
 
-    def encode_audio(self, windows, prec, batch=None) -> torch.Tensor:
-        if self.model.audio is None:
-            raise InputError("this meshwarp parameters file has no audio network: lips from speech need one "
+    def _need_lips(self):
+        if self.model.lips_head is None:
+            raise InputError("this meshwarp parameters file has no lips head: lips from speech need one "
                              "(use --lips VIDEO, still or off)")
-        return torch.from_numpy(predict_mouth(self.model.audio, windows, smooth=False))  # the pipeline smooths
+
+    def encode_audio(self, windows, prec, batch=None) -> torch.Tensor:
+        raise NotImplementedError("meshwarp lips read the speech signal (encode_speech), not mel windows")
+
+    def encode_speech(self, wav16k: np.ndarray, num_frames: int) -> torch.Tensor:
+        """(num_frames, Dm) mouth codes from 16 kHz speech, with the speech-aware rules (``lips.py``)."""
+        self._need_lips()
+        return torch.from_numpy(self.model.lips.codes(wav16k, num_frames))   # the pipeline smooths
+
+    def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
+        if factor == "mouth":
+            return smooth_keeping_closures(codes)   # the official filter, except on closed frames
+        return super().smooth(factor, codes)
 
     # ---- explicit controls: physical units straight into the codes ----------------------------------------------
     def preflight_controls(self, opt) -> None:
@@ -264,7 +280,7 @@ class MeshWarpFamily(ModelFamily):
         p = self.params
         return {**super().info(), "weights": str(self.model.weights_path or "packaged"),
                 "codes": self.code_dims, "emotion_labels": sorted(p.emotion_shapes),
-                "audio_network_parameters": sum(t.numel() for t in (p.audio_state or {}).values()),
+                "lips_head_parameters": sum(t.numel() for t in (p.audio_state or {}).values()),
                 "refiner_parameters": (sum(t.numel() for t in self.model.refiner.parameters())
                                        if self.model.refiner is not None else 0),
                 "fitted": p.info.get("summary", p.info.get("data", ""))}

