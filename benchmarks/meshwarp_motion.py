@@ -2,12 +2,12 @@
 roll within +-30 %), and the generated blink rate vs theirs.
 
 For each held-out audio clip of the prepared corpus (people in heldout_identities.txt, never fitted), the motion
-model generates angles from that clip's own speech (5 seeds); the figures are per-clip std (about the clip's mean)
+model generates angles from that clip's own speech (20 seeds: a per-clip std of a slow process varies much from seed to seed); the figures are per-clip std (about the clip's mean)
 and mean speed |d angle / dt| (deg/s), averaged over clips, beside the same figures of the clip's real measured
 pose (after the pipeline's 3-tap box that a driving clip's pose gets; raw in brackets: the face mesh's jitter adds
 speed) and the frozen-head baseline (std 0, speed 0).
 
-    python3 benchmarks/meshwarp_motion.py [--corpus /work/prepared_corpus] [--seeds 5]
+    python3 benchmarks/meshwarp_motion.py [--corpus /work/prepared_corpus] [--seeds 20]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def figures(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="/work/prepared_corpus")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args()
     model = MotionModel.load()
     clips = [c for c in load_speakers(args.corpus) if c["heldout"]]
