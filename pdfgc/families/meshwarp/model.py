@@ -136,6 +136,7 @@ def crop_at(portrait, size: int) -> np.ndarray:
 class MeshWarpFamily(ModelFamily):
     name = FAMILY
     official_crop = False
+    generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
 
@@ -250,6 +251,13 @@ class MeshWarpFamily(ModelFamily):
             raise InputError("this meshwarp parameters file has no audio network: lips from speech need one "
                              "(use --lips VIDEO, still or off)")
         return torch.from_numpy(predict_mouth(self.model.audio, windows, smooth=False))  # the pipeline smooths
+
+    def auto_pose(self, speech, num_frames, seed) -> torch.Tensor:
+        from .motion import MotionModel, speech_loudness
+        pose = torch.zeros(int(num_frames), self.code_dims["pose"])
+        angles = MotionModel.load().head_angles(speech_loudness(speech, num_frames), seed)
+        pose[:, :3] = torch.from_numpy(angles).float()
+        return pose
 
     # ---- explicit controls: physical units straight into the codes ----------------------------------------------
     def preflight_controls(self, opt) -> None:

@@ -124,6 +124,13 @@ class MotionModel:
         return float(self.params["blink"]["jitter"])
 
 
+def auto_blink_control(seed: int = 0):
+    """`--blink auto`: a BlinkControl at the fitted natural rate and interval jitter."""
+    from ...controls.explicit import BlinkControl
+    m = MotionModel.load()
+    return BlinkControl(rate=m.blink_rate(), jitter=m.blink_jitter(), seed=int(seed)).validate()
+
+
 # ---------------------------------------------------------------------------------------------- corpus
 def load_speakers(root: str | Path, heldout_file: Path | None = None) -> list[dict]:
     """Every audio-bearing prepared clip with good face tracking: key, person, held-out flag, (T,3) angles (raw),
