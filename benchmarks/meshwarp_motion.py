@@ -8,6 +8,10 @@ pose (after the pipeline's 3-tap box that a driving clip's pose gets; raw in bra
 speed) and the frozen-head baseline (std 0, speed 0).
 
     python3 benchmarks/meshwarp_motion.py [--corpus /work/prepared_corpus] [--seeds 20]
+        [--render PORTRAIT --audio SPEECH]   # also: render --pose auto, read the video back with the face mesh
+
+With --render, the rendered frames' head angles (the face mesh read back, ``signals.head_pose``) are compared with
+the plan's generated angles: the warp must show the motion it is asked for.
 """
 from __future__ import annotations
 
@@ -17,18 +21,52 @@ import json
 import numpy as np
 
 from pdfgc.controls.explicit import BlinkControl
-from pdfgc.families.meshwarp.motion import AXES, FPS, MotionModel, blink_events, box3, load_speakers
+from pdfgc.evaluation.signals import blink_events
+from pdfgc.families.meshwarp.motion import AXES, FPS, MotionModel, box3, load_speakers
 
 
 def figures(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return angles.std(0), np.abs(np.diff(angles, axis=0)).mean(0) * FPS
 
 
+def read_back(portrait: str, audio: str, seed: int = 0) -> None:
+    import torch
+
+    from pdfgc import AnimateOptions, TalkingHeadPipeline
+    from pdfgc.evaluation.signals import head_pose
+    from pdfgc.media.mesh import FaceMeshDetector
+
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline.from_default(threads=1)
+    opt = AnimateOptions(pose="auto", motion_seed=seed, progress=False)
+    from pdfgc.pipeline import FrameComposer
+    portrait_obj = pipe.load_portrait(portrait)
+    plan = pipe.plan(portrait_obj, audio, opt)
+    compose = FrameComposer(pipe.family, portrait_obj, plan, "result")
+    frames = np.concatenate([compose(sl, im) for sl, im in pipe.render(plan, opt)])
+    with FaceMeshDetector() as det:
+        lm = np.stack([(det.detect(f) or [np.full((478, 3), np.nan)])[0] for f in frames])
+    got = head_pose(lm)
+    got = got - np.nanmean(got[:1], 0)
+    asked = plan.pose[:, :3].numpy().astype(np.float64)
+    ok = np.isfinite(got).all(1)
+    (sa, va), (sg, vg) = figures(asked[ok]), figures(box3(got[ok]))
+    r = [float(np.corrcoef(asked[ok, j], got[ok, j])[0, 1]) for j in range(3)]
+    print(f"rendered read-back ({portrait}, {audio}, seed {seed}, {ok.sum()}/{len(ok)} frames with a face):")
+    for j, axis in enumerate(AXES):
+        print(f"  {axis:6s} std asked {sa[j]:5.2f} read back {sg[j]:5.2f} deg; speed asked {va[j]:6.2f} read back "
+              f"{vg[j]:6.2f} deg/s (box-filtered); r {r[j]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="/work/prepared_corpus")
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--render", metavar="PORTRAIT")
+    ap.add_argument("--audio", metavar="SPEECH")
     args = ap.parse_args()
+    if args.render:
+        read_back(args.render, args.audio)
     model = MotionModel.load()
     clips = [c for c in load_speakers(args.corpus) if c["heldout"]]
     real, raw, gen, silent = [], [], [], []

@@ -15,7 +15,8 @@ The model, a few dozen numbers in ``motion.json`` beside this file:
   is set by simulation so the training clips' mean per-clip std is matched (the AR(2) alone gave 0.6-0.85 of it on the
   held-out speakers); it starts at 0 (the portrait's pose) and is soft-limited to the
   training range;
-- **blinks**: the training clips' blink rate (eye-aspect-ratio dips) and the coefficient of variation of the
+- **blinks**: the training clips' blink rate (``signals.blink_events``: eye aspect ratio below 0.6 x the clip's
+  median) and the coefficient of variation of the
   intervals, handed to ``BlinkControl`` (rate with jitter), the one home of blink schedules.
 
 Fit: ``python3 -m pdfgc.families.meshwarp.motion fit /work/prepared_corpus`` (people in heldout_identities.txt
@@ -157,23 +158,6 @@ def load_speakers(root: str | Path, heldout_file: Path | None = None) -> list[di
     return out
 
 
-def blink_events(ear: np.ndarray, drop: float = 0.6, max_frames: int = 12) -> list[int]:
-    """Frames where a blink starts: the eye aspect ratio below `drop` x the clip's median for 1..max_frames."""
-    low = ear < drop * np.median(ear)
-    starts, i = [], 0
-    while i < len(low):
-        if low[i]:
-            j = i
-            while j < len(low) and low[j]:
-                j += 1
-            if j - i <= max_frames:
-                starts.append(i)
-            i = j
-        else:
-            i += 1
-    return starts
-
-
 def fit(clips: list[dict]) -> dict:
     train = [c for c in clips if not c.get("heldout")]
     allq = np.concatenate([c["loudness"] for c in train])
@@ -200,9 +184,11 @@ def fit(clips: list[dict]) -> dict:
                                 "v1": max(float(v[1]), -v0 + 1e-4),
                                 "limit": float(np.percentile(span, 90))}
     _calibrate_slow(params, train)
-    n_blinks = sum(len(blink_events(c["ear"])) for c in train)
+    from ...evaluation.signals import blink_events   # closed-eye intervals: EAR below 0.6 x the clip's median
+    starts = [np.array([e[0] for e in blink_events(c["ear"])]) for c in train]
+    n_blinks = sum(len(s) for s in starts)
     minutes = sum(len(c["ear"]) for c in train) / FPS / 60
-    gaps = np.concatenate([np.diff(blink_events(c["ear"])) / FPS for c in train if len(blink_events(c["ear"])) > 1])
+    gaps = np.concatenate([np.diff(s) / FPS for s in starts if len(s) > 1])
     params["blink"] = {"rate_per_min": round(n_blinks / minutes, 2),
                        "jitter": round(float(np.clip(gaps.std() / gaps.mean(), 0.2, 1.0)), 3)}
     return params
