@@ -2,10 +2,11 @@
 roll within +-30 %), and the generated blink rate vs theirs.
 
 For each held-out audio clip of the prepared corpus (people in heldout_identities.txt, never fitted), the motion
-model generates angles from that clip's own speech (20 seeds: a per-clip std of a slow process varies much from seed to seed); the figures are per-clip std (about the clip's mean)
-and mean speed |d angle / dt| (deg/s), averaged over clips, beside the same figures of the clip's real measured
-pose (after the pipeline's 3-tap box that a driving clip's pose gets; raw in brackets: the face mesh's jitter adds
-speed) and the frozen-head baseline (std 0, speed 0).
+model generates angles from that clip's own speech (20 seeds: a slow process's per-clip std varies much from seed
+to seed); the figures are per-clip std (about the clip's mean) and mean speed |d angle / dt| (deg/s), averaged
+over clips, beside the same figures of the clip's real measured pose (after the pipeline's 3-tap box that a
+driving clip's pose gets; raw in brackets: the face mesh's jitter adds speed), the same model on silence, and the
+frozen-head baseline (std 0, speed 0).
 
     python3 benchmarks/meshwarp_motion.py [--corpus /work/prepared_corpus] [--seeds 20]
         [--render PORTRAIT --audio SPEECH]   # also: render --pose auto, read the video back with the face mesh

@@ -9,15 +9,15 @@ The model, a few dozen numbers in ``motion.json`` beside this file:
   average (head motion follows phrases, not syllables);
 - **head angles** yaw, pitch, roll (degrees, changes from the portrait's own pose): per axis an AR(2) process
   x_t = a1 x_{t-1} + a2 x_{t-2} + s(a_t) e_t, e_t ~ N(0, 1), with innovation scale s(a) = sqrt(v0 + v1 a)
-  (least squares of the squared residuals on a: more motion while speaking, slow drift at rest); fitted on the
+  (least squares of the squared residuals on a: more motion while speaking, slow drift at rest), fitted on the
   training speakers' pose after the 3-tap box the pipeline applies to a driving clip's pose (the face mesh's
-  frame-to-frame jitter is not head motion); plus a slow drift (e'_t twice low-passed by rho = 0.985, scaled by c s(a_t)) whose scale c
-  is set by simulation so the training clips' mean per-clip std is matched (the AR(2) alone gave 0.6-0.85 of it on the
-  held-out speakers); it starts at 0 (the portrait's pose) and is soft-limited to the
-  training range;
+  frame-to-frame jitter is not head motion); plus a slow drift (other noise e'_t, twice low-passed with
+  rho = 0.985, scaled by c s(a_t)) whose scale c is set by bisection so the training clips' mean per-clip std is
+  matched (fitted on frame steps, the AR(2) alone gave 0.6-0.9 of the real per-clip std). The sum starts at 0 (the
+  portrait's pose) and is soft-limited (tanh) to the training clips' range;
 - **blinks**: the training clips' blink rate (``signals.blink_events``: eye aspect ratio below 0.6 x the clip's
-  median) and the coefficient of variation of the
-  intervals, handed to ``BlinkControl`` (rate with jitter), the one home of blink schedules.
+  median) and the coefficient of variation of the intervals, handed to ``BlinkControl`` (rate with jitter), the
+  one home of blink schedules.
 
 Fit: ``python3 -m pdfgc.families.meshwarp.motion fit /work/prepared_corpus`` (people in heldout_identities.txt
 never fitted). Measure: ``benchmarks/meshwarp_motion.py``.
@@ -183,8 +183,9 @@ def fit(clips: list[dict]) -> dict:
         params["pose"][axis] = {"ar": [float(coef[0]), float(coef[1])], "v0": v0,
                                 "v1": max(float(v[1]), -v0 + 1e-4),
                                 "limit": float(np.percentile(span, 90))}
+    from ...evaluation.signals import blink_events  # closed-eye intervals: EAR below 0.6 x the clip's median
+
     _calibrate_slow(params, train)
-    from ...evaluation.signals import blink_events   # closed-eye intervals: EAR below 0.6 x the clip's median
     starts = [np.array([e[0] for e in blink_events(c["ear"])]) for c in train]
     n_blinks = sum(len(s) for s in starts)
     minutes = sum(len(c["ear"]) for c in train) / FPS / 60
