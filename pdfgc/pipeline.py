@@ -13,6 +13,7 @@ Factor sources (each factor is independent):
   lips:     "audio" (default) | "still" (the portrait's mouth) | "off" (zero code) | a video/folder of a speaking mouth
   pose, eyes, blink, gaze, emotion: a video file | a folder of frames | an image | "still" | "off"
   `eyes` sets both blink and gaze; `blink`/`gaze` override it per part of the eye code.
+  pose, blink also "auto": generated from the speech (families/meshwarp/motion.py), seeded by `motion_seed`.
 """
 from __future__ import annotations
 
