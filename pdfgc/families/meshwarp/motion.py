@@ -19,6 +19,10 @@ The model, a few dozen numbers in ``motion.json`` beside this file:
   median) and the coefficient of variation of the intervals, handed to ``BlinkControl`` (rate with jitter), the
   one home of blink schedules.
 
+Left out because the training speakers do not show them (``benchmarks/results/meshwarp/motion_auto.txt``): a nod
+at speech onsets (the mean change after 35 onsets is within about one standard error of zero on every axis) and a
+blink rate that depends on speech (30.2 per minute speaking, 31.2 at rest).
+
 Fit: ``python3 -m pdfgc.families.meshwarp.motion fit /work/prepared_corpus`` (people in heldout_identities.txt
 never fitted). Measure: ``benchmarks/meshwarp_motion.py``.
 """
