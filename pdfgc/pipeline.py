@@ -216,8 +216,9 @@ class TalkingHeadPipeline:
         opt = _auto_blink(opt)
         fam.preflight_controls(opt)
         if opt.pose == AUTO and not fam.generates_pose:
-            raise InputError(f"--pose auto: the {fam.name} model's pose code is not in degrees, so generated head "
-                             "motion cannot drive it; use a pose video, or --yaw/--pitch/--roll")
+            raise InputError(f"--pose auto: the {fam.name} model's pose code is not in physical units (its "
+                             "pose_code_units), so generated head motion cannot drive it; use a pose video, or "
+                             "--yaw/--pitch/--roll")
         prec = Precision(opt.precision, self.device)
         factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
                    "emotion": opt.emotion}
@@ -302,7 +303,7 @@ class TalkingHeadPipeline:
                + per_frame("gaze", "eye") * _or(opt.gaze_intensity, fam.intensity("gaze")) * (1 - blink_mask))
         emotion = per_frame("emotion", "emotion") * _or(opt.emotion_intensity, fam.intensity("emotion"))
         if factors["pose"] == AUTO:  # generated from the speech (already smooth: fitted on box-filtered pose)
-            pose = fam.auto_pose(speech, num_frames, opt.motion_seed)
+            pose = fam.auto_pose(speech, num_frames, opt.motion_seed, still)
         else:
             pose = per_frame("pose", "pose")
         if opt.pose_smoothing and factors["pose"] not in ("off", "still", AUTO):

@@ -122,5 +122,22 @@ def test_pose_auto_on_pdfgc_networks_is_one_clear_error(tiny, tmp_path, capsys):
                "--pose", "auto", "--quiet", "-o", str(out)])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("pdfgc: error:")]
-    assert rc == 2 and len(lines) == 1 and re.search("pose auto.*not in degrees", lines[0]), err
+    assert rc == 2 and len(lines) == 1 and re.search("pose auto.*not in physical units", lines[0]), err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_pose_auto_on_a_physical_pose_code_pdfgc_model():
+    """A `pdfgc train` model whose pose code is the physical pose (radians) gets the same motion, converted."""
+    from pdfgc.model import PDFGC
+    from pdfgc.testing import tiny_config
+    from pdfgc.training.stages import POSE_CODE_UNITS
+
+    cfg = tiny_config()
+    cfg.pose_code_units = POSE_CODE_UNITS
+    pipe = TalkingHeadPipeline(PDFGC.random(0, cfg), device="cpu", threads=1)
+    still = pipe.plan(need(ANNE), need(SPEECH), AnimateOptions(pose="still", progress=False))
+    auto = pipe.plan(need(ANNE), need(SPEECH), AnimateOptions(pose="auto", motion_seed=2, progress=False))
+    speech = load_speech(SPEECH)
+    want = MotionModel.load().head_angles(speech_loudness(speech, auto.num_frames), 2) * np.pi / 180
+    np.testing.assert_allclose((auto.pose - still.pose)[:, :3].numpy(), want, atol=1e-5)
+    np.testing.assert_allclose((auto.pose - still.pose)[:, 3:].numpy(), 0.0, atol=1e-6)

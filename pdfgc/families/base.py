@@ -134,8 +134,9 @@ class ModelFamily(ABC):
         src = torch.from_numpy(uniq)
         return Codes(**{k: (v[src] if len(uniq) else v) if k in seen else None for k, v in out.items()})
 
-    def auto_pose(self, speech, num_frames: int, seed: int) -> torch.Tensor:
-        """(T, pose) generated head motion from the speech (None: silence), deterministic for a seed."""
+    def auto_pose(self, speech, num_frames: int, seed: int, still: Codes) -> torch.Tensor:
+        """(T, pose) generated head motion from the speech (None: silence) about the portrait's own pose code
+        (`still`), deterministic for a seed."""
         raise NotImplementedError(f"{self.name}: no generated head motion")
 
     # ---- explicit controls ----------------------------------------------------------------------------------

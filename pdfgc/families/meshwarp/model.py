@@ -252,7 +252,7 @@ class MeshWarpFamily(ModelFamily):
                              "(use --lips VIDEO, still or off)")
         return torch.from_numpy(predict_mouth(self.model.audio, windows, smooth=False))  # the pipeline smooths
 
-    def auto_pose(self, speech, num_frames, seed) -> torch.Tensor:
+    def auto_pose(self, speech, num_frames, seed, still=None) -> torch.Tensor:  # codes are changes: `still` is 0
         from .motion import MotionModel, speech_loudness
         pose = torch.zeros(int(num_frames), self.code_dims["pose"])
         angles = MotionModel.load().head_angles(speech_loudness(speech, num_frames), seed)
