@@ -34,9 +34,12 @@ def _add_animate(sub) -> None:
     src = p.add_argument_group("factor sources (VIDEO, FRAMES FOLDER, IMAGE, 'still' = from the portrait, "
                                "'off' = zero code)")
     src.add_argument("--lips", default="audio", help="'audio' (default), a video of a speaking mouth, still, off")
-    src.add_argument("--pose", default="still", help="head pose source (default: still)")
+    src.add_argument("--pose", default="still", help="head pose source (default: still; auto: natural head motion "
+                     "generated from the speech, mesh-warp model)")
     src.add_argument("--eyes", default="still", help="gaze and blink source (default: still)")
-    src.add_argument("--blink", help="blink source, overrides --eyes for the blink part of the eye code")
+    src.add_argument("--blink", help="blink source, overrides --eyes for the blink part of the eye code (auto: "
+                     "blinks at a natural rate with jitter)")
+    src.add_argument("--motion-seed", type=int, default=0, help="seed of --pose auto / --blink auto (default 0)")
     src.add_argument("--gaze", help="gaze source, overrides --eyes for the gaze part of the eye code")
     src.add_argument("--emotion", default="still", help="emotional expression source (default: still)")
     k = p.add_argument_group("intensities (code multipliers; defaults are the official ones)")
@@ -132,7 +135,7 @@ def cmd_animate(args) -> int:
         driving_reference=args.driving_reference, refiner=args.refiner,
         align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
         device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf,
-        preset=args.preset,
+        preset=args.preset, motion_seed=args.motion_seed,
         progress=not args.quiet)
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)

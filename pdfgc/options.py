@@ -13,9 +13,9 @@ import numpy as np
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .errors import InputError
 from .official_rules import OFFICIAL_SKIP, POSE_SCALE
-from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, FPS, PRECISIONS, SAMPLE_RATE
+from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, DRIVING_REFERENCES, FPS, PRECISIONS, SAMPLE_RATE
 
-SPECIAL_SOURCES = ("audio", "still", "off")
+SPECIAL_SOURCES = ("audio", "still", "off", AUTO)  # auto: pose and blink only (generated motion)
 LAYOUTS = ("result", "panels", "pasteback")
 
 
@@ -63,6 +63,7 @@ class AnimateOptions:
     emotion_control: EmotionControl | dict | str | None = None
     lip_control: LipControl | dict | str | None = None
     control_mapping: str | None = None  # fitted mapping file; None: <weights stem>.controls.json beside the weights
+    motion_seed: int = 0              # seed of the generated motion (pose "auto", blink "auto")
 
 
 
@@ -117,6 +118,13 @@ def check_options(opt: AnimateOptions, audio=None) -> None:
         v = getattr(opt, name)
         if v == "audio":
             raise InputError(f"--{name} cannot come from audio (only lips can)")
+        if v == AUTO and name not in ("pose", "blink"):
+            raise InputError(f"--{name} auto: only --pose and --blink can be generated (auto)")
+    if opt.lips == AUTO:
+        raise InputError("--lips auto: only --pose and --blink can be generated (auto); lips come from 'audio'")
+    seed = opt.motion_seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2 ** 63:
+        raise InputError(f"--motion-seed {seed!r}: a whole number from 0 to 2^63-1")
     for name in _INTENSITIES:
         v = _number(opt, name, optional=name != "pose_intensity")
         if v is not None and abs(v) > MAX_INTENSITY:

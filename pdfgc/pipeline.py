@@ -13,6 +13,7 @@ Factor sources (each factor is independent):
   lips:     "audio" (default) | "still" (the portrait's mouth) | "off" (zero code) | a video/folder of a speaking mouth
   pose, eyes, blink, gaze, emotion: a video file | a folder of frames | an image | "still" | "off"
   `eyes` sets both blink and gaze; `blink`/`gaze` override it per part of the eye code.
+  pose, blink also "auto": generated from the speech (families/meshwarp/motion.py), seeded by `motion_seed`.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from .official_rules import crop_zoom_matrix, frame_indices
 from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions  # noqa: F401 (re-exported)
 from .options import check_options as _check_options
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
-from .vocabulary import ALIGN_MODES, FPS
+from .vocabulary import ALIGN_MODES, AUTO, FPS
 from .weights import load_model
 
 log = logging.getLogger("pdfgc")
@@ -212,7 +213,12 @@ class TalkingHeadPipeline:
         # 1. check inputs: option values, explicit controls (and what they need) before any work
         opt = dataclasses.replace(options or AnimateOptions(), **overrides)
         _check_options(opt, audio=audio)
+        opt = _auto_blink(opt)
         fam.preflight_controls(opt)
+        if opt.pose == AUTO and not fam.generates_pose:
+            raise InputError(f"--pose auto: the {fam.name} model's pose code is not in physical units (its "
+                             "pose_code_units), so generated head motion cannot drive it; use a pose video, or "
+                             "--yaw/--pitch/--roll")
         prec = Precision(opt.precision, self.device)
         factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
                    "emotion": opt.emotion}
@@ -304,8 +310,11 @@ class TalkingHeadPipeline:
         eye = (per_frame("blink", "eye") * _or(opt.blink_intensity, fam.intensity("blink")) * blink_mask
                + per_frame("gaze", "eye") * _or(opt.gaze_intensity, fam.intensity("gaze")) * (1 - blink_mask))
         emotion = per_frame("emotion", "emotion") * _or(opt.emotion_intensity, fam.intensity("emotion"))
-        pose = per_frame("pose", "pose")
-        if opt.pose_smoothing and factors["pose"] not in ("off", "still"):
+        if factors["pose"] == AUTO:  # generated from the speech (already smooth: fitted on box-filtered pose)
+            pose = fam.auto_pose(speech, num_frames, opt.motion_seed, still)
+        else:
+            pose = per_frame("pose", "pose")
+        if opt.pose_smoothing and factors["pose"] not in ("off", "still", AUTO):
             pose = fam.smooth("pose", pose)
         pose = pose * opt.pose_intensity
         # 7. explicit controls override their own part of the codes (each family's apply_controls: precedence)
@@ -489,6 +498,17 @@ def load_audio_windows(audio, require_speech: bool = True) -> tuple[np.ndarray, 
 
 def _lips_need_speech(opt: AnimateOptions) -> bool:
     return opt.lips == "audio"
+
+
+def _auto_blink(opt: AnimateOptions) -> AnimateOptions:
+    """--blink auto: blinks at the natural rate fitted on the corpus's speakers, with jitter (a `BlinkControl`, the
+    one home of blink schedules), seeded by --motion-seed; an explicit blink control the user gave wins."""
+    if opt.blink != AUTO:
+        return opt
+    if opt.blink_control is not None:
+        return dataclasses.replace(opt, blink="still")
+    from .families.meshwarp.motion import auto_blink_control
+    return dataclasses.replace(opt, blink="still", blink_control=auto_blink_control(opt.motion_seed))
 
 
 def _or(value, default):

@@ -19,3 +19,4 @@ ALIGN_MODES = ("auto", "always", "never")              # face alignment of portr
 PRECISIONS = ("exact", "fast")                         # inference: fp32, or bf16/fp16 where the device has it
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")            # training (accelerate's mixed precision)
 MESHWARP = "meshwarp"                                  # the default model family's name (pdfgc train --config)
+AUTO = "auto"                                          # generated motion source: --pose auto, --blink auto

@@ -191,6 +191,11 @@ def test_options_built_from_widget_values(backend, area, tmp_path):
     assert set(paths) >= {portrait, a, head.resolve(), eyes.resolve()}
 
 
+def test_natural_motion_sources_from_widget_values(backend):
+    _, _, opt, _ = backend.build_job(_values(pose_mode="auto", blink_mode="auto"))
+    assert (opt.pose, opt.blink, opt.gaze) == ("auto", "auto", "still")
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(portrait=None), "no portrait"),
     (dict(audio=None), "no audio is uploaded"),

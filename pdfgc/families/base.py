@@ -57,6 +57,7 @@ class ModelFamily(ABC):
 
     name: ClassVar[str]
     official_crop: ClassVar[bool] = False      # driving crops get PD-FGC's fixed crop-zoom
+    generates_pose: ClassVar[bool] = False     # `auto_pose` (--pose auto): only where the pose code is in degrees
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
 
@@ -132,6 +133,11 @@ class ModelFamily(ABC):
             bar.close()
         src = torch.from_numpy(uniq)
         return Codes(**{k: (v[src] if len(uniq) else v) if k in seen else None for k, v in out.items()})
+
+    def auto_pose(self, speech, num_frames: int, seed: int, still: Codes) -> torch.Tensor:
+        """(T, pose) generated head motion from the speech (None: silence) about the portrait's own pose code
+        (`still`), deterministic for a seed."""
+        raise NotImplementedError(f"{self.name}: no generated head motion")
 
     # ---- explicit controls ----------------------------------------------------------------------------------
     def preflight_controls(self, opt) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from ..configs import architecture_name
 from ..controls.apply import apply_controls, preflight_controls
+from ..controls.mapping import physical_pose_map, pose_code_is_physical
 from ..media import preprocess as pp
 from ..model import BLINK_DIMS, GAZE_DIMS
 from .base import Codes, ModelFamily, register_family
@@ -24,6 +25,17 @@ class PDFGCFamily(ModelFamily):
     def __init__(self, model, device):
         super().__init__(model, device)
         self.official_crop = bool(model.config.official_crop)
+        # --pose auto: only a `pdfgc train` model whose pose code is the physical pose (the official one is learned)
+        self.generates_pose = pose_code_is_physical(model.config)
+
+    def auto_pose(self, speech, num_frames, seed, still) -> torch.Tensor:
+        from .meshwarp.motion import MotionModel, speech_loudness
+        pose_map = physical_pose_map(self.model.config)
+        angles = MotionModel.load().head_angles(speech_loudness(speech, num_frames), seed)
+        pose = still.pose.float().cpu().expand(int(num_frames), -1).clone()
+        # a linear map: changes of yaw, pitch, roll go through its weight alone (degrees -> the code's units)
+        pose[:, list(pose_map.dims)] += torch.from_numpy(angles @ pose_map.weight[:3]).float()
+        return pose
 
     @property
     def code_dims(self) -> dict[str, int]:

@@ -141,7 +141,7 @@ class UIBackend:
                     raise InputError(f"{role}: 'from a video' is chosen but no video is uploaded")
                 paths.append(p)
                 return str(p)
-            if mode in ("still", "off", "audio"):
+            if mode in ("still", "off", "audio", "auto"):   # auto: pose and blinks only (check_options)
                 return mode
             if mode in ("controls", "reference"):
                 return "still"  # the control replaces (or, relative pose, adds to) the portrait's own code

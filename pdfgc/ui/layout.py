@@ -11,6 +11,7 @@ from ..vocabulary import DRIVING_MODES
 from .callbacks import UIBackend
 from .sandbox import Sandbox, prepare_work_dir
 from .settings import (
+    AUTO_MODE,
     BLINK_PRESETS,
     CONTROLS_MODE,
     EMOTION_REFERENCE_MODE,
@@ -80,7 +81,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                                placeholder="e.g. 1.0-1.5, 3-3.2",
                                                                elem_id="mute-spans")
                     with gr.Tab("Head pose"):
-                        widgets["pose_mode"] = gr.Radio(factor_modes, value="still", label="Head pose",
+                        widgets["pose_mode"] = gr.Radio(factor_modes + [AUTO_MODE], value="still", label="Head pose",
                                                         elem_id="pose-mode")
                         widgets["pose_video"] = gr.File(label="Head motion video (or frame image)",
                                                         file_types=video_types, visible=False, elem_id="pose-video")
@@ -113,7 +114,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                           widgets["pose_keyframes"])
                     with gr.Tab("Eyes"):
                         with gr.Row():
-                            widgets["blink_mode"] = gr.Radio(factor_modes, value="still", label="Blinks",
+                            widgets["blink_mode"] = gr.Radio(factor_modes + [AUTO_MODE], value="still", label="Blinks",
                                                              elem_id="blink-mode")
                             widgets["gaze_mode"] = gr.Radio(factor_modes, value="still", label="Gaze",
                                                             elem_id="gaze-mode")

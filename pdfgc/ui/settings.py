@@ -26,6 +26,9 @@ FACTOR_MODES = [("still (the portrait's own)", "still"), ("from a video", "video
 CONTROLS_MODE = ("explicit controls", "controls")
 
 
+AUTO_MODE = ("natural (generated from the speech)", "auto")   # head pose and blinks only (--pose/--blink auto)
+
+
 EMOTION_REFERENCE_MODE = ("mean expression of a clip", "reference")
 
 

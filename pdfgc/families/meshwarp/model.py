@@ -143,6 +143,7 @@ def crop_at(portrait, size: int) -> np.ndarray:
 class MeshWarpFamily(ModelFamily):
     name = FAMILY
     official_crop = False
+    generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
 
@@ -266,6 +267,13 @@ class MeshWarpFamily(ModelFamily):
         if factor == "mouth":
             return smooth_keeping_closures(codes)   # the official filter, except on closed frames
         return super().smooth(factor, codes)
+
+    def auto_pose(self, speech, num_frames, seed, still=None) -> torch.Tensor:  # codes are changes: `still` is 0
+        from .motion import MotionModel, speech_loudness
+        pose = torch.zeros(int(num_frames), self.code_dims["pose"])
+        angles = MotionModel.load().head_angles(speech_loudness(speech, num_frames), seed)
+        pose[:, :3] = torch.from_numpy(angles).float()
+        return pose
 
     # ---- explicit controls: physical units straight into the codes ----------------------------------------------
     def preflight_controls(self, opt) -> None:
