@@ -400,6 +400,9 @@ class FrameComposer:
     def __init__(self, family, portrait: Portrait, plan: CodePlan, layout: str):
         if not isinstance(family, ModelFamily):
             family = family_for(family, torch.device("cpu"))
+        if layout == "auto":  # a photo (not an aligned crop) comes back at its own size, as LivePortrait does; the
+            # official networks keep their documented 224 crop (issue 19: a tight photo's crop reaches past its edge)
+            layout = "pasteback" if portrait.aligned_by_us and not family.official_crop else "result"
         self.family, self.portrait, self.plan, self.layout = family, portrait, plan, layout
 
     def __call__(self, sl: slice, images: torch.Tensor) -> np.ndarray:
