@@ -54,6 +54,8 @@ from scipy.spatial import Delaunay
 from pdfgc.errors import InputError
 from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
 from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.lids import lid_sheet
+from pdfgc.families.meshwarp.mouth_bank import default_bank
 from pdfgc.families.meshwarp.topology import triangles
 
 __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
@@ -61,6 +63,9 @@ __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 NUM_POINTS = 478
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
+# the lid sheet (lids.py) starts when the target's EAR falls below this fraction of the portrait's (an open eye,
+# a blink's first frames and a squint above it are the warp alone)
+LID_SHEET_FROM = 0.8
 
 
 class WarpInputError(InputError, ValueError):
@@ -174,7 +179,9 @@ class WarpRenderer:
     docstring) is for targets made by rotating the portrait's own mesh (codes.py): pass 1.0 when the target mesh was
     measured on a real frame (refiner training pairs), whose 2-D points already sit where the features are;
     ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
-    ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging.
+    ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
+    paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
+    ``lids="painted"`` covers a closing eye with smoothed skin instead of stretching the lid's own (``lids``).
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
@@ -428,6 +435,10 @@ class WarpRenderer:
         skin = np.mean(vals, axis=0)
         self._lip_colour = np.asarray(lip, dtype=np.float64)
         self._skin_colour = np.asarray(skin, dtype=np.float64)
+        # real mouth interiors (mouth_bank.py), colour-matched to this portrait; mouth="procedural" keeps the
+        # painted cavity (the shipped bank missing, or for comparison)
+        bank = default_bank() if self.use_mouth and self.use_mouth != "procedural" else None
+        self._mouths = bank.for_portrait(img, mesh) if bank is not None else None
 
     # ------------------------------------------------------------------ rendering
 
@@ -654,6 +665,8 @@ class WarpRenderer:
         w_comp = float(_smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
         ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
         closed = float(_smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
+        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py) from a lid well down
+            closed = float(_smoothstep(LID_SHEET_FROM, 0.3, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
         # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
@@ -675,7 +688,12 @@ class WarpRenderer:
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
-        if closed > 0.0:
+        if closed > 0.0 and self.use_lids != "painted":
+            lid, a_l = lid_sheet(self.image, self.mesh, target, e, (x0, y0, x1, y1), closed)
+            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], a_l)
+        elif closed > 0.0:
             skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             region = region * (1.0 - closed) + skin.astype(np.float32) * closed
             where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -716,7 +734,10 @@ class WarpRenderer:
         h, w = y1 - y0, x1 - x0
         mask = _poly_mask((h, w), poly, (x0, y0))
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
-        paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
+        if self._mouths is not None:
+            paint = self._mouths.interior(target, (x0, y0, x1, y1), gap / width)
+        else:
+            paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
         alpha = (mask * (1.0 - real))[..., None]
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)
