@@ -5,8 +5,9 @@
 Pairs (``refine_train.choose_pairs`` with the refiner eval's seed, so the same 415 held-out self-reenactment pairs
 of 13 people; ``--every k`` keeps every k-th): the clip's neutral source frame warped to a target frame of the same
 clip by their measured meshes (the renderer's defaults, as the refiner cache), then compared with the real target.
-A second set, per held-out clip up to ``--yaw-pairs`` pairs whose measured yaw differs by 15-30 degrees (source:
-the clip's most frontal frame), gives the turned-head figure.
+A second set, per held-out clip up to ``--yaw-pairs`` frames whose measured yaw differs by 15-30 degrees from the
+clip's most frontal frame, each warped both ways (frontal -> turned, turned -> frontal), gives the turned-head
+figure.
 
 Per pair, for today's warp (``BASELINE``: every issue-19 part switched off) and the new default:
 - PSNR over the target's mouth box (``refine_train.region_boxes``), over its face-mesh hull, and the whole frame;
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TEETH_SHOWN = 0.05   # a mouth "shows teeth" when at least 5 % of its inner-lip opening looks like teeth
-BASELINE = dict(mouth="procedural", lids="painted")
+BASELINE = dict(mouth="procedural", lids="painted", far_side=False)
 
 
 def _masked_psnr(a, b, m) -> float:
@@ -64,7 +65,8 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
         cand = idx[(d >= 15) & (d <= 30)]
         if len(cand):
             pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
-            turned += [(info.key, s, int(t), ident) for t in dict.fromkeys(pick.tolist())]
+            for t in dict.fromkeys(pick.tolist()):  # both ways: frontal -> turned, and turned -> frontal
+                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
     return plan, turned, corpus
 
 

@@ -3,6 +3,7 @@
 Meshes are measured with mediapipe on anne.png (static mode) and the renders are measured the same way, so these
 are end-to-end checks of what the face mesh reads back, with the signals' own conventions.
 """
+import cv2
 import numpy as np
 import pytest
 
@@ -291,3 +292,33 @@ def test_lid_sheet_leaves_open_eyes_unchanged_and_covers_a_closed_eye_with_lid_s
     assert np.percentile(lum_lid, 99) <= np.percentile(lum_band, 99.5) + 5
     assert lum_lid.std() > 0.5 * lum_band.std()
     assert (bare.render(shut)[lid].astype(np.float64).mean(1) > np.percentile(lum_band, 99.5) + 5).any()
+
+
+def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, renderer):
+    from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_partners
+
+    img, mesh = anne
+    partners = mirror_partners(mesh)
+    assert (partners[partners] == np.arange(len(mesh))).mean() > 0.95   # a pairing, left <-> right
+    assert partners[33] == 263 and partners[61] == 291 and partners[234] == 454
+    level = np.log2(STRETCH_FROM) / 1.6   # aux["stretch"] is log2(stretch) / 1.6, clipped to [0, 1]
+
+    def only_where_stretched(new, aux, old):
+        changed = (new != old).any(2)
+        # (the seam blur and the far-cheek fade run after the fill: a changed pixel may sit 2 px beyond)
+        near = cv2.dilate((aux["stretch"] >= level - 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert not (changed & ~near).any()
+        return changed.sum()
+
+    flat = WarpRenderer(img, mesh, far_side=False)
+    for yaw in (-25, 25):   # anne is nearly frontal: her sides are stretched alike, the mirror barely comes in
+        target = rotate_mesh(mesh, yaw=yaw)
+        only_where_stretched(*renderer.render(target, return_aux=True), flat.render(target))
+    # a portrait turned 25 deg (anne warped, its mesh measured again) turned back to frontal: the far cheek's
+    # triangles are stretched, and only there the mirrored near side comes in
+    turned = flat.render(rotate_mesh(mesh, yaw=25))
+    tm = _measure(detector, turned)
+    target = rotate_mesh(tm, yaw=-25)
+    n = only_where_stretched(*WarpRenderer(turned, tm).render(target, return_aux=True),
+                             WarpRenderer(turned, tm, far_side=False).render(target))
+    assert n > 50

@@ -46,11 +46,13 @@ def _curve(mesh: np.ndarray, idx, frame):
     return u[order], t[order]
 
 
-def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box, closed: float
-              ) -> tuple[np.ndarray, np.ndarray]:
+def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box, closed: float,
+              shut: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The lid of eye `e` over `box` (x0,y0,x1,y1) of the target frame: (h,w,3) float32 pixels sampled from the
     portrait `image` (whose mesh is `source`) and their (h,w) float32 weight in [0,1] (0 where the lid sheet
-    does not reach, 0 everywhere when ``closed`` is 0)."""
+    does not reach, 0 everywhere when ``closed`` is 0). ``closed`` weighs the sheet, ``shut`` (default: closed)
+    how much of the lash row and lower lid covers what is left of the opening (only for an eye nearly shut)."""
+    shut = closed if shut is None else shut
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     if closed <= 0.0 or h < 2 or w < 2:
@@ -70,7 +72,7 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     crease = top_s - CREASE
     span = np.maximum(top_t - crease, 1e-3)
     f = (t - crease) / span                # 0 at the crease, 1 at the target's lid contour
-    lash = LASH * closed
+    lash = LASH * shut
     # the stretch goes to the skin, not the lash line: g(f) = a f + b f^2 with g(1) = 1 and slope 1 (no stretch,
     # source pixels per target pixel) at the lid edge, so the lashes keep their thickness (a thickened dark band
     # reads as a narrow open eye)
@@ -96,7 +98,7 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     t_low = np.interp(uc, *lo_s) + WATERLINE + (below - lash)
     sx = np.where(lower, a_s[0] + ws * (uc * ax_s[0] + t_low * n_s[0]), sx)
     sy = np.where(lower, a_s[1] + ws * (uc * ax_s[1] + t_low * n_s[1]), sy)
-    w_low = (lower * np.clip(2.5 * (1.0 - (below - lash) / LOWER), 0.0, 1.0) * closed
+    w_low = (lower * np.clip(2.5 * (1.0 - (below - lash) / LOWER), 0.0, 1.0) * shut
              * np.clip(np.minimum(u, 1.0 - u) / 0.08, 0.0, 1.0) * inside_u * np.clip((top_t - top_s) / 0.05, 0.0, 1.0))
     pix = cv2.remap(image, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)

@@ -1,0 +1,102 @@
+"""The far side of a turned head from the mirrored near side (issue 19): soft symmetry for the mesh-warp renderer.
+
+A portrait turned away shows one side of the face edge-on; a target that faces the camera needs that side's
+triangles stretched several times, a smear. Faces are nearly symmetric, so such a triangle can instead be sampled
+from its mirror partner on the near side, through the affine map from the target triangle to the partner's source
+triangle (a reflection). The partner's detail is kept and the stretched warp's shading is kept (its low
+frequencies: the two sides of a face are lit differently), as face frontalisation's soft symmetry does.
+
+The mirror is used only where the warp has no pixels: per face triangle, the weight rises from 0 at a
+``STRETCH_FROM``-fold stretch to 1 at ``STRETCH_FULL``-fold, times how much less stretched the mirror partner is
+(full at ``GAIN_FULL`` times less); a frontal portrait (both sides alike) is never changed.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pdfgc.evaluation.signals import FACE_TEMPLATE, RIGID_POINTS
+
+STRETCH_FROM = 1.6   # stretch (source pixels per target pixel, smallest singular value) where the mirror starts
+STRETCH_FULL = 3.0   # ... and where it takes over (the renderer's own "unreliable" level)
+GAIN_FULL = 2.0      # the mirror takes over fully where its partner is this many times less stretched
+SHADING_SIGMA = 0.025  # of the image size: the blur that separates shading (kept) from detail (mirrored)
+
+
+def mirror_partners(mesh: np.ndarray) -> np.ndarray:
+    """(478,) index of each point's left-right partner: the mesh brought to the frontal pose template, reflected in
+    its midline and matched to the nearest point (midline points are their own partners)."""
+    src = mesh[RIGID_POINTS].astype(np.float64)
+    dst = np.asarray(FACE_TEMPLATE, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    rot = (u * np.array([1.0, 1.0, d])) @ vt
+    p = (mesh.astype(np.float64) - ms) @ rot.T
+    p[:, 0] -= p[RIGID_POINTS, 0].mean()
+    q = p * np.array([-1.0, 1.0, 1.0])
+    dist = ((q[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+    return np.argmin(dist, axis=1)
+
+
+def stretch_of(coef: np.ndarray) -> np.ndarray:
+    """(T,) stretch factor of each target -> source affine (1 / its smallest singular value)."""
+    lin = coef[:, [0, 1, 3, 4]].reshape(-1, 2, 2).astype(np.float64)
+    sv = np.linalg.svd(lin, compute_uv=False)
+    return 1.0 / np.maximum(sv[:, 1], 1e-6)
+
+
+def _ramp(x: np.ndarray) -> np.ndarray:
+    t = np.clip((np.log2(np.maximum(x, 1e-6)) - np.log2(STRETCH_FROM)) / np.log2(STRETCH_FULL / STRETCH_FROM), 0, 1)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def mirror_weights(coef_face: np.ndarray, coef_mirror: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """(T,) weight of the mirrored sampling per face triangle (0 for triangles not drawn)."""
+    st, sm = stretch_of(coef_face), stretch_of(coef_mirror)
+    # the partner must be clearly less stretched (a symmetric portrait's partners are stretched alike: no gain)
+    gain = np.clip(np.log2(st / sm) / np.log2(GAIN_FULL), 0.0, 1.0)
+    w = _ramp(st) * gain
+    return np.where(front, w, 0.0)
+
+
+def mirror_fill(image: np.ndarray, out: np.ndarray, idmap: np.ndarray, weights: np.ndarray,
+                coef_mirror: np.ndarray) -> np.ndarray | None:
+    """Blend the mirrored sampling into `out` (in place) where ``weights[idmap]`` > 0; returns the (S,S) float32
+    weight used (None when nothing was changed). ``idmap`` ids >= len(weights) are not face triangles."""
+    n = len(weights)
+    if not (weights > 0).any():
+        return None
+    wt = np.concatenate([weights, [0.0]]).astype(np.float32)
+    wmap = wt[np.minimum(idmap, n)]
+    ys, xs = np.nonzero(wmap > 0)
+    if len(ys) == 0:
+        return None
+    s = out.shape[0]
+    pad = int(round(3 * SHADING_SIGMA * s)) + 2
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, s)
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, s)
+    ids = np.minimum(idmap[y0:y1, x0:x1], n)
+    tab = np.concatenate([coef_mirror, [[1, 0, 0, 0, 1, 0]]]).astype(np.float32)
+    c = tab[ids]
+    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    mx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2]
+    my = c[..., 3] * gx + c[..., 4] * gy + c[..., 5]
+    mirrored = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    w = wmap[y0:y1, x0:x1]
+    # smooth the weight across triangle edges, but never beyond the pixels that had it
+    w = np.minimum(cv2.GaussianBlur(w, (0, 0), max(1.0, 0.006 * s)) * 1.5, w > 0)
+    sig = SHADING_SIGMA * s
+    inside = (w > 0).astype(np.float32)[..., None]
+    # shading from the warp, detail from the mirror (the low-pass taken over the blended pixels only)
+    norm = cv2.GaussianBlur(inside[..., 0], (0, 0), sig)[..., None] + 1e-4
+    low_out = cv2.GaussianBlur(region * inside, (0, 0), sig) / norm
+    low_mir = cv2.GaussianBlur(mirrored * inside, (0, 0), sig) / norm
+    fill = mirrored + (low_out - low_mir)
+    a = w[..., None]
+    out[y0:y1, x0:x1] = np.clip(region * (1.0 - a) + fill * a + 0.5, 0, 255).astype(np.uint8)
+    full = np.zeros(idmap.shape, np.float32)
+    full[y0:y1, x0:x1] = w
+    return full
