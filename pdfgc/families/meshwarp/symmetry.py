@@ -8,7 +8,7 @@ frequencies: the two sides of a face are lit differently), as face frontalisatio
 
 The mirror is used only where the warp has no pixels: per face triangle, the weight rises from 0 at a
 ``STRETCH_FROM``-fold stretch to 1 at ``STRETCH_FULL``-fold, times how much less stretched the mirror partner is
-(full at ``GAIN_FULL`` times less); a frontal portrait (both sides alike) is never changed.
+(from ``GAIN_FROM`` to ``GAIN_FULL`` times less); a frontal portrait (both sides alike) is left as it is.
 """
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ import numpy as np
 
 from pdfgc.evaluation.signals import FACE_TEMPLATE, RIGID_POINTS
 
-STRETCH_FROM = 1.6   # stretch (source pixels per target pixel, smallest singular value) where the mirror starts
+STRETCH_FROM = 2.0   # stretch (source pixels per target pixel, smallest singular value) where the mirror starts
 STRETCH_FULL = 3.0   # ... and where it takes over (the renderer's own "unreliable" level)
-GAIN_FULL = 2.0      # the mirror takes over fully where its partner is this many times less stretched
+# the mirror comes in where its partner is GAIN_FROM times less stretched, fully at GAIN_FULL times (anne.png, a
+# nearly frontal portrait, turned 15 deg: at 1x / 2x the mirror touched 1500 px of the near cheek and the yaw
+# mediapipe reads back fell from 13.6 to 12.9 deg)
+GAIN_FROM = 1.5
+GAIN_FULL = 3.0
 SHADING_SIGMA = 0.025  # of the image size: the blur that separates shading (kept) from detail (mirrored)
 
 
@@ -56,7 +60,7 @@ def mirror_weights(coef_face: np.ndarray, coef_mirror: np.ndarray, front: np.nda
     """(T,) weight of the mirrored sampling per face triangle (0 for triangles not drawn)."""
     st, sm = stretch_of(coef_face), stretch_of(coef_mirror)
     # the partner must be clearly less stretched (a symmetric portrait's partners are stretched alike: no gain)
-    gain = np.clip(np.log2(st / sm) / np.log2(GAIN_FULL), 0.0, 1.0)
+    gain = np.clip((np.log2(st / sm) - np.log2(GAIN_FROM)) / np.log2(GAIN_FULL / GAIN_FROM), 0.0, 1.0)
     w = _ramp(st) * gain
     return np.where(front, w, 0.0)
 
