@@ -76,6 +76,10 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
     from pdfgc.families.meshwarp.warp import WarpRenderer, _ear
 
+    refiners, refiner_model = {}, None
+    if any(v.endswith("+refiner") for v in variants):
+        from pdfgc.families.meshwarp.refiner import RefinerRunner, load_refiner
+        refiner_model = load_refiner(REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
     rows = {v: {k: [] for k in ("mouth_psnr", "face_psnr", "psnr", "teeth", "ear_back", "id")} for v in variants}
     real_teeth, ear_t, closed = [], [], []
     by_clip: dict[str, list] = {}
@@ -100,7 +104,13 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             ear_t.append(e_t)
             closed.append(e_t < 0.6 * e_s)
             for v, r in renderers[s].items():
-                out = r.render(mt)
+                if v.endswith("+refiner"):
+                    if refiners.get(v, (None,))[0] != s:
+                        refiners[v] = (s, RefinerRunner(refiner_model, frames[s]))
+                    o, aux = r.render(mt, return_aux=True)
+                    out = refiners[v][1].apply_batch(o[None], [aux])[0]
+                else:
+                    out = r.render(mt)
                 rw = rows[v]
                 rw["mouth_psnr"].append(psnr(out[sl], tgt[sl]))
                 rw["face_psnr"].append(_masked_psnr(out, tgt, hull > 0))
@@ -123,7 +133,9 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
                 rw["id"].append(ident)
             done += 1
         print(f"  {done}/{len(plan)} pairs, {time.time() - t0:.0f} s", flush=True)
-    real_teeth, ear_t, closed = np.array(real_teeth), np.array(ear_t), np.array(closed)
+    real_teeth, ear_t, closed = np.array(real_teeth), np.array(ear_t), np.array(closed, bool)
+    if not len(plan):
+        return {"pairs": 0}
     shows = real_teeth >= TEETH_SHOWN
     res = {"pairs": len(plan), "real_shows_teeth": int(shows.sum()), "closed_eye_pairs": int(closed.sum())}
     for v in variants:
@@ -148,6 +160,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="keep every k-th pair (same seed, a cheaper run)")
     ap.add_argument("--yaw-pairs", type=int, default=8, help="turned-head pairs per held-out clip")
     ap.add_argument("--no-identity", action="store_true")
+    ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
     import torch
@@ -159,6 +172,8 @@ def main() -> None:
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
     plan = plan[::args.every]
     variants = {"today": BASELINE, "new": {}}
+    if args.refiner:
+        variants.update({"today+refiner": BASELINE, "new+refiner": {}})
     enc = None
     if not args.no_identity:
         from pdfgc.evaluation.identity import IdentityEncoder
