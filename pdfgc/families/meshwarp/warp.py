@@ -56,7 +56,7 @@ from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
 from pdfgc.families.meshwarp import topology
 from pdfgc.families.meshwarp.lids import lid_sheet
 from pdfgc.families.meshwarp.mouth_bank import default_bank
-from pdfgc.families.meshwarp.symmetry import mirror_fill, mirror_partners, mirror_weights
+from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_fill, mirror_partners, mirror_weights, stretch_of
 from pdfgc.families.meshwarp.topology import triangles
 
 __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
@@ -602,12 +602,12 @@ class WarpRenderer:
         """Blend the face's edge over the outer layer beneath it (only where both exist); first, face triangles
         stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
         nf = self._n_face
-        if self._mirror_src_tri is not False:
+        if self._mirror_src_tri is not False and stretch_of(coef[:nf]).max() >= STRETCH_FROM:
             if self._mirror_src_tri is None:
                 self._mirror_src_tri = self.mesh[mirror_partners(self.mesh)][self._face_tris][..., :2]
             coef_m = _affines(self._mirror_src_tri, dst_tri[:nf])
             w = mirror_weights(coef[:nf], coef_m, np.ones(nf, bool))
-            mirror_fill(self.image, out, idmap, w, coef_m)
+            mirror_fill(self.image, out, idmap, w, coef_m, dst_tri[:nf])
         face = idmap < nf
         both = face & (under >= nf) & (under < self._n_outer)
         # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
