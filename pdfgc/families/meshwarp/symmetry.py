@@ -79,44 +79,50 @@ def _lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def mirror_fill(image: np.ndarray, out: np.ndarray, idmap: np.ndarray, weights: np.ndarray,
-                coef_mirror: np.ndarray, dst_tri: np.ndarray) -> np.ndarray | None:
+                coef_mirror: np.ndarray, dst_tri: np.ndarray) -> bool:
     """Blend the mirrored sampling into `out` (in place) where ``weights[idmap]`` > 0 (``dst_tri`` (T,3,2): the
-    face triangles in the target); returns the (S,S) float32 weight used (None when nothing was changed).
+    face triangles in the target); returns whether any pixel was changed.
     ``idmap`` ids >= len(weights) are not face triangles."""
     n = len(weights)
     weights = np.where(weights >= 0.05, weights, 0.0)
     used = weights > 0
     if not used.any():
-        return None
+        return False
     s = out.shape[0]
     pad = int(round(3 * SHADING_SIGMA * s)) + 2
     p = dst_tri[used].reshape(-1, 2)
     x0, y0 = (max(int(v) - pad, 0) for v in np.floor(p.min(0)))
     x1, y1 = (min(int(v) + pad + 1, s) for v in np.ceil(p.max(0)))
     if x1 <= x0 or y1 <= y0:
-        return None
+        return False
     wt = np.concatenate([weights, [0.0]]).astype(np.float32)
+    coef_mirror = np.concatenate([coef_mirror, [[1, 0, 0, 0, 1, 0]]])
     ids = np.minimum(idmap[y0:y1, x0:x1], n)
     wmap_roi = wt[ids]
     if not (wmap_roi > 0).any():
-        return None
-    tab = np.concatenate([coef_mirror, [[1, 0, 0, 0, 1, 0]]]).astype(np.float32)
-    c = tab[ids]
-    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    mx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2]
-    my = c[..., 3] * gx + c[..., 4] * gy + c[..., 5]
-    mirrored = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    w = wmap_roi
+        return False
     # smooth the weight across triangle edges, but never beyond the pixels that had it
-    w = np.minimum(cv2.GaussianBlur(w, (0, 0), max(1.0, 0.006 * s)) * 1.5, w > 0)
-    inside = (w > 0).astype(np.float32)[..., None]
+    w = np.minimum(cv2.GaussianBlur(wmap_roi, (0, 0), max(1.0, 0.006 * s)) * 1.5, wmap_roi > 0)
+    ys, xs = np.nonzero(w > 0)
+    # the mirrored samples of those pixels only (the region around them is mostly not stretched)
+    c = coef_mirror[ids[ys, xs]].astype(np.float32)
+    fx, fy = (xs + x0).astype(np.float32), (ys + y0).astype(np.float32)
+    m = len(ys)
+    rows = -(-m // 256)  # remap's maps as (rows, 256): a map may not be wider than 32767
+    mx = np.zeros(rows * 256, np.float32)
+    my = np.zeros(rows * 256, np.float32)
+    mx[:m] = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
+    my[:m] = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
+    mirrored = cv2.remap(image, mx.reshape(rows, 256), my.reshape(rows, 256), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:m].astype(np.float32)
+    region = out[y0:y1, x0:x1]
+    here = region[ys, xs].astype(np.float32)
     # shading from the warp, detail from the mirror (the low-pass taken over the blended pixels only, at a quarter
     # of the resolution: a wide blur at full size cost ~10 ms a frame at 512 px)
-    diff = np.concatenate([(region - mirrored) * inside, inside], axis=2)
-    fill = mirrored + _lowpass(diff, SHADING_SIGMA * s)
-    a = w[..., None]
-    out[y0:y1, x0:x1] = np.clip(region * (1.0 - a) + fill * a + 0.5, 0, 255).astype(np.uint8)
-    full = np.zeros(idmap.shape, np.float32)
-    full[y0:y1, x0:x1] = w
-    return full
+    diff = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+    diff[ys, xs, :3] = here - mirrored
+    diff[ys, xs, 3] = 1.0
+    fill = mirrored + _lowpass(diff, SHADING_SIGMA * s)[ys, xs]
+    a = w[ys, xs][:, None]
+    region[ys, xs] = np.clip(here * (1.0 - a) + fill * a + 0.5, 0, 255).astype(np.uint8)
+    return True
