@@ -31,13 +31,15 @@ One render, all at the output resolution S:
 4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
    a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target iris
    centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
-   A closing eye (target EAR below half the portrait's) is blended, by how closed it is, toward a copy of the
-   portrait whose eye openings and lashes are covered with the skin above the lashes (smooth, column by column),
-   warped the same way, plus a thin soft lash line along the upper lid.
-5. Mouth: where the target inner-lip polygon is open beyond the source's, a procedural interior (dark cavity
-   gradient from the lip colour, an upper-teeth band under the upper lip and a fainter lower one when wide open,
-   a tongue tint, lip shadow, soft edges) is painted; a source mouth that is already open keeps its own (warped)
-   interior as far as the target opening matches it.
+   A closing eye (target EAR below 0.8x the portrait's) gets the portrait's own lid skin stretched down to the
+   target lid with its lashes (``lids.py``); ``lids="painted"`` keeps the older blend toward a copy of the portrait
+   whose eye openings are covered with smoothed skin, plus a painted lash line.
+5. Mouth: where the target inner-lip polygon is open beyond the source's, a real mouth interior from the shipped
+   bank (``mouth_bank.py``), colour-matched, is drawn inside the polygon (``mouth="procedural"``: the older
+   painted cavity with a teeth band); a source mouth that is already open keeps its own (warped) interior as far
+   as the target opening matches it.
+6. Far side (in ``_fade_far_cheek``): face triangles stretched past what the portrait shows take the mirrored
+   near side where it is less stretched (``symmetry.py``).
 
 Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
 itself, and neither lids nor mouth are painted. Cost on one core (benchmarks/bench_warp.py, CPU time, targets
