@@ -347,7 +347,8 @@ class TalkingHeadPipeline:
                                      opt.emotion])
         # 2. load the portrait, 3. decode the audio once (lips and sound track)
         portrait_obj = self.load_portrait(portrait, opt.align) if not isinstance(portrait, Portrait) else portrait
-        if opt.layout == "pasteback" and portrait_obj.original.shape[0] * portrait_obj.original.shape[1] > 16e6:
+        h, w = portrait_obj.original.shape[:2]
+        if opt.layout in ("pasteback", "auto") and h * w > 16e6:   # (auto pastes back into every photo)
             log.warning("pasting back into a %dx%d photo: large frames encode slowly",
                         portrait_obj.original.shape[1], portrait_obj.original.shape[0])
         speech = None
