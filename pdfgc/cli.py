@@ -59,8 +59,9 @@ def _add_animate(sub) -> None:
     t.add_argument("--duration", type=float, help="seconds, when there is no audio (lips still/off)")
     t.add_argument("--max-frames", type=int, help="render at most this many frames")
     o = p.add_argument_group("output and speed")
-    o.add_argument("--layout", default="result", choices=LAYOUTS,
-                   help="the 224 face, the official five-panel strip, or pasted back into the photo")
+    o.add_argument("--layout", default="auto", choices=LAYOUTS,
+                   help="the face crop (result), the official five-panel strip, or pasted back into the photo; auto: "
+                        "a photo animated at its own size (default model), an aligned crop as it is")
     o.add_argument("--align", default="auto", choices=ALIGN_MODES,
                    help="face alignment: auto (224x224 inputs are taken as aligned crops), always, never")
     o.add_argument("--precision", default="exact", choices=PRECISIONS,

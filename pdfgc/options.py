@@ -16,7 +16,7 @@ from .official_rules import OFFICIAL_SKIP, POSE_SCALE
 from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, DRIVING_REFERENCES, FPS, PRECISIONS, SAMPLE_RATE
 
 SPECIAL_SOURCES = ("audio", "still", "off", AUTO)  # auto: pose and blink only (generated motion)
-LAYOUTS = ("result", "panels", "pasteback")
+LAYOUTS = ("auto", "result", "panels", "pasteback")
 
 
 @dataclass
@@ -45,7 +45,8 @@ class AnimateOptions:
                                       # off by default: the mouth it paints reads back less like the real one and
                                       # hides the surprised "O" from fer: benchmarks/results/meshwarp/refiner_README)
     align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
-    layout: str = "result"            # result | panels (official five-panel strip) | pasteback
+    layout: str = "auto"              # auto | result | panels (official five-panel strip) | pasteback; auto:
+                                      # pasteback for a photo the default family aligned, else result
     precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)
     batch_size: int | None = None     # None: cheapest for the device
     device: str = "auto"

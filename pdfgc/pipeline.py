@@ -364,7 +364,8 @@ class TalkingHeadPipeline:
                                      opt.emotion])
         # 2. load the portrait, 3. decode the audio once (lips and sound track)
         portrait_obj = self.load_portrait(portrait, opt.align) if not isinstance(portrait, Portrait) else portrait
-        if opt.layout == "pasteback" and portrait_obj.original.shape[0] * portrait_obj.original.shape[1] > 16e6:
+        h, w = portrait_obj.original.shape[:2]
+        if opt.layout in ("pasteback", "auto") and h * w > 16e6:   # (auto pastes back into every photo)
             log.warning("pasting back into a %dx%d photo: large frames encode slowly",
                         portrait_obj.original.shape[1], portrait_obj.original.shape[0])
         speech = None
@@ -417,6 +418,9 @@ class FrameComposer:
     def __init__(self, family, portrait: Portrait, plan: CodePlan, layout: str):
         if not isinstance(family, ModelFamily):
             family = family_for(family, torch.device("cpu"))
+        if layout == "auto":  # a photo (not an aligned crop) comes back at its own size, as LivePortrait does; the
+            # official networks keep their documented 224 crop (issue 19: a tight photo's crop reaches past its edge)
+            layout = "pasteback" if portrait.aligned_by_us and not family.official_crop else "result"
         self.family, self.portrait, self.plan, self.layout = family, portrait, plan, layout
 
     def __call__(self, sl: slice, images: torch.Tensor) -> np.ndarray:

@@ -3,6 +3,7 @@
 Meshes are measured with mediapipe on anne.png (static mode) and the renders are measured the same way, so these
 are end-to-end checks of what the face mesh reads back, with the signals' own conventions.
 """
+import cv2
 import numpy as np
 import pytest
 
@@ -176,20 +177,55 @@ def test_mouth_opening_follows_the_target(detector, anne, renderer):
     assert abs(got[1] - want[1]) < 0.35 * want[1], (got, want)
 
 
-def test_open_mouth_paints_a_dark_interior_with_teeth(anne, renderer):
+def test_open_mouth_gets_a_real_interior_with_teeth_inside_the_inner_lips_only(anne, renderer):
+    from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
+    from pdfgc.families.meshwarp.warp import _poly_mask
+
     img, mesh = anne
+    bare = WarpRenderer(img, mesh, mouth=False)
+    painted = WarpRenderer(img, mesh, mouth="procedural")
     target = open_mouth(mesh, 0.10)
     out, aux = renderer.render(target, return_aux=True)
     inside = aux["mouth"] > 0.95
     lum = out[inside].astype(np.float64).mean(1)
     assert inside.sum() > 100
-    assert np.median(lum) < 90  # mostly dark cavity
-    assert (lum > 130).mean() > 0.03  # a bright teeth band
-    # the painted region is where the target's inner lips are open, nowhere else
-    ys, xs = np.nonzero(inside)
-    lo = target[list(topology.MOUTH_POLYGON), :2].min(0) - 1
-    hi = target[list(topology.MOUTH_POLYGON), :2].max(0) + 1
-    assert xs.min() >= lo[0] and xs.max() <= hi[0] and ys.min() >= lo[1] and ys.max() <= hi[1]
+    assert (lum < 70).mean() > 0.2  # a dark cavity
+    # teeth (bright, unsaturated pixels inside the inner lips): the bank's, more than the painted band's
+    assert teeth_fraction(out, target) > 0.1 > teeth_fraction(painted.render(target), target)
+    # the fill is inside the target's inner-lip polygon (its anti-aliased mask), nowhere else
+    poly = _poly_mask(out.shape[:2], target[list(topology.MOUTH_POLYGON), :2])
+    changed = (out != bare.render(target)).any(2)
+    assert changed.sum() > 100 and not (changed & (poly == 0)).any()
+
+
+def test_closed_mouth_is_unchanged_by_the_mouth_bank(anne, renderer):
+    img, mesh = anne
+    bare = WarpRenderer(img, mesh, mouth=False)
+    for target in (mesh, rotate_mesh(mesh, yaw=12), open_mouth(mesh, 0.004)):
+        out, aux = renderer.render(target, return_aux=True)
+        # nothing painted (a turned closed mouth gets a fill weight of ~2e-5: no pixel moves by a level)
+        assert aux["mouth"].max() < 1e-3
+        assert np.abs(out.astype(int) - bare.render(target)).max() <= 1
+
+
+def test_mouth_bank_ships_only_licensed_people_and_blends_levels(anne):
+    from pathlib import Path
+
+    from pdfgc.families.meshwarp import mouth_bank as MB
+
+    bank = MB.default_bank()
+    assert bank is not None and bank.patches.shape[1:] == (len(bank.levels), MB.PATCH_H, MB.PATCH_W, 3)
+    held = set((Path(MB.__file__).parent / "heldout_identities.txt").read_text().splitlines())
+    for person in bank.sources:
+        assert person["person"] not in held
+        assert {f["licence"] for f in person["frames"]} <= set(MB.SHIPPABLE_LICENCES)
+    mouths = bank.for_portrait(*anne)
+    lv, p = mouths.levels, mouths.patches
+    assert np.allclose(mouths.patch(lv[2]), p[2]) and np.allclose(mouths.patch(99.0), p[-1])
+    mid = mouths.patch(0.5 * (lv[2] + lv[3]))
+    assert np.allclose(mid, 0.5 * (p[2] + p[3]), atol=1e-3)
+    # a closed mouth shows no teeth
+    assert MB.teeth_fraction(anne[0], anne[1]) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -228,3 +264,61 @@ def test_an_open_source_mouth_keeps_its_own_interior(anne, renderer):
     # opened much further: the procedural interior takes over part of the way
     wide = r.render(open_mouth(opened, 0.10), return_aux=True)[1]["mouth"].max()
     assert 0.2 < wide < 1.0, wide
+
+
+def test_lid_sheet_leaves_open_eyes_unchanged_and_covers_a_closed_eye_with_lid_skin(anne, renderer):
+    img, mesh = anne
+    bare = WarpRenderer(img, mesh, lids=False)
+    # open eyes (also turned, and a slight squint above the sheet's threshold): exactly the warp without lids
+    for target in (mesh, rotate_mesh(mesh, yaw=10), close_eyes(mesh, 0.1)):
+        out, aux = renderer.render(target, return_aux=True)
+        assert aux["lids"].max() == 0.0 and (out == bare.render(target)).all()
+    shut = close_eyes(mesh, 1.0)
+    out, aux = renderer.render(shut, return_aux=True)
+    lid = aux["lids"] > 0.9
+    assert lid.sum() > 100
+    # the sheet is the portrait's own lid skin: its colours are those of the band above the portrait's eyes, not
+    # the white of the eye (the warp alone leaves slivers of it) and not a flat patch (texture kept)
+    from pdfgc.families.meshwarp.lids import CREASE
+    band = np.zeros(img.shape[:2], bool)
+    for e in range(2):
+        up = mesh[list(topology.EYE_UPPER[e]), :2]
+        w = np.linalg.norm(mesh[S.EAR_POINTS[e, 0], :2] - mesh[S.EAR_POINTS[e, 3], :2])
+        x0, x1 = int(up[:, 0].min()), int(up[:, 0].max())
+        y0, y1 = int(up[:, 1].min() - CREASE * w), int(up[:, 1].max())
+        band[y0:y1, x0:x1] = True
+    lum_band = img[band].astype(np.float64).mean(1)
+    lum_lid = out[lid].astype(np.float64).mean(1)
+    assert np.percentile(lum_lid, 99) <= np.percentile(lum_band, 99.5) + 5
+    assert lum_lid.std() > 0.5 * lum_band.std()
+    assert (bare.render(shut)[lid].astype(np.float64).mean(1) > np.percentile(lum_band, 99.5) + 5).any()
+
+
+def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, renderer):
+    from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_partners
+
+    img, mesh = anne
+    partners = mirror_partners(mesh)
+    assert (partners[partners] == np.arange(len(mesh))).mean() > 0.95   # a pairing, left <-> right
+    assert partners[33] == 263 and partners[61] == 291 and partners[234] == 454
+    level = np.log2(STRETCH_FROM) / 1.6   # aux["stretch"] is log2(stretch) / 1.6, clipped to [0, 1]
+
+    def only_where_stretched(new, aux, old):
+        changed = (new != old).any(2)
+        # (the seam blur and the far-cheek fade run after the fill: a changed pixel may sit 2 px beyond)
+        near = cv2.dilate((aux["stretch"] >= level - 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert not (changed & ~near).any()
+        return changed.sum()
+
+    flat = WarpRenderer(img, mesh, far_side=False)
+    for yaw in (-25, 25):   # anne is nearly frontal: her sides are stretched alike, the mirror barely comes in
+        target = rotate_mesh(mesh, yaw=yaw)
+        only_where_stretched(*renderer.render(target, return_aux=True), flat.render(target))
+    # a portrait turned 25 deg (anne warped, its mesh measured again) turned back to frontal: the far cheek's
+    # triangles are stretched, and only there the mirrored near side comes in
+    turned = flat.render(rotate_mesh(mesh, yaw=25))
+    tm = _measure(detector, turned)
+    target = rotate_mesh(tm, yaw=-25)
+    n = only_where_stretched(*WarpRenderer(turned, tm).render(target, return_aux=True),
+                             WarpRenderer(turned, tm, far_side=False).render(target))
+    assert n > 50

@@ -33,13 +33,15 @@ One render, all at the output resolution S:
 4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
    a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target iris
    centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
-   A closing eye (target EAR below half the portrait's) is blended, by how closed it is, toward a copy of the
-   portrait whose eye openings and lashes are covered with the skin above the lashes (smooth, column by column),
-   warped the same way, plus a thin soft lash line along the upper lid.
-5. Mouth: where the target inner-lip polygon is open beyond the source's, a procedural interior (dark cavity
-   gradient from the lip colour, an upper-teeth band under the upper lip and a fainter lower one when wide open,
-   a tongue tint, lip shadow, soft edges) is painted; a source mouth that is already open keeps its own (warped)
-   interior as far as the target opening matches it.
+   A closing eye (target EAR below 0.8x the portrait's) gets the portrait's own lid skin stretched down to the
+   target lid with its lashes (``lids.py``); ``lids="painted"`` keeps the older blend toward a copy of the portrait
+   whose eye openings are covered with smoothed skin, plus a painted lash line.
+5. Mouth: where the target inner-lip polygon is open beyond the source's, a real mouth interior from the shipped
+   bank (``mouth_bank.py``), colour-matched, is drawn inside the polygon (``mouth="procedural"``: the older
+   painted cavity with a teeth band); a source mouth that is already open keeps its own (warped) interior as far
+   as the target opening matches it.
+6. Far side (in ``_fade_far_cheek``): face triangles stretched past what the portrait shows take the mirrored
+   near side where it is less stretched (``symmetry.py``).
 
 Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
 itself, and neither lids nor mouth are painted. Cost on one core (benchmarks/bench_warp.py, CPU time, targets
@@ -56,6 +58,9 @@ from scipy.spatial import Delaunay
 from pdfgc.errors import InputError
 from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
 from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.lids import lid_sheet
+from pdfgc.families.meshwarp.mouth_bank import default_bank
+from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_fill, mirror_partners, mirror_weights, stretch_of
 from pdfgc.families.meshwarp.topology import triangles
 
 __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
@@ -63,6 +68,11 @@ __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 NUM_POINTS = 478
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
+# the lid sheet (lids.py) starts when the target's EAR falls below this fraction of the portrait's (an open eye,
+# a blink's first frames and a squint above it are the warp alone) and is full at 0.3. On 40 closed-eye pairs of
+# training clips the EAR mediapipe reads back is 0.055 off the target's (0.053 painted, 0.078 the warp alone);
+# a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
+LID_SHEET_FROM = 0.8
 
 
 class WarpInputError(InputError, ValueError):
@@ -176,12 +186,17 @@ class WarpRenderer:
     docstring) is for targets made by rotating the portrait's own mesh (codes.py): pass 1.0 when the target mesh was
     measured on a real frame (refiner training pairs), whose 2-D points already sit where the features are;
     ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
-    ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging.
+    ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
+    paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
+    ``lids="painted"`` covers a closing eye with smoothed skin instead of stretching the lid's own (``lids``);
+    ``far_side`` (True): face triangles stretched past what the portrait shows take the mirrored near side
+    (``symmetry``).
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
-                 feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True):
+                 feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True,
+                 far_side: bool = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
@@ -190,6 +205,7 @@ class WarpRenderer:
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self.use_eyes, self.use_lids, self.use_mouth = eyes, lids, mouth
+        self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
         self.depth_gain = float(depth_gain)
         c = self.mesh[RIGID_POINTS].mean(0)
         self._rigid_centre = c
@@ -430,6 +446,10 @@ class WarpRenderer:
         skin = np.mean(vals, axis=0)
         self._lip_colour = np.asarray(lip, dtype=np.float64)
         self._skin_colour = np.asarray(skin, dtype=np.float64)
+        # real mouth interiors (mouth_bank.py), colour-matched to this portrait; mouth="procedural" keeps the
+        # painted cavity (the shipped bank missing, or for comparison)
+        bank = default_bank() if self.use_mouth and self.use_mouth != "procedural" else None
+        self._mouths = bank.for_portrait(img, mesh) if bank is not None else None
 
     # ------------------------------------------------------------------ rendering
 
@@ -583,8 +603,15 @@ class WarpRenderer:
         return ys, xs
 
     def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
-        """Blend the face's edge over the outer layer beneath it (only where both exist)."""
+        """Blend the face's edge over the outer layer beneath it (only where both exist); first, face triangles
+        stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
         nf = self._n_face
+        if self._mirror_src_tri is not False and stretch_of(coef[:nf]).max() >= STRETCH_FROM:
+            if self._mirror_src_tri is None:
+                self._mirror_src_tri = self.mesh[mirror_partners(self.mesh)][self._face_tris][..., :2]
+            coef_m = _affines(self._mirror_src_tri, dst_tri[:nf])
+            w = mirror_weights(coef[:nf], coef_m, np.ones(nf, bool))
+            mirror_fill(self.image, out, idmap, w, coef_m, dst_tri[:nf])
         face = idmap < nf
         both = face & (under >= nf) & (under < self._n_outer)
         # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
@@ -656,6 +683,8 @@ class WarpRenderer:
         w_comp = float(_smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
         ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
         closed = float(_smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
+        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
+            closed = float(_smoothstep(LID_SHEET_FROM, 0.3, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
         # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
@@ -677,7 +706,12 @@ class WarpRenderer:
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
-        if closed > 0.0:
+        if closed > 0.0 and self.use_lids != "painted":
+            lid, a_l = lid_sheet(self.image, self.mesh, target, e, (x0, y0, x1, y1), closed)
+            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], a_l)
+        elif closed > 0.0:
             skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             region = region * (1.0 - closed) + skin.astype(np.float32) * closed
             where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -718,7 +752,10 @@ class WarpRenderer:
         h, w = y1 - y0, x1 - x0
         mask = _poly_mask((h, w), poly, (x0, y0))
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
-        paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
+        if self._mouths is not None:
+            paint = self._mouths.interior(target, (x0, y0, x1, y1), gap / width)
+        else:
+            paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
         alpha = (mask * (1.0 - real))[..., None]
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)

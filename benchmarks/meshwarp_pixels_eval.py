@@ -1,0 +1,194 @@
+"""Issue 19's figures: the warp's real mouth interiors, lids and far side against today's warp, on held-out people.
+
+    python benchmarks/meshwarp_pixels_eval.py [--data ../prepared_corpus] [--every 1] [--yaw-pairs 8]
+
+Pairs (``refine_train.choose_pairs`` with the refiner eval's seed, so the same 415 held-out self-reenactment pairs
+of 13 people; ``--every k`` keeps every k-th): the clip's neutral source frame warped to a target frame of the same
+clip by their measured meshes (the renderer's defaults, as the refiner cache), then compared with the real target.
+A second set, per held-out clip up to ``--yaw-pairs`` frames whose measured yaw differs by 15-30 degrees from the
+clip's most frontal frame, each warped both ways (frontal -> turned, turned -> frontal), gives the turned-head
+figure.
+
+Per pair, for today's warp (``BASELINE``: every issue-19 part switched off) and the new default:
+- PSNR over the target's mouth box (``refine_train.region_boxes``), over its face-mesh hull, and the whole frame;
+- teeth: ``mouth_bank.teeth_fraction`` inside the target's inner-lip polygon; of the frames whose real mouth shows
+  teeth (fraction >= ``TEETH_SHOWN``), the share whose render shows teeth too;
+- on frames with closed eyes (the target's measured EAR below 0.6 x the source's), the EAR that mediapipe reads back
+  from the render, MAE against the target's;
+- identity: dlib descriptor distance to the real target (every 6th pair).
+Writes ``benchmarks/results/meshwarp/pixels_eval.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TEETH_SHOWN = 0.05   # a mouth "shows teeth" when at least 5 % of its inner-lip opening looks like teeth
+BASELINE = dict(mouth="procedural", lids="painted", far_side=False)
+
+
+def _masked_psnr(a, b, m) -> float:
+    d = (a.astype(np.float64) - b.astype(np.float64))[m]
+    return float(10 * np.log10(255.0 ** 2 / max(np.mean(d ** 2), 1e-10)))
+
+
+def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
+    from pdfgc.families.meshwarp.refine_train import choose_pairs, corpus_people
+
+    people, corpus = corpus_people(data)
+    rng = np.random.default_rng([seed, 1])
+    plan, turned = [], []
+    for info, ident, held in people:
+        if not held:
+            continue
+        arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "mouth.npy", "eye.npy", "pose.npy"))
+        plan += [(info.key, s, t, ident) for s, t in choose_pairs(arrays, True, rng)]
+        valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
+        idx = np.flatnonzero(valid)
+        if len(idx) < 4 or not yaw_pairs:
+            continue
+        yaw = arrays["pose.npy"][:, 0].astype(np.float64)
+        s = int(idx[np.argmin(np.abs(yaw[idx]))])
+        d = np.abs(yaw[idx] - yaw[s])
+        cand = idx[(d >= 15) & (d <= 30)]
+        if len(cand):
+            pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
+            for t in dict.fromkeys(pick.tolist()):  # both ways: frontal -> turned, and turned -> frontal
+                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
+    return plan, turned, corpus
+
+
+def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None) -> dict:
+    from pdfgc.evaluation.signals import EAR_POINTS
+    from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+    from pdfgc.families.meshwarp.warp import WarpRenderer, _ear
+
+    refiners, refiner_model = {}, None
+    if any(v.endswith("+refiner") for v in variants):
+        from pdfgc.families.meshwarp.refiner import RefinerRunner, load_refiner
+        refiner_model = load_refiner(REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
+    rows = {v: {k: [] for k in ("mouth_psnr", "face_psnr", "psnr", "teeth", "ear_back", "id")} for v in variants}
+    real_teeth, ear_t, closed = [], [], []
+    by_clip: dict[str, list] = {}
+    for j, p in enumerate(plan):
+        by_clip.setdefault(p[0], []).append((j, p))
+    t0, done = time.time(), 0
+    for key, items in by_clip.items():
+        mesh = corpus.load_arrays(key, names=("mesh.npy",))["mesh.npy"].astype(np.float64)
+        need = sorted({p[1] for _, p in items} | {p[2] for _, p in items})
+        frames = dict(zip(need, corpus.load_frames(key, need)))
+        renderers = {}
+        for j, (_, s, t, _) in items:
+            if s not in renderers:
+                renderers = {s: {v: WarpRenderer(frames[s], mesh[s], **kw) for v, kw in variants.items()}}
+            tgt, mt = frames[t], mesh[t]
+            b = region_boxes(mt)[0]
+            sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+            hull = np.zeros((224, 224), np.uint8)
+            cv2.fillConvexPoly(hull, cv2.convexHull(np.round(mt[:468, :2]).astype(np.int32)), 1)
+            real_teeth.append(teeth_fraction(tgt, mt))
+            e_t, e_s = float(_ear(mt).mean()), float(_ear(mesh[s]).mean())
+            ear_t.append(e_t)
+            closed.append(e_t < 0.6 * e_s)
+            for v, r in renderers[s].items():
+                if v.endswith("+refiner"):
+                    if refiners.get(v, (None,))[0] != s:
+                        refiners[v] = (s, RefinerRunner(refiner_model, frames[s]))
+                    o, aux = r.render(mt, return_aux=True)
+                    out = refiners[v][1].apply_batch(o[None], [aux])[0]
+                else:
+                    out = r.render(mt)
+                rw = rows[v]
+                rw["mouth_psnr"].append(psnr(out[sl], tgt[sl]))
+                rw["face_psnr"].append(_masked_psnr(out, tgt, hull > 0))
+                rw["psnr"].append(psnr(out, tgt))
+                rw["teeth"].append(teeth_fraction(out, mt))
+                ear = np.nan
+                if closed[-1] and detector is not None:
+                    f = detector.detect(np.ascontiguousarray(out))
+                    if f:
+                        p2 = f[0][EAR_POINTS, :2]
+                        dd = lambda a, c: np.linalg.norm(p2[:, a] - p2[:, c], axis=-1)  # noqa: E731
+                        ear = float(((dd(1, 5) + dd(2, 4)) / (2.0 * np.maximum(dd(0, 3), 1e-6))).mean())
+                rw["ear_back"].append(ear)
+                ident = np.nan
+                if ident_enc is not None and j % every_identity == 0:
+                    from pdfgc.evaluation.identity import identity_distance
+                    a, c = ident_enc.describe(np.ascontiguousarray(out)), ident_enc.describe(np.ascontiguousarray(tgt))
+                    if a is not None and c is not None:
+                        ident = float(identity_distance(a, c))
+                rw["id"].append(ident)
+            done += 1
+        print(f"  {done}/{len(plan)} pairs, {time.time() - t0:.0f} s", flush=True)
+    real_teeth, ear_t, closed = np.array(real_teeth), np.array(ear_t), np.array(closed, bool)
+    if not len(plan):
+        return {"pairs": 0}
+    shows = real_teeth >= TEETH_SHOWN
+    res = {"pairs": len(plan), "real_shows_teeth": int(shows.sum()), "closed_eye_pairs": int(closed.sum())}
+    for v in variants:
+        a = {k: np.array(x, np.float64) for k, x in rows[v].items()}
+        ok = closed & np.isfinite(a["ear_back"])
+        res[v] = {"mouth_psnr": round(float(a["mouth_psnr"].mean()), 3),
+                  "face_psnr": round(float(a["face_psnr"].mean()), 3), "psnr": round(float(a["psnr"].mean()), 3),
+                  "teeth_shown_when_real_shows": round(float((a["teeth"][shows] >= TEETH_SHOWN).mean()), 3)
+                  if shows.any() else None,
+                  "teeth_shown_when_real_does_not": round(float((a["teeth"][~shows] >= TEETH_SHOWN).mean()), 3)
+                  if (~shows).any() else None,
+                  "closed_ear_mae": round(float(np.abs(a["ear_back"][ok] - ear_t[ok]).mean()), 4) if ok.any() else None,
+                  "closed_ear_read": int(ok.sum()),
+                  "identity_to_target": round(float(np.nanmean(a["id"])), 4) if np.isfinite(a["id"]).any() else None}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=1, help="keep every k-th pair (same seed, a cheaper run)")
+    ap.add_argument("--yaw-pairs", type=int, default=8, help="turned-head pairs per held-out clip")
+    ap.add_argument("--no-identity", action="store_true")
+    ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    from pdfgc.media.face import FaceMeshDetector
+
+    plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
+    plan = plan[::args.every]
+    variants = {"today": BASELINE, "new": {}}
+    if args.refiner:
+        variants.update({"today+refiner": BASELINE, "new+refiner": {}})
+    enc = None
+    if not args.no_identity:
+        from pdfgc.evaluation.identity import IdentityEncoder
+        enc = IdentityEncoder()
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        print(f"self-reenactment: {len(plan)} held-out pairs")
+        res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc)}
+        print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
+        res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
+    res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,
+                       "baseline": BASELINE}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
