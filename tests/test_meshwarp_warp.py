@@ -313,12 +313,13 @@ def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, ren
     flat = WarpRenderer(img, mesh, far_side=False)
     for yaw in (-25, 25):   # anne is nearly frontal: her sides are stretched alike, the mirror barely comes in
         target = rotate_mesh(mesh, yaw=yaw)
-        only_where_stretched(*renderer.render(target, return_aux=True), flat.render(target))
+        only_where_stretched(*WarpRenderer(img, mesh, far_side=True).render(target, return_aux=True),
+                             flat.render(target))
     # a portrait turned 25 deg (anne warped, its mesh measured again) turned back to frontal: the far cheek's
     # triangles are stretched, and only there the mirrored near side comes in
     turned = flat.render(rotate_mesh(mesh, yaw=25))
     tm = _measure(detector, turned)
     target = rotate_mesh(tm, yaw=-25)
-    n = only_where_stretched(*WarpRenderer(turned, tm).render(target, return_aux=True),
+    n = only_where_stretched(*WarpRenderer(turned, tm, far_side=True).render(target, return_aux=True),
                              WarpRenderer(turned, tm, far_side=False).render(target))
     assert n > 50

@@ -189,14 +189,14 @@ class WarpRenderer:
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
     ``lids="painted"`` covers a closing eye with smoothed skin instead of stretching the lid's own (``lids``);
-    ``far_side`` (True): face triangles stretched past what the portrait shows take the mirrored near side
-    (``symmetry``).
+    ``far_side`` (False): face triangles stretched past what the portrait shows take the mirrored near side
+    (``symmetry``); off by default: +0.06 dB on held-out turned pairs, ~1 ms a frame, a faint mirrored crease.
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
                  feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True,
-                 far_side: bool = True):
+                 far_side: bool = False):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
