@@ -433,6 +433,21 @@ def test_train_fits_geometry_and_lips_head_then_resumes(prepared_corpus, tmp_pat
     assert json.loads((tmp_path / "c" / "heldout.json").read_text())["heldout"] == {"clips": 0}
 
 
+def test_train_command_errors(tmp_path, capsys):
+    """`pdfgc train --config meshwarp` needs no --steps (closed-form fits); the other stages still do; a missing
+    corpus is one error line naming it, and no run folder is left."""
+    from pdfgc.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "meshwarp", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("pdfgc: error:") == 1 and len(err.strip().splitlines()) == 1 and "nothing" in err
+    assert not (tmp_path / "r").exists()
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "lite", "--stage", "lips", "--out",
+                 str(tmp_path / "r")]) == 2
+    assert "--steps is required" in capsys.readouterr().err
+
+
 def test_shipped_parameters():
     import torch
 

@@ -416,10 +416,12 @@ def train(data: Path, out: Path, resume: bool = False, threads: int = 1, heldout
     ``stop_after`` ('geometry', 'features'; tests) ends the run there, as a kill would."""
     import torch
 
+    from ...data import PreparedCorpus
     from . import lips_train as LT
     from .lips import from_params as head_from_params
 
     torch.set_num_threads(threads)
+    PreparedCorpus(data)   # a missing or broken corpus is one error line, before any run folder exists
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     geom_path, result = out / "geometry.safetensors", out / "meshwarp.safetensors"
