@@ -359,6 +359,15 @@ def test_params_round_trip_and_bad_files(tmp_path, params):
             load_params(f)
     with pytest.raises(CheckpointError, match="no lips head"):
         L.from_params(back.__class__(back.mean_shape, back.mouth_basis, back.emotion_basis, back.emotion_from_mouth))
+    # a file from before the lips head (the removed mel network's tensors and config) still loads, without lips
+    from pdfgc.families.meshwarp.model import MeshWarpModel
+    params.audio_state = {"frame.0.weight": torch.zeros(8, 80, 3), "head.bias": torch.zeros(4)}
+    params.audio_config = {"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8}
+    old = load_params(save_params(params, tmp_path / "old.safetensors"))
+    assert MeshWarpModel(old).lips_head is None and MeshWarpModel(back).lips_head is not None
+    with pytest.raises(CheckpointError, match="no lips head"):
+        L.from_params(old)
+    params.audio_state = params.audio_config = None
 
 
 def test_emotion_labels_from_file_names():
