@@ -469,7 +469,8 @@ def train(data: Path, out: Path, resume: bool = False, threads: int = 1, heldout
     with atomic_path(result) as tmp:
         save_params(params, tmp)
         report = LT.fit_command(Path(data), cache, tmp, out / "lips.json", [int(x) for x in layers], components,
-                                compare=False, log=log, heldout_file=heldout_file)
+                                compare=False, log=lambda m: log(m.replace(str(tmp), str(result))),
+                                heldout_file=heldout_file)
         params = load_params(tmp)
         held = [c for c in LT.load_lip_clips(Path(data), cache, params, heldout_file, log=lambda m: None)
                 if c.heldout]
