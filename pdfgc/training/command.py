@@ -18,8 +18,10 @@ TRAIN_EXAMPLES = """stages, coarse to fine (each starts from the previous stage'
   pdfgc train --data prepared/ --stage pose_eye --init runs/s2/model.safetensors --out runs/s3 --steps 5000
   pdfgc train --data prepared/ --stage emotion  --init runs/s3/model.safetensors --out runs/s4 --steps 20000
   pdfgc train --data prepared/ --stage all --config lite --out runs/all --steps 20000,5000,5000,20000
-the default (mesh-warp) family: the geometry fit and lips network, then its learned refiner (from scratch):
-  pdfgc train --data prepared/ --config meshwarp --out runs/meshwarp --steps 3000
+the default (mesh-warp) family: the geometry fit and lips head (closed-form fits, no --steps; the speech
+features of the raw clips behind the prepared ones go to --speech-cache, default OUT/speech), then its learned
+refiner (from scratch):
+  pdfgc train --data prepared/ --config meshwarp --out runs/meshwarp [--speech-cache DIR]
   pdfgc train --data prepared/ --config meshwarp --stage refiner --out runs/refiner --steps 8000
 continue a run (killed or finished, with more --steps):  add --resume to the same command
 several GPUs:  torchrun --nproc_per_node 4 -m pdfgc.cli train ... --precision bf16
@@ -31,15 +33,19 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
     t.add_argument("--data", required=True, help="prepared corpus folder (`pdfgc prepare`); its train split is used")
     t.add_argument("--stage", choices=[*STAGES, "all", REFINER_STAGE],
-                   help="PD-FGC stage (required for lite/official/tiny); meshwarp: none (geometry fit + lips) or "
+                   help="PD-FGC stage (required for lite/official/tiny); meshwarp: none (geometry fit + lips head) or "
                         "refiner (its learned refiner, by self-reenactment)")
     t.add_argument("--config", default="lite", choices=[*CONFIG_NAMES, MESHWARP],
                    help="architecture when starting from scratch (default lite; with --init the file decides); "
-                        "meshwarp: the default model's family (geometry fit + the lips-from-speech network)")
+                        "meshwarp: the default model's family (geometry fit + the lips-from-speech head)")
     t.add_argument("--init", help="start from this model (.safetensors), normally the previous stage's")
     t.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples, final model.safetensors)")
-    t.add_argument("--steps", required=True,
-                   help="optimiser steps (for --stage all: one number for every stage or four, comma-separated)")
+    t.add_argument("--steps",
+                   help="optimiser steps (for --stage all: one number for every stage or four, comma-separated; "
+                        "not read by --config meshwarp without --stage: closed-form fits)")
+    t.add_argument("--speech-cache", metavar="DIR",
+                   help="meshwarp: folder of the raw clips' Whisper features (default OUT/speech; missing ones are "
+                        "computed from the raw corpus the prepared one was made from)")
     t.add_argument("--batch-size", type=int, default=8, help="per process and micro-step (default 8)")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimiser step (default 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, the authors')")
@@ -80,6 +86,8 @@ def _steps(text: str, stage: str) -> list[int]:
 
 
 def run_train(args) -> int:
+    if args.steps is None and not (args.config == MESHWARP and args.stage is None):
+        raise InputError("--steps is required (optimiser steps of the stage)")
     if args.stage == REFINER_STAGE:
         if args.config != MESHWARP:
             raise InputError(f"--stage {REFINER_STAGE} trains the mesh-warp family's refiner: add --config {MESHWARP}")
@@ -91,8 +99,9 @@ def run_train(args) -> int:
     if args.config == MESHWARP:
         # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
         from ..families.meshwarp.train import main as meshwarp_train
-        argv = ["--data", str(args.data), "--out", str(args.out), "--steps", str(_steps(args.steps, "all")[0]),
-                "--seed", str(args.seed), "--threads", str(args.threads or 1)]
+        # the geometry fit and the lips head are closed-form fits: --steps/--seed do not apply
+        argv = ["--data", str(args.data), "--out", str(args.out), "--threads", str(args.threads or 1)]
+        argv += ["--speech-cache", str(args.speech_cache)] if args.speech_cache else []
         return meshwarp_train(argv + (["--resume"] if args.resume else []))
     if args.stage is None:
         raise InputError("--stage is required for the PD-FGC networks (appearance, lips, pose_eye, emotion, all)")

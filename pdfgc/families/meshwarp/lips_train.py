@@ -43,6 +43,29 @@ def cache_name(local_path: str) -> str:
 
 
 def cache_features(raw_root: Path, cache: Path, log=print) -> None:
+    """Features of every raw clip with sound listed in the raw corpus's manifest.csv."""
+    cache_sources(raw_root, [r["local_path"] for r in raw_clips_with_audio(raw_root)], cache, log)
+
+
+def cache_prepared(data: Path, cache: Path, log=print) -> None:
+    """Features of the raw clips behind a prepared corpus's clips with sound (the raw folder from the prepared
+    corpus's ``settings.raw_root``; a clip already in ``cache`` needs no raw file)."""
+    from ...data import PreparedCorpus
+    from ...errors import InputError
+
+    corpus = PreparedCorpus(data)
+    sources = sorted({i.source for i in corpus.clips if i.has_audio})
+    missing = [s for s in sources if not (Path(cache) / cache_name(s)).exists()]
+    root = corpus.manifest.get("settings", {}).get("raw_root")
+    if missing and not (root and Path(root).is_dir()):
+        raise InputError(f"{data}: its raw corpus folder ({root}, settings.raw_root of manifest.json) is not here "
+                         f"and {len(missing)} clips with sound have no speech features in {cache}: pass the raw "
+                         "folder's features with --speech-cache DIR (`lips_train cache`)")
+    if missing:
+        cache_sources(Path(root), missing, cache, log)
+
+
+def cache_sources(raw_root: Path, sources: list[str], cache: Path, log=print) -> None:
     import torch
 
     from ...media.audio_io import decode_speech
@@ -50,26 +73,25 @@ def cache_features(raw_root: Path, cache: Path, log=print) -> None:
     torch.set_num_threads(1)
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    rows = raw_clips_with_audio(raw_root)
     enc = None
-    for i, r in enumerate(rows):
-        out = cache / cache_name(r["local_path"])
+    for i, src in enumerate(sources):
+        out = cache / cache_name(src)
         if out.exists():
             continue
         if enc is None:
             enc = sp.load_encoder(max(CACHE_LAYERS))
         t0 = time.time()
         try:
-            wav, _, _ = decode_speech(Path(raw_root) / r["local_path"])
+            wav, _, _ = decode_speech(Path(raw_root) / src)
         except Exception as e:   # a broken track: recorded, not fatal for the others
-            log(f"skip {r['local_path']}: {e}")
+            log(f"skip {src}: {e}")
             continue
         n = -(-len(wav) // sp.VIDEO_SAMPLES)
         slabs = sp.clip_slabs(enc, CACHE_LAYERS, wav, n).astype(np.float16)
         tmp = out.with_suffix(".tmp.npy")
         np.save(tmp, slabs)
         tmp.rename(out)
-        log(f"{i + 1}/{len(rows)} {r['local_path']} {len(wav) / 16000:.1f} s in {time.time() - t0:.1f} s")
+        log(f"speech features {i + 1}/{len(sources)} {src} {len(wav) / 16000:.1f} s in {time.time() - t0:.1f} s")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -242,6 +264,12 @@ MIN_SYNC = 0.1     # a training clip whose out-of-fold r stays below this has so
 
 def cross_validate(fit: Fit, log=print) -> dict:
     """Penalty by out-of-fold median r, then per-clip lags and the sync filter, then the amplitude gain."""
+    if len(set(fit.folds)) < 2:   # one person: nothing to validate across people (tiny corpora, tests)
+        lam, n = LAMBDAS[len(LAMBDAS) // 2], len(fit.clips)
+        log(f"  one training person: no cross-validation (lambda {lam}, gain 1, no lag, every clip kept)")
+        return {"layers": fit.layers, "lambda": lam, "keep": np.ones(n, bool), "oof_r_median": float("nan"),
+                "oof_r_median_all": float("nan"), "std_ratio": 1.0, "gain": 1.0, "lags": [0] * n, "dropped": [],
+                "per_clip": []}
     best = None
     for lam in LAMBDAS:
         sc = fit.scores(fit.oof(lam, lagged=False))
@@ -310,7 +338,7 @@ def per_language(data: Path, clips: list[LipClip], per_clip: list[dict], log=pri
 
 
 def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers, components: int,
-                compare: bool, log=print, languages: bool = False) -> dict:
+                compare: bool, log=print, languages: bool = False, heldout_file: Path | None = None) -> dict:
     """Fit the head on the training people, write it into ``weights`` (``install``), and the CV report."""
     import json
 
@@ -318,7 +346,10 @@ def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers
 
     params = load_params(weights)
     g = gap_direction(params)
-    clips = [c for c in load_lip_clips(data, cache, params, log=log) if not c.heldout]
+    clips = [c for c in load_lip_clips(data, cache, params, heldout_file, log=log) if not c.heldout]
+    if not clips:
+        from ...errors import InputError
+        raise InputError(f"{data}: no clip with sound and a face to fit the lips on (all held out or silent)")
     log(f"lips: {len(clips)} training clips with sound, {sum(len(c.target) for c in clips)} frames, "
         f"{len({c.identity for c in clips})} people")
     report = {"layer_sets": []}
@@ -346,6 +377,20 @@ def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers
     log(f"lips head -> {weights}: blocks {layers}, lambda {cv['lambda']}, out-of-fold median r "
         f"{cv['oof_r_median']:.3f}, gain {cv['gain']:.2f}")
     return report
+
+
+def predict_clip(head, cache: Path, clip: LipClip) -> np.ndarray:
+    """(T,Dm) the head's mouth codes of a prepared clip's frames from the cached features, with the official
+    3-tap smoothing (no voice-activity rules: the figures are the head's own)."""
+    import torch
+
+    from ...official_rules import smooth_mouth
+
+    with torch.no_grad():
+        z = head.project(torch.from_numpy(_slabs(cache, clip.source, head.layers))).numpy()
+        x = torch.from_numpy(clip_windows(z, clip.start, len(clip.target)).reshape(len(clip.target), -1))
+        y = (x @ head.weight) * head.gain + head.bias
+        return smooth_mouth(y).numpy().astype(np.float32)
 
 
 def install_head(head, report: dict, weights: Path) -> None:

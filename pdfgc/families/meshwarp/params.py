@@ -21,7 +21,9 @@ Tensors (float32):
   the label clips' median eye aspect ratio to the neutral clip's: surprise and fear widen the eyes, anger, a smile
   and sadness narrow them. The lids are the blink code's, not the emotion code's (a blink must not read as an
   expression), so a label carries its lid change beside its codes.
-- ``audio.<name>``: the audio network's state dict (``audio.AudioToMouth``), absent when not trained.
+- ``audio.<name>``: the lips head's buffers (``lips.LipsHead``; config ``audio`` with ``kind`` =
+  ``lips.KIND``), absent when not fitted. Files from before the head hold the removed mel network here: they load,
+  without lips from speech.
 
 Metadata: ``format`` = ``pdfgc-meshwarp``, ``version``, ``config`` (JSON: dimensions, emotion smoothing, audio
 network config) and ``info`` (JSON: how and on what it was fitted, held-out figures).
@@ -56,7 +58,7 @@ class MeshParams:
     emotion_mouths: dict = field(default_factory=dict)   # label -> (Dm,)
     emotion_lids: dict = field(default_factory=dict)     # label -> (2,) lid opening change
     emotion_sigma_s: float = 0.3                # temporal Gaussian low-pass of the emotion code (seconds)
-    audio_state: dict | None = None             # name -> torch tensor (audio.AudioToMouth state dict)
+    audio_state: dict | None = None             # name -> torch tensor (lips.LipsHead state dict)
     audio_config: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 

@@ -1,6 +1,7 @@
-"""Fitting and training the mesh-warp family from a prepared corpus (``pdfgc prepare``).
+"""Fitting the mesh-warp family from a prepared corpus (``pdfgc prepare``): what ``pdfgc train --config meshwarp``
+runs.
 
-    python -m pdfgc.families.meshwarp.train --data DIR --out runs/meshwarp [--steps N] [--resume]
+    python -m pdfgc.families.meshwarp.train --data DIR --out runs/meshwarp [--speech-cache DIR] [--resume]
 
 1. **People apart.** A clip's person is manifest.csv's ``identity_guess`` (found through the prepared corpus's
    ``raw_root``; ``ClipInfo.source`` is manifest.csv's ``local_path``), else ``ClipInfo.speaker``. The people listed
@@ -15,22 +16,20 @@
    lid changes. The labels' own directions lead the emotion basis. ``--fer-every N``: fer reads every N-th frame
    of the unlabelled clips and its confident frames join the label directions of the basis as pseudo-labelled
    clips (``fer_clips``; cached in ``OUT/fer_everyN.npz``). Written to ``OUT/geometry.safetensors``.
-   ``--audio-from FILE`` stops here and writes ``OUT/meshwarp.safetensors`` with FILE's audio network (the same
+   ``--audio-from FILE`` stops here and writes ``OUT/meshwarp.safetensors`` with FILE's lips head (the same
    mouth basis).
-3. **Lips from speech** (``audio.AudioToMouth``) on the clips with audio whose sound goes with their lips
-   (``sync_score`` >= 0.1: drops music, dubbing, other voices), targets = the mouth code against each clip's
-   closed mouth. Batches of 16-frame runs (loudness jitter, one masked mel band per run); loss = the mouth-code
-   regression (squared error in canonical units, i.e. mesh-point error, over its total variance; half of it with
-   each run's mean error removed) + 5 x the lip-gap part of it (run mean removed: the inner-lip opening the
-   renders are scored on) + 0.1 x the symmetric InfoNCE between audio and visual mouth embeddings (negatives:
-   every other frame of the batch, other times and clips). Adam, cosine learning rate, dropout 0.2. Batches and
-   dropout are pure functions of (seed, step), so a resumed run is the same run.
-4. **Checkpoints** every ``--checkpoint-every`` seconds (default 120) and at the end, atomically:
-   ``OUT/checkpoint.safetensors`` (network, Adam moments, step; metadata JSON). ``--resume`` continues from it
-   (a kill -9 loses at most one interval). ``OUT/log.csv`` gets a row every ``--log-every`` steps.
-5. **Result**: ``OUT/meshwarp.safetensors`` (geometry + network: ``params.save_params``), ``OUT/heldout.json``
-   (held-out lips r, regression error) and ``OUT/curves.png`` / ``OUT/heldout_lips.png``.
-   ``--evaluate FILE`` prints the held-out figures of any parameters file instead of training.
+3. **Speech features** (``lips_train.cache_prepared``): the prepared corpus keeps no sound, so each prepared clip
+   with sound is traced to its raw clip (``ClipInfo.source`` under the prepared manifest's ``settings.raw_root``;
+   frame f is the raw clip's frame ``start_frame + f``), whose Whisper base block outputs are cached once per raw
+   clip in ``--speech-cache DIR`` (default ``OUT/speech``; a cache made by ``lips_train cache`` serves as is, and
+   then the raw corpus is not needed).
+4. **Lips head** (``lips_train.fit_command``: standardised blocks -> PCA -> ridge over the frame's window, penalty
+   and gain by cross-validation over the training people) -> ``OUT/meshwarp.safetensors`` (written once, whole),
+   ``OUT/lips.json`` (the cross-validation report) and ``OUT/heldout.json`` (``evaluate_lips`` on the held-out
+   people). ``--evaluate FILE`` prints the held-out figures of any parameters file instead.
+5. **Resuming**: the same command with ``--resume`` reuses ``OUT/geometry.safetensors`` and every cached feature
+   file (written atomically, one per clip), so a killed run loses at most the clip being encoded; the head's fit
+   itself takes seconds.
 """
 from __future__ import annotations
 
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import CheckpointError, InputError, PDFGCError
+from ...errors import InputError, PDFGCError
 from ...evaluation import signals as S
 from ...fileio import atomic_path, write_atomic
 from . import codes as C
@@ -341,154 +340,36 @@ def _strongest(emo: np.ndarray, share: float = 0.25) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- lips data
 
 
-@dataclass
-class LipData:
-    mel: list           # per clip torch (4T+16,80)
-    target: list        # per clip (T,Dm) float32 mouth code from the clip's closed mouth
-    valid: list         # per clip (T,) bool
-    keys: list
-    dropped: list = None  # clips left out by the sync filter
-
-
-def sync_score(mel_rows, gap, valid) -> float:
-    """How well a clip's sound goes with its lips: the best Pearson r (shifts up to +-3 frames) between the
-    loudness at the centre of each frame's mel window (its 8 middle steps, all bands) and the lip gap. Near 0
-    for music, dubbing or a voice that is not this face's."""
-    import torch
-
-    w = windows(torch.as_tensor(mel_rows), 0, len(gap)).numpy()
-    return S.best_offset(np.where(valid, gap, np.nan), w[:, 0, :, 6:14].mean((1, 2)), 3)[1]
-
-
-def lip_data(clips: list[Clip], params: MeshParams, heldout: bool, min_sync: float | None = None) -> LipData:
-    """Per clip with audio: mel rows and the mouth code against the clip's closed mouth. ``min_sync``: leave out
-    clips whose ``sync_score`` is below it (training only: the held-out figures use every clip)."""
-    import torch
-
-    out = LipData([], [], [], [], [])
-    for c in clips:
-        if c.mel_rows is None or c.heldout != heldout or not c.valid.any():
-            continue
-        t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
-        if t < SEQ:
-            continue
-        off = c.canon[:t] - c.closed
-        m = C.project_codes(np.nan_to_num(off), params.mouth_basis).astype(np.float32)
-        if min_sync is not None and not sync_score(c.mel_rows[:4 * t + 16], m @ gap_direction(params),
-                                                   c.valid[:t]) >= min_sync:
-            out.dropped.append(c.key)
-            continue
-        out.mel.append(torch.from_numpy(np.ascontiguousarray(c.mel_rows[:4 * t + 16], np.float32)))
-        out.target.append(m)
-        out.valid.append(c.valid[:t].copy())
-        out.keys.append(c.key)
-    return out
-
-
-def windows(rows, start: int, length: int):
-    """(length,1,80,20) official windows of frames [start, start+length) from (4T+16,80) mel rows (a view)."""
-    w = rows[4 * start: 4 * (start + length) + 16].unfold(0, 20, 4)  # (length,80,20)
-    return w[:, None]
-
-
-def sample_batch(data: LipData, step: int, seed: int, batch: int):
-    """A batch of 16-frame runs, a pure function of (seed, step); clips drawn in proportion to their length."""
-    import torch
-
-    rng = np.random.default_rng([seed, step])
-    lengths = np.array([len(t) for t in data.target], np.float64)
-    idx = rng.choice(len(lengths), size=batch, p=lengths / lengths.sum())
-    mel, tgt, val = [], [], []
-    for i in idx:
-        s = int(rng.integers(0, len(data.target[i]) - SEQ + 1))
-        mel.append(windows(data.mel[i], s, SEQ))
-        tgt.append(torch.from_numpy(data.target[i][s:s + SEQ]))
-        val.append(torch.from_numpy(data.valid[i][s:s + SEQ]))
-    mel = torch.stack(mel)
-    mel = mel * float(rng.uniform(0.9, 1.1))  # loudness jitter (the windows are normalised log-mel)
-    for b in range(batch):  # a masked band of up to 10 mels per run (SpecAugment): less memorising of voices
-        f0, width = int(rng.integers(0, 70)), int(rng.integers(0, 11))
-        mel[b, :, :, f0:f0 + width] = mel[b].mean()
-    return mel, torch.stack(tgt), torch.stack(val)
-
-
 def gap_direction(params: MeshParams) -> np.ndarray:
     """(Dm,) how each mouth code moves the inner-lip gap (lower lip 14 minus upper lip 13, canonical y)."""
     return params.mouth_basis[:, 14, 1] - params.mouth_basis[:, 13, 1]
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, net, opt, step: int, meta: dict) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    names = dict(net.named_parameters())
-    for name, p in names.items():
-        st = opt.state.get(p, {})
-        for k in ("exp_avg", "exp_avg_sq"):
-            if k in st:
-                tensors[f"opt.{name}.{k}"] = st[k].detach().clone().contiguous()
-        if "step" in st:
-            tensors[f"opt.{name}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).clone()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pdfgc-meshwarp-checkpoint", "step": str(step),
-                                               "meta": json.dumps(meta)})
-
-
-def load_checkpoint(path: Path, net, opt) -> tuple[int, dict]:
-    import torch
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if md.get("format") != "pdfgc-meshwarp-checkpoint":
-            raise ValueError("not a meshwarp checkpoint")
-        step, meta = int(md["step"]), json.loads(md.get("meta", "{}"))
-        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot resume from this checkpoint ({e})") from None
-    for name, p in net.named_parameters():
-        if f"opt.{name}.exp_avg" in tensors:
-            opt.state[p] = {"step": torch.tensor(float(tensors[f"opt.{name}.step"][0])),
-                            "exp_avg": tensors[f"opt.{name}.exp_avg"].clone(),
-                            "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"].clone()}
-    return step, meta
-
-
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict:
-    """Held-out lips: per clip the predicted mouth code (smoothed, as at inference) composed onto the clip's own
-    neutral frame with the clip's real pose, lids and gaze; Pearson r of ``signals.mouth_opening`` of that mesh
-    against the real mesh's (per clip, and pooled over all frames); ``oracle_r``: the same with the real mouth
-    code (what the code and compose can carry). Regression error against the training targets (mouth code from
-    the clip's closed mouth): squared error over the codes' within-clip variance (``mouth_code_nmse``; the
-    always-closed prediction scores ``closed_mouth_nmse``), its lip-gap part, and the RMS code error per frame
-    (canonical units, i.e. the root of the summed squared point errors)."""
-    from .audio import predict_mouth
+def evaluate_lips(head, clips, cache: Path, params: MeshParams) -> dict:
+    """Held-out lips (``clips``: ``lips_train.LipClip``): per clip the head's mouth code (``lips_train.predict_clip``)
+    composed onto the clip's own neutral frame with the clip's real pose, lids and gaze; Pearson r of
+    ``signals.mouth_opening`` of that mesh against the real mesh's (per clip, and pooled over all frames);
+    ``oracle_r``: the same with the real mouth code (what the code and compose can carry). Regression error against
+    the clip's mouth code from its closed mouth: squared error over the codes' within-clip variance
+    (``mouth_code_nmse``; the always-closed prediction scores ``closed_mouth_nmse``), its lip-gap part, and the RMS
+    code error per frame (canonical units, i.e. the root of the summed squared point errors)."""
+    from .lips_train import predict_clip
 
     per = []
     all_pred, all_real, all_oracle = [], [], []
     se = var = gse = gvar = zse = 0.0
     g = gap_direction(params)
     for c in clips:
-        if c.mel_rows is None or (keys is not None and c.key not in keys) or not c.valid.any():
+        t = len(c.target)
+        if t < SEQ or not c.valid.any():
             continue
-        t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
-        if t < SEQ:
-            continue
-        from ...data.corpus import mel_windows_from_rows
-        pred = predict_mouth(net, mel_windows_from_rows(c.mel_rows, t))
+        pred = predict_clip(head, cache, c)
         mesh = c.mesh[:t]
         real = C.measure(mesh, params, reference=c.ref)
-        # the regression error against the targets' own reference (the clip's closed mouth)
-        target = C.project_codes(c.canon[:t] - c.closed, params.mouth_basis)
+        target = c.target
         ok = c.valid[:t] & np.isfinite(real.mouth).all(1)
         portrait = C.measure(mesh[c.ref], params, reference=0)
         codes = real.copy()
@@ -527,221 +408,98 @@ def evaluate_lips(net, clips: list[Clip], params: MeshParams, keys=None) -> dict
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train(data: Path, out: Path, steps: int = 4000, batch: int = 16, lr: float = 2e-3, seed: int = 0,
-          resume: bool = False, checkpoint_every: float = 120.0, log_every: int = 50, threads: int = 1,
-          heldout_file: Path | None = None, mouth_dim: int = 16, emotion_dim: int = 16, nce_weight: float = 0.1,
-          gap_weight: float = 5.0, min_sync: float | None = 0.1, max_seconds: float | None = None,
-          stop_after: int | None = None, fer_every: int = 0, audio_from: Path | None = None,
-          log=print) -> dict | None:
+def train(data: Path, out: Path, resume: bool = False, threads: int = 1, heldout_file: Path | None = None,
+          mouth_dim: int = 16, emotion_dim: int = 16, fer_every: int = 0, audio_from: Path | None = None,
+          speech_cache: Path | None = None, layers=(2, 3, 4), components: int = 64,
+          stop_after: str | None = None, log=print) -> dict | None:
+    """The geometry fit, the speech features, the lips head fit -> ``OUT/meshwarp.safetensors`` (module doc).
+    ``stop_after`` ('geometry', 'features'; tests) ends the run there, as a kill would."""
     import torch
 
-    from . import audio as A
+    from ...data import PreparedCorpus
+    from . import lips_train as LT
+    from .lips import from_params as head_from_params
 
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    PreparedCorpus(data)   # a missing or broken corpus is one error line, before any run folder exists
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt, geom_path, log_path = out / "checkpoint.safetensors", out / "geometry.safetensors", out / "log.csv"
-    if not resume and ckpt.exists():
-        raise InputError(f"{out} already holds a run (checkpoint.safetensors): add --resume to continue it, "
+    geom_path, result = out / "geometry.safetensors", out / "meshwarp.safetensors"
+    cache = Path(speech_cache) if speech_cache is not None else out / "speech"
+    if not resume and (geom_path.exists() or result.exists()):
+        raise InputError(f"{out} already holds a run (geometry.safetensors): add --resume to continue it, "
                          "or use a new --out folder")
-    if resume and not ckpt.exists():
-        log(f"no checkpoint in {out}: starting from scratch")
-        resume = False
     t0 = time.time()
-    clips, heldout = load_corpus(Path(data), heldout_file, log)
     if resume and geom_path.exists():
         params = load_params(geom_path)
-        _prepare_geometry(clips)
+        log(f"resumed: geometry from {geom_path}")
     else:
+        if resume:
+            log(f"no geometry in {out}: starting from scratch")
+        clips, _ = load_corpus(Path(data), heldout_file, log)
         fer = None
         if fer_every > 0:   # fer's reading is the slow part (~90 s): kept in the run folder for a rerun
-            cache = out / f"fer_every{fer_every}.npz"
-            if cache.is_file():
-                with np.load(cache) as z:
+            fer_cache = out / f"fer_every{fer_every}.npz"
+            if fer_cache.is_file():
+                with np.load(fer_cache) as z:
                     fer = {k: z[k] for k in z.files}
             else:
                 fer = fer_probabilities(Path(data), clips, fer_every, log)
-                with atomic_path(cache) as tmp:
+                with atomic_path(fer_cache) as tmp:
                     with open(tmp, "wb") as fh:
                         np.savez(fh, **fer)
         params = fit_geometry(clips, mouth_dim, emotion_dim, log=log, fer=fer)
+        params.info["heldout_people"] = read_heldout(Path(heldout_file) if heldout_file else HELDOUT_FILE)
         save_params(params, geom_path)
-    if audio_from is not None:   # geometry only: the lips network of an earlier run on the same mouth basis
+    if stop_after == "geometry":
+        return None
+    if audio_from is not None:   # geometry only: the lips head of an earlier file on the same mouth basis
         old = load_params(audio_from)
         if old.audio_state is None or old.mouth_basis.shape != params.mouth_basis.shape or not np.allclose(
                 old.mouth_basis, params.mouth_basis, atol=1e-5):
-            raise InputError(f"--audio-from {audio_from}: no audio network on the same mouth basis as this fit")
-        params.audio_state, params.audio_config = old.audio_state, old.audio_config
-        params.info = {**old.info, "fit": params.info["fit"], "audio_from": str(audio_from)}
-        save_params(params, out / "meshwarp.safetensors")
-        log(f"geometry refitted, audio network of {audio_from} kept -> {out / 'meshwarp.safetensors'}")
+            raise InputError(f"--audio-from {audio_from}: no lips head on the same mouth basis as this fit")
+        with atomic_path(result) as tmp:
+            save_params(params, tmp)
+            LT.install_head(head_from_params(old), old.info.get("lips", {}), tmp)
+        log(f"geometry refitted, lips head of {audio_from} kept -> {result}")
         return {"geometry_only": True}
-    train_data = lip_data(clips, params, heldout=False, min_sync=min_sync)
-    if not train_data.target:
-        raise InputError(f"{data}: no clip with audio of {SEQ} frames or more to train the lips on")
-    log(f"lips: {len(train_data.target)} training clips with audio, {sum(len(t) for t in train_data.target)} "
-        f"frames ({len(train_data.dropped)} left out: sound and lips do not go together); "
-        f"{sum(1 for c in clips if c.heldout and c.mel_rows is not None)} held-out clips with audio")
-
-    allv = np.concatenate(train_data.target)
-    net = A.build({"mouth_dim": params.mouth_dim})
-    net.code_scale.copy_(torch.from_numpy(allv.std(0) + 1e-6))
-    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
-    start, meta = 0, {"elapsed": 0.0}
-    if resume:
-        start, meta = load_checkpoint(ckpt, net, opt)
-        log(f"resumed at step {start}")
-    code_var = float(allv.var(0).sum()) + 1e-12
-    g = torch.from_numpy(gap_direction(params).astype(np.float32))
-    gap_var = float((allv @ g.numpy()).var()) + 1e-12
-    _trim_log(log_path, start)
-    elapsed0 = float(meta.get("elapsed", 0.0))
-    t_start = time.time()
-    last_ckpt = time.time()
-    step = start
-    acc = []
-    for step in range(start, steps):
-        frac = step / max(steps, 1)
-        for group in opt.param_groups:
-            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        torch.manual_seed(seed * 1_000_003 + step)  # dropout: a pure function of (seed, step) too, for exact resume
-        mel, tgt, val = sample_batch(train_data, step, seed, batch)
-        pred, a, v = net.embeddings(mel, tgt)
-        m = val.float()[..., None]
-        # half the code error as is (0 = closed must hold), half with each run's mean error removed, and the
-        # lip gap with its run mean removed: the per-clip offsets (a person's lips, the reference frame) are what
-        # speech cannot tell, and they drowned out the motion
-        d = pred - tgt
-        dc = d - (d * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
-        reg = 0.5 * ((d ** 2) * m).sum() / (m.sum() * code_var) + 0.5 * ((dc ** 2) * m).sum() / (m.sum() * code_var)
-        gap = (((dc @ g) ** 2) * m[..., 0]).sum() / (m.sum() * gap_var)
-        keep = val.reshape(-1)
-        nce = A.info_nce(a.reshape(-1, a.shape[-1])[keep], v.reshape(-1, v.shape[-1])[keep])
-        loss = reg + gap_weight * gap + nce_weight * nce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        acc.append((loss.item(), reg.item(), gap.item(), nce.item()))
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            mean = np.mean(acc, 0)
-            acc = []
-            _append_log(log_path, {"step": done, "loss": mean[0], "reg": mean[1], "gap": mean[2], "nce": mean[3],
-                                   "lr": opt.param_groups[0]["lr"],
-                                   "seconds": round(elapsed0 + time.time() - t_start, 1)})
-            log(f"step {done}/{steps} loss {mean[0]:.4f} (code {mean[1]:.4f} gap {mean[2]:.4f} nce {mean[3]:.3f})")
-        # a time limit or stop_after (tests) ends this invocation early, like a kill right after a checkpoint
-        stop = (max_seconds is not None and time.time() - t0 >= max_seconds) or (
-            stop_after is not None and done - start >= stop_after)
-        if time.time() - last_ckpt >= checkpoint_every or done == steps or stop:
-            save_checkpoint(ckpt, net, opt, done, {"elapsed": elapsed0 + time.time() - t_start, "seed": seed,
-                                                   "steps": steps, "batch": batch, "lr": lr})
-            last_ckpt = time.time()
-        if stop and done < steps:
-            log(f"stopped at step {done} of {steps}: continue with --resume")
-            return None
-    train_seconds = elapsed0 + time.time() - t_start
-    net.eval()
-    held_keys = None
-    report = evaluate_lips(net, [c for c in clips if c.heldout], params, held_keys)
-    report_train = evaluate_lips(net, [c for c in clips if not c.heldout and c.mel_rows is not None][:20], params)
-    params.audio_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    params.audio_config = dict(net.config)
-    params.info.update({
-        "train": {"steps": steps, "batch": batch, "seq": SEQ, "lr": lr, "seed": seed, "nce_weight": nce_weight,
-                  "min_sync": min_sync, "left_out_clips": train_data.dropped,
-                  "gap_weight": gap_weight, "seconds": round(train_seconds, 1), "threads": threads,
-                  "parameters": int(sum(p.numel() for p in net.parameters())),
-                  "clips": len(train_data.target), "frames": int(sum(len(t) for t in train_data.target))},
-        "heldout_people": heldout,
-        "heldout": {k: v for k, v in report.items() if k != "per_clip"},
-        "train_subset": {k: v for k, v in report_train.items() if k != "per_clip"},
-    })
-    save_params(params, out / "meshwarp.safetensors")
-    write_atomic(out / "heldout.json", json.dumps({"heldout": report, "train_subset": report_train,
-                                                   "train_seconds": round(train_seconds, 1),
-                                                   "total_seconds": round(time.time() - t0, 1)}, indent=1))
-    try:
-        plot(out, clips, net, params, report)
-    except Exception as e:  # figures are a convenience; the run's results are already written
-        log(f"figures skipped ({e})")
-    log(f"held-out lips r (pooled) {report.get('lips_r_pooled')}, mean per clip {report.get('lips_r_mean')}; "
-        f"mouth-code NMSE {report.get('mouth_code_nmse')}; {train_seconds:.0f} s of training")
-    return report
+    LT.cache_prepared(Path(data), cache, log)   # resumable: a clip whose features exist is skipped
+    if stop_after == "features":
+        return None
+    with atomic_path(result) as tmp:
+        save_params(params, tmp)
+        report = LT.fit_command(Path(data), cache, tmp, out / "lips.json", [int(x) for x in layers], components,
+                                compare=False, log=lambda m: log(m.replace(str(tmp), str(result))),
+                                heldout_file=heldout_file)
+        params = load_params(tmp)
+        held = [c for c in LT.load_lip_clips(Path(data), cache, params, heldout_file, log=lambda m: None)
+                if c.heldout]
+        heldout = evaluate_lips(head_from_params(params), held, cache, params)
+        params.info["heldout"] = {k: v for k, v in heldout.items() if k != "per_clip"}
+        save_params(params, tmp)
+    write_atomic(out / "heldout.json", json.dumps({"heldout": heldout, "lips": {k: v for k, v in report.items()
+                                                                                if k != "per_clip_oof"},
+                                                   "total_seconds": round(time.time() - t0, 1)}, indent=1,
+                                                  default=float))
+    log(f"lips head -> {result}; held-out lips r (pooled) {heldout.get('lips_r_pooled')}, mean per clip "
+        f"{heldout.get('lips_r_mean')} ({heldout.get('clips')} clips)")
+    return heldout
 
 
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+def evaluate_file(data: Path, params_path: Path, heldout_file: Path | None = None,
+                  speech_cache: Path | None = None, log=print) -> dict:
+    """Held-out lips figures (``evaluate_lips``) of a parameters file on a prepared corpus (speech features cached
+    in ``speech_cache``, computed there when missing)."""
+    from . import lips_train as LT
+    from .lips import from_params as head_from_params
 
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log rows past the resumed step (they were written after the last checkpoint)."""
-    if not path.exists():
-        return
-    if step == 0:
-        path.unlink()
-        return
-    lines = path.read_text().splitlines()
-    keep = lines[:1] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
-    write_atomic(path, "\n".join(keep) + "\n")
-
-
-def plot(out: Path, clips, net, params, report) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(open(out / "log.csv")))
-    if rows:
-        step = [int(r["step"]) for r in rows]
-        fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
-        titles = ("training: mouth code (NMSE)", "training: lip gap, run mean removed", "training: InfoNCE")
-        for a, k, title in zip(ax, ("reg", "gap", "nce"), titles):
-            a.plot(step, [float(r[k]) for r in rows])
-            a.set_title(title), a.set_xlabel("step")
-        fig.tight_layout()
-        fig.savefig(out / "curves.png", dpi=90)
-        plt.close(fig)
-    per = sorted(report.get("per_clip", []), key=lambda p: -p["frames"])[:3]
-    if per:
-        from ...data.corpus import mel_windows_from_rows
-        from .audio import predict_mouth
-        fig, ax = plt.subplots(len(per), 1, figsize=(10, 2.4 * len(per)), squeeze=False)
-        by_key = {c.key: c for c in clips}
-        for a, p in zip(ax[:, 0], per):
-            c = by_key[p["clip"]]
-            t = min(len(c.mesh), (len(c.mel_rows) - 16) // 4)
-            pred = predict_mouth(net, mel_windows_from_rows(c.mel_rows, t))
-            real = C.measure(c.mesh[:t], params, reference=c.ref)
-            codes = real.copy()
-            codes.mouth[:] = pred
-            portrait = C.measure(c.mesh[c.ref], params, reference=0)
-            a.plot(S.mouth_opening(c.mesh[:t]), label="real mesh")
-            a.plot(S.mouth_opening(C.compose(c.mesh[c.ref], portrait, codes, params)), label="from speech")
-            a.set_title(f"{p['clip'][:60]}  r = {p['lips_r']:.2f}", fontsize=9)
-            a.set_ylabel("mouth opening")
-        ax[0, 0].legend(fontsize=8)
-        ax[-1, 0].set_xlabel("frame (25 fps)")
-        fig.tight_layout()
-        fig.savefig(out / "heldout_lips.png", dpi=90)
-        plt.close(fig)
-
-
-def evaluate_file(data: Path, params_path: Path, heldout_file: Path | None = None, log=print) -> dict:
-    """Held-out lips figures (``evaluate_lips``) of a parameters file on a prepared corpus."""
-    from .audio import from_params
-
+    if speech_cache is None:
+        raise InputError("--evaluate needs --speech-cache DIR (the speech features' folder; computed when missing)")
     params = load_params(params_path)
-    clips, _ = load_corpus(Path(data), heldout_file, log)
-    _prepare_geometry(clips)
-    return evaluate_lips(from_params(params), [c for c in clips if c.heldout], params)
+    head = head_from_params(params)
+    LT.cache_prepared(Path(data), speech_cache, log)
+    held = [c for c in LT.load_lip_clips(Path(data), speech_cache, params, heldout_file, log=log) if c.heldout]
+    return evaluate_lips(head, held, Path(speech_cache), params)
 
 
 # ---------------------------------------------------------------------------------------------- command
@@ -749,45 +507,39 @@ def evaluate_file(data: Path, params_path: Path, heldout_file: Path | None = Non
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.train",
-                                description="Fit and train the mesh-warp family on a prepared corpus.")
+                                description="Fit the mesh-warp family (geometry, then the lips head) on a prepared "
+                                            "corpus.")
     p.add_argument("--data", required=True, type=Path, help="a `pdfgc prepare` output folder")
-    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint, log, result)")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=16, help="16-frame runs per step")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path, help="run folder (geometry, speech features, result)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
-    p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--heldout", type=Path, default=None, help="held-out people list (default: the package's)")
-    p.add_argument("--gap-weight", type=float, default=5.0, help="weight of the lip-gap loss")
-    p.add_argument("--nce-weight", type=float, default=0.1, help="weight of the audio-visual InfoNCE")
-    p.add_argument("--min-sync", type=float, default=0.1,
-                   help="leave out training clips whose sound-lip sync score is below this (-1: keep all)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop (with a checkpoint) after this long; --resume continues")
+    p.add_argument("--speech-cache", type=Path, default=None, metavar="DIR",
+                   help="folder of the raw clips' Whisper features (`lips_train cache`; default OUT/speech): "
+                        "missing ones are computed from the raw corpus the prepared one was made from")
+    p.add_argument("--layers", default="2,3,4", help="Whisper encoder blocks the lips head reads")
+    p.add_argument("--components", type=int, default=64, help="principal axes of the blocks' outputs")
     p.add_argument("--fer-every", type=int, default=0, metavar="N",
                    help="fer reads every N-th frame of the unlabelled clips; its confident frames join the emotion "
                         "label fit (0: labelled clips only)")
     p.add_argument("--audio-from", type=Path, default=None, metavar="FILE",
-                   help="refit the geometry only and keep this parameters file's audio network (same mouth basis)")
+                   help="refit the geometry only and keep this parameters file's lips head (same mouth basis)")
     p.add_argument("--evaluate", type=Path, default=None, metavar="FILE",
-                   help="only print the held-out figures of a parameters file (JSON), no training")
+                   help="only print the held-out figures of a parameters file (JSON), no fitting")
     args = p.parse_args(argv)
     try:
+        try:
+            layers = [int(x) for x in args.layers.split(",")]
+        except ValueError:
+            raise InputError(f"--layers: comma-separated block numbers, got '{args.layers}'") from None
         if args.evaluate is not None:
-            report = evaluate_file(args.data, args.evaluate, args.heldout, log=lambda m: print(m, file=sys.stderr))
+            report = evaluate_file(args.data, args.evaluate, args.heldout, args.speech_cache,
+                                   log=lambda m: print(m, file=sys.stderr))
             print(json.dumps(report, indent=1))
             return 0
-        if args.steps < 1 or args.batch < 1:
-            raise InputError("--steps and --batch must be positive")
-        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-              resume=args.resume, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-              threads=args.threads, heldout_file=args.heldout, gap_weight=args.gap_weight,
-              nce_weight=args.nce_weight, min_sync=None if args.min_sync <= -1 else args.min_sync,
-              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-              fer_every=args.fer_every, audio_from=args.audio_from)
+        train(args.data, args.out, resume=args.resume, threads=args.threads, heldout_file=args.heldout,
+              fer_every=args.fer_every, audio_from=args.audio_from, speech_cache=args.speech_cache, layers=layers,
+              components=args.components)
     except PDFGCError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
