@@ -22,10 +22,8 @@ CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid shee
 # the lashes carried down above the lid margin (before): 0.059 / 0.067; flipped under it (SKIP = LASH = 0.12,
 # CREASE 0.4, chosen on the training pairs): 0.051 / 0.054; the skin lit like the skin above the crease (LIT):
 # 0.042 / 0.043. Still too open (+0.03); SKIP = LASH = 0.16, LOWER 0.4 or the sheet at full weight from 0.45-0.6x
-# the portrait's EAR did no better on the training pairs, nor did drawing the target's lid lower (0.03 EAR units).
-LASH = 0.12,
-# CREASE 0.4, chosen on the training pairs): 0.051 / 0.054. Still too open (+0.04); SKIP = LASH = 0.16, LOWER 0.4
-# or the sheet at full weight from 0.45-0.6x the portrait's EAR did no better on the training pairs.
+# the portrait's EAR did no better on the training pairs, nor did drawing the target's lid lower (0.03 EAR units)
+# or a crease 1.4-1.8x the height of mediapipe's fold ring above the lid.
 LASH = 0.12     # eye widths below the target's lid contour covered by the (flipped) lash row when fully closed
 LOWER = 0.2     # eye widths below the lash row covered by the lower lid's skin (fading out) when fully closed
 SKIP = 0.12     # eye widths above the portrait's lid contour taken as lashes (not skin) when the eye is shut
