@@ -6,8 +6,10 @@ are) is stretched, column by column in the eye's own frame, from the same crease
 contour: the lid keeps its skin texture. As the eye shuts, the portrait's lashes (``SKIP`` eye widths above its
 contour) are left out of the skin and flipped under the target's lid margin (``LASH`` eye widths, roots at the
 margin), as a closed eye's lashes hang, covering the slivers of white that the squeezed eye opening leaves: carried
-down above the margin they read as a dark opening. The sheet fades in over the band's top fifth (it meets the
-warp's own lid there) and is weighted by how closed the eye is, so an open eye is left exactly as the warp draws it.
+down above the margin they read as a dark opening. The sheet's skin is brought to the colour of the skin just above
+the crease (``LIT``): the open eye's lid band lies in the brow's shadow, a shut lid does not. The sheet fades in
+over the band's top fifth (it meets the warp's own lid there) and is weighted by how closed the eye is, so an open
+eye is left exactly as the warp draws it.
 """
 from __future__ import annotations
 
