@@ -73,6 +73,7 @@ _ONE = float(1 << _SHIFT)
 # training clips the EAR mediapipe reads back is 0.055 off the target's (0.053 painted, 0.078 the warp alone);
 # a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
 LID_SHEET_FROM = 0.8
+LID_SHEET_FULL = 0.3
 
 
 class WarpInputError(InputError, ValueError):
@@ -684,7 +685,7 @@ class WarpRenderer:
         ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
         closed = float(_smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
         if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
-            closed = float(_smoothstep(LID_SHEET_FROM, 0.3, ratio))
+            closed = float(_smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
         # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
