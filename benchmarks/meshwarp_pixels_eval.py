@@ -9,7 +9,7 @@ A second set, per held-out clip up to ``--yaw-pairs`` frames whose measured yaw 
 clip's most frontal frame, each warped both ways (frontal -> turned, turned -> frontal), gives the turned-head
 figure.
 
-Per pair, for today's warp (``BASELINE``: every issue-19 part switched off) and the new default:
+Per pair, for today's warp (``BASELINE``: every issue-19 part switched off) and every issue-19 part on (``NEW``):
 - PSNR over the target's mouth box (``refine_train.region_boxes``), over its face-mesh hull, and the whole frame;
 - teeth: ``mouth_bank.teeth_fraction`` inside the target's inner-lip polygon; of the frames whose real mouth shows
   teeth (fraction >= ``TEETH_SHOWN``), the share whose render shows teeth too;
@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO))
 
 TEETH_SHOWN = 0.05   # a mouth "shows teeth" when at least 5 % of its inner-lip opening looks like teeth
 BASELINE = dict(mouth="procedural", lids="painted", far_side=False)
+# every issue-19 part on (the shipped default keeps the painted lids and no mirrored far side: README, "Real pixels")
+NEW = dict(lids="sheet", far_side=True)
 
 
 def _masked_psnr(a, b, m) -> float:
@@ -171,9 +173,9 @@ def main() -> None:
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
     plan = plan[::args.every]
-    variants = {"today": BASELINE, "new": {}}
+    variants = {"today": BASELINE, "new": NEW}
     if args.refiner:
-        variants.update({"today+refiner": BASELINE, "new+refiner": {}})
+        variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
     if not args.no_identity:
         from pdfgc.evaluation.identity import IdentityEncoder

@@ -57,7 +57,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from meshwarp_pixels_eval import BASELINE
+    from meshwarp_pixels_eval import BASELINE, NEW
     from meshwarp_strips import frames_of
 
     from pdfgc.controls.explicit import EmotionControl, PoseControl
@@ -78,7 +78,7 @@ def main() -> None:
 
     rows = []
     for name, img, mesh in shots:
-        for tag, kw in (("today", BASELINE), ("new", {})):
+        for tag, kw in (("today", BASELINE), ("new", NEW)):
             r = WarpRenderer(img, mesh, **kw)
             rows.append(np.concatenate([label(closeup(r.render(open_mouth(mesh, a)), mesh, mouth_pts, 0.2),
                                               f"{name} {tag} open {a:.2f}") for a in (0.0, 0.03, 0.06, 0.09, 0.12)], 1))
@@ -86,7 +86,7 @@ def main() -> None:
 
     rows = []
     for name, img, mesh in shots:
-        for tag, kw in (("today", BASELINE), ("new", {})):
+        for tag, kw in (("today", BASELINE), ("new", NEW)):
             r = WarpRenderer(img, mesh, **kw)
             tiles = []
             for a in (0.3, 0.5, 0.7, 1.0):
@@ -101,7 +101,7 @@ def main() -> None:
     turned = flat.render(rotate_mesh(mesh, yaw=25))
     tmesh = det.detect(turned)[0]
     for nm, im, me in ((name, img, mesh), (name + " turned 25", turned, tmesh)):
-        for tag, kw in (("today", BASELINE), ("new", {})):
+        for tag, kw in (("today", BASELINE), ("new", NEW)):
             r = WarpRenderer(im, me, **kw)
             rows.append(np.concatenate([label(cv2.resize(r.render(rotate_mesh(me, yaw=y)), (176, 176),
                                                          interpolation=cv2.INTER_AREA), f"{tag} yaw {y:+d}")

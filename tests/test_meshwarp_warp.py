@@ -266,8 +266,9 @@ def test_an_open_source_mouth_keeps_its_own_interior(anne, renderer):
     assert 0.2 < wide < 1.0, wide
 
 
-def test_lid_sheet_leaves_open_eyes_unchanged_and_covers_a_closed_eye_with_lid_skin(anne, renderer):
+def test_lid_sheet_leaves_open_eyes_unchanged_and_covers_a_closed_eye_with_lid_skin(anne):
     img, mesh = anne
+    renderer = WarpRenderer(img, mesh, lids="sheet")
     bare = WarpRenderer(img, mesh, lids=False)
     # open eyes (also turned, and a slight squint above the sheet's threshold): exactly the warp without lids
     for target in (mesh, rotate_mesh(mesh, yaw=10), close_eyes(mesh, 0.1)):

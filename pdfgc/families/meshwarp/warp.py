@@ -33,9 +33,10 @@ One render, all at the output resolution S:
 4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
    a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target iris
    centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
-   A closing eye (target EAR below 0.8x the portrait's) gets the portrait's own lid skin stretched down to the
-   target lid with its lashes (``lids.py``); ``lids="painted"`` keeps the older blend toward a copy of the portrait
-   whose eye openings are covered with smoothed skin, plus a painted lash line.
+   A closing eye is blended toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a
+   painted lash line (``lids="painted"``, the default); ``lids="sheet"`` instead stretches the portrait's own lid
+   skin down to the target lid with its lashes (``lids.py``: closed eyes read back nearer closed and look more like
+   skin, but eye-following read back worse, so it is opt-in: README, "Real pixels").
 5. Mouth: where the target inner-lip polygon is open beyond the source's, a real mouth interior from the shipped
    bank (``mouth_bank.py``), colour-matched, is drawn inside the polygon (``mouth="procedural"``: the older
    painted cavity with a teeth band); a source mouth that is already open keeps its own (warped) interior as far
@@ -189,14 +190,15 @@ class WarpRenderer:
     ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
-    ``lids="painted"`` covers a closing eye with smoothed skin instead of stretching the lid's own (``lids``);
+    ``lids`` ("painted") covers a closing eye with smoothed skin; "sheet" (or True) stretches the lid's own
+    (``lids.py``);
     ``far_side`` (False): face triangles stretched past what the portrait shows take the mirrored near side
     (``symmetry``); off by default: +0.06 dB on held-out turned pairs, ~1 ms a frame, a faint mirrored crease.
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
-                 feather: float = 0.03, eyes: bool = True, lids: bool = True, mouth: bool = True,
+                 feather: float = 0.03, eyes: bool = True, lids: bool | str = "painted", mouth: bool = True,
                  far_side: bool = False):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
