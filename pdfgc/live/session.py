@@ -124,7 +124,8 @@ class LiveSession:
     default weights when None; one can be shared by several sessions)."""
 
     def __init__(self, portrait, controls: LiveControls | None = None, *, pipeline=None, sample_rate: int = 16000,
-                 hop: int = DEFAULT_HOP, seed: int = 0, options: AnimateOptions | None = None):
+                 hop: int = DEFAULT_HOP, seed: int = 0, options: AnimateOptions | None = None,
+                 max_delay: float | None = None):
         if pipeline is None:
             from ..pipeline import TalkingHeadPipeline
             pipeline = TalkingHeadPipeline.from_default(device="cpu", threads=1)
@@ -166,6 +167,9 @@ class LiveSession:
         self.emitted = 0
         self.received = 0
         self.arrivals: list[tuple[int, float]] = []   # (sample count, perf_counter) of each push
+        # a frame whose oldest speech arrived more than max_delay seconds ago when its turn to render comes is
+        # dropped (not rendered, counted in `dropped`): a session that fell behind catches up instead of lagging
+        self.max_delay, self.dropped = max_delay, 0
         self.closed = False
 
     # ---- controls ------------------------------------------------------------------------------------------------
@@ -314,8 +318,13 @@ class LiveSession:
         p = np.concatenate([angles, codes.pose[:, 3:].double().numpy()], 1)
         meshes = fam._targets(st, p, codes.eye.double().numpy(), codes.mouth.numpy(), codes.emotion.numpy())
         heard = [self._arrival((first + j) * sp.VIDEO_SAMPLES) for j in range(n)]
-        out = [LiveFrame(first + j, st.renderer.render(m), codes.mouth[j].numpy().copy(), time.perf_counter(),
-                         heard[j]) for j, m in enumerate(meshes)]
+        out = []
+        for j, m in enumerate(meshes):
+            if self.max_delay is not None and time.perf_counter() - heard[j] > self.max_delay:
+                self.dropped += 1
+                continue
+            out.append(LiveFrame(first + j, st.renderer.render(m), codes.mouth[j].numpy().copy(), time.perf_counter(),
+                                 heard[j]))
         # arrivals older than the next frame's first sample are no longer needed (flat memory)
         next_sample = (first + n) * sp.VIDEO_SAMPLES
         while len(self.arrivals) > 1 and self.arrivals[0][0] <= next_sample:
