@@ -9,9 +9,9 @@ explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and 
 What differs from offline, and why:
 
 - **Speech windows**: the same fixed 4 s Whisper window, but a chunk every ``hop`` video frames (default
-  ``DEFAULT_HOP`` = 4: 160 ms) instead of 75; each chunk ends 120 ms after its last frame starts, so every frame
+  ``DEFAULT_HOP`` = 8: 320 ms) instead of 75; each chunk ends 120 ms after its last frame starts, so every frame
   reads the encoder states a chunk's LAST frames read offline. The encoder up to block 4 costs ~0.1-0.15 s per
-  chunk on one thread of this CPU, so hop 4 is ~0.7-0.9 of a core (hop 1 would need 2.5-3.5 cores).
+  chunk on one thread of this CPU, so hop 8 is ~0.3-0.5 of a core, hop 4 ~0.7-0.9 (hop 1 would need 2.5-3.5).
 - **Look-ahead** (what bounds the delay): a frame's lips read 120 ms of speech past its start (the head's window),
   its voice activity 3 frames past it (``lips.VAD_HANGOVER``), the silence ramp and the 3-tap smoothing one frame
   each: a frame is final once the audio reaches 6 frames (240 ms) past its start, the offline rules exactly.
@@ -41,7 +41,10 @@ from ..options import AnimateOptions
 from ..runtime import Precision
 from ..vocabulary import FPS, MESHWARP
 
-DEFAULT_HOP = 4          # video frames per encoder chunk: see the module doc (cost vs delay)
+# video frames per encoder chunk: 8 (320 ms) keeps up at 25 fps on this shared 2-core machine (0.6 cores measured
+# with the load average at ~5); 4 halves the hop's wait but needs ~0.9 cores of encoder alone here
+# (benchmarks/results/live/bench_live.txt)
+DEFAULT_HOP = 8
 SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
 # frames past a frame's own that its final mouth code needs: VAD hangover, + the silence ramp, + the smoothing
 RULES_AHEAD = VAD_HANGOVER + 2
@@ -55,13 +58,14 @@ class LiveFrame:
     mouth: np.ndarray         # (Dm,) the frame's mouth code (after rules, smoothing, intensity and lip control)
     ready: float              # time.perf_counter() when it was rendered
     heard: float              # time.perf_counter() when the frame's first sample had arrived (its oldest speech)
+    pose: np.ndarray          # (6,) the frame's pose code change (angles as asked, before the calibration)
 
 
 @dataclass
 class LiveControls:
     """What can change between chunks; None = generated (pose, blinks) or the portrait's own (gaze, emotion)."""
 
-    yaw: float | None = None          # degrees, absolute (as --yaw): overrides the generated motion on that axis
+    yaw: float | None = None          # degrees from the portrait's own pose (as --yaw): replaces generated motion
     pitch: float | None = None
     roll: float | None = None
     gaze_h: float | None = None       # as --gaze-h / --gaze-v
@@ -184,9 +188,18 @@ class LiveSession:
     def push(self, samples) -> list[LiveFrame]:
         if self.closed:
             raise InputError("live session: closed")
-        x = np.asarray(samples, np.float32).reshape(-1)
+        try:
+            x = np.asarray(samples, np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"live session: audio samples must be numbers, not {type(samples).__name__}") from None
+        if x.ndim > 1:
+            raise InputError(f"live session: audio samples must be mono, one value per sample (got shape {x.shape})")
+        x = x.reshape(-1)
         if x.size and not np.isfinite(x).all():
             raise InputError("live session: the audio has NaN or infinite samples")
+        if x.size and np.abs(x).max() > 64.0:
+            raise InputError(f"live session: audio samples must be floats in -1..1 (peak {np.abs(x).max():.0f}: "
+                             "int16 PCM? divide by 32768)")
         if self.resampler is not None:
             x = self.resampler.resample_chunk(x, last=False)
         self.received += x.size
@@ -304,6 +317,9 @@ class LiveSession:
         if c.pose_auto:
             act = voice[first - self.hist0:first - self.hist0 + n].astype(float)
             pose[:, :3] = torch.from_numpy(np.stack([self.motion.step(a) for a in act])).float()
+            for j, v in enumerate((c.yaw, c.pitch, c.roll)):
+                if v is not None:   # a set angle replaces the generated motion on its axis (the process runs on)
+                    pose[:, j] = 0.0
         pose = pose * self.base.pose_intensity
         eye = torch.zeros(n, dims["eye"])
         if c.blink_auto:
@@ -324,7 +340,7 @@ class LiveSession:
                 self.dropped += 1
                 continue
             out.append(LiveFrame(first + j, st.renderer.render(m), codes.mouth[j].numpy().copy(), time.perf_counter(),
-                                 heard[j]))
+                                 heard[j], codes.pose[j].numpy().copy()))
         # arrivals older than the next frame's first sample are no longer needed (flat memory)
         next_sample = (first + n) * sp.VIDEO_SAMPLES
         while len(self.arrivals) > 1 and self.arrivals[0][0] <= next_sample:
