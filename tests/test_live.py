@@ -101,3 +101,39 @@ def test_bad_input(pipe, speech):
         with pytest.raises(InputError, match="numbers"):
             s.push("not audio")
         assert s.push(speech[:320]) == []                    # the session still works after refusals
+
+
+def test_server_websocket_round_trip_and_refusals(pipe, speech):
+    """`pdfgc live`'s WebSocket: frames come back as JPEGs for pushed audio; a second connection, bad messages and a
+    portrait without a face get a clear message; a dropped connection frees the slot."""
+    import json
+    import struct
+
+    import cv2
+    from starlette.testclient import TestClient
+
+    from pdfgc.live.server import build_app
+    client = TestClient(build_app(pipe))
+    assert "WebSocket" in client.get("/").text
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "portrait": "example", "sample_rate": 16000}))
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        with client.websocket_connect("/ws") as second:
+            m = json.loads(second.receive_text())
+            assert m["type"] == "error" and "one at a time" in m["message"]
+        ws.send_text(json.dumps({"type": "controls", "lip_level": 0.5}))
+        ws.send_bytes(speech[:16000].astype("<f4").tobytes())
+        got = ws.receive()
+        data = got.get("bytes")
+        assert data is not None and struct.unpack("<I", data[:4])[0] == 0
+        img = cv2.imdecode(np.frombuffer(data[4:], np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[0] >= 224
+    with client.websocket_connect("/ws") as ws:   # the slot was freed when the first one left
+        ws.send_text(json.dumps({"type": "start", "portrait": "data:image/png;base64,AAAA"}))
+        assert "not a readable image" in json.loads(ws.receive_text())["message"]
+    with client.websocket_connect("/ws") as ws:
+        ok, png = cv2.imencode(".png", np.full((256, 256, 3), 128, np.uint8))
+        import base64
+        url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+        ws.send_text(json.dumps({"type": "start", "portrait": url}))
+        assert "face" in json.loads(ws.receive_text())["message"]
