@@ -80,11 +80,14 @@ def test_live_page_with_fake_microphone(server, mic_file):
         page.wait_for_function("window.pdfgcStats.frames > 25 || window.pdfgcStats.errors.length", timeout=30_000)
         time.sleep(9)   # more than one loop of the 7 s file
         stats = page.evaluate("window.pdfgcStats")
+        if os.environ.get("PDFGC_LIVE_SCREENSHOT"):   # the README's capture
+            page.screenshot(path=os.environ["PDFGC_LIVE_SCREENSHOT"])
         b.close()
     assert stats["errors"] == [] and outside == []
     t = np.array(stats["times"]) / 1000
     recent = t[t > t[-1] - 5]
     fps = (len(recent) - 1) / (recent[-1] - recent[0])
+    print(f"live page: {fps:.1f} frames/s over the last 5 s, {stats['dropped']} dropped")
     assert fps >= 20, fps
     mouth = np.array([m for _, m in stats["mouth"]])
     assert (mouth > 0.3).mean() > 0.15, mouth        # open on the speech

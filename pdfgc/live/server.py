@@ -8,7 +8,7 @@ Protocol (JSON text messages + binary):
   client -> {"type": "start", "portrait": "example" | data URL (png/jpeg), "sample_rate": 48000}
   client -> binary: float32 little-endian mono samples at that rate, any chunk size
   client -> {"type": "controls", ...LiveControls fields}
-  server -> {"type": "ready", "size": S} | {"type": "error", "message": ...} | {"type": "stats", ...}
+  server -> {"type": "ready", "size": S, "emotions": [labels]} | {"type": "error", "message": ...} | {"type": "stats", ...}
   server -> binary: one JPEG per frame (4-byte little-endian frame index first)
 One session at a time (this 2-core machine cannot serve two at 25 fps): a second connection is refused with a
 message. Uploads: at most ``MAX_UPLOAD_MB``, decoded with OpenCV in memory (never written to disk).
@@ -98,7 +98,8 @@ def build_app(pipe):
                         raise InputError(f"sample rate {rate}: 8000..192000 Hz")
                     session = await loop.run_in_executor(None, lambda: LiveSession(
                         portrait, LiveControls(), pipeline=pipe, sample_rate=rate, max_delay=1.0))
-                    await websocket.send_text(json.dumps({"type": "ready", "size": session.state.size}))
+                    await websocket.send_text(json.dumps({"type": "ready", "size": session.state.size,
+                                                          "emotions": sorted(pipe.family.params.emotion_shapes)}))
                 elif data.get("type") == "controls":
                     if session is None:
                         raise InputError("send a start message before controls")
