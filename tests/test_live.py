@@ -137,3 +137,18 @@ def test_server_websocket_round_trip_and_refusals(pipe, speech):
         url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
         ws.send_text(json.dumps({"type": "start", "portrait": url}))
         assert "face" in json.loads(ws.receive_text())["message"]
+
+
+@pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
+def test_head_motion_steps_equal_the_offline_process(level):
+    """The live head motion is motion.py's process one frame at a time: same seed, same activity -> same angles."""
+    from pdfgc.families.meshwarp.motion import MotionModel
+    from pdfgc.live.session import _HeadMotion
+    m = MotionModel.load()
+    a = m.params["activity"]
+    loud = np.full(200, a["rest"] + level * (a["speak"] - a["rest"]))
+    offline = m.head_angles(loud, seed=5)
+    live = _HeadMotion(m, seed=5)
+    steps = np.stack([live.step(level) for _ in range(200)])
+    np.testing.assert_allclose(steps, offline, atol=1e-9)
+    assert np.abs(offline).max() > 0.5

@@ -8,7 +8,8 @@ Protocol (JSON text messages + binary):
   client -> {"type": "start", "portrait": "example" | data URL (png/jpeg), "sample_rate": 48000}
   client -> binary: float32 little-endian mono samples at that rate, any chunk size
   client -> {"type": "controls", ...LiveControls fields}
-  server -> {"type": "ready", "size": S, "emotions": [labels]} | {"type": "error", "message": ...} | {"type": "stats", ...}
+  server -> {"type": "ready", "size": S, "emotions": [labels]} | {"type": "error", "message": ...}
+  server -> {"type": "stats", "frame": i, "dropped": n, "mouth": max |mouth code|}
   server -> binary: one JPEG per frame (4-byte little-endian frame index first)
 One session at a time (this 2-core machine cannot serve two at 25 fps): a second connection is refused with a
 message. Uploads: at most ``MAX_UPLOAD_MB``, decoded with OpenCV in memory (never written to disk).
