@@ -232,6 +232,29 @@ def cmd_ui(args) -> int:
     os._exit(0)
 
 
+def cmd_live(args) -> int:
+    from .pipeline import TalkingHeadPipeline
+    try:
+        import uvicorn  # noqa: F401
+
+        from .live.server import run_live
+    except ImportError as e:
+        raise PDFGCError(f"pdfgc live needs starlette, uvicorn and websockets: pip install \"pdfgc[live]\" ({e})") \
+            from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"pdfgc live: warning: serving on {args.host}: anyone who can reach this address can use the page",
+              file=sys.stderr)
+    pipe = TalkingHeadPipeline(_load_model(args), device="cpu", threads=1)
+    run_live(pipe, args.host, args.port)
+    return 0
+
+
+def _add_live(sub) -> None:
+    u = sub.add_parser("live", help="web page: the portrait speaks with the microphone (or an audio file), live")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=int, default=7861)
+
+
 def _add_ui(sub) -> None:
     u = sub.add_parser("ui", help="web page: upload a portrait and speech, set every factor, render the mp4")
     u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -282,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.command import add_parser as add_train
     add_train(sub)
     _add_ui(sub)
+    _add_live(sub)
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     _add_weights(i)
     return ap
@@ -331,7 +355,7 @@ def main(argv=None) -> int:
         if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
             signal.signal(signal.SIGHUP, _sigterm)  # a closed terminal: unwind too (temp folders are removed)
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
-                "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui,
+                "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui, "live": cmd_live,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
         return handlers[args.command](args)

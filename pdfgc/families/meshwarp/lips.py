@@ -52,10 +52,11 @@ class LipsHead(nn.Module):
         x = slab.flatten(-2).float()
         return ((x - self.mean) / self.scale) @ self.proj
 
-    def forward(self, slab: torch.Tensor) -> torch.Tensor:
-        """(SLAB, L, 512) one chunk's slab -> (HOP_VIDEO, Dm) mouth codes of its frames (no rules)."""
+    def forward(self, slab: torch.Tensor, count: int = sp.HOP_VIDEO) -> torch.Tensor:
+        """(SLAB, L, 512) one chunk's slab -> (count, Dm) mouth codes of its frames (no rules); ``count``: the
+        stream's hop (a live stream's slab is shorter)."""
         z = self.project(slab)
-        idx = torch.arange(sp.HOP_VIDEO)[:, None] * sp.ENC_PER_VIDEO + torch.arange(sp.WINDOW)[None]
+        idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(sp.WINDOW)[None]
         return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
 
 

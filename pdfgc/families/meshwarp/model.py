@@ -319,14 +319,16 @@ class MeshWarpFamily(ModelFamily):
         return labels, ("Explicit controls act directly on this model's face-mesh codes, in physical units "
                         f"(no fitted mapping needed); emotion labels {', '.join(labels) or 'none'}.")
 
-    def apply_controls(self, opt, num_frames, codes: Codes, portrait, still, prec) -> Codes:
+    def apply_controls(self, opt, num_frames, codes: Codes, portrait, still, prec,
+                       appearance: MeshPortrait | None = None) -> Codes:
+        """``appearance``: the portrait's encoding when the caller has it (a live session: not encoded per chunk)."""
         controls = controls_of(opt)
         if not controls:
             return codes
         t = int(num_frames)
         mouth, eye, emotion, pose = (codes.mouth.clone(), codes.eye.clone(), codes.emotion.clone(),
                                      codes.pose.clone())
-        state: MeshPortrait | None = None
+        state: MeshPortrait | None = appearance
 
         def own():
             nonlocal state

@@ -251,11 +251,18 @@ class SpeechStream:
     - 2) of that chunk; ``finish`` pads the end with zeros. The offline path is push(all) + finish(), so a file read
     whole and fed in pieces give the same slabs."""
 
-    def __init__(self, encoder: WhisperEncoder, layers, num_frames: int | None = None):
+    def __init__(self, encoder: WhisperEncoder, layers, num_frames: int | None = None, hop: int = HOP_VIDEO):
         self.encoder, self.layers = encoder, list(layers)
         self.logmel = LogMel()
         self.num_frames = num_frames
-        pad = CHUNK_FRAMES - CHUNK_END   # zeros before the signal: the first chunk starts before time 0
+        # hop: video frames per chunk (the live path, pdfgc/live, uses a short one: the same 4 s window, ending
+        # WIN_AFTER after its last frame's start, so each frame sees what a chunk's last frames see offline)
+        self.hop = int(hop)
+        if not 1 <= self.hop <= HOP_VIDEO:
+            raise ValueError(f"hop {hop}: 1..{HOP_VIDEO} video frames")
+        self.slab = ENC_PER_VIDEO * (self.hop - 1) + WINDOW
+        self.chunk_end = ENC_PER_VIDEO * (self.hop - 1) + WIN_AFTER
+        pad = CHUNK_FRAMES - self.chunk_end   # zeros before the signal: the first chunk starts before time 0
         self.buf = np.zeros(pad * ENC_SAMPLES, np.float32)
         self.start = -pad * ENC_SAMPLES  # sample index of buf[0]
         self.next_frame = 0
@@ -266,7 +273,7 @@ class SpeechStream:
         while True:
             if self.num_frames is not None and self.next_frame >= self.num_frames:
                 return out
-            end = (ENC_PER_VIDEO * self.next_frame + CHUNK_END) * ENC_SAMPLES   # sample where this chunk ends
+            end = (ENC_PER_VIDEO * self.next_frame + self.chunk_end) * ENC_SAMPLES   # sample where this chunk ends
             begin = end - CHUNK_FRAMES * ENC_SAMPLES
             if end - self.start > len(self.buf):
                 return out
@@ -274,9 +281,9 @@ class SpeechStream:
             with torch.inference_mode():
                 h = self.encoder(self.logmel(wav), self.layers)[0]   # (CHUNK_FRAMES, L, 512)
             first_enc = ENC_PER_VIDEO * self.next_frame - WIN_BEFORE - begin // ENC_SAMPLES
-            out.append((self.next_frame, h[first_enc:first_enc + SLAB].numpy()))
-            self.next_frame += HOP_VIDEO
-            keep_from = (ENC_PER_VIDEO * self.next_frame + CHUNK_END - CHUNK_FRAMES) * ENC_SAMPLES
+            out.append((self.next_frame, h[first_enc:first_enc + self.slab].numpy()))
+            self.next_frame += self.hop
+            keep_from = (ENC_PER_VIDEO * self.next_frame + self.chunk_end - CHUNK_FRAMES) * ENC_SAMPLES
             if keep_from > self.start:
                 self.buf = self.buf[keep_from - self.start:]
                 self.start = keep_from
@@ -291,7 +298,7 @@ class SpeechStream:
         """The remaining chunks, zeros after the signal, up to ``num_frames`` (else the frames the signal covers)."""
         if self.num_frames is None:
             self.num_frames = -(-self.received // VIDEO_SAMPLES)
-        last_end = (ENC_PER_VIDEO * (self.num_frames - 1 + HOP_VIDEO) + CHUNK_END) * ENC_SAMPLES
+        last_end = (ENC_PER_VIDEO * (self.num_frames - 1 + self.hop) + self.chunk_end) * ENC_SAMPLES
         need = max(0, last_end - self.start - len(self.buf))
         self.buf = np.concatenate([self.buf, np.zeros(need, np.float32)])
         return self._ready()

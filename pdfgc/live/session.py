@@ -1,0 +1,373 @@
+"""A live session of the mesh-warp default model: speech samples in, as they arrive; 25 fps frames out.
+
+Shared with the offline ``animate`` (nothing forked): the portrait's encoding (``MeshWarpFamily.encode_portrait``),
+the lips (``speech.SpeechStream`` + ``LipsHead`` + ``lips.speech_rules`` + ``smooth_keeping_closures``), the
+explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and the warp (``_targets``,
+``WarpRenderer``); generated head motion is ``motion.MotionModel``'s process run one frame at a time, blinks are
+``motion.auto_blink_control``'s schedule.
+
+What differs from offline, and why:
+
+- **Speech windows**: the same fixed 4 s Whisper window, but a chunk every ``hop`` video frames (default
+  ``DEFAULT_HOP`` = 8: 320 ms) instead of 75; each chunk ends 120 ms after its last frame starts, so every frame
+  reads the encoder states a chunk's LAST frames read offline. The encoder up to block 4 costs ~0.1-0.15 s per
+  chunk on one thread of this CPU, so hop 8 is ~0.3-0.5 of a core, hop 4 ~0.7-0.9 (hop 1 would need 2.5-3.5).
+- **Look-ahead** (what bounds the delay): a frame's lips read 120 ms of speech past its start (the head's window),
+  its voice activity 3 frames past it (``lips.VAD_HANGOVER``), the silence ramp and the 3-tap smoothing one frame
+  each: a frame is final once the audio reaches 6 frames (240 ms) past its start, the offline rules exactly.
+- **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
+  windows and state as ``lips.voice_activity``: the same probabilities).
+- **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (0/1, the same
+  0.4 s mean, but causal) instead of the offline mel loudness, which needs the whole track's gain.
+- **Expression leak**: the offline per-plan probe of how the mouth/expression read as a turn is not run (it needs
+  the whole plan); the pose calibration is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..families import Codes
+from ..families.meshwarp import speech as sp
+from ..families.meshwarp.lips import VAD_HANGOVER, VAD_THRESHOLD, smooth_keeping_closures, speech_rules
+from ..families.meshwarp.motion import AXES, ENVELOPE_FRAMES, SLOW_RHO, MotionModel, auto_blink_control
+from ..options import AnimateOptions
+from ..runtime import Precision
+from ..vocabulary import FPS, MESHWARP
+
+# video frames per encoder chunk: 8 (320 ms) keeps up at 25 fps on this shared 2-core machine (0.6 cores measured
+# with the load average at ~5); 4 halves the hop's wait but needs ~0.9 cores of encoder alone here
+# (benchmarks/results/live/bench_live.txt)
+DEFAULT_HOP = 8
+SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
+# frames past a frame's own that its final mouth code needs: VAD hangover, + the silence ramp, + the smoothing
+RULES_AHEAD = VAD_HANGOVER + 2
+BLINK_BLOCK = FPS * 600  # blink schedule made 10 minutes at a time
+
+
+@dataclass
+class LiveFrame:
+    index: int                # video frame number (frame f shows the speech [40 f, 40 f + 40) ms)
+    image: np.ndarray         # (S,S,3) uint8, the portrait's crop resolution
+    mouth: np.ndarray         # (Dm,) the frame's mouth code (after rules, smoothing, intensity and lip control)
+    ready: float              # time.perf_counter() when it was rendered
+    heard: float              # time.perf_counter() when the frame's first sample had arrived (its oldest speech)
+    pose: np.ndarray          # (6,) the frame's pose code change (angles as asked, before the calibration)
+
+
+@dataclass
+class LiveControls:
+    """What can change between chunks; None = generated (pose, blinks) or the portrait's own (gaze, emotion)."""
+
+    yaw: float | None = None          # degrees from the portrait's own pose (as --yaw): replaces generated motion
+    pitch: float | None = None
+    roll: float | None = None
+    gaze_h: float | None = None       # as --gaze-h / --gaze-v
+    gaze_v: float | None = None
+    emotion: str | None = None        # a label of the model (neutral, happy, ...)
+    emotion_level: float = 1.0
+    lip_level: float = 1.0            # multiplies the mouth motion (0: closed)
+    pose_auto: bool = True            # generated head motion where no angle is set
+    blink_auto: bool = True           # natural blinks
+
+    def options(self, base: AnimateOptions) -> AnimateOptions:
+        """The offline AnimateOptions with these explicit controls (what ``apply_controls`` reads)."""
+        from ..controls.explicit import EmotionControl, GazeControl, LipControl, PoseControl
+        kw = {}
+        angles = {k: v for k, v in (("yaw", self.yaw), ("pitch", self.pitch), ("roll", self.roll)) if v is not None}
+        if angles:
+            kw["pose_control"] = PoseControl(**angles).validate()
+        if self.gaze_h is not None or self.gaze_v is not None:
+            kw["gaze_control"] = GazeControl(horizontal=self.gaze_h or 0.0, vertical=self.gaze_v or 0.0).validate()
+        if self.emotion:
+            kw["emotion_control"] = EmotionControl(label=self.emotion, intensity=float(self.emotion_level)).validate()
+        if self.lip_level != 1.0:
+            kw["lip_control"] = LipControl(intensity=float(self.lip_level)).validate()
+        return dataclasses.replace(base, **kw)
+
+
+class _HeadMotion:
+    """``MotionModel.head_angles`` one frame at a time (the same AR(2) + slow drift + soft limit, its state kept),
+    driven by a causal mean of the activity."""
+
+    def __init__(self, model: MotionModel, seed: int):
+        self.p = model.params["pose"]
+        self.rng = np.random.default_rng(seed)
+        self.state = np.zeros((len(AXES), 4))   # x1, x2, y, z per axis
+        self.recent: list[float] = []
+
+    def step(self, activity: float) -> np.ndarray:
+        self.recent = (self.recent + [float(activity)])[-ENVELOPE_FRAMES:]
+        a = float(np.mean(self.recent))
+        noise = self.rng.standard_normal((2, len(AXES)))
+        out = np.zeros(len(AXES))
+        for j, axis in enumerate(AXES):
+            q = self.p[axis]
+            a1, a2 = q["ar"]
+            s = np.sqrt(max(q["v0"] + q["v1"] * a, 1e-8))
+            x1, x2, y, z = self.state[j]
+            x = a1 * x1 + a2 * x2 + s * noise[0, j]
+            z = SLOW_RHO * z + q.get("slow", 0.0) * s * noise[1, j]
+            y = SLOW_RHO * y + (1 - SLOW_RHO) * z
+            out[j] = q["limit"] * np.tanh((x + y) / q["limit"])
+            self.state[j] = (x, x1, y, z)
+        return out
+
+
+class LiveSession:
+    """``push(samples)`` -> the frames that became final; ``finish()`` -> the rest; ``close()`` frees everything.
+
+    portrait: a path, an RGB array or a pipeline ``Portrait``; sample_rate: of the pushed samples (resampled to
+    16 kHz with soxr's stream when it differs); pipeline: a ``TalkingHeadPipeline`` of the mesh-warp model (the
+    default weights when None; one can be shared by several sessions)."""
+
+    def __init__(self, portrait, controls: LiveControls | None = None, *, pipeline=None, sample_rate: int = 16000,
+                 hop: int = DEFAULT_HOP, seed: int = 0, options: AnimateOptions | None = None,
+                 max_delay: float | None = None):
+        if pipeline is None:
+            from ..pipeline import TalkingHeadPipeline
+            pipeline = TalkingHeadPipeline.from_default(device="cpu", threads=1)
+        fam = pipeline.family
+        if fam.name != MESHWARP:
+            raise InputError(f"live sessions run the mesh-warp model, not {fam.name}")
+        fam._need_lips()
+        self.fam, self.pipeline = fam, pipeline
+        self.base = options or AnimateOptions(progress=False)
+        self.prec = Precision(self.base.precision, torch.device("cpu"))
+        self.portrait = portrait if not isinstance(portrait, (str, np.ndarray)) and hasattr(portrait, "crop") \
+            else pipeline.load_portrait(portrait, self.base.align)
+        self.state, self.still = fam.encode_portrait(self.portrait, self.prec, self.base)   # InputError: no face
+        self.state.pose_calibration = fam.calibrate_pose(self.state) if self.state.calibrate else None
+        lips = fam.model.lips
+        self.head = lips.head
+        self.stream = sp.SpeechStream(lips.encoder, self.head.layers, hop=hop)
+        from silero_vad import load_silero_vad
+        self.vad = load_silero_vad()   # its own instance: the state is this session's
+        self.vad.reset_states()
+        self.resampler = None
+        if int(sample_rate) != sp.SAMPLE_RATE:
+            import soxr
+            self.resampler = soxr.ResampleStream(int(sample_rate), sp.SAMPLE_RATE, 1, dtype="float32")
+        self.gap = (self.head.gap_direction.numpy(), float(self.head.gap_rms))
+        self.mouth_gain = fam.intensity("mouth")
+        self.motion = _HeadMotion(MotionModel.load(), seed)
+        self.seed = seed
+        self.blink_curve, self.blink_from = np.ones(0), 0   # block number
+        self.controls = controls or LiveControls()
+        self.opt = self.controls.options(self.base)
+        fam.preflight_controls(self.opt)
+        # rolling state: raw codes and per-frame raw voice flags from frame `self.hist0` on
+        self.hist0 = 0
+        self.raw = np.zeros((0, self.head.bias.shape[0]), np.float32)
+        self.voice_raw = np.zeros(0, bool)
+        self.vad_pending = np.zeros(0, np.float32)
+        self.vad_windows = 0
+        self.emitted = 0
+        self.received = 0
+        self.arrivals: list[tuple[int, float]] = []   # (sample count, perf_counter) of each push
+        # a frame whose oldest speech arrived more than max_delay seconds ago when its turn to render comes is
+        # dropped (not rendered, counted in `dropped`): a session that fell behind catches up instead of lagging
+        self.max_delay, self.dropped = max_delay, 0
+        self.closed = False
+
+    # ---- controls ------------------------------------------------------------------------------------------------
+    def set_controls(self, **changes) -> None:
+        """Change controls (``LiveControls`` fields); they apply from the next chunk of frames on."""
+        new = dataclasses.replace(self.controls, **changes)
+        opt = new.options(self.base)
+        self.fam.preflight_controls(opt)   # an unknown emotion label fails here, before anything changes
+        self.controls, self.opt = new, opt
+
+    # ---- input ---------------------------------------------------------------------------------------------------
+    def push(self, samples) -> list[LiveFrame]:
+        if self.closed:
+            raise InputError("live session: closed")
+        try:
+            x = np.asarray(samples, np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"live session: audio samples must be numbers, not {type(samples).__name__}") from None
+        if x.ndim > 1:
+            raise InputError(f"live session: audio samples must be mono, one value per sample (got shape {x.shape})")
+        x = x.reshape(-1)
+        if x.size and not np.isfinite(x).all():
+            raise InputError("live session: the audio has NaN or infinite samples")
+        if x.size and np.abs(x).max() > 64.0:
+            raise InputError(f"live session: audio samples must be floats in -1..1 (peak {np.abs(x).max():.0f}: "
+                             "int16 PCM? divide by 32768)")
+        if self.resampler is not None:
+            x = self.resampler.resample_chunk(x, last=False)
+        self.received += x.size
+        self.arrivals.append((self.received, time.perf_counter()))
+        self._voice(x)
+        self._codes(self.stream.push(x))
+        return self._emit(final=False)
+
+    def finish(self) -> list[LiveFrame]:
+        """The frames the samples so far cover (zeros after them, as offline)."""
+        if self.resampler is not None:
+            x = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self.received += x.size
+            self._voice(x)
+            self._codes(self.stream.push(x))
+        total = -(-self.received // sp.VIDEO_SAMPLES)
+        self.stream.num_frames = total
+        self._codes(self.stream.finish())
+        pad = (-self.vad_pending.size) % SILERO_WINDOW
+        if self.vad_pending.size:
+            self._voice(np.zeros(pad, np.float32))
+        self.total = total
+        return self._emit(final=True)
+
+    def _voice(self, x: np.ndarray) -> None:
+        """silero-vad window by window (as lips.voice_activity): per-frame raw flags of the frames fully heard."""
+        buf = np.concatenate([self.vad_pending, x])
+        n = (buf.size // SILERO_WINDOW) * SILERO_WINDOW
+        probs = []
+        if n:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with torch.no_grad():
+                    w = torch.from_numpy(buf[:n].copy())
+                    probs = [float(self.vad(w[i:i + SILERO_WINDOW][None], sp.SAMPLE_RATE))
+                             for i in range(0, n, SILERO_WINDOW)]
+            finally:
+                torch.set_num_threads(threads)
+        self.vad_pending = buf[n:]
+        for p in probs:   # window i covers samples [512 i, 512 (i+1)): marks the frames it overlaps
+            i = self.vad_windows
+            self.vad_windows += 1
+            a, b = (SILERO_WINDOW * i) // sp.VIDEO_SAMPLES, (SILERO_WINDOW * (i + 1) - 1) // sp.VIDEO_SAMPLES
+            need = b + 1 - self.hist0
+            if need > self.voice_raw.size:
+                self.voice_raw = np.concatenate([self.voice_raw, np.zeros(need - self.voice_raw.size, bool)])
+            if p >= VAD_THRESHOLD:
+                self.voice_raw[max(a - self.hist0, 0):b + 1 - self.hist0] = True
+
+    def _voice_known(self) -> int:
+        """Frames whose raw voice flag is final (every window overlapping them is heard)."""
+        return (SILERO_WINDOW * self.vad_windows) // sp.VIDEO_SAMPLES
+
+    @torch.no_grad()
+    def _codes(self, chunks) -> None:
+        for first, slab in chunks:
+            y = self.head(torch.from_numpy(slab), self.stream.hop).numpy()
+            self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
+
+    # ---- output --------------------------------------------------------------------------------------------------
+    def _emit(self, final: bool) -> list[LiveFrame]:
+        codes_known = self.hist0 + len(self.raw)
+        if final:
+            upto = min(self.total, codes_known)
+            voice_to = upto
+        else:
+            voice_to = self._voice_known()
+            # frame f's smoothing reads f + 1, whose silence ramp reads f + 2's voice (the rules' look-ahead)
+            upto = min(codes_known - 2, voice_to - RULES_AHEAD)
+        if upto <= self.emitted:
+            return []
+        hi = min(codes_known, voice_to if not final else upto)
+        lo = self.hist0
+        raw_voice = np.zeros(hi - lo, bool)
+        have = self.voice_raw[:hi - lo]
+        raw_voice[:have.size] = have
+        # the offline rules on the rolling segment (it starts at frame 0 or far enough back to match offline)
+        k = np.ones(2 * VAD_HANGOVER + 1)
+        speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
+        y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
+        mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
+        frames = self._render(mouth[self.emitted - lo:upto - lo], self.emitted, voice=speaking)
+        self.emitted = upto
+        self._trim()
+        return frames
+
+    def _trim(self) -> None:
+        """Keep the last RULES_AHEAD + 6 frames of history before the next frame to emit (flat memory)."""
+        keep_from = max(0, self.emitted - (RULES_AHEAD + 6))
+        cut = keep_from - self.hist0
+        if cut > 0:
+            self.raw, self.voice_raw = self.raw[cut:], self.voice_raw[cut:]
+            self.hist0 = keep_from
+
+    def _blinks(self, first: int, n: int) -> np.ndarray:
+        """Openness of frames [first, first + n): the natural-rate schedule, made BLINK_BLOCK frames at a time."""
+        out = np.ones(n)
+        for j in range(n):
+            b, i = divmod(first + j, BLINK_BLOCK)
+            if b != self.blink_from:
+                self.blink_curve, self.blink_from = np.ones(0), b
+            if not self.blink_curve.size:
+                self.blink_curve = auto_blink_control(self.seed + b).openness_curve(BLINK_BLOCK)
+            out[j] = self.blink_curve[i]
+        return out
+
+    def _render(self, mouth: np.ndarray, first: int, voice: np.ndarray) -> list[LiveFrame]:
+        n = len(mouth)
+        if n == 0:
+            return []
+        fam, st, c = self.fam, self.state, self.controls
+        dims = fam.code_dims
+        pose = torch.zeros(n, dims["pose"])
+        if c.pose_auto:
+            act = voice[first - self.hist0:first - self.hist0 + n].astype(float)
+            pose[:, :3] = torch.from_numpy(np.stack([self.motion.step(a) for a in act])).float()
+            for j, v in enumerate((c.yaw, c.pitch, c.roll)):
+                if v is not None:   # a set angle replaces the generated motion on its axis (the process runs on)
+                    pose[:, j] = 0.0
+        pose = pose * self.base.pose_intensity
+        eye = torch.zeros(n, dims["eye"])
+        if c.blink_auto:
+            o = self._blinks(first, n)
+            eye[:, 0] = eye[:, 1] = torch.from_numpy(np.asarray(o, np.float64) - 1.0).float()
+        codes = Codes(mouth=torch.from_numpy(np.ascontiguousarray(mouth)).float(),
+                      emotion=torch.zeros(n, dims["emotion"]), eye=eye, pose=pose)
+        codes = fam.apply_controls(self.opt, n, codes, self.portrait, self.still, self.prec, appearance=st)
+        angles = codes.pose[:, :3].double().numpy()
+        if st.pose_calibration is not None and np.any(angles):
+            angles = st.pose_calibration.invert(angles)
+        p = np.concatenate([angles, codes.pose[:, 3:].double().numpy()], 1)
+        meshes = fam._targets(st, p, codes.eye.double().numpy(), codes.mouth.numpy(), codes.emotion.numpy())
+        heard = [self._arrival((first + j) * sp.VIDEO_SAMPLES) for j in range(n)]
+        out = []
+        for j, m in enumerate(meshes):
+            if self.max_delay is not None and time.perf_counter() - heard[j] > self.max_delay:
+                self.dropped += 1
+                continue
+            out.append(LiveFrame(first + j, st.renderer.render(m), codes.mouth[j].numpy().copy(), time.perf_counter(),
+                                 heard[j], codes.pose[j].numpy().copy()))
+        # arrivals older than the next frame's first sample are no longer needed (flat memory)
+        next_sample = (first + n) * sp.VIDEO_SAMPLES
+        while len(self.arrivals) > 1 and self.arrivals[0][0] <= next_sample:
+            self.arrivals.pop(0)
+        return out
+
+    # ---- timing and lifetime -----------------------------------------------------------------------------------
+    def _arrival(self, sample: int) -> float:
+        """perf_counter() when the 16 kHz sample number ``sample`` had arrived (zeros past the end: the last push)."""
+        for count, t in self.arrivals:
+            if count > sample:
+                return t
+        return self.arrivals[-1][1]
+
+    def close(self) -> None:
+        """Free the session's buffers, models' state and the portrait (the shared pipeline stays)."""
+        for name in ("stream", "vad", "state", "still", "portrait", "raw", "voice_raw", "vad_pending", "arrivals",
+                     "blink_curve", "motion", "resampler", "head"):
+            setattr(self, name, None)
+        self.closed = True
+        gc.collect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["LiveSession", "LiveControls", "LiveFrame", "DEFAULT_HOP"]

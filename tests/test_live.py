@@ -1,0 +1,154 @@
+"""The live session (pdfgc/live): lips equal to the offline plan's on the same audio, controls between chunks,
+memory freed on close, bad input refused."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from pdfgc.errors import InputError
+
+EX = __import__("pathlib").Path(__file__).resolve().parents[1] / "pdfgc" / "ui" / "examples"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(1)
+    from pdfgc.pipeline import TalkingHeadPipeline
+    return TalkingHeadPipeline.from_default(device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def speech(pipe):
+    return pipe.load_speech(EX / "speech.m4a").wav16k[:16000 * 3]
+
+
+def feed(session, wav, step=480):
+    out = []
+    for i in range(0, len(wav), step):
+        out += session.push(wav[i:i + step])
+    return out
+
+
+def test_live_lips_match_offline(pipe, speech):
+    from pdfgc.live import LiveSession
+    wav = np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(8000, np.float32)])
+    offline = pipe.plan(EX / "anne.png", wav, progress=False).mouth.numpy()
+    with LiveSession(EX / "anne.png", pipeline=pipe) as s:
+        frames = feed(s, wav, 333) + s.finish()   # an odd chunk size: not aligned with frames or VAD windows
+    assert [f.index for f in frames] == list(range(len(frames)))
+    live = np.stack([f.mouth for f in frames])
+    n = min(len(live), len(offline))
+    assert n >= len(wav) // 640 - 2
+    # the same rules offline and live: the silent lead closed in both, exactly
+    assert np.all(live[:5] == 0) and np.all(offline[:5] == 0)
+    r = np.corrcoef(live[:n].ravel(), offline[:n].ravel())[0, 1]
+    assert r >= 0.95, r   # the stated tolerance (README "Live"): measured 0.98 on this clip with hop 4 and 8
+    moving = np.abs(offline[:n]).max(1) > 0.2
+    assert moving.sum() > 20 and np.abs(live[:n][moving]).max(1).mean() > 0.2
+
+
+def test_controls_take_effect_at_next_chunk(pipe, speech):
+    from pdfgc.live import LiveSession
+    with LiveSession(EX / "anne.png", pipeline=pipe, seed=3) as s:
+        before = feed(s, speech[:16000 * 2])
+        s.set_controls(yaw=12.0, lip_level=0.0)
+        after = feed(s, speech[16000 * 2:])
+        assert len(before) > 20 and len(after) > 8
+        yaw_before = np.array([f.pose[0] for f in before])
+        assert yaw_before.std() > 0.05                       # generated motion while nothing drives the yaw
+        assert np.allclose([f.pose[0] for f in after], after[0].pose[0])   # held from the very next frame
+        assert abs(after[0].pose[0] - yaw_before[-1]) > 1.0
+        assert max(np.abs(f.mouth).max() for f in before) > 0.2
+        assert all(np.abs(f.mouth).max() == 0 for f in after)              # lip level 0: closed at once
+        with pytest.raises(InputError, match="emotion"):
+            s.set_controls(emotion="no-such-label")
+        assert s.controls.lip_level == 0.0                   # a refused change leaves the controls as they were
+
+
+def test_close_frees_the_session(pipe, speech):
+    from pdfgc.live import LiveSession
+    s = LiveSession(EX / "anne.png", pipeline=pipe)
+    feed(s, speech[:8000])
+    refs = [weakref.ref(s.state), weakref.ref(s.state.renderer), weakref.ref(s.stream), weakref.ref(s.vad)]
+    s.close()
+    gc.collect()
+    assert all(r() is None for r in refs)
+    with pytest.raises(InputError, match="closed"):
+        s.push(speech[:100])
+
+
+def test_silence_keeps_the_mouth_closed(pipe):
+    from pdfgc.live import LiveSession
+    rng = np.random.default_rng(0)
+    with LiveSession(EX / "anne.png", pipeline=pipe) as s:
+        frames = feed(s, (0.001 * rng.standard_normal(16000 * 2)).astype(np.float32)) + s.finish()
+    assert len(frames) == 50 and all(np.abs(f.mouth).max() == 0 for f in frames)
+
+
+def test_bad_input(pipe, speech):
+    from pdfgc.live import LiveSession
+    with pytest.raises(InputError, match="face"):
+        LiveSession(np.full((256, 256, 3), 128, np.uint8), pipeline=pipe)
+    with LiveSession(EX / "anne.png", pipeline=pipe) as s:
+        with pytest.raises(InputError, match="NaN"):
+            s.push(np.full(320, np.nan, np.float32))
+        with pytest.raises(InputError, match="mono"):
+            s.push(np.zeros((320, 2), np.float32))
+        with pytest.raises(InputError, match="32768"):
+            s.push(np.full(320, 1000, np.int16))
+        with pytest.raises(InputError, match="numbers"):
+            s.push("not audio")
+        assert s.push(speech[:320]) == []                    # the session still works after refusals
+
+
+def test_server_websocket_round_trip_and_refusals(pipe, speech):
+    """`pdfgc live`'s WebSocket: frames come back as JPEGs for pushed audio; a second connection, bad messages and a
+    portrait without a face get a clear message; a dropped connection frees the slot."""
+    import json
+    import struct
+
+    import cv2
+    from starlette.testclient import TestClient
+
+    from pdfgc.live.server import build_app
+    client = TestClient(build_app(pipe))
+    assert "WebSocket" in client.get("/").text
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "portrait": "example", "sample_rate": 16000}))
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        with client.websocket_connect("/ws") as second:
+            m = json.loads(second.receive_text())
+            assert m["type"] == "error" and "one at a time" in m["message"]
+        ws.send_text(json.dumps({"type": "controls", "lip_level": 0.5}))
+        ws.send_bytes(speech[:16000].astype("<f4").tobytes())
+        got = ws.receive()
+        data = got.get("bytes")
+        assert data is not None and struct.unpack("<I", data[:4])[0] == 0
+        img = cv2.imdecode(np.frombuffer(data[4:], np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[0] >= 224
+    with client.websocket_connect("/ws") as ws:   # the slot was freed when the first one left
+        ws.send_text(json.dumps({"type": "start", "portrait": "data:image/png;base64,AAAA"}))
+        assert "not a readable image" in json.loads(ws.receive_text())["message"]
+    with client.websocket_connect("/ws") as ws:
+        ok, png = cv2.imencode(".png", np.full((256, 256, 3), 128, np.uint8))
+        import base64
+        url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+        ws.send_text(json.dumps({"type": "start", "portrait": url}))
+        assert "face" in json.loads(ws.receive_text())["message"]
+
+
+@pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
+def test_head_motion_steps_equal_the_offline_process(level):
+    """The live head motion is motion.py's process one frame at a time: same seed, same activity -> same angles."""
+    from pdfgc.families.meshwarp.motion import MotionModel
+    from pdfgc.live.session import _HeadMotion
+    m = MotionModel.load()
+    a = m.params["activity"]
+    loud = np.full(200, a["rest"] + level * (a["speak"] - a["rest"]))
+    offline = m.head_angles(loud, seed=5)
+    live = _HeadMotion(m, seed=5)
+    steps = np.stack([live.step(level) for _ in range(200)])
+    np.testing.assert_allclose(steps, offline, atol=1e-9)
+    assert np.abs(offline).max() > 0.5

@@ -1,0 +1,94 @@
+"""`pdfgc live` in headless Debian chromium (playwright, the system's browser) with a fake microphone fed from a
+speech file (silence, speech, silence, looped by chromium): frames arrive at >= 20 fps (measured in the page), the
+mouth opens on the speech and is closed in the silences. Slow: ~20 s and it needs the CPU the live session needs."""
+import os
+import shutil
+import socket
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("PDFGC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not installed ({CHROMIUM}); apt-get install -y chromium", allow_module_level=True)
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mic_file(tmp_path_factory) -> Path:
+    from pdfgc.media.audio_io import load_speech
+    from pdfgc.ui.app import EXAMPLES_DIR
+    speech = load_speech(EXAMPLES_DIR / "speech.m4a")[:16000 * 3]
+    wav = np.concatenate([np.zeros(24000, np.float32), speech, np.zeros(32000, np.float32)])
+    path = tmp_path_factory.mktemp("mic") / "mic.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    import torch
+    import uvicorn
+
+    from pdfgc.live.server import build_app
+    from pdfgc.pipeline import TalkingHeadPipeline
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline.from_default(device="cpu", threads=1)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(build_app(pipe), host="127.0.0.1", port=port, log_level="warning",
+                                       ws="websockets"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    t.join(10)
+
+
+def test_live_page_with_fake_microphone(server, mic_file):
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic_file}",
+            "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        ctx = b.new_context(permissions=["microphone"])
+        page = ctx.new_page()
+        outside = []
+        page.route("**/*", lambda r: (r.continue_() if r.request.url.startswith((server, "data:", "blob:", "ws:"))
+                                      else (outside.append(r.request.url), r.abort())))
+        page.goto(server)
+        page.click("#mic")
+        page.wait_for_function("window.pdfgcStats.frames > 25 || window.pdfgcStats.errors.length", timeout=30_000)
+        time.sleep(9)   # more than one loop of the 7 s file
+        stats = page.evaluate("window.pdfgcStats")
+        if os.environ.get("PDFGC_LIVE_SCREENSHOT"):   # the README's capture
+            page.screenshot(path=os.environ["PDFGC_LIVE_SCREENSHOT"])
+        b.close()
+    assert stats["errors"] == [] and outside == []
+    t = np.array(stats["times"]) / 1000
+    recent = t[t > t[-1] - 5]
+    fps = (len(recent) - 1) / (recent[-1] - recent[0])
+    print(f"live page: {fps:.1f} frames/s over the last 5 s, {stats['dropped']} dropped")
+    assert fps >= 20, fps
+    mouth = np.array([m for _, m in stats["mouth"]])
+    assert (mouth > 0.3).mean() > 0.15, mouth        # open on the speech
+    assert (mouth == 0).mean() > 0.2, mouth          # closed in the silences
