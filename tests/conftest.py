@@ -86,3 +86,34 @@ def prepared_corpus(prepared_raw, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "corpus"
     prepare_corpus(prepared_raw, out, workers=1, progress=False, log=lambda m: None)
     return out
+
+
+def one_error(capsys, *needles: str, no_warning: bool = False) -> str:
+    """The captured stderr holds exactly one `pdfgc: error:` line, no traceback (and, with `no_warning`, no
+    warning), and each needle in that line."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("pdfgc: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    if no_warning:
+        assert "Warning" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny, tmp_path_factory):
+    return tiny.save_pretrained(tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def anne_mesh():
+    """anne.png's face mesh (float64), as the evaluation tracks a still."""
+    pytest.importorskip("mediapipe")
+    import numpy as np
+    from PIL import Image
+
+    from pdfgc.evaluation.landmarks import track_faces
+    image = np.array(Image.open(need(DATA / "pdfgc" / "anne.png")).convert("RGB"))
+    return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)

@@ -14,20 +14,6 @@ from pdfgc.evaluation import signals as S
 from pdfgc.families.meshwarp import codes as C
 from pdfgc.families.meshwarp.params import MeshParams
 
-from .conftest import DATA, need
-
-ANNE = DATA / "pdfgc" / "anne.png"
-
-
-@pytest.fixture(scope="module")
-def anne_mesh() -> np.ndarray:
-    pytest.importorskip("mediapipe")
-    from PIL import Image
-
-    from pdfgc.evaluation.landmarks import track_faces
-    image = np.array(Image.open(need(ANNE)).convert("RGB"))
-    return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)
-
 
 def _jaw_drop(canon: np.ndarray) -> np.ndarray:
     """A mouth-opening offset field: mouth points below the upper lip move down, more the lower they are."""

@@ -14,16 +14,6 @@ ANNE = DATA / "pdfgc" / "anne.png"
 
 
 @pytest.fixture(scope="module")
-def anne_mesh() -> np.ndarray:
-    pytest.importorskip("mediapipe")
-    from PIL import Image
-
-    from pdfgc.evaluation.landmarks import track_faces
-    image = np.array(Image.open(need(ANNE)).convert("RGB"))
-    return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)
-
-
-@pytest.fixture(scope="module")
 def shipped():
     from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
     if not DEFAULT_PATH.exists():

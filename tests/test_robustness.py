@@ -19,7 +19,7 @@ import torch
 from pdfgc.cli import main
 from pdfgc.errors import CheckpointError, InputError
 
-from .conftest import DATA, REPO, need
+from .conftest import DATA, REPO, need, one_error
 
 PD = DATA / "pdfgc"
 ED = DATA / "edtalk"
@@ -52,22 +52,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _one_error(capsys, *needles: str) -> str:
-    """The captured stderr holds exactly one `pdfgc: error:` line, no traceback, and each needle."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("pdfgc: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tiny, tmp_path_factory):
-    return tiny.save_pretrained(tmp_path_factory.mktemp("w") / "tiny.safetensors")
-
-
 def _animate(weights, *args) -> list[str]:
     return ["animate", "--weights", str(weights), "--portrait", str(ANNE), "--threads", THREADS, "--quiet", *args]
 
@@ -82,7 +66,7 @@ def test_output_that_is_an_input_is_refused(tiny_weights, tmp_path, capsys, role
     extra = ["--audio", str(clip)] if role == "audio" else ["--audio", str(_wav(tmp_path / "a.wav")), "--pose",
                                                            str(clip)]
     assert main(_animate(tiny_weights, *extra, "-o", str(clip))) == 2
-    _one_error(capsys, "is also an input")
+    one_error(capsys, "is also an input")
     assert _digest(clip) == before
 
 
@@ -132,10 +116,10 @@ def test_weights_config_with_an_unknown_key(tiny_weights, tmp_path, capsys):
     bad = _weights_with_config(tiny_weights, tmp_path / "unknown.safetensors",
                                lambda c: c["generator"].update(bogus=3))
     assert main(["info", "--weights", str(bad)]) == 2
-    _one_error(capsys, "unknown key 'generator.bogus'")
+    one_error(capsys, "unknown key 'generator.bogus'")
     bad = _weights_with_config(tiny_weights, tmp_path / "layout.safetensors", lambda c: c["layout"].update(x=1))
     assert main(["info", "--weights", str(bad)]) == 2
-    _one_error(capsys, "unknown key 'layout.x'")
+    one_error(capsys, "unknown key 'layout.x'")
 
 
 def test_weights_config_asking_for_huge_channels_is_refused_before_allocating(tiny_weights, tmp_path, capsys):
@@ -150,11 +134,11 @@ def test_weights_config_asking_for_huge_channels_is_refused_before_allocating(ti
     assert main(["info", "--weights", str(bad)]) == 2
     assert time.perf_counter() - t0 < 20
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 500_000  # KiB: nothing big was allocated
-    _one_error(capsys, "has shape", "expected")
+    one_error(capsys, "has shape", "expected")
     bad = _weights_with_config(tiny_weights, tmp_path / "big.safetensors",
                                lambda c: c["motion"].update(width=10 ** 7))
     assert main(["info", "--weights", str(bad)]) == 2
-    _one_error(capsys, "motion.width")
+    one_error(capsys, "motion.width")
 
 
 def test_disk_full_while_writing_the_mp4(tiny_weights, tmp_path, capsys, monkeypatch):
@@ -181,7 +165,7 @@ def test_disk_full_while_writing_the_mp4(tiny_weights, tmp_path, capsys, monkeyp
     monkeypatch.setattr(av, "open", fake_open)
     out = tmp_path / "o.mp4"
     assert main(_animate(tiny_weights, "--lips", "still", "--duration", "2", "-o", str(out))) == 2
-    _one_error(capsys, "no space left on device", str(out))
+    one_error(capsys, "no space left on device", str(out))
     assert list(tmp_path.iterdir()) == []  # no partial file, no temporary file
 
 
@@ -195,7 +179,7 @@ def test_disk_full_on_a_real_small_filesystem(tiny_weights, tmp_path, capsys):
         out = small / "o.mp4"
         audio = _wav(tmp_path / "speech.wav", seconds=3.0)  # its AAC track alone is larger than the filesystem
         assert main(_animate(tiny_weights, "--audio", str(audio), "--lips", "still", "--crf", "0", "-o", str(out))) == 2
-        _one_error(capsys, "no space left on device")
+        one_error(capsys, "no space left on device")
         assert os.listdir(small) == []
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
@@ -208,7 +192,7 @@ def test_nan_audio_with_lips_still_and_with_lips_from_it(tiny_weights, tmp_path,
     inf = _wav(tmp_path / "inf.wav", values=np.where(np.arange(32000) == 9, np.inf, x))
     for audio, lips in [(nan, "still"), (nan, "audio"), (inf, "audio")]:
         assert main(_animate(tiny_weights, "--audio", str(audio), "--lips", lips, "-o", str(tmp_path / "o.mp4"))) == 2
-        line = _one_error(capsys, "NaN/Inf")
+        line = one_error(capsys, "NaN/Inf")
         assert "silent" not in line
     assert not (tmp_path / "o.mp4").exists()
 
@@ -224,7 +208,7 @@ def test_nan_audio_with_lips_still_and_with_lips_from_it(tiny_weights, tmp_path,
 def test_bad_option_values(tiny_weights, tmp_path, capsys, flags, needle):
     args = ["--lips", "still", "--duration", "1"] if "--duration" not in flags else ["--lips", "still"]
     assert main(_animate(tiny_weights, *args, *flags, "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, needle)
+    one_error(capsys, needle)
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -253,11 +237,11 @@ def test_ui_port_in_use_out_of_range_and_bad_upload_limit(capsys):
         busy.listen()
         port = busy.getsockname()[1]
         assert main(["ui", "--port", str(port)]) == 2
-        _one_error(capsys, "already in use", str(port))
+        one_error(capsys, "already in use", str(port))
     for flags, needle in [(["--port", "70000"], "1..65535"), (["--port", "0"], "1..65535"),
                           (["--max-upload-mb", "-1"], "--max-upload-mb"), (["--max-seconds", "nan"], "--max-seconds")]:
         assert main(["ui", *flags]) == 2
-        _one_error(capsys, needle)
+        one_error(capsys, needle)
 
 
 def test_train_out_naming_a_file(tmp_path, capsys):
@@ -266,7 +250,7 @@ def test_train_out_naming_a_file(tmp_path, capsys):
     for out in (f, f / "sub"):
         assert main(["train", "--data", str(tmp_path), "--stage", "appearance", "--config", "tiny", "--out", str(out),
                      "--steps", "1", "--quiet", "--threads", "1"]) == 2
-        _one_error(capsys, "is a file")
+        one_error(capsys, "is a file")
     assert f.read_text() == "mine"
 
 
@@ -319,7 +303,7 @@ def test_resume_with_no_readable_checkpoint_says_what_to_do(prepared_corpus, two
         (ck / "trainer.json").write_text("")
     assert main(["train", "--data", str(prepared_corpus), "--stage", "appearance", "--config", "tiny", "--out",
                  str(run), "--steps", "3", "--batch-size", "2", "--resume", "--quiet", "--threads", "1"]) == 2
-    _one_error(capsys, "no readable checkpoint", "delete", "step-000000001")
+    one_error(capsys, "no readable checkpoint", "delete", "step-000000001")
 
 
 class _Stop(Exception):
@@ -452,7 +436,7 @@ def test_ui_refuses_silent_and_nan_audio_on_upload(tiny_pipe, tmp_path):
 def test_pth_given_to_weights_says_how_to_load_it(tmp_path, capsys):
     torch.save({"a": torch.zeros(3)}, tmp_path / "generator_model.pth")
     assert main(["info", "--weights", str(tmp_path / "generator_model.pth")]) == 2
-    _one_error(capsys, "--official-checkpoints", "convert-official")
+    one_error(capsys, "--official-checkpoints", "convert-official")
 
 
 class _Payload:
@@ -480,7 +464,7 @@ def test_pickled_checkpoint_refused_without_unsafe_advice_and_payload_never_runs
     for argv in (["info", "--official-checkpoints", str(folder)],
                  ["convert-official", str(folder), "-o", str(tmp_path / "o.safetensors")]):
         assert main(argv) == 2
-        line = _one_error(capsys, "pickled")
+        line = one_error(capsys, "pickled")
         assert "weights_only" not in line and "trust" not in line
     assert not marker.exists()
 

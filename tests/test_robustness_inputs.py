@@ -15,7 +15,7 @@ import pytest
 from pdfgc.cli import main
 from pdfgc.errors import InputError
 
-from .conftest import DATA, REPO, need
+from .conftest import DATA, REPO, need, one_error
 
 ANNE = DATA / "pdfgc" / "anne.png"
 ED = DATA / "edtalk"
@@ -43,21 +43,6 @@ def wav_multichannel(path: Path, channels: int, rate: int = 16000, seconds: floa
         w.setframerate(rate)
         w.writeframes(data.tobytes())
     return path
-
-
-def _one_error(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("pdfgc: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and "Warning" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tiny, tmp_path_factory):
-    return tiny.save_pretrained(tmp_path_factory.mktemp("w") / "tiny.safetensors")
 
 
 @pytest.fixture
@@ -128,7 +113,7 @@ def test_dc_offset_wav_is_not_speech(tiny_weights, tmp_path, capsys):
     assert is_silent(decode_speech(p)[0])
     assert not is_silent(decode_speech(wav_multichannel(tmp_path / "s.wav", 1))[0])
     assert main(_animate(tiny_weights, "--audio", str(p), "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, "silent")
+    one_error(capsys, "silent", no_warning=True)
 
 
 # ---- the web UI: a file that crashes the decoder cannot end the server ----------------------------------------------
@@ -191,7 +176,7 @@ def test_huge_pose_curve_is_refused_before_it_is_read(tmp_path, capsys, no_model
     assert main(_animate("w.safetensors", "--lips", "still", "--max-frames", "10", "--duration", "5",
                          "--pose-curve", str(big), "-o", str(tmp_path / "o.mp4"))) == 2
     assert time.perf_counter() - t0 < 5
-    _one_error(capsys, "head.csv", "87.0 MB", "kB per second")
+    one_error(capsys, "head.csv", "87.0 MB", "kB per second", no_warning=True)
 
 
 def test_curve_bound_is_proportional_to_the_job(tmp_path):
@@ -219,7 +204,7 @@ def test_control_mapping_and_manifest_are_bounded(tmp_path, capsys):
     with open(man, "wb") as f:
         f.truncate(17 << 20)
     assert main(["evaluate", "--manifest", str(man), "-o", str(tmp_path / "ev")]) == 2
-    _one_error(capsys, "manifest", "MB")
+    one_error(capsys, "manifest", "MB", no_warning=True)
 
 
 # ---- 3. tracebacks -> one line -------------------------------------------------------------------------------------
@@ -240,16 +225,16 @@ def test_control_mapping_and_manifest_are_bounded(tmp_path, capsys):
 def test_bad_values_are_one_line_before_the_model(tmp_path, capsys, no_model, flags, needle):
     assert main(_animate("w.safetensors", "--lips", "still", "--duration", "2", *flags,
                          "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, needle)
+    one_error(capsys, needle, no_warning=True)
     assert not (tmp_path / "o.mp4").exists()
 
 
 def test_duration_with_audio_is_refused(tmp_path, capsys, no_model):
     a = wav_multichannel(tmp_path / "a.wav", 1)
     assert main(_animate("w.safetensors", "--audio", str(a), "--duration", "0.4", "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, "--duration", "--max-frames")
+    one_error(capsys, "--duration", "--max-frames", no_warning=True)
     assert main(_animate("w.safetensors", "--audio", str(a), "--blink-times", "3", "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, "blink time 3 s is past the end of the audio (1.00 s)")
+    one_error(capsys, "blink time 3 s is past the end of the audio (1.00 s)", no_warning=True)
 
 
 def test_mute_span_to_1e9_mutes_to_the_end():
@@ -281,7 +266,7 @@ def test_unwritable_or_looping_output(tmp_path, capsys, no_model, target):
         out = Path(target)
         needle = "cannot write in /proc"
     assert main(_animate("w.safetensors", "--lips", "still", "--duration", "1", "-o", str(out))) == 2
-    _one_error(capsys, needle)
+    one_error(capsys, needle, no_warning=True)
 
 
 def test_controls_file_missing_or_truncated(tiny_weights, tmp_path, capsys, no_model):
@@ -290,17 +275,17 @@ def test_controls_file_missing_or_truncated(tiny_weights, tmp_path, capsys, no_m
     for path, needle in [(tmp_path / "none.json", "no such file"), (cut, "truncated or damaged")]:
         assert main(_animate(tiny_weights, "--lips", "still", "--duration", "1", "--controls", str(path),
                              "-o", str(tmp_path / "o.mp4"))) == 2
-        _one_error(capsys, "control mapping", needle)
+        one_error(capsys, "control mapping", needle, no_warning=True)
 
 
 def test_evaluate_output_naming_a_file_and_a_still_image(tmp_path, capsys):
     clip = need(ED / "mouth_source.mp4")
     (tmp_path / "taken").write_text("mine")
     assert main(["evaluate", str(clip), "-o", str(tmp_path / "taken")]) == 2
-    _one_error(capsys, "is a file")
+    one_error(capsys, "is a file", no_warning=True)
     assert (tmp_path / "taken").read_text() == "mine"
     assert main(["evaluate", str(ANNE), "-o", str(tmp_path / "ev")]) == 2
-    _one_error(capsys, "still image")
+    one_error(capsys, "still image", no_warning=True)
     assert not (tmp_path / "ev").exists()
 
 
@@ -311,7 +296,7 @@ def test_evaluate_faceless_portrait_is_one_line(tmp_path, capsys):
     wall = tmp_path / "wall.png"
     cv2.imwrite(str(wall), np.full((256, 256, 3), 128, np.uint8))
     assert main(["evaluate", str(clip), "--portrait", str(wall), "--no-emotion", "-o", str(tmp_path / "ev")]) == 2
-    _one_error(capsys, "wall.png", "no face")
+    one_error(capsys, "wall.png", "no face", no_warning=True)
 
 
 def test_prepare_with_every_clip_rejected_exits_2(tmp_path, capsys):
@@ -323,7 +308,7 @@ def test_prepare_with_every_clip_rejected_exits_2(tmp_path, capsys):
         for _ in range(5):
             w.write(np.full((64, 64, 3), 100, np.uint8))
     assert main(["prepare", str(raw), "-o", str(tmp_path / "out"), "--quiet"]) == 2
-    _one_error(capsys, "kept no clip", "rejected.json")
+    one_error(capsys, "kept no clip", "rejected.json", no_warning=True)
 
 
 # ---- 5. messages that say what is actually wrong -------------------------------------------------------------------
@@ -367,7 +352,7 @@ def test_random_bytes_as_weights_are_not_called_a_pytorch_checkpoint(tmp_path, c
     junk = tmp_path / "w.safetensors"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     assert main(["info", "--weights", str(junk)]) == 2
-    line = _one_error(capsys, "not a safetensors file")
+    line = one_error(capsys, "not a safetensors file", no_warning=True)
     assert "PyTorch" not in line
 
 
@@ -376,13 +361,13 @@ def test_curve_and_emotion_label_errors_come_before_the_model(tmp_path, capsys, 
     bad.write_text("time,yaw\n0,abc\n")
     assert main(["animate", "--portrait", str(ANNE), "--lips", "still", "--duration", "1", "--pose-curve", str(bad),
                  "-o", str(tmp_path / "o.mp4")]) == 2
-    _one_error(capsys, "head.csv", "abc")
+    one_error(capsys, "head.csv", "abc", no_warning=True)
     from pdfgc.weights import default_weights_path
     if default_weights_path() is None:
         pytest.skip("no packaged weights")
     assert main(["animate", "--portrait", str(ANNE), "--lips", "still", "--duration", "1", "--emotion-label",
                  "happpy", "-o", str(tmp_path / "o.mp4")]) == 2
-    _one_error(capsys, "'happpy'", "happy")
+    one_error(capsys, "'happpy'", "happy", no_warning=True)
 
 
 def test_error_line_escapes_a_newline(tmp_path, capsys, no_model):
@@ -391,7 +376,7 @@ def test_error_line_escapes_a_newline(tmp_path, capsys, no_model):
     assert one_line("a\nb\tc") == "a\\nb\\tc"
     assert main(_animate("w.safetensors", "--lips", "still", "--duration", "1", "--pose-curve",
                          str(tmp_path / "a\nb.csv"), "-o", str(tmp_path / "o.mp4"))) == 2
-    _one_error(capsys, "a\\nb.csv: no such file")
+    one_error(capsys, "a\\nb.csv: no such file", no_warning=True)
 
 
 def test_shared_helpers_of_the_readers(tmp_path):
@@ -423,7 +408,7 @@ def test_ui_device_and_threads_are_checked_like_animate(capsys):
     for flags, needle in [(["--device", "nonsense"], "--device 'nonsense'"), (["--threads", "100000"], "--threads"),
                           (["--controls", "/nonexistent/m.controls.json"], "control mapping")]:
         assert main(["ui", "--port", port, *flags]) == 2
-        _one_error(capsys, needle)
+        one_error(capsys, needle, no_warning=True)
 
 
 def test_typed_specs_are_bounded():
