@@ -117,3 +117,16 @@ def anne_mesh():
     from pdfgc.evaluation.landmarks import track_faces
     image = np.array(Image.open(need(DATA / "pdfgc" / "anne.png")).convert("RGB"))
     return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)
+
+
+def write_wav16(path, samples, rate: int = 16000):
+    """Mono float samples in [-1, 1] as a 16-bit PCM wav (Python's `wave` module); returns the path."""
+    import wave
+
+    import numpy as np
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path

@@ -6,7 +6,6 @@ import shutil
 import socket
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ CHROMIUM = os.environ.get("PDFGC_CHROMIUM") or shutil.which("chromium") or "/usr
 if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium not installed ({CHROMIUM}); apt-get install -y chromium", allow_module_level=True)
 from playwright.sync_api import sync_playwright  # noqa: E402
+
+from .conftest import write_wav16  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +34,7 @@ def mic_file(tmp_path_factory) -> Path:
     speech = load_speech(EXAMPLES_DIR / "speech.m4a")[:16000 * 3]
     wav = np.concatenate([np.zeros(24000, np.float32), speech, np.zeros(32000, np.float32)])
     path = tmp_path_factory.mktemp("mic") / "mic.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav16(path, wav, 16000)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """The pipeline end to end on tiny random-weight networks and real media."""
-import wave
 
 import av
 import numpy as np
@@ -12,7 +11,7 @@ from pdfgc.media.video import read_image_rgb
 from pdfgc.official_rules import smooth_box3, smooth_mouth
 from pdfgc.pipeline import AnimateOptions
 
-from .conftest import DATA, FIXTURE, need
+from .conftest import DATA, FIXTURE, need, write_wav16
 
 PD = DATA / "pdfgc"
 POSE = PD / "motions/pose/681600002"
@@ -23,12 +22,7 @@ CLIP = FIXTURE / "clip2s_16k.wav"
 
 
 def _write_wav(path, samples, rate=16000):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav16(path, samples, rate)
 
 
 def _probe(path):

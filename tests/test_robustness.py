@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from pdfgc.cli import main
 from pdfgc.errors import CheckpointError, InputError
 
-from .conftest import DATA, REPO, need, one_error
+from .conftest import DATA, REPO, need, one_error, write_wav16
 
 PD = DATA / "pdfgc"
 ED = DATA / "edtalk"
@@ -40,12 +39,7 @@ def _wav(path: Path, seconds: float = 1.0, rate: int = 16000, values: np.ndarray
         return path
     t = np.arange(int(seconds * rate)) / rate
     x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav16(path, x, rate)
 
 
 def _digest(path: Path) -> str:

@@ -1,6 +1,5 @@
 """The web UI's callbacks without a browser: sandboxing, upload checks, widget values -> options, preview, render."""
 import os
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ from pdfgc.errors import InputError
 from pdfgc.options import AnimateOptions
 from pdfgc.ui.app import BASE_INPUTS, CONTROL_INPUTS, EXAMPLES_DIR, Sandbox, UIBackend, UISettings, user_message
 
+from .conftest import write_wav16
+
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
@@ -18,12 +19,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
 def _wav(path: Path, seconds: float, rate: int = 16000, silent: bool = False) -> Path:
     t = np.arange(int(seconds * rate)) / rate
     x = np.zeros_like(t) if silent else 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav16(path, x, rate)
 
 
 @pytest.fixture

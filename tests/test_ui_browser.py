@@ -4,7 +4,6 @@ and 2 s of speech, sets controls, previews, renders, and the mp4 it offers is fe
 import os
 import shutil
 import socket
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium not installed ({CHROMIUM}); apt-get install -y chromium", allow_module_level=True)
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from .conftest import write_wav16  # noqa: E402
 
 # gradio's queue uses pandas options that pandas 3 deprecates: not ours
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -102,12 +103,7 @@ def speech_2s(tmp_path_factory) -> Path:
 
     wav = load_speech(EXAMPLES_DIR / "speech.m4a")[:32000]
     path = tmp_path_factory.mktemp("audio") / "speech_2s.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav16(path, wav, 16000)
 
 
 def _upload(page, elem_id: str, path: Path) -> None:
