@@ -56,7 +56,7 @@ def child(args) -> None:
     import numpy as np
     import torch
 
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.model import PDFGC
     from pdfgc.pipeline import AnimateOptions, TalkingHeadPipeline
 
     tmp = Path(args.tmp)

@@ -71,8 +71,8 @@ def _timed(fn) -> float:
 def child(args) -> None:
     import torch
 
-    from pdfgc.configs import get_config
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.configs import get_config
+    from pdfgc.families.pdfgc.model import PDFGC
     from pdfgc.pipeline import TalkingHeadPipeline
     from pdfgc.runtime import Precision
 
@@ -112,8 +112,8 @@ def model_facts(config: str, tmp: Path) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pdfgc.configs import get_config
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.configs import get_config
+    from pdfgc.families.pdfgc.model import PDFGC
 
     model = PDFGC.random(0, get_config(config))
     path = model.save_pretrained(tmp / "lite.safetensors")

@@ -10,7 +10,7 @@ case's heap never inflates another's. Two questions:
 
 The README's claim is that it does not: peak RSS within 10 % across each group. The audio is synthetic speech-like
 sound (voiced harmonics with a syllable envelope, plus noise) written as 16-bit wav with numpy and the standard
-library; nothing is downloaded. The model is the tiny test configuration (`pdfgc.testing.tiny_model`: the same
+library; nothing is downloaded. The model is the tiny test configuration (`families.pdfgc.testing.tiny_model`: the same
 pipeline at a few channels, so the figures are the pipeline's own memory, not the networks'), or `--model default`.
 
     python benchmarks/bench_memory.py                 # both groups (about 5-10 minutes on 2 CPU cores)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     if args.model == "tiny":
         import torch
         torch.set_num_threads(1)
-        from pdfgc.testing import tiny_model
+        from pdfgc.families.pdfgc.testing import tiny_model
         weights = ["--weights", str(tiny_model(0).save_pretrained(work / "tiny.safetensors"))]
     elif args.model != "default":
         weights = ["--weights", args.model]

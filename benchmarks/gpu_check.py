@@ -252,9 +252,9 @@ def part_env(rec: Recorder, a) -> None:
             missing.append(pkg.split("|")[0])
     rec.add("packages", ", ".join(found) + (f"; MISSING: {', '.join(missing)}" if missing else ""),
             "fail" if missing else "ok")
-    from pdfgc.configs import get_config
-    from pdfgc.model import PDFGC
-    from pdfgc.training.trainer import to_sync_batchnorm
+    from pdfgc.families.pdfgc.configs import get_config
+    from pdfgc.families.pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.training.trainer import to_sync_batchnorm
     n = to_sync_batchnorm(PDFGC(get_config("tiny" if a.quick else "official")))
     rec.add("SyncBatchNorm conversion", f"{n} BatchNorm layers of the PD-FGC networks convert "
                                         "(`pdfgc train --sync-bn`, default on under DDP on GPUs)", layers=n)
@@ -265,7 +265,7 @@ def part_equivalence(rec: Recorder, a) -> None:
     import numpy as np
     import torch
 
-    from pdfgc.official.verify import FLOAT_TOL, verify_fixture
+    from pdfgc.families.pdfgc.official.verify import FLOAT_TOL, verify_fixture
 
     dev = _device(a.device)
     if not (FIXTURE / "fixture.json").is_file():
@@ -329,8 +329,8 @@ def part_equivalence(rec: Recorder, a) -> None:
 def _models(a):
     """(name, builder) of the speed part: the official architecture with seeded weights, the package's default
     model (`pdfgc.weights.default_model()`: whatever family it is), the shipped lite PD-FGC model when present."""
-    from pdfgc.configs import get_config
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.configs import get_config
+    from pdfgc.families.pdfgc.model import PDFGC
     from pdfgc.weights import default_model, default_weights_path
 
     models = [("official", lambda: PDFGC.random(0, get_config("official")))]
@@ -486,8 +486,8 @@ def part_cpu_reference(rec: Recorder, a) -> None:
 def part_compile(rec: Recorder, a) -> None:
     import torch
 
-    from pdfgc.configs import get_config
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.configs import get_config
+    from pdfgc.families.pdfgc.model import PDFGC
 
     dev = _device(a.device)
     config = "tiny" if a.quick else "official"
@@ -645,7 +645,7 @@ def _run_train_cli(args: list[str]) -> int:
 def part_train(rec: Recorder, a) -> None:
     import torch
 
-    from pdfgc.training.stages import STAGES
+    from pdfgc.families.pdfgc.training.stages import STAGES
 
     dev = _device(a.device)
     data = corpus_dir(a)

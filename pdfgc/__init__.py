@@ -2,7 +2,8 @@
 __all__ = ["PDFGC", "ModelConfig", "StyleLayout", "AnimateOptions", "TalkingHeadPipeline"]
 __version__ = "0.1.0"
 
-_HOMES = {"PDFGC": "model", "ModelConfig": "model", "StyleLayout": "model", "AnimateOptions": "pipeline",
+_NETS = "families.pdfgc.model"
+_HOMES = {"PDFGC": _NETS, "ModelConfig": _NETS, "StyleLayout": _NETS, "AnimateOptions": "pipeline",
           "TalkingHeadPipeline": "pipeline"}
 
 

@@ -158,7 +158,7 @@ def cmd_animate(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .official.checkpoints import convert_official
+    from .families.pdfgc.official.checkpoints import convert_official
 
     out = convert_official(args.checkpoints, args.output)
     print(f"pdfgc: wrote {out}")
@@ -168,7 +168,7 @@ def cmd_convert(args) -> int:
 def cmd_verify(args) -> int:
     import torch
 
-    from .official.verify import verify_fixture
+    from .families.pdfgc.official.verify import verify_fixture
     from .runtime import set_threads, tune_malloc
 
     tune_malloc()
@@ -190,7 +190,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fit_controls(args) -> int:
-    from .controls.fit import run
+    from .families.pdfgc.controls.fit import run
     return run(args)
 
 
@@ -215,7 +215,7 @@ def cmd_ui(args) -> int:
               file=sys.stderr)
     controls = args.controls
     if controls is None and args.official_checkpoints:
-        from .controls.mapping import mapping_path_for
+        from .families.pdfgc.controls.mapping import mapping_path_for
         cand = mapping_path_for(args.official_checkpoints)
         controls = str(cand) if cand.is_file() else None
     settings = UISettings(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int)
     from .evaluation.command import add_parser as add_evaluate
     add_evaluate(sub)
-    from .controls.fit import add_parser as add_fit_controls
+    from .families.pdfgc.controls.fit import add_parser as add_fit_controls
     add_fit_controls(sub)
     from .data.command import add_parser as add_prepare
     add_prepare(sub)
@@ -330,7 +330,7 @@ def _sigterm(signum, frame):
 
 def _interrupted_message(args) -> str:
     if args.command == "train":
-        from .training.trainer import STAGES, list_checkpoints
+        from .families.pdfgc.training.trainer import STAGES, list_checkpoints
 
         out = Path(args.out)
         runs = [out] + [out / stage for stage in STAGES]  # --stage all keeps one run folder per stage

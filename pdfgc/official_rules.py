@@ -9,7 +9,7 @@
 - the crop: every aligned 224 crop is cut to rows [0,192) and columns [16,208) and resized back to 224
   (INTER_LINEAR) before the networks see it.
 
-The PD-FGC family (``pdfgc.families.pdfgc_nets``) applies these; other families take what fits them.
+The PD-FGC family (``pdfgc.families.pdfgc``) applies these; other families take what fits them.
 """
 from __future__ import annotations
 

@@ -177,7 +177,7 @@ def _check_controls(opt: AnimateOptions, audio) -> None:
     from .controls.explicit import controls_of
     controls = controls_of(opt)
     if opt.control_mapping is not None:  # named explicitly: it must be there and whole, used or not
-        from .controls.mapping import ControlMappings
+        from .families.pdfgc.controls.mapping import ControlMappings
         ControlMappings.load(opt.control_mapping)
     natural = _natural_seconds(opt, audio) if controls else None
     known = [s for s in (natural, opt.max_frames / FPS if opt.max_frames else None) if s]

@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 import torch
 
-from .controls.mapping import find_mapping
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
 from .families.base import progress_bar
+from .families.pdfgc.controls.mapping import find_mapping
+from .families.pdfgc.model import PDFGC
 from .fileio import check_output_path
 from .media import preprocess as pp
 from .media.alignment import align_portrait, looks_like_aligned_crop
@@ -42,7 +43,6 @@ from .media.images import load_image_rgb, read_image_rgb
 from .media.pasteback import paste_back, warp_to_crop
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter
-from .model import PDFGC
 from .official_rules import crop_zoom_matrix, frame_indices
 from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions  # noqa: F401 (re-exported)
 from .options import check_options as _check_options
@@ -328,7 +328,7 @@ class TalkingHeadPipeline:
 
     def control_mapping(self, path=None):
         """The fitted control mapping of a PD-FGC model (`path`, else `<weights stem>.controls.json` beside the
-        weights), None when there is none; refused if fitted for other weights (pdfgc.controls.mapping)."""
+        weights), None when there is none; refused if fitted for other weights (its controls.mapping)."""
         if self.family.control_summary() is not None:
             return None   # this family's controls need no mapping
         return find_mapping(self.model, path)

@@ -1,6 +1,6 @@
 """The package's shared words, defined once: frame rate, driving modes, align modes, precision names.
 
-Configuration names live with the configurations (``pdfgc.configs.CONFIG_NAMES``); the official inference rules
+Configuration names live with the configurations (``families.pdfgc.configs.CONFIG_NAMES``); the official inference rules
 (multipliers, smoothing, driving schedule, crop) in ``pdfgc.official_rules``.
 
 The lips factor: ``lips`` is the factor and its source (``--lips``, ``AnimateOptions.lips``, the training stage),

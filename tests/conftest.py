@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny():
-    from pdfgc.testing import tiny_model
+    from pdfgc.families.pdfgc.testing import tiny_model
     return tiny_model(0)
 
 

@@ -128,9 +128,9 @@ def test_pose_auto_on_pdfgc_networks_is_one_clear_error(tiny, tmp_path, capsys):
 
 def test_pose_auto_on_a_physical_pose_code_pdfgc_model():
     """A `pdfgc train` model whose pose code is the physical pose (radians) gets the same motion, converted."""
-    from pdfgc.model import PDFGC
-    from pdfgc.testing import tiny_config
-    from pdfgc.training.stages import POSE_CODE_UNITS
+    from pdfgc.families.pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.testing import tiny_config
+    from pdfgc.families.pdfgc.training.stages import POSE_CODE_UNITS
 
     cfg = tiny_config()
     cfg.pose_code_units = POSE_CODE_UNITS

@@ -18,7 +18,8 @@ from pdfgc.controls.explicit import (
     parse_times,
     parse_weights,
 )
-from pdfgc.controls.mapping import (
+from pdfgc.errors import CheckpointError, InputError
+from pdfgc.families.pdfgc.controls.mapping import (
     BLINK_INPUTS,
     GAZE_INPUTS,
     ControlMappings,
@@ -30,8 +31,7 @@ from pdfgc.controls.mapping import (
     model_fingerprint,
     ridge_fit,
 )
-from pdfgc.errors import CheckpointError, InputError
-from pdfgc.model import BLINK_DIMS, GAZE_DIMS
+from pdfgc.families.pdfgc.model import BLINK_DIMS, GAZE_DIMS
 from pdfgc.pipeline import AnimateOptions
 
 POSE = ("yaw", "pitch", "roll", "tx", "ty", "scale")
@@ -244,8 +244,8 @@ def test_mapping_fit_recovers_a_known_linear_map(heldout):
 
 
 def test_mapping_save_load_and_model_binding(tmp_path, tiny):
-    from pdfgc.model import PDFGC
-    from pdfgc.testing import tiny_model
+    from pdfgc.families.pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.testing import tiny_model
 
     s, _ = _synthetic_samples(n=200)
     m = fit_mappings(s, model_fingerprint(tiny), tiny.config.name)
@@ -409,8 +409,8 @@ def test_fit_controls_on_a_prepared_corpus(prepared_corpus, tmp_path, tiny, caps
 def test_a_physical_pose_code_needs_no_mapping(portrait):
     import math
 
+    from pdfgc.families.pdfgc.testing import tiny_model
     from pdfgc.pipeline import TalkingHeadPipeline
-    from pdfgc.testing import tiny_model
 
     model = tiny_model(0)
     model.config.pose_code_units = "yaw, pitch, roll in radians; tx, ty, scale as prepared"

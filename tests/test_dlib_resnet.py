@@ -1,4 +1,4 @@
-"""The PyTorch port of dlib's face recognition ResNet (pdfgc.networks.dlib_resnet)."""
+"""The PyTorch port of dlib's face recognition ResNet (pdfgc.families.meshwarp.dlib_resnet)."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pdfgc.errors import InputError
-from pdfgc.networks.dlib_resnet import (
+from pdfgc.families.meshwarp.dlib_resnet import (
     MANIFEST_NAME,
     DlibFaceResNet,
     _read_manifest,

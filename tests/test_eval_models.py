@@ -15,7 +15,8 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pdfgc.errors import CheckpointError, InputError, PDFGCError
-from tests.conftest import DATA, need
+
+from .conftest import DATA, need
 
 torch.set_num_threads(2)
 

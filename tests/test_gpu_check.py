@@ -27,7 +27,7 @@ def _env():
 # ------------------------------------------------------------------------------------------------ SyncBatchNorm
 
 def test_sync_bn_default_is_on_under_ddp_on_gpus_only():
-    from pdfgc.training.trainer import use_sync_bn
+    from pdfgc.families.pdfgc.training.trainer import use_sync_bn
 
     assert use_sync_bn(None, 2, "cuda") and use_sync_bn(True, 4, "cuda")
     assert not use_sync_bn(False, 2, "cuda")
@@ -40,9 +40,9 @@ def test_sync_bn_default_is_on_under_ddp_on_gpus_only():
 def test_sync_bn_conversion_keeps_weights_and_outputs():
     """Every BatchNorm of the PD-FGC networks becomes SyncBatchNorm with the same parameters, buffers and train/eval
     flags; the state dict loads into a plain model; without a process group the outputs are unchanged."""
-    from pdfgc.model import PDFGC
-    from pdfgc.testing import tiny_model
-    from pdfgc.training.trainer import to_sync_batchnorm
+    from pdfgc.families.pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.testing import tiny_model
+    from pdfgc.families.pdfgc.training.trainer import to_sync_batchnorm
 
     torch.manual_seed(0)
     model = tiny_model(0)
@@ -237,7 +237,7 @@ def test_the_whole_quick_check_on_cpu(tmp_path):
 def test_speed_jobs_full_grid_path_with_a_tiny_model(gc, monkeypatch, tmp_path):
     """The full-size code path of the speed part (two end-to-end calls, fast mode, batches 1/8/32, channels-last)
     and the CPU reference's rows, on the tiny model so that it runs here; the rows carry the keys ratios() joins."""
-    from pdfgc.testing import tiny_model
+    from pdfgc.families.pdfgc.testing import tiny_model
 
     monkeypatch.setattr(gc, "_models", lambda a: [("official", lambda: tiny_model(0))])
     monkeypatch.setattr(gc, "_speed_grid", lambda a, dev, cpu_reference=False: {

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pdfgc.configs import CONFIG_NAMES, architecture_name, get_config, lite_config, official_config
 from pdfgc.errors import InputError
-from pdfgc.model import PDFGC, ModelConfig
+from pdfgc.families.pdfgc.configs import CONFIG_NAMES, architecture_name, get_config, lite_config, official_config
+from pdfgc.families.pdfgc.model import PDFGC, ModelConfig
 from pdfgc.pipeline import AnimateOptions, TalkingHeadPipeline
 
 from .conftest import DATA, FIXTURE, need

@@ -190,7 +190,7 @@ def test_adversarial_losses_on_known_inputs():
 
 
 def test_feature_loss_on_known_inputs():
-    from pdfgc.networks.dlib_resnet import DlibFaceResNet
+    from pdfgc.families.meshwarp.dlib_resnet import DlibFaceResNet
 
     torch.manual_seed(0)
     net = DlibFaceResNet().eval().requires_grad_(False)
@@ -205,7 +205,7 @@ def test_feature_loss_on_known_inputs():
 
 
 def test_feature_loss_without_faceapi_weights_names_the_setup(monkeypatch, tmp_path):
-    import pdfgc.networks.dlib_resnet as D
+    import pdfgc.families.meshwarp.dlib_resnet as D
 
     monkeypatch.setattr(D, "find_faceapi_model_dir", lambda: None)
     with pytest.raises(InputError, match="npm install"):
@@ -239,7 +239,7 @@ def _tiny_cache(n=6, seed=0):
 @pytest.mark.parametrize("adv,feat", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)],
                          ids=["reconstruction", "adversarial", "feature"])
 def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv, feat):
-    from pdfgc.networks.dlib_resnet import DlibFaceResNet
+    from pdfgc.families.meshwarp.dlib_resnet import DlibFaceResNet
 
     cache = _tiny_cache()
     torch.manual_seed(1)
@@ -304,8 +304,7 @@ def _tiny_params(path):
 def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(tmp_path):
     from pdfgc.families.meshwarp.model import MeshWarpModel
     from pdfgc.media.preprocess import to_uint8
-
-    from .conftest import DATA, need
+    from tests.conftest import DATA, need
 
     params = _tiny_params(tmp_path / "mw.safetensors")
     assert MeshWarpModel.from_pretrained(params).refiner is None           # no refiner file: the warp alone

@@ -18,7 +18,8 @@ from pdfgc.families.meshwarp.warp import (
     shift_irises,
     triangles,
 )
-from tests.conftest import DATA, need
+
+from .conftest import DATA, need
 
 ANNE = DATA / "pdfgc" / "anne.png"
 

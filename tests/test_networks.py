@@ -4,9 +4,9 @@ import re
 import pytest
 import torch
 
-from pdfgc.model import PDFGC
-from pdfgc.networks.generator import Generator, ModulatedConv2d, Upsample, upfirdn2d
-from pdfgc.official.layout import FILES, official_layout
+from pdfgc.families.pdfgc.model import PDFGC
+from pdfgc.families.pdfgc.networks.generator import Generator, ModulatedConv2d, Upsample, upfirdn2d
+from pdfgc.families.pdfgc.official.layout import FILES, official_layout
 
 from .conftest import REFERENCE, need
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pdfgc.errors import CheckpointError
-from pdfgc.model import PDFGC
-from pdfgc.official.checkpoints import (
+from pdfgc.families.pdfgc.model import PDFGC
+from pdfgc.families.pdfgc.official.checkpoints import (
     convert_official,
     convert_official_state_dict,
     load_official,
@@ -15,8 +15,8 @@ from pdfgc.official.checkpoints import (
     read_state_dict,
     to_official_state_dicts,
 )
-from pdfgc.official.fixture import rule_official_state_dicts, rule_tensor
-from pdfgc.official.layout import FILES
+from pdfgc.families.pdfgc.official.fixture import rule_official_state_dicts, rule_tensor
+from pdfgc.families.pdfgc.official.layout import FILES
 
 from .conftest import FIXTURE, need
 
@@ -133,7 +133,7 @@ def test_pickled_code_is_refused(tmp_path, capsys):
 
 def test_official_fixture_equivalence():
     """Our pipeline reproduces the official code's arrays for the fixture's rule weights (<= 1e-4, uint8 +-1)."""
-    from pdfgc.official.verify import verify_fixture
+    from pdfgc.families.pdfgc.official.verify import verify_fixture
 
     results = verify_fixture(need(FIXTURE))
     names = {r.name for r in results}
@@ -146,7 +146,7 @@ def test_official_fixture_equivalence():
 @pytest.mark.slow
 def test_fixture_check_detects_other_weights(tmp_path):
     """The same fixture with another seed must fail: the check depends on the weights, not on seed 0."""
-    from pdfgc.official.verify import verify_fixture
+    from pdfgc.families.pdfgc.official.verify import verify_fixture
 
     d = tmp_path / "fx"
     shutil.copytree(need(FIXTURE), d)

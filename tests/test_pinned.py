@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pdfgc.families.pdfgc.testing import tiny_model
 from pdfgc.options import AnimateOptions
 from pdfgc.pipeline import TalkingHeadPipeline
-from pdfgc.testing import tiny_model
 
 from .conftest import DATA, need
 

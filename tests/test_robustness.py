@@ -251,7 +251,7 @@ def test_train_out_naming_a_file(tmp_path, capsys):
 # ---- 4. a corrupt latest checkpoint: --resume falls back to the previous one -------------------------------------
 
 def _train_cfg(corpus, out, **kw):
-    from pdfgc.training.trainer import TrainConfig
+    from pdfgc.families.pdfgc.training.trainer import TrainConfig
 
     base = dict(stage="appearance", data=str(corpus), out=str(out), model="tiny", steps=2, batch_size=2, lr=1e-3,
                 log_every=1, checkpoint_every=1, sample_every=1000, tensorboard=False)
@@ -259,7 +259,7 @@ def _train_cfg(corpus, out, **kw):
 
 
 def _run(cfg, resume=False, log=None):
-    from pdfgc.training.trainer import Trainer
+    from pdfgc.families.pdfgc.training.trainer import Trainer
     return Trainer(cfg, resume=resume, progress=False, log=log or (lambda m: None)).run()
 
 
@@ -444,7 +444,7 @@ class _Payload:
 
 
 def test_pickled_checkpoint_refused_without_unsafe_advice_and_payload_never_runs(tmp_path, capsys):
-    from pdfgc.official.checkpoints import read_state_dict
+    from pdfgc.families.pdfgc.official.checkpoints import read_state_dict
 
     marker = tmp_path / "PAYLOAD_RAN"
     folder = tmp_path / "official"

@@ -193,7 +193,7 @@ def test_curve_bound_is_proportional_to_the_job(tmp_path):
 
 
 def test_control_mapping_and_manifest_are_bounded(tmp_path, capsys):
-    from pdfgc.controls.mapping import MAX_MAPPING_BYTES, ControlMappings
+    from pdfgc.families.pdfgc.controls.mapping import MAX_MAPPING_BYTES, ControlMappings
 
     big = tmp_path / "m.controls.json"
     with open(big, "wb") as f:

@@ -42,7 +42,7 @@ def _cli(*args) -> list[str]:
 
 
 def _config(corpus, out, stage, **kw):
-    from pdfgc.training.trainer import TrainConfig
+    from pdfgc.families.pdfgc.training.trainer import TrainConfig
 
     base = dict(stage=stage, data=str(corpus), out=str(out), model="tiny", steps=4, batch_size=2, lr=1e-3,
                 log_every=1, checkpoint_every=1000, sample_every=1000, tensorboard=False)
@@ -51,7 +51,7 @@ def _config(corpus, out, stage, **kw):
 
 
 def _train(cfg, resume=False):
-    from pdfgc.training.trainer import Trainer
+    from pdfgc.families.pdfgc.training.trainer import Trainer
     return Trainer(cfg, resume=resume, progress=False, log=lambda m: None).run()
 
 
@@ -75,7 +75,7 @@ def _assert_same(a: Path, b: Path) -> None:
 # ------------------------------------------------------------------------------------------------ augmentation
 
 def test_colour_jitter_neutral_factors_and_hsv_round_trip():
-    from pdfgc.training.augment import AugmentConfig, color_jitter, hsv_to_rgb, rgb_to_hsv
+    from pdfgc.families.pdfgc.training.augment import AugmentConfig, color_jitter, hsv_to_rgb, rgb_to_hsv
 
     g = torch.Generator().manual_seed(0)
     img = torch.rand(3, 16, 16, generator=g)
@@ -88,7 +88,7 @@ def test_colour_jitter_neutral_factors_and_hsv_round_trip():
 
 
 def test_perspective_identity_and_known_shift():
-    from pdfgc.training.augment import warp_perspective
+    from pdfgc.families.pdfgc.training.augment import warp_perspective
 
     img = torch.rand(3, 12, 10)
     corners = [[0, 0], [9, 0], [9, 11], [0, 11]]
@@ -101,7 +101,7 @@ def test_perspective_identity_and_known_shift():
 
 
 def test_augment_is_a_function_of_the_generator():
-    from pdfgc.training.augment import AugmentConfig, augment_driving
+    from pdfgc.families.pdfgc.training.augment import AugmentConfig, augment_driving
 
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     a = augment_driving(x, AugmentConfig(), torch.Generator().manual_seed(5))
@@ -114,7 +114,7 @@ def test_augment_is_a_function_of_the_generator():
 # ------------------------------------------------------------------------------------------------ networks
 
 def test_discriminator_layout():
-    from pdfgc.networks.discriminator import MultiscaleDiscriminator
+    from pdfgc.families.pdfgc.networks.discriminator import MultiscaleDiscriminator
 
     d = MultiscaleDiscriminator(ndf=8, n_layers=4, num_scales=2)
     out = d(torch.randn(2, 3, 64, 64))
@@ -127,7 +127,7 @@ def test_discriminator_layout():
 
 
 def _vgg_state_dict():
-    from pdfgc.networks.vgg import vgg19_features
+    from pdfgc.families.pdfgc.networks.vgg import vgg19_features
 
     g = torch.Generator().manual_seed(0)
     sd = {}
@@ -138,7 +138,7 @@ def _vgg_state_dict():
 
 
 def test_vgg19_reads_a_torchvision_state_dict(tmp_path):
-    from pdfgc.networks.vgg import VGG19Perceptual
+    from pdfgc.families.pdfgc.networks.vgg import VGG19Perceptual
 
     path = tmp_path / "vgg19.pth"
     torch.save(_vgg_state_dict(), path)
@@ -151,7 +151,7 @@ def test_vgg19_reads_a_torchvision_state_dict(tmp_path):
 
 
 def test_vgg19_bad_files(tmp_path):
-    from pdfgc.networks.vgg import VGG19Perceptual
+    from pdfgc.families.pdfgc.networks.vgg import VGG19Perceptual
 
     with pytest.raises(CheckpointError, match="not found"):
         VGG19Perceptual.from_file(tmp_path / "missing.pth")
@@ -168,7 +168,7 @@ def test_vgg19_bad_files(tmp_path):
 # ------------------------------------------------------------------------------------------------ losses
 
 def test_gan_losses_known_values():
-    from pdfgc.training import losses as L
+    from pdfgc.families.pdfgc.training import losses as L
 
     real = [[torch.zeros(1), torch.full((2, 1, 3, 3), 1.0)]] * 2
     fake = [[torch.zeros(1), torch.full((2, 1, 3, 3), -1.0)]] * 2
@@ -181,7 +181,7 @@ def test_gan_losses_known_values():
 
 
 def test_lip_infonce_prefers_aligned_pairs():
-    from pdfgc.training import losses as L
+    from pdfgc.families.pdfgc.training import losses as L
 
     g = torch.Generator().manual_seed(0)
     v = torch.randn(8, 16, generator=g)
@@ -193,7 +193,7 @@ def test_lip_infonce_prefers_aligned_pairs():
 
 
 def test_eye_infonce_and_pose_regression():
-    from pdfgc.training import losses as L
+    from pdfgc.families.pdfgc.training import losses as L
 
     e1 = torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0]])
     e2 = torch.tensor([[0, 0, 1.0, 0, 0, 0], [0, 0, 0, 1.0, 0, 0]])
@@ -202,7 +202,7 @@ def test_eye_infonce_and_pose_regression():
 
 
 def test_cross_correlation_and_memory_bank():
-    from pdfgc.training import losses as L
+    from pdfgc.families.pdfgc.training import losses as L
 
     g = torch.Generator().manual_seed(0)
     y = torch.randn(400, 3, generator=g)
@@ -240,9 +240,9 @@ def corpus(prepared_corpus):
 
 @pytest.mark.parametrize("stage", ["appearance", "lips", "pose_eye", "emotion"])
 def test_batches_are_a_pure_function_of_the_position(corpus, stage):
-    from pdfgc.model import PDFGC
-    from pdfgc.testing import tiny_config
-    from pdfgc.training.data import BatchSampler
+    from pdfgc.families.pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.testing import tiny_config
+    from pdfgc.families.pdfgc.training.data import BatchSampler
 
     to_input = PDFGC(tiny_config()).network_input
     s = BatchSampler(corpus, stage, seed=3, batch_size=2, to_input=to_input)
@@ -265,7 +265,7 @@ def test_batches_are_a_pure_function_of_the_position(corpus, stage):
 
 
 def test_lips_needs_audio(tmp_path, corpus):
-    from pdfgc.training.data import BatchSampler
+    from pdfgc.families.pdfgc.training.data import BatchSampler
 
     class NoAudio:
         root = "no-audio"
@@ -289,7 +289,7 @@ MAIN_LOSSES = {
 
 @pytest.mark.parametrize("stage", list(MAIN_LOSSES))
 def test_stage_losses_fall(prepared_corpus, tmp_path, stage):
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.model import PDFGC
 
     run = tmp_path / stage
     cfg = _config(prepared_corpus, run, stage, steps=20, overfit=1, sample_every=20)
@@ -310,7 +310,7 @@ def test_stage_losses_fall(prepared_corpus, tmp_path, stage):
 
 def test_all_stages_chain_and_freeze(prepared_corpus, tmp_path):
     """`train_all`: each stage starts from the previous one's model; what a stage freezes stays bit-identical."""
-    from pdfgc.training.trainer import train_all
+    from pdfgc.families.pdfgc.training.trainer import train_all
 
     run = tmp_path / "all"
     cfg = _config(prepared_corpus, run, "appearance", steps=2, sample_every=2, tensorboard=True)
@@ -412,7 +412,7 @@ def test_kill_9_then_resume_is_exact(prepared_corpus, uninterrupted, tmp_path):
 
 def test_export_and_cli_errors(prepared_corpus, uninterrupted, tmp_path, capsys):
     from pdfgc.cli import main
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.model import PDFGC
 
     out = tmp_path / "exported.safetensors"
     assert main(["export", str(uninterrupted), "-o", str(out), "--name", "mine"]) == 0
@@ -457,15 +457,15 @@ def test_torchrun_two_cpu_processes(prepared_corpus, tmp_path):
     assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]  # DDP kept the ranks' weights identical
     assert ranks[0]["batch_digest"] != ranks[1]["batch_digest"]      # on different batches
     assert [int(x["step"]) for x in _log(run)] == [1, 2]
-    from pdfgc.model import PDFGC
+    from pdfgc.families.pdfgc.model import PDFGC
     PDFGC.from_pretrained(run / "model.safetensors")
 
 
 def test_motion_feature_spread_flags_an_encoder_that_is_constant_at_inference():
     """The eval-mode health check: a working encoder spreads frames apart; one whose output layer carries no
     signal (the collapse seen in a long CPU run) gives 0, below the warning threshold. Train mode is restored."""
-    from pdfgc.testing import tiny_model
-    from pdfgc.training.stages import COLLAPSE_SPREAD, motion_feature_spread
+    from pdfgc.families.pdfgc.testing import tiny_model
+    from pdfgc.families.pdfgc.training.stages import COLLAPSE_SPREAD, motion_feature_spread
 
     torch.manual_seed(0)
     model = tiny_model()

@@ -46,8 +46,14 @@ def backend(tiny_pipe, area):
 @pytest.fixture(scope="module")
 def mapping_file(tiny, tmp_path_factory):
     """A synthetic control mapping bound to the tiny model (random linear maps, three emotion labels)."""
-    from pdfgc.controls.mapping import BLINK_INPUTS, GAZE_INPUTS, ControlMappings, LinearMap, model_fingerprint
-    from pdfgc.model import BLINK_DIMS, GAZE_DIMS
+    from pdfgc.families.pdfgc.controls.mapping import (
+        BLINK_INPUTS,
+        GAZE_INPUTS,
+        ControlMappings,
+        LinearMap,
+        model_fingerprint,
+    )
+    from pdfgc.families.pdfgc.model import BLINK_DIMS, GAZE_DIMS
 
     rng = np.random.default_rng(5)
     m = ControlMappings(

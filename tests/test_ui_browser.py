@@ -35,8 +35,14 @@ def _free_port() -> int:
 
 def _synthetic_mapping(model, folder: Path) -> str:
     """Random linear control maps bound to the tiny model: enough for the page's pose/blink controls to run."""
-    from pdfgc.controls.mapping import BLINK_INPUTS, GAZE_INPUTS, ControlMappings, LinearMap, model_fingerprint
-    from pdfgc.model import BLINK_DIMS, GAZE_DIMS
+    from pdfgc.families.pdfgc.controls.mapping import (
+        BLINK_INPUTS,
+        GAZE_INPUTS,
+        ControlMappings,
+        LinearMap,
+        model_fingerprint,
+    )
+    from pdfgc.families.pdfgc.model import BLINK_DIMS, GAZE_DIMS
 
     rng = np.random.default_rng(5)
     m = ControlMappings(

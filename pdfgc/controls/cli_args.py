@@ -2,7 +2,7 @@
 
 Each control's own flags and their reading live with the control (``add_arguments`` / ``from_args`` in
 pdfgc/controls/explicit.py); this module only groups them and adds the mapping file. Kept out of cli.py so the
-shared CLI file only gains two calls. Precedence is documented in pdfgc/controls/apply.py: a control overrides
+shared CLI file only gains two calls. Precedence is documented in families/pdfgc/controls/apply.py: a control overrides
 its own part of the code; the other parts follow their sources.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..families.pdfgc.controls.mapping import mapping_path_for
 from .explicit import CONTROL_TYPES
-from .mapping import mapping_path_for
 
 
 def add_control_arguments(p: argparse.ArgumentParser) -> None:

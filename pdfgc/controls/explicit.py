@@ -5,7 +5,7 @@ Each control is a dataclass, the one home of everything about it: its ``kind`` a
 ``add_arguments`` / ``from_args`` for its ``pdfgc animate`` flags, and ``describe()`` (one phrase for messages).
 A new control is one class here, listed in ``CONTROL_TYPES`` (plus how a model family applies it);
 ``coerce_control(kind, value)`` accepts None, a dataclass, a dict or a spec string. A control gives physical per-frame
-values (degrees, eye openness, iris position, label weights, mouth-closure weights); ``pdfgc.controls.mapping`` turns
+values (degrees, eye openness, iris position, label weights, mouth-closure weights); the PD-FGC family's mapping turns
 them into codes.
 
 Units and signs (the same conventions as ``pdfgc.evaluation.signals``, so requested and measured values compare):

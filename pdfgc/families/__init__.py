@@ -2,8 +2,9 @@
 (`pdfgc.families.base`). `pdfgc` (the PD-FGC networks: official checkpoints, GPU training) and `meshwarp` (the
 default: face-mesh codes, a 3D-aware warp of the portrait's own pixels) are the two implementations; importing
 this package registers both, so ``family_for`` knows them."""
-from .base import Codes, ModelFamily, family_for, register_family
+from .base import Codes, ModelFamily, family_class, family_for, list_families, register_family
 from .meshwarp.model import MeshWarpFamily
-from .pdfgc_nets import PDFGCFamily
+from .pdfgc.family import PDFGCFamily
 
-__all__ = ["Codes", "ModelFamily", "family_for", "register_family", "MeshWarpFamily", "PDFGCFamily"]
+__all__ = ["Codes", "ModelFamily", "family_class", "family_for", "list_families", "register_family", "MeshWarpFamily",
+           "PDFGCFamily"]

@@ -31,14 +31,23 @@ def register_family(cls: type["ModelFamily"]) -> type["ModelFamily"]:
     return cls
 
 
+def list_families() -> list[str]:
+    """Names of the registered families (importing ``pdfgc.families`` registers them): what conformance tests and
+    lookups iterate over."""
+    return sorted(_REGISTRY)
+
+
+def family_class(name: str) -> type["ModelFamily"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model family '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
 def family_for(model, device: torch.device) -> "ModelFamily":
     """The family adapter of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). The families
     register themselves when ``pdfgc.families`` is imported (its ``__init__`` imports them)."""
-    name = getattr(model, "family", "pdfgc")
-    try:
-        return _REGISTRY[name](model, device)
-    except KeyError:
-        raise ValueError(f"unknown model family '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
+    return family_class(getattr(model, "family", "pdfgc"))(model, device)
 
 
 @dataclass

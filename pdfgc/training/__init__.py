@@ -1,1 +1,1 @@
-"""PD-FGC progressive training (`pdfgc train`): stages, losses, augmentation, batches and the trainer."""
+"""Training entry (`pdfgc train`): finds the family by its configuration name and runs its trainer."""

@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from ..configs import CONFIG_NAMES
 from ..errors import InputError
+from ..families.pdfgc.configs import CONFIG_NAMES
+from ..families.pdfgc.training.stages import STAGES
 from ..vocabulary import MESHWARP, TRAIN_PRECISIONS
-from .stages import STAGES
 
 REFINER_STAGE = "refiner"   # the mesh-warp family's learned refiner (families/meshwarp/refine_train.py)
 
@@ -107,7 +107,7 @@ def run_train(args) -> int:
         raise InputError("--stage is required for the PD-FGC networks (appearance, lips, pose_eye, emotion, all)")
     import torch
 
-    from .trainer import TrainConfig, Trainer, train_all
+    from ..families.pdfgc.training.trainer import TrainConfig, Trainer, train_all
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if not torch.cuda.is_available():
@@ -131,8 +131,8 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
+    from ..families.pdfgc.training.trainer import find_run_model
     from ..weights import load_model  # heavy (torch): not at parser-building time
-    from .trainer import find_run_model
 
     src = find_run_model(args.run)
     model = load_model(weights=src)

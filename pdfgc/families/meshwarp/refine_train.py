@@ -88,7 +88,7 @@ BAND_WEIGHT = 4.0
 # average mouth, a grey teeth band; a small patch discriminator pushes towards crisp teeth and lash lines
 ADV_WEIGHT = 0.02
 ADV_START = 1000    # steps of reconstruction losses alone first (the discriminator starts against a sane refiner)
-# feature loss: dlib's face recognition ResNet (pdfgc.networks.dlib_resnet, face-api's weights), its first two
+# feature loss: dlib's face recognition ResNet (dlib_resnet.py, face-api's weights), its first two
 # stages on the crops: skin texture, lash and teeth edges as a face network sees them (0: off)
 FEAT_WEIGHT = 0.0
 FEAT_STAGES = (1, 2)
@@ -380,7 +380,7 @@ def losses(out, target, weight=None) -> dict[str, torch.Tensor]:
 
 def feature_net():
     """dlib's recognition ResNet with face-api's weights, frozen (InputError with the set-up command when absent)."""
-    from ...networks.dlib_resnet import SETUP_COMMAND, find_faceapi_model_dir, load_faceapi_weights
+    from .dlib_resnet import SETUP_COMMAND, find_faceapi_model_dir, load_faceapi_weights
 
     folder = find_faceapi_model_dir()
     if folder is None:

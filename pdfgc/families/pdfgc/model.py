@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .fileio import atomic_path
+from ...errors import CheckpointError
+from ...fileio import atomic_path
+from ...official_rules import EMOTION_SCALE, EYE_SCALE, MOUTH_SCALE
 from .networks.appearance import AppearanceEncoder
 from .networks.audio import AudioEncoder
 from .networks.generator import Generator
 from .networks.motion import MotionEncoder
-from .official_rules import EMOTION_SCALE, EYE_SCALE, MOUTH_SCALE
 from .seeded_weights import rule_weights_for_model
 
 FORMAT_NAME = "pdfgc"

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..evaluation.signals import LIPS_OUTER
-from ..media.preprocess import preprocess
-from ..official_rules import official_crop_zoom
+from ....errors import InputError
+from ....evaluation.signals import LIPS_OUTER
+from ....media.preprocess import preprocess
+from ....official_rules import official_crop_zoom
 from .augment import AugmentConfig, augment_driving
 from .stages import STAGES, pose_labels_to_code
 

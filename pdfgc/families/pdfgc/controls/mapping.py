@@ -42,10 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, InputError
-from ..fileio import write_atomic
+from ....controls.explicit import POSE_CHANNELS
+from ....errors import CheckpointError, InputError
+from ....fileio import write_atomic
 from ..model import BLINK_DIMS, GAZE_DIMS
-from .explicit import POSE_CHANNELS
 
 log = logging.getLogger("pdfgc")
 
@@ -259,7 +259,7 @@ class ControlMappings:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ControlMappings":
-        from ..fileio import read_user_text
+        from ....fileio import read_user_text
         path = Path(path)
         text = read_user_text(path, "control mapping", MAX_MAPPING_BYTES, kind="a control mapping (.controls.json)",
                               why="a fitted mapping is a few linear maps: tens of kB")
@@ -306,7 +306,7 @@ def find_mapping(model, path: str | os.PathLike | None = None) -> ControlMapping
         wp = getattr(model, "weights_path", None)
         if wp is None:
             # imported here: pdfgc.weights imports the model families, whose adapters import the controls
-            from ..weights import default_weights_path
+            from ....weights import default_weights_path
             wp = default_weights_path() if model.config.trained else None
         if wp is None:
             return None

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..media import preprocess as pp
-from ..pipeline import AnimateOptions, FrameComposer, TalkingHeadPipeline
+from ....errors import InputError
+from ....media import preprocess as pp
+from ....pipeline import AnimateOptions, FrameComposer, TalkingHeadPipeline
 from ..seeded_weights import official_noise
 from .checkpoints import load_official
 from .fixture import rule_official_state_dicts

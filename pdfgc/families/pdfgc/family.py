@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..configs import architecture_name
-from ..controls.apply import apply_controls, preflight_controls
-from ..controls.mapping import physical_pose_map, pose_code_is_physical
-from ..media import preprocess as pp
-from ..model import BLINK_DIMS, GAZE_DIMS
-from .base import Codes, ModelFamily, register_family
+from ...media import preprocess as pp
+from ..base import Codes, ModelFamily, register_family
+from .configs import architecture_name
+from .controls.apply import apply_controls, preflight_controls
+from .controls.mapping import physical_pose_map, pose_code_is_physical
+from .model import BLINK_DIMS, GAZE_DIMS
 
 
 @register_family
@@ -29,7 +29,7 @@ class PDFGCFamily(ModelFamily):
         self.generates_pose = pose_code_is_physical(model.config)
 
     def auto_pose(self, speech, num_frames, seed, still) -> torch.Tensor:
-        from .meshwarp.motion import MotionModel, speech_loudness
+        from ..meshwarp.motion import MotionModel, speech_loudness
         pose_map = physical_pose_map(self.model.config)
         angles = MotionModel.load().head_angles(speech_loudness(speech, num_frames), seed)
         pose = still.pose.float().cpu().expand(int(num_frames), -1).clone()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .errors import InputError
+from ...errors import InputError
 from .model import ModelConfig, StyleLayout
 
 CONFIG_NAMES = ("official", "lite", "tiny")

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.corpus import PreparedCorpus
-from ..errors import InputError
-from ..evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmarks, crop_face
-from ..fileio import atomic_path
-from ..media import preprocess as pp
+from ....controls.explicit import normalise_emotion
+from ....data.corpus import PreparedCorpus
+from ....errors import InputError
+from ....evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmarks, crop_face
+from ....fileio import atomic_path
+from ....media import preprocess as pp
+from ....runtime import resolve_device, set_threads
+from ....weights import load_model
 from ..model import PDFGC
-from ..runtime import resolve_device, set_threads
-from ..weights import load_model
-from .explicit import normalise_emotion
 from .mapping import (
     ControlMappings,
     ControlSamples,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from ..fileio import atomic_path
+from ....errors import CheckpointError
+from ....fileio import atomic_path
 from ..model import PDFGC, ModelConfig
 from ..seeded_weights import official_noise
 from .layout import FILES, is_generator_noise_key, official_layout, unused_keys

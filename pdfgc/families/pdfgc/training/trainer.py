@@ -50,16 +50,16 @@ import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
+from ....data.corpus import PreparedCorpus
+from ....errors import CheckpointError, InputError
+from ....fileio import atomic_path, write_atomic
+from ....media.preprocess import to_uint8
+from ....vocabulary import TRAIN_PRECISIONS
 from ..configs import architecture_name, get_config
-from ..data.corpus import PreparedCorpus
-from ..errors import CheckpointError, InputError
-from ..fileio import atomic_path, write_atomic
-from ..media.preprocess import to_uint8
 from ..model import PDFGC, load_state_dict_checked
 from ..networks.discriminator import MultiscaleDiscriminator
 from ..networks.vgg import VGG19Perceptual
 from ..official.checkpoints import refusal_reason
-from ..vocabulary import TRAIN_PRECISIONS
 from . import losses as L
 from .augment import AugmentConfig
 from .data import BatchSampler

@@ -14,9 +14,9 @@ import logging
 import numpy as np
 import torch
 
-from ..media.driving import open_driving, source_kind
-from ..runtime import Precision
-from .explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
+from ....controls.explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
+from ....media.driving import open_driving, source_kind
+from ....runtime import Precision
 from .mapping import find_mapping, physical_pose_map, pose_code_is_physical, require_mapping
 
 log = logging.getLogger("pdfgc")

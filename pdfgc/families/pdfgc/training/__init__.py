@@ -1,0 +1,1 @@
+"""PD-FGC progressive training (`pdfgc train`): stages, losses, augmentation, batches and the trainer."""
