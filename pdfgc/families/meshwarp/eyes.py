@@ -19,10 +19,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.evaluation.signals import EAR_POINTS
 from pdfgc.families.meshwarp import topology
 from pdfgc.families.meshwarp.lids import lid_sheet
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
 
 __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 
@@ -70,7 +70,7 @@ class EyeParts:
         self._eye_src = []
         for e in range(2):
             poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
-            iris = mesh[list(topology.IRIS[e]), :2]
+            iris = mesh[list(IRIS[e]), :2]
             centre = iris.mean(0)
             radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
             width = float(np.linalg.norm(mesh[EAR_POINTS[e, 0], :2] - mesh[EAR_POINTS[e, 3], :2]))
@@ -114,7 +114,7 @@ class EyeParts:
             self._closed[roi] = (img[roi] * (1 - soft[..., None]) + paint * soft[..., None] + 0.5).astype(np.uint8)
             self._closed_mask[roi] = np.maximum(self._closed_mask[roi], soft)
             # lash colour: the darker pixels along the source upper lid
-            up = mesh[list(topology.EYE_UPPER[e]), :2]
+            up = mesh[list(EYE_UPPER[e]), :2]
             samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
             skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0).astype(np.float32)
             self._eye_src[e]["lash"] = 0.5 * np.minimum(samples.min(0).astype(np.float64), 0.5 * skin) + 0.25 * skin
@@ -125,8 +125,8 @@ class EyeParts:
         x0, y0, x1, y1 = box
         img = self.image.astype(np.float32)
         s = self.size
-        up = self.mesh[list(topology.EYE_UPPER[e]), :2]
-        lo = self.mesh[list(topology.EYE_LOWER[e]), :2]
+        up = self.mesh[list(EYE_UPPER[e]), :2]
+        lo = self.mesh[list(EYE_LOWER[e]), :2]
         cols = np.arange(x0, x1, dtype=np.float64)
         xs = np.clip(cols, min(up[:, 0].min(), lo[:, 0].min()), max(up[:, 0].max(), lo[:, 0].max()))
         ou, ol = np.argsort(up[:, 0]), np.argsort(lo[:, 0])
@@ -164,7 +164,7 @@ class EyeParts:
             return
         roi = (slice(y0, y1), slice(x0, x1))
         sx, sy = mx[roi], my[roi]
-        iris_t = target[list(topology.IRIS[e]), :2]
+        iris_t = target[list(IRIS[e]), :2]
         c_t = iris_t.mean(0)
         r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
         # where the mesh warp alone puts the iris: when that is already the target's iris (the gaze rides with
@@ -208,8 +208,8 @@ class EyeParts:
             skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             region = region * (1.0 - closed) + skin.astype(np.float32) * closed
             where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            up = target[list(topology.EYE_UPPER[e]), :2]
-            lo = target[list(topology.EYE_LOWER[e]), :2]
+            up = target[list(EYE_UPPER[e]), :2]
+            lo = target[list(EYE_LOWER[e]), :2]
             line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
             lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
             th = max(1, int(round(0.04 * width_t)))

@@ -18,6 +18,14 @@ import numpy as np
 from pdfgc.families.meshwarp import topology
 from pdfgc.families.meshwarp.mouth_bank import default_bank
 from pdfgc.families.meshwarp.shapes import bounding_box, poly_mask, smoothstep
+from pdfgc.media.mesh_indices import (
+    LIP_CORNERS,
+    LIP_LOWER,
+    LIP_MIDPOINTS,
+    LIP_OUTER_LOWER,
+    LIP_OUTER_UPPER,
+    LIP_UPPER,
+)
 
 __all__ = ["MouthPart"]
 
@@ -36,12 +44,12 @@ class MouthPart:
     def _prepare(self) -> None:
         mesh = self.mesh
         img = self.image
-        up, lo = mesh[13, :2], mesh[14, :2]
-        width = float(np.linalg.norm(mesh[308, :2] - mesh[78, :2]))
+        up, lo = mesh[LIP_MIDPOINTS[0], :2], mesh[LIP_MIDPOINTS[1], :2]
+        width = float(np.linalg.norm(mesh[LIP_CORNERS[1], :2] - mesh[LIP_CORNERS[0], :2]))
         self._mouth_src = dict(gap=float(np.linalg.norm(lo - up)), width=width)
         # lip colour: mean over the outer-minus-inner lip band (for the cavity and tongue tints)
         s = self.size
-        outer = np.array(list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[-2:0:-1]))
+        outer = np.array(list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[-2:0:-1]))
         box = bounding_box(mesh[outer], 2, s)
         x0, y0, x1, y1 = box
         if x1 - x0 > 2 and y1 - y0 > 2:
@@ -70,9 +78,9 @@ class MouthPart:
             return
         mouth_m = aux["mouth"] if aux is not None else None
         s = self.size
-        a, b = target[78, :2], target[308, :2]
+        a, b = target[LIP_CORNERS[0], :2], target[LIP_CORNERS[1], :2]
         width = float(np.linalg.norm(b - a))
-        gap = float(np.linalg.norm(target[14, :2] - target[13, :2]))
+        gap = float(np.linalg.norm(target[LIP_MIDPOINTS[1], :2] - target[LIP_MIDPOINTS[0], :2]))
         src = self._mouth_src
         if width < 3.0 or gap < max(1.0, 0.03 * width):
             return
@@ -102,8 +110,8 @@ class MouthPart:
     def _mouth_interior(self, target, box, width, gap) -> np.ndarray:
         """Procedural mouth interior (h,w,3) float32 over `box`, in the mouth's own frame (corner 78 -> 308)."""
         x0, y0, x1, y1 = box
-        a = target[78, :2]
-        e = (target[308, :2] - a) / width
+        a = target[LIP_CORNERS[0], :2]
+        e = (target[LIP_CORNERS[1], :2] - a) / width
         n = np.array([-e[1], e[0]])  # points down for an upright face (y down)
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
         px, py = xx - a[0], yy - a[1]
@@ -116,7 +124,7 @@ class MouthPart:
             order = np.argsort(cu)
             return np.interp(u, cu[order], ct[order])
 
-        t_up, t_lo = curve(topology.LIP_UPPER), curve(topology.LIP_LOWER)
+        t_up, t_lo = curve(LIP_UPPER), curve(LIP_LOWER)
         span = np.maximum(t_lo - t_up, 1e-3)
         v = np.clip((t - t_up) / span, 0.0, 1.0)  # 0 at the upper inner lip, 1 at the lower
         across = np.clip(1.0 - (2.0 * u - 1.0) ** 2, 0.0, 1.0)  # 1 mid-mouth, 0 at the corners

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.evaluation.signals import EAR_POINTS
+from pdfgc.media.mesh_indices import EAR_POINTS
 
 __all__ = ["poly_mask", "smoothstep", "eye_aspect", "bounding_box"]
 
@@ -25,7 +25,7 @@ def smoothstep(e0: float, e1: float, x):
 
 
 def eye_aspect(mesh: np.ndarray) -> np.ndarray:
-    """(2,) eye aspect ratio of one (478,3) mesh, per eye (``signals.EAR_POINTS``' order), from its 2-D points."""
+    """(2,) eye aspect ratio of one (478,3) mesh, per eye (``mesh_indices.EAR_POINTS``' order), from its 2-D points."""
     p = mesh[EAR_POINTS, :2]
     d = lambda i, j: np.linalg.norm(p[:, i] - p[:, j], axis=-1)  # noqa: E731
     return (d(1, 5) + d(2, 4)) / (2.0 * np.maximum(d(0, 3), 1e-6))

@@ -54,17 +54,28 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from pdfgc.errors import InputError
-from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
 from pdfgc.families.meshwarp import topology
 from pdfgc.families.meshwarp.eyes import EyeParts
 from pdfgc.families.meshwarp.mouth import MouthPart
 from pdfgc.families.meshwarp.shapes import smoothstep
 from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_fill, mirror_partners, mirror_weights, stretch_of
 from pdfgc.families.meshwarp.topology import triangles
+from pdfgc.media.mesh_indices import (
+    EAR_POINTS,
+    EYE_LOWER,
+    EYE_UPPER,
+    IRIS,
+    LIP_CORNERS,
+    LIP_LOWER,
+    LIP_OUTER_LOWER,
+    LIP_OUTER_UPPER,
+    LIP_UPPER,
+    NUM_POINTS,
+    RIGID_POINTS,
+)
 
 __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 
-NUM_POINTS = 478
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
 
@@ -357,7 +368,7 @@ class WarpRenderer:
     def _outside_lips(self, pix, vt, margin: int = 3):
         """The pixels (ys, xs) not within ``margin`` px of the target's outer lip outline (the lip line of a closed
         mouth is a seam too, but the lips are the mouth control's: mediapipe reads the opening from them)."""
-        poly = vt[list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[::-1])]
+        poly = vt[list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[::-1])]
         m = np.zeros((self.size, self.size), np.uint8)
         cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
         m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1)))
@@ -514,7 +525,7 @@ def close_eyes(mesh: np.ndarray, amount: float = 1.0, eyes=(0, 1)) -> np.ndarray
     """Move the lids together (amount 1 = shut, meeting a fifth of the way up from the lower lid)."""
     m = _check_mesh(mesh, "mesh").copy()
     for e in eyes:
-        up, lo = list(topology.EYE_UPPER[e][1:-1]), list(topology.EYE_LOWER[e][1:-1])
+        up, lo = list(EYE_UPPER[e][1:-1]), list(EYE_LOWER[e][1:-1])
         meet = m[lo] + 0.2 * (m[up] - m[lo])
         m[up] += amount * (meet - m[up])
         m[lo] += amount * (meet - m[lo])
@@ -530,7 +541,7 @@ def shift_irises(mesh: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarr
             a, b = b, a
         ex = b - a
         ey = np.array([-ex[1], ex[0]])
-        idx = list(topology.IRIS[e])
+        idx = list(IRIS[e])
         m[idx, :2] += dx * ex + dy * ey
     return m
 
@@ -539,7 +550,7 @@ def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
     """Drop the lower lip and jaw by ``amount`` face heights (10-152) at the chin, fading toward the jaw angles."""
     m = _check_mesh(mesh, "mesh").copy()
     height = float(np.linalg.norm(m[152, :2] - m[10, :2]))
-    corner_l, corner_r = m[78, :2], m[308, :2]
+    corner_l, corner_r = m[LIP_CORNERS[0], :2], m[LIP_CORNERS[1], :2]
     centre = 0.5 * (corner_l + corner_r)
     half = 0.5 * float(np.linalg.norm(m[454, :2] - m[234, :2]))
     ex = (corner_r - corner_l) / max(np.linalg.norm(corner_r - corner_l), 1e-6)
@@ -547,10 +558,10 @@ def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
     rel = m[:NUM_POINTS, :2] - centre
     along, below = rel @ ex, rel @ ey
     lower = np.zeros(NUM_POINTS, bool)
-    lower[list(topology.LIP_LOWER[1:-1]) + list(topology.LIP_OUTER_LOWER[1:-1])] = True
+    lower[list(LIP_LOWER[1:-1]) + list(LIP_OUTER_LOWER[1:-1])] = True
     w = np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0) * smoothstep(0.0, 0.04 * height, below)
     w = np.where(lower, np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0), w)
-    w[list(topology.LIP_UPPER) + list(topology.LIP_OUTER_UPPER)] = 0.0
-    w[[78, 308, 61, 291]] = 0.0
+    w[list(LIP_UPPER) + list(LIP_OUTER_UPPER)] = 0.0
+    w[[*LIP_CORNERS, LIP_OUTER_UPPER[0], LIP_OUTER_UPPER[-1]]] = 0.0
     m[:, :2] += (amount * height) * w[:, None] * ey[None]
     return m
