@@ -76,7 +76,8 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
     from pdfgc.evaluation.signals import EAR_POINTS
     from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
-    from pdfgc.families.meshwarp.warp import WarpRenderer, _ear
+    from pdfgc.families.meshwarp.shapes import eye_aspect as _ear
+    from pdfgc.families.meshwarp.warp import WarpRenderer
 
     refiners, refiner_model = {}, None
     if any(v.endswith("+refiner") for v in variants):

@@ -7,7 +7,7 @@ The lips factor: ``lips`` is the factor and its source (``--lips``, ``AnimateOpt
 ``mouth`` is its per-frame code (``StyleLayout.mouth``, ``Codes.mouth``; ``--mouth-intensity`` scales the code)
 and ``lip`` the explicit control (``LipControl``, ``lip_control``, ``--lip-level``); the public names keep these
 three roles, internal code uses the same words for the same roles. Mesh landmark rings are ``LIPS_OUTER`` /
-``LIPS_INNER`` (``pdfgc.evaluation.signals``).
+``LIPS_INNER`` (``pdfgc.media.mesh_indices``).
 """
 from __future__ import annotations
 

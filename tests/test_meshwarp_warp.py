@@ -180,7 +180,7 @@ def test_mouth_opening_follows_the_target(detector, anne, renderer):
 
 def test_open_mouth_gets_a_real_interior_with_teeth_inside_the_inner_lips_only(anne, renderer):
     from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
-    from pdfgc.families.meshwarp.warp import _poly_mask
+    from pdfgc.families.meshwarp.shapes import poly_mask as _poly_mask
 
     img, mesh = anne
     bare = WarpRenderer(img, mesh, mouth=False)

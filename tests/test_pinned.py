@@ -1,16 +1,20 @@
-"""Pinned outputs of the tiny PD-FGC model through the whole pipeline (diffusers' habit): any silent numeric
-change in the networks, the official rules, the spectrogram or the pipeline's steps fails here. The values were
-recorded from this code; a deliberate change must re-record them and say why in its commit."""
+"""Pinned outputs through the whole pipeline (diffusers' habit): the tiny PD-FGC model (any silent numeric change in
+the networks, the official rules, the spectrogram or the pipeline's steps fails here) and the shipped default
+mesh-warp model (its lips, codes, warp, eyes and mouth). The values were recorded from this code; a deliberate change
+must re-record them and say why in its commit."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from pdfgc.controls.explicit import BlinkControl, EmotionControl, GazeControl, PoseControl
 from pdfgc.families.pdfgc.testing import tiny_model
+from pdfgc.media import preprocess as pp
 from pdfgc.options import AnimateOptions
 from pdfgc.pipeline import TalkingHeadPipeline
+from pdfgc.weights import PACKAGED, load_model
 
-from .conftest import DATA, need
+from .conftest import DATA, FIXTURE, need
 
 PD = DATA / "pdfgc"
 
@@ -33,3 +37,36 @@ def test_tiny_model_pipeline_output_is_pinned():
         [[-0.289623, -0.321019, -0.285500, -0.274969], [0.379539, 0.407199, 0.297196, 0.348162],
          [-0.222825, -0.329863, -0.243821, -0.342382]]), **close)
     assert abs(float(frames.mean()) - -0.139927) < 1e-4 and abs(float(frames.std()) - 0.394193) < 1e-4
+
+
+# 16x16 patches (top-left y, x) of the default model's 224 frames: the image-left eye, the mouth, the cheek beside it
+PATCHES = {"eye": (56, 84), "mouth": (110, 101), "cheek": (92, 60)}
+
+
+def test_default_model_frames_are_pinned():
+    """Thirteen frames of the packaged default (``pdfgc/weights/meshwarp.safetensors``) on anne.png with the
+    official fixture's 2 s of speech and every explicit control set; frames 0 (open eyes, closed mouth), 6 (a blink)
+    and 12 (the mouth at its widest, teeth) are pinned as 16x16 patch means and whole-frame statistics.
+
+    Tolerance: 0.5 grey levels on a patch mean, 0.1 on a frame's mean and std. The frames are uint8 from a
+    piecewise-affine warp whose triangles are rasterised on a quarter-pixel grid and sampled through fixed-point
+    (1/32 px) maps, so a mesh that moves by float rounding flips single pixels by a level or more (up to ~100 at
+    occlusion edges) while averages stay put: jittering every target mesh by 1e-4 px (above any float32 drift of the
+    codes between CPUs) moved these patch means by <= 0.05 and frame means by <= 0.02; by 1e-3 px, <= 0.38 and 0.03.
+    1 and 2 threads give identical frames on this machine. A real change to the lips, the codes, the warp, the eyes
+    or the mouth moves a patch by whole levels."""
+    pipe = TalkingHeadPipeline(load_model(PACKAGED), device="cpu", threads=1)
+    opt = AnimateOptions(progress=False, max_frames=13, pose_control=PoseControl(yaw=12, pitch=-4),
+                         blink_control=BlinkControl(times=[0.24]), gaze_control=GazeControl(horizontal=0.4),
+                         emotion_control=EmotionControl(label="happy"))
+    plan = pipe.plan(need(PD / "anne.png"), need(FIXTURE / "clip2s_16k.wav"), opt)
+    frames = np.concatenate([pp.to_uint8(x) for _, x in pipe.render(plan, opt)])[[0, 6, 12]]
+    assert frames.shape == (3, 224, 224, 3) and frames.dtype == np.uint8
+    means = np.array([[f[y:y + 16, x:x + 16].reshape(-1, 3).mean(0) for y, x in PATCHES.values()] for f in frames])
+    np.testing.assert_allclose(means, [
+        [[143.07, 117.91, 99.94], [188.62, 130.14, 117.93], [158.21, 127.94, 108.28]],
+        [[158.43, 129.64, 109.10], [174.98, 127.99, 117.34], [159.26, 128.94, 109.18]],
+        [[143.48, 117.74, 99.23], [179.54, 143.00, 128.21], [160.62, 130.41, 110.52]]], rtol=0, atol=0.5)
+    flat = frames.reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(flat.mean(1), [74.391, 74.570, 74.014], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.std(1), [83.259, 83.163, 83.078], rtol=0, atol=0.1)

@@ -381,6 +381,7 @@ def test_resume_in_a_new_process_is_exact(prepared_corpus, uninterrupted, tmp_pa
     assert [x["total"] for x in _log(run)] == [x["total"] for x in _log(uninterrupted)]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_exact(prepared_corpus, uninterrupted, tmp_path):
     run = tmp_path / "killed"
     args = _cli("--data", prepared_corpus, "--stage", "emotion", "--config", "tiny", "--out", run, "--steps", 4,
@@ -443,6 +444,7 @@ def test_export_and_cli_errors(prepared_corpus, uninterrupted, tmp_path, capsys)
 
 # ------------------------------------------------------------------------------------------------ distributed
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(prepared_corpus, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",

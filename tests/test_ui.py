@@ -387,6 +387,7 @@ def _listening_addresses(port: int) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_pdfgc_ui_command_serves_on_localhost_and_cleans_up(tiny, tmp_path):
     import json
     import re

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..media.audio_io import load_speech
 from ..media.images import load_image_rgb
+from ..media.mesh_indices import LIPS_INNER, LIPS_OUTER
 from . import signals as sg
 from .audio_sync import speech_envelope
 from .emotion import EMOTIONS, EmotionClassifier, box_from_landmarks
@@ -26,7 +27,6 @@ from .identity import IdentityEncoder, identity_distance
 from .inputs import Stream, generated_streams, source_stream
 from .landmarks import track_faces
 from .quality import face_l1, face_mask, psnr, ssim
-from .signals import LIPS_INNER, LIPS_OUTER
 
 ANGLES = ("yaw", "pitch", "roll")
 

@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..fileio import atomic_path
 from ..media import face
 from ..media.images import _as_rgb_uint8
-from .signals import NUM_POINTS
+from ..media.mesh_indices import NUM_POINTS
 
 CACHE_VERSION = 1
 _FINGERPRINT_SIDE = 160  # at most this many sampled rows and columns per frame

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..official_rules import NETWORK_VIEW_MATRIX
+from .mesh_indices import EYE_CORNERS, LIP_CORNERS, LIP_MIDPOINTS
 
 # PC-AVS targets for the FAN 68-point eye and inner-mouth centres (scripts/align_68.py), for reference.
 PCAVS_FAN_TEMPLATE = np.array([[87.0, 59.0], [137.0, 59.0], [112.0, 120.0]])
@@ -20,15 +21,12 @@ PCAVS_FAN_TEMPLATE = np.array([[87.0, 59.0], [137.0, 59.0], [112.0, 120.0]])
 MEDIAPIPE_TEMPLATE = np.array([[87.0, 62.1], [138.7, 62.1], [112.9, 118.7]])
 
 
-# mediapipe mesh indices. 33/133 are the corners of the subject's right eye, which is on the image LEFT of an upright
-# face; keeping the anatomical labels (not sorting by x) keeps strongly rolled faces right (tested at 90 degrees).
-LEFT_EYE_IDX = (33, 133)
-
-
-RIGHT_EYE_IDX = (362, 263)
-
-
-MOUTH_IDX = (13, 14, 78, 308)
+# The three points' mesh indices (mesh_indices.py). 33/133 are the corners of the subject's right eye, which is on the
+# image LEFT of an upright face; keeping the anatomical labels (not sorting by x) keeps strongly rolled faces right
+# (tested at 90 degrees). The mouth point is the mean of the inner lips' midpoints and corners.
+LEFT_EYE_IDX = tuple(int(i) for i in EYE_CORNERS[0])     # (33, 133)
+RIGHT_EYE_IDX = tuple(int(i) for i in EYE_CORNERS[1])    # (362, 263)
+MOUTH_IDX = LIP_MIDPOINTS + LIP_CORNERS                  # (13, 14, 78, 308)
 
 
 @dataclass

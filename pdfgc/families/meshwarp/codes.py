@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...evaluation import signals as S
+from ...media import mesh_indices as MI
 
-NUM_POINTS = S.NUM_POINTS
+NUM_POINTS = MI.NUM_POINTS
 BLINK_DIMS = (0, 1)
 GAZE_DIMS = (2, 3)
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "log_scale")
@@ -55,14 +56,14 @@ FPS = 25
 # ---------------------------------------------------------------------------------------------- point sets
 # Lid lines per eye (signals' eye order), mediapipe's eye contours: upper lid (outer -> inner corner) and the lower
 # lid points below each of them; the corners (33/133, 263/362) are left alone (they are the EAR's denominator).
-UPPER_LID = np.array([[246, 161, 160, 159, 158, 157, 173], [466, 388, 387, 386, 385, 384, 398]], np.int64)
-LOWER_LID = np.array([[7, 163, 144, 145, 153, 154, 155], [249, 390, 373, 374, 380, 381, 382]], np.int64)
+UPPER_LID = np.array([u[1:-1] for u in MI.EYE_UPPER], np.int64)
+LOWER_LID = np.array([lo[1:-1] for lo in MI.EYE_LOWER], np.int64)
 # the skin fold above each upper-lid point follows part of its motion
-UPPER_FOLD = np.array([[247, 30, 29, 27, 28, 56, 190], [467, 260, 259, 257, 258, 286, 414]], np.int64)
+UPPER_FOLD = np.array(MI.UPPER_FOLD, np.int64)
 LID_MEET = 0.25      # a closed eye's lid line, as a fraction of the way from the lower to the upper lid
 FOLD_FOLLOW = 0.5    # share of the upper lid's motion the fold above it takes
-IRIS = np.array([list(range(468, 473)), list(range(473, 478))], np.int64)  # per eye: centre first, then 4 rim
-EYE_CORNER_POINTS = (33, 133, 263, 362)
+IRIS = np.array(MI.IRIS, np.int64)  # per eye: centre first, then 4 rim
+EYE_CORNER_POINTS = (MI.EYE_UPPER[0][0], MI.EYE_UPPER[0][-1], MI.EYE_UPPER[1][0], MI.EYE_UPPER[1][-1])  # 33 133 263 362
 # Non-rigid points below the nose (canonical y > 1.17 on anne.png's mesh, symmetric): lips, philtrum, chin, jaw
 # line and lower cheeks: everything speech moves.
 MOUTH_POINTS = np.array([
@@ -78,9 +79,9 @@ MOUTH_CORNERS = np.array([61, 76, 62, 78, 185, 184, 146, 77, 291, 306, 292, 308,
 
 
 def _emotion_points() -> np.ndarray:
-    excluded = set(S.RIGID_POINTS.tolist()) | set(MOUTH_POINTS.tolist()) | set(UPPER_LID.ravel().tolist())
+    excluded = set(MI.RIGID_POINTS.tolist()) | set(MOUTH_POINTS.tolist()) | set(UPPER_LID.ravel().tolist())
     excluded |= set(LOWER_LID.ravel().tolist()) | set(EYE_CORNER_POINTS)
-    pts = [i for i in range(468) if i not in excluded] + MOUTH_CORNERS.tolist()
+    pts = [i for i in range(MI.NUM_MESH) if i not in excluded] + MOUTH_CORNERS.tolist()
     return np.array(sorted(pts), np.int64)
 
 
@@ -470,7 +471,7 @@ def place_gaze(mesh, gaze_code) -> np.ndarray:
     delta = np.where(np.isfinite(delta), delta, 0.0)
     delta[:, 1] = np.clip(delta[:, 1], -GAZE_V_TRAVEL, GAZE_V_TRAVEL)
     for k in range(2):
-        a, b = out[:, S.IRIS_POINTS[k, 0], :2], out[:, S.IRIS_POINTS[k, 1], :2]
+        a, b = out[:, MI.GAZE_POINTS[k, 0], :2], out[:, MI.GAZE_POINTS[k, 1], :2]
         e = b - a
         perp = np.stack([-e[:, 1], e[:, 0]], axis=1)  # +y of signals' iris frame (image down for an upright face)
         out[:, IRIS[k], :2] += (delta[:, :1] * e + delta[:, 1:] * perp)[:, None]

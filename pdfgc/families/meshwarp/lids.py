@@ -16,8 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.evaluation.signals import EAR_POINTS
-from pdfgc.families.meshwarp import topology
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
 # EAR mediapipe reads back on closed-eye pairs, MAE to the target's (122 pairs of training clips / 125 held-out):
@@ -46,7 +45,7 @@ def _eye_frame(mesh: np.ndarray, e: int):
 
 
 def _upper_curve(mesh: np.ndarray, e: int, frame):
-    return _curve(mesh, topology.EYE_UPPER[e], frame)
+    return _curve(mesh, EYE_UPPER[e], frame)
 
 
 def _curve(mesh: np.ndarray, idx, frame):
@@ -107,7 +106,7 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     # under the lash row, as the eye shuts: the portrait's lower-lid skin (from below its waterline) pulled up to
     # meet the lid, over what is left of the squeezed opening (mediapipe's lower contour runs on the waterline,
     # so the warp leaves a sliver of white there)
-    lo_s = _curve(source, topology.EYE_LOWER[e], fs)
+    lo_s = _curve(source, EYE_LOWER[e], fs)
     lower = (below > lash) & (below <= lash + LOWER)
     t_low = np.interp(uc, *lo_s) + WATERLINE + (below - lash)
     sx = np.where(lower, a_s[0] + ws * (uc * ax_s[0] + t_low * n_s[0]), sx)

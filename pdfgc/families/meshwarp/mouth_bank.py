@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import topology
+from pdfgc.media.mesh_indices import CHEEKS, LIP_CORNERS, LIP_LOWER, LIP_MIDPOINTS, LIP_UPPER
 
 BANK_FILE = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_mouths.safetensors"
 PATCH_W, PATCH_H = 64, 48          # a corpus mouth is ~50-60 px wide in a 224 crop: the patch keeps its detail
@@ -37,15 +38,15 @@ GAIN_POWER = 1.0   # full per-channel skin gain (Face2Face): 20.99 dB vs 20.91 a
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
 # v INSET..1-INSET so no second lip shows inside the target's lips
 INSET = 0.04   # 0: 20.99 dB, 0.08: 20.93 dB; 0.04 keeps most of the bank person's lip out of sight
-# the cheeks' skin, for colour matching: points below the eyes, beside the nose (mediapipe indices)
-CHEEK_POINTS = (50, 101, 118, 117, 123, 280, 330, 347, 346, 352)
+# the cheeks' skin, for colour matching: points below the eyes, beside the nose (mesh_indices.CHEEKS)
+CHEEK_POINTS = CHEEKS
 
 
 def mouth_frame(mesh: np.ndarray):
     """The mouth's own frame of a (478,3) mesh: origin at corner 78, unit vector e toward 308, n across (down for an
     upright face), the corner width, and the inner-lip curves as (u, t) samples (u along, t across in pixels)."""
-    a = mesh[78, :2].astype(np.float64)
-    d = mesh[308, :2] - a
+    a = mesh[LIP_CORNERS[0], :2].astype(np.float64)
+    d = mesh[LIP_CORNERS[1], :2] - a
     width = float(np.hypot(*d))
     e = d / max(width, 1e-6)
     n = np.array([-e[1], e[0]])
@@ -56,7 +57,7 @@ def mouth_frame(mesh: np.ndarray):
         order = np.argsort(cu)
         return cu[order], ct[order]
 
-    return a, e, n, width, curve(topology.LIP_UPPER), curve(topology.LIP_LOWER)
+    return a, e, n, width, curve(LIP_UPPER), curve(LIP_LOWER)
 
 
 def uv_of_pixels(mesh: np.ndarray, xx: np.ndarray, yy: np.ndarray):
@@ -86,8 +87,8 @@ def extract(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
 
 def relative_opening(mesh: np.ndarray) -> float:
     """Inner-lip gap (13-14) over the inner corner width (78-308)."""
-    width = float(np.linalg.norm(mesh[308, :2] - mesh[78, :2]))
-    return float(np.linalg.norm(mesh[14, :2] - mesh[13, :2])) / max(width, 1e-6)
+    width = float(np.linalg.norm(mesh[LIP_CORNERS[1], :2] - mesh[LIP_CORNERS[0], :2]))
+    return float(np.linalg.norm(mesh[LIP_MIDPOINTS[1], :2] - mesh[LIP_MIDPOINTS[0], :2])) / max(width, 1e-6)
 
 
 def skin_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:

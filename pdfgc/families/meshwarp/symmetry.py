@@ -15,7 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.evaluation.signals import FACE_TEMPLATE, RIGID_POINTS
+from pdfgc.evaluation.signals import FACE_TEMPLATE
+from pdfgc.media.mesh_indices import RIGID_POINTS
 
 STRETCH_FROM = 2.0   # stretch (source pixels per target pixel, smallest singular value) where the mirror starts
 STRETCH_FULL = 3.0   # ... and where it takes over (the renderer's own "unreliable" level)

@@ -1,4 +1,5 @@
-"""Index sets and triangles of mediapipe's face mesh, as the warp renderer uses them.
+"""Triangles of mediapipe's face mesh and the polygons of its holes, as the warp renderer uses them (the index
+sets themselves: ``pdfgc/media/mesh_indices.py``).
 
 The triangles are rebuilt from mediapipe's tessellation edges (the installed wheel ships no canonical mesh file):
 every 3-clique of the edge graph is a face except two "hollow" cliques (all three edges already bound two faces
@@ -15,18 +16,18 @@ from collections import Counter, deque
 
 import numpy as np
 
-NUM_MESH = 468  # tessellated points (the 10 iris points are not part of the surface)
-
-# Lid contours from corner to corner (the image-left eye is the subject's right eye: 33 outer corner, 133 inner)
-EYE_UPPER = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (263, 466, 388, 387, 386, 385, 384, 398, 362))
-EYE_LOWER = ((33, 7, 163, 144, 145, 153, 154, 155, 133), (263, 249, 390, 373, 374, 380, 381, 382, 362))
-IRIS = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))  # centre first, then four rim points
-# Inner lips from corner 78 to corner 308
-LIP_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-LIP_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-# Outer lips (for the lip colour and the mouth's region)
-LIP_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
-LIP_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+# the contours the renderer uses, under the names it has always used (lid contours and inner / outer lips, corner
+# to corner, and the irises: pdfgc/media/mesh_indices.py)
+from pdfgc.media.mesh_indices import (  # noqa: F401  (re-exported: topology.EYE_UPPER etc.)
+    EYE_LOWER,
+    EYE_UPPER,
+    IRIS,
+    LIP_LOWER,
+    LIP_OUTER_LOWER,
+    LIP_OUTER_UPPER,
+    LIP_UPPER,
+    NUM_MESH,
+)
 
 # A triangle whose winding is known to be front-facing (positive signed area, y down) on an upright frontal face:
 # it fixes the global sign of the otherwise purely topological orientation (checked on anne.png's mesh).

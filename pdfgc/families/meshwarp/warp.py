@@ -30,17 +30,14 @@ One render, all at the output resolution S:
    the face) the face fades onto the band over ``feather`` x S pixels; pixels where the source position jumps
    between neighbours (occlusion edges) or whose triangle is squeezed get a small blur, as the portrait's own
    edges had.
-4. Eyes: the white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is
-   a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target iris
-   centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
-   A closing eye is blended toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a
-   painted lash line (``lids="painted"``, the default); ``lids="sheet"`` instead stretches the portrait's own lid
-   skin down to the target lid with its lashes (``lids.py``: closed eyes read back nearer closed and look more like
-   skin, but eye-following read back worse, so it is opt-in: README, "Real pixels").
-5. Mouth: where the target inner-lip polygon is open beyond the source's, a real mouth interior from the shipped
-   bank (``mouth_bank.py``), colour-matched, is drawn inside the polygon (``mouth="procedural"``: the older
-   painted cavity with a teeth band); a source mouth that is already open keeps its own (warped) interior as far
-   as the target opening matches it.
+4. Eyes (``eyes.py``): the iris as a rigid disc over a white with the iris inpainted away, clipped by the target lid
+   opening; a closing eye covered with the portrait's lid skin (``lids="painted"``, the default, or ``"sheet"``,
+   ``lids.py``: opt-in, README "Real pixels").
+5. Mouth (``mouth.py``): a real mouth interior from the shipped bank (``mouth_bank.py``) inside the target's inner
+   lips where they open beyond the source's (``mouth="procedural"``: the older painted cavity).
+   Steps 4 and 5 are ``WarpRenderer.parts``: objects made once per portrait with ``render(target, out, (mx, my),
+   aux)`` drawing into the warped frame in place, so the warp core (steps 0-3, 6) knows nothing of eyes or mouths
+   and the issue on real pixels can replace either.
 6. Far side (in ``_fade_far_cheek``): face triangles stretched past what the portrait shows take the mirrored
    near side where it is less stretched (``symmetry.py``).
 
@@ -57,24 +54,30 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from pdfgc.errors import InputError
-from pdfgc.evaluation.signals import EAR_POINTS, RIGID_POINTS
 from pdfgc.families.meshwarp import topology
-from pdfgc.families.meshwarp.lids import lid_sheet
-from pdfgc.families.meshwarp.mouth_bank import default_bank
+from pdfgc.families.meshwarp.eyes import EyeParts
+from pdfgc.families.meshwarp.mouth import MouthPart
+from pdfgc.families.meshwarp.shapes import smoothstep
 from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_fill, mirror_partners, mirror_weights, stretch_of
 from pdfgc.families.meshwarp.topology import triangles
+from pdfgc.media.mesh_indices import (
+    EAR_POINTS,
+    EYE_LOWER,
+    EYE_UPPER,
+    IRIS,
+    LIP_CORNERS,
+    LIP_LOWER,
+    LIP_OUTER_LOWER,
+    LIP_OUTER_UPPER,
+    LIP_UPPER,
+    NUM_POINTS,
+    RIGID_POINTS,
+)
 
 __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 
-NUM_POINTS = 478
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
-# the lid sheet (lids.py) starts when the target's EAR falls below this fraction of the portrait's (an open eye,
-# a blink's first frames and a squint above it are the warp alone) and is full at 0.3. On 40 closed-eye pairs of
-# training clips the EAR mediapipe reads back is 0.055 off the target's (0.053 painted, 0.078 the warp alone);
-# a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
-LID_SHEET_FROM = 0.8
-LID_SHEET_FULL = 0.3
 
 
 class WarpInputError(InputError, ValueError):
@@ -148,34 +151,6 @@ def _signed_area(p: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
-def _poly_mask(shape: tuple[int, int], poly: np.ndarray, offset=(0.0, 0.0)) -> np.ndarray:
-    """Anti-aliased float32 mask of a polygon (pixel coordinates, minus offset) in an array of `shape`."""
-    m = np.zeros(shape, np.uint8)
-    pts = np.round((poly[:, :2] - np.asarray(offset)) * 16).astype(np.int32)
-    cv2.fillPoly(m, [pts], 255, cv2.LINE_AA, 4)
-    return m.astype(np.float32) * (1.0 / 255.0)
-
-
-def _smoothstep(e0: float, e1: float, x):
-    t = np.clip((np.asarray(x, dtype=np.float64) - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _ear(mesh: np.ndarray) -> np.ndarray:
-    p = mesh[EAR_POINTS, :2]
-    d = lambda i, j: np.linalg.norm(p[:, i] - p[:, j], axis=-1)  # noqa: E731
-    return (d(1, 5) + d(2, 4)) / (2.0 * np.maximum(d(0, 3), 1e-6))
-
-
-def _box(points: np.ndarray, margin: float, size: int) -> tuple[int, int, int, int]:
-    """Integer (x0, y0, x1, y1) bounding box of points plus margin, clipped to the image (x1/y1 exclusive)."""
-    lo = np.floor(points[:, :2].min(0) - margin).astype(int)
-    hi = np.ceil(points[:, :2].max(0) + margin).astype(int) + 1
-    x0, y0 = np.clip(lo, 0, size)
-    x1, y1 = np.clip(hi, 0, size)
-    return int(x0), int(y0), int(x1), int(y1)
-
-
 # ---------------------------------------------------------------------------------------------- renderer
 
 
@@ -207,7 +182,6 @@ class WarpRenderer:
             raise WarpInputError("warp: outer_rings >= 1, outer_extent > 1, 0 <= outer_hold < 1, "
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
-        self.use_eyes, self.use_lids, self.use_mouth = eyes, lids, mouth
         self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
         self.depth_gain = float(depth_gain)
         c = self.mesh[RIGID_POINTS].mean(0)
@@ -224,8 +198,10 @@ class WarpRenderer:
         self._src_area = _signed_area(self._src_vertices(), self._tris)
         ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
         self._gx, self._gy = xs, ys
-        self._prepare_eyes()
-        self._prepare_mouth()
+        # what is drawn over the warp, in order (eyes.py, mouth.py): each part reads the portrait once here and draws
+        # into the warped frame per target; the issue on real pixels (#19) replaces them behind the same render()
+        self.parts = [EyeParts(self.image, self.mesh, eyes=eyes, lids=lids),
+                      MouthPart(self.image, self.mesh, mouth=mouth)]
 
     # ------------------------------------------------------------------ outer region (hair, ears, neck, background)
 
@@ -332,128 +308,6 @@ class WarpRenderer:
                  + self._outer_wr[:, None] * residual)
         return np.concatenate([target[:, :2], outer])
 
-    # ------------------------------------------------------------------ per-portrait eye and mouth material
-
-    def _prepare_eyes(self) -> None:
-        s = self.size
-        img = self.image
-        mesh = self.mesh
-        self._sclera = img.copy()  # irises inpainted away
-        self._iris_tex = img.copy()  # iris discs completed where the lids hid them
-        self._closed = img.copy()  # eye openings inpainted with lid skin
-        self._closed_mask = np.zeros((s, s), np.float32)  # where _closed differs from the portrait
-        self._eye_src = []
-        for e in range(2):
-            poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
-            iris = mesh[list(topology.IRIS[e]), :2]
-            centre = iris.mean(0)
-            radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
-            width = float(np.linalg.norm(mesh[EAR_POINTS[e, 0], :2] - mesh[EAR_POINTS[e, 3], :2]))
-            margin = max(4.0, 0.6 * width)
-            x0, y0, x1, y1 = _box(poly, margin, s)
-            self._eye_src.append(dict(centre=centre, radius=max(radius, 0.5), width=width,
-                                      ear=float(_ear(mesh)[e])))
-            if x1 - x0 < 4 or y1 - y0 < 4:
-                continue
-            roi = (slice(y0, y1), slice(x0, x1))
-            open_m = _poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-            dist = np.hypot(xx - centre[0], yy - centre[1])
-            # sclera: inpaint the iris disc (a little beyond mediapipe's radius, which runs small) inside the opening
-            grow = max(1, int(round(0.12 * width)))
-            open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
-            disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
-            if disc.any():
-                self._sclera[roi] = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
-            # iris texture: disc pixels under the lids reflected from the opposite (vertical) side, else the mean
-            # (the render composites with the opening mask's upper half only, so pixels kept here stay exact)
-            vis = (open_m > 0.9) & (dist <= 1.6 * radius)
-            tex = self._iris_tex[roi]
-            if vis.any():
-                fill_px = (dist <= 1.6 * radius) & (open_m < 0.5)
-                fy, fx = np.nonzero(fill_px)
-                ry = np.clip(np.round(2 * (centre[1] - y0) - fy).astype(int), 0, y1 - y0 - 1)
-                ok = vis[ry, fx]
-                mean = img[roi][vis].mean(0)
-                tex[fy, fx] = mean.astype(np.uint8)
-                tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
-            # closed eye: the opening and the lashes covered by lid skin, i.e. the skin just above the lashes
-            # carried down column by column (a little of the lower lid's skin toward the bottom), smooth along x
-            lid = cv2.dilate((open_m > 0.02).astype(np.uint8), cv2.getStructuringElement(
-                cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-            lid[:-grow or None] |= lid[grow:]  # the lashes sit above the lid line: reach further up
-            paint = self._lid_skin(e, (x0, y0, x1, y1), width)
-            # a wide feather: the lid skin sampled above the lashes rarely matches the skin beside the corners
-            soft = cv2.GaussianBlur(lid.astype(np.float32), (0, 0), max(1.0, 0.1 * width))
-            soft = np.clip(1.7 * soft - 0.1, 0.0, 1.0)
-            self._closed[roi] = (img[roi] * (1 - soft[..., None]) + paint * soft[..., None] + 0.5).astype(np.uint8)
-            self._closed_mask[roi] = np.maximum(self._closed_mask[roi], soft)
-            # lash colour: the darker pixels along the source upper lid
-            up = mesh[list(topology.EYE_UPPER[e]), :2]
-            samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
-            skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0).astype(np.float32)
-            self._eye_src[e]["lash"] = 0.5 * np.minimum(samples.min(0).astype(np.float64), 0.5 * skin) + 0.25 * skin
-
-    def _lid_skin(self, e: int, box, width: float) -> np.ndarray:
-        """(h,w,3) float32 closed-lid colour over `box`: per column, the skin above the lashes (0.28 eye widths
-        over the upper lid) blended toward the skin under the lower lid only near the bottom."""
-        x0, y0, x1, y1 = box
-        img = self.image.astype(np.float32)
-        s = self.size
-        up = self.mesh[list(topology.EYE_UPPER[e]), :2]
-        lo = self.mesh[list(topology.EYE_LOWER[e]), :2]
-        cols = np.arange(x0, x1, dtype=np.float64)
-        xs = np.clip(cols, min(up[:, 0].min(), lo[:, 0].min()), max(up[:, 0].max(), lo[:, 0].max()))
-        ou, ol = np.argsort(up[:, 0]), np.argsort(lo[:, 0])
-        y_up = np.interp(xs, up[ou, 0], up[ou, 1]) - 0.28 * width
-        y_lo = np.interp(xs, lo[ol, 0], lo[ol, 1]) + 0.12 * width
-
-        def sample(yc, offsets):
-            acc = np.zeros((len(cols), 3), np.float32)
-            for dy in offsets:
-                yi = np.clip(np.round(yc + dy).astype(int), 0, s - 1)
-                acc += img[yi, np.clip(cols.astype(int), 0, s - 1)]
-            return acc / len(offsets)
-
-        # a band of rows (not one line, which may run along the crease) and a wide smoothing along x
-        top = sample(y_up, [f * width for f in (-0.08, -0.04, 0.0, 0.04, 0.08)])
-        bottom = sample(y_lo, (-1.0, 0.0, 1.0))
-        sig = max(1.5, 0.2 * width)
-        top = cv2.GaussianBlur(top[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
-        bottom = cv2.GaussianBlur(bottom[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
-        yy = np.arange(y0, y1, dtype=np.float64)[:, None]
-        v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
-        return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
-
-    def _prepare_mouth(self) -> None:
-        mesh = self.mesh
-        img = self.image
-        up, lo = mesh[13, :2], mesh[14, :2]
-        width = float(np.linalg.norm(mesh[308, :2] - mesh[78, :2]))
-        self._mouth_src = dict(gap=float(np.linalg.norm(lo - up)), width=width)
-        # lip colour: mean over the outer-minus-inner lip band (for the cavity and tongue tints)
-        s = self.size
-        outer = np.array(list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[-2:0:-1]))
-        box = _box(mesh[outer], 2, s)
-        x0, y0, x1, y1 = box
-        if x1 - x0 > 2 and y1 - y0 > 2:
-            m = _poly_mask((y1 - y0, x1 - x0), mesh[outer], (x0, y0)) - _poly_mask(
-                (y1 - y0, x1 - x0), mesh[list(topology.MOUTH_POLYGON)], (x0, y0))
-            m = m > 0.5
-            lip = img[y0:y1, x0:x1][m].mean(0) if m.any() else np.array([160.0, 90.0, 90.0])
-        else:
-            lip = np.array([160.0, 90.0, 90.0])
-        # skin brightness near the mouth sets the teeth brightness (a dim photo has dim teeth)
-        cheek = mesh[[50, 280, 18, 200], :2]
-        vals = [img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in cheek]
-        skin = np.mean(vals, axis=0)
-        self._lip_colour = np.asarray(lip, dtype=np.float64)
-        self._skin_colour = np.asarray(skin, dtype=np.float64)
-        # real mouth interiors (mouth_bank.py), colour-matched to this portrait; mouth="procedural" keeps the
-        # painted cavity (the shipped bank missing, or for comparison)
-        bank = default_bank() if self.use_mouth and self.use_mouth != "procedural" else None
-        self._mouths = bank.for_portrait(img, mesh) if bank is not None else None
-
     # ------------------------------------------------------------------ rendering
 
     def render(self, target_mesh: np.ndarray, return_aux: bool = False):
@@ -501,18 +355,11 @@ class WarpRenderer:
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
-        aux = {} if return_aux else None
-        eyes_m = np.zeros((s, s), np.float32) if return_aux else None
-        lids_m = np.zeros((s, s), np.float32) if return_aux else None
-        mouth_m = np.zeros((s, s), np.float32) if return_aux else None
-        if self.use_eyes or self.use_lids:
-            for e in range(2):
-                self._render_eye(e, target, out, mx, my, eyes_m, lids_m)
-        if self.use_mouth:
-            self._render_mouth(target, out, mouth_m)
+        aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids")} if return_aux else None
+        for part in self.parts:
+            part.render(target, out, (mx, my), aux)
         if not return_aux:
             return out
-        aux["mouth"], aux["eyes"], aux["lids"] = mouth_m, eyes_m, lids_m
         aux["stretch"] = self._stretch(coef, idmap, area)
         if seams is not None:   # occlusion seams are unreliable too: the far cheek's hard edge against the hair
             aux["stretch"][self._outside_lips(seams, vt)] = 1.0
@@ -521,7 +368,7 @@ class WarpRenderer:
     def _outside_lips(self, pix, vt, margin: int = 3):
         """The pixels (ys, xs) not within ``margin`` px of the target's outer lip outline (the lip line of a closed
         mouth is a seam too, but the lips are the mouth control's: mediapipe reads the opening from them)."""
-        poly = vt[list(topology.LIP_OUTER_UPPER) + list(topology.LIP_OUTER_LOWER[::-1])]
+        poly = vt[list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[::-1])]
         m = np.zeros((self.size, self.size), np.uint8)
         cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
         m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1)))
@@ -660,171 +507,6 @@ class WarpRenderer:
         st[-1] = 0.0
         return np.take(st.astype(np.float32), idmap, mode="clip")
 
-    # ------------------------------------------------------------------ eyes
-
-    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m) -> None:
-        s = self.size
-        info = self._eye_src[e]
-        poly_t = target[list(topology.EYE_POLYGONS[e]), :2]
-        width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
-        if width_t < 2.0:
-            return
-        x0, y0, x1, y1 = _box(poly_t, max(4.0, 0.6 * width_t), s)
-        if x1 - x0 < 3 or y1 - y0 < 3:
-            return
-        roi = (slice(y0, y1), slice(x0, x1))
-        sx, sy = mx[roi], my[roi]
-        iris_t = target[list(topology.IRIS[e]), :2]
-        c_t = iris_t.mean(0)
-        r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
-        # where the mesh warp alone puts the iris: when that is already the target's iris (the gaze rides with
-        # the head), the disc compositing is faded out, so it costs nothing and changes nothing
-        cx, cy = (int(np.clip(round(v), 0, s - 1)) for v in c_t)
-        carried = np.array([mx[cy, cx], my[cy, cx]], dtype=np.float64)
-        off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
-        mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
-        w_comp = float(_smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
-        ratio = float(_ear(target)[e]) / max(info["ear"], 1e-6)
-        closed = float(_smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
-        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
-            closed = float(_smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
-        if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
-            return  # the mesh warp alone is this eye's render
-        # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
-        open_m = np.clip(2.0 * _poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
-        if eyes_m is not None:
-            eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
-        if w_comp == 0.0 and closed == 0.0:
-            return
-        region = out[roi].astype(np.float32)
-        if w_comp > 0.0 and open_m.any():
-            sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            scale = info["radius"] / r_t
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-            ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
-            iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
-            iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
-            a_i = np.clip((1.45 - d) / 0.15, 0.0, 1.0)[..., None]
-            eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
-            m = open_m[..., None] * w_comp
-            region = region * (1.0 - m) + eye * m
-        if closed > 0.0 and self.use_lids != "painted":
-            lid, a_l = lid_sheet(self.image, self.mesh, target, e, (x0, y0, x1, y1), closed)
-            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
-            if lids_m is not None:
-                lids_m[roi] = np.maximum(lids_m[roi], a_l)
-        elif closed > 0.0:
-            skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            region = region * (1.0 - closed) + skin.astype(np.float32) * closed
-            where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            up = target[list(topology.EYE_UPPER[e]), :2]
-            lo = target[list(topology.EYE_LOWER[e]), :2]
-            line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
-            lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            th = max(1, int(round(0.04 * width_t)))
-            cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
-                          cv2.LINE_AA, 4)
-            lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
-            a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
-            region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
-            if lids_m is not None:
-                lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
-        out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-
-    # ------------------------------------------------------------------ mouth
-
-    def _render_mouth(self, target, out, mouth_m) -> None:
-        s = self.size
-        a, b = target[78, :2], target[308, :2]
-        width = float(np.linalg.norm(b - a))
-        gap = float(np.linalg.norm(target[14, :2] - target[13, :2]))
-        src = self._mouth_src
-        if width < 3.0 or gap < max(1.0, 0.03 * width):
-            return
-        # how much of the target opening the source's own interior can fill
-        src_rel = src["gap"] / max(src["width"], 1e-6)
-        tgt_rel = gap / width
-        real = float(_smoothstep(0.35, 0.8, src_rel / tgt_rel)) if src["gap"] > max(1.0, 0.03 * src["width"]) else 0.0
-        if real >= 1.0:
-            return
-        poly = target[list(topology.MOUTH_POLYGON), :2]
-        x0, y0, x1, y1 = _box(poly, 2, s)
-        if x1 - x0 < 3 or y1 - y0 < 3:
-            return
-        h, w = y1 - y0, x1 - x0
-        mask = _poly_mask((h, w), poly, (x0, y0))
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
-        if self._mouths is not None:
-            paint = self._mouths.interior(target, (x0, y0, x1, y1), gap / width)
-        else:
-            paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
-        alpha = (mask * (1.0 - real))[..., None]
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)
-        if mouth_m is not None:
-            mouth_m[y0:y1, x0:x1] = alpha[..., 0]
-
-    def _mouth_interior(self, target, box, width, gap) -> np.ndarray:
-        """Procedural mouth interior (h,w,3) float32 over `box`, in the mouth's own frame (corner 78 -> 308)."""
-        x0, y0, x1, y1 = box
-        a = target[78, :2]
-        e = (target[308, :2] - a) / width
-        n = np.array([-e[1], e[0]])  # points down for an upright face (y down)
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-        px, py = xx - a[0], yy - a[1]
-        u = (px * e[0] + py * e[1]) / width  # 0..1 corner to corner
-        t = px * n[0] + py * n[1]
-
-        def curve(idx):
-            p = target[list(idx), :2] - a
-            cu, ct = p @ e / width, p @ n
-            order = np.argsort(cu)
-            return np.interp(u, cu[order], ct[order])
-
-        t_up, t_lo = curve(topology.LIP_UPPER), curve(topology.LIP_LOWER)
-        span = np.maximum(t_lo - t_up, 1e-3)
-        v = np.clip((t - t_up) / span, 0.0, 1.0)  # 0 at the upper inner lip, 1 at the lower
-        across = np.clip(1.0 - (2.0 * u - 1.0) ** 2, 0.0, 1.0)  # 1 mid-mouth, 0 at the corners
-        lip = self._lip_colour
-        lum = float(np.clip(self._skin_colour.mean() / 180.0, 0.45, 1.1))
-        rel = gap / width
-        d_up, d_lo = t - t_up, t_lo - t  # pixels below the upper lip line / above the lower one
-
-        def over(col, layer, colour):
-            layer = np.clip(layer, 0.0, 1.0)[..., None]
-            return col * (1.0 - layer) + np.asarray(colour) * layer
-
-        # cavity: dark red-brown near the lips, darkest deep inside and toward the throat (upper middle)
-        deep = np.sqrt(np.clip(np.sin(np.pi * v) * across, 0.0, 1.0))
-        col = over(np.broadcast_to(lip * 0.42 * lum, u.shape + (3,)).copy(), deep, lip * 0.12 * lum)
-        # tongue: a low rounded mound rising from the lower lip, in shadow
-        tongue = 1.0 - ((u - 0.5) / 0.3) ** 2 - ((1.0 - v) / 0.42) ** 2
-        tongue = _smoothstep(0.0, 0.5, tongue) * float(_smoothstep(0.1, 0.28, rel)) * 0.65
-        tongue_col = np.array([lip[0] * 0.78, lip[1] * 0.48, lip[2] * 0.52]) * lum
-        col = over(col, tongue * (0.75 + 0.25 * v), tongue_col)
-        # upper teeth under the upper lip (at most half the opening), brightest mid-mouth, faint incisor gaps
-        teeth_h = min(0.1 * width, 0.5 * span.max()) if span.size else 0.0
-        band = _smoothstep(teeth_h, 0.6 * teeth_h, d_up) * _smoothstep(-0.5, 0.8, d_up)
-        band = band * _smoothstep(0.1, 0.32, u) * _smoothstep(0.9, 0.68, u) * float(_smoothstep(0.03, 0.09, rel))
-        gaps = np.ones_like(u)
-        for k in (-3, -2, -1, 0, 1, 2, 3):
-            gaps -= (0.16 if k == 0 else 0.1) * np.exp(-(((u - 0.5 - k * 0.075) * width) / 0.6) ** 2)
-        teeth_col = np.array([222.0, 212.0, 196.0]) * lum
-        # teeth darken toward the corners and toward their edges (they sit in the mouth's shadow)
-        shade = (0.55 + 0.4 * across) * gaps * (1.0 - 0.25 * _smoothstep(0.0, teeth_h + 1e-6, d_up))
-        col = over(col, band * 0.92, teeth_col * shade[..., None])
-        # lower teeth: fainter, just above the lower lip when the mouth is well open
-        low_h = 0.06 * width
-        low = _smoothstep(low_h, 0.5 * low_h, d_lo) * _smoothstep(-0.5, 0.8, d_lo)
-        low = low * _smoothstep(0.25, 0.38, u) * _smoothstep(0.75, 0.62, u) * float(_smoothstep(0.16, 0.3, rel)) * 0.3
-        col = over(col, low, teeth_col * 0.8 * shade[..., None])
-        # the lips' shadow on the interior edge
-        rim = _smoothstep(0.0, 0.05 * width + 1.0, np.minimum(d_up + 0.5 * teeth_h * band, d_lo))
-        col = col * (0.6 + 0.4 * rim[..., None])
-        return col.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------- simple mesh edits
 # Plain geometric edits of a mesh, for tests and previews of the renderer (the model's own targets come from
 # codes.py). Each returns a new (478,3) array in the same pixel frame.
@@ -843,7 +525,7 @@ def close_eyes(mesh: np.ndarray, amount: float = 1.0, eyes=(0, 1)) -> np.ndarray
     """Move the lids together (amount 1 = shut, meeting a fifth of the way up from the lower lid)."""
     m = _check_mesh(mesh, "mesh").copy()
     for e in eyes:
-        up, lo = list(topology.EYE_UPPER[e][1:-1]), list(topology.EYE_LOWER[e][1:-1])
+        up, lo = list(EYE_UPPER[e][1:-1]), list(EYE_LOWER[e][1:-1])
         meet = m[lo] + 0.2 * (m[up] - m[lo])
         m[up] += amount * (meet - m[up])
         m[lo] += amount * (meet - m[lo])
@@ -859,7 +541,7 @@ def shift_irises(mesh: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarr
             a, b = b, a
         ex = b - a
         ey = np.array([-ex[1], ex[0]])
-        idx = list(topology.IRIS[e])
+        idx = list(IRIS[e])
         m[idx, :2] += dx * ex + dy * ey
     return m
 
@@ -868,7 +550,7 @@ def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
     """Drop the lower lip and jaw by ``amount`` face heights (10-152) at the chin, fading toward the jaw angles."""
     m = _check_mesh(mesh, "mesh").copy()
     height = float(np.linalg.norm(m[152, :2] - m[10, :2]))
-    corner_l, corner_r = m[78, :2], m[308, :2]
+    corner_l, corner_r = m[LIP_CORNERS[0], :2], m[LIP_CORNERS[1], :2]
     centre = 0.5 * (corner_l + corner_r)
     half = 0.5 * float(np.linalg.norm(m[454, :2] - m[234, :2]))
     ex = (corner_r - corner_l) / max(np.linalg.norm(corner_r - corner_l), 1e-6)
@@ -876,10 +558,10 @@ def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
     rel = m[:NUM_POINTS, :2] - centre
     along, below = rel @ ex, rel @ ey
     lower = np.zeros(NUM_POINTS, bool)
-    lower[list(topology.LIP_LOWER[1:-1]) + list(topology.LIP_OUTER_LOWER[1:-1])] = True
-    w = np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0) * _smoothstep(0.0, 0.04 * height, below)
+    lower[list(LIP_LOWER[1:-1]) + list(LIP_OUTER_LOWER[1:-1])] = True
+    w = np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0) * smoothstep(0.0, 0.04 * height, below)
     w = np.where(lower, np.clip(1.0 - (along / (0.95 * half)) ** 2, 0.0, 1.0), w)
-    w[list(topology.LIP_UPPER) + list(topology.LIP_OUTER_UPPER)] = 0.0
-    w[[78, 308, 61, 291]] = 0.0
+    w[list(LIP_UPPER) + list(LIP_OUTER_UPPER)] = 0.0
+    w[[*LIP_CORNERS, LIP_OUTER_UPPER[0], LIP_OUTER_UPPER[-1]]] = 0.0
     m[:, :2] += (amount * height) * w[:, None] * ey[None]
     return m

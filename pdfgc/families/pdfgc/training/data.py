@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ....errors import InputError
-from ....evaluation.signals import LIPS_OUTER
+from ....media.mesh_indices import LIPS_OUTER
 from ....media.preprocess import preprocess
 from ....official_rules import official_crop_zoom
 from .augment import AugmentConfig, augment_driving

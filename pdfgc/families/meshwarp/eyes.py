@@ -1,0 +1,223 @@
+"""The mesh-warp renderer's eyes: the iris moved as a rigid disc and closing lids, drawn over the warped frame
+(step 4 of ``warp.py``'s docstring).
+
+The white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is a rigid
+disc taken from the source iris (completed under the lids by reflection), placed at the target iris centre and
+clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing eye is
+blended toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a painted lash line
+(``lids="painted"``, the default); ``lids="sheet"`` instead stretches the portrait's own lid skin down to the target
+lid with its lashes (``lids.py``).
+
+The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
+``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
+place, the warp's per-pixel source positions ``(mx, my)`` (the white and the closed lid are sampled through them)
+and, when the caller wants masks, ``aux["eyes"]`` / ``aux["lids"]`` filled in place. Any object with that
+``render`` can replace it (``WarpRenderer.parts``).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.lids import lid_sheet
+from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
+
+__all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
+
+# the lid sheet (lids.py) starts when the target's EAR falls below this fraction of the portrait's (an open eye,
+# a blink's first frames and a squint above it are the warp alone) and is full at 0.3. On 40 closed-eye pairs of
+# training clips the EAR mediapipe reads back is 0.055 off the target's (0.053 painted, 0.078 the warp alone);
+# a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
+LID_SHEET_FROM = 0.8
+LID_SHEET_FULL = 0.3
+
+
+class EyeParts:
+    """Both eyes of one portrait over the warp. ``image`` (S,S,3) uint8 and ``mesh`` (478,3) as checked by
+    ``WarpRenderer``; ``eyes`` (True) moves the iris disc, ``lids`` ("painted", "sheet"/True or False) closes the
+    eye (see the module docstring). Both off: ``render`` leaves the frame as the warp drew it."""
+
+    aux_keys = ("eyes", "lids")
+
+    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "painted"):
+        self.image, self.mesh, self.size = image, mesh, image.shape[0]
+        self.use_eyes, self.use_lids = eyes, lids
+        self._prepare()
+
+    def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
+               aux: dict | None = None) -> None:
+        """Draw both eyes of the target mesh into ``out`` (S,S,3) uint8, in place."""
+        if not (self.use_eyes or self.use_lids):
+            return
+        mx, my = maps
+        eyes_m = aux["eyes"] if aux is not None else None
+        lids_m = aux["lids"] if aux is not None else None
+        for e in range(2):
+            self._render_eye(e, target, out, mx, my, eyes_m, lids_m)
+
+    # ------------------------------------------------------------------ per-portrait material
+
+    def _prepare(self) -> None:
+        s = self.size
+        img = self.image
+        mesh = self.mesh
+        self._sclera = img.copy()  # irises inpainted away
+        self._iris_tex = img.copy()  # iris discs completed where the lids hid them
+        self._closed = img.copy()  # eye openings inpainted with lid skin
+        self._closed_mask = np.zeros((s, s), np.float32)  # where _closed differs from the portrait
+        self._eye_src = []
+        for e in range(2):
+            poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
+            iris = mesh[list(IRIS[e]), :2]
+            centre = iris.mean(0)
+            radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+            width = float(np.linalg.norm(mesh[EAR_POINTS[e, 0], :2] - mesh[EAR_POINTS[e, 3], :2]))
+            margin = max(4.0, 0.6 * width)
+            x0, y0, x1, y1 = bounding_box(poly, margin, s)
+            self._eye_src.append(dict(centre=centre, radius=max(radius, 0.5), width=width,
+                                      ear=float(eye_aspect(mesh)[e])))
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            roi = (slice(y0, y1), slice(x0, x1))
+            open_m = poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            dist = np.hypot(xx - centre[0], yy - centre[1])
+            # sclera: inpaint the iris disc (a little beyond mediapipe's radius, which runs small) inside the opening
+            grow = max(1, int(round(0.12 * width)))
+            open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
+            disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
+            if disc.any():
+                self._sclera[roi] = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
+            # iris texture: disc pixels under the lids reflected from the opposite (vertical) side, else the mean
+            # (the render composites with the opening mask's upper half only, so pixels kept here stay exact)
+            vis = (open_m > 0.9) & (dist <= 1.6 * radius)
+            tex = self._iris_tex[roi]
+            if vis.any():
+                fill_px = (dist <= 1.6 * radius) & (open_m < 0.5)
+                fy, fx = np.nonzero(fill_px)
+                ry = np.clip(np.round(2 * (centre[1] - y0) - fy).astype(int), 0, y1 - y0 - 1)
+                ok = vis[ry, fx]
+                mean = img[roi][vis].mean(0)
+                tex[fy, fx] = mean.astype(np.uint8)
+                tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
+            # closed eye: the opening and the lashes covered by lid skin, i.e. the skin just above the lashes
+            # carried down column by column (a little of the lower lid's skin toward the bottom), smooth along x
+            lid = cv2.dilate((open_m > 0.02).astype(np.uint8), cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+            lid[:-grow or None] |= lid[grow:]  # the lashes sit above the lid line: reach further up
+            paint = self._lid_skin(e, (x0, y0, x1, y1), width)
+            # a wide feather: the lid skin sampled above the lashes rarely matches the skin beside the corners
+            soft = cv2.GaussianBlur(lid.astype(np.float32), (0, 0), max(1.0, 0.1 * width))
+            soft = np.clip(1.7 * soft - 0.1, 0.0, 1.0)
+            self._closed[roi] = (img[roi] * (1 - soft[..., None]) + paint * soft[..., None] + 0.5).astype(np.uint8)
+            self._closed_mask[roi] = np.maximum(self._closed_mask[roi], soft)
+            # lash colour: the darker pixels along the source upper lid
+            up = mesh[list(EYE_UPPER[e]), :2]
+            samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
+            skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0).astype(np.float32)
+            self._eye_src[e]["lash"] = 0.5 * np.minimum(samples.min(0).astype(np.float64), 0.5 * skin) + 0.25 * skin
+
+    def _lid_skin(self, e: int, box, width: float) -> np.ndarray:
+        """(h,w,3) float32 closed-lid colour over `box`: per column, the skin above the lashes (0.28 eye widths
+        over the upper lid) blended toward the skin under the lower lid only near the bottom."""
+        x0, y0, x1, y1 = box
+        img = self.image.astype(np.float32)
+        s = self.size
+        up = self.mesh[list(EYE_UPPER[e]), :2]
+        lo = self.mesh[list(EYE_LOWER[e]), :2]
+        cols = np.arange(x0, x1, dtype=np.float64)
+        xs = np.clip(cols, min(up[:, 0].min(), lo[:, 0].min()), max(up[:, 0].max(), lo[:, 0].max()))
+        ou, ol = np.argsort(up[:, 0]), np.argsort(lo[:, 0])
+        y_up = np.interp(xs, up[ou, 0], up[ou, 1]) - 0.28 * width
+        y_lo = np.interp(xs, lo[ol, 0], lo[ol, 1]) + 0.12 * width
+
+        def sample(yc, offsets):
+            acc = np.zeros((len(cols), 3), np.float32)
+            for dy in offsets:
+                yi = np.clip(np.round(yc + dy).astype(int), 0, s - 1)
+                acc += img[yi, np.clip(cols.astype(int), 0, s - 1)]
+            return acc / len(offsets)
+
+        # a band of rows (not one line, which may run along the crease) and a wide smoothing along x
+        top = sample(y_up, [f * width for f in (-0.08, -0.04, 0.0, 0.04, 0.08)])
+        bottom = sample(y_lo, (-1.0, 0.0, 1.0))
+        sig = max(1.5, 0.2 * width)
+        top = cv2.GaussianBlur(top[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+        bottom = cv2.GaussianBlur(bottom[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+        yy = np.arange(y0, y1, dtype=np.float64)[:, None]
+        v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
+        return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
+
+    # ------------------------------------------------------------------ one eye, one frame
+
+    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m) -> None:
+        s = self.size
+        info = self._eye_src[e]
+        poly_t = target[list(topology.EYE_POLYGONS[e]), :2]
+        width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
+        if width_t < 2.0:
+            return
+        x0, y0, x1, y1 = bounding_box(poly_t, max(4.0, 0.6 * width_t), s)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        roi = (slice(y0, y1), slice(x0, x1))
+        sx, sy = mx[roi], my[roi]
+        iris_t = target[list(IRIS[e]), :2]
+        c_t = iris_t.mean(0)
+        r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
+        # where the mesh warp alone puts the iris: when that is already the target's iris (the gaze rides with
+        # the head), the disc compositing is faded out, so it costs nothing and changes nothing
+        cx, cy = (int(np.clip(round(v), 0, s - 1)) for v in c_t)
+        carried = np.array([mx[cy, cx], my[cy, cx]], dtype=np.float64)
+        off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
+        mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
+        w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
+        ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
+        closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
+        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
+            closed = float(smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
+        if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
+            return  # the mesh warp alone is this eye's render
+        # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
+        open_m = np.clip(2.0 * poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
+        if eyes_m is not None:
+            eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
+        if w_comp == 0.0 and closed == 0.0:
+            return
+        region = out[roi].astype(np.float32)
+        if w_comp > 0.0 and open_m.any():
+            sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            scale = info["radius"] / r_t
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
+            iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
+            iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
+            a_i = np.clip((1.45 - d) / 0.15, 0.0, 1.0)[..., None]
+            eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
+            m = open_m[..., None] * w_comp
+            region = region * (1.0 - m) + eye * m
+        if closed > 0.0 and self.use_lids != "painted":
+            lid, a_l = lid_sheet(self.image, self.mesh, target, e, (x0, y0, x1, y1), closed)
+            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], a_l)
+        elif closed > 0.0:
+            skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            region = region * (1.0 - closed) + skin.astype(np.float32) * closed
+            where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            up = target[list(EYE_UPPER[e]), :2]
+            lo = target[list(EYE_LOWER[e]), :2]
+            line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
+            lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            th = max(1, int(round(0.04 * width_t)))
+            cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
+                          cv2.LINE_AA, 4)
+            lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
+            a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
+            region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
+        out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
