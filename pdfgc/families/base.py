@@ -3,8 +3,8 @@
 A family is one folder under ``pdfgc/families/`` and one class registered with `@register_family`; the registry
 owns its whole life, so no shared file says `if family == ...`:
 
-- **weights**: the `format` string its safetensors files carry in their metadata and `load(path)`
-  (`pdfgc.weights.load_model` finds the family by the file's format: `family_for_format`);
+- **weights**: the `format` string its safetensors files carry in their metadata, `load(path)` and
+  `save(model, path)` (`pdfgc.weights.load_model` finds the family by the file's format: `family_for_format`);
 - **training**: the `--config` names it trains (`train_configs`), its `--stage` names (`train_stages`), its own
   `pdfgc train` flags (`add_train_arguments`) and `train(args)` (`pdfgc train --config X` finds the family by
   `family_for_config`);
@@ -143,6 +143,8 @@ class ModelFamily(ABC):
     train_configs: ClassVar[tuple[str, ...]] = ()
     train_stages: ClassVar[tuple[str, ...]] = ()
     train_help: ClassVar[str] = ""             # one phrase for `pdfgc train --help`: what its configs train
+    # its explicit controls go through a mapping fitted to its codes (`fit_controls`, `control_mapping`)
+    fitted_controls: ClassVar[bool] = False
 
     def __init__(self, model, device: torch.device):
         self.model, self.device = model, device
@@ -152,6 +154,11 @@ class ModelFamily(ABC):
     @abstractmethod
     def load(cls, path: str | os.PathLike):
         """The model of a weights file of this family's `format` (CheckpointError naming the file if it is bad)."""
+
+    @classmethod
+    @abstractmethod
+    def save(cls, model, path: str | os.PathLike) -> os.PathLike:
+        """Write a model of this family to one weights file of its `format` (atomically); returns the path."""
 
     @classmethod
     def add_train_arguments(cls, group: argparse._ArgumentGroup) -> None:

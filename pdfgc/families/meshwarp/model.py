@@ -187,6 +187,12 @@ class MeshWarpFamily(ModelFamily):
         return MeshWarpModel.from_pretrained(path)
 
     @classmethod
+    def save(cls, model, path):
+        """The parameters file (the refiner, when there is one, is its own file: ``refiner_path_for``)."""
+        from .params import save_params
+        return save_params(model.params, path)
+
+    @classmethod
     def add_train_arguments(cls, group) -> None:
         group.add_argument("--speech-cache", metavar="DIR",
                            help="meshwarp: folder of the raw clips' Whisper features (default OUT/speech; missing "

@@ -65,6 +65,7 @@ class PDFGCFamily(ModelFamily):
     gaze_dims = GAZE_DIMS
     audio_context = 0   # frames of context each side `encode_audio` reads (speech chunks overlap by this much)
     train_configs = CONFIG_NAMES
+    fitted_controls = True     # its codes are learned: controls go through `pdfgc fit-controls`' mapping
     train_stages = (*STAGES, "all")
     train_help = (f"{', '.join(CONFIG_NAMES)}: the PD-FGC networks' architecture when starting from scratch "
                   "(with --init the file decides); --stage one of "
@@ -75,6 +76,10 @@ class PDFGCFamily(ModelFamily):
     def load(cls, path):
         from .model import PDFGC
         return PDFGC.from_pretrained(path)
+
+    @classmethod
+    def save(cls, model, path):
+        return model.save_pretrained(path)
 
     @classmethod
     def add_train_arguments(cls, group) -> None:
