@@ -11,7 +11,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, need, one_error
 
 from pdfgc.cli import main
 from pdfgc.controls.explicit import (
@@ -27,6 +26,8 @@ from pdfgc.families import family_class, family_for_config, family_for_format, l
 from pdfgc.families.base import FACTOR_CODES, family_of, train_configs
 from pdfgc.pipeline import AnimateOptions, TalkingHeadPipeline
 from pdfgc.weights import load_model, weights_format
+
+from .conftest import DATA, need, one_error
 
 PD = DATA / "pdfgc"
 ANNE = PD / "anne.png"
