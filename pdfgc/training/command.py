@@ -64,14 +64,15 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
+    from ..families.base import family_of
     from ..families.pdfgc.training.trainer import find_run_model
     from ..weights import load_model  # heavy (torch): not at parser-building time
 
     src = find_run_model(args.run)
-    model = load_model(weights=src)
+    model = load_model(weights=src)   # the file's format names its family
     if args.name:
         model.config.name = args.name
     model.config.trained = True
-    out = model.save_pretrained(args.output)
+    out = family_of(model).save(model, args.output)
     print(f"pdfgc: wrote {out} (from {src})")
     return 0
