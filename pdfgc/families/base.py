@@ -174,8 +174,8 @@ class ModelFamily(ABC):
     def fit_controls(cls, model, args: argparse.Namespace) -> int:
         """`pdfgc fit-controls` for a loaded model of this family; refused where its controls need no mapping."""
         weights = args.official_checkpoints or args.weights or "the default weights"
-        raise InputError(f"{weights}: fit-controls fits the PD-FGC networks' codes; this is a {type(model).__name__} "
-                         f"({cls.name} family: its explicit controls need no fitted mapping)")
+        raise InputError(f"{weights}: fit-controls fits a mapping to learned codes (the PD-FGC networks'); this is a "
+                         f"{type(model).__name__} ({cls.name} family: its explicit controls need no fitted mapping)")
 
     # ---- sizes and rules ------------------------------------------------------------------------------------
     @property
