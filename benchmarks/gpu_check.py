@@ -368,14 +368,15 @@ def _memory_format(module, fmt) -> None:
 def _generator_fps(model, plan, dev, mode: str, batch: int, layout: str, repeats: int, mem: PeakMemory) -> tuple:
     import torch
 
+    from pdfgc.families.pdfgc.family import plan_styles
     from pdfgc.runtime import Precision
 
     g, lay = model.generator, model.layout
     prec = Precision(mode, dev)
     T = plan.num_frames
     idx = [i % T for i in range(batch)]
-    style = plan.styles(model, slice(0, T))[idx].to(dev)
-    identity = plan.identity.to(dev).expand(batch, -1, -1, -1)
+    style = plan_styles(model, plan, slice(0, T))[idx].to(dev)
+    identity = plan.appearance.identity.to(dev).expand(batch, -1, -1, -1)
     if layout == "channels_last":
         _memory_format(g, torch.channels_last)
         identity = identity.contiguous(memory_format=torch.channels_last)

@@ -190,17 +190,22 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fit_controls(args) -> int:
-    from .families.pdfgc.controls.fit import run
-    return run(args)
+    from .families.base import family_of
+
+    model = _load_model(args)
+    return family_of(model).fit_controls(model, args)   # the family fits its own controls (or says it needs none)
 
 
 def cmd_info(args) -> int:
-    import torch
-
     from .families import family_for
 
-    print(json.dumps(family_for(_load_model(args), torch.device("cpu")).info(), indent=2, default=str))
+    print(json.dumps(family_for(_load_model(args), torch_cpu()).info(), indent=2, default=str))
     return 0
+
+
+def torch_cpu():
+    import torch  # heavy: not at parser-building time
+    return torch.device("cpu")
 
 
 def cmd_ui(args) -> int:

@@ -32,8 +32,6 @@ import torch
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
 from .families.base import progress_bar
-from .families.pdfgc.controls.mapping import find_mapping
-from .families.pdfgc.model import PDFGC
 from .fileio import check_output_path
 from .media import preprocess as pp
 from .media.alignment import align_portrait, looks_like_aligned_crop
@@ -105,8 +103,7 @@ class CodePlan:
     """Every per-frame code of one animation, before rendering (what `pdfgc verify-official` checks)."""
 
     num_frames: int
-    appearance: object            # the family's per-video appearance: PD-FGC (1, 2048) vector; meshwarp: renderer
-    identity: torch.Tensor | None  # PD-FGC's (1, 512, 7, 7) identity map (None for other families)
+    appearance: object            # the family's portrait encoding (`encode_portrait`): what `render` reads of it
     mouth: torch.Tensor           # (T, mouth) final (scaled, smoothed, controlled)
     emotion: torch.Tensor         # (T, emotion)
     eye: torch.Tensor             # (T, eye)
@@ -123,10 +120,6 @@ class CodePlan:
         if self.speech is None:
             return None
         return speech_windows_range(self.speech.samples(), 0, self.num_frames, self.speech.gain)
-
-    def styles(self, model: PDFGC, sl: slice) -> torch.Tensor:
-        """PD-FGC's style vectors (B, 2590) for frames `sl`."""
-        return model.assemble_style(self.appearance, self.mouth[sl], self.emotion[sl], self.eye[sl], self.pose[sl])
 
 
 @dataclass
@@ -267,20 +260,19 @@ class TalkingHeadPipeline:
             factor_index[factor] = (key, idx)
             panels[factor] = (clip.crops, idx)
         # 5. encode: the portrait's appearance and own codes once, each clip's used frames once, the audio
-        # (a family that reads the speech signal itself runs it in a thread beside the face-mesh work)
+        # (a family whose speech encoder shares nothing with its face encoders runs it in a thread beside them)
         lips_job = None
-        if factors["lips"] == "audio" and hasattr(fam, "encode_speech"):
+        if factors["lips"] == "audio" and fam.speech_beside_faces:
             from concurrent.futures import ThreadPoolExecutor
             pool = ThreadPoolExecutor(1)
-            lips_job = pool.submit(fam.encode_speech, speech.wav16k, num_frames)
+            lips_job = pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
             pool.shutdown(wait=False)
         appearance, still = fam.encode_portrait(portrait, prec, opt)
         motion_raw = {}
         for key, clip in clips.items():
             used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
             want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-            motion_raw[key] = fam.relative(fam.encode_clip(clip, used, want_mouth, prec, opt.batch_size,
-                                                           progress=opt.progress), opt)
+            motion_raw[key] = fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
         dims = fam.code_dims
 
         def per_frame(factor: str, code: str) -> torch.Tensor:
@@ -295,7 +287,7 @@ class TalkingHeadPipeline:
         audio_mouth_raw = None
         if factors["lips"] == "audio":
             audio_mouth_raw = (lips_job.result() if lips_job is not None
-                               else _encode_speech(fam, speech, num_frames, prec, opt.batch_size))
+                               else fam.encode_speech(speech, num_frames, prec, opt.batch_size))
             mouth = audio_mouth_raw
         else:
             mouth = per_frame("lips", "mouth")
@@ -319,19 +311,15 @@ class TalkingHeadPipeline:
         pose = pose * opt.pose_intensity
         # 7. explicit controls override their own part of the codes (each family's apply_controls: precedence)
         codes = fam.apply_controls(opt, num_frames, Codes(mouth=mouth, emotion=emotion, eye=eye, pose=pose),
-                                   portrait, still, prec)
-        identity = appearance[1] if isinstance(appearance, tuple) else None
-        appearance = appearance[0] if isinstance(appearance, tuple) else appearance
-        return CodePlan(num_frames, appearance, identity, codes.mouth.contiguous(), codes.emotion.contiguous(),
+                                   appearance, still, prec)
+        return CodePlan(num_frames, appearance, codes.mouth.contiguous(), codes.emotion.contiguous(),
                         codes.eye.contiguous(), codes.pose.contiguous(), speech, audio_mouth_raw, motion_raw,
                         factor_index, panels)
 
     def control_mapping(self, path=None):
-        """The fitted control mapping of a PD-FGC model (`path`, else `<weights stem>.controls.json` beside the
-        weights), None when there is none; refused if fitted for other weights (its controls.mapping)."""
-        if self.family.control_summary() is not None:
-            return None   # this family's controls need no mapping
-        return find_mapping(self.model, path)
+        """The fitted control mapping of the model (PD-FGC: `path`, else `<weights stem>.controls.json` beside the
+        weights), None when there is none or the family needs none; refused if fitted for other weights."""
+        return self.family.control_mapping(path)
 
     # ---- phase 2: frames ---------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -475,23 +463,6 @@ def load_speech(audio, require_speech: bool = True, max_frames: int | None = Non
 def speech_windows_of(speech: Speech) -> np.ndarray:
     """The official mel windows (T,1,80,20) of the speech, one per output frame."""
     return speech_windows(speech.wav16k)
-
-
-AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long file are never all in memory
-
-
-def _encode_speech(fam, speech: Speech, num_frames: int, prec, batch) -> torch.Tensor:
-    """Mouth codes from the speech, the mel windows computed chunk by chunk (exactly the official windows)."""
-    if hasattr(fam, "encode_speech"):   # a family that reads the signal itself (the mesh-warp lips: Whisper)
-        return fam.encode_speech(speech.wav16k, num_frames)
-    gain, c = speech.gain, int(fam.audio_context)
-    out = torch.empty(num_frames, fam.code_dims["mouth"])  # filled chunk by chunk: no list + concatenation copy
-    for s in range(0, num_frames, AUDIO_CHUNK):
-        e = min(s + AUDIO_CHUNK, num_frames)
-        a, b = max(0, s - c), min(num_frames, e + c)   # overlap: a network with temporal context sees its frames
-        codes = fam.encode_audio(speech_windows_range(speech.wav16k, a, b, gain), prec, batch)
-        out[s:e] = codes[s - a:s - a + e - s]
-    return out
 
 
 def load_audio_windows(audio, require_speech: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,11 @@
 """One model loader for every command and the Python API.
 
-`load_model(weights=FILE)` reads any weights file of ours and builds the family it names in its metadata
-(`format: pdfgc` -> the PD-FGC networks, `format: pdfgc-meshwarp` -> the mesh-warp model); `official=DIR` loads the
-four official .pth checkpoints; with neither, the default: `$PDFGC_WEIGHTS`, else the mesh-warp model shipped in the
-package (`pdfgc/weights/meshwarp.safetensors`, trained here), else seeded random PD-FGC weights (with a loud
-warning).
+`load_model(weights=FILE)` reads any weights file of ours and builds the family it names in its metadata: the
+registry (`pdfgc.families`) finds the family whose `format` it is (`format: pdfgc` -> the PD-FGC networks,
+`format: pdfgc-meshwarp` -> the mesh-warp model; another format is refused, naming the known ones);
+`official=DIR` loads the four official .pth checkpoints; with neither, the default: `$PDFGC_WEIGHTS`, else the
+mesh-warp model shipped in the package (`pdfgc/weights/meshwarp.safetensors`, trained here), else seeded random
+PD-FGC weights (with a loud warning).
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from .errors import CheckpointError
-from .families.meshwarp.model import MeshWarpModel
-from .families.meshwarp.params import FORMAT as MESHWARP_FORMAT
+from .families import family_for_format
 from .families.pdfgc.model import PDFGC, unreadable_weights
 from .families.pdfgc.official.checkpoints import load_official
 
@@ -50,9 +50,7 @@ def load_model(weights: str | os.PathLike | None = None, official: str | os.Path
     path = Path(weights) if weights is not None else default_weights_path()
     if path is None:
         return PDFGC.random(seed=0)
-    if weights_format(path) == MESHWARP_FORMAT:
-        return MeshWarpModel.from_pretrained(path)
-    return PDFGC.from_pretrained(path)
+    return family_for_format(weights_format(path), path).load(path)
 
 
 def default_model():

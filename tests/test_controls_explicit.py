@@ -31,6 +31,7 @@ from pdfgc.families.pdfgc.controls.mapping import (
     model_fingerprint,
     ridge_fit,
 )
+from pdfgc.families.pdfgc.family import plan_styles
 from pdfgc.families.pdfgc.model import BLINK_DIMS, GAZE_DIMS
 from pdfgc.pipeline import AnimateOptions
 
@@ -302,7 +303,7 @@ def _base_options(path):
 
 def _changed_slices(model, a, b):
     sl = model.layout.slices()
-    d = (a.styles(model, slice(0, a.num_frames)) - b.styles(model, slice(0, b.num_frames))).abs().sum(0)
+    d = (plan_styles(model, a, slice(0, a.num_frames)) - plan_styles(model, b, slice(0, b.num_frames))).abs().sum(0)
     return {k for k, v in sl.items() if float(d[v].sum()) > 0}
 
 

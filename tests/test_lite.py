@@ -152,11 +152,11 @@ def test_pipeline_runs_a_lite_model_at_224(lite, tmp_path):
     with av.open(str(out)) as c:
         assert res.num_frames == sum(1 for _ in c.decode(video=0)) == 9
     plan = res.plan
-    assert plan.identity.shape == (1, 256, 7, 7) and plan.appearance.shape == (1, 512)
+    assert plan.appearance.identity.shape == (1, 256, 7, 7) and plan.appearance.vector.shape == (1, 512)
     frames = torch.cat([img for _, img in pipe.render(plan, opt)])
     assert frames.shape == (9, 3, 224, 224) and frames.abs().max() <= 1
     # what the pipeline renders is the generator's frame brought to 224
-    style = plan.styles(lite, slice(0, 2))
+    style = pipe.family.styles(plan, slice(0, 2))
     with torch.inference_mode():
-        direct = lite.to_crop_resolution(lite.generator(style, plan.identity.expand(2, -1, -1, -1)))
+        direct = lite.to_crop_resolution(lite.generator(style, plan.appearance.identity.expand(2, -1, -1, -1)))
     assert (frames[:2] - direct).abs().max() < 1e-4

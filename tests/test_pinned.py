@@ -32,7 +32,8 @@ def test_tiny_model_pipeline_output_is_pinned():
     torch.testing.assert_close(plan.pose[:2], torch.tensor(
         [[0.124563, -0.082522, -0.038074, -0.082816, -0.205937, -0.032443],
          [0.124692, -0.081041, -0.040292, -0.084071, -0.209311, -0.029858]]), **close)
-    torch.testing.assert_close(plan.appearance[0, :4], torch.tensor([0.356179, 0.060918, 0.0, 0.012989]), **close)
+    torch.testing.assert_close(plan.appearance.vector[0, :4], torch.tensor([0.356179, 0.060918, 0.0, 0.012989]),
+                               **close)
     torch.testing.assert_close(frames[0, :, 100, 100:104], torch.tensor(
         [[-0.289623, -0.321019, -0.285500, -0.274969], [0.379539, 0.407199, 0.297196, 0.348162],
          [-0.222825, -0.329863, -0.243821, -0.342382]]), **close)

@@ -57,7 +57,7 @@ def test_plan_follows_each_source(tiny_pipe, full_plan):
         crops = plan.panels["emotion"][0][[eidx[5]]]
         direct = m.motion(pp.to_tensor(np.asarray(crops)))
     torch.testing.assert_close(plan.emotion[5:6], direct.emotion * 1.2, atol=1e-5, rtol=1e-4)
-    styles = plan.styles(m, slice(0, 47))
+    styles = tiny_pipe.family.styles(plan, slice(0, 47))
     assert styles.shape == (47, m.layout.dim)
 
 

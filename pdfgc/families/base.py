@@ -1,24 +1,37 @@
-"""What the pipeline needs of a model family, and the registry that picks a family for a loaded model.
+"""What the pipeline and the commands need of a model family, and the registry that finds a family.
 
-A family says which encoder reads which source (`encode_portrait`, `encode_frames`, `encode_audio`), its inference
-rules (default multipliers and smoothing), how explicit controls reach its codes (`preflight_controls`,
-`apply_controls`), and how a plan's codes become frames (`render`). The pipeline (pdfgc/pipeline.py) only talks to
-this interface: adding a family is one class here-registered with `@register_family`, no `if family == ...`.
+A family is one folder under ``pdfgc/families/`` and one class registered with `@register_family`; the registry
+owns its whole life, so no shared file says `if family == ...`:
+
+- **weights**: the `format` string its safetensors files carry in their metadata, `load(path)` and
+  `save(model, path)` (`pdfgc.weights.load_model` finds the family by the file's format: `family_for_format`);
+- **training**: the `--config` names it trains (`train_configs`), its `--stage` names (`train_stages`), its own
+  `pdfgc train` flags (`add_train_arguments`) and `train(args)` (`pdfgc train --config X` finds the family by
+  `family_for_config`);
+- **control fitting**: `fit_controls(args)` (`pdfgc fit-controls`; a family whose controls need no fitted
+  mapping refuses with one line saying so);
+- **inference**: which encoder reads which source (`encode_portrait`, `encode_clip`, `encode_speech`), its
+  inference rules (default multipliers and smoothing), how explicit controls reach its codes
+  (`preflight_controls`, `apply_controls`, given the portrait's appearance), and how a plan's codes become frames
+  (`render`).
 
 Codes are per factor, one row per frame: `mouth`, `emotion`, `eye`, `pose` (sizes in `code_dims`); the eye code's
 `blink_dims` and `gaze_dims` may come from different sources.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
 from ..controls.explicit import controls_of
+from ..errors import CheckpointError, InputError
 from ..official_rules import smooth_box3, smooth_mouth
 
 FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
@@ -26,7 +39,16 @@ _REGISTRY: dict[str, type["ModelFamily"]] = {}
 
 
 def register_family(cls: type["ModelFamily"]) -> type["ModelFamily"]:
-    """Class decorator: names a family once, at its definition (timm's habit)."""
+    """Class decorator: names a family once, at its definition (timm's habit). Its weights format and training
+    configurations must not collide with another family's (a lookup must find exactly one)."""
+    for other in _REGISTRY.values():
+        if other.name == cls.name:
+            continue
+        if other.format == cls.format:
+            raise ValueError(f"family {cls.name}: weights format '{cls.format}' is already {other.name}'s")
+        shared = set(other.train_configs) & set(cls.train_configs)
+        if shared:
+            raise ValueError(f"family {cls.name}: --config {', '.join(sorted(shared))} already trains {other.name}")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -44,10 +66,55 @@ def family_class(name: str) -> type["ModelFamily"]:
         raise ValueError(f"unknown model family '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
 
 
-def family_for(model, device: torch.device) -> "ModelFamily":
-    """The family adapter of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). The families
+def family_of(model) -> type["ModelFamily"]:
+    """The family class of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). The families
     register themselves when ``pdfgc.families`` is imported (its ``__init__`` imports them)."""
-    return family_class(getattr(model, "family", "pdfgc"))(model, device)
+    return family_class(getattr(model, "family", "pdfgc"))
+
+
+def family_for(model, device: torch.device) -> "ModelFamily":
+    """The family adapter of a loaded model, on `device`."""
+    return family_of(model)(model, device)
+
+
+def known_formats() -> str:
+    """"'pdfgc' (pdfgc), 'pdfgc-meshwarp' (meshwarp)": the weights formats the registry reads, for messages."""
+    return ", ".join(f"'{c.format}' ({c.name})" for c in sorted(_REGISTRY.values(), key=lambda c: c.format))
+
+
+def family_for_format(fmt: str, path: str | os.PathLike) -> type["ModelFamily"]:
+    """The family whose weights files carry `format: fmt` in their metadata; CheckpointError naming the file and
+    the known formats otherwise."""
+    for cls in _REGISTRY.values():
+        if cls.format == fmt:
+            return cls
+    what = f"format '{fmt}'" if fmt else "no 'format' entry in its metadata"
+    raise CheckpointError(f"{path}: not a weights file of a known model family ({what}; known formats: "
+                          f"{known_formats()}); official .pth checkpoints are loaded from their folder with "
+                          "--official-checkpoints DIR, or converted once with `pdfgc convert-official DIR -o FILE`")
+
+
+def train_configs() -> list[str]:
+    """Every `pdfgc train --config` name, family by family (registration order: the default's first)."""
+    return [c for cls in _REGISTRY.values() for c in cls.train_configs]
+
+
+def train_stages() -> list[str]:
+    """Every `pdfgc train --stage` name of the registered families."""
+    return [s for cls in _REGISTRY.values() for s in cls.train_stages]
+
+
+def family_for_config(config: str) -> type["ModelFamily"]:
+    """The family that trains the configuration `config` (`pdfgc train --config`); InputError otherwise."""
+    for cls in _REGISTRY.values():
+        if config in cls.train_configs:
+            return cls
+    raise InputError(f"--config {config}: no model family trains it (known: {', '.join(train_configs())})")
+
+
+def family_for_stage(stage: str) -> type["ModelFamily"] | None:
+    """The family that declares the training stage `stage` (None when none does)."""
+    return next((cls for cls in _REGISTRY.values() if stage in cls.train_stages), None)
 
 
 @dataclass
@@ -61,25 +128,60 @@ class Codes:
 
 
 class ModelFamily(ABC):
-    """One model family behind the pipeline. `model` is the loaded model object (it has a `.config` with `name`
-    and `trained`)."""
+    """One model family behind the pipeline and the commands. `model` is the loaded model object (it has a
+    `.config` with `name` and `trained`, and `.family` = the family's `name`)."""
 
     name: ClassVar[str]
+    format: ClassVar[str]                      # the `format` entry of its weights files' safetensors metadata
     official_crop: ClassVar[bool] = False      # driving crops get PD-FGC's fixed crop-zoom
     generates_pose: ClassVar[bool] = False     # `auto_pose` (--pose auto): only where the pose code is in degrees
+    # `encode_speech` may run in a thread beside the face encoders (it shares no network or torch state with them)
+    speech_beside_faces: ClassVar[bool] = False
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
+    # training: the `pdfgc train --config` names this family trains, and its `--stage` names (none: one run)
+    train_configs: ClassVar[tuple[str, ...]] = ()
+    train_stages: ClassVar[tuple[str, ...]] = ()
+    train_help: ClassVar[str] = ""             # one phrase for `pdfgc train --help`: what its configs train
+    # its explicit controls go through a mapping fitted to its codes (`fit_controls`, `control_mapping`)
+    fitted_controls: ClassVar[bool] = False
 
     def __init__(self, model, device: torch.device):
         self.model, self.device = model, device
+
+    # ---- weights, training, control fitting: the family's life outside inference (classmethods: no model yet) --
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | os.PathLike):
+        """The model of a weights file of this family's `format` (CheckpointError naming the file if it is bad)."""
+
+    @classmethod
+    @abstractmethod
+    def save(cls, model, path: str | os.PathLike) -> os.PathLike:
+        """Write a model of this family to one weights file of its `format` (atomically); returns the path."""
+
+    @classmethod
+    def add_train_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Add this family's own `pdfgc train` flags (the shared ones: --data, --out, --config, --stage, --steps,
+        --seed, --threads, --resume, --quiet)."""
+
+    @classmethod
+    def train(cls, args: argparse.Namespace) -> int:
+        """Run `pdfgc train` for one of `train_configs` (the parsed arguments of every family's flags)."""
+        raise InputError(f"the {cls.name} family has no training")
+
+    @classmethod
+    def fit_controls(cls, model, args: argparse.Namespace) -> int:
+        """`pdfgc fit-controls` for a loaded model of this family; refused where its controls need no mapping."""
+        weights = args.official_checkpoints or args.weights or "the default weights"
+        raise InputError(f"{weights}: fit-controls fits a mapping to learned codes (the PD-FGC networks'); this is a "
+                         f"{type(model).__name__} ({cls.name} family: its explicit controls need no fitted mapping)")
 
     # ---- sizes and rules ------------------------------------------------------------------------------------
     @property
     @abstractmethod
     def code_dims(self) -> dict[str, int]:
         """{"mouth": d, "emotion": d, "eye": d, "pose": d}."""
-
-    audio_context: int = 0   # frames of context each side `encode_audio` reads (chunks overlap by this much)
 
     def intensity(self, factor: str) -> float:
         """The default multiplier of a factor's code ("mouth", "blink", "gaze", "emotion", "pose")."""
@@ -95,58 +197,32 @@ class ModelFamily(ABC):
             return smooth_box3(codes)
         return codes
 
-    def relative(self, codes: Codes, opt) -> Codes:
-        """A driving clip's codes as the family transfers them (e.g. relative to the clip's neutral frame)."""
-        return codes
-
     # ---- encoders -------------------------------------------------------------------------------------------
     @abstractmethod
     def encode_portrait(self, portrait, prec, opt=None) -> tuple[Any, Codes]:
-        """(appearance: whatever `render` needs of the portrait (per `opt`, the AnimateOptions), the portrait's own
-        codes ("still"))."""
+        """(appearance: whatever `render` and `apply_controls` need of the portrait (per `opt`, the
+        AnimateOptions), the portrait's own codes ("still"))."""
 
     @abstractmethod
-    def encode_frames(self, crops: np.ndarray, want_mouth: bool, prec) -> Codes:
-        """Codes of driving crops (N,224,224,3) uint8 (after `official_crop` when the family wants it)."""
+    def encode_clip(self, clip, used: list[int], want_mouth: bool, prec, opt=None, progress: bool = False) -> Codes:
+        """Codes of a driving clip's frames `used` (rows: every frame of the clip; the others are left zero), as the
+        family transfers them (e.g. relative to the clip's neutral frame, per `opt`, the AnimateOptions; None: the
+        defaults). `want_mouth`: the clip drives the lips."""
 
     @abstractmethod
-    def encode_audio(self, windows: np.ndarray, prec, batch: int | None = None) -> torch.Tensor:
-        """Mouth codes (T, mouth) from official mel windows (T,1,80,20)."""
+    def encode_speech(self, speech, num_frames: int, prec, batch: int | None = None) -> torch.Tensor:
+        """(num_frames, mouth) raw mouth codes from `speech` (a pipeline `Speech`: 16 kHz samples and the whole
+        track's loudness), before the family's smoothing and multiplier."""
 
     def batch_size(self, kind: str, precision: str = "exact", requested: int | None = None) -> int:
         if requested:
             return int(requested)
         return 16 if self.device.type == "cuda" else 8
 
-    def encode_clip(self, clip, used: list[int], want_mouth: bool, prec, batch: int | None = None,
-                    progress: bool = False) -> Codes:
-        """Codes for the frames of a driving clip that are used; byte-identical frames are encoded once."""
-        uniq = clip.unique_index()
-        todo = sorted({int(uniq[i]) for i in used})
-        dims = self.code_dims
-        out = {k: torch.zeros(clip.num_frames, d) for k, d in dims.items()}
-        seen = set()
-        bs = self.batch_size("motion", requested=batch)
-        bar = progress_bar(len(todo), progress and len(todo) > 4 * bs, f"encoding {clip.path.name}")
-        for s in range(0, len(todo), bs):
-            rows = todo[s:s + bs]
-            codes = self.encode_frames(np.asarray(clip.crops[rows]), want_mouth, prec)
-            for k in out:
-                v = getattr(codes, k)
-                if v is not None:
-                    out[k][rows] = v.float().cpu()
-                    seen.add(k)
-            if bar:
-                bar.update(len(rows))
-        if bar:
-            bar.close()
-        src = torch.from_numpy(uniq)
-        return Codes(**{k: (v[src] if len(uniq) else v) if k in seen else None for k, v in out.items()})
-
     def auto_pose(self, speech, num_frames: int, seed: int, still: Codes) -> torch.Tensor:
         """(T, pose) generated head motion from the speech (None: silence) about the portrait's own pose code
-        (`still`), deterministic for a seed."""
-        raise NotImplementedError(f"{self.name}: no generated head motion")
+        (`still`), deterministic for a seed; only called where `generates_pose`."""
+        raise InputError(f"{self.name}: no generated head motion")
 
     # ---- explicit controls ----------------------------------------------------------------------------------
     def preflight_controls(self, opt) -> None:
@@ -162,9 +238,15 @@ class ModelFamily(ABC):
         """(emotion labels, one line on what the explicit controls use) when the family needs no fitted mapping."""
         return None
 
+    def control_mapping(self, path=None):
+        """The fitted control mapping the explicit controls use (`path`, else the family's default place), None
+        when the family needs none or has none."""
+        return None
+
     @abstractmethod
-    def apply_controls(self, opt, num_frames: int, codes: Codes, portrait, still: Codes, prec) -> Codes:
-        """The plan's codes with the explicit controls of `opt` applied (each control only its own part)."""
+    def apply_controls(self, opt, num_frames: int, codes: Codes, appearance, still: Codes, prec) -> Codes:
+        """The plan's codes with the explicit controls of `opt` applied (each control only its own part);
+        `appearance` and `still` are what `encode_portrait` returned for the portrait."""
 
     # ---- frames ---------------------------------------------------------------------------------------------
     @abstractmethod
@@ -184,6 +266,31 @@ class ModelFamily(ABC):
         """(2,3) affine: the original photo's pixels -> pixels of a rendered frame of `size` (for paste-back)."""
         s = size / 224.0
         return np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
+
+
+def encode_clip_in_batches(clip, used: list[int], encode_frames: Callable[[np.ndarray], Codes], dims: dict[str, int],
+                           batch: int, progress: bool = False) -> Codes:
+    """`encode_clip` for a family whose encoder reads frames independently: `encode_frames` on batches of the used
+    crops; byte-identical frames are encoded once."""
+    uniq = clip.unique_index()
+    todo = sorted({int(uniq[i]) for i in used})
+    out = {k: torch.zeros(clip.num_frames, d) for k, d in dims.items()}
+    seen = set()
+    bar = progress_bar(len(todo), progress and len(todo) > 4 * batch, f"encoding {clip.path.name}")
+    for s in range(0, len(todo), batch):
+        rows = todo[s:s + batch]
+        codes = encode_frames(np.asarray(clip.crops[rows]))
+        for k in out:
+            v = getattr(codes, k)
+            if v is not None:
+                out[k][rows] = v.float().cpu()
+                seen.add(k)
+        if bar:
+            bar.update(len(rows))
+    if bar:
+        bar.close()
+    src = torch.from_numpy(uniq)
+    return Codes(**{k: (v[src] if len(uniq) else v) if k in seen else None for k, v in out.items()})
 
 
 def progress_bar(total: int, enabled: bool, desc: str = "rendering"):

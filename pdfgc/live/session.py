@@ -327,7 +327,7 @@ class LiveSession:
             eye[:, 0] = eye[:, 1] = torch.from_numpy(np.asarray(o, np.float64) - 1.0).float()
         codes = Codes(mouth=torch.from_numpy(np.ascontiguousarray(mouth)).float(),
                       emotion=torch.zeros(n, dims["emotion"]), eye=eye, pose=pose)
-        codes = fam.apply_controls(self.opt, n, codes, self.portrait, self.still, self.prec, appearance=st)
+        codes = fam.apply_controls(self.opt, n, codes, st, self.still, self.prec)
         angles = codes.pose[:, :3].double().numpy()
         if st.pose_calibration is not None and np.any(angles):
             angles = st.pose_calibration.invert(angles)

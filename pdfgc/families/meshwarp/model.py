@@ -42,7 +42,7 @@ from . import codes as C
 from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
 from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
-from .params import DEFAULT_PATH, MeshParams, load_params
+from .params import DEFAULT_PATH, FORMAT, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
 
@@ -156,20 +156,78 @@ def crop_at(portrait, size: int) -> np.ndarray:
     return np.clip(crop * (1.0 - t) + soft * t + 0.5, 0, 255).astype(np.uint8)
 
 
+REFINER_STAGE = "refiner"   # `pdfgc train --config meshwarp --stage refiner`: the learned refiner (refine_train.py)
+
+
+def _refiner_steps(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--steps: expected a number, got '{text}'") from None
+
+
 @register_family
 class MeshWarpFamily(ModelFamily):
     name = FAMILY
+    format = FORMAT
     official_crop = False
     generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
+    speech_beside_faces = True  # the lips (Whisper on the CPU) run in a thread beside the face-mesh work
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
+    train_configs = (MESHWARP,)
+    train_stages = (REFINER_STAGE,)
+    train_help = (f"{MESHWARP}: the default model's family: without --stage its geometry fit and lips head "
+                  f"(closed-form fits, no --steps), --stage {REFINER_STAGE} its learned refiner (by "
+                  "self-reenactment)")
 
+    # ---- weights, training (control fitting: none, the codes are physical) --------------------------------------
+    @classmethod
+    def load(cls, path):
+        return MeshWarpModel.from_pretrained(path)
+
+    @classmethod
+    def save(cls, model, path):
+        """The parameters file (the refiner, when there is one, is its own file: ``refiner_path_for``)."""
+        from .params import save_params
+        return save_params(model.params, path)
+
+    @classmethod
+    def add_train_arguments(cls, group) -> None:
+        group.add_argument("--speech-cache", metavar="DIR",
+                           help="meshwarp: folder of the raw clips' Whisper features (default OUT/speech; missing "
+                                "ones are computed from the raw corpus the prepared one was made from)")
+
+    @classmethod
+    def train(cls, args) -> int:
+        threads = args.threads or 1
+        if args.stage == REFINER_STAGE:
+            if args.steps is None:
+                raise InputError("--steps is required (optimiser steps of the stage)")
+            # resumable as it is: the same command again continues from the run folder's checkpoint
+            import cv2
+
+            from . import refine_train as R
+            steps = _refiner_steps(args.steps)
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(1)
+            data = Path(args.data)
+            train_root = R.build_cache(data, R.DEFAULT_CACHE, "train", args.seed)
+            held_root = R.build_cache(data, R.DEFAULT_CACHE, "heldout", args.seed)
+            R.train(R.open_cache(train_root), Path(args.out), steps, seed=args.seed, ckpt_every=200, log_every=50,
+                    eval_every=1000, heldout=R.open_cache(held_root))
+            return 0
+        # the geometry fit and the lips head are closed-form fits: --steps/--seed do not apply
+        from .train import train
+        train(Path(args.data), Path(args.out), resume=args.resume, threads=threads,
+              speech_cache=Path(args.speech_cache) if args.speech_cache else None, layers=[2, 3, 4])
+        return 0
+
+    # ---- inference ------------------------------------------------------------------------------------------
     def __init__(self, model: MeshWarpModel, device):
         super().__init__(model, device)
         self.params = model.params
         self._detector = None
-
-    audio_context = 0   # the lips read whole speech signals (``encode_speech``), not mel windows
 
     @property
     def code_dims(self) -> dict[str, int]:
@@ -222,12 +280,14 @@ class MeshWarpFamily(ModelFamily):
             return state.renderer.render(C.compose(state.mesh, own, c, self.params)[0])
         return calibrate_pose(state.mesh, render_angles, self._mesh)
 
-    def encode_frames(self, crops, want_mouth, prec) -> Codes:
-        raise NotImplementedError("meshwarp encodes whole clips (encode_clip)")
+    def encode_clip(self, clip, used, want_mouth, prec, opt=None, progress=False) -> Codes:
+        """The used frames' codes as changes from the clip's neutral frame (`opt.driving_reference`)."""
+        return self._relative(self._clip_meshes(clip, used, progress), np.array(sorted(set(int(i) for i in used))),
+                              opt)
 
-    def encode_clip(self, clip, used, want_mouth, prec, batch=None, progress=False) -> Codes:
-        """Mesh of every used frame (a frame without a face takes the nearest one's), codes measured absolutely;
-        `relative` turns them into changes from the clip's neutral frame."""
+    def _clip_meshes(self, clip, used, progress=False) -> np.ndarray:
+        """(frames, 478, 3) mesh of every frame of the clip: measured on the used ones (a frame without a face
+        takes the nearest one's)."""
         uniq = clip.unique_index()
         todo = sorted({int(uniq[i]) for i in used})
         meshes = np.full((clip.num_frames, 478, 3), np.nan)
@@ -249,13 +309,10 @@ class MeshWarpFamily(ModelFamily):
             raise InputError(f"driving source {clip.path}: the face mesh finds no face in its frames")
         good = np.flatnonzero(ok)
         nearest = good[np.abs(np.arange(len(meshes))[:, None] - good[None]).argmin(1)]
-        meshes = meshes[nearest]
-        codes = C.measure(meshes, self.params, reference=None, smooth=False)
-        return _MeshClipCodes(codes=codes, meshes=meshes, used=np.array(sorted(set(int(i) for i in used))))
+        return meshes[nearest]
 
-    def relative(self, clip_codes, opt) -> Codes:
+    def _relative(self, meshes: np.ndarray, used: np.ndarray, opt) -> Codes:
         mode = getattr(opt, "driving_reference", "auto") or "auto"
-        meshes, used = clip_codes.meshes, clip_codes.used
         sub = meshes[used]
         if mode not in DRIVING_REFERENCES:
             raise InputError(f"unknown driving reference '{mode}' ({' or '.join(DRIVING_REFERENCES)})")
@@ -276,13 +333,11 @@ class MeshWarpFamily(ModelFamily):
             raise InputError("this meshwarp parameters file has no lips head: lips from speech need one "
                              "(use --lips VIDEO, still or off)")
 
-    def encode_audio(self, windows, prec, batch=None) -> torch.Tensor:
-        raise NotImplementedError("meshwarp lips read the speech signal (encode_speech), not mel windows")
-
-    def encode_speech(self, wav16k: np.ndarray, num_frames: int) -> torch.Tensor:
-        """(num_frames, Dm) mouth codes from 16 kHz speech, with the speech-aware rules (``lips.py``)."""
+    def encode_speech(self, speech, num_frames, prec=None, batch=None) -> torch.Tensor:
+        """(num_frames, Dm) mouth codes from the 16 kHz speech signal (Whisper, not mel windows), with the
+        speech-aware rules (``lips.py``)."""
         self._need_lips()
-        return torch.from_numpy(self.model.lips.codes(wav16k, num_frames))   # the pipeline smooths
+        return torch.from_numpy(self.model.lips.codes(speech.wav16k, num_frames))   # the pipeline smooths
 
     def smooth(self, factor: str, codes: torch.Tensor) -> torch.Tensor:
         if factor == "mouth":
@@ -319,22 +374,17 @@ class MeshWarpFamily(ModelFamily):
         return labels, ("Explicit controls act directly on this model's face-mesh codes, in physical units "
                         f"(no fitted mapping needed); emotion labels {', '.join(labels) or 'none'}.")
 
-    def apply_controls(self, opt, num_frames, codes: Codes, portrait, still, prec,
-                       appearance: MeshPortrait | None = None) -> Codes:
-        """``appearance``: the portrait's encoding when the caller has it (a live session: not encoded per chunk)."""
+    def apply_controls(self, opt, num_frames, codes: Codes, appearance: MeshPortrait, still, prec) -> Codes:
+        """Absolute angles and gaze are changes from the portrait's own measured codes (`appearance.codes`)."""
         controls = controls_of(opt)
         if not controls:
             return codes
         t = int(num_frames)
         mouth, eye, emotion, pose = (codes.mouth.clone(), codes.eye.clone(), codes.emotion.clone(),
                                      codes.pose.clone())
-        state: MeshPortrait | None = appearance
 
         def own():
-            nonlocal state
-            if state is None:
-                state = self.encode_portrait(portrait, prec)[0]
-            return state.codes
+            return appearance.codes
         if "pose" in controls:
             ctl = controls["pose"]
             k = float(opt.pose_intensity)
@@ -382,8 +432,8 @@ class MeshWarpFamily(ModelFamily):
     def _reference_emotion(self, path, opt) -> np.ndarray:
         clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, False, role="emotion reference")
         n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
-        c = self.encode_clip(clip, list(range(n)), False, None)
-        rel = C.measure(c.meshes[:n], self.params, reference=None)
+        meshes = self._clip_meshes(clip, list(range(n)))
+        rel = C.measure(meshes[:n], self.params, reference=None)
         expression = rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)
         return np.concatenate([expression, np.zeros(self.params.mouth_dim + 2)]).astype(np.float32)
 
@@ -466,15 +516,6 @@ class MeshWarpFamily(ModelFamily):
     def to_output_matrix(self, portrait, size: int) -> np.ndarray:
         k = size / 224.0
         return np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
-
-
-@dataclass
-class _MeshClipCodes:
-    """A clip's measured meshes and absolute codes, before `MeshWarpFamily.relative`."""
-
-    codes: C.MeshCodes
-    meshes: np.ndarray
-    used: np.ndarray
 
 
 def _pose_change(p: np.ndarray) -> np.ndarray:

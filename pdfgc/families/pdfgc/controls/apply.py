@@ -24,7 +24,7 @@ log = logging.getLogger("pdfgc")
 
 def preflight_controls(pipe, opt) -> None:
     """Parse the controls and, where they need one, find the mapping, before any work is done. `pipe`: the
-    PD-FGC family adapter (pdfgc/families/pdfgc_nets.py): `.model`, `.device`, `.tensor`, `.encode_clip`."""
+    PD-FGC family adapter (pdfgc/families/pdfgc/family.py): `.model`, `.device`, `.tensor`, `.encode_clip`."""
     controls = controls_of(opt)
     if not controls:
         return
@@ -136,5 +136,5 @@ def _reference_emotion(pipe, opt, path: str, prec) -> np.ndarray:
     clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, pipe.model.config.official_crop,
                         role="emotion reference", progress=False)
     n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
-    codes = pipe.encode_clip(clip, list(range(n)), False, prec, opt.batch_size)
+    codes = pipe.encode_clip(clip, list(range(n)), False, prec, opt)
     return codes.emotion[:n].double().mean(0).numpy()

@@ -26,8 +26,6 @@ from ....evaluation.emotion import EMOTIONS, EmotionClassifier, box_from_landmar
 from ....fileio import atomic_path
 from ....media import preprocess as pp
 from ....runtime import resolve_device, set_threads
-from ....weights import load_model
-from ..model import PDFGC
 from .mapping import (
     ControlMappings,
     ControlSamples,
@@ -237,14 +235,12 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, model) -> int:
+    """`pdfgc fit-controls` for a loaded PD-FGC model (the registry sends other families' models elsewhere:
+    `ModelFamily.fit_controls`)."""
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model = load_model(weights=args.weights, official=args.official_checkpoints)
     weights = Path(args.official_checkpoints or args.weights)
-    if not isinstance(model, PDFGC):  # the mesh-warp family's codes are physical already: nothing to fit
-        raise InputError(f"{weights}: fit-controls fits the PD-FGC networks' codes; this is a "
-                         f"{type(model).__name__} (its explicit controls need no fitted mapping)")
     model = model.to(device).eval()
     out = Path(args.output) if args.output else mapping_path_for(weights)
     corpus = PreparedCorpus(args.data)

@@ -121,8 +121,8 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
     cmp("audio_feature", feat)
     cmp("audio_mouth_embed_raw", plan.audio_mouth_raw if plan.audio_mouth_raw is not None else mouth_raw)
     cmp("app_in", pp.to_tensor(portrait.net_input))
-    cmp("app_feat_vec", plan.appearance)
-    cmp("app_feat_map", plan.identity)
+    cmp("app_feat_vec", plan.appearance.vector)
+    cmp("app_feat_map", plan.appearance.identity)
 
     # motion codes in the official call order: per batch of n frames, rows [pose n | emotion n | eye n]
     roles = [("pose", "pose"), ("emotion", "emotion"), ("eyes", "gaze" if "gaze" in plan.factor_index else "blink")]
@@ -164,7 +164,7 @@ def verify_fixture(folder: str | Path, log=print, workdir: str | None = None, de
                 results.append(r)
                 log(f"  {k + ' (pipeline)':30s} {str(exp[k].shape):22s} max|diff| {d:.3g}  (tol {FLOAT_TOL:g})  "
                     f"{'ok' if r.ok else 'MISMATCH'}")
-    cmp("gen_style", plan.styles(model, slice(0, T)))
+    cmp("gen_style", pipe.family.styles(plan, slice(0, T)))
 
     frames = []
     for sl, images in pipe.render(plan, opt):
