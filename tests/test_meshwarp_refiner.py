@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.errors import InputError
+from pdfgc.errors import CheckpointError, InputError
 from pdfgc.families.meshwarp import refine_train as R
 from pdfgc.families.meshwarp.refiner import (
     FORMAT,
@@ -93,12 +93,12 @@ def test_weights_round_trip_and_refusals(tmp_path):
     assert refiner_path_for(tmp_path / "meshwarp.safetensors") == tmp_path / "meshwarp_refiner.safetensors"
     from safetensors.torch import save_file
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "something"})
-    with pytest.raises(InputError, match=FORMAT):
+    with pytest.raises(CheckpointError, match=FORMAT):
         load_refiner(tmp_path / "other.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="junk.safetensors: cannot read safetensors file"):
         load_refiner(tmp_path / "junk.safetensors")
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="missing.safetensors: refiner weights file not found"):
         load_refiner(tmp_path / "missing.safetensors")
 
 
@@ -312,7 +312,7 @@ def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(t
     model = MeshWarpModel.from_pretrained(params)
     assert model.refiner is not None and model.refiner.widths == (4, 6, 8)
     assert MeshWarpModel.from_pretrained(params, refiner=False).refiner is None
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="missing.safetensors"):
         MeshWarpModel.from_pretrained(params, refiner=tmp_path / "missing.safetensors")
 
     from pdfgc.options import AnimateOptions

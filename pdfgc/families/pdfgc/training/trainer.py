@@ -47,13 +47,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from ....data.corpus import PreparedCorpus
 from ....errors import CheckpointError, InputError
 from ....fileio import atomic_path, write_atomic
 from ....media.preprocess import to_uint8
+from ....tensorfile import read_metadata, read_tensors
 from ....vocabulary import TRAIN_PRECISIONS
 from ..configs import architecture_name, get_config
 from ..model import PDFGC, load_state_dict_checked
@@ -77,6 +77,7 @@ from .stages import (
 PRECISIONS = dict(zip(TRAIN_PRECISIONS, ("no", "bf16", "fp16")))  # ours -> accelerate's mixed_precision
 DISC_NDF = {"official": 64, "lite": 32, "tiny": 8}  # [ours] discriminator width by model size (official D: 64)
 CHECKPOINTS = "checkpoints"
+DISC_FORMAT = "pdfgc-discriminator"
 _CKPT = re.compile(r"^step-(\d{9})$")
 
 
@@ -164,27 +165,18 @@ def save_discriminator(disc: torch.nn.Module, path: Path) -> None:
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pdfgc-discriminator", "config": json.dumps(disc.config)})
+        save_file(tensors, str(tmp), metadata={"format": DISC_FORMAT, "config": json.dumps(disc.config)})
 
 
 def load_discriminator_weights(disc: torch.nn.Module, path: Path) -> None:
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
-    if meta.get("format") != "pdfgc-discriminator":
-        raise CheckpointError(f"{path}: not a pdfgc discriminator file")
+    tensors, _ = read_tensors(path, "pdfgc discriminator file", expect_format=DISC_FORMAT)
     load_state_dict_checked(disc, tensors, str(path))
 
 
 def discriminator_config_of(path: Path) -> dict | None:
-    from safetensors import safe_open
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return json.loads((f.metadata() or {}).get("config", "null"))
-    except Exception:
+        return json.loads(read_metadata(path, "pdfgc discriminator file").get("config", "null"))
+    except (CheckpointError, ValueError):
         return None
 
 
@@ -213,7 +205,6 @@ def _load_plain(path: Path) -> dict:
 
 def _read_checkpoint(ck: Path, rank: int) -> tuple[dict, dict]:
     """Read back every file of checkpoint `ck` that a resume needs: (saved TrainConfig dict, train state)."""
-    from safetensors import safe_open
 
     try:
         saved = json.loads((ck / "trainer.json").read_text())["config"]
@@ -228,11 +219,7 @@ def _read_checkpoint(ck: Path, rank: int) -> tuple[dict, dict]:
     for name in ("model.safetensors", "discriminator.safetensors"):
         f = ck / name
         if name == "model.safetensors" or "optimizer_d" in state:
-            try:
-                with safe_open(str(f), framework="pt", device="cpu") as h:
-                    h.metadata()  # the header, checked against the file's size
-            except Exception as e:
-                raise CheckpointError(f"{f}: unreadable ({e})") from None
+            read_metadata(f, name)  # the header, checked against the file's size
     rng = ck / f"rng-rank{rank}.pt"
     if rng.exists():
         _load_plain(rng)
