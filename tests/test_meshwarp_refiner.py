@@ -248,12 +248,14 @@ def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv, feat):
     kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None,
               adv=adv, adv_start=1, feat=feat, feat_net=net)
     full = R.train(cache, tmp_path / "a", steps=2, **kw)
-    # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then the same command again
+    # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then resumed
     part = R.train(cache, tmp_path / "b", steps=2, minutes=0.0, **kw)
     assert not all(torch.equal(p, q) for p, q in zip(part.state_dict().values(), full.state_dict().values()))
     with open(tmp_path / "b" / "log.csv", "a") as f:   # a row a killed run logged past its checkpoint
         f.write("99,1,0,0,0,0,0,,,,\n")
-    resumed = R.train(cache, tmp_path / "b", steps=2, **kw)
+    with pytest.raises(InputError, match="--resume"):   # a run folder with a checkpoint is continued only when asked
+        R.train(cache, tmp_path / "b", steps=2, **kw)
+    resumed = R.train(cache, tmp_path / "b", steps=2, resume=True, **kw)
     for (k, p), q in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), k
     with open(tmp_path / "b" / "log.csv", newline="") as f:

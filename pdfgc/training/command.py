@@ -91,11 +91,11 @@ def run_train(args) -> int:
     if args.stage == REFINER_STAGE:
         if args.config != MESHWARP:
             raise InputError(f"--stage {REFINER_STAGE} trains the mesh-warp family's refiner: add --config {MESHWARP}")
-        # resumable as it is: the same command again continues from the run folder's checkpoint
+        # continued from the run folder's checkpoint with --resume (pdfgc.training.harness's policy)
         from ..families.meshwarp.refine_train import main as refiner_train
         return refiner_train(["--data", str(args.data), "--out", str(args.out),
                               "--steps", str(_steps(args.steps, "all")[0]), "--seed", str(args.seed),
-                              "--threads", str(args.threads or 1)])
+                              "--threads", str(args.threads or 1)] + (["--resume"] if args.resume else []))
     if args.config == MESHWARP:
         # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
         from ..families.meshwarp.train import main as meshwarp_train
