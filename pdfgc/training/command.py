@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
                    help="fp32, or mixed precision (bf16; fp16 on GPU only)")
     t.add_argument("--vgg19", help="torchvision-format vgg19 state dict: adds the perceptual loss (x5)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--minutes", type=float, help="time budget: checkpoint and stop after this long (--resume goes on)")
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--sample-every", type=int, default=500)
     t.add_argument("--checkpoint-every", type=int, default=500)
@@ -95,7 +96,8 @@ def run_train(args) -> int:
         from ..families.meshwarp.refine_train import main as refiner_train
         return refiner_train(["--data", str(args.data), "--out", str(args.out),
                               "--steps", str(_steps(args.steps, "all")[0]), "--seed", str(args.seed),
-                              "--threads", str(args.threads or 1)] + (["--resume"] if args.resume else []))
+                              "--threads", str(args.threads or 1)] + (["--resume"] if args.resume else [])
+                             + (["--minutes", str(args.minutes)] if args.minutes is not None else []))
     if args.config == MESHWARP:
         # the default family: its own fitting and training (pdfgc/families/meshwarp/train.py)
         from ..families.meshwarp.train import main as meshwarp_train
@@ -119,7 +121,7 @@ def run_train(args) -> int:
                       grad_accum=args.grad_accum, lr=args.lr, precision=args.precision, vgg19=args.vgg19,
                       seed=args.seed, log_every=args.log_every, sample_every=args.sample_every,
                       checkpoint_every=args.checkpoint_every, name=args.name, overfit=args.overfit,
-                      sync_bn=args.sync_bn)
+                      sync_bn=args.sync_bn, minutes=args.minutes)
     progress = not args.quiet and sys.stderr.isatty()
     if args.stage == "all":
         out = train_all(cfg, steps, resume=args.resume, progress=progress)
