@@ -264,6 +264,10 @@ class TimeBudget:
         self.seconds, self._clock = seconds, clock
         self.start = clock()
 
+    def restart(self) -> None:
+        """Count from now (the set-up before the first step is not the run's time)."""
+        self.start = self._clock()
+
     def elapsed(self) -> float:
         return self._clock() - self.start
 

@@ -512,6 +512,7 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
     ``feature_net()``). ``minutes``: the time budget (checkpointed, then stops; run again with ``resume``)."""
     out = Path(out)
     ckpt_path, log_path = out / CHECKPOINT, out / "log.csv"
+    budget = TimeBudget(60 * minutes if minutes is not None else None)   # a negative one: an error, before any file
     if (out / "checkpoint.pt").is_file():   # an older pdfgc's format: never a silent restart beside it
         raise CheckpointError(f"{out / 'checkpoint.pt'}: a refiner checkpoint of an older pdfgc, which this one "
                               "does not read; delete it to train again from step 0, or choose another --out")
@@ -556,7 +557,7 @@ def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = C
         save_checkpoint(ckpt_path, state, CHECKPOINT_KIND)
 
     csv_log = CsvLog(log_path, step, LOG_FIELDS)   # rows past the checkpoint's step (a killed run's) are dropped
-    budget = TimeBudget(60 * minutes if minutes is not None else None)
+    budget.restart()   # the budget counts training, not the set-up
     t0 = time.time()
     acc: dict[str, float] = {}
     model.train()

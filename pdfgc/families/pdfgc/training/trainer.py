@@ -156,6 +156,8 @@ class TrainConfig:
                 raise InputError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
         if self.stage != "lips" and self.batch_size < 2:
             raise InputError("--batch-size must be at least 2 (BatchNorm statistics and in-batch negatives)")
+        if self.minutes is not None and not self.minutes >= 0:
+            raise InputError(f"--minutes (the time budget) must be at least 0, got {self.minutes}")
         if not self.out:
             raise InputError("no run folder (--out)")
         for p in (Path(self.out), *Path(self.out).parents):  # the nearest existing path must be a folder
