@@ -720,8 +720,9 @@ def part_train(rec: Recorder, a) -> None:
         sec = time.perf_counter() - t0
         rows = _read_log(run) if (run / "log.csv").is_file() else []
         finite, where = _finite(rows)
-        state = run / "checkpoints" / "step-000000010" / "train_state.pt"
-        scaler = state.is_file() and "scaler" in torch.load(state, map_location="cpu", weights_only=True)
+        from pdfgc.training.harness import load_checkpoint
+        state = run / "checkpoints" / "step-000000010" / "train_state.safetensors"
+        scaler = state.is_file() and "scaler" in load_checkpoint(state, "pdfgc-stage")
         ok = rc == 0 and len(rows) == 10 and finite and scaler
         rec.add("appearance fp16 (GradScaler)", f"exit {rc}; {len(rows)} steps in {sec:.0f} s, {mem.label} "
                 f"{mem.mb():.0f} MB, losses {'finite' if finite else 'NOT finite: ' + where}, scaler state "

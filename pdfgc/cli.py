@@ -98,8 +98,8 @@ def _stored_emotion_labels(path) -> set[str] | None:
     """The emotion labels a safetensors weights file holds (its per-label tensors `emotion*.<label>`), read from
     the header only; None when it holds none or cannot be read (the full check after loading then decides)."""
     try:
-        from safetensors import safe_open
-        with safe_open(str(path), framework="numpy") as f:
+        from .tensorfile import open_tensors
+        with open_tensors(path, "weights file", "numpy") as f:
             labels = {k.split(".", 1)[1] for k in f.keys() if k.startswith("emotion") and "." in k}
     except Exception:  # noqa: BLE001 - a bad weights file is reported, in full, when it is loaded
         return None

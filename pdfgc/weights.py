@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from safetensors import safe_open
-
-from .errors import CheckpointError
 from .families import family_for_format
-from .families.pdfgc.model import PDFGC, unreadable_weights
+from .families.pdfgc.model import PDFGC
 from .families.pdfgc.official.checkpoints import load_official
+from .tensorfile import read_metadata
 
 PACKAGED = Path(__file__).parent / "weights" / "meshwarp.safetensors"
 
@@ -34,13 +32,7 @@ def weights_format(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
-    if not p.is_file():
-        raise CheckpointError(f"{p}: weights file not found")
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            return (f.metadata() or {}).get("format", "")
-    except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-        raise unreadable_weights(p, e) from None  # a .pth is told how it is loaded
+    return read_metadata(p, "weights file").get("format", "")  # a .pth is told how it is loaded
 
 
 def load_model(weights: str | os.PathLike | None = None, official: str | os.PathLike | None = None):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.errors import InputError
+from pdfgc.errors import CheckpointError, InputError
 from pdfgc.families.meshwarp import refine_train as R
 from pdfgc.families.meshwarp.refiner import (
     FORMAT,
@@ -93,12 +93,12 @@ def test_weights_round_trip_and_refusals(tmp_path):
     assert refiner_path_for(tmp_path / "meshwarp.safetensors") == tmp_path / "meshwarp_refiner.safetensors"
     from safetensors.torch import save_file
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "something"})
-    with pytest.raises(InputError, match=FORMAT):
+    with pytest.raises(CheckpointError, match=FORMAT):
         load_refiner(tmp_path / "other.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="junk.safetensors: cannot read safetensors file"):
         load_refiner(tmp_path / "junk.safetensors")
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="missing.safetensors: refiner weights file not found"):
         load_refiner(tmp_path / "missing.safetensors")
 
 
@@ -248,12 +248,14 @@ def test_two_steps_then_resume_equals_uninterrupted(tmp_path, adv, feat):
     kw = dict(batch=2, crop=32, lr=1e-2, seed=0, ckpt_every=100, log_every=1, widths=(4, 6, 8), log=lambda *_: None,
               adv=adv, adv_start=1, feat=feat, feat_net=net)
     full = R.train(cache, tmp_path / "a", steps=2, **kw)
-    # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then the same command again
+    # interrupted after step 1 (minutes=0 stops, checkpointed, after the first step), then resumed
     part = R.train(cache, tmp_path / "b", steps=2, minutes=0.0, **kw)
     assert not all(torch.equal(p, q) for p, q in zip(part.state_dict().values(), full.state_dict().values()))
     with open(tmp_path / "b" / "log.csv", "a") as f:   # a row a killed run logged past its checkpoint
         f.write("99,1,0,0,0,0,0,,,,\n")
-    resumed = R.train(cache, tmp_path / "b", steps=2, **kw)
+    with pytest.raises(InputError, match="--resume"):   # a run folder with a checkpoint is continued only when asked
+        R.train(cache, tmp_path / "b", steps=2, **kw)
+    resumed = R.train(cache, tmp_path / "b", steps=2, resume=True, **kw)
     for (k, p), q in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), k
     with open(tmp_path / "b" / "log.csv", newline="") as f:
@@ -312,7 +314,7 @@ def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(t
     model = MeshWarpModel.from_pretrained(params)
     assert model.refiner is not None and model.refiner.widths == (4, 6, 8)
     assert MeshWarpModel.from_pretrained(params, refiner=False).refiner is None
-    with pytest.raises(InputError):
+    with pytest.raises(CheckpointError, match="missing.safetensors"):
         MeshWarpModel.from_pretrained(params, refiner=tmp_path / "missing.safetensors")
 
     from pdfgc.options import AnimateOptions

@@ -273,12 +273,12 @@ def two_checkpoints(prepared_corpus, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("damage", ["truncated train_state.pt", "empty trainer.json", "truncated model"])
+@pytest.mark.parametrize("damage", ["truncated train_state", "empty trainer.json", "truncated model"])
 def test_resume_falls_back_to_the_previous_checkpoint(prepared_corpus, two_checkpoints, tmp_path, damage):
     run = tmp_path / "run"
     shutil.copytree(two_checkpoints, run)
     latest = run / "checkpoints" / "step-000000002"
-    f = latest / {"truncated train_state.pt": "train_state.pt", "empty trainer.json": "trainer.json",
+    f = latest / {"truncated train_state": "train_state.safetensors", "empty trainer.json": "trainer.json",
                   "truncated model": "model.safetensors"}[damage]
     f.write_bytes(b"" if "empty" in damage else f.read_bytes()[: f.stat().st_size // 2])
     logs = []
@@ -288,6 +288,17 @@ def test_resume_falls_back_to_the_previous_checkpoint(prepared_corpus, two_check
     assert "resuming from the previous kept checkpoint, step-000000001 (step 1)" in text
     assert (run / "model.safetensors").is_file()
     assert (run / "checkpoints" / "step-000000003").is_dir()
+
+
+def test_time_budget_checkpoints_and_stops(prepared_corpus, two_checkpoints, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run)
+    (run / "model.safetensors").unlink()
+    logs = []
+    out = _run(_train_cfg(prepared_corpus, run, steps=5, minutes=0.0), resume=True, log=logs.append)
+    assert out == run / "checkpoints" / "step-000000003" / "model.safetensors" and out.is_file()
+    assert "stopped after 0 min at step 3 of 5" in logs[-1] and "--resume" in logs[-1]
+    assert not (run / "model.safetensors").exists()   # no final model before the last step
 
 
 def test_resume_with_no_readable_checkpoint_says_what_to_do(prepared_corpus, two_checkpoints, tmp_path, capsys):
@@ -316,7 +327,7 @@ def test_resume_with_another_process_count_warns(prepared_corpus, two_checkpoint
     run = tmp_path / "run"
     shutil.copytree(two_checkpoints, run)
     ck = run / "checkpoints" / "step-000000002"
-    shutil.copyfile(ck / "rng-rank0.pt", ck / "rng-rank1.pt")  # as a 2-process run leaves it
+    shutil.copyfile(ck / "rng-rank0.safetensors", ck / "rng-rank1.safetensors")  # as a 2-process run leaves it
     logs = []
     with pytest.raises(_Stop):
         _run(_train_cfg(prepared_corpus, run, steps=3), resume=True, log=_stop_at("process(es)", logs))

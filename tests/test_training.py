@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from pdfgc.errors import CheckpointError, InputError
+from pdfgc.training.harness import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 1  # training on a shared 2-core box: one thread per process is the fastest and stays deterministic
@@ -407,7 +408,7 @@ def test_kill_9_then_resume_is_exact(prepared_corpus, uninterrupted, tmp_path):
     _assert_same(run / "model.safetensors", uninterrupted / "model.safetensors")
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == ["step-000000003", "step-000000004"]  # the last two; no temporary folder left
-    state = torch.load(run / "checkpoints" / "step-000000004" / "train_state.pt", weights_only=True)
+    state = load_checkpoint(run / "checkpoints" / "step-000000004" / "train_state.safetensors", "pdfgc-stage")
     assert state["step"] == 4 and state["banks"]["emotion"]["count"] == 4 * 2 * 2
 
 
@@ -455,7 +456,7 @@ def test_torchrun_two_cpu_processes(prepared_corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 process(es)" in r.stderr and "gloo" in r.stderr
     ck = run / "checkpoints" / "step-000000002"
-    ranks = [torch.load(ck / f"rng-rank{i}.pt", weights_only=True) for i in (0, 1)]
+    ranks = [load_checkpoint(ck / f"rng-rank{i}.safetensors", "pdfgc-rng") for i in (0, 1)]
     assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]  # DDP kept the ranks' weights identical
     assert ranks[0]["batch_digest"] != ranks[1]["batch_digest"]      # on different batches
     assert [int(x["step"]) for x in _log(run)] == [1, 2]

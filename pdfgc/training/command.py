@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
                    help="optimiser steps (for --stage all: one number for every stage or four, comma-separated; "
                         "not read by --config meshwarp without --stage: closed-form fits)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--minutes", type=float, help="time budget: checkpoint and stop after this long (--resume goes on)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

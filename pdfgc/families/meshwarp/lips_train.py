@@ -6,7 +6,7 @@
 1. **Features** (``cache``): per raw clip with sound, the speech stream's slabs (``speech.clip_slabs``) of Whisper
    base's blocks ``CACHE_LAYERS``, float16, one ``.npy`` per raw clip under the cache folder (resumable: a clip
    whose file exists is skipped). A prepared clip's frame f is its raw clip's frame ``start_frame + f``.
-2. **Targets**: the mouth code against each clip's closed mouth (``train._prepare_geometry``), divided by the
+2. **Targets**: the mouth code against each clip's closed mouth (``geometry_fit._prepare_geometry``), divided by the
    speaker's mouth scale (RMS of the lip gap over that person's speech frames) and multiplied by the training
    people's median scale: every speaker articulates alike in the targets.
 3. **Head** (``fit``): standardised block outputs -> PCA -> a ridge regression over the per-frame window; the ridge
@@ -115,7 +115,8 @@ def load_lip_clips(data: Path, cache: Path, params, heldout_file: Path | None = 
     """The prepared clips with sound whose raw clip has cached features, with their mouth-code targets."""
     from ...data import PreparedCorpus
     from . import codes as C
-    from .train import _prepare_geometry, load_corpus
+    from .corpus import load_corpus
+    from .geometry_fit import _prepare_geometry
 
     infos = {i.key: i for i in PreparedCorpus(data).clips}
     clips, _ = load_corpus(Path(data), heldout_file, log)
@@ -149,10 +150,13 @@ def _slabs(cache: Path, source: str, layers) -> np.ndarray:
     return np.asarray(a[:, :, [CACHE_LAYERS.index(x) for x in layers]], np.float32)
 
 
-def gap_direction(params) -> np.ndarray:
-    from .train import gap_direction as g
+def lip_gap_direction(params) -> np.ndarray:
+    """(Dm,) how each mouth code moves the inner-lip gap (lower lip 14 minus upper lip 13, canonical y)."""
+    return params.mouth_basis[:, 14, 1] - params.mouth_basis[:, 13, 1]
 
-    return g(params).astype(np.float32)
+
+def gap_direction(params) -> np.ndarray:
+    return lip_gap_direction(params).astype(np.float32)
 
 
 def speaker_scales(clips: list[LipClip], g: np.ndarray) -> dict[str, float]:

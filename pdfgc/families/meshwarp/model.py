@@ -204,7 +204,7 @@ class MeshWarpFamily(ModelFamily):
         if args.stage == REFINER_STAGE:
             if args.steps is None:
                 raise InputError("--steps is required (optimiser steps of the stage)")
-            # resumable as it is: the same command again continues from the run folder's checkpoint
+            # continued from the run folder's checkpoint with --resume (pdfgc.training.harness's policy)
             import cv2
 
             from . import refine_train as R
@@ -215,7 +215,7 @@ class MeshWarpFamily(ModelFamily):
             train_root = R.build_cache(data, R.DEFAULT_CACHE, "train", args.seed)
             held_root = R.build_cache(data, R.DEFAULT_CACHE, "heldout", args.seed)
             R.train(R.open_cache(train_root), Path(args.out), steps, seed=args.seed, ckpt_every=200, log_every=50,
-                    eval_every=1000, heldout=R.open_cache(held_root))
+                    eval_every=1000, heldout=R.open_cache(held_root), minutes=args.minutes, resume=args.resume)
             return 0
         # the geometry fit and the lips head are closed-form fits: --steps/--seed do not apply
         from .train import train

@@ -117,12 +117,9 @@ class MouthBank:
 
     @classmethod
     def load(cls, path: Path = BANK_FILE) -> "MouthBank":
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
+        from ...tensorfile import read_tensors
 
-        t = load_file(str(path))
-        with safe_open(str(path), "np") as f:
-            meta = f.metadata() or {}
+        t, meta = read_tensors(path, "mouth bank file", "numpy")
         return cls(t["patches"], t["skin"].astype(np.float64), t["levels"].astype(np.float64),
                    json.loads(meta.get("sources", "[]")))
 

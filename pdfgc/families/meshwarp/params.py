@@ -164,19 +164,10 @@ def load_params(path: str | os.PathLike | None = None) -> MeshParams:
     Any problem (missing, not safetensors, another format, missing or mis-shaped tensors) raises
     ``CheckpointError`` naming the file.
     """
-    from safetensors import safe_open
+    from ...tensorfile import read_tensors
 
     path = Path(path) if path is not None else DEFAULT_PATH
-    if not path.is_file():
-        raise CheckpointError(f"{path}: meshwarp parameters file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for a bad header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a meshwarp parameters file (format {meta.get('format')!r})")
+    tensors, meta = read_tensors(path, "meshwarp parameters file", expect_format=FORMAT)
     try:
         version = int(meta.get("version", "0"))
         config = json.loads(meta.get("config", "{}"))

@@ -32,11 +32,12 @@ One command builds the pair cache (once) and trains, resumable after kill -9::
 
    The refiner trains with its region gate (``refiner.region_mask``), as it runs: the losses see the warp's own
    pixels everywhere else.
-4. **Training**: Adam (lr ``--lr``, 100 warm-up steps, cosine decay to 5 %), batch ``--batch``. Checkpoints
-   (``OUT/checkpoint.pt``: model, optimiser, step; written atomically, read with ``weights_only=True``) every
-   ``--ckpt-every`` steps and at the end; ``OUT/log.csv`` one row per ``--log-every`` steps (rows past a resumed
-   checkpoint are dropped); held-out PSNR (warp alone vs refined, 224 px) every ``--eval-every`` steps.
-   ``--minutes`` stops early (checkpointed; run the same command again to go on).
+4. **Training** (on ``pdfgc.training.harness``): Adam (lr ``--lr``, 100 warm-up steps, cosine decay to 5 %), batch
+   ``--batch``. Checkpoints (``OUT/checkpoint.safetensors``, the harness's format: model, optimiser, discriminator,
+   step, settings; written atomically) every ``--ckpt-every`` steps and at the end; ``OUT/log.csv`` one row per
+   ``--log-every`` steps (rows past a resumed checkpoint are dropped); held-out PSNR (warp alone vs refined, 224 px)
+   every ``--eval-every`` steps. ``--minutes`` is the time budget (checkpointed, then stops); ``--resume`` goes on
+   (without it a run folder holding a checkpoint is refused; a damaged checkpoint is an error naming it).
 5. **Result**: ``OUT/refiner.safetensors`` (``refiner.save_refiner``; copy it beside the params file as
    ``<params stem>_refiner.safetensors`` to ship it).
 
@@ -53,7 +54,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shutil
 import sys
@@ -65,8 +65,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import InputError
-from .refiner import AUX_KEYS, RES, Refiner, region_mask, save_refiner
+from ...errors import CheckpointError, InputError, PDFGCError
+from ...training.harness import (
+    CsvLog,
+    TimeBudget,
+    cosine_with_warmup,
+    load_checkpoint,
+    resume_from,
+    resumed_settings,
+    save_checkpoint,
+    set_lr,
+)
+from .refiner import AUX_KEYS, DEFAULT_WIDTHS, RES, Refiner, region_mask, save_refiner
 
 HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
 # ~3.5 GB for the default pairs; it records what built it (build_cache), so one shared place is safe
@@ -476,126 +486,134 @@ def quick_eval(model: Refiner, cache: PairCache, n: int = 64) -> dict:
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+    """Adam's rate at `step`: 100 warm-up steps, cosine decay to 5 % (`harness.cosine_with_warmup`)."""
+    return cosine_with_warmup(step, steps, lr, warmup, floor=0.05)
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, args: dict, disc=None, opt_d=None) -> None:
-    from ...fileio import atomic_path
-
-    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "args": args}
-    if disc is not None:
-        state.update(disc=disc.state_dict(), disc_opt=opt_d.state_dict())
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_checkpoint(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged file: start again rather than crash (the atomic write makes this rare)
-        print(f"warning: refiner checkpoint {path} unreadable ({str(e)[:120]}); starting from scratch", file=sys.stderr)
-        return None
-
-
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_KIND = "meshwarp-refiner"
 LOG_FIELDS = ("step", "seconds", "lr", "total", "l1", "grad", "ssim", "psnr_warp", "psnr_refined",
               "mouth_psnr_warp", "mouth_psnr_refined", "adv", "disc", "feat")
+# a resumed run keeps its own settings but these (its length); the rest, given differently, is named and ignored
+MAY_CHANGE = ("steps",)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    return load_checkpoint(path, CHECKPOINT_KIND, required=("model", "opt", "step", "args"))
 
 
 def train(cache: PairCache, out: Path, steps: int, batch: int = 8, crop: int = CROP, lr: float = 2e-3, seed: int = 0,
           ckpt_every: int = 200, log_every: int = 20, eval_every: int = 1000, minutes: float | None = None,
           heldout: PairCache | None = None, widths=None, adv: float = ADV_WEIGHT, adv_start: int = ADV_START,
-          feat: float = FEAT_WEIGHT, feat_net=None, log=print) -> Refiner:
-    """Train (or resume) a refiner into `out`; returns the model at the last step reached. ``adv`` > 0 adds the
-    adversarial term (``adversarial_losses``) from step ``adv_start`` on, ``feat`` > 0 the feature loss
-    (``feature_loss`` with ``feat_net``, by default ``feature_net()``)."""
+          feat: float = FEAT_WEIGHT, feat_net=None, log=print, resume: bool = False) -> Refiner:
+    """Train a refiner into `out` (or, with ``resume``, continue the run there: `harness.resume_from`); returns the
+    model at the last step reached. ``adv`` > 0 adds the adversarial term (``adversarial_losses``) from step
+    ``adv_start`` on, ``feat`` > 0 the feature loss (``feature_loss`` with ``feat_net``, by default
+    ``feature_net()``). ``minutes``: the time budget (checkpointed, then stops; run again with ``resume``)."""
+    out = Path(out)
+    ckpt_path, log_path = out / CHECKPOINT, out / "log.csv"
+    budget = TimeBudget(60 * minutes if minutes is not None else None)   # a negative one: an error, before any file
+    if (out / "checkpoint.pt").is_file():   # an older pdfgc's format: never a silent restart beside it
+        raise CheckpointError(f"{out / 'checkpoint.pt'}: a refiner checkpoint of an older pdfgc, which this one "
+                              "does not read; delete it to train again from step 0, or choose another --out")
+    args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed,
+            "widths": list(widths) if widths else list(DEFAULT_WIDTHS), "adv": adv, "adv_start": adv_start,
+            "band_weight": BAND_WEIGHT, "feat": feat}
+    found = resume_from(out, [ckpt_path] if ckpt_path.exists() else [], resume, _read_checkpoint, log)
+    ck = None
+    if found is not None:
+        ck = found[1]
+        args, ignored = resumed_settings(ck["args"], args, MAY_CHANGE, ignore=("band_weight",))
+        if ignored:
+            log("a resumed run keeps its own settings; ignored: " + ", ".join(ignored))
+        batch, crop, lr, seed, adv, adv_start, feat = (args[k] for k in ("batch", "crop", "lr", "seed", "adv",
+                                                                         "adv_start", "feat"))
     if feat > 0 and feat_net is None:
         feat_net = feature_net()
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     torch.manual_seed(seed)
-    model = Refiner(widths) if widths else Refiner()
+    model = Refiner(tuple(args["widths"]))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     disc = PatchDiscriminator() if adv > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.99)) if disc is not None else None
     step = 0
-    args = {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "widths": list(model.widths),
-            "adv": adv, "adv_start": adv_start, "band_weight": BAND_WEIGHT, "feat": feat}
-    ck = _load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        if disc is not None and "disc" in ck:
-            disc.load_state_dict(ck["disc"])
-            opt_d.load_state_dict(ck["disc_opt"])
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            if disc is not None and "disc" in ck:
+                disc.load_state_dict(ck["disc"])
+                opt_d.load_state_dict(ck["disc_opt"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{ckpt_path}: does not match the refiner it was saved for ({str(e)[:200]})") \
+                from None
         step = int(ck["step"])
         log(f"resumed at step {step} from {ckpt_path}")
-    # the log keeps only rows up to the checkpoint's step (a killed run may have logged further)
-    rows = []
-    if log_path.is_file():
-        with open(log_path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-    with open(log_path, "w", newline="") as f:
-        w = csv.DictWriter(f, LOG_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+
+    def save_checkpoint_now() -> None:
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "args": args}
+        if disc is not None:
+            state.update(disc=disc.state_dict(), disc_opt=opt_d.state_dict())
+        save_checkpoint(ckpt_path, state, CHECKPOINT_KIND)
+
+    csv_log = CsvLog(log_path, step, LOG_FIELDS)   # rows past the checkpoint's step (a killed run's) are dropped
+    budget.restart()   # the budget counts training, not the set-up
     t0 = time.time()
     acc: dict[str, float] = {}
     model.train()
-    while step < steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr)
-        warp, aux, src, tgt, weight = sample_batch(cache, step, seed, batch, crop)
-        y, _ = model(warp, aux, src)
-        d = losses(y, tgt, weight)
-        if feat > 0:
-            d["feat"] = feature_loss(feat_net, y, tgt)
-            d["total"] = d["total"] + feat * d["feat"]
-        use_adv = disc is not None and step >= adv_start
-        if use_adv:
-            for g in opt_d.param_groups:
-                g["lr"] = lr_at(step, steps, lr)
-            d["adv"], d["disc"] = adversarial_losses(disc, y, tgt, region_mask(aux))
-            d["total"] = d["total"] + adv * d["adv"]
-        opt.zero_grad(set_to_none=True)
-        d["total"].backward()
-        opt.step()
-        if use_adv:
-            opt_d.zero_grad(set_to_none=True)
-            d["disc"].backward()
-            opt_d.step()
-        step += 1
-        for k in ("total", "l1", "grad", "ssim") + (("adv", "disc") if use_adv else ()) + (("feat",) if feat else ()):
-            acc[k] = acc.get(k, 0.0) + float(d[k].detach())
-        acc["n"] = acc.get("n", 0) + 1
-        row = None
-        if step % log_every == 0 or step == steps:
-            row = {"step": step, "seconds": round(time.time() - t0, 1), "lr": f"{lr_at(step - 1, steps, lr):.6g}"}
-            row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim", "adv", "disc", "feat")
-                        if k in acc})
-            acc = {}
-        if heldout is not None and (step % eval_every == 0 or step == steps):
-            model.eval()
-            ev = quick_eval(model, heldout)
-            model.train()
-            row = row or {"step": step, "seconds": round(time.time() - t0, 1)}
-            row.update({k: f"{v:.3f}" for k, v in ev.items()})
-            log(f"step {step}: held-out PSNR warp {ev['psnr_warp']:.2f} -> refined {ev['psnr_refined']:.2f} dB; "
-                f"mouth {ev['mouth_psnr_warp']:.2f} -> {ev['mouth_psnr_refined']:.2f} dB")
-        if row is not None:
-            with open(log_path, "a", newline="") as f:
-                csv.DictWriter(f, LOG_FIELDS).writerow(row)
-            if "l1" in row:
-                log(f"step {step}/{steps} loss {row['total']} (l1 {row['l1']}) {time.time() - t0:.0f} s")
-        stop = minutes is not None and time.time() - t0 > 60 * minutes
-        if step % ckpt_every == 0 or step == steps or stop:
-            _save_checkpoint(ckpt_path, model, opt, step, args, disc, opt_d)
-        if stop:
-            log(f"stopped after {minutes} min at step {step} (checkpointed; run again to go on)")
-            break
+    try:
+        while step < steps:
+            set_lr(opt, lr_at(step, steps, lr))
+            warp, aux, src, tgt, weight = sample_batch(cache, step, seed, batch, crop)
+            y, _ = model(warp, aux, src)
+            d = losses(y, tgt, weight)
+            if feat > 0:
+                d["feat"] = feature_loss(feat_net, y, tgt)
+                d["total"] = d["total"] + feat * d["feat"]
+            use_adv = disc is not None and step >= adv_start
+            if use_adv:
+                set_lr(opt_d, lr_at(step, steps, lr))
+                d["adv"], d["disc"] = adversarial_losses(disc, y, tgt, region_mask(aux))
+                d["total"] = d["total"] + adv * d["adv"]
+            opt.zero_grad(set_to_none=True)
+            d["total"].backward()
+            opt.step()
+            if use_adv:
+                opt_d.zero_grad(set_to_none=True)
+                d["disc"].backward()
+                opt_d.step()
+            step += 1
+            for k in ("total", "l1", "grad", "ssim") + (("adv", "disc") if use_adv else ()) + \
+                    (("feat",) if feat else ()):
+                acc[k] = acc.get(k, 0.0) + float(d[k].detach())
+            acc["n"] = acc.get("n", 0) + 1
+            row = None
+            if step % log_every == 0 or step == steps:
+                row = {"step": step, "seconds": round(time.time() - t0, 1), "lr": f"{lr_at(step - 1, steps, lr):.6g}"}
+                row.update({k: f"{acc[k] / acc['n']:.5f}" for k in ("total", "l1", "grad", "ssim", "adv", "disc",
+                                                                     "feat") if k in acc})
+                acc = {}
+            if heldout is not None and (step % eval_every == 0 or step == steps):
+                model.eval()
+                ev = quick_eval(model, heldout)
+                model.train()
+                row = row or {"step": step, "seconds": round(time.time() - t0, 1)}
+                row.update({k: f"{v:.3f}" for k, v in ev.items()})
+                log(f"step {step}: held-out PSNR warp {ev['psnr_warp']:.2f} -> refined {ev['psnr_refined']:.2f} dB; "
+                    f"mouth {ev['mouth_psnr_warp']:.2f} -> {ev['mouth_psnr_refined']:.2f} dB")
+            if row is not None:
+                csv_log.write(row)
+                if "l1" in row:
+                    log(f"step {step}/{steps} loss {row['total']} (l1 {row['l1']}) {time.time() - t0:.0f} s")
+            stop = budget.spent()
+            if step % ckpt_every == 0 or step == steps or stop:
+                save_checkpoint_now()
+            if stop:
+                log(f"stopped after {budget.describe()} at step {step} (checkpointed; run again with --resume to go "
+                    "on)")
+                break
+    finally:
+        csv_log.close()
     model.eval()
     save_refiner(model, out / "refiner.safetensors", {"step": step, **args})
     return model
@@ -615,7 +633,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--minutes", type=float, default=None, help="stop (checkpointed) after this long")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="time budget: checkpoint and stop after this long (--resume goes on)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=1000)
@@ -633,8 +653,8 @@ def main(argv=None) -> int:
         held_root = build_cache(a.data, a.cache, "heldout", a.seed, a.max_clips, a.heldout)
         train(open_cache(train_root), a.out, a.steps, a.batch, a.crop, a.lr, a.seed, a.ckpt_every, a.log_every,
               a.eval_every, a.minutes, open_cache(held_root), adv=a.adv, adv_start=a.adv_start,
-              feat=a.feat)
-    except InputError as e:
+              feat=a.feat, resume=a.resume)
+    except PDFGCError as e:
         print(f"pdfgc: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import InputError
+from ...errors import CheckpointError
 
 FORMAT = "pdfgc-meshwarp-refiner"
 RES = 224
@@ -152,27 +152,19 @@ def save_refiner(model: Refiner, path, info: dict | None = None) -> Path:
 
 
 def load_refiner(path, region: bool | None = None) -> Refiner:
-    """A refiner from its safetensors file (InputError when the file is not one). ``region``: gate its blend mask by
-    ``region_mask`` (None: the file's config, True when the file does not say; files trained before the gate too)."""
-    from safetensors import safe_open
+    """A refiner from its safetensors file (CheckpointError naming it when it is not one). ``region``: gate its
+    blend mask by ``region_mask`` (None: the file's config, True when the file does not say; files trained before
+    the gate too)."""
+    from ...tensorfile import read_tensors
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"refiner weights {path}: no such file")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for a damaged header
-        raise InputError(f"refiner weights {path}: not a safetensors file ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(f"refiner weights {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    state, meta = read_tensors(path, "refiner weights file", expect_format=FORMAT)
     cfg = json.loads(meta.get("config", "{}"))
     model = Refiner(cfg.get("widths", DEFAULT_WIDTHS), region=region if region is not None else cfg.get("region", True))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise InputError(f"refiner weights {path}: tensors do not match the config ({str(e)[:200]})") from None
+        raise CheckpointError(f"{path}: refiner tensors do not match the config ({str(e)[:200]})") from None
     model.info = json.loads(meta.get("info", "{}"))
     return model.eval().requires_grad_(False)
 

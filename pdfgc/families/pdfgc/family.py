@@ -118,7 +118,7 @@ class PDFGCFamily(ModelFamily):
                           grad_accum=args.grad_accum, lr=args.lr, precision=args.precision, vgg19=args.vgg19,
                           seed=args.seed, log_every=args.log_every, sample_every=args.sample_every,
                           checkpoint_every=args.checkpoint_every, name=args.name, overfit=args.overfit,
-                          sync_bn=args.sync_bn)
+                          sync_bn=args.sync_bn, minutes=args.minutes)
         progress = not args.quiet and sys.stderr.isatty()
         if args.stage == "all":
             out = train_all(cfg, steps, resume=args.resume, progress=progress)

@@ -19,6 +19,7 @@ from torch import nn
 from ...errors import CheckpointError
 from ...fileio import atomic_path
 from ...official_rules import EMOTION_SCALE, EYE_SCALE, MOUTH_SCALE
+from ...tensorfile import looks_like_pytorch, open_tensors, pytorch_hint, unreadable
 from .networks.appearance import AppearanceEncoder
 from .networks.audio import AudioEncoder
 from .networks.generator import Generator
@@ -157,29 +158,19 @@ class PDFGC(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "PDFGC":
         """Load a model saved by `save_pretrained` (a .safetensors file or a folder holding model.safetensors)."""
-        from safetensors import safe_open
-
         path = Path(path)
         if path.is_dir():
             path = path / "model.safetensors"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: weights file not found")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                if meta.get("format") != FORMAT_NAME:
-                    raise CheckpointError(f"{path}: not a pdfgc weights file (no 'format: pdfgc' metadata); "
-                                          + _not_pdfgc_hint(path))
-                config = config_from_metadata(meta.get("config"), str(path))
-                # the stored config must describe exactly the stored tensors, checked on the meta device (no
-                # memory): a config asking for huge channels fails here, not in a 130 GB allocation
-                check_shapes(meta_state_shapes(config, str(path)),
-                             {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, str(path))
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except CheckpointError:
-            raise
-        except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-            raise unreadable_weights(path, e) from None
+        with open_tensors(path, "weights file") as f:
+            meta = f.metadata
+            if meta.get("format") != FORMAT_NAME:
+                raise CheckpointError(f"{path}: not a pdfgc weights file (no 'format: pdfgc' metadata); "
+                                      + _not_pdfgc_hint(path))
+            config = config_from_metadata(meta.get("config"), str(path))
+            # the stored config must describe exactly the stored tensors, checked on the meta device (no
+            # memory): a config asking for huge channels fails here, not in a 130 GB allocation
+            check_shapes(meta_state_shapes(config, str(path)), {k: f.shape(k) for k in f.keys()}, str(path))
+            tensors = f.tensors()
         model = cls(config)
         load_state_dict_checked(model, tensors, str(path))
         model.weights_path = path  # files kept beside the weights (e.g. the control mapping) are found from it
@@ -196,32 +187,14 @@ class PDFGC(nn.Module):
 
 
 def unreadable_weights(path: str | os.PathLike, exc: BaseException) -> CheckpointError:
-    """The error for a weights file safetensors cannot read; a PyTorch .pth (a zip or a pickle: safetensors reads
-    its first bytes as a huge header length) is told how such files are loaded."""
-    path = Path(path)
-    msg = str(exc)
-    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin") or _torch_magic(path):
-        msg += "; " + _not_pdfgc_hint(path, pytorch=True)
-    else:
-        msg += "; the file is not a safetensors file (damaged, truncated or another format)"
-    return CheckpointError(f"{path}: cannot read safetensors file ({msg})")
-
-
-def _torch_magic(path: Path) -> bool:
-    """True when the file starts as torch.save writes: a zip archive (PK\\x03\\x04) or a pickle (protocol 2+)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+    """The error for a weights file safetensors cannot read (`tensorfile.unreadable`; a .pth is told how it is
+    loaded)."""
+    return unreadable(path, exc)
 
 
 def _not_pdfgc_hint(path: Path, pytorch: bool = False) -> str:
-    if pytorch or path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin"):
-        return (f"{path.name} looks like a PyTorch checkpoint, not a .safetensors file: the official .pth files are "
-                "loaded from their folder with --official-checkpoints DIR, or converted once with "
-                "`pdfgc convert-official DIR -o FILE`")
+    if pytorch or looks_like_pytorch(path):
+        return pytorch_hint(path)
     return ("official .pth checkpoints are loaded with `pdfgc.official` / `pdfgc convert-official`")
 
 

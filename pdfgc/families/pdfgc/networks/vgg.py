@@ -41,10 +41,10 @@ def vgg19_features() -> nn.Sequential:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: VGG19 weights file not found")
+    if path.suffix == ".safetensors":
+        from ....tensorfile import read_tensors
+        return read_tensors(path, "VGG19 weights file")[0]
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read VGG19 weights ({e})") from None

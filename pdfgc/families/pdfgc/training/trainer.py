@@ -10,13 +10,14 @@ Per micro-batch (GAN stages; the order of the authors' PC-AVS-style trainers, wh
 3. discriminator side: D (DDP) on [sg(fake); real], hinge D loss, backward, clip 5, its own Adam update.
 Adam betas (0, 0.99), lr 1e-4, weight decay 1e-3, StepLR (80,000 steps, gamma 0.93) [recovered], for both.
 
-State and resume: every `checkpoint_every` steps a checkpoint folder is written under a temporary name and renamed
-into place (`os.replace`), so a run killed at any moment (kill -9 included) has an intact last checkpoint; the
-last `keep_checkpoints` are kept. A checkpoint holds `model.safetensors` (the `PDFGC.save_pretrained` format),
-`discriminator.safetensors`, `train_state.pt` (optimiser, scheduler and grad-scaler states, memory banks, step;
-tensors and plain values only, read back with `torch.load(weights_only=True)`), `rng-rank<r>.pt` per process
-(python, numpy, torch RNG states) and `trainer.json` (the TrainConfig). Batches are a pure function of
-(seed, step, rank, micro-step) (`data.py`), so `--resume` continues exactly: same batches, same weights.
+State and resume (`pdfgc.training.harness`: its checkpoint format and resume policy): every `checkpoint_every` steps
+a checkpoint folder is written under a temporary name and renamed into place (`os.replace`), so a run killed at any
+moment (kill -9 included) has an intact last checkpoint; the last `keep_checkpoints` are kept. A checkpoint holds
+`model.safetensors` (the `PDFGC.save_pretrained` format), `discriminator.safetensors`, `train_state.safetensors`
+(optimiser, scheduler and grad-scaler states, memory banks, step: the harness's format), `rng-rank<r>.safetensors`
+per process (python, numpy, torch RNG states; the same format) and `trainer.json` (the TrainConfig). Batches are a
+pure function of (seed, step, rank, micro-step) (`data.py`), so `--resume` continues exactly: same batches, same
+weights. `minutes` is the run's time budget: past it the run checkpoints and stops (`--resume` goes on).
 At the end the stage writes `RUN_DIR/model.safetensors` (loadable by `PDFGC.from_pretrained`; the next stage's
 `--init`) and `RUN_DIR/discriminator.safetensors` (picked up by a later stage's `--init` when it sits beside it;
 the lips stage, which has no GAN, passes its init's discriminator on).
@@ -27,12 +28,10 @@ over the last `log_every` steps), TensorBoard under `tb/` when the `tensorboard`
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import random
 import re
 import shutil
@@ -47,19 +46,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors import safe_open
-from tqdm import tqdm
 
 from ....data.corpus import PreparedCorpus
 from ....errors import CheckpointError, InputError
 from ....fileio import atomic_path, write_atomic
 from ....media.preprocess import to_uint8
+from ....tensorfile import read_metadata, read_tensors
+from ....training import harness as H
 from ....vocabulary import TRAIN_PRECISIONS
 from ..configs import architecture_name, get_config
 from ..model import PDFGC, load_state_dict_checked
 from ..networks.discriminator import MultiscaleDiscriminator
 from ..networks.vgg import VGG19Perceptual
-from ..official.checkpoints import refusal_reason
 from . import losses as L
 from .augment import AugmentConfig
 from .data import BatchSampler
@@ -77,7 +75,17 @@ from .stages import (
 PRECISIONS = dict(zip(TRAIN_PRECISIONS, ("no", "bf16", "fp16")))  # ours -> accelerate's mixed_precision
 DISC_NDF = {"official": 64, "lite": 32, "tiny": 8}  # [ours] discriminator width by model size (official D: 64)
 CHECKPOINTS = "checkpoints"
+DISC_FORMAT = "pdfgc-discriminator"
 _CKPT = re.compile(r"^step-(\d{9})$")
+STATE_FILE, STATE_KIND = "train_state.safetensors", "pdfgc-stage"
+RNG_KIND = "pdfgc-rng"
+# a resumed run keeps its own settings but these (its length, logging cadence, time budget and paths)
+MAY_CHANGE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "data", "out",
+              "tensorboard", "minutes")
+
+
+def rng_file(rank: int) -> str:
+    return f"rng-rank{rank}.safetensors"
 
 
 @dataclass
@@ -120,6 +128,7 @@ class TrainConfig:
     overfit: int = 0                   # > 0: draw batches only from the first N positions (can the stage fit?)
     sync_bn: bool | None = None        # SyncBatchNorm under DDP; None: on for several CUDA processes (use_sync_bn)
     tensorboard: bool = True
+    minutes: float | None = None       # time budget: checkpoint and stop after this long (--resume goes on)
     weights: L.LossWeights = field(default_factory=L.LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -147,6 +156,8 @@ class TrainConfig:
                 raise InputError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
         if self.stage != "lips" and self.batch_size < 2:
             raise InputError("--batch-size must be at least 2 (BatchNorm statistics and in-batch negatives)")
+        if self.minutes is not None and not self.minutes >= 0:
+            raise InputError(f"--minutes (the time budget) must be at least 0, got {self.minutes}")
         if not self.out:
             raise InputError("no run folder (--out)")
         for p in (Path(self.out), *Path(self.out).parents):  # the nearest existing path must be a folder
@@ -164,27 +175,18 @@ def save_discriminator(disc: torch.nn.Module, path: Path) -> None:
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pdfgc-discriminator", "config": json.dumps(disc.config)})
+        save_file(tensors, str(tmp), metadata={"format": DISC_FORMAT, "config": json.dumps(disc.config)})
 
 
 def load_discriminator_weights(disc: torch.nn.Module, path: Path) -> None:
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
-    if meta.get("format") != "pdfgc-discriminator":
-        raise CheckpointError(f"{path}: not a pdfgc discriminator file")
+    tensors, _ = read_tensors(path, "pdfgc discriminator file", expect_format=DISC_FORMAT)
     load_state_dict_checked(disc, tensors, str(path))
 
 
 def discriminator_config_of(path: Path) -> dict | None:
-    from safetensors import safe_open
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return json.loads((f.metadata() or {}).get("config", "null"))
-    except Exception:
+        return json.loads(read_metadata(path, "pdfgc discriminator file").get("config", "null"))
+    except (CheckpointError, ValueError):
         return None
 
 
@@ -196,47 +198,23 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))
 
 
-def _load_plain(path: Path) -> dict:
-    """torch.load(weights_only=True) of a checkpoint file; CheckpointError naming it when missing or damaged."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: {refusal_reason(e)}") from None
-    except Exception as e:  # truncated zip, empty file
-        raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: not a checkpoint state")
-    return obj
-
-
-def _read_checkpoint(ck: Path, rank: int) -> tuple[dict, dict]:
-    """Read back every file of checkpoint `ck` that a resume needs: (saved TrainConfig dict, train state)."""
-    from safetensors import safe_open
-
+def _read_checkpoint(ck: Path, rank: int) -> dict:
+    """Read back every file of checkpoint `ck` that a resume needs: {"step", "config" (the saved TrainConfig
+    dict), "state" (the train state)}; CheckpointError naming the first file that does not read."""
     try:
         saved = json.loads((ck / "trainer.json").read_text())["config"]
         if not isinstance(saved, dict):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(f"{ck / 'trainer.json'}: empty or not a trainer record") from None
-    state = _load_plain(ck / "train_state.pt")
-    missing = [k for k in ("step", "stage", "optimizer", "scheduler") if k not in state]
-    if missing:
-        raise CheckpointError(f"{ck / 'train_state.pt'}: incomplete (no {missing[0]})")
+    state = H.load_checkpoint(ck / STATE_FILE, STATE_KIND, required=("step", "stage", "optimizer", "scheduler"))
     for name in ("model.safetensors", "discriminator.safetensors"):
-        f = ck / name
         if name == "model.safetensors" or "optimizer_d" in state:
-            try:
-                with safe_open(str(f), framework="pt", device="cpu") as h:
-                    h.metadata()  # the header, checked against the file's size
-            except Exception as e:
-                raise CheckpointError(f"{f}: unreadable ({e})") from None
-    rng = ck / f"rng-rank{rank}.pt"
+            read_metadata(ck / name, name)  # the header, checked against the file's size
+    rng = ck / rng_file(rank)
     if rng.exists():
-        _load_plain(rng)
-    return saved, state
+        H.load_checkpoint(rng, RNG_KIND)
+    return {"step": int(state["step"]), "config": saved, "state": state}
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -307,6 +285,7 @@ class Trainer:
         self.log = log or (lambda m: print(f"pdfgc: {m}", file=sys.stderr))
         self.run_dir = Path(cfg.out)
         self._last_batch_digest = ""
+        self.stopped_early = False  # set when the time budget ended the run before its last step
 
     # ---- building
     def _accelerator(self):
@@ -375,7 +354,7 @@ class Trainer:
         # consistency record of this rank: its weights (identical on every rank under DDP) and its last batch
         rank_state["weights_digest"] = _digest(acc.unwrap_model(net).model.parameters())
         rank_state["batch_digest"] = self._last_batch_digest
-        torch.save(rank_state, tmp / f"rng-rank{acc.process_index}.pt")
+        H.save_checkpoint(tmp / rng_file(acc.process_index), rank_state, RNG_KIND)
         acc.wait_for_everyone()
         if acc.is_main_process:
             model = acc.unwrap_model(net).model
@@ -389,7 +368,7 @@ class Trainer:
                 state["scheduler_d"] = sched_d.state_dict()
             if acc.scaler is not None:
                 state["scaler"] = acc.scaler.state_dict()
-            torch.save(state, tmp / "train_state.pt")
+            H.save_checkpoint(tmp / STATE_FILE, state, STATE_KIND)
             write_atomic(tmp / "trainer.json", json.dumps({"step": step, "config": json.loads(
                 self.cfg.to_json())}, indent=2))
             if final.exists():
@@ -399,27 +378,8 @@ class Trainer:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
 
-    def _readable_checkpoint(self, rank: int, main: bool) -> tuple[Path, dict, dict]:
-        """The newest kept checkpoint that reads back whole: (folder, its saved TrainConfig dict, train state).
-        A damaged newer one (a disk error, a copy cut short) is named in a warning and skipped; the previous one
-        is kept precisely for this. CheckpointError saying what to do when none reads."""
-        bad = []
-        for ck in reversed(list_checkpoints(self.run_dir)):
-            try:
-                saved, state = _read_checkpoint(ck, rank)
-            except CheckpointError as e:
-                bad.append(str(e))
-                continue
-            if bad and main:
-                for b in bad:
-                    self.log(f"warning: checkpoint unreadable, skipped: {b}")
-                self.log(f"warning: resuming from the previous kept checkpoint, {ck.name} (step {state['step']})")
-            return ck, saved, state
-        raise CheckpointError(f"{self.run_dir}: no readable checkpoint to resume ({'; '.join(bad)}); to start this "
-                              f"run again from step 0, delete {self.run_dir / CHECKPOINTS}, or choose another --out")
-
     def _load_state(self, acc, ckpt: Path, opt, opt_d, sched, sched_d, banks) -> int:
-        state = self._ckpt_state or torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        state = self._ckpt_state or H.load_checkpoint(ckpt / STATE_FILE, STATE_KIND)
         self._ckpt_state = None
         if state["stage"] != self.cfg.stage:
             raise CheckpointError(f"{ckpt}: checkpoint of stage '{state['stage']}', this run is '{self.cfg.stage}'")
@@ -432,26 +392,12 @@ class Trainer:
             acc.scaler.load_state_dict(state["scaler"])
         for k, b in banks.items():
             b.load_state_dict(state["banks"][k])
-        rng = ckpt / f"rng-rank{acc.process_index}.pt"
+        rng = ckpt / rng_file(acc.process_index)
         if rng.is_file():
-            _set_rng_state(torch.load(rng, map_location="cpu", weights_only=True))
+            _set_rng_state(H.load_checkpoint(rng, RNG_KIND))
         return int(state["step"])
 
     # ---- logs
-    def _open_csv(self, columns: list[str], start_step: int):
-        path = self.run_dir / "log.csv"
-        rows = []
-        if path.is_file():  # keep the rows up to the resumed step (a killed run may have logged further)
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r.get("step", 0)) <= start_step]
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow(r)
-        f = open(path, "a", newline="")
-        return f, csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-
     def _tensorboard(self, start: int):
         if not self.cfg.tensorboard:
             return None
@@ -470,14 +416,16 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         final_model = self.run_dir / "model.safetensors"
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is not None and not self.resume:
-            raise InputError(f"{self.run_dir} already holds checkpoints: pass --resume to continue, or choose "
-                             "another --out")
         self._ckpt_state = None
-        if self.resume and ckpt is not None:
-            ckpt, saved, self._ckpt_state = self._readable_checkpoint(acc.process_index, acc.is_main_process)
-            writers = len(list(ckpt.glob("rng-rank*.pt")))
+        found = H.resume_from(self.run_dir, list_checkpoints(self.run_dir), self.resume,
+                              lambda ck: _read_checkpoint(ck, rank),
+                              self.log if acc.is_main_process else (lambda m: None),
+                              remove_hint=str(self.run_dir / CHECKPOINTS))
+        ckpt = None
+        if found is not None:
+            ckpt, got = found
+            saved, self._ckpt_state = got["config"], got["state"]
+            writers = len(list(ckpt.glob("rng-rank*.safetensors")))
             if writers and writers != world and acc.is_main_process:
                 self.log(f"warning: {ckpt.name} was written by {writers} process(es), this run has {world}: "
                          f"training continues, but the batch per step changes ({writers} x {saved.get('batch_size')} "
@@ -486,19 +434,18 @@ class Trainer:
                 raise InputError(f"{self.run_dir}: its checkpoints are stage '{saved.get('stage')}', not "
                                  f"'{cfg.stage}'")
             # the saved config decides the maths; only the length and the logging cadence may change
-            keep = {k: getattr(cfg, k) for k in ("steps", "log_every", "sample_every", "checkpoint_every",
-                                                  "keep_checkpoints", "data", "out", "tensorboard")}
-            resumed = TrainConfig.from_dict({**saved, **keep})
+            given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+            merged, _ = H.resumed_settings(saved, given, MAY_CHANGE)
+            resumed = TrainConfig.from_dict(merged)
             ignored = [f"{f.name} (given {getattr(cfg, f.name)}, run {getattr(resumed, f.name)})"
                        for f in dataclasses.fields(TrainConfig)
-                       if f.name not in keep and f.name != "init" and getattr(cfg, f.name) != getattr(resumed, f.name)]
+                       if f.name not in MAY_CHANGE and f.name != "init"
+                       and getattr(cfg, f.name) != getattr(resumed, f.name)]
             cfg = self.cfg = resumed
             if acc.is_main_process:
                 self.log(f"resuming {self.run_dir} from {ckpt.name}")
                 if ignored:
                     self.log("a resumed run keeps its own settings; ignored: " + ", ".join(ignored))
-        elif self.resume and acc.is_main_process:
-            self.log(f"nothing to resume in {self.run_dir}: starting at step 0")
         if ckpt is None and not cfg.init and cfg.stage != STAGES[0] and acc.is_main_process:
             self.log(f"warning: stage {cfg.stage} starts from random weights (no --init): the stages are trained "
                      f"in order, each from the previous one's model (--init RUN/model.safetensors of stage "
@@ -560,13 +507,12 @@ class Trainer:
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         g_params = [p for p in raw_model.parameters() if p.requires_grad]
 
-        csv_file = writer = tb = bar = None
+        csv_log = tb = bar = None
         if acc.is_main_process:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             tb = self._tensorboard(start)
-            if self.progress:
-                bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", unit="step",
-                           dynamic_ncols=True)
+            csv_log = H.CsvLog(self.run_dir / "log.csv", start)  # columns: the first row's
+            bar = H.progress_bar(cfg.steps, start, f"train {cfg.stage}", self.progress)
         # the next micro-batch is drawn in a background thread while this one trains (decoding and augmentation
         # release the GIL); batches are a pure function of their position, so this changes nothing but speed
         positions = ((step % cfg.overfit if cfg.overfit else step, micro)
@@ -583,6 +529,8 @@ class Trainer:
 
         window = defaultdict(float)
         window_steps, t_window = 0, time.perf_counter()
+        budget = H.TimeBudget(60 * cfg.minutes if cfg.minutes is not None else None)
+        stopped_at = None
         try:
             for step in range(start, cfg.steps):
                 vals = defaultdict(float)
@@ -621,14 +569,10 @@ class Trainer:
                     t = torch.tensor([window[k] / window_steps for k in keys], device=acc.device)
                     t = acc.reduce(t, reduction="mean")  # mean over ranks
                     if acc.is_main_process:
-                        row = dict(zip(keys, (float(x) for x in t.cpu())))
-                        row.update(step=done, stage=cfg.stage, lr=sched.get_last_lr()[0],
-                                   sec_per_step=(time.perf_counter() - t_window) / window_steps)
-                        if writer is None:
-                            columns = ["step", "stage", *keys, "lr", "sec_per_step"]
-                            csv_file, writer = self._open_csv(columns, start)
-                        writer.writerow(row)
-                        csv_file.flush()
+                        row = {"step": done, "stage": cfg.stage, **dict(zip(keys, (float(x) for x in t.cpu()))),
+                               "lr": sched.get_last_lr()[0],
+                               "sec_per_step": (time.perf_counter() - t_window) / window_steps}
+                        csv_log.write(row)
                         if tb is not None:
                             for k in keys + ["lr", "sec_per_step"]:
                                 tb.add_scalar(f"{cfg.stage}/{k}", row[k], done)
@@ -641,20 +585,38 @@ class Trainer:
                     self._check_motion_feature(acc.unwrap_model(net).model, last_out, done, tb)
                 if bar is not None:
                     bar.update(1)
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                stop = cfg.minutes is not None and self._all_agree_spent(acc, budget)
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
                     self._save_checkpoint(acc, done, net, disc, opt, opt_d, sched, sched_d, banks)
+                if stop and done < cfg.steps:
+                    stopped_at = done
+                    break
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
-            if csv_file is not None:
-                csv_file.close()
+            if csv_log is not None:
+                csv_log.close()
             if tb is not None:
                 tb.close()
+        if stopped_at is not None:  # the time budget: checkpointed, no final model yet
+            ck = self.run_dir / CHECKPOINTS / f"step-{stopped_at:09d}"
+            if acc.is_main_process:
+                self.log(f"stopped after {budget.describe()} at step {stopped_at} of {cfg.steps} (checkpointed in "
+                         f"{ck}; the same command with --resume goes on)")
+            self.stopped_early = True
+            acc.wait_for_everyone()
+            return ck / "model.safetensors"
         if acc.is_main_process:
             self._write_final(acc, net, disc, cfg.steps)
         acc.wait_for_everyone()
         return final_model
+
+    @staticmethod
+    def _all_agree_spent(acc, budget: H.TimeBudget) -> bool:
+        """Whether the time budget is spent, the same answer on every process (any one's clock past it)."""
+        flag = torch.tensor([1.0 if budget.spent() else 0.0], device=acc.device)
+        return float(acc.reduce(flag, reduction="sum")) > 0
 
     def _train_step(self, acc, net, disc, raw_disc, opt, opt_d, g_params, vgg, batch: dict):
         """One micro-batch: the stage's losses and the generator's step, then (GAN stages, `disc` given) the
@@ -739,7 +701,10 @@ def train_all(cfg: TrainConfig, steps: list[int], resume: bool = False, progress
     for stage, n in zip(STAGES, steps):
         sub = dataclasses.replace(cfg, stage=stage, out=str(out / stage), init=init, steps=n,
                                   name=f"{cfg.name}-{stage}" if cfg.name else None)
-        final = Trainer(sub, resume=resume, progress=progress).run()
+        trainer = Trainer(sub, resume=resume, progress=progress)
+        final = trainer.run()
+        if trainer.stopped_early:  # the time budget: the next stages wait for this one (--resume goes on)
+            return final
         init = str(final)
     if final is not None and _is_main():
         with atomic_path(out / "model.safetensors") as tmp:
