@@ -9,14 +9,15 @@ portrait renders a few probe rotations (yaw, pitch and roll at two sizes each wa
 keeps the response: per axis, a monotone cubic (PCHIP) through the probes from that axis's render angle to the
 measured (yaw, pitch, roll) change, cross-talk included. A request is inverted through the sum of the three curves
 (Newton steps on their Jacobian), so the render reads the requested angles on that face and leaks little into the
-others (the probes' own reading noise is ~0.3 deg). Beyond the outermost probe each curve continues along its end
-slope, and the correction is bounded (``MAX_CORRECTION``).
+others (each probe is read twice, on the frame and on a half-pixel shifted copy: one reading moves by 0.3-1 deg).
+Beyond the outermost probe each curve continues along its end slope, and the correction is bounded
+(``MAX_CORRECTION``) inside the solve.
 
 ``calibrate_leak`` does the same for what a plan's mouth and expression changes alone read as (a raised brow reads
 as pitch), so a driven pose is rendered less that reading.
 
-Cost: 10 probe renders and face-mesh readings, 0.15 s of CPU per 224 px portrait, 0.3 s at 512 px (one core);
-the leak: up to 6 more.
+Cost: 14 probe renders and 28 face-mesh readings (see benchmarks/results/meshwarp/controls.md for the measured
+time); the leak: up to 6 more.
 """
 from __future__ import annotations
 
@@ -27,11 +28,26 @@ from scipy.interpolate import PchipInterpolator
 
 from ...evaluation import signals as S
 
-# probe render angles per axis (deg), both signs: two sizes so the curve bends the way the read-back does (the
-# response flattens or steepens toward a large turn); yaw reaches furthest as users ask for it most
-PROBES = {0: (12.0, 28.0), 1: (10.0, 20.0), 2: (12.0,)}
-# a measured slope outside this range means the probe misread (a lost face, a flipped fit): that axis stays 1:1
+# probe render angles per axis (deg), both signs: sizes that bracket what users ask, so a request is interpolated,
+# not extrapolated. Asked yaw +-30 renders at 34-36 deg on most faces (the read-back flattens toward a large turn)
+# and asked pitch +-20 at 22-26: with outer probes at 28 (yaw) / 20 (pitch) those requests ran along the end slope
+# and missed by 2-5 deg (benchmarks/results/meshwarp/controls.md, issue 23). A probe that misreads ends its side
+# (the probes inside it are kept).
+PROBES = {0: (12.0, 26.0, 38.0), 1: (10.0, 20.0, 28.0), 2: (12.0,)}
+# a measured slope outside this range means the probe misread (a lost face, a flipped fit, a torn render)
 SLOPE_RANGE = (0.4, 2.5)
+# each probe frame is read twice, as it is and shifted by half a pixel (``jittered``): mediapipe's reading of one
+# frame moves by 0.3-1 deg (up to 2 at 30 deg of yaw) under such a shift, and the cross-talk the inversion cancels
+# is of that size, so one reading's noise became cross-talk
+READINGS = 2
+# closed loop (one correction step) at these request sizes per axis, both signs: the probes are single-axis turns,
+# but a render that cancels cross-talk mixes the three, and the warp's answer to a mix is not the sum of its answers
+# (on anne.png yaw -30 with roll +2.2 and pitch -0.9 read pitch -2.1 where the sum predicts 0); so the request is
+# rendered as inverted, read, and the residual corrected once through the curves' Jacobian. Corrections between
+# these sizes are interpolated linearly from 0 at 0 (so a ramp or a pose video stays smooth); at most
+# REFINE_MAX deg each (a larger residual is a misread or a face past the warp's range: not chased)
+REFINE = {0: (12.0, 24.0, 36.0), 1: (8.0, 16.0, 24.0)}
+REFINE_MAX = 3.0
 # the render angle differs from the request by at most this share of it (+ 2 deg; see PoseCalibration.invert)
 MAX_CORRECTION = 0.5
 # shape-change leak (calibrate_leak): principal directions of the plan's mouth + emotion changes probed, and a
@@ -49,6 +65,8 @@ class PoseCalibration:
 
     knots: tuple
     response: tuple
+    # closed-loop corrections: per axis (request sizes (K,), render angle corrections (K,3)); empty: none
+    refined: tuple = ()
 
     @staticmethod
     def identity() -> "PoseCalibration":
@@ -86,53 +104,146 @@ class PoseCalibration:
         return out, jac
 
     def invert(self, wanted, iterations: int = 8) -> np.ndarray:
-        """(T,3) wanted measured angle changes -> (T,3) render angle changes that give them."""
+        """(T,3) wanted measured angle changes -> (T,3) render angle changes that give them: the curves' inverse
+        plus the closed-loop corrections (``refined``)."""
         want = np.asarray(wanted, np.float64).reshape(-1, 3)
+        x = self._invert_curves(want, iterations)
+        if self.refined:
+            cap = MAX_CORRECTION * np.abs(want).max(1, keepdims=True) + 2.0
+            x = np.clip(x + self.correction(want), want - cap, want + cap)
+            x[(want == 0).all(1)] = 0.0
+        return x
+
+    def correction(self, want: np.ndarray) -> np.ndarray:
+        """(T,3) closed-loop corrections for (T,3) requests: per axis, linear in that axis's request between the
+        refined sizes (0 at 0, held beyond the largest), summed over the axes."""
+        out = np.zeros_like(want)
+        for a, (sizes, corr) in enumerate(self.refined):
+            if len(sizes) == 0:
+                continue
+            k = np.concatenate([sizes, [0.0]])
+            order = np.argsort(k)
+            k, c = k[order], np.concatenate([corr, np.zeros((1, 3))])[order]
+            for j in range(3):
+                out[:, j] += np.interp(want[:, a], k, c[:, j])
+        return out
+
+    def _invert_curves(self, want: np.ndarray, iterations: int) -> np.ndarray:
+        # a face that cannot turn further (its own pose near the warp's limit) would ask for a huge render angle
+        # that tears the face: the correction stays within half the request (+ 2 deg of cross-talk correction).
+        # The bound is part of the solve (projected Gauss-Newton): an angle held at its bound leaves the other two
+        # to cancel the cross-talk of the angle actually rendered (clipping after the solve left them cancelling
+        # that of the unbounded angle: 11 deg of yaw from a pitch request on a face already at pitch 27)
+        cap = MAX_CORRECTION * np.abs(want).max(1, keepdims=True) + 2.0
+        lo, hi = want - cap, want + cap
         x = want.copy()
         for _ in range(iterations):
             f, jac = self.forward(x)
-            step = np.linalg.solve(jac, (want - f)[..., None])[..., 0]
-            x = x + step
-        # a face that cannot turn further (its own pose near the warp's limit) would ask for a huge render angle
-        # that tears the face: the correction stays within half the request (+ 2 deg of cross-talk correction)
-        cap = MAX_CORRECTION * np.abs(want).max(1, keepdims=True) + 2.0
-        x = np.clip(x, want - cap, want + cap)
+            r = (want - f)[..., None]
+            step = np.linalg.solve(jac, r)[..., 0]
+            held = ((x >= hi - 1e-9) & (step > 0)) | ((x <= lo + 1e-9) & (step < 0))
+            rows = held.any(1)
+            if rows.any():   # least squares in the free angles only
+                jf = jac[rows] * (~held[rows])[:, None, :]
+                step[rows] = (np.linalg.pinv(jf) @ r[rows])[..., 0] * ~held[rows]
+            x = np.clip(x + step, lo, hi)
         x[(want == 0).all(1)] = 0.0   # no change asked: exactly the portrait (identity renders stay bit-exact)
         return x
 
     def to_dict(self) -> dict:
-        return {"knots": [k.tolist() for k in self.knots], "response": [r.round(3).tolist() for r in self.response]}
+        return {"knots": [k.tolist() for k in self.knots], "response": [r.round(3).tolist() for r in self.response],
+                "refined": [[np.asarray(k).tolist(), np.asarray(c).round(3).tolist()] for k, c in self.refined]}
+
+
+def jittered(frame):
+    """The frame shifted by half a pixel right and down (edges replicated): a second, independent reading of it.
+    None for what is not an image (a synthetic measure's points)."""
+    f = np.asarray(frame)
+    if f.ndim != 3 or f.shape[2] != 3:
+        return None
+    import cv2
+    return cv2.warpAffine(f, np.float32([[1, 0, 0.5], [0, 1, 0.5]]), (f.shape[1], f.shape[0]),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def read_angles(frame, measure, readings: int = READINGS) -> np.ndarray:
+    """(3,) head angles of a frame, the mean of ``readings`` readings (the frame, then its ``jittered`` copy); NaN
+    when the face is lost in any."""
+    m = measure(frame)
+    if m is None:
+        return np.full(3, np.nan)
+    out = [S.head_pose(np.asarray(m, np.float64)[None])[0]]
+    if readings > 1:
+        j = jittered(frame)
+        if j is not None:
+            m = measure(j)
+            if m is None:
+                return np.full(3, np.nan)
+            out.append(S.head_pose(np.asarray(m, np.float64)[None])[0])
+    return np.mean(out, 0)
 
 
 def calibrate_pose(own_mesh, render_angles, measure) -> PoseCalibration:
     """Probe one portrait. ``own_mesh``: the (478,3) mesh measured on the portrait itself (the zero change's
     reading); ``render_angles(d)``: (3,) yaw, pitch, roll change -> a frame; ``measure(frame)``: its (478,3) face
-    mesh or None. Returns the ``PoseCalibration`` (an axis whose probes fail stays 1:1)."""
+    mesh or None. Returns the ``PoseCalibration``: per axis and side, the probes from the smallest outward up to the
+    first that misreads (lost face, slope outside ``SLOPE_RANGE``); an axis with a side left unprobed stays 1:1."""
     m0 = np.asarray(own_mesh, np.float64)
     ident = PoseCalibration.identity()
+    # the zero change's reading is the portrait's own mesh: what `pdfgc evaluate` measures changes from
     a0 = S.head_pose(m0[None])[0]
     knots, resp = [], []
     for a in range(3):
-        xs = sorted([-v for v in PROBES[a]] + [0.0] + list(PROBES[a]))
-        rows = []
-        for x in xs:
-            if x == 0.0:
-                rows.append(np.zeros(3))
-                continue
-            d = np.zeros(3)
-            d[a] = x
-            m = measure(render_angles(d))
-            rows.append(S.head_pose(m[None])[0] - a0 if m is not None else np.full(3, np.nan))
-        r = np.array(rows)
-        k = np.array(xs)
-        slopes = np.diff(r[:, a]) / np.diff(k)
-        if not np.isfinite(r).all() or slopes.min() < SLOPE_RANGE[0] or slopes.max() > SLOPE_RANGE[1]:
+        sides = []
+        for sign in (1.0, -1.0):
+            ks, rs, prev = [], [], (0.0, 0.0)
+            for v in PROBES[a]:
+                d = np.zeros(3)
+                d[a] = sign * v
+                r = read_angles(render_angles(d), measure) - a0
+                slope = (r[a] - prev[1]) / (sign * v - prev[0])
+                if not np.isfinite(r).all() or not SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]:
+                    break
+                ks.append(sign * v)
+                rs.append(r)
+                prev = (sign * v, r[a])
+            sides.append((ks, rs))
+        (kp, rp), (kn, rn) = sides
+        if not kp or not kn:
             knots.append(ident.knots[a])
             resp.append(ident.response[a])
             continue
-        knots.append(k)
-        resp.append(r)
-    return PoseCalibration(tuple(knots), tuple(resp))
+        knots.append(np.array(kn[::-1] + [0.0] + kp))
+        resp.append(np.array(rn[::-1] + [np.zeros(3)] + rp))
+    cal = PoseCalibration(tuple(knots), tuple(resp))
+    return refine(cal, a0, render_angles, measure)
+
+
+def refine(cal: PoseCalibration, a0, render_angles, measure, sizes: dict = REFINE) -> PoseCalibration:
+    """``cal`` with closed-loop corrections (``REFINE``): each single-axis request of those sizes rendered as
+    ``cal`` inverts it, read back, and its residual turned into a render correction by one Gauss-Newton step on
+    the curves' Jacobian. Requests on an axis left 1:1 (its probes failed) are not refined."""
+    ident = PoseCalibration.identity()
+    refined = []
+    for a in range(3):
+        ks, cs = [], []
+        if a in sizes and not np.array_equal(cal.knots[a], ident.knots[a]):
+            for v in sizes[a]:
+                for sign in (1.0, -1.0):
+                    want = np.zeros((1, 3))
+                    want[0, a] = sign * v
+                    x = cal.invert(want)
+                    got = read_angles(render_angles(x[0]), measure) - a0
+                    if not np.isfinite(got).all():
+                        continue
+                    _, jac = cal.forward(x)
+                    step = np.linalg.solve(jac[0], want[0] - got)
+                    if np.abs(step).max() > REFINE_MAX:
+                        continue
+                    ks.append(sign * v)
+                    cs.append(step)
+        refined.append((np.array(ks), np.array(cs).reshape(-1, 3)))
+    return PoseCalibration(cal.knots, cal.response, tuple(refined))
 
 
 def calibrate_leak(changes, render_shape, measure, directions: int = LEAK_DIRECTIONS) -> np.ndarray | None:
