@@ -424,7 +424,12 @@ def main() -> int:
     R["out_of_range"] = [r["name"] for r in results if not in_range(r)]
     before = OUT / "controls_before.json"
     if before.exists():
-        R["pose"]["before"] = json.loads(before.read_text())["pose"]["calibrated"]
+        # the same portraits as this run (a subset with --only / --quick)
+        names = {r["name"] for r in results}
+        old = [r for r in json.loads(before.read_text())["per_portrait"] if r["name"] in names]
+        R["pose"]["before"] = summarise(old, "pose_calibrated")
+        R["pose"]["before_in_range"] = summarise([r for r in old if r["name"] not in R["out_of_range"]],
+                                                 "pose_calibrated")
     a = np.array([r["pose_calibrated"] for r in results], np.float64)
     b = np.array([r["pose_reread_calibrated"] for r in results], np.float64)
     ok = np.isfinite(a).all(2) & np.isfinite(b).all(2)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
+from scipy.optimize import lsq_linear
 
 from ...evaluation import signals as S
 
@@ -141,11 +142,9 @@ class PoseCalibration:
             f, jac = self.forward(x)
             r = (want - f)[..., None]
             step = np.linalg.solve(jac, r)[..., 0]
-            held = ((x >= hi - 1e-9) & (step > 0)) | ((x <= lo + 1e-9) & (step < 0))
-            rows = held.any(1)
-            if rows.any():   # least squares in the free angles only
-                jf = jac[rows] * (~held[rows])[:, None, :]
-                step[rows] = (np.linalg.pinv(jf) @ r[rows])[..., 0] * ~held[rows]
+            out = ((x + step > hi + 1e-9) | (x + step < lo - 1e-9)).any(1)
+            for i in np.flatnonzero(out):   # least squares within the bounds (few rows: those at the limit)
+                step[i] = lsq_linear(jac[i], r[i, :, 0], bounds=(lo[i] - x[i] - 1e-12, hi[i] - x[i] + 1e-12)).x
             x = np.clip(x + step, lo, hi)
         x[(want == 0).all(1)] = 0.0   # no change asked: exactly the portrait (identity renders stay bit-exact)
         return x
