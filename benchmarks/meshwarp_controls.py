@@ -115,7 +115,9 @@ def run_portrait(pipe, det, name, image, calibrations, pose_only: bool = False) 
     from pdfgc.families.meshwarp.calibration import jittered
     portrait = pipe.load_portrait(image)
     res = {"name": name}
-    keys = step_keys([{a: 0.0 for a in AXES}] + [{a: (v if a == ax else 0.0) for a in AXES} for ax, v in POSE_STEPS])
+    # each control held 2 frames (as a held --yaw is), the second one measured
+    keys = step_keys([{a: 0.0 for a in AXES}] + [{a: (v if a == ax else 0.0) for a in AXES} for ax, v in POSE_STEPS
+                                                 for _ in range(2)])
     n = len(keys)
     for cal in calibrations:
         _CALIBRATE[0] = cal
@@ -123,17 +125,18 @@ def run_portrait(pipe, det, name, image, calibrations, pose_only: bool = False) 
         fr = render(pipe, portrait, max_frames=n, duration=n / 25.0,
                     pose_control=PoseControl(keyframes=keys, interpolation="step"))
         dt = time.perf_counter() - t0
-        ang = S.head_pose(measure(det, fr[:n]))
+        fr = np.concatenate([fr[:1], fr[2:n:2]])   # the unchanged frame, then one frame per control
+        ang = S.head_pose(measure(det, fr))
         d = ang[1:] - ang[0]
         res["pose_" + ("calibrated" if cal else "global_gain")] = d.round(2).tolist()
         if cal:
             # the read-back's own noise: the same frames read again, shifted by half a pixel
             res["own_pose"] = ang[0].round(2).tolist()
-            jit = S.head_pose(measure(det, [jittered(f) for f in fr[:n]]))
+            jit = S.head_pose(measure(det, [jittered(f) for f in fr]))
             res["pose_reread_calibrated"] = (jit[1:] - ang[0]).round(2).tolist()
         res["pose_seconds_" + ("calibrated" if cal else "global_gain")] = round(dt, 2)
         if cal:
-            res["frames_pose"] = fr[:n]
+            res["frames_pose"] = fr
     _CALIBRATE[0] = True
     res["size"] = int(fr.shape[1])
     if pose_only:
@@ -163,6 +166,27 @@ def run_portrait(pipe, det, name, image, calibrations, pose_only: bool = False) 
 
 
 _CALIBRATE = [True]
+_CLOSED_LOOP = [False]
+
+
+def _patch_closed_loop() -> None:
+    """--closed-loop: what the model would do with the change proposed for issue 23 (model.py is not this
+    benchmark's to change): once per plan, before its frames, the calibration closes the loop at the single-axis
+    requests the plan holds (``calibration.held_requests`` -> ``PoseCalibration.refine_at``)."""
+    from pdfgc.families.meshwarp import model as M
+    from pdfgc.families.meshwarp.calibration import held_requests
+    orig = M.MeshWarpFamily.target_meshes
+
+    def target_meshes(self, plan, sl):
+        st = plan.appearance
+        if _CLOSED_LOOP[0] and st.calibrate and np.any(plan.pose[:, :3].numpy()):
+            if st.pose_calibration is None:
+                st.pose_calibration = self.calibrate_pose(st)
+            if getattr(st, "_refined_for", None) is not plan:
+                st.pose_calibration.refine_at(held_requests(plan.pose[:, :3].double().numpy()))
+                st._refined_for = plan
+        return orig(self, plan, sl)
+    M.MeshWarpFamily.target_meshes = target_meshes
 
 
 def _patch_calibration_switch() -> None:
@@ -236,7 +260,9 @@ def table(R: dict) -> str:
     lines = [f"Explicit pose over {R['portraits']} portraits the fit never saw ({R['people']} people x framings "
              f"{', '.join(R['framings'])}); degrees, measured change of the asked angle; cross-talk = largest change "
              "of the other two. Before: the per-portrait calibration of commit a91e1d1 (controls_before.json); "
-             "global gain: the warp's one depth gain, no calibration.", ""] + _pose_rows(cal, before, base)
+             "global gain: the warp's one depth gain, no calibration. Each control held 2 frames, the second measured."
+             + (" Closed loop at the angles the plan holds (--closed-loop: the model.py change proposed in issue 23)."
+                if R.get("closed_loop") else ""), ""] + _pose_rows(cal, before, base)
     lines += ["", _worst_line(cal, "")]
     if P.get("calibrated_in_range"):
         c2 = P["calibrated_in_range"]
@@ -370,8 +396,13 @@ def main() -> int:
     ap.add_argument("--pose-only", action="store_true",
                     help="only the explicit pose (implies --no-follow); gaze, blink and following are kept from the "
                          "existing controls.json")
+    ap.add_argument("--closed-loop", action="store_true",
+                    help="the model.py change proposed for issue 23: close the loop at the angles each plan holds")
     ap.add_argument("--only", default="", help="comma-separated substrings: only the portraits whose name has one")
     args = ap.parse_args()
+    if args.closed_loop:
+        _CLOSED_LOOP[0] = True
+        _patch_closed_loop()
     if args.pose_only:
         args.no_follow = True
     torch.set_num_threads(args.threads)
@@ -418,7 +449,8 @@ def main() -> int:
             print(f"{r['name']} ({r['size']} px): worst pose error {np.nanmax(err):.1f}, pose render "
                   f"{r['pose_seconds_calibrated']:.2f} s (uncalibrated {r.get('pose_seconds_global_gain', 0):.2f} s), "
                   f"blinks {'ok' if r.get('blink', {}).get('ok') else r.get('blink', {}).get('found')}", flush=True)
-    R = {"portraits": len(results), "people": len({r["name"].split(" [")[0] for r in results}),
+    R = {"closed_loop": args.closed_loop, "portraits": len(results),
+         "people": len({r["name"].split(" [")[0] for r in results}),
          "framings": framings, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
     R["pose"]["calibrated_in_range"] = summarise([r for r in results if in_range(r)], "pose_calibrated")
     R["out_of_range"] = [r["name"] for r in results if not in_range(r)]

@@ -187,3 +187,34 @@ def test_jittered_reading():
     ang = read_angles(img, lambda f: seen.append(f) or _mesh_with_angles([5.0, 0.0, 0.0]))
     assert len(seen) == 2 and ang == pytest.approx([5.0, 0.0, 0.0], abs=1e-6)
     assert np.isnan(read_angles(img, lambda f: None)).all()
+
+
+def test_held_requests_and_refine_at_the_asked_size():
+    from pdfgc.families.meshwarp.calibration import held_requests
+    ramp = np.zeros((12, 3))
+    ramp[1:6, 0] = np.linspace(4.0, 20.0, 5)   # a ramp (no value held)...
+    ramp[6:9, 0] = 20.0                          # ...to a hold,
+    ramp[9:11, 1] = -7.5                         # a held pitch, and a one-frame roll
+    ramp[11, 2] = 3.0
+    np.testing.assert_allclose(held_requests(ramp), [[20.0, 0.0, 0.0], [0.0, -7.5, 0.0]])
+    assert held_requests(np.zeros((5, 3))).shape == (0, 3)
+    assert held_requests(np.array([[5.0, 5.0, 0.0]] * 3)).shape == (0, 3)   # two axes at once: not refined
+
+    # a cross-talk bump at 30 deg of measured yaw, between the grid's refined sizes (24, 36): refine_at(30) lands it
+    def response(d):
+        d = np.asarray(d, np.float64)
+        return d * [0.75, 1.0, 1.0] + [0.0, 1.5 * np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2), 0.0]
+    renders = []
+
+    def render(d):
+        renders.append(np.asarray(d, np.float64))
+        return renders[-1]
+    cal = calibrate_pose(_mesh_with_angles(np.zeros(3)), render, lambda d: _mesh_with_angles(response(d)))
+    want = np.array([[30.0, 0.0, 0.0]])
+    before = np.abs(response(cal.invert(want)[0]) - want[0]).max()
+    n = len(renders)
+    assert cal.refine_at(np.vstack([want, want, [[0.0, 4.0, 4.0]]])) == 1 and len(renders) == n + 1
+    after = np.abs(response(cal.invert(want)[0]) - want[0]).max()
+    assert before > 1.0 and after < 0.3, (before, after)
+    assert cal.refine_at(want) == 0                                            # already refined
+    assert PoseCalibration(cal.knots, cal.response).refine_at(want) == 0       # no renderer: nothing to do

@@ -49,6 +49,8 @@ READINGS = 2
 # REFINE_MAX deg each (a larger residual is a misread or a face past the warp's range: not chased)
 REFINE = {0: (12.0, 24.0, 36.0), 1: (8.0, 16.0, 24.0)}
 REFINE_MAX = 3.0
+# refine_at: at most this many new request sizes per call (a plan that holds many)
+MAX_ASKED_REFINE = 8
 # the render angle differs from the request by at most this share of it (+ 2 deg; see PoseCalibration.invert)
 MAX_CORRECTION = 0.5
 # shape-change leak (calibrate_leak): principal directions of the plan's mouth + emotion changes probed, and a
@@ -128,6 +130,42 @@ class PoseCalibration:
             for j in range(3):
                 out[:, j] += np.interp(want[:, a], k, c[:, j])
         return out
+
+    def refine_at(self, wanted, limit: int = MAX_ASKED_REFINE) -> int:
+        """Close the loop at these single-axis requests (rows with one non-zero angle; others are skipped): render
+        each as ``invert`` gives it, read it back (``read_angles``), and keep the render correction that one
+        Gauss-Newton step on the curves' Jacobian makes of the residual, as a ``refined`` knot of that axis.
+        At most ``limit`` new knots; a size within 0.25 deg of a knot, an axis left 1:1 and a calibration made
+        without a renderer (``PoseCalibration(...)``) are skipped. Returns the number of knots added."""
+        loop = getattr(self, "_loop", None)
+        if loop is None or not self.refined:
+            return 0
+        a0, render_angles, measure = loop
+        ident = PoseCalibration.identity()
+        refined = [list(map(np.asarray, r)) for r in self.refined]
+        added = 0
+        for row in np.asarray(wanted, np.float64).reshape(-1, 3):
+            nz = np.flatnonzero(row)
+            if len(nz) != 1 or added >= limit:
+                continue
+            a = int(nz[0])
+            if np.array_equal(self.knots[a], ident.knots[a]) or np.any(np.abs(refined[a][0] - row[a]) < 0.25):
+                continue
+            want = row[None]
+            x = self.invert(want)
+            got = read_angles(render_angles(x[0]), measure) - a0
+            if not np.isfinite(got).all():
+                continue
+            _, jac = self.forward(x)
+            step = np.linalg.solve(jac[0], want[0] - got)
+            if np.abs(step).max() > REFINE_MAX:
+                continue
+            # stored as the whole correction from the curves' own inverse (the interpolated one included)
+            corr = x[0] - self._invert_curves(want, 8)[0] + step
+            refined[a] = (np.append(refined[a][0], row[a]), np.vstack([refined[a][1], corr]))
+            self.refined = tuple(tuple(r) for r in refined)
+            added += 1
+        return added
 
     def _invert_curves(self, want: np.ndarray, iterations: int) -> np.ndarray:
         # a face that cannot turn further (its own pose near the warp's limit) would ask for a huge render angle
@@ -218,31 +256,32 @@ def calibrate_pose(own_mesh, render_angles, measure) -> PoseCalibration:
     return refine(cal, a0, render_angles, measure)
 
 
+def held_requests(angles, min_frames: int = 2) -> np.ndarray:
+    """(K,3) the distinct single-axis angle requests a plan's (T,3) requested angle changes hold for at least
+    ``min_frames`` frames in a row (an explicit ``--yaw 30``, a step or a keyframe's hold), in order of first use:
+    what ``PoseCalibration.refine_at`` closes the loop on."""
+    x = np.round(np.asarray(angles, np.float64).reshape(-1, 3), 3)
+    out = []
+    run = 1
+    for t in range(1, len(x) + 1):
+        if t < len(x) and (x[t] == x[t - 1]).all():
+            run += 1
+            continue
+        row = x[t - 1]
+        if run >= min_frames and (row != 0).sum() == 1 and not any((row == o).all() for o in out):
+            out.append(row)
+        run = 1
+    return np.array(out).reshape(-1, 3)
+
+
 def refine(cal: PoseCalibration, a0, render_angles, measure, sizes: dict = REFINE) -> PoseCalibration:
-    """``cal`` with closed-loop corrections (``REFINE``): each single-axis request of those sizes rendered as
-    ``cal`` inverts it, read back, and its residual turned into a render correction by one Gauss-Newton step on
-    the curves' Jacobian. Requests on an axis left 1:1 (its probes failed) are not refined."""
-    ident = PoseCalibration.identity()
-    refined = []
-    for a in range(3):
-        ks, cs = [], []
-        if a in sizes and not np.array_equal(cal.knots[a], ident.knots[a]):
-            for v in sizes[a]:
-                for sign in (1.0, -1.0):
-                    want = np.zeros((1, 3))
-                    want[0, a] = sign * v
-                    x = cal.invert(want)
-                    got = read_angles(render_angles(x[0]), measure) - a0
-                    if not np.isfinite(got).all():
-                        continue
-                    _, jac = cal.forward(x)
-                    step = np.linalg.solve(jac[0], want[0] - got)
-                    if np.abs(step).max() > REFINE_MAX:
-                        continue
-                    ks.append(sign * v)
-                    cs.append(step)
-        refined.append((np.array(ks), np.array(cs).reshape(-1, 3)))
-    return PoseCalibration(cal.knots, cal.response, tuple(refined))
+    """``cal`` with closed-loop corrections at the ``REFINE`` sizes (``PoseCalibration.refine_at``), and able to
+    add more at the sizes a plan asks."""
+    out = PoseCalibration(cal.knots, cal.response, tuple((np.zeros(0), np.zeros((0, 3))) for _ in range(3)))
+    out._loop = (np.asarray(a0, np.float64), render_angles, measure)
+    rows = [np.eye(3)[a] * sign * v for a in sorted(sizes) for v in sizes[a] for sign in (1.0, -1.0)]
+    out.refine_at(np.array(rows).reshape(-1, 3), limit=len(rows))
+    return out
 
 
 def calibrate_leak(changes, render_shape, measure, directions: int = LEAK_DIRECTIONS) -> np.ndarray | None:
