@@ -213,7 +213,7 @@ def test_held_requests_and_refine_at_the_asked_size():
     want = np.array([[30.0, 0.0, 0.0]])
     before = np.abs(response(cal.invert(want)[0]) - want[0]).max()
     n = len(renders)
-    assert cal.refine_at(np.vstack([want, want, [[0.0, 4.0, 4.0]]])) == 1 and len(renders) == n + 1
+    assert cal.refine_at(np.vstack([want, want, [[0.0, 4.0, 4.0]]])) == 1 and n < len(renders) <= n + 2
     after = np.abs(response(cal.invert(want)[0]) - want[0]).max()
     assert before > 1.0 and after < 0.3, (before, after)
     assert cal.refine_at(want) == 0                                            # already refined
