@@ -339,6 +339,9 @@ def table(R: dict) -> str:
               f"worst {b['ear_min_worst']:.2f}.",
               f"Per-portrait calibration time: median {R['calibration_seconds']['median']:.2f} s, "
               f"max {R['calibration_seconds']['max']:.2f} s (pose render with vs without)."]
+    if R.get("kept_from_previous_run"):
+        lines += ["", "Kept from the previous run (code these renders do not touch): "
+                  + ", ".join(R["kept_from_previous_run"]) + "."]
     if R.get("follow"):
         n = len(next(iter(R["follow"].values()))["per_portrait"])
         lines += ["", f"Following a pose video, an eye video and an expression video (meshwarp_targets.py's clips, "
