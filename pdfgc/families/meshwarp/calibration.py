@@ -4,20 +4,24 @@ The warp re-applies an out-of-plane rotation with the portrait's mediapipe depth
 gain), and how far a rendered turn reads back depends on the face: its size in the crop, its framing and the
 depths mediapipe estimated for it. One global gain read ``--pitch 15`` as 16-26 deg over six unseen portraits and
 let ``--yaw 20`` leak up to 4.7 deg into pitch and roll (issue 23). So the first time a plan turns the head, the
-portrait renders a few probe rotations (yaw, pitch and roll at two sizes each way), measures them back as
+portrait renders a few probe rotations (yaw and pitch at three sizes each way, roll at one), measures them back as
 ``pdfgc evaluate`` does (``signals.head_pose`` of the face mesh, as a change from the portrait's own reading) and
 keeps the response: per axis, a monotone cubic (PCHIP) through the probes from that axis's render angle to the
 measured (yaw, pitch, roll) change, cross-talk included. A request is inverted through the sum of the three curves
 (Newton steps on their Jacobian), so the render reads the requested angles on that face and leaks little into the
 others (each probe is read twice, on the frame and on a half-pixel shifted copy: one reading moves by 0.3-1 deg).
 Beyond the outermost probe each curve continues along its end slope, and the correction is bounded
-(``MAX_CORRECTION``) inside the solve.
+(``MAX_CORRECTION``) inside the solve. The single-axis curves do not add up exactly when the render mixes angles to
+cancel cross-talk, so the loop is then closed (``refine``): a few requests (``REFINE``), and through
+``PoseCalibration.refine_at`` the angles a plan actually holds (``held_requests``), are rendered as inverted, read
+back and corrected once or twice; the corrections are interpolated along each axis from 0 at 0.
 
 ``calibrate_leak`` does the same for what a plan's mouth and expression changes alone read as (a raised brow reads
 as pitch), so a driven pose is rendered less that reading.
 
-Cost: 14 probe renders and 28 face-mesh readings (see benchmarks/results/meshwarp/controls.md for the measured
-time); the leak: up to 6 more.
+Cost: 26 renders and 52 face-mesh readings (0.8 s median per portrait in wall time on the loaded benchmark machine,
+benchmarks/results/meshwarp/controls.md), ``refine_at`` up to 2 more of each per held angle; the leak: up to 6
+more.
 """
 from __future__ import annotations
 
