@@ -120,3 +120,101 @@ def test_explicit_rotation_lands_without_cross_talk(name):
         assert abs(got[axis] - req[axis]) <= 3.0, (name, req, got)
         assert np.abs(np.delete(got, axis)).max() <= 1.5, (name, req, got)
     assert st.pose_calibration is not None
+
+
+# ---- probes that misread, a face at its limit, a response the single-axis probes cannot see
+
+
+def _mesh_with_angles(angles) -> np.ndarray:
+    return _mesh_of(100.0 * S.FACE_TEMPLATE @ S.angles_to_rotation(*np.asarray(angles, np.float64)).T)
+
+
+def test_misread_outer_probe_ends_its_side_only():
+    # the face is lost beyond 30 deg of yaw: the outer yaw probes go, the inner ones stay calibrated
+    def measure(d):
+        return None if abs(d[0]) > 30 else _mesh_with_angles(np.asarray(d) * [0.8, 1.0, 1.0])
+    cal = calibrate_pose(_mesh_with_angles(np.zeros(3)), lambda d: np.asarray(d, np.float64), measure)
+    assert np.abs(cal.knots[0]).max() < 30 and len(cal.knots[0]) >= 5
+    np.testing.assert_allclose(cal.response[0][:, 0], 0.8 * cal.knots[0], atol=1e-6)
+    np.testing.assert_allclose(cal.invert(np.array([[20.0, 0.0, 0.0]]))[0], [25.0, 0.0, 0.0], atol=0.05)
+
+
+def test_bounded_solve_cancels_cross_talk_of_the_angle_rendered():
+    # pitch barely turns (slope 0.45) and leaks 0.3 deg of yaw per deg rendered: the pitch render is held at its
+    # bound, and yaw must cancel the leak of that bounded pitch (clipping after an unbounded solve did not)
+    knots = (np.array([-20.0, 0.0, 20.0]),) * 3
+    resp = [np.outer(k, np.eye(3)[a]) for a, k in enumerate(knots)]
+    resp[1] = np.outer(knots[1], [0.3, 0.45, 0.0])
+    cal = PoseCalibration(knots, tuple(resp))
+    x = cal.invert(np.array([[0.0, 20.0, 0.0]]))[0]
+    assert x[1] == pytest.approx(20.0 * 1.5 + 2.0)
+    got = cal.forward(x[None])[0][0]
+    assert abs(got[0]) < 0.05 and abs(got[2]) < 0.05, (x, got)
+
+
+def test_closed_loop_corrects_what_the_probes_miss():
+    # a cross-talk bump between the probes (pitch +1.5 deg around 24 deg of measured yaw, nothing at the probes):
+    # the single-axis curves cannot see it, the closed-loop correction at that request size removes it
+    from pdfgc.families.meshwarp import calibration as CAL
+
+    def response(d):
+        d = np.asarray(d, np.float64)
+        return d * [0.75, 1.0, 1.0] + [0.0, 1.5 * np.exp(-((abs(d[0]) - 24.0 / 0.75) / 2.0) ** 2), 0.0]
+    render, measure = (lambda d: np.asarray(d, np.float64)), (lambda d: _mesh_with_angles(response(d)))
+    own = _mesh_with_angles(np.zeros(3))
+    cal = calibrate_pose(own, render, measure)
+    plain = PoseCalibration(cal.knots, cal.response)
+    want = np.array([[24.0, 0.0, 0.0]])
+    assert 24.0 in CAL.REFINE[0]
+    miss = np.abs(response(plain.invert(want)[0]) - want[0]).max()
+    hit = np.abs(response(cal.invert(want)[0]) - want[0]).max()
+    assert miss > 1.0 and hit < 0.3, (miss, hit)
+    # between refined sizes the correction is interpolated, and nothing asked is still exactly nothing
+    assert (cal.invert(np.zeros((2, 3))) == 0.0).all()
+    mid = cal.correction(np.array([[18.0, 0.0, 0.0]]))[0]
+    lo, hi = cal.correction(np.array([[12.0, 0.0, 0.0], [24.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(mid, 0.5 * (lo + hi), atol=1e-9)
+
+
+def test_jittered_reading():
+    from pdfgc.families.meshwarp.calibration import jittered, read_angles
+    assert jittered(np.zeros(3)) is None
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[4, 4] = 200
+    j = jittered(img)
+    assert j.shape == img.shape and j[4, 4, 0] < 200 and j[5, 5, 0] > 0   # the dot spread half a pixel down-right
+    seen = []
+    ang = read_angles(img, lambda f: seen.append(f) or _mesh_with_angles([5.0, 0.0, 0.0]))
+    assert len(seen) == 2 and ang == pytest.approx([5.0, 0.0, 0.0], abs=1e-6)
+    assert np.isnan(read_angles(img, lambda f: None)).all()
+
+
+def test_held_requests_and_refine_at_the_asked_size():
+    from pdfgc.families.meshwarp.calibration import held_requests
+    ramp = np.zeros((12, 3))
+    ramp[1:6, 0] = np.linspace(4.0, 20.0, 5)   # a ramp (no value held)...
+    ramp[6:9, 0] = 20.0                          # ...to a hold,
+    ramp[9:11, 1] = -7.5                         # a held pitch, and a one-frame roll
+    ramp[11, 2] = 3.0
+    np.testing.assert_allclose(held_requests(ramp), [[20.0, 0.0, 0.0], [0.0, -7.5, 0.0]])
+    assert held_requests(np.zeros((5, 3))).shape == (0, 3)
+    assert held_requests(np.array([[5.0, 5.0, 0.0]] * 3)).shape == (0, 3)   # two axes at once: not refined
+
+    # a cross-talk bump at 30 deg of measured yaw, between the grid's refined sizes (24, 36): refine_at(30) lands it
+    def response(d):
+        d = np.asarray(d, np.float64)
+        return d * [0.75, 1.0, 1.0] + [0.0, 1.5 * np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2), 0.0]
+    renders = []
+
+    def render(d):
+        renders.append(np.asarray(d, np.float64))
+        return renders[-1]
+    cal = calibrate_pose(_mesh_with_angles(np.zeros(3)), render, lambda d: _mesh_with_angles(response(d)))
+    want = np.array([[30.0, 0.0, 0.0]])
+    before = np.abs(response(cal.invert(want)[0]) - want[0]).max()
+    n = len(renders)
+    assert cal.refine_at(np.vstack([want, want, [[0.0, 4.0, 4.0]]])) == 1 and n < len(renders) <= n + 2
+    after = np.abs(response(cal.invert(want)[0]) - want[0]).max()
+    assert before > 1.0 and after < 0.3, (before, after)
+    assert cal.refine_at(want) == 0                                            # already refined
+    assert PoseCalibration(cal.knots, cal.response).refine_at(want) == 0       # no renderer: nothing to do
