@@ -14,13 +14,11 @@ from ..families.pdfgc.controls.mapping import mapping_path_for
 from .explicit import CONTROL_TYPES
 
 
-def add_control_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "explicit controls (physical values; each overrides only its own part of the code, the rest follows the "
-        "sources above; all but --lip-level/--mute/--emotion-reference need a fitted mapping: see fit-controls)")
+def add_control_arguments(g) -> None:
+    """The explicit controls' flags, into argument group `g` (the mapping file's --controls is the PD-FGC family's
+    own option: families/pdfgc/options.py)."""
     for control in CONTROL_TYPES.values():
         control.add_arguments(g)
-    g.add_argument("--controls", metavar="FILE", help="control mapping file (default: <weights>.controls.json)")
 
 
 def controls_from_args(args: argparse.Namespace) -> dict:
@@ -29,8 +27,8 @@ def controls_from_args(args: argparse.Namespace) -> dict:
     out: dict = {}
     for control in CONTROL_TYPES.values():
         out.update(control.from_args(args))
-    if args.controls:
-        out["control_mapping"] = args.controls
+    if getattr(args, "control_mapping", None):
+        out["control_mapping"] = args.control_mapping
     elif getattr(args, "official_checkpoints", None):
         cand = mapping_path_for(Path(args.official_checkpoints))
         if cand.is_file():

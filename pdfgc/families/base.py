@@ -67,6 +67,7 @@ class ModelFamily(ABC):
     name: ClassVar[str]
     official_crop: ClassVar[bool] = False      # driving crops get PD-FGC's fixed crop-zoom
     generates_pose: ClassVar[bool] = False     # `auto_pose` (--pose auto): only where the pose code is in degrees
+    options: ClassVar[type | None] = None      # its own AnimateOptions fields (families/<name>/options.py)
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
 

@@ -42,6 +42,7 @@ from . import codes as C
 from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
 from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
+from .options import MeshWarpOptions
 from .params import DEFAULT_PATH, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -159,6 +160,7 @@ def crop_at(portrait, size: int) -> np.ndarray:
 @register_family
 class MeshWarpFamily(ModelFamily):
     name = FAMILY
+    options = MeshWarpOptions
     official_crop = False
     generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     blink_dims = C.BLINK_DIMS

@@ -14,11 +14,13 @@ from .configs import architecture_name
 from .controls.apply import apply_controls, preflight_controls
 from .controls.mapping import physical_pose_map, pose_code_is_physical
 from .model import BLINK_DIMS, GAZE_DIMS
+from .options import PDFGCOptions
 
 
 @register_family
 class PDFGCFamily(ModelFamily):
     name = "pdfgc"
+    options = PDFGCOptions
     blink_dims = BLINK_DIMS
     gaze_dims = GAZE_DIMS
 
