@@ -84,9 +84,8 @@ def _check_emotion_labels_early(args, opt) -> None:
 
 
 def cmd_animate(args) -> int:
-    from .pipeline import AnimateOptions, TalkingHeadPipeline
-
     from .option_fields import options_from_args
+    from .pipeline import AnimateOptions, TalkingHeadPipeline
     opt = AnimateOptions(**options_from_args(args, AnimateOptions))
     from .controls.cli_args import controls_from_args
     opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)

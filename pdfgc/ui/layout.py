@@ -2,12 +2,14 @@
 the page is built (the `ui` extra)."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 from typing import Any
 
 import numpy as np
 
+from ..option_fields import Option, web_fields
 from ..options import AnimateOptions
-from ..vocabulary import DRIVING_MODES
 from .callbacks import UIBackend
 from .sandbox import Sandbox, prepare_work_dir
 from .settings import (
@@ -38,7 +40,6 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
     settings = settings or UISettings()
     sandbox = sandbox or prepare_work_dir(settings)
     backend = UIBackend(pipe, settings, sandbox)
-    d = backend.defaults
     trained = pipe.model.config.trained
     factor_modes = FACTOR_MODES + [CONTROLS_MODE]
     emotion_modes = factor_modes + [EMOTION_REFERENCE_MODE]
@@ -55,6 +56,16 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         "Everything works end to end but faces come out as noise; start with "
                         "`pdfgc ui --weights FILE.safetensors` for real results.", elem_id="untrained")
         widgets: dict[str, Any] = {}
+
+        def option_fields(tab: str) -> None:
+            """The options' own fields on `tab`, generated from their declarations (pdfgc/options.py and each
+            family's options.py); fields with the same row key side by side."""
+            fields = web_fields(AnimateOptions, tab)
+            for _, row in itertools.groupby(fields, key=lambda f: f[1].web.row or f[0]):
+                row = list(row)
+                with gr.Row() if len(row) > 1 else contextlib.nullcontext():
+                    for name, decl, _ in row:
+                        widgets[name] = option_widget(gr, name, decl, backend.defaults[name], pipe)
         with gr.Row():
             with gr.Column(scale=1):
                 widgets["portrait"] = gr.File(label="Portrait (photo or 224x224 aligned crop)",
@@ -70,9 +81,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["lips_mode"] = gr.Radio(LIPS_MODES, value="audio", label="Lips", elem_id="lips-mode")
                         widgets["lips_video"] = gr.File(label="Video of a speaking mouth", file_types=video_types,
                                                         visible=False, elem_id="lips-video")
-                        widgets["mouth_intensity"] = gr.Slider(0, 3, value=d["mouth_intensity"], step=0.05,
-                                                               label="Mouth intensity (code multiplier)",
-                                                               elem_id="mouth-intensity")
+                        option_fields("Lips")
                         with gr.Row():
                             widgets["lip_level"] = gr.Slider(0, 2, value=1.0, step=0.05, elem_id="lip-level",
                                                              label="Lip motion (0 closed, 1 as the source, 2 "
@@ -85,9 +94,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                         elem_id="pose-mode")
                         widgets["pose_video"] = gr.File(label="Head motion video (or frame image)",
                                                         file_types=video_types, visible=False, elem_id="pose-video")
-                        widgets["pose_intensity"] = gr.Slider(0, 3, value=d["pose_intensity"], step=0.05,
-                                                              label="Pose intensity (code multiplier)",
-                                                              elem_id="pose-intensity")
+                        option_fields("Head pose")
                         with gr.Group(visible=False, elem_id="pose-controls") as groups["pose"]:
                             gr.Markdown("Degrees: yaw > 0 turns the face toward the image's right, pitch > 0 "
                                         "lifts the chin, roll > 0 turns it clockwise. Keyframes set the "
@@ -120,13 +127,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                             elem_id="gaze-mode")
                         widgets["eyes_video"] = gr.File(label="Eye motion video (used by blinks and/or gaze)",
                                                         file_types=video_types, visible=False, elem_id="eyes-video")
-                        with gr.Row():
-                            widgets["blink_intensity"] = gr.Slider(0, 3, value=d["blink_intensity"], step=0.05,
-                                                                   label="Blink intensity (code multiplier)",
-                                                                   elem_id="blink-intensity")
-                            widgets["gaze_intensity"] = gr.Slider(0, 3, value=d["gaze_intensity"], step=0.05,
-                                                                  label="Gaze intensity (code multiplier)",
-                                                                  elem_id="gaze-intensity")
+                        option_fields("Eyes")
                         with gr.Group(visible=False, elem_id="blink-controls") as groups["blink"]:
                             bpreset = gr.Dropdown(["(none)"] + list(BLINK_PRESETS), value="(none)",
                                                   label="Blink preset", elem_id="blink-preset")
@@ -178,9 +179,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["emotion_video"] = gr.File(label="Expression video (or one image)",
                                                            file_types=video_types, visible=False,
                                                            elem_id="emotion-video")
-                        widgets["emotion_intensity"] = gr.Slider(0, 3, value=d["emotion_intensity"], step=0.05,
-                                                                 label="Emotion intensity (code multiplier)",
-                                                                 elem_id="emotion-intensity")
+                        option_fields("Emotion")
                         with gr.Group(visible=False, elem_id="emotion-controls") as groups["emotion"]:
                             first = "happy" if "happy" in labels else labels[0]
                             widgets["emotion_label"] = gr.Dropdown(labels, value=first, label="Emotion",
@@ -197,19 +196,7 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                                    "expression (0 neutral .. 1)",
                                                              elem_id="emotion-level")
                     with gr.Tab("Output"):
-                        widgets["layout"] = gr.Radio([("face (224x224)", "result"),
-                                                      ("pasted back into the photo", "pasteback"),
-                                                      ("official five-panel strip", "panels")],
-                                                     value="result", label="Layout", elem_id="layout")
-                        widgets["precision"] = gr.Radio([("exact (fp32)", "exact"), ("fast (bf16/fp16)", "fast")],
-                                                        value="exact", label="Precision", elem_id="precision")
-                        widgets["driving_mode"] = gr.Radio(list(DRIVING_MODES), value="loop",
-                                                           label="Driving clips shorter than the audio",
-                                                           elem_id="driving-mode")
-                        # only a model with a learned refiner (the mesh-warp default) shows the switch
-                        widgets["refiner"] = gr.Checkbox(
-                            AnimateOptions.refiner, label="learned refiner (mouth interior, lids, seams)",
-                            visible=getattr(pipe.model, "refiner", None) is not None, elem_id="refiner")
+                        option_fields("Output")
                 gr.Markdown(mapping_line, elem_id="mapping-status")
                 with gr.Row():
                     preview_btn = gr.Button("Preview frames", elem_id="preview-btn")
@@ -266,6 +253,22 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
     demo.pdfgc_sandbox = sandbox  # for launch() and the tests
     demo.pdfgc_backend = backend
     return demo
+
+
+def option_widget(gr, name: str, decl: Option, value, pipe):
+    """The gradio widget of one declared option (`decl.web`), starting at `value`; hidden where this model does not
+    read it (another family's option, or `web.shown` says no)."""
+    w = decl.web
+    visible = (decl.family is None or decl.family == pipe.family.name) and (w.shown is None or w.shown(pipe.model))
+    common = dict(label=w.label, elem_id=name.replace("_", "-"), visible=visible)
+    if w.widget == "slider":
+        lo, hi, step = w.range
+        return gr.Slider(lo, hi, value=value, step=step, **common)
+    if w.widget == "radio":
+        return gr.Radio(list(w.choices or decl.choices), value=value, **common)
+    if w.widget == "checkbox":
+        return gr.Checkbox(value, **common)
+    raise ValueError(f"option {name}: unknown web widget {w.widget!r}")
 
 
 def theme():
