@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -84,17 +83,17 @@ def _check_emotion_labels_early(args, opt) -> None:
 
 
 def cmd_animate(args) -> int:
-    from .option_fields import options_from_args
-    from .pipeline import AnimateOptions, TalkingHeadPipeline
-    opt = AnimateOptions(**options_from_args(args, AnimateOptions))
     from .controls.cli_args import controls_from_args
-    opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
+    from .option_fields import options_from_args
     from .options import check_options
-    check_options(opt, audio=args.audio)  # bad values are refused before the model is loaded
+    from .pipeline import AnimateOptions, TalkingHeadPipeline
+
+    # the options from their generated flags, the explicit controls from theirs (pdfgc/controls/cli_args.py)
+    # (a `--gaze H,V` is a direction, not a source: the controls' values win)
+    opt = AnimateOptions(**{**options_from_args(args, AnimateOptions), **controls_from_args(args)})
+    # the one validation, before the model is loaded (the pipeline finds these options checked)
+    check_options(opt, audio=args.audio, output=args.output, inputs=[args.portrait])
     _check_emotion_labels_early(args, opt)
-    from .fileio import check_output_path
-    check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
-                                    opt.emotion], suffixes=(".mp4",))
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",

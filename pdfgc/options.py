@@ -3,6 +3,8 @@ once) and their one validation (`check_options`), shared by the CLI, the Python 
 sessions."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import numbers
 import os
@@ -138,11 +140,45 @@ def _number(opt: AnimateOptions, name: str, integer: bool = False, optional: boo
     return v
 
 
-def check_options(opt: AnimateOptions, audio=None) -> None:
-    """The one validation of option values (the CLI, the Python API and the web UI all call it): every number
-    finite and in range, every name known, the explicit controls (a pose curve file is read here, bounded by the
-    job's length when it is known: `audio` is the job's audio, if any). Raises InputError naming the option,
-    before the model is loaded or any input decoded."""
+def check_options(opt: AnimateOptions, audio=None, output=None, inputs=()) -> None:
+    """The one validation of a job's options (the CLI, the Python API, the web UI and live sessions all call it):
+    every number finite and in range, every name known, each family's own options, the explicit controls (a pose
+    curve file is read here, bounded by the job's length when it is known: `audio` is the job's audio, if any);
+    with `output`, that the mp4 may be written there (its folder exists, it is none of the job's inputs: the
+    portrait and whatever else `inputs` names, the audio and the sources). Raises InputError naming the option,
+    before the model is loaded or any input decoded.
+
+    Done once per job: options already checked with the same audio and unchanged since (the CLI and the page check
+    before loading the model, the pipeline then finds them checked) are not checked again."""
+    snapshot = _snapshot(opt, audio)
+    if not _same(opt.__dict__.get("_checked"), snapshot):
+        _check_values(opt, audio)
+        opt.__dict__["_checked"] = snapshot  # not a dataclass field: never compared, copied or serialised
+    if output is not None:
+        from .fileio import check_output_path
+        check_output_path(output, [*inputs, audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze, opt.emotion],
+                          suffixes=(".mp4",))  # never an input, through links too
+
+
+def _snapshot(opt: AnimateOptions, audio) -> tuple:
+    return copy.deepcopy(tuple(getattr(opt, f.name) for f in dataclasses.fields(opt))), audio
+
+
+def _same(checked: tuple | None, now: tuple) -> bool:
+    """Whether options checked with `checked` (values, audio) are those of `now`: equal values, the same audio
+    (the same path, or the very same array or Speech object)."""
+    if checked is None:
+        return False
+    a, b = checked[1], now[1]
+    same_audio = a is b or (isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))
+                            and os.fspath(a) == os.fspath(b))
+    try:
+        return same_audio and bool(checked[0] == now[0])
+    except Exception:  # noqa: BLE001 - values that do not compare (arrays in a control): check again
+        return False
+
+
+def _check_values(opt: AnimateOptions, audio) -> None:
     if not isinstance(opt.device, str) or not re.fullmatch(DEVICE_PATTERN, opt.device):
         raise InputError(f"--device '{opt.device}': not a device (auto, cpu, cuda, cuda:1, mps)")
     if opt.driving_mode not in DRIVING_MODES:
