@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..controls.explicit import CONTROL_TYPES, KNOWN_EMOTIONS, describe_controls
+from ..controls.forms import controls_from_form
+from ..controls.specs import KNOWN_EMOTIONS, describe_controls
 from ..errors import InputError, PDFGCError
 from ..media.audio_io import decode_audio, is_silent, to_mono_16k
 from ..media.images import load_image_rgb
@@ -106,19 +107,15 @@ class UIBackend:
                         f"maps; emotion labels {', '.join(m.emotion_labels) or 'none'}.")
 
     def control_options(self, v: dict, paths: list) -> dict:
-        """AnimateOptions fields for the explicit controls chosen on the page (each control reads its own fields:
-        ``from_form`` in pdfgc/controls/explicit.py); raises InputError."""
+        """AnimateOptions fields for the explicit controls chosen on the page (the controls' web adapter:
+        pdfgc/controls/forms.py); raises InputError."""
         def upload(key: str, role: str) -> Path | None:
             p = self.sandbox.input(v.get(key), role)
             if p is not None:
                 paths.append(p)
             return p
 
-        out: dict = {}
-        for control in CONTROL_TYPES.values():
-            ctl = control.from_form(v, upload)
-            if ctl is not None:
-                out[control.option] = ctl
+        out = controls_from_form(v, upload)
         if out and self.settings.control_mapping:
             out["control_mapping"] = self.settings.control_mapping
         return out

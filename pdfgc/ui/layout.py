@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..controls.forms import widget as control_widget
 from ..option_fields import Option, web_fields
 from ..options import AnimateOptions
 from .callbacks import UIBackend
@@ -83,12 +84,8 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                         visible=False, elem_id="lips-video")
                         option_fields("Lips")
                         with gr.Row():
-                            widgets["lip_level"] = gr.Slider(0, 2, value=1.0, step=0.05, elem_id="lip-level",
-                                                             label="Lip motion (0 closed, 1 as the source, 2 "
-                                                                   "exaggerated)")
-                            widgets["mute_spans"] = gr.Textbox(label="Mouth closed during (seconds)",
-                                                               placeholder="e.g. 1.0-1.5, 3-3.2",
-                                                               elem_id="mute-spans")
+                            widgets["lip_level"] = control_widget(gr, "lip_level")
+                            widgets["mute_spans"] = control_widget(gr, "mute_spans")
                     with gr.Tab("Head pose"):
                         widgets["pose_mode"] = gr.Radio(factor_modes + [AUTO_MODE], value="still", label="Head pose",
                                                         elem_id="pose-mode")
@@ -104,19 +101,11 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                  label="Preset (fills the keyframes)", elem_id="pose-preset")
                             with gr.Row():
                                 for ch in ("yaw", "pitch", "roll"):
-                                    widgets[f"pose_{ch}"] = gr.Slider(-45, 45, value=0, step=1,
-                                                                      label=f"{ch} (deg)",
-                                                                      elem_id=f"pose-{ch}")
-                            widgets["pose_keyframes"] = gr.Textbox(label="Keyframes (seconds: name=value)",
-                                                                   placeholder="e.g. 0:yaw=0; 2:yaw=20,pitch=5",
-                                                                   elem_id="pose-keyframes")
+                                    widgets[f"pose_{ch}"] = control_widget(gr, f"pose_{ch}")
+                            widgets["pose_keyframes"] = control_widget(gr, "pose_keyframes")
                             with gr.Row():
-                                widgets["pose_interp"] = gr.Radio(["smooth", "linear", "cubic", "step"],
-                                                                  value="smooth", label="Between keyframes",
-                                                                  elem_id="pose-interp")
-                                widgets["pose_absolute"] = gr.Checkbox(
-                                    False, label="absolute angles (default: added to the portrait's pose)",
-                                    elem_id="pose-absolute")
+                                widgets["pose_interp"] = control_widget(gr, "pose_interp")
+                                widgets["pose_absolute"] = control_widget(gr, "pose_absolute")
                             preset.change(lambda name: POSE_PRESETS.get(name, gr.update()), preset,
                                           widgets["pose_keyframes"])
                     with gr.Tab("Eyes"):
@@ -132,19 +121,11 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                             bpreset = gr.Dropdown(["(none)"] + list(BLINK_PRESETS), value="(none)",
                                                   label="Blink preset", elem_id="blink-preset")
                             with gr.Row():
-                                widgets["blink_times"] = gr.Textbox(label="Blink at (seconds)",
-                                                                    placeholder="e.g. 1, 3.5", scale=2,
-                                                                    elem_id="blink-times")
-                                widgets["blink_rate"] = gr.Slider(0, 60, value=15, step=1,
-                                                                  label="and/or per minute (natural jitter)",
-                                                                  elem_id="blink-rate")
+                                widgets["blink_times"] = control_widget(gr, "blink_times")
+                                widgets["blink_rate"] = control_widget(gr, "blink_rate")
                             with gr.Row():
-                                widgets["blink_duration"] = gr.Slider(0.1, 0.8, value=0.2, step=0.05,
-                                                                      label="Blink duration (s)",
-                                                                      elem_id="blink-duration")
-                                widgets["eye_openness"] = gr.Slider(0, 1, value=1, step=0.05,
-                                                                    label="Eye openness between blinks",
-                                                                    elem_id="eye-openness")
+                                widgets["blink_duration"] = control_widget(gr, "blink_duration")
+                                widgets["eye_openness"] = control_widget(gr, "eye_openness")
 
                             def blink_preset(name):
                                 if name not in BLINK_PRESETS:
@@ -158,17 +139,11 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         with gr.Group(visible=False, elem_id="gaze-controls") as groups["gaze"]:
                             gpreset = gr.Dropdown(["(none)"] + list(GAZE_PRESETS), value="(none)",
                                                   label="Gaze preset", elem_id="gaze-preset")
-                            widgets["gaze_camera"] = gr.Checkbox(False, label="look at the camera",
-                                                                 elem_id="gaze-camera")
+                            widgets["gaze_camera"] = control_widget(gr, "gaze_camera")
                             with gr.Row():
-                                widgets["gaze_h"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-h",
-                                                              label="horizontal (> 0 toward the image's right)")
-                                widgets["gaze_v"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-v",
-                                                              label="vertical (> 0 up)")
-                            widgets["gaze_keyframes"] = gr.Textbox(label="or keyframes",
-                                                                   placeholder="e.g. 0:camera; 1.5:h=0.5; "
-                                                                               "3:h=-0.5,v=0.2",
-                                                                   elem_id="gaze-keyframes")
+                                widgets["gaze_h"] = control_widget(gr, "gaze_h")
+                                widgets["gaze_v"] = control_widget(gr, "gaze_v")
+                            widgets["gaze_keyframes"] = control_widget(gr, "gaze_keyframes")
                             gpreset.change(lambda name: list(GAZE_PRESETS[name]) if name in GAZE_PRESETS
                                            else [gr.update()] * 4, gpreset,
                                            [widgets[k] for k in ("gaze_camera", "gaze_h", "gaze_v",
@@ -182,19 +157,12 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         option_fields("Emotion")
                         with gr.Group(visible=False, elem_id="emotion-controls") as groups["emotion"]:
                             first = "happy" if "happy" in labels else labels[0]
-                            widgets["emotion_label"] = gr.Dropdown(labels, value=first, label="Emotion",
-                                                                   elem_id="emotion-label")
+                            widgets["emotion_label"] = control_widget(gr, "emotion_label", choices=labels, value=first)
                             with gr.Row():
-                                widgets["emotion_label2"] = gr.Dropdown(["none"] + labels, value="none",
-                                                                        label="Blend with",
-                                                                        elem_id="emotion-label2")
-                                widgets["emotion_mix"] = gr.Slider(0, 1, value=0.5, step=0.05,
-                                                                   label="Share of the second emotion",
-                                                                   elem_id="emotion-mix")
-                        widgets["emotion_level"] = gr.Slider(0, 1, value=1, step=0.05, visible=False,
-                                                             label="Strength of the emotion or of the clip's "
-                                                                   "expression (0 neutral .. 1)",
-                                                             elem_id="emotion-level")
+                                widgets["emotion_label2"] = control_widget(gr, "emotion_label2",
+                                                                           choices=["none"] + labels)
+                                widgets["emotion_mix"] = control_widget(gr, "emotion_mix")
+                        widgets["emotion_level"] = control_widget(gr, "emotion_level")
                     with gr.Tab("Output"):
                         option_fields("Output")
                 gr.Markdown(mapping_line, elem_id="mapping-status")

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..controls.explicit import FORM_FIELDS
+from ..controls.forms import FORM_FIELDS
 from ..errors import InputError
 from ..option_fields import web_fields
 from ..options import AnimateOptions
@@ -79,7 +79,7 @@ SOURCE_INPUTS = (
 OPTION_INPUTS = tuple(name for name, _, _ in web_fields(AnimateOptions))
 BASE_INPUTS = SOURCE_INPUTS + OPTION_INPUTS
 
-# the explicit controls' widgets: their fields, from the controls themselves (pdfgc.controls.explicit)
+# the explicit controls' widgets: their fields, declared with the controls' web adapter (pdfgc/controls/forms.py)
 CONTROL_INPUTS = FORM_FIELDS
 
 
