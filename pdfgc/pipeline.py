@@ -208,10 +208,15 @@ class TalkingHeadPipeline:
         portrait: a path, an RGB array or a `Portrait` (`load_portrait`); audio: a path, a 16 kHz mono array, a
         `Speech` or None; options / overrides: `AnimateOptions` fields. Returns the `CodePlan`.
         """
-        fam = self.family
         # 1. check inputs: option values, explicit controls (and what they need) before any work
         opt = _with(options, overrides)
         _check_options(opt, audio=audio)  # once: options the caller checked already (unchanged) pass through
+        return self._plan(portrait, audio, opt)
+
+    @torch.inference_mode()
+    def _plan(self, portrait, audio, opt: AnimateOptions) -> CodePlan:
+        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given)."""
+        fam = self.family
         opt = _auto_blink(opt)
         fam.preflight_controls(opt)
         if opt.pose == AUTO and not fam.generates_pose:
@@ -369,7 +374,7 @@ class TalkingHeadPipeline:
             speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt),
                                                                               opt.max_frames)
         # 4-7. sources, encoders, inference rules, explicit controls
-        plan = self.plan(portrait_obj, speech, opt)
+        plan = self._plan(portrait_obj, speech, opt)
         if out_path is None:
             return AnimationResult(None, plan.num_frames, FPS, plan.num_frames / FPS, plan)
         track = None

@@ -10,7 +10,7 @@ from pdfgc.families import family_class, list_families
 from pdfgc.option_fields import add_option_arguments, declared, options_from_args, web_fields, web_value
 from pdfgc.options import AnimateOptions, SharedOptions, check_options
 
-from .conftest import DATA
+from .conftest import DATA, FIXTURE
 
 ANNE = DATA / "pdfgc" / "anne.png"
 
@@ -160,3 +160,10 @@ def test_the_pipeline_finds_options_checked_by_the_caller(tiny_pipe, count_check
     assert plan.num_frames == 2 and len(count_checks) == 1
     tiny_pipe.plan(str(ANNE), None, opt, lips="off")      # overrides make new options: checked
     assert len(count_checks) == 2
+
+
+def test_a_render_checks_its_options_once(tiny_pipe, count_checks, tmp_path):
+    opt = AnimateOptions(max_frames=2, progress=False)
+    check_options(opt, audio=str(FIXTURE / "clip2s_16k.wav"), output=tmp_path / "o.mp4", inputs=[str(ANNE)])
+    res = tiny_pipe(str(ANNE), audio=str(FIXTURE / "clip2s_16k.wav"), output=tmp_path / "o.mp4", options=opt)
+    assert res.num_frames == 2 and len(count_checks) == 1   # the CLI's check; the pipeline and its plan find it
