@@ -9,6 +9,7 @@ import math
 import numbers
 import os
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,13 +152,28 @@ def check_options(opt: AnimateOptions, audio=None, output=None, inputs=()) -> No
     Done once per job: options already checked with the same audio and unchanged since (the CLI and the page check
     before loading the model, the pipeline then finds them checked) are not checked again."""
     snapshot = _snapshot(opt, audio)
-    if not _same(opt.__dict__.get("_checked"), snapshot):
+    if not _same(_checked_snapshot(opt), snapshot):
         _check_values(opt, audio)
-        opt.__dict__["_checked"] = snapshot  # not a dataclass field: never compared, copied or serialised
+        _remember(opt, snapshot)
     if output is not None:
         from .fileio import check_output_path
         check_output_path(output, [*inputs, audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze, opt.emotion],
                           suffixes=(".mp4",))  # never an input, through links too
+
+
+# options that passed the check: id -> (a weak reference to them, what they were then); kept outside the object so
+# its __dict__ stays its fields (AnimateOptions(**opt.__dict__) is a copy), gone when the options are
+_CHECKED: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def _remember(opt: AnimateOptions, snapshot: tuple) -> None:
+    key = id(opt)
+    _CHECKED[key] = (weakref.ref(opt, lambda _, key=key: _CHECKED.pop(key, None)), snapshot)
+
+
+def _checked_snapshot(opt: AnimateOptions) -> tuple | None:
+    entry = _CHECKED.get(id(opt))
+    return entry[1] if entry is not None and entry[0]() is opt else None
 
 
 def _snapshot(opt: AnimateOptions, audio) -> tuple:

@@ -167,3 +167,16 @@ def test_a_render_checks_its_options_once(tiny_pipe, count_checks, tmp_path):
     check_options(opt, audio=str(FIXTURE / "clip2s_16k.wav"), output=tmp_path / "o.mp4", inputs=[str(ANNE)])
     res = tiny_pipe(str(ANNE), audio=str(FIXTURE / "clip2s_16k.wav"), output=tmp_path / "o.mp4", options=opt)
     assert res.num_frames == 2 and len(count_checks) == 1   # the CLI's check; the pipeline and its plan find it
+
+
+def test_a_checked_options_object_keeps_only_its_fields():
+    opt = AnimateOptions(max_frames=3)
+    check_options(opt)
+    assert set(opt.__dict__) == {f.name for f in dataclasses.fields(AnimateOptions)}   # AnimateOptions(**__dict__)
+    assert AnimateOptions(**opt.__dict__) == opt
+    import gc
+
+    import pdfgc.options as options
+    del opt
+    gc.collect()
+    assert not any(ref() is not None and ref().max_frames == 3 for ref, _ in options._CHECKED.values())
