@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -13,8 +12,6 @@ import warnings
 from pathlib import Path
 
 from .errors import PDFGCError
-from .options import LAYOUTS
-from .vocabulary import ALIGN_MODES, DRIVING_MODES, DRIVING_REFERENCES, PRECISIONS
 
 EXAMPLES = """examples:
   pdfgc animate --portrait anne.png --audio speech.mp3 --pose pose_frames/ --emotion exp_frames/ \\
@@ -31,53 +28,14 @@ def _add_animate(sub) -> None:
     p.add_argument("--portrait", required=True, help="photo (any size; the face is found and aligned) or a 224 crop")
     p.add_argument("--audio", help="speech: wav/mp3/m4a/... or a video's audio track; sets the output length")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
-    src = p.add_argument_group("factor sources (VIDEO, FRAMES FOLDER, IMAGE, 'still' = from the portrait, "
-                               "'off' = zero code)")
-    src.add_argument("--lips", default="audio", help="'audio' (default), a video of a speaking mouth, still, off")
-    src.add_argument("--pose", default="still", help="head pose source (default: still; auto: natural head motion "
-                     "generated from the speech, mesh-warp model)")
-    src.add_argument("--eyes", default="still", help="gaze and blink source (default: still)")
-    src.add_argument("--blink", help="blink source, overrides --eyes for the blink part of the eye code (auto: "
-                     "blinks at a natural rate with jitter)")
-    src.add_argument("--motion-seed", type=int, default=0, help="seed of --pose auto / --blink auto (default 0)")
-    src.add_argument("--gaze", help="gaze source, overrides --eyes for the gaze part of the eye code")
-    src.add_argument("--emotion", default="still", help="emotional expression source (default: still)")
-    k = p.add_argument_group("intensities (code multipliers; defaults are the official ones)")
-    k.add_argument("--mouth-intensity", type=float, help="default 1.5")
-    k.add_argument("--pose-intensity", type=float, default=1.0)
-    k.add_argument("--blink-intensity", type=float, help="default 1.2")
-    k.add_argument("--gaze-intensity", type=float, help="default 1.2")
-    k.add_argument("--emotion-intensity", type=float, help="default 1.2")
-    k.add_argument("--no-mouth-smoothing", action="store_true", help="skip the 3-tap Gaussian on the mouth code")
-    k.add_argument("--no-pose-smoothing", action="store_true", help="skip the 3-tap box filter on the pose code")
-    t = p.add_argument_group("timing")
-    t.add_argument("--driving-mode", default="loop", choices=DRIVING_MODES,
-                   help="short driving clips: loop (official), pingpong, hold the last frame, or strict (refuse)")
-    t.add_argument("--driving-skip", type=int, default=2, help="driving frames dropped at the start (official: 2)")
-    t.add_argument("--driving-reference", choices=DRIVING_REFERENCES, default="auto",
-                   help="mesh-warp default model: motion relative to the clip's most neutral frame (auto) or its first")
-    t.add_argument("--duration", type=float, help="seconds, when there is no audio (lips still/off)")
-    t.add_argument("--max-frames", type=int, help="render at most this many frames")
-    o = p.add_argument_group("output and speed")
-    o.add_argument("--layout", default="auto", choices=LAYOUTS,
-                   help="the face crop (result), the official five-panel strip, or pasted back into the photo; auto: "
-                        "a photo animated at its own size (default model), an aligned crop as it is")
-    o.add_argument("--align", default="auto", choices=ALIGN_MODES,
-                   help="face alignment: auto (224x224 inputs are taken as aligned crops), always, never")
-    o.add_argument("--precision", default="exact", choices=PRECISIONS,
-                   help="exact: fp32, equal to the official code; fast: bf16 (CPU with AVX-512 BF16) / fp16 GPU")
-    o.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    o.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    o.add_argument("--batch-size", type=int, help="frames per generator call (default: cheapest for the device)")
-    o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
-    o.add_argument("--preset", help="x264 speed preset (default: medium; veryfast with --precision fast)")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
-    o.add_argument("--refiner", action=argparse.BooleanOptionalAction, default=False,
-                   help="mesh-warp default: paint the mouth interior (teeth), lids (lash lines) and seams with its "
-                        "learned refiner over the warp (off by default: the mouth opening it paints reads back less "
-                        "like the real one)")
+    # every option's flag, generated from its declaration (pdfgc/options.py and each family's options.py), and
+    # the explicit controls' flags, generated from the controls (pdfgc/controls/)
     from .controls.cli_args import add_control_arguments
-    add_control_arguments(p)
+    from .option_fields import add_option_arguments, argument_groups
+    from .options import AnimateOptions
+    groups = argument_groups(p)
+    add_option_arguments(p, AnimateOptions, groups)
+    add_control_arguments(groups["controls"])
     _add_weights(p)
 
 
@@ -125,27 +83,17 @@ def _check_emotion_labels_early(args, opt) -> None:
 
 
 def cmd_animate(args) -> int:
+    from .controls.cli_args import controls_from_args
+    from .option_fields import options_from_args
+    from .options import check_options
     from .pipeline import AnimateOptions, TalkingHeadPipeline
 
-    opt = AnimateOptions(
-        lips=args.lips, pose=args.pose, eyes=args.eyes, blink=args.blink, gaze=args.gaze, emotion=args.emotion,
-        mouth_intensity=args.mouth_intensity, pose_intensity=args.pose_intensity,
-        blink_intensity=args.blink_intensity, gaze_intensity=args.gaze_intensity,
-        emotion_intensity=args.emotion_intensity, mouth_smoothing=not args.no_mouth_smoothing,
-        pose_smoothing=not args.no_pose_smoothing, driving_mode=args.driving_mode, driving_skip=args.driving_skip,
-        driving_reference=args.driving_reference, refiner=args.refiner,
-        align=args.align, layout=args.layout, precision=args.precision, batch_size=args.batch_size,
-        device=args.device, threads=args.threads, duration=args.duration, max_frames=args.max_frames, crf=args.crf,
-        preset=args.preset, motion_seed=args.motion_seed,
-        progress=not args.quiet)
-    from .controls.cli_args import controls_from_args
-    opt = dataclasses.replace(opt, **controls_from_args(args))  # explicit controls (pdfgc/controls/cli_args.py)
-    from .options import check_options
-    check_options(opt, audio=args.audio)  # bad values are refused before the model is loaded
+    # the options from their generated flags, the explicit controls from theirs (pdfgc/controls/cli_args.py)
+    # (a `--gaze H,V` is a direction, not a source: the controls' values win)
+    opt = AnimateOptions(**{**options_from_args(args, AnimateOptions), **controls_from_args(args)})
+    # the one validation, before the model is loaded (the pipeline finds these options checked)
+    check_options(opt, audio=args.audio, output=args.output, inputs=[args.portrait])
     _check_emotion_labels_early(args, opt)
-    from .fileio import check_output_path
-    check_output_path(args.output, [args.portrait, args.audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
-                                    opt.emotion], suffixes=(".mp4",))
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",
@@ -266,8 +214,9 @@ def _add_ui(sub) -> None:
     u.add_argument("--port", type=int, default=7860)
     u.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (default 50 MB)")
     u.add_argument("--max-seconds", type=float, default=60.0, help="longest audio accepted (default 60 s)")
-    u.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    u.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    from .option_fields import add_option_arguments
+    from .options import AnimateOptions
+    add_option_arguments(u, AnimateOptions, names=("device", "threads"))  # as animate's
     u.add_argument("--controls", metavar="FILE", help="control mapping for the explicit controls (default: "
                                                       "<weights>.controls.json beside the weights)")
     _add_weights(u)

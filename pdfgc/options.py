@@ -1,71 +1,114 @@
-"""The options of one animation (`AnimateOptions`) and their validation, shared by the CLI, the Python API and the
-web UI."""
+"""The options of one animation (`AnimateOptions`: the shared options and each model family's own, each declared
+once) and their one validation (`check_options`), shared by the CLI, the Python API, the web UI and live
+sessions."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import numbers
 import os
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .errors import InputError
+from .families import family_class, list_families
 from .official_rules import OFFICIAL_SKIP, POSE_SCALE
-from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, DRIVING_REFERENCES, FPS, PRECISIONS, SAMPLE_RATE
+from .option_fields import Web, option
+from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, FPS, PRECISIONS, SAMPLE_RATE
 
 SPECIAL_SOURCES = ("audio", "still", "off", AUTO)  # auto: pose and blink only (generated motion)
 LAYOUTS = ("auto", "result", "panels", "pasteback")
 
 
-@dataclass
-class AnimateOptions:
-    """Every knob of one animation; serialisable (dataclasses.asdict) and mirrored by the CLI."""
+def _slider(tab: str, label: str, factor: str, row: str | None = None) -> Web:
+    # a code multiplier on the page: the slider's 0..3, a typed value up to 5; it starts at the family's default
+    return Web("slider", tab, label, range=(0, 3, 0.05), accept=(0, 5), factor=factor, row=row)
 
-    lips: str = "audio"
-    pose: str = "still"
-    eyes: str = "still"
-    blink: str | None = None
-    gaze: str | None = None
-    emotion: str = "still"
+
+@dataclass
+class SharedOptions:
+    """The knobs every model family reads, each declared once (`pdfgc.option_fields.option`): the `pdfgc animate`
+    flags and the web page's fields are generated from these declarations."""
+
+    lips: str = option("audio", group="sources", help="'audio' (default), a video of a speaking mouth, still, off")
+    pose: str = option("still", group="sources", help="head pose source (default: still; auto: natural head motion "
+                                                      "generated from the speech, mesh-warp model)")
+    eyes: str = option("still", group="sources", help="gaze and blink source (default: still)")
+    blink: str | None = option(None, group="sources", help="blink source, overrides --eyes for the blink part of "
+                                                           "the eye code (auto: blinks at a natural rate with jitter)")
+    gaze: str | None = option(None, group="sources", help="gaze source, overrides --eyes for the gaze part of the "
+                                                          "eye code")
+    emotion: str = option("still", group="sources", help="emotional expression source (default: still)")
+    # seed of the generated motion (pose "auto", blink "auto")
+    motion_seed: int = option(0, group="sources", type=int, help="seed of --pose auto / --blink auto (default 0)")
     # code multipliers; None = the model's defaults (official: mouth 1.5, eye 1.2, emotion 1.2, pose 1.0)
-    mouth_intensity: float | None = None
-    pose_intensity: float = POSE_SCALE
-    blink_intensity: float | None = None
-    gaze_intensity: float | None = None
-    emotion_intensity: float | None = None
-    mouth_smoothing: bool = True      # official 3-tap Gaussian over time
-    pose_smoothing: bool = True       # official 3-tap box over time
-    driving_mode: str = "loop"        # loop (official) | pingpong | hold | strict
-    driving_skip: int = OFFICIAL_SKIP  # official: the first two driving frames are dropped
-    driving_reference: str = "auto"   # mesh-warp family: a clip's motion is taken relative to its most neutral
-                                      # frame ("auto": eyes open, mouth closed, frontal) or its "first" frame
-    refiner: bool = False             # mesh-warp family: its learned refiner over the warp (teeth, lash lines;
-                                      # off by default: the mouth it paints reads back less like the real one and
-                                      # hides the surprised "O" from fer: benchmarks/results/meshwarp/refiner_README)
-    align: str = "auto"               # auto | always | never (face detection + alignment of the portrait/videos)
-    layout: str = "auto"              # auto | result | panels (official five-panel strip) | pasteback; auto:
-                                      # pasteback for a photo the default family aligned, else result
-    precision: str = "exact"          # exact (fp32, official-equal) | fast (bf16/fp16 autocast)
-    batch_size: int | None = None     # None: cheapest for the device
-    device: str = "auto"
-    threads: int | None = None
-    duration: float | None = None     # seconds, when there is no audio and lips are not from a video
-    max_frames: int | None = None
-    crf: int = 18
-    preset: str | None = None         # x264 preset; None: medium (exact) / veryfast (fast)
-    progress: bool = True
+    mouth_intensity: float | None = option(None, group="intensities", type=float, help="default 1.5",
+                                           web=_slider("Lips", "Mouth intensity (code multiplier)", "mouth"))
+    pose_intensity: float = option(POSE_SCALE, group="intensities", type=float,
+                                   web=_slider("Head pose", "Pose intensity (code multiplier)", "pose"))
+    blink_intensity: float | None = option(None, group="intensities", type=float, help="default 1.2",
+                                           web=_slider("Eyes", "Blink intensity (code multiplier)", "blink", "eyes"))
+    gaze_intensity: float | None = option(None, group="intensities", type=float, help="default 1.2",
+                                          web=_slider("Eyes", "Gaze intensity (code multiplier)", "gaze", "eyes"))
+    emotion_intensity: float | None = option(None, group="intensities", type=float, help="default 1.2",
+                                             web=_slider("Emotion", "Emotion intensity (code multiplier)", "emotion"))
+    mouth_smoothing: bool = option(True, group="intensities", flag="--no-mouth-smoothing", invert=True,
+                                   help="skip the 3-tap Gaussian on the mouth code")  # official: on
+    pose_smoothing: bool = option(True, group="intensities", flag="--no-pose-smoothing", invert=True,
+                                  help="skip the 3-tap box filter on the pose code")  # official: on
+    driving_mode: str = option("loop", group="timing", choices=DRIVING_MODES,
+                               help="short driving clips: loop (official), pingpong, hold the last frame, or strict "
+                                    "(refuse)",
+                               web=Web("radio", "Output", "Driving clips shorter than the audio"))
+    driving_skip: int = option(OFFICIAL_SKIP, group="timing", type=int,
+                               help="driving frames dropped at the start (official: 2)")
+    duration: float | None = option(None, group="timing", type=float,
+                                    help="seconds, when there is no audio (lips still/off)")
+    max_frames: int | None = option(None, group="timing", type=int, help="render at most this many frames")
+    layout: str = option("auto", group="output", choices=LAYOUTS,
+                         help="the face crop (result), the official five-panel strip, or pasted back into the "
+                              "photo; auto: a photo animated at its own size (default model), an aligned crop as it is",
+                         web=Web("radio", "Output", "Layout", value="result",
+                                 choices=(("face (224x224)", "result"), ("pasted back into the photo", "pasteback"),
+                                          ("official five-panel strip", "panels"))))
+    align: str = option("auto", group="output", choices=ALIGN_MODES,
+                        help="face alignment: auto (224x224 inputs are taken as aligned crops), always, never")
+    precision: str = option("exact", group="output", choices=PRECISIONS,
+                            help="exact: fp32, equal to the official code; fast: bf16 (CPU with AVX-512 BF16) / "
+                                 "fp16 GPU",
+                            web=Web("radio", "Output", "Precision",
+                                    choices=(("exact (fp32)", "exact"), ("fast (bf16/fp16)", "fast"))))
+    device: str = option("auto", group="output", help="auto, cpu, cuda, cuda:1 ...")
+    threads: int | None = option(None, group="output", type=int, help="CPU threads (default: all cores)")
+    batch_size: int | None = option(None, group="output", type=int,
+                                    help="frames per generator call (default: cheapest for the device)")
+    crf: int = option(18, group="output", type=int, help="H.264 quality (lower is better)")
+    preset: str | None = option(None, group="output",  # x264 preset; None: medium (exact) / veryfast (fast)
+                                help="x264 speed preset (default: medium; veryfast with --precision fast)")
+    progress: bool = option(True, group="output", flag="--quiet", invert=True, help="no progress bar")
     # explicit controls (pdfgc.controls.explicit): None = the factor follows its source; a control dataclass, its
-    # dict or a spec string overrides its own part of the code after the sources are planned
+    # dict or a spec string overrides its own part of the code after the sources are planned (their flags are the
+    # controls' own: pdfgc/controls/cli_args.py)
     pose_control: PoseControl | dict | str | None = None
     blink_control: BlinkControl | dict | str | None = None    # eye-code BLINK_DIMS only
     gaze_control: GazeControl | dict | str | None = None      # eye-code GAZE_DIMS only
     emotion_control: EmotionControl | dict | str | None = None
     lip_control: LipControl | dict | str | None = None
-    control_mapping: str | None = None  # fitted mapping file; None: <weights stem>.controls.json beside the weights
-    motion_seed: int = 0              # seed of the generated motion (pose "auto", blink "auto")
 
+
+# each registered family's own options (families/<name>/options.py), named by its `ModelFamily.options`
+FAMILY_OPTIONS = tuple(family_class(name).options for name in list_families() if family_class(name).options)
+
+
+@dataclass
+class AnimateOptions(*reversed(FAMILY_OPTIONS), SharedOptions):
+    """Every knob of one animation: the shared options and each family's own; serialisable (dataclasses.asdict).
+    The `pdfgc animate` flags and the web page's fields are generated from the fields' declarations."""
 
 
 # x264's speed presets (libx264 refuses any other name, deep inside the encoder)
@@ -98,11 +141,60 @@ def _number(opt: AnimateOptions, name: str, integer: bool = False, optional: boo
     return v
 
 
-def check_options(opt: AnimateOptions, audio=None) -> None:
-    """The one validation of option values (the CLI, the Python API and the web UI all call it): every number
-    finite and in range, every name known, the explicit controls (a pose curve file is read here, bounded by the
-    job's length when it is known: `audio` is the job's audio, if any). Raises InputError naming the option,
-    before the model is loaded or any input decoded."""
+def check_options(opt: AnimateOptions, audio=None, output=None, inputs=()) -> None:
+    """The one validation of a job's options (the CLI, the Python API, the web UI and live sessions all call it):
+    every number finite and in range, every name known, each family's own options, the explicit controls (a pose
+    curve file is read here, bounded by the job's length when it is known: `audio` is the job's audio, if any);
+    with `output`, that the mp4 may be written there (its folder exists, it is none of the job's inputs: the
+    portrait and whatever else `inputs` names, the audio and the sources). Raises InputError naming the option,
+    before the model is loaded or any input decoded.
+
+    Done once per job: options already checked with the same audio and unchanged since (the CLI and the page check
+    before loading the model, the pipeline then finds them checked) are not checked again."""
+    snapshot = _snapshot(opt, audio)
+    if not _same(_checked_snapshot(opt), snapshot):
+        _check_values(opt, audio)
+        _remember(opt, snapshot)
+    if output is not None:
+        from .fileio import check_output_path
+        check_output_path(output, [*inputs, audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze, opt.emotion],
+                          suffixes=(".mp4",))  # never an input, through links too
+
+
+# options that passed the check: id -> (a weak reference to them, what they were then); kept outside the object so
+# its __dict__ stays its fields (AnimateOptions(**opt.__dict__) is a copy), gone when the options are
+_CHECKED: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def _remember(opt: AnimateOptions, snapshot: tuple) -> None:
+    key = id(opt)
+    _CHECKED[key] = (weakref.ref(opt, lambda _, key=key: _CHECKED.pop(key, None)), snapshot)
+
+
+def _checked_snapshot(opt: AnimateOptions) -> tuple | None:
+    entry = _CHECKED.get(id(opt))
+    return entry[1] if entry is not None and entry[0]() is opt else None
+
+
+def _snapshot(opt: AnimateOptions, audio) -> tuple:
+    return copy.deepcopy(tuple(getattr(opt, f.name) for f in dataclasses.fields(opt))), audio
+
+
+def _same(checked: tuple | None, now: tuple) -> bool:
+    """Whether options checked with `checked` (values, audio) are those of `now`: equal values, the same audio
+    (the same path, or the very same array or Speech object)."""
+    if checked is None:
+        return False
+    a, b = checked[1], now[1]
+    same_audio = a is b or (isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))
+                            and os.fspath(a) == os.fspath(b))
+    try:
+        return same_audio and bool(checked[0] == now[0])
+    except Exception:  # noqa: BLE001 - values that do not compare (arrays in a control): check again
+        return False
+
+
+def _check_values(opt: AnimateOptions, audio) -> None:
     if not isinstance(opt.device, str) or not re.fullmatch(DEVICE_PATTERN, opt.device):
         raise InputError(f"--device '{opt.device}': not a device (auto, cpu, cuda, cuda:1, mps)")
     if opt.driving_mode not in DRIVING_MODES:
@@ -131,8 +223,6 @@ def check_options(opt: AnimateOptions, audio=None) -> None:
         if v is not None and abs(v) > MAX_INTENSITY:
             raise InputError(f"{_flag(name)} {v:g} is outside -{MAX_INTENSITY:g}..{MAX_INTENSITY:g} "
                              "(1 is the source's own strength)")
-    if opt.driving_reference not in DRIVING_REFERENCES:
-        raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
     skip = _number(opt, "driving_skip", integer=True, optional=False)
     if skip < 0:
         raise InputError(f"--driving-skip must be >= 0, got {skip}")
@@ -176,9 +266,8 @@ def _check_controls(opt: AnimateOptions, audio) -> None:
     the job's length; blink times past the audio refused: errors come before any work."""
     from .controls.explicit import controls_of
     controls = controls_of(opt)
-    if opt.control_mapping is not None:  # named explicitly: it must be there and whole, used or not
-        from .families.pdfgc.controls.mapping import ControlMappings
-        ControlMappings.load(opt.control_mapping)
+    for family_options in FAMILY_OPTIONS:  # each family's own options (a control mapping file, ...)
+        family_options.check(opt)
     natural = _natural_seconds(opt, audio) if controls else None
     known = [s for s in (natural, opt.max_frames / FPS if opt.max_frames else None) if s]
     pose = controls.get("pose")

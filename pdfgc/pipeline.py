@@ -32,7 +32,6 @@ import torch
 from .errors import InputError
 from .families import Codes, ModelFamily, family_for
 from .families.base import progress_bar
-from .fileio import check_output_path
 from .media import preprocess as pp
 from .media.alignment import align_portrait, looks_like_aligned_crop
 from .media.audio_io import AudioTrack, check_finite, decode_speech, is_silent
@@ -202,10 +201,15 @@ class TalkingHeadPipeline:
         portrait: a path, an RGB array or a `Portrait` (`load_portrait`); audio: a path, a 16 kHz mono array, a
         `Speech` or None; options / overrides: `AnimateOptions` fields. Returns the `CodePlan`.
         """
-        fam = self.family
         # 1. check inputs: option values, explicit controls (and what they need) before any work
-        opt = dataclasses.replace(options or AnimateOptions(), **overrides)
-        _check_options(opt, audio=audio)
+        opt = _with(options, overrides)
+        _check_options(opt, audio=audio)  # once: options the caller checked already (unchanged) pass through
+        return self._plan(portrait, audio, opt)
+
+    @torch.inference_mode()
+    def _plan(self, portrait, audio, opt: AnimateOptions) -> CodePlan:
+        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given)."""
+        fam = self.family
         opt = _auto_blink(opt)
         fam.preflight_controls(opt)
         if opt.pose == AUTO and not fam.generates_pose:
@@ -344,12 +348,9 @@ class TalkingHeadPipeline:
         """Animate `portrait` and write `output` (mp4, H.264 + AAC, 25 fps); see the module doc for sources.
         `on_progress(frames_written, total)` is called after each written batch (the web UI's progress bar)."""
         # 1. check inputs (before anything is read or written)
-        opt = dataclasses.replace(options or AnimateOptions(), **overrides)
-        _check_options(opt, audio=audio)
+        opt = _with(options, overrides)
         out_path = Path(output) if output is not None else None
-        if out_path is not None:
-            _check_output(out_path, [portrait, audio, opt.lips, opt.pose, opt.eyes, opt.blink, opt.gaze,
-                                     opt.emotion])
+        _check_options(opt, audio=audio, output=out_path, inputs=[portrait])
         # 2. load the portrait, 3. decode the audio once (lips and sound track)
         portrait_obj = self.load_portrait(portrait, opt.align) if not isinstance(portrait, Portrait) else portrait
         h, w = portrait_obj.original.shape[:2]
@@ -361,7 +362,7 @@ class TalkingHeadPipeline:
             speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt),
                                                                               opt.max_frames)
         # 4-7. sources, encoders, inference rules, explicit controls
-        plan = self.plan(portrait_obj, speech, opt)
+        plan = self._plan(portrait_obj, speech, opt)
         if out_path is None:
             return AnimationResult(None, plan.num_frames, FPS, plan.num_frames / FPS, plan)
         track = None
@@ -500,8 +501,11 @@ def warn_untrained(model) -> None:
     log.warning("untrained weights: %s", model.config.name)
 
 
-def _check_output(path: Path, inputs=()) -> None:
-    check_output_path(path, inputs, suffixes=(".mp4",))  # never an input, through links too
+def _with(options: AnimateOptions | None, overrides: dict) -> AnimateOptions:
+    """The job's options: `options` itself when nothing is overridden (so options already checked stay so)."""
+    if options is not None and not overrides:
+        return options
+    return dataclasses.replace(options or AnimateOptions(), **overrides)
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

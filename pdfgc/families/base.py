@@ -137,6 +137,7 @@ class ModelFamily(ABC):
     generates_pose: ClassVar[bool] = False     # `auto_pose` (--pose auto): only where the pose code is in degrees
     # `encode_speech` may run in a thread beside the face encoders (it shares no network or torch state with them)
     speech_beside_faces: ClassVar[bool] = False
+    options: ClassVar[type | None] = None      # its own AnimateOptions fields (families/<name>/options.py)
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
     # training: the `pdfgc train --config` names this family trains, and its `--stage` names (none: one run)

@@ -37,7 +37,7 @@ from ..families import Codes
 from ..families.meshwarp import speech as sp
 from ..families.meshwarp.lips import VAD_HANGOVER, VAD_THRESHOLD, smooth_keeping_closures, speech_rules
 from ..families.meshwarp.motion import AXES, ENVELOPE_FRAMES, SLOW_RHO, MotionModel, auto_blink_control
-from ..options import AnimateOptions
+from ..options import AnimateOptions, check_options
 from ..runtime import Precision
 from ..vocabulary import FPS, MESHWARP
 
@@ -139,6 +139,7 @@ class LiveSession:
         fam._need_lips()
         self.fam, self.pipeline = fam, pipeline
         self.base = options or AnimateOptions(progress=False)
+        check_options(self.base)  # the one validation, as offline (the stream is the audio: no length known)
         self.prec = Precision(self.base.precision, torch.device("cpu"))
         self.portrait = portrait if not isinstance(portrait, (str, np.ndarray)) and hasattr(portrait, "crop") \
             else pipeline.load_portrait(portrait, self.base.align)

@@ -12,10 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..controls.explicit import CONTROL_TYPES, KNOWN_EMOTIONS, describe_controls
+from ..controls.forms import controls_from_form
+from ..controls.specs import KNOWN_EMOTIONS, describe_controls
 from ..errors import InputError, PDFGCError
 from ..media.audio_io import decode_audio, is_silent, to_mono_16k
 from ..media.images import load_image_rgb
+from ..option_fields import web_fields, web_initial, web_value
 from ..options import AnimateOptions, check_options
 from ..pipeline import FrameComposer
 from ..vocabulary import FPS
@@ -30,10 +32,9 @@ class UIBackend:
 
     def __init__(self, pipe, settings: UISettings, sandbox: Sandbox):
         self.pipe, self.settings, self.sandbox = pipe, settings, sandbox
-        fam = pipe.family  # each family's default multipliers (PD-FGC: the official 1.5 / 1.2; mesh warp: 1)
-        self.defaults = {"mouth_intensity": fam.intensity("mouth"), "pose_intensity": fam.intensity("pose"),
-                         "blink_intensity": fam.intensity("blink"), "gaze_intensity": fam.intensity("gaze"),
-                         "emotion_intensity": fam.intensity("emotion")}
+        # each option field's initial value on the page (the multipliers: the family's defaults, PD-FGC the
+        # official 1.5 / 1.2, mesh warp 1)
+        self.defaults = {name: web_initial(d, default, pipe.family) for name, d, default in web_fields(AnimateOptions)}
         self._lock = threading.Lock()  # one job on the model at a time (the queue already serialises renders)
 
     def _message(self, err: BaseException, paths: list[Path | None]) -> str:
@@ -106,19 +107,15 @@ class UIBackend:
                         f"maps; emotion labels {', '.join(m.emotion_labels) or 'none'}.")
 
     def control_options(self, v: dict, paths: list) -> dict:
-        """AnimateOptions fields for the explicit controls chosen on the page (each control reads its own fields:
-        ``from_form`` in pdfgc/controls/explicit.py); raises InputError."""
+        """AnimateOptions fields for the explicit controls chosen on the page (the controls' web adapter:
+        pdfgc/controls/forms.py); raises InputError."""
         def upload(key: str, role: str) -> Path | None:
             p = self.sandbox.input(v.get(key), role)
             if p is not None:
                 paths.append(p)
             return p
 
-        out: dict = {}
-        for control in CONTROL_TYPES.values():
-            ctl = control.from_form(v, upload)
-            if ctl is not None:
-                out[control.option] = ctl
+        out = controls_from_form(v, upload)
         if out and self.settings.control_mapping:
             out["control_mapping"] = self.settings.control_mapping
         return out
@@ -162,25 +159,13 @@ class UIBackend:
             raise InputError("no audio: upload speech, or take the lips from a video")
         blink = source("blink_mode", "eyes_video", "blink")
         gaze = source("gaze_mode", "eyes_video", "gaze")
-
-        def number(key: str) -> float | None:
-            x = v.get(key)
-            if x is None or x == "":
-                return self.defaults.get(key)
-            x = float(x)
-            if not math.isfinite(x) or not 0 <= x <= 5:
-                raise InputError(f"{key.replace('_', ' ')}: {x} is outside 0..5")
-            return x
-
+        pose = source("pose_mode", "pose_video", "head pose")
+        emotion = source("emotion_mode", "emotion_video", "emotion")
+        # the options' own fields (intensities, layout, precision, ...), read as their declarations say
+        fields = {name: web_value(name, d, default, v.get(name), self.pipe.family)
+                  for name, d, default in web_fields(AnimateOptions)}
         opt = AnimateOptions(
-            lips=lips, pose=source("pose_mode", "pose_video", "head pose"), eyes="still", blink=blink, gaze=gaze,
-            emotion=source("emotion_mode", "emotion_video", "emotion"),
-            mouth_intensity=number("mouth_intensity"), pose_intensity=number("pose_intensity"),
-            blink_intensity=number("blink_intensity"), gaze_intensity=number("gaze_intensity"),
-            emotion_intensity=number("emotion_intensity"),
-            layout=v.get("layout") or "result", precision=v.get("precision") or "exact",
-            driving_mode=v.get("driving_mode") or "loop",
-            refiner=AnimateOptions.refiner if v.get("refiner") is None else bool(v["refiner"]),
+            lips=lips, pose=pose, eyes="still", blink=blink, gaze=gaze, emotion=emotion, **fields,
             max_frames=int(math.ceil(self.settings.max_seconds * FPS)), progress=False,
             **self.control_options(v, paths))
         check_options(opt, audio=audio)  # the one validation of option values (as the CLI and the API)

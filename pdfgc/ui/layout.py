@@ -2,12 +2,15 @@
 the page is built (the `ui` extra)."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 from typing import Any
 
 import numpy as np
 
+from ..controls.forms import widget as control_widget
+from ..option_fields import Option, web_fields
 from ..options import AnimateOptions
-from ..vocabulary import DRIVING_MODES
 from .callbacks import UIBackend
 from .sandbox import Sandbox, prepare_work_dir
 from .settings import (
@@ -38,7 +41,6 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
     settings = settings or UISettings()
     sandbox = sandbox or prepare_work_dir(settings)
     backend = UIBackend(pipe, settings, sandbox)
-    d = backend.defaults
     trained = pipe.model.config.trained
     factor_modes = FACTOR_MODES + [CONTROLS_MODE]
     emotion_modes = factor_modes + [EMOTION_REFERENCE_MODE]
@@ -55,6 +57,16 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         "Everything works end to end but faces come out as noise; start with "
                         "`pdfgc ui --weights FILE.safetensors` for real results.", elem_id="untrained")
         widgets: dict[str, Any] = {}
+
+        def option_fields(tab: str) -> None:
+            """The options' own fields on `tab`, generated from their declarations (pdfgc/options.py and each
+            family's options.py); fields with the same row key side by side."""
+            fields = web_fields(AnimateOptions, tab)
+            for _, row in itertools.groupby(fields, key=lambda f: f[1].web.row or f[0]):
+                row = list(row)
+                with gr.Row() if len(row) > 1 else contextlib.nullcontext():
+                    for name, decl, _ in row:
+                        widgets[name] = option_widget(gr, name, decl, backend.defaults[name], pipe)
         with gr.Row():
             with gr.Column(scale=1):
                 widgets["portrait"] = gr.File(label="Portrait (photo or 224x224 aligned crop)",
@@ -70,24 +82,16 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["lips_mode"] = gr.Radio(LIPS_MODES, value="audio", label="Lips", elem_id="lips-mode")
                         widgets["lips_video"] = gr.File(label="Video of a speaking mouth", file_types=video_types,
                                                         visible=False, elem_id="lips-video")
-                        widgets["mouth_intensity"] = gr.Slider(0, 3, value=d["mouth_intensity"], step=0.05,
-                                                               label="Mouth intensity (code multiplier)",
-                                                               elem_id="mouth-intensity")
+                        option_fields("Lips")
                         with gr.Row():
-                            widgets["lip_level"] = gr.Slider(0, 2, value=1.0, step=0.05, elem_id="lip-level",
-                                                             label="Lip motion (0 closed, 1 as the source, 2 "
-                                                                   "exaggerated)")
-                            widgets["mute_spans"] = gr.Textbox(label="Mouth closed during (seconds)",
-                                                               placeholder="e.g. 1.0-1.5, 3-3.2",
-                                                               elem_id="mute-spans")
+                            widgets["lip_level"] = control_widget(gr, "lip_level")
+                            widgets["mute_spans"] = control_widget(gr, "mute_spans")
                     with gr.Tab("Head pose"):
                         widgets["pose_mode"] = gr.Radio(factor_modes + [AUTO_MODE], value="still", label="Head pose",
                                                         elem_id="pose-mode")
                         widgets["pose_video"] = gr.File(label="Head motion video (or frame image)",
                                                         file_types=video_types, visible=False, elem_id="pose-video")
-                        widgets["pose_intensity"] = gr.Slider(0, 3, value=d["pose_intensity"], step=0.05,
-                                                              label="Pose intensity (code multiplier)",
-                                                              elem_id="pose-intensity")
+                        option_fields("Head pose")
                         with gr.Group(visible=False, elem_id="pose-controls") as groups["pose"]:
                             gr.Markdown("Degrees: yaw > 0 turns the face toward the image's right, pitch > 0 "
                                         "lifts the chin, roll > 0 turns it clockwise. Keyframes set the "
@@ -97,19 +101,11 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                  label="Preset (fills the keyframes)", elem_id="pose-preset")
                             with gr.Row():
                                 for ch in ("yaw", "pitch", "roll"):
-                                    widgets[f"pose_{ch}"] = gr.Slider(-45, 45, value=0, step=1,
-                                                                      label=f"{ch} (deg)",
-                                                                      elem_id=f"pose-{ch}")
-                            widgets["pose_keyframes"] = gr.Textbox(label="Keyframes (seconds: name=value)",
-                                                                   placeholder="e.g. 0:yaw=0; 2:yaw=20,pitch=5",
-                                                                   elem_id="pose-keyframes")
+                                    widgets[f"pose_{ch}"] = control_widget(gr, f"pose_{ch}")
+                            widgets["pose_keyframes"] = control_widget(gr, "pose_keyframes")
                             with gr.Row():
-                                widgets["pose_interp"] = gr.Radio(["smooth", "linear", "cubic", "step"],
-                                                                  value="smooth", label="Between keyframes",
-                                                                  elem_id="pose-interp")
-                                widgets["pose_absolute"] = gr.Checkbox(
-                                    False, label="absolute angles (default: added to the portrait's pose)",
-                                    elem_id="pose-absolute")
+                                widgets["pose_interp"] = control_widget(gr, "pose_interp")
+                                widgets["pose_absolute"] = control_widget(gr, "pose_absolute")
                             preset.change(lambda name: POSE_PRESETS.get(name, gr.update()), preset,
                                           widgets["pose_keyframes"])
                     with gr.Tab("Eyes"):
@@ -120,30 +116,16 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                                                             elem_id="gaze-mode")
                         widgets["eyes_video"] = gr.File(label="Eye motion video (used by blinks and/or gaze)",
                                                         file_types=video_types, visible=False, elem_id="eyes-video")
-                        with gr.Row():
-                            widgets["blink_intensity"] = gr.Slider(0, 3, value=d["blink_intensity"], step=0.05,
-                                                                   label="Blink intensity (code multiplier)",
-                                                                   elem_id="blink-intensity")
-                            widgets["gaze_intensity"] = gr.Slider(0, 3, value=d["gaze_intensity"], step=0.05,
-                                                                  label="Gaze intensity (code multiplier)",
-                                                                  elem_id="gaze-intensity")
+                        option_fields("Eyes")
                         with gr.Group(visible=False, elem_id="blink-controls") as groups["blink"]:
                             bpreset = gr.Dropdown(["(none)"] + list(BLINK_PRESETS), value="(none)",
                                                   label="Blink preset", elem_id="blink-preset")
                             with gr.Row():
-                                widgets["blink_times"] = gr.Textbox(label="Blink at (seconds)",
-                                                                    placeholder="e.g. 1, 3.5", scale=2,
-                                                                    elem_id="blink-times")
-                                widgets["blink_rate"] = gr.Slider(0, 60, value=15, step=1,
-                                                                  label="and/or per minute (natural jitter)",
-                                                                  elem_id="blink-rate")
+                                widgets["blink_times"] = control_widget(gr, "blink_times")
+                                widgets["blink_rate"] = control_widget(gr, "blink_rate")
                             with gr.Row():
-                                widgets["blink_duration"] = gr.Slider(0.1, 0.8, value=0.2, step=0.05,
-                                                                      label="Blink duration (s)",
-                                                                      elem_id="blink-duration")
-                                widgets["eye_openness"] = gr.Slider(0, 1, value=1, step=0.05,
-                                                                    label="Eye openness between blinks",
-                                                                    elem_id="eye-openness")
+                                widgets["blink_duration"] = control_widget(gr, "blink_duration")
+                                widgets["eye_openness"] = control_widget(gr, "eye_openness")
 
                             def blink_preset(name):
                                 if name not in BLINK_PRESETS:
@@ -157,17 +139,11 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         with gr.Group(visible=False, elem_id="gaze-controls") as groups["gaze"]:
                             gpreset = gr.Dropdown(["(none)"] + list(GAZE_PRESETS), value="(none)",
                                                   label="Gaze preset", elem_id="gaze-preset")
-                            widgets["gaze_camera"] = gr.Checkbox(False, label="look at the camera",
-                                                                 elem_id="gaze-camera")
+                            widgets["gaze_camera"] = control_widget(gr, "gaze_camera")
                             with gr.Row():
-                                widgets["gaze_h"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-h",
-                                                              label="horizontal (> 0 toward the image's right)")
-                                widgets["gaze_v"] = gr.Slider(-1, 1, value=0, step=0.05, elem_id="gaze-v",
-                                                              label="vertical (> 0 up)")
-                            widgets["gaze_keyframes"] = gr.Textbox(label="or keyframes",
-                                                                   placeholder="e.g. 0:camera; 1.5:h=0.5; "
-                                                                               "3:h=-0.5,v=0.2",
-                                                                   elem_id="gaze-keyframes")
+                                widgets["gaze_h"] = control_widget(gr, "gaze_h")
+                                widgets["gaze_v"] = control_widget(gr, "gaze_v")
+                            widgets["gaze_keyframes"] = control_widget(gr, "gaze_keyframes")
                             gpreset.change(lambda name: list(GAZE_PRESETS[name]) if name in GAZE_PRESETS
                                            else [gr.update()] * 4, gpreset,
                                            [widgets[k] for k in ("gaze_camera", "gaze_h", "gaze_v",
@@ -178,38 +154,17 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
                         widgets["emotion_video"] = gr.File(label="Expression video (or one image)",
                                                            file_types=video_types, visible=False,
                                                            elem_id="emotion-video")
-                        widgets["emotion_intensity"] = gr.Slider(0, 3, value=d["emotion_intensity"], step=0.05,
-                                                                 label="Emotion intensity (code multiplier)",
-                                                                 elem_id="emotion-intensity")
+                        option_fields("Emotion")
                         with gr.Group(visible=False, elem_id="emotion-controls") as groups["emotion"]:
                             first = "happy" if "happy" in labels else labels[0]
-                            widgets["emotion_label"] = gr.Dropdown(labels, value=first, label="Emotion",
-                                                                   elem_id="emotion-label")
+                            widgets["emotion_label"] = control_widget(gr, "emotion_label", choices=labels, value=first)
                             with gr.Row():
-                                widgets["emotion_label2"] = gr.Dropdown(["none"] + labels, value="none",
-                                                                        label="Blend with",
-                                                                        elem_id="emotion-label2")
-                                widgets["emotion_mix"] = gr.Slider(0, 1, value=0.5, step=0.05,
-                                                                   label="Share of the second emotion",
-                                                                   elem_id="emotion-mix")
-                        widgets["emotion_level"] = gr.Slider(0, 1, value=1, step=0.05, visible=False,
-                                                             label="Strength of the emotion or of the clip's "
-                                                                   "expression (0 neutral .. 1)",
-                                                             elem_id="emotion-level")
+                                widgets["emotion_label2"] = control_widget(gr, "emotion_label2",
+                                                                           choices=["none"] + labels)
+                                widgets["emotion_mix"] = control_widget(gr, "emotion_mix")
+                        widgets["emotion_level"] = control_widget(gr, "emotion_level")
                     with gr.Tab("Output"):
-                        widgets["layout"] = gr.Radio([("face (224x224)", "result"),
-                                                      ("pasted back into the photo", "pasteback"),
-                                                      ("official five-panel strip", "panels")],
-                                                     value="result", label="Layout", elem_id="layout")
-                        widgets["precision"] = gr.Radio([("exact (fp32)", "exact"), ("fast (bf16/fp16)", "fast")],
-                                                        value="exact", label="Precision", elem_id="precision")
-                        widgets["driving_mode"] = gr.Radio(list(DRIVING_MODES), value="loop",
-                                                           label="Driving clips shorter than the audio",
-                                                           elem_id="driving-mode")
-                        # only a model with a learned refiner (the mesh-warp default) shows the switch
-                        widgets["refiner"] = gr.Checkbox(
-                            AnimateOptions.refiner, label="learned refiner (mouth interior, lids, seams)",
-                            visible=getattr(pipe.model, "refiner", None) is not None, elem_id="refiner")
+                        option_fields("Output")
                 gr.Markdown(mapping_line, elem_id="mapping-status")
                 with gr.Row():
                     preview_btn = gr.Button("Preview frames", elem_id="preview-btn")
@@ -266,6 +221,22 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
     demo.pdfgc_sandbox = sandbox  # for launch() and the tests
     demo.pdfgc_backend = backend
     return demo
+
+
+def option_widget(gr, name: str, decl: Option, value, pipe):
+    """The gradio widget of one declared option (`decl.web`), starting at `value`; hidden where this model does not
+    read it (another family's option, or `web.shown` says no)."""
+    w = decl.web
+    visible = (decl.family is None or decl.family == pipe.family.name) and (w.shown is None or w.shown(pipe.model))
+    common = dict(label=w.label, elem_id=name.replace("_", "-"), visible=visible)
+    if w.widget == "slider":
+        lo, hi, step = w.range
+        return gr.Slider(lo, hi, value=value, step=step, **common)
+    if w.widget == "radio":
+        return gr.Radio(list(w.choices or decl.choices), value=value, **common)
+    if w.widget == "checkbox":
+        return gr.Checkbox(value, **common)
+    raise ValueError(f"option {name}: unknown web widget {w.widget!r}")
 
 
 def theme():

@@ -9,8 +9,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..controls.explicit import FORM_FIELDS
+from ..controls.forms import FORM_FIELDS
 from ..errors import InputError
+from ..option_fields import web_fields
+from ..options import AnimateOptions
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
@@ -64,17 +66,20 @@ GAZE_PRESETS = {
 }
 
 
-# the widget values a render takes, in the order the page passes them (see UIBackend.values)
-BASE_INPUTS = (
+# the widget values a render takes, in the order the page passes them (see UIBackend.values): the inputs and
+# each factor's source, then the options' own fields (generated from their declarations: pdfgc/options.py and
+# each family's options.py)
+SOURCE_INPUTS = (
     "portrait", "audio",
-    "lips_mode", "lips_video", "mouth_intensity",
-    "pose_mode", "pose_video", "pose_intensity",
-    "blink_mode", "gaze_mode", "eyes_video", "blink_intensity", "gaze_intensity",
-    "emotion_mode", "emotion_video", "emotion_intensity",
-    "layout", "precision", "driving_mode", "refiner",
+    "lips_mode", "lips_video",
+    "pose_mode", "pose_video",
+    "blink_mode", "gaze_mode", "eyes_video",
+    "emotion_mode", "emotion_video",
 )
+OPTION_INPUTS = tuple(name for name, _, _ in web_fields(AnimateOptions))
+BASE_INPUTS = SOURCE_INPUTS + OPTION_INPUTS
 
-# the explicit controls' widgets: their fields, from the controls themselves (pdfgc.controls.explicit)
+# the explicit controls' widgets: their fields, declared with the controls' web adapter (pdfgc/controls/forms.py)
 CONTROL_INPUTS = FORM_FIELDS
 
 

@@ -42,6 +42,7 @@ from . import codes as C
 from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
 from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
+from .options import MeshWarpOptions
 from .params import DEFAULT_PATH, FORMAT, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -170,6 +171,7 @@ def _refiner_steps(text: str) -> int:
 class MeshWarpFamily(ModelFamily):
     name = FAMILY
     format = FORMAT
+    options = MeshWarpOptions
     official_crop = False
     generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     speech_beside_faces = True  # the lips (Whisper on the CPU) run in a thread beside the face-mesh work

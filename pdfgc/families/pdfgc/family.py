@@ -23,6 +23,7 @@ from .configs import CONFIG_NAMES, architecture_name
 from .controls.apply import apply_controls, preflight_controls
 from .controls.mapping import find_mapping, physical_pose_map, pose_code_is_physical
 from .model import BLINK_DIMS, FORMAT_NAME, GAZE_DIMS
+from .options import PDFGCOptions
 from .training.stages import STAGES
 
 AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long file are never all in memory
@@ -61,6 +62,7 @@ def _steps(text: str, stage: str) -> list[int]:
 class PDFGCFamily(ModelFamily):
     name = "pdfgc"
     format = FORMAT_NAME
+    options = PDFGCOptions
     blink_dims = BLINK_DIMS
     gaze_dims = GAZE_DIMS
     audio_context = 0   # frames of context each side `encode_audio` reads (speech chunks overlap by this much)

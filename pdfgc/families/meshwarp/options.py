@@ -1,0 +1,33 @@
+"""The mesh-warp family's own animation options (knobs no other family reads), declared once: `pdfgc animate`
+flags and the web page's fields are generated from them (`pdfgc.option_fields`); `AnimateOptions` carries them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import InputError
+from ...option_fields import Web, option
+from ...vocabulary import DRIVING_REFERENCES, MESHWARP
+
+
+@dataclass
+class MeshWarpOptions:
+    # a driving clip's motion is taken relative to its most neutral frame ("auto": eyes open, mouth closed,
+    # frontal) or its "first" frame
+    driving_reference: str = option(
+        "auto", group="timing", choices=DRIVING_REFERENCES, family=MESHWARP,
+        help="mesh-warp default model: motion relative to the clip's most neutral frame (auto) or its first")
+    # its learned refiner over the warp (teeth, lash lines; off by default: the mouth it paints reads back less
+    # like the real one and hides the surprised "O" from fer: benchmarks/results/meshwarp/refiner_README)
+    refiner: bool = option(
+        False, group="output", negatable=True, family=MESHWARP,
+        help="mesh-warp default: paint the mouth interior (teeth), lids (lash lines) and seams with its learned "
+             "refiner over the warp (off by default: the mouth opening it paints reads back less like the real one)",
+        web=Web("checkbox", "Output", "learned refiner (mouth interior, lids, seams)",
+                # only a model with a learned refiner shows the switch
+                shown=lambda model: getattr(model, "refiner", None) is not None))
+
+    @staticmethod
+    def check(opt) -> None:
+        """This family's part of `pdfgc.options.check_options`."""
+        if opt.driving_reference not in DRIVING_REFERENCES:
+            raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
