@@ -35,19 +35,29 @@ import torch
 from ..errors import InputError
 from ..families import Codes
 from ..families.meshwarp import speech as sp
-from ..families.meshwarp.lips import VAD_HANGOVER, VAD_THRESHOLD, smooth_keeping_closures, speech_rules
+from ..families.meshwarp.lips import (
+    LIVE_RULES_AHEAD,
+    VAD_HANGOVER,
+    VAD_THRESHOLD,
+    live_from_params,
+    live_speaking,
+    smooth_keeping_closures,
+    speech_rules,
+)
 from ..families.meshwarp.motion import AXES, ENVELOPE_FRAMES, SLOW_RHO, MotionModel, auto_blink_control
 from ..options import AnimateOptions, check_options
 from ..runtime import Precision
 from ..vocabulary import FPS, MESHWARP
 
-# video frames per encoder chunk: 8 (320 ms) keeps up at 25 fps on this shared 2-core machine (0.6 cores measured
-# with the load average at ~5); 4 halves the hop's wait but needs ~0.9 cores of encoder alone here
-# (benchmarks/results/live/bench_live.txt)
+# video frames per encoder chunk with the OFFLINE rules (rules="offline"): 8 (320 ms) keeps up at 25 fps on this
+# shared 2-core machine (0.6 cores measured with the load average at ~5); the live head's hop is the one it was
+# fitted with (its config; 3 = 120 ms: a 2 s chunk costs ~45 ms on one idle thread, ~0.4 of a core)
 DEFAULT_HOP = 8
 SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
-# frames past a frame's own that its final mouth code needs: VAD hangover, + the silence ramp, + the smoothing
+# frames past a frame's own that its final mouth code needs with the offline rules: VAD hangover, + the silence
+# ramp, + the smoothing (the live rules: lips.LIVE_RULES_AHEAD)
 RULES_AHEAD = VAD_HANGOVER + 2
+RULES = ("live", "offline")
 BLINK_BLOCK = FPS * 600  # blink schedule made 10 minutes at a time
 
 
@@ -128,8 +138,8 @@ class LiveSession:
     default weights when None; one can be shared by several sessions)."""
 
     def __init__(self, portrait, controls: LiveControls | None = None, *, pipeline=None, sample_rate: int = 16000,
-                 hop: int = DEFAULT_HOP, seed: int = 0, options: AnimateOptions | None = None,
-                 max_delay: float | None = None):
+                 hop: int | None = None, seed: int = 0, options: AnimateOptions | None = None,
+                 max_delay: float | None = None, rules: str = "live"):
         if pipeline is None:
             from ..pipeline import TalkingHeadPipeline
             pipeline = TalkingHeadPipeline.from_default(device="cpu", threads=1)
@@ -145,9 +155,17 @@ class LiveSession:
             else pipeline.load_portrait(portrait, self.base.align)
         self.state, self.still = fam.encode_portrait(self.portrait, self.prec, self.base)   # InputError: no face
         self.state.pose_calibration = fam.calibrate_pose(self.state) if self.state.calibrate else None
+        if rules not in RULES:
+            raise InputError(f"live session: rules {rules!r}: one of {', '.join(RULES)}")
         lips = fam.model.lips
-        self.head = lips.head
-        self.stream = sp.SpeechStream(lips.encoder, self.head.layers, hop=hop)
+        live_head = live_from_params(fam.params) if rules == "live" else None
+        # a parameters file without a live head (older, or fitted elsewhere) runs the offline head and rules
+        self.rules = "live" if live_head is not None else "offline"
+        self.head = live_head if live_head is not None else lips.head
+        if hop is None:
+            hop = int(fam.params.audio_config["live"]["hop"]) if live_head is not None else DEFAULT_HOP
+        self.stream = self.head.stream(lips.encoder, hop=hop)
+        self.rules_ahead = LIVE_RULES_AHEAD if self.rules == "live" else RULES_AHEAD
         from silero_vad import load_silero_vad
         self.vad = load_silero_vad()   # its own instance: the state is this session's
         self.vad.reset_states()
@@ -267,6 +285,9 @@ class LiveSession:
         if final:
             upto = min(self.total, codes_known)
             voice_to = upto
+        elif self.rules == "live":   # codes are per frame; the rules read flags up to f + LIVE_RULES_AHEAD
+            voice_to = self._voice_known()
+            upto = min(codes_known, voice_to - self.rules_ahead)
         else:
             voice_to = self._voice_known()
             # frame f's smoothing reads f + 1, whose silence ramp reads f + 2's voice (the rules' look-ahead)
@@ -278,11 +299,15 @@ class LiveSession:
         raw_voice = np.zeros(hi - lo, bool)
         have = self.voice_raw[:hi - lo]
         raw_voice[:have.size] = have
-        # the offline rules on the rolling segment (it starts at frame 0 or far enough back to match offline)
-        k = np.ones(2 * VAD_HANGOVER + 1)
-        speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
-        y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
-        mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
+        # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
+        if self.rules == "live":
+            speaking = live_speaking(raw_voice)
+            mouth = speech_rules(self.raw[:hi - lo], speaking, *self.gap) * self.mouth_gain
+        else:
+            k = np.ones(2 * VAD_HANGOVER + 1)
+            speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
+            y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
+            mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
         frames = self._render(mouth[self.emitted - lo:upto - lo], self.emitted, voice=speaking)
         self.emitted = upto
         self._trim()
@@ -349,6 +374,25 @@ class LiveSession:
         return out
 
     # ---- timing and lifetime -----------------------------------------------------------------------------------
+    def frame_needs(self, f: int) -> int:
+        """16 kHz samples the session must have received before frame ``f`` is final (and rendered by ``push``):
+        its chunk's end (the last frame of its hop plus the window's look-ahead) and the voice flags of the
+        ``rules_ahead`` frames after it (whole silero windows)."""
+        hop = self.stream.hop
+        g = f if self.rules == "live" else f + 2   # offline: the smoothing's next frame, whose ramp reads the next
+        last = (g // hop) * hop + hop - 1
+        chunk = last * sp.VIDEO_SAMPLES + self.stream.ahead_samples
+        flags = (f + self.rules_ahead + 1) * sp.VIDEO_SAMPLES
+        return max(chunk, -(-flags // SILERO_WINDOW) * SILERO_WINDOW)
+
+    @property
+    def lookahead_ms(self) -> float:
+        """The stated delay before compute: the most speech past a frame's FIRST sample that the frame waits for
+        (over a whole period of the hop and the silero windows)."""
+        period = self.stream.hop * 16   # 16 frames = 10 silero windows
+        return 1000.0 * max(self.frame_needs(f) - f * sp.VIDEO_SAMPLES for f in range(period, 2 * period)) \
+            / sp.SAMPLE_RATE
+
     def _arrival(self, sample: int) -> float:
         """perf_counter() when the 16 kHz sample number ``sample`` had arrived (zeros past the end: the last push)."""
         for count, t in self.arrivals:
