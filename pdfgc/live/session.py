@@ -8,13 +8,16 @@ explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and 
 
 What differs from offline, and why:
 
-- **Speech windows**: the same fixed 4 s Whisper window, but a chunk every ``hop`` video frames (default
-  ``DEFAULT_HOP`` = 8: 320 ms) instead of 75; each chunk ends 120 ms after its last frame starts, so every frame
-  reads the encoder states a chunk's LAST frames read offline. The encoder up to block 4 costs ~0.1-0.15 s per
-  chunk on one thread of this CPU, so hop 8 is ~0.3-0.5 of a core, hop 4 ~0.7-0.9 (hop 1 would need 2.5-3.5).
-- **Look-ahead** (what bounds the delay): a frame's lips read 120 ms of speech past its start (the head's window),
-  its voice activity 3 frames past it (``lips.VAD_HANGOVER``), the silence ramp and the 3-tap smoothing one frame
-  each: a frame is final once the audio reaches 6 frames (240 ms) past its start, the offline rules exactly.
+- **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``: a window
+  of 160 ms before a frame to the frame's end, Whisper chunks of 2 s ending there, one chunk every 3 frames, fitted
+  like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
+  after the voice, a 1-frame lead before it, the ramp, no smoothing). ``rules="offline"``: the offline head (4 s
+  chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips
+  of ``animate`` within the chunking's tolerance, for comparison.
+- **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
+  is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
+  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk and 2 frames of
+  flags, 144 ms with silero's window rounding; offline rules at hop 8: 480 ms.
 - **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
   windows and state as ``lips.voice_activity``: the same probabilities).
 - **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (0/1, the same
