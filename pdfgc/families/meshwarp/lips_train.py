@@ -552,20 +552,33 @@ def fit_live_command(data: Path, weights: Path, features: Path, out: Path | None
 
 def install_live_head(head, hop: int, report: dict, weights: Path) -> None:
     """Rewrite ONLY the live part of a parameters file (``audio.live.*`` tensors, ``audio_config["live"]``, info
-    ``lips_live``); the offline head's tensors and config stay as they are."""
-    from .lips import LIVE, to_live_config
-    from .params import load_params, save_params
+    ``lips_live``): every other tensor is written back as read (same dtype and bytes), so the offline head and the
+    other parts stay exactly as they are."""
+    import json
 
-    params = load_params(weights)
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ...fileio import atomic_path
+    from .lips import LIVE, to_live_config
+    from .params import load_params
+
+    params = load_params(weights)   # the format checks
     if not params.audio_state:
         from ...errors import InputError
         raise InputError(f"{weights}: no offline lips head to put a live one beside")
-    state = {k: v for k, v in params.audio_state.items() if not k.startswith(LIVE)}
-    state.update({LIVE + k: v.detach().clone() for k, v in head.state_dict().items()})
-    params.audio_state = state
-    params.audio_config = dict(params.audio_config) | {"live": to_live_config(head, hop)}
-    params.info["lips_live"] = report
-    save_params(params, weights)
+    with safe_open(str(weights), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("audio." + LIVE)}
+    tensors.update({"audio." + LIVE + k: v.detach().to("cpu", torch.float32).contiguous().clone()
+                    for k, v in head.state_dict().items()})
+    config, info = json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
+    config["audio"] = dict(config.get("audio") or {}) | {"live": to_live_config(head, hop)}
+    info["lips_live"] = report
+    meta["config"], meta["info"] = json.dumps(config), json.dumps(info)
+    with atomic_path(Path(weights)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def copy_live(src: Path, dst: Path) -> None:
