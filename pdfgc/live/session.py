@@ -9,14 +9,14 @@ explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and 
 What differs from offline, and why:
 
 - **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``: a window
-  of 160 ms before a frame to the frame's end, Whisper chunks of 2 s ending there, one chunk every 3 frames, fitted
-  like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
+  of 120 ms before a frame's start to 80 ms after it, Whisper chunks of 2 s ending there, one chunk every 2 frames,
+  fitted like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
   after the voice, a 1-frame lead before it, the ramp, no smoothing). ``rules="offline"``: the offline head (4 s
   chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips
   of ``animate`` within the chunking's tolerance, for comparison.
 - **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
   is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
-  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk and 2 frames of
+  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk and for 2 frames of
   flags, 144 ms with silero's window rounding; offline rules at hop 8: 480 ms.
 - **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
   windows and state as ``lips.voice_activity``: the same probabilities).
@@ -54,7 +54,7 @@ from ..vocabulary import FPS, MESHWARP
 
 # video frames per encoder chunk with the OFFLINE rules (rules="offline"): 8 (320 ms) keeps up at 25 fps on this
 # shared 2-core machine (0.6 cores measured with the load average at ~5); the live head's hop is the one it was
-# fitted with (its config; 3 = 120 ms: a 2 s chunk costs ~45 ms on one idle thread, ~0.4 of a core)
+# fitted with (its config; 2 = 80 ms: a 2 s chunk costs ~45 ms on one idle thread, ~0.55 of a core)
 DEFAULT_HOP = 8
 SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
 # frames past a frame's own that its final mouth code needs with the offline rules: VAD hangover, + the silence
@@ -226,9 +226,14 @@ class LiveSession:
             x = self.resampler.resample_chunk(x, last=False)
         self.received += x.size
         self.arrivals.append((self.received, time.perf_counter()))
-        self._voice(x)
-        self._codes(self.stream.push(x))
-        return self._emit(final=False)
+        # a long push is taken one hop at a time, rendering between chunks: its first frames are not held (and
+        # dropped as late) while the chunks of its last ones are encoded
+        out, step = [], self.stream.hop * sp.VIDEO_SAMPLES
+        for i in range(0, max(x.size, 1), step):
+            self._voice(x[i:i + step])
+            self._codes(self.stream.push(x[i:i + step]))
+            out += self._emit(final=False)
+        return out
 
     def finish(self) -> list[LiveFrame]:
         """The frames the samples so far cover (zeros after them, as offline)."""
