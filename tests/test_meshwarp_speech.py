@@ -167,12 +167,13 @@ def test_copy_lips_part_between_parameter_files(tmp_path):
 
 
 def test_live_rules_margins_and_causality():
-    """The live rules on tiny inputs: the mouth closed where no voice is heard, open from LIVE_VAD_LEAD frames before
-    the first voiced frame to VAD_HANGOVER after the last, half-open on the ramp frames either side; predicted
-    closures shut; and frame t's output never depends on flags past t + LIVE_RULES_AHEAD or codes past t."""
+    """The live rules on tiny inputs: the mouth closed where no voice is heard, half open LIVE_VAD_LEAD frames before
+    the first voiced frame and on the frame after the VAD_HANGOVER frames that follow the last, open between;
+    predicted closures shut; and frame t's output never depends on flags past t + LIVE_RULES_AHEAD or codes past
+    t."""
     from pdfgc.families.meshwarp import lips as L
 
-    assert L.LIVE_RULES_AHEAD == L.LIVE_VAD_LEAD + 1 == 2 and L.VAD_HANGOVER == 3
+    assert L.LIVE_RULES_AHEAD == L.LIVE_VAD_LEAD == 1 and L.VAD_HANGOVER == 3
     g = np.zeros(4, np.float32)
     g[0] = 1.0                                   # the lip gap is the first value of the code
     codes = np.tile(np.array([1.0, 0.5, 0.0, 0.0], np.float32), (20, 1))
@@ -181,9 +182,9 @@ def test_live_rules_margins_and_causality():
     flags[8:11] = True                           # voice heard on frames 8..10
     y = L.live_rules(codes, flags, g, 1.0)
     gap = y[:, 0]
-    assert np.all(gap[:6] == 0) and np.all(gap[15:] == 0)     # silence: closed
-    assert gap[6] == 0.5 and gap[14] == 0.5                    # the ramps: 8 - 1 (lead) - 1, 10 + 3 (hangover) + 1
-    assert np.all(gap[7:12] == 1.0) and gap[12] == 0 and gap[13] == 1.0
+    assert np.all(gap[:7] == 0) and np.all(gap[15:] == 0)     # silence: closed
+    assert gap[7] == 0.5 and gap[14] == 0.5                    # the ramps: 8 - 1 (lead), 10 + 3 (hangover) + 1
+    assert np.all(gap[8:12] == 1.0) and gap[12] == 0 and gap[13] == 1.0
     assert np.all(L.live_rules(codes, np.zeros(20, bool), g, 1.0) == 0)   # no voice anywhere: always closed
     rng = np.random.default_rng(0)
     for t in range(2, 17):

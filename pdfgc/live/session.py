@@ -11,13 +11,15 @@ What differs from offline, and why:
 - **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``: a window
   of 120 ms before a frame's start to 80 ms after it, Whisper chunks of 2 s ending there, one chunk every 2 frames,
   fitted like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
-  after the voice, a 1-frame lead before it, the ramp, no smoothing). ``rules="offline"``: the offline head (4 s
+  after the voice, a 1-frame lead before it, the ramp's half-open frames inside that span's first frame and after
+  its last, no smoothing). ``rules="offline"``: the offline head (4 s
   chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips
   of ``animate`` within the chunking's tolerance, for comparison.
 - **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
   is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
-  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk and for 2 frames of
-  flags, 144 ms with silero's window rounding; offline rules at hop 8: 480 ms.
+  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk (hop 2, window to
+  +80 ms), 80 ms (+ silero's window rounding, at most 104 ms) for the next frame's flags: 120 ms; offline rules at
+  hop 8: 480 ms.
 - **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
   windows and state as ``lips.voice_activity``: the same probabilities).
 - **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (0/1, the same
@@ -43,6 +45,7 @@ from ..families.meshwarp.lips import (
     VAD_HANGOVER,
     VAD_THRESHOLD,
     live_from_params,
+    live_rules,
     live_speaking,
     smooth_keeping_closures,
     speech_rules,
@@ -310,7 +313,7 @@ class LiveSession:
         # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
         if self.rules == "live":
             speaking = live_speaking(raw_voice)
-            mouth = speech_rules(self.raw[:hi - lo], speaking, *self.gap) * self.mouth_gain
+            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap) * self.mouth_gain
         else:
             k = np.ones(2 * VAD_HANGOVER + 1)
             speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0

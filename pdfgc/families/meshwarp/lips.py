@@ -235,11 +235,12 @@ def smooth_keeping_closures(codes: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- live rules
 # The offline rules look 5 frames past a frame (VAD_HANGOVER 3, the ramp 1, the smoothing 1). The live rules keep
-# the 120 ms hangover AFTER the voice (causal: free) but open the mouth only LIVE_VAD_LEAD frames before it, keep the
-# 2-frame ramp (it reads the next frame's flag) and drop the 3-tap smoothing (the ridge over overlapping windows is
-# smooth already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known.
+# the 120 ms hangover AFTER the voice (causal: free) but open the mouth only LIVE_VAD_LEAD frames before it, put the
+# 2-frame ramp's half-open frames where they need no look-ahead (the first speaking frame, i.e. the lead frame, and
+# the first frame after the hangover) and drop the 3-tap smoothing (the ridge over overlapping windows is smooth
+# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known.
 LIVE_VAD_LEAD = 1
-LIVE_RULES_AHEAD = LIVE_VAD_LEAD + 1
+LIVE_RULES_AHEAD = LIVE_VAD_LEAD
 
 
 def live_speaking(flags: np.ndarray) -> np.ndarray:
@@ -254,6 +255,13 @@ def live_speaking(flags: np.ndarray) -> np.ndarray:
 
 
 def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float) -> np.ndarray:
-    """The live rules on raw voice flags: ``speech_rules`` with ``live_speaking``'s margins, no smoothing. Frame t's
-    output reads flags up to t + LIVE_RULES_AHEAD and codes up to t."""
-    return speech_rules(codes, live_speaking(flags), gap_direction, gap_rms)
+    """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
+    frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
+    to t + LIVE_RULES_AHEAD and codes up to t."""
+    s = live_speaking(flags)
+    prev = np.r_[False, s[:-1]]
+    w = s.astype(np.float32)
+    w[s != prev] = 0.5
+    y = np.asarray(codes, np.float32).copy()
+    y[y @ gap_direction < CLOSED_GAP * gap_rms] = 0.0
+    return y * w[:, None]

@@ -443,9 +443,9 @@ def copy_lips(src: Path, dst: Path) -> None:
 # is (same people, targets, per-clip audio-video offsets taken from the offline fit, CV, gain) on features cut
 # exactly as a live session cuts them, on the offline head's standardisation and principal axes (the same encoder
 # states; the PCA is not refitted). Chosen by out-of-fold / held-out code-level median r (2026-12-07; the offline
-# head's window refitted the same way 0.724 / the shipped head 0.725): 2 s chunks, window to +40 ms, hop 3: 0.633 / 0.593; 1 s chunks, same: 0.612 / 0.550; 2 s, to
-# +80 ms, hop 3: 0.662 / 0.640; hop 2: 0.660 / 0.624 (hop 2: 144 ms stated look-ahead instead of 160 ms, for
-# ~0.2 of a core more; benchmarks/results/live/live_heads.md).
+# head's window refitted the same way: 0.724 / the shipped head: 0.725): 2 s chunks, window to +40 ms, hop 3:
+# 0.633 / 0.593; 1 s chunks, same: 0.612 / 0.550; 2 s, to +80 ms, hop 3: 0.662 / 0.640; the same at hop 2: 0.660 /
+# 0.624 (hop 2 waits 120 ms instead of 160 ms, for ~0.2 of a core more; benchmarks/results/live/live_heads.md).
 LIVE_WINDOW = sp.SpeechWindow(chunk_frames=100, win_before=6, win_after=4)
 LIVE_HOP = 2
 LIPS_FIT = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "meshwarp" / "lips_fit.json"
