@@ -32,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +66,7 @@ SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
 # ramp, + the smoothing (the live rules: lips.LIVE_RULES_AHEAD)
 RULES_AHEAD = VAD_HANGOVER + 2
 RULES = ("live", "offline")
+MAX_PENDING = 4          # chunks queued for the encoder thread before a push waits for it
 BLINK_BLOCK = FPS * 600  # blink schedule made 10 minutes at a time
 
 
@@ -145,7 +148,7 @@ class LiveSession:
 
     def __init__(self, portrait, controls: LiveControls | None = None, *, pipeline=None, sample_rate: int = 16000,
                  hop: int | None = None, seed: int = 0, options: AnimateOptions | None = None,
-                 max_delay: float | None = None, rules: str = "live"):
+                 max_delay: float | None = None, rules: str = "live", threaded: bool = True):
         if pipeline is None:
             from ..pipeline import TalkingHeadPipeline
             pipeline = TalkingHeadPipeline.from_default(device="cpu", threads=1)
@@ -172,6 +175,10 @@ class LiveSession:
             hop = int(fam.params.audio_config["live"]["hop"]) if live_head is not None else DEFAULT_HOP
         self.stream = self.head.stream(lips.encoder, hop=hop)
         self.rules_ahead = LIVE_RULES_AHEAD if self.rules == "live" else RULES_AHEAD
+        # threaded: the Whisper encoder runs on a worker thread (the second core; torch releases the GIL), so that
+        # rendering goes on while a chunk is encoded; a frame whose chunk is being encoded comes out at a later push
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-live-encoder") if threaded else None
+        self._pending: deque = deque()
         from silero_vad import load_silero_vad
         self.vad = load_silero_vad()   # its own instance: the state is this session's
         self.vad.reset_states()
@@ -234,7 +241,8 @@ class LiveSession:
         out, step = [], self.stream.hop * sp.VIDEO_SAMPLES
         for i in range(0, max(x.size, 1), step):
             self._voice(x[i:i + step])
-            self._codes(self.stream.push(x[i:i + step]))
+            self._submit(self.stream.push_cut(x[i:i + step]))
+            self._collect(wait=False)
             out += self._emit(final=False)
         return out
 
@@ -244,10 +252,11 @@ class LiveSession:
             x = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             self.received += x.size
             self._voice(x)
-            self._codes(self.stream.push(x))
+            self._submit(self.stream.push_cut(x))
         total = -(-self.received // sp.VIDEO_SAMPLES)
         self.stream.num_frames = total
-        self._codes(self.stream.finish())
+        self._submit(self.stream.finish_cut())
+        self._collect(wait=True)
         pad = (-self.vad_pending.size) % SILERO_WINDOW
         if self.vad_pending.size:
             self._voice(np.zeros(pad, np.float32))
@@ -285,10 +294,28 @@ class LiveSession:
         return (SILERO_WINDOW * self.vad_windows) // sp.VIDEO_SAMPLES
 
     @torch.no_grad()
-    def _codes(self, chunks) -> None:
-        for first, slab in chunks:
-            y = self.head(torch.from_numpy(slab), self.stream.hop).numpy()
-            self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
+    def _encode(self, cut) -> tuple[int, np.ndarray]:
+        """One chunk's Whisper states and the lips head: (first frame, raw codes of its hop's frames)."""
+        first, slab = self.stream.encode(cut)
+        return first, self.head(torch.from_numpy(slab), self.stream.hop).numpy()
+
+    def _submit(self, cuts) -> None:
+        for cut in cuts:
+            if self._pool is None:
+                self._codes(self._encode(cut))
+            else:
+                self._pending.append(self._pool.submit(self._encode, cut))
+        while len(self._pending) > MAX_PENDING:   # the encoder fell behind: wait rather than queue without bound
+            self._codes(self._pending.popleft().result())
+
+    def _collect(self, wait: bool) -> None:
+        """The encoded chunks, in order (``wait``: all of them; else the ones done by now)."""
+        while self._pending and (wait or self._pending[0].done()):
+            self._codes(self._pending.popleft().result())
+
+    def _codes(self, item) -> None:
+        first, y = item
+        self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
 
     # ---- output --------------------------------------------------------------------------------------------------
     def _emit(self, final: bool) -> list[LiveFrame]:
@@ -413,6 +440,9 @@ class LiveSession:
 
     def close(self) -> None:
         """Free the session's buffers, models' state and the portrait (the shared pipeline stays)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._pending = None, deque()
         for name in ("stream", "vad", "state", "still", "portrait", "raw", "voice_raw", "vad_pending", "arrivals",
                      "blink_curve", "motion", "resampler", "head"):
             setattr(self, name, None)

@@ -312,7 +312,8 @@ class SpeechStream:
         """Samples past a chunk's LAST frame's start that the chunk needs (its window's look-ahead)."""
         return self.window.win_after * ENC_SAMPLES
 
-    def _ready(self) -> list[tuple[int, np.ndarray]]:
+    def _cut(self) -> list[tuple[int, np.ndarray, int]]:
+        """The chunks whose speech is complete, not yet encoded: (first video frame, samples, first slab row)."""
         out = []
         while True:
             if self.num_frames is not None and self.next_frame >= self.num_frames:
@@ -321,31 +322,45 @@ class SpeechStream:
             begin = end - self.chunk_frames * ENC_SAMPLES
             if end - self.start > len(self.buf):
                 return out
-            wav = torch.from_numpy(self.buf[begin - self.start:end - self.start])[None]
-            with torch.inference_mode():
-                h = self.encoder(self.logmel(wav), self.layers)[0]   # (chunk_frames, L, 512)
+            wav = self.buf[begin - self.start:end - self.start].copy()
             first_enc = ENC_PER_VIDEO * self.next_frame - self.win_before - begin // ENC_SAMPLES
-            out.append((self.next_frame, h[first_enc:first_enc + self.slab].numpy()))
+            out.append((self.next_frame, wav, first_enc))
             self.next_frame += self.hop
             keep_from = (ENC_PER_VIDEO * self.next_frame + self.chunk_end - self.chunk_frames) * ENC_SAMPLES
             if keep_from > self.start:
                 self.buf = self.buf[keep_from - self.start:]
                 self.start = keep_from
 
-    def push(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def encode(self, cut: tuple[int, np.ndarray, int]) -> tuple[int, np.ndarray]:
+        """One cut chunk -> (first video frame, slab); separate from the cutting so that a live session can run it on
+        another thread."""
+        first, wav, first_enc = cut
+        with torch.inference_mode():
+            h = self.encoder(self.logmel(torch.from_numpy(wav)[None]), self.layers)[0]   # (chunk_frames, L, 512)
+        return first, h[first_enc:first_enc + self.slab].numpy()
+
+    def push_cut(self, samples: np.ndarray) -> list[tuple[int, np.ndarray, int]]:
+        """``push`` without the encoding: the completed chunks for ``encode``."""
         samples = np.asarray(samples, np.float32).reshape(-1)
         self.received += samples.size
         self.buf = np.concatenate([self.buf, samples])
-        return self._ready()
+        return self._cut()
 
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        """The remaining chunks, zeros after the signal, up to ``num_frames`` (else the frames the signal covers)."""
+    def push(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        return [self.encode(c) for c in self.push_cut(samples)]
+
+    def finish_cut(self) -> list[tuple[int, np.ndarray, int]]:
+        """``finish`` without the encoding."""
         if self.num_frames is None:
             self.num_frames = -(-self.received // VIDEO_SAMPLES)
         last_end = (ENC_PER_VIDEO * (self.num_frames - 1 + self.hop) + self.chunk_end) * ENC_SAMPLES
         need = max(0, last_end - self.start - len(self.buf))
         self.buf = np.concatenate([self.buf, np.zeros(need, np.float32)])
-        return self._ready()
+        return self._cut()
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The remaining chunks, zeros after the signal, up to ``num_frames`` (else the frames the signal covers)."""
+        return [self.encode(c) for c in self.finish_cut()]
 
 
 def frame_windows(slab: np.ndarray, count: int = HOP_VIDEO) -> np.ndarray:
