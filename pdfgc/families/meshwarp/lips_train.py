@@ -530,6 +530,10 @@ def fit_live_command(data: Path, weights: Path, features: Path, out: Path | None
     pca = tuple(t.numpy() for t in (offline.mean, offline.scale, offline.proj))
     fit = Fit([clips[i] for i in train], None, offline.layers, offline.proj.shape[1], g, x=[x[i] for i in train],
               pca=pca)
+    if not Path(lags_from).is_file():
+        from ...errors import InputError
+        raise InputError(f"{lags_from}: no offline lips fit report (its per-clip audio-video offsets): pass "
+                         "--lags-from (the --report of `lips_train fit`)")
     lags = {p["clip"]: int(p["lag"]) for p in json.loads(Path(lags_from).read_text())["per_clip_oof"]}
     cv = cross_validate(fit, log, lags)
     head = make_head(fit, cv, params, window)
@@ -629,6 +633,8 @@ def main(argv=None) -> int:
     lv.add_argument("--win-after", type=int, default=LIVE_WINDOW.win_after)
     lv.add_argument("--hop", type=int, default=LIVE_HOP)
     lv.add_argument("--no-install", action="store_true", help="report only")
+    lv.add_argument("--lags-from", type=Path, default=LIPS_FIT,
+                    help="the offline fit's report (per-clip audio-video offsets kept)")
     cl = sub.add_parser("copy-live", help="copy the live lips part of one parameters file into another")
     cl.add_argument("src", type=Path)
     cl.add_argument("dst", type=Path)
@@ -653,7 +659,8 @@ def run(a, log) -> None:
                     a.compare_layers, log, a.languages)
     elif a.cmd == "fit-live":
         w = sp.SpeechWindow(a.chunk_frames, a.win_before, a.win_after)
-        fit_live_command(a.data, a.weights, a.features, a.report, w, a.hop, a.cache, log, install=not a.no_install)
+        fit_live_command(a.data, a.weights, a.features, a.report, w, a.hop, a.cache, log, install=not a.no_install,
+                         lags_from=a.lags_from)
     elif a.cmd == "copy-live":
         copy_live(a.src, a.dst)
     else:
