@@ -4,9 +4,12 @@
 fps: frames delivered per wall second (25 = keeping up); latency: from the arrival of a frame's FIRST sample (its
 oldest speech, so every sample of the frame waited at most this long) to the frame rendered; cpu_cores: process CPU
 time / wall time over the feed; dropped: frames not rendered because they were more than ``--max-delay-ms`` late
-(a live display would skip them), plus frames owed but not delivered when the feed stopped beyond the look-ahead.
+(a live display would skip them), plus frames owed but not delivered when the feed stopped beyond the look-ahead;
+lookahead_ms: the session's stated wait for speech past a frame's first sample (``LiveSession.lookahead_ms``: the
+latency less the push granularity, compute and queueing). Defaults: the shipped live path (the live lips head and
+rules, their hop).
 
-    PYTHONPATH=. python3 benchmarks/bench_live.py --seconds 120
+    PYTHONPATH=. python3 benchmarks/bench_live.py --seconds 120            # [--rules offline] [--hop N]
 """
 from __future__ import annotations
 
@@ -40,11 +43,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--portrait", default=str(EX / "anne.png"))
     ap.add_argument("--chunk-ms", type=float, default=30.0)
     ap.add_argument("--hop", type=int, default=None, help="video frames per encoder chunk (default: the session's)")
+    ap.add_argument("--rules", choices=("live", "offline"), default="live",
+                    help="live: the live lips head and rules (default); offline: the offline ones, for comparison")
     ap.add_argument("--max-delay-ms", type=float, default=1000.0)
     ap.add_argument("--silence-gap", type=float, default=1.0, help="seconds of silence between loops of the file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from pdfgc.live import DEFAULT_HOP, LiveSession
+    from pdfgc.live import LiveSession
     from pdfgc.pipeline import TalkingHeadPipeline
 
     pipe = TalkingHeadPipeline.from_default(device="cpu", threads=1)
@@ -52,9 +57,10 @@ def main(argv=None) -> dict:
     loop = np.concatenate([wav, np.zeros(int(args.silence_gap * 16000), np.float32)])
     total = int(args.seconds * 16000)
     feed = np.tile(loop, -(-total // loop.size))[:total]
-    hop = args.hop or DEFAULT_HOP
-    rss_start = rss_mb()
-    session = LiveSession(args.portrait, pipeline=pipe, hop=hop, max_delay=args.max_delay_ms / 1000)
+    rss_start, load_start = rss_mb(), os.getloadavg()[0]
+    session = LiveSession(args.portrait, pipeline=pipe, hop=args.hop, max_delay=args.max_delay_ms / 1000,
+                          rules=args.rules)
+    hop, lookahead = session.stream.hop, session.lookahead_ms
     step = int(round(args.chunk_ms * 16))
     lat, frames = [], 0
     rss_mid = None
@@ -76,16 +82,19 @@ def main(argv=None) -> dict:
     cpu = time.process_time() - cpu0
     owed = total // 640 - session.emitted   # frames the feed covered but the look-ahead still holds
     rss_end = rss_mb()
+    load = os.getloadavg()[0]
     session.close()
     lat_ms = np.array(lat) * 1000
-    out = {"seconds": args.seconds, "hop_frames": hop, "chunk_ms": args.chunk_ms, "frames": frames,
+    out = {"seconds": args.seconds, "rules": session.rules, "hop_frames": hop, "lookahead_ms": lookahead,
+           "chunk_ms": args.chunk_ms, "frames": frames,
            "fps": round(frames / wall, 2), "dropped": int(session.dropped), "held_at_end": int(owed),
            "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 1) if lat else None,
            "latency_ms_p95": round(float(np.percentile(lat_ms, 95)), 1) if lat else None,
            "latency_ms_max": round(float(lat_ms.max()), 1) if lat else None,
            "cpu_cores": round(cpu / wall, 3), "rss_mb_start": round(rss_start, 1),
            "rss_mb_mid": round(rss_mid or 0.0, 1), "rss_mb_end": round(rss_end, 1),
-           "rss_mb_after_close": round(rss_mb(), 1), "load_avg_1min": round(os.getloadavg()[0], 2)}
+           "rss_mb_after_close": round(rss_mb(), 1), "load_avg_1min_start": round(load_start, 2),
+           "load_avg_1min": round(load, 2)}
     print(json.dumps(out))
     return out
 

@@ -1,10 +1,11 @@
 """Lips live vs offline on the same audio: the mouth-code correlation r (all frames and dims) between
-``LiveSession`` (fed in 30 ms pieces) and the offline plan, per hop, on held-out speakers' voices
+``LiveSession`` (fed in 30 ms pieces) and the offline plan, per session kind (``live``: the default live head and
+rules at their hop; ``offline:H``: the offline head and rules at hop H), on held-out speakers' voices
 (heldout_identities.txt, clips with sound of 6-40 s from the corpus manifest, first ``--seconds`` of each), plus the
-encoder's cost per 4 s chunk on one thread. Baseline beside it: r between the offline lips and the same lips one
-frame late (what a one-frame error in timing would cost).
+encoder's cost per chunk vs the chunk's length on one thread. Baseline beside it: r between the offline lips and the
+same lips one frame late (what a one-frame error in timing would cost).
 
-    PYTHONPATH=. python3 benchmarks/live_vs_offline.py --hops 4 8
+    PYTHONPATH=. python3 benchmarks/live_vs_offline.py                    # [--kinds live offline:8 offline:4]
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def heldout_clips(limit: int) -> list[Path]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--hops", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--kinds", nargs="+", default=["live", "offline:8"])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clips", type=int, default=6)
     args = ap.parse_args(argv)
@@ -44,22 +45,28 @@ def main(argv=None):
     portrait = pipe.load_portrait(ROOT / "pdfgc/ui/examples/anne.png")
     enc = pipe.family.model.lips.encoder
     from pdfgc.families.meshwarp import speech as sp
-    x = sp.LogMel()(torch.randn(1, sp.CHUNK_FRAMES * sp.ENC_SAMPLES) * 0.1)
-    with torch.inference_mode():
-        enc(x, [2, 3, 4])
-        t0 = time.perf_counter()
-        for _ in range(5):
+    chunk_ms = {}
+    for seconds in (4.0, 2.0, 1.0):
+        x = sp.LogMel()(torch.randn(1, int(seconds * 16000)) * 0.1)
+        with torch.inference_mode():
             enc(x, [2, 3, 4])
-    chunk_s = (time.perf_counter() - t0) / 5
-    print(f"encoder to block 4 on one 4 s chunk, 1 thread: {chunk_s * 1000:.0f} ms")
-    results = {"encoder_chunk_ms": round(chunk_s * 1000, 1), "clips": []}
+            times = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                enc(x, [2, 3, 4])
+                times.append(time.perf_counter() - t0)
+        chunk_ms[f"{seconds:g}s"] = round(1000 * float(np.median(times)), 1)
+    import os
+    print(f"encoder to block 4 per chunk, 1 thread (median of 7): {chunk_ms}, load average {os.getloadavg()[0]:.1f}")
+    results = {"encoder_chunk_ms": chunk_ms, "load_avg_1min": round(os.getloadavg()[0], 2), "clips": []}
     for clip in heldout_clips(args.clips):
         wav = pipe.load_speech(clip).wav16k[:int(args.seconds * 16000)]
         off = pipe.plan(portrait, wav, progress=False).mouth.numpy()
         row = {"clip": clip.name, "frames": len(off),
                "r_offline_vs_1_frame_late": round(float(np.corrcoef(off[1:].ravel(), off[:-1].ravel())[0, 1]), 4)}
-        for hop in args.hops:
-            s = LiveSession(portrait, pipeline=pipe, hop=hop)
+        for kind in args.kinds:
+            rules, _, hop = kind.partition(":")
+            s = LiveSession(portrait, pipeline=pipe, rules=rules, hop=int(hop) if hop else None)
             frames = []
             for i in range(0, len(wav), 480):
                 frames += s.push(wav[i:i + 480])
@@ -67,12 +74,12 @@ def main(argv=None):
             s.close()
             live = np.stack([f.mouth for f in frames])
             n = min(len(live), len(off))
-            row[f"r_hop{hop}"] = round(float(np.corrcoef(live[:n].ravel(), off[:n].ravel())[0, 1]), 4)
+            row[f"r_{kind}"] = round(float(np.corrcoef(live[:n].ravel(), off[:n].ravel())[0, 1]), 4)
         print(json.dumps(row))
         results["clips"].append(row)
-    for hop in args.hops:
-        rs = [c[f"r_hop{hop}"] for c in results["clips"]]
-        results[f"r_hop{hop}_mean"], results[f"r_hop{hop}_min"] = round(float(np.mean(rs)), 4), min(rs)
+    for kind in args.kinds:
+        rs = [c[f"r_{kind}"] for c in results["clips"]]
+        results[f"r_{kind}_mean"], results[f"r_{kind}_min"] = round(float(np.mean(rs)), 4), min(rs)
     results["r_1_frame_late_mean"] = round(float(np.mean([c["r_offline_vs_1_frame_late"] for c in
                                                           results["clips"]])), 4)
     print(json.dumps({k: v for k, v in results.items() if k != "clips"}))

@@ -18,6 +18,10 @@ Figures per clip:
 - ``oracle_r`` / ``oracle_amplitude``: the clip's own measured mouth codes through the same warp, re-measured.
 - ``language``: Whisper's language detection on the clip (CTranslate2, the same packaged weights).
 Writes ``lips_benchmark.json`` and ``lips_benchmark.png`` (per-clip curves) under ``--out``.
+
+``--live``: the same clips through ``pdfgc.live.LiveSession`` (the live lips head and rules; the speech pushed
+whole, then ``finish``: a session's frames do not depend on how the speech is cut), no head motion and no blinks
+as offline; writes ``lips_benchmark_live.json`` / ``.png`` (no oracle: it does not depend on the head).
 """
 from __future__ import annotations
 
@@ -113,6 +117,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--strip-only", action="store_true", help="only the strip, from an earlier run's json")
     ap.add_argument("--speed", action="store_true", help="only the speech encoder's cost per minute of audio")
+    ap.add_argument("--live", action="store_true", help="the live session's lips (live head and rules)")
     a = ap.parse_args()
     if a.speed:
         return speed()
@@ -158,19 +163,25 @@ def main() -> int:
             continue
         image = corpus.load_frames(c.key, [c.ref])[0]
         portrait = pipe.load_portrait(image, align="never")
-        plan = pipe.plan(portrait, wav, lips="audio", max_frames=t, progress=False)
-        n = plan.num_frames
-        frames = render_frames(pipe, plan)
+        if a.live:
+            frames = live_frames(pipe, portrait, wav)[:t]
+            n = len(frames)
+        else:
+            plan = pipe.plan(portrait, wav, lips="audio", max_frames=t, progress=False)
+            n = plan.num_frames
+            frames = render_frames(pipe, plan)
         real = S.mouth_opening(c.mesh[:n]).astype(np.float64)
         real[~c.valid[:n]] = np.nan
         rend = opening_of_frames(frames)[0]
-        # the oracle: the clip's own mouth codes (relative to the portrait frame) through the same warp
-        d = C.retarget(C.measure(c.mesh[:n], params, reference=c.ref), c.ref)
-        oplan = dataclasses.replace(plan, mouth=torch.from_numpy(np.nan_to_num(d.mouth).astype(np.float32)))
-        orend = opening_of_frames(render_frames(pipe, oplan))[0]
+        if a.live:
+            orend = np.full(n, np.nan)
+        else:   # the oracle: the clip's own mouth codes (relative to the portrait frame) through the same warp
+            d = C.retarget(C.measure(c.mesh[:n], params, reference=c.ref), c.ref)
+            oplan = dataclasses.replace(plan, mouth=torch.from_numpy(np.nan_to_num(d.mouth).astype(np.float32)))
+            orend = opening_of_frames(render_frames(pipe, oplan))[0]
         speaking = L.voice_activity(wav, n)
         lag, r = S.best_offset(rend, real, MAX_LAG)
-        olag, orr = S.best_offset(orend, real, MAX_LAG)
+        olag, orr = S.best_offset(orend, real, MAX_LAG) if not a.live else (0, None)
         loud_lag, loud_r = S.best_offset(rms_envelope(wav, n), real, MAX_LAG)
         aligned = shift(real, lag)
         ok = np.isfinite(aligned) & np.isfinite(rend)
@@ -189,8 +200,9 @@ def main() -> int:
                "nonspeech_frames": int(quiet.sum()),
                "nonspeech_closed": round(closed_share, 3) if quiet.any() else None,
                "loudness_r": round(float(loud_r), 4), "loudness_lag": int(loud_lag),
-               "oracle_r": round(float(orr), 4),
-               "oracle_amplitude": round(float(np.std(orend[ook]) / max(np.std(real[ook]), 1e-9)), 3)}
+               "oracle_r": round(float(orr), 4) if orr is not None else None,
+               "oracle_amplitude": round(float(np.std(orend[ook]) / max(np.std(real[ook]), 1e-9)), 3)
+               if ook.any() else None}
         per.append(row)
         curves.append((c.key, real, rend, orend, lag))
         print(json.dumps(row), flush=True)
@@ -199,9 +211,12 @@ def main() -> int:
         a.out.mkdir(parents=True, exist_ok=True)
         record = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"),
                   "summary": summary, "per_clip": per}
-        (a.out / "lips_benchmark.json").write_text(json.dumps(record, indent=1) + "\n")
+        name = "lips_benchmark_live" if a.live else "lips_benchmark"
+        (a.out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         print(json.dumps(summary, indent=1))
-        plot(curves, per, a.out / "lips_benchmark.png")
+        plot(curves, per, a.out / f"{name}.png")
+        if a.live:
+            return 0
         clips_all = clips
     else:
         clips_all = [c for c in load_lip_clips(a.data, None, params, log=lambda s: None) if c.heldout]
@@ -303,6 +318,16 @@ def speed() -> int:
     return 0
 
 
+def live_frames(pipe, portrait, wav: np.ndarray) -> np.ndarray:
+    """The frames of a live session (default: live head and rules) with no head motion and no blinks."""
+    from pdfgc.live import LiveSession
+    from pdfgc.live.session import LiveControls
+
+    with LiveSession(portrait, LiveControls(pose_auto=False, blink_auto=False), pipeline=pipe) as s:
+        frames = s.push(wav) + s.finish()
+    return np.stack([f.image for f in frames])
+
+
 def render_frames(pipe, plan) -> np.ndarray:
     return np.concatenate([im.permute(0, 2, 3, 1).numpy() for _, im in pipe.render(plan)])[:plan.num_frames]
 
@@ -326,8 +351,9 @@ def summarise(per: list[dict]) -> dict:
             "nonspeech_closed": round(qc / q, 3) if q else None, "nonspeech_frames": q,
             "beats_loudness": round(float(np.mean(r > loud)), 3),
             "loudness_r_median": round(float(np.median(loud)), 3),
-            "oracle_r_median": round(float(np.median(col("oracle_r"))), 3),
-            "oracle_amplitude_median": round(float(np.median(col("oracle_amplitude"))), 3),
+            "oracle_r_median": round(float(np.median(col("oracle_r"))), 3) if col("oracle_r").size else None,
+            "oracle_amplitude_median": round(float(np.median(col("oracle_amplitude"))), 3)
+            if col("oracle_amplitude").size else None,
             "per_language": {k: {"clips": len(v), "r_median": round(float(np.median(v)), 3)}
                              for k, v in sorted(langs.items())}}
 

@@ -164,3 +164,69 @@ def test_copy_lips_part_between_parameter_files(tmp_path):
     p.mouth_basis = p.mouth_basis[::-1].copy()
     save_params(p, dst)
     assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 2
+
+
+def test_live_rules_margins_and_causality():
+    """The live rules on tiny inputs: the mouth closed where no voice is heard, half open LIVE_VAD_LEAD frames before
+    the first voiced frame and on the frame after the VAD_HANGOVER frames that follow the last, open between;
+    predicted closures shut; and frame t's output never depends on flags past t + LIVE_RULES_AHEAD or codes past
+    t."""
+    from pdfgc.families.meshwarp import lips as L
+
+    assert L.LIVE_RULES_AHEAD == L.LIVE_VAD_LEAD == 1 and L.VAD_HANGOVER == 3
+    g = np.zeros(4, np.float32)
+    g[0] = 1.0                                   # the lip gap is the first value of the code
+    codes = np.tile(np.array([1.0, 0.5, 0.0, 0.0], np.float32), (20, 1))
+    codes[12] = [0.05, 0.5, 0.0, 0.0]            # a predicted bilabial closure (gap 0.05 < 0.15 of gap_rms 1)
+    flags = np.zeros(20, bool)
+    flags[8:11] = True                           # voice heard on frames 8..10
+    y = L.live_rules(codes, flags, g, 1.0)
+    gap = y[:, 0]
+    assert np.all(gap[:7] == 0) and np.all(gap[15:] == 0)     # silence: closed
+    assert gap[7] == 0.5 and gap[14] == 0.5                    # the ramps: 8 - 1 (lead), 10 + 3 (hangover) + 1
+    assert np.all(gap[8:12] == 1.0) and gap[12] == 0 and gap[13] == 1.0
+    assert np.all(L.live_rules(codes, np.zeros(20, bool), g, 1.0) == 0)   # no voice anywhere: always closed
+    rng = np.random.default_rng(0)
+    for t in range(2, 17):
+        f2, c2 = flags.copy(), codes.copy()
+        f2[t + L.LIVE_RULES_AHEAD + 1:] = rng.random(20 - t - L.LIVE_RULES_AHEAD - 1) < 0.5
+        c2[t + 1:] = rng.normal(size=(19 - t, 4))
+        np.testing.assert_array_equal(L.live_rules(c2, f2, g, 1.0)[:t + 1], y[:t + 1])
+    # the offline rules look further: a voiced frame 3 frames after t opens t offline, not live
+    late = np.zeros(20, bool)
+    late[10] = True
+    offline_speaking = np.convolve(late, np.ones(2 * L.VAD_HANGOVER + 1), "same") > 0   # voice_activity's margin
+    assert L.speech_rules(codes, offline_speaking, g, 1.0)[7, 0] == 1.0
+    assert L.live_rules(codes, late, g, 1.0)[7, 0] == 0.0
+
+
+def test_copy_live_part_between_parameter_files(tmp_path):
+    """``lips_train copy-live`` moves the live head and nothing else; ``copy`` (the offline lips) keeps it."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.lips import from_params, live_from_params
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params, save_params
+
+    src = load_params(DEFAULT_PATH)
+    if live_from_params(src) is None:
+        pytest.skip("no shipped live lips head")
+    dst = tmp_path / "dst.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    p = load_params(dst)
+    p.audio_state = {k: v for k, v in p.audio_state.items() if not k.startswith("live.")}
+    p.audio_config = {k: v for k, v in p.audio_config.items() if k != "live"}
+    p.info.pop("lips_live", None)
+    p.emotion_sigma_s = 0.5
+    save_params(p, dst)
+    assert live_from_params(load_params(dst)) is None
+    assert LT.main(["copy-live", str(DEFAULT_PATH), str(dst)]) == 0
+    back = load_params(dst)
+    assert back.emotion_sigma_s == 0.5 and back.info["lips_live"] == src.info["lips_live"]
+    a, b = live_from_params(src), live_from_params(back)
+    assert a.window == b.window and all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    off_a, off_b = from_params(src).state_dict(), from_params(back).state_dict()
+    assert off_a.keys() == off_b.keys() and all(torch.equal(off_a[k], off_b[k]) for k in off_a)
+    assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 0          # the offline copy keeps the live part
+    assert live_from_params(load_params(dst)) is not None
+    assert LT.main(["copy-live", str(tmp_path / "missing.safetensors"), str(dst)]) == 2

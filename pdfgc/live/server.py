@@ -100,6 +100,8 @@ def build_app(pipe):
                     session = await loop.run_in_executor(None, lambda: LiveSession(
                         portrait, LiveControls(), pipeline=pipe, sample_rate=rate, max_delay=1.0))
                     await websocket.send_text(json.dumps({"type": "ready", "size": session.state.size,
+                                                          "rules": session.rules,
+                                                          "lookahead_ms": session.lookahead_ms,
                                                           "emotions": sorted(pipe.family.params.emotion_shapes)}))
                 elif data.get("type") == "controls":
                     if session is None:

@@ -8,13 +8,18 @@ explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and 
 
 What differs from offline, and why:
 
-- **Speech windows**: the same fixed 4 s Whisper window, but a chunk every ``hop`` video frames (default
-  ``DEFAULT_HOP`` = 8: 320 ms) instead of 75; each chunk ends 120 ms after its last frame starts, so every frame
-  reads the encoder states a chunk's LAST frames read offline. The encoder up to block 4 costs ~0.1-0.15 s per
-  chunk on one thread of this CPU, so hop 8 is ~0.3-0.5 of a core, hop 4 ~0.7-0.9 (hop 1 would need 2.5-3.5).
-- **Look-ahead** (what bounds the delay): a frame's lips read 120 ms of speech past its start (the head's window),
-  its voice activity 3 frames past it (``lips.VAD_HANGOVER``), the silence ramp and the 3-tap smoothing one frame
-  each: a frame is final once the audio reaches 6 frames (240 ms) past its start, the offline rules exactly.
+- **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``: a window
+  of 120 ms before a frame's start to 80 ms after it, Whisper chunks of 2 s ending there, one chunk every 2 frames,
+  fitted like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
+  after the voice, a 1-frame lead before it, the ramp's half-open frames inside that span's first frame and after
+  its last, no smoothing). ``rules="offline"``: the offline head (4 s
+  chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips
+  of ``animate`` within the chunking's tolerance, for comparison.
+- **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
+  is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
+  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk (hop 2, window to
+  +80 ms), 80 ms (+ silero's window rounding, at most 104 ms) for the next frame's flags: 120 ms; offline rules at
+  hop 8: 480 ms.
 - **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
   windows and state as ``lips.voice_activity``: the same probabilities).
 - **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (0/1, the same
@@ -27,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,19 +42,34 @@ import torch
 from ..errors import InputError
 from ..families import Codes
 from ..families.meshwarp import speech as sp
-from ..families.meshwarp.lips import VAD_HANGOVER, VAD_THRESHOLD, smooth_keeping_closures, speech_rules
+from ..families.meshwarp.lips import (
+    LIVE_RULES_AHEAD,
+    VAD_HANGOVER,
+    VAD_THRESHOLD,
+    live_from_params,
+    live_rules,
+    live_speaking,
+    smooth_keeping_closures,
+    speech_rules,
+)
 from ..families.meshwarp.motion import AXES, ENVELOPE_FRAMES, SLOW_RHO, MotionModel, auto_blink_control
 from ..options import AnimateOptions, check_options
 from ..runtime import Precision
 from ..vocabulary import FPS, MESHWARP
 
-# video frames per encoder chunk: 8 (320 ms) keeps up at 25 fps on this shared 2-core machine (0.6 cores measured
-# with the load average at ~5); 4 halves the hop's wait but needs ~0.9 cores of encoder alone here
-# (benchmarks/results/live/bench_live.txt)
+# video frames per encoder chunk with the OFFLINE rules (rules="offline"): 8 (320 ms) keeps up at 25 fps on this
+# shared 2-core machine (0.6 cores measured with the load average at ~5); the live head's hop is the one it was
+# fitted with (its config; 2 = 80 ms: a 2 s chunk costs ~45 ms on one idle thread, ~0.55 of a core)
 DEFAULT_HOP = 8
 SILERO_WINDOW = 512      # silero-vad's window at 16 kHz (32 ms)
-# frames past a frame's own that its final mouth code needs: VAD hangover, + the silence ramp, + the smoothing
+# frames past a frame's own that its final mouth code needs with the offline rules: VAD hangover, + the silence
+# ramp, + the smoothing (the live rules: lips.LIVE_RULES_AHEAD)
 RULES_AHEAD = VAD_HANGOVER + 2
+RULES = ("live", "offline")
+MAX_PENDING = 4          # chunks queued for the encoder thread before a push waits for it
+# seconds a push waits for the chunk on the encoder thread (a 2 s chunk takes ~45 ms on one idle thread, so it is
+# usually done within a 20-40 ms push period): saves the next push's wait, and is no CPU
+ENCODE_WAIT = 0.03
 BLINK_BLOCK = FPS * 600  # blink schedule made 10 minutes at a time
 
 
@@ -128,8 +150,8 @@ class LiveSession:
     default weights when None; one can be shared by several sessions)."""
 
     def __init__(self, portrait, controls: LiveControls | None = None, *, pipeline=None, sample_rate: int = 16000,
-                 hop: int = DEFAULT_HOP, seed: int = 0, options: AnimateOptions | None = None,
-                 max_delay: float | None = None):
+                 hop: int | None = None, seed: int = 0, options: AnimateOptions | None = None,
+                 max_delay: float | None = None, rules: str = "live", threaded: bool = True):
         if pipeline is None:
             from ..pipeline import TalkingHeadPipeline
             pipeline = TalkingHeadPipeline.from_default(device="cpu", threads=1)
@@ -145,9 +167,21 @@ class LiveSession:
             else pipeline.load_portrait(portrait, self.base.align)
         self.state, self.still = fam.encode_portrait(self.portrait, self.prec, self.base)   # InputError: no face
         self.state.pose_calibration = fam.calibrate_pose(self.state) if self.state.calibrate else None
+        if rules not in RULES:
+            raise InputError(f"live session: rules {rules!r}: one of {', '.join(RULES)}")
         lips = fam.model.lips
-        self.head = lips.head
-        self.stream = sp.SpeechStream(lips.encoder, self.head.layers, hop=hop)
+        live_head = live_from_params(fam.params) if rules == "live" else None
+        # a parameters file without a live head (older, or fitted elsewhere) runs the offline head and rules
+        self.rules = "live" if live_head is not None else "offline"
+        self.head = live_head if live_head is not None else lips.head
+        if hop is None:
+            hop = int(fam.params.audio_config["live"]["hop"]) if live_head is not None else DEFAULT_HOP
+        self.stream = self.head.stream(lips.encoder, hop=hop)
+        self.rules_ahead = LIVE_RULES_AHEAD if self.rules == "live" else RULES_AHEAD
+        # threaded: the Whisper encoder runs on a worker thread (the second core; torch releases the GIL), so that
+        # rendering goes on while a chunk is encoded; a frame whose chunk is being encoded comes out at a later push
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-live-encoder") if threaded else None
+        self._pending: deque = deque()
         from silero_vad import load_silero_vad
         self.vad = load_silero_vad()   # its own instance: the state is this session's
         self.vad.reset_states()
@@ -205,9 +239,19 @@ class LiveSession:
             x = self.resampler.resample_chunk(x, last=False)
         self.received += x.size
         self.arrivals.append((self.received, time.perf_counter()))
-        self._voice(x)
-        self._codes(self.stream.push(x))
-        return self._emit(final=False)
+        # a long push is taken one hop at a time, rendering between chunks: its first frames are not held (and
+        # dropped as late) while the chunks of its last ones are encoded
+        out, step = [], self.stream.hop * sp.VIDEO_SAMPLES
+        for i in range(0, max(x.size, 1), step):
+            self._voice(x[i:i + step])
+            self._submit(self.stream.push_cut(x[i:i + step]))
+            self._collect(wait=False)
+            out += self._emit(final=False)
+        if self._pending and ENCODE_WAIT > 0:   # the chunk being encoded: its frames now rather than a push later
+            wait([self._pending[0]], timeout=ENCODE_WAIT)
+            self._collect(wait=False)
+            out += self._emit(final=False)
+        return out
 
     def finish(self) -> list[LiveFrame]:
         """The frames the samples so far cover (zeros after them, as offline)."""
@@ -215,10 +259,11 @@ class LiveSession:
             x = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             self.received += x.size
             self._voice(x)
-            self._codes(self.stream.push(x))
+            self._submit(self.stream.push_cut(x))
         total = -(-self.received // sp.VIDEO_SAMPLES)
         self.stream.num_frames = total
-        self._codes(self.stream.finish())
+        self._submit(self.stream.finish_cut())
+        self._collect(wait=True)
         pad = (-self.vad_pending.size) % SILERO_WINDOW
         if self.vad_pending.size:
             self._voice(np.zeros(pad, np.float32))
@@ -256,10 +301,28 @@ class LiveSession:
         return (SILERO_WINDOW * self.vad_windows) // sp.VIDEO_SAMPLES
 
     @torch.no_grad()
-    def _codes(self, chunks) -> None:
-        for first, slab in chunks:
-            y = self.head(torch.from_numpy(slab), self.stream.hop).numpy()
-            self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
+    def _encode(self, cut) -> tuple[int, np.ndarray]:
+        """One chunk's Whisper states and the lips head: (first frame, raw codes of its hop's frames)."""
+        first, slab = self.stream.encode(cut)
+        return first, self.head(torch.from_numpy(slab), self.stream.hop).numpy()
+
+    def _submit(self, cuts) -> None:
+        for cut in cuts:
+            if self._pool is None:
+                self._codes(self._encode(cut))
+            else:
+                self._pending.append(self._pool.submit(self._encode, cut))
+        while len(self._pending) > MAX_PENDING:   # the encoder fell behind: wait rather than queue without bound
+            self._codes(self._pending.popleft().result())
+
+    def _collect(self, wait: bool) -> None:
+        """The encoded chunks, in order (``wait``: all of them; else the ones done by now)."""
+        while self._pending and (wait or self._pending[0].done()):
+            self._codes(self._pending.popleft().result())
+
+    def _codes(self, item) -> None:
+        first, y = item
+        self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
 
     # ---- output --------------------------------------------------------------------------------------------------
     def _emit(self, final: bool) -> list[LiveFrame]:
@@ -267,6 +330,9 @@ class LiveSession:
         if final:
             upto = min(self.total, codes_known)
             voice_to = upto
+        elif self.rules == "live":   # codes are per frame; the rules read flags up to f + LIVE_RULES_AHEAD
+            voice_to = self._voice_known()
+            upto = min(codes_known, voice_to - self.rules_ahead)
         else:
             voice_to = self._voice_known()
             # frame f's smoothing reads f + 1, whose silence ramp reads f + 2's voice (the rules' look-ahead)
@@ -278,11 +344,15 @@ class LiveSession:
         raw_voice = np.zeros(hi - lo, bool)
         have = self.voice_raw[:hi - lo]
         raw_voice[:have.size] = have
-        # the offline rules on the rolling segment (it starts at frame 0 or far enough back to match offline)
-        k = np.ones(2 * VAD_HANGOVER + 1)
-        speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
-        y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
-        mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
+        # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
+        if self.rules == "live":
+            speaking = live_speaking(raw_voice)
+            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap) * self.mouth_gain
+        else:
+            k = np.ones(2 * VAD_HANGOVER + 1)
+            speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
+            y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
+            mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
         frames = self._render(mouth[self.emitted - lo:upto - lo], self.emitted, voice=speaking)
         self.emitted = upto
         self._trim()
@@ -349,6 +419,25 @@ class LiveSession:
         return out
 
     # ---- timing and lifetime -----------------------------------------------------------------------------------
+    def frame_needs(self, f: int) -> int:
+        """16 kHz samples the session must have received before frame ``f`` is final (and rendered by ``push``):
+        its chunk's end (the last frame of its hop plus the window's look-ahead) and the voice flags of the
+        ``rules_ahead`` frames after it (whole silero windows)."""
+        hop = self.stream.hop
+        g = f if self.rules == "live" else f + 2   # offline: the smoothing's next frame, whose ramp reads the next
+        last = (g // hop) * hop + hop - 1
+        chunk = last * sp.VIDEO_SAMPLES + self.stream.ahead_samples
+        flags = (f + self.rules_ahead + 1) * sp.VIDEO_SAMPLES
+        return max(chunk, -(-flags // SILERO_WINDOW) * SILERO_WINDOW)
+
+    @property
+    def lookahead_ms(self) -> float:
+        """The stated delay before compute: the most speech past a frame's FIRST sample that the frame waits for
+        (over a whole period of the hop and the silero windows)."""
+        period = self.stream.hop * 16   # 16 frames = 10 silero windows
+        return 1000.0 * max(self.frame_needs(f) - f * sp.VIDEO_SAMPLES for f in range(period, 2 * period)) \
+            / sp.SAMPLE_RATE
+
     def _arrival(self, sample: int) -> float:
         """perf_counter() when the 16 kHz sample number ``sample`` had arrived (zeros past the end: the last push)."""
         for count, t in self.arrivals:
@@ -358,6 +447,9 @@ class LiveSession:
 
     def close(self) -> None:
         """Free the session's buffers, models' state and the portrait (the shared pipeline stays)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._pending = None, deque()
         for name in ("stream", "vad", "state", "still", "portrait", "raw", "voice_raw", "vad_pending", "arrivals",
                      "blink_curve", "motion", "resampler", "head"):
             setattr(self, name, None)

@@ -28,14 +28,16 @@ CLOSED_GAP = 0.15          # predicted lip gap (fraction of the speakers' median
 
 
 class LipsHead(nn.Module):
-    def __init__(self, layers=(2, 3, 4), components: int = 64, mouth_dim: int = 16, dim: int = 512):
+    def __init__(self, layers=(2, 3, 4), components: int = 64, mouth_dim: int = 16, dim: int = 512,
+                 window: sp.SpeechWindow = sp.OFFLINE_WINDOW):
         super().__init__()
         self.layers = [int(x) for x in layers]
+        self.window = window   # the chunk length and frame window it was fitted on (and must be run with)
         n = len(self.layers) * dim
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("scale", torch.ones(n))
         self.register_buffer("proj", torch.zeros(n, components))
-        self.register_buffer("weight", torch.zeros(sp.WINDOW * components, mouth_dim))
+        self.register_buffer("weight", torch.zeros(window.frames * components, mouth_dim))
         self.register_buffer("bias", torch.zeros(mouth_dim))
         self.register_buffer("gain", torch.ones(()))
         # (Dm,) how each code moves the inner-lip gap, and the gap's RMS in speech at the target scale: the rules'
@@ -47,6 +49,11 @@ class LipsHead(nn.Module):
     def config(self) -> dict:
         return {"layers": self.layers, "components": int(self.proj.shape[1]), "mouth_dim": int(self.bias.shape[0])}
 
+    def stream(self, encoder: sp.WhisperEncoder, num_frames: int | None = None, hop: int = sp.HOP_VIDEO,
+               history: np.ndarray | None = None) -> sp.SpeechStream:
+        """A speech stream cut the way this head was fitted (its chunk length and window)."""
+        return sp.SpeechStream(encoder, self.layers, num_frames, hop, self.window, history)
+
     def project(self, slab: torch.Tensor) -> torch.Tensor:
         """(..., E, L, 512) encoder frames -> (..., E, components)."""
         x = slab.flatten(-2).float()
@@ -56,7 +63,7 @@ class LipsHead(nn.Module):
         """(SLAB, L, 512) one chunk's slab -> (count, Dm) mouth codes of its frames (no rules); ``count``: the
         stream's hop (a live stream's slab is shorter)."""
         z = self.project(slab)
-        idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(sp.WINDOW)[None]
+        idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(self.window.frames)[None]
         return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
 
 
@@ -76,6 +83,9 @@ def from_state(config: dict, state: dict) -> LipsHead:
 KIND = "whisper-base-lips"   # params.audio_config["kind"] of a lips head (an older file holds a mel network)
 
 
+LIVE = "live."   # prefix of the live head's tensors among the ``audio.*`` ones; its config is audio_config["live"]
+
+
 def from_params(params) -> LipsHead:
     """The lips head stored in ``MeshParams`` (``audio.*`` tensors, ``audio`` config; ``CheckpointError`` if it has
     none or another kind)."""
@@ -86,11 +96,34 @@ def from_params(params) -> LipsHead:
     if cfg.get("speech") != sp.speech_config():
         raise CheckpointError(f"meshwarp parameters: the lips head was fitted on another speech windowing "
                               f"({cfg.get('speech')}; this pdfgc uses {sp.speech_config()})")
-    return from_state(cfg, params.audio_state)
+    return from_state(cfg, {k: v for k, v in params.audio_state.items() if not k.startswith(LIVE)})
+
+
+def live_from_params(params) -> LipsHead | None:
+    """The live lips head (``audio.live.*`` tensors, ``audio_config["live"]``: a short window ending near the frame,
+    fitted by ``lips_train fit-live``), or None when the file has none."""
+    cfg = (params.audio_config or {}).get("live")
+    if not cfg or not params.audio_state:
+        return None
+    speech = dict(cfg.get("speech") or {})
+    if speech.pop("model_sha256", None) != sp.MODEL_SHA256:
+        raise CheckpointError("meshwarp parameters: the live lips head was fitted on another speech encoder")
+    window = sp.SpeechWindow(**{k: int(speech[k]) for k in ("chunk_frames", "win_before", "win_after")})
+    head = LipsHead(cfg["layers"], int(cfg["components"]), int(cfg["mouth_dim"]), window=window)
+    state = {k[len(LIVE):]: v for k, v in params.audio_state.items() if k.startswith(LIVE)}
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"meshwarp parameters: live lips head does not match its config ({e})") from None
+    return head.eval()
 
 
 def to_config(head: LipsHead) -> dict:
     return {"kind": KIND, **head.config, "speech": sp.speech_config()}
+
+
+def to_live_config(head: LipsHead, hop: int) -> dict:
+    return {**head.config, "speech": head.window.config(), "hop": int(hop)}
 
 
 class SpeechToMouth:
@@ -145,9 +178,9 @@ def _silero():
 
 
 @torch.no_grad()
-def voice_activity(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
-    """(num_frames,) bool: silero-vad's speech probability >= VAD_THRESHOLD on any of the frame's 32 ms windows,
-    widened by VAD_HANGOVER frames each side."""
+def voice_flags(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
+    """(num_frames,) bool: silero-vad's speech probability >= VAD_THRESHOLD on any of the frame's 32 ms windows
+    (no margin)."""
     model = _silero()
     model.reset_states()
     n = 512   # silero's window at 16 kHz
@@ -167,6 +200,12 @@ def voice_activity(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
     for i in np.flatnonzero(speech_at):
         a, b = (n * i) // sp.VIDEO_SAMPLES, (n * (i + 1) - 1) // sp.VIDEO_SAMPLES
         out[max(a, 0):min(b + 1, num_frames)] = True
+    return out
+
+
+def voice_activity(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
+    """(num_frames,) bool: ``voice_flags`` widened by VAD_HANGOVER frames each side (the offline rules)."""
+    out = voice_flags(wav16k, num_frames)
     if VAD_HANGOVER and out.any():
         k = np.ones(2 * VAD_HANGOVER + 1)
         out = np.convolve(out.astype(float), k, mode="same") > 0
@@ -192,3 +231,37 @@ def smooth_keeping_closures(codes: torch.Tensor) -> torch.Tensor:
     closed = codes.abs().amax(1) == 0 if codes.numel() else torch.zeros(0, dtype=torch.bool)
     out[closed] = 0
     return out
+
+
+# ---------------------------------------------------------------------------------------------- live rules
+# The offline rules look 5 frames past a frame (VAD_HANGOVER 3, the ramp 1, the smoothing 1). The live rules keep
+# the 120 ms hangover AFTER the voice (causal: free) but open the mouth only LIVE_VAD_LEAD frames before it, put the
+# 2-frame ramp's half-open frames where they need no look-ahead (the first speaking frame, i.e. the lead frame, and
+# the first frame after the hangover) and drop the 3-tap smoothing (the ridge over overlapping windows is smooth
+# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known.
+LIVE_VAD_LEAD = 1
+LIVE_RULES_AHEAD = LIVE_VAD_LEAD
+
+
+def live_speaking(flags: np.ndarray) -> np.ndarray:
+    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and LIVE_VAD_LEAD after."""
+    f = np.asarray(flags, bool)
+    out = f.copy()
+    for k in range(1, VAD_HANGOVER + 1):
+        out[k:] |= f[:-k]
+    for k in range(1, LIVE_VAD_LEAD + 1):
+        out[:-k] |= f[k:]
+    return out
+
+
+def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float) -> np.ndarray:
+    """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
+    frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
+    to t + LIVE_RULES_AHEAD and codes up to t."""
+    s = live_speaking(flags)
+    prev = np.r_[False, s[:-1]]
+    w = s.astype(np.float32)
+    w[s != prev] = 0.5
+    y = np.asarray(codes, np.float32).copy()
+    y[y @ gap_direction < CLOSED_GAP * gap_rms] = 0.0
+    return y * w[:, None]

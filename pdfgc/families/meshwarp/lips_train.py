@@ -222,11 +222,16 @@ def best_lag(real: np.ndarray, pred: np.ndarray, max_lag: int = MAX_LAG) -> tupl
 class Fit:
     """Features and targets of the training clips for one choice of encoder blocks; ridge fits with CV."""
 
-    def __init__(self, clips: list[LipClip], cache: Path, layers, components: int, g: np.ndarray, log=print):
+    def __init__(self, clips: list[LipClip], cache: Path | None, layers, components: int, g: np.ndarray, log=print,
+                 x: list[np.ndarray] | None = None, pca=None):
+        """``x`` and ``pca``: the design of every clip and its projection, computed elsewhere (the live head's)."""
         self.clips, self.layers, self.g = clips, list(layers), g
-        slabs = {c.source: _slabs(cache, c.source, layers) for c in clips}
-        self.pca = fit_pca(list(slabs.values()), components)
-        self.x = [design(c, slabs[c.source], *self.pca) for c in clips]
+        if x is None:
+            slabs = {c.source: _slabs(cache, c.source, layers) for c in clips}
+            self.pca = fit_pca(list(slabs.values()), components)
+            self.x = [design(c, slabs[c.source], *self.pca) for c in clips]
+        else:
+            self.pca, self.x = pca, x
         scales = speaker_scales(clips, g)
         self.target_scale = float(np.median(list(scales.values())))
         self.y = [c.target * (self.target_scale / scales[c.identity]) for c in clips]
@@ -266,25 +271,31 @@ LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)   # ridge penalty x frames, on standardise
 MIN_SYNC = 0.1     # a training clip whose out-of-fold r stays below this has sound that is not its lips'
 
 
-def cross_validate(fit: Fit, log=print) -> dict:
-    """Penalty by out-of-fold median r, then per-clip lags and the sync filter, then the amplitude gain."""
+def cross_validate(fit: Fit, log=print, lags: dict[str, int] | None = None) -> dict:
+    """Penalty by out-of-fold median r, then per-clip lags and the sync filter, then the amplitude gain. ``lags``:
+    each clip's audio-video offset given (clip key -> frames; the live head takes the offline fit's, so that a
+    shorter look-ahead cannot be traded for lips that trail the sound)."""
     if len(set(fit.folds)) < 2:   # one person: nothing to validate across people (tiny corpora, tests)
         lam, n = LAMBDAS[len(LAMBDAS) // 2], len(fit.clips)
         log(f"  one training person: no cross-validation (lambda {lam}, gain 1, no lag, every clip kept)")
         return {"layers": fit.layers, "lambda": lam, "keep": np.ones(n, bool), "oof_r_median": float("nan"),
                 "oof_r_median_all": float("nan"), "std_ratio": 1.0, "gain": 1.0, "lags": [0] * n, "dropped": [],
                 "per_clip": []}
+    if lags is not None:
+        for c in fit.clips:
+            c.lag = int(lags.get(c.key, 0))
     best = None
     for lam in LAMBDAS:
-        sc = fit.scores(fit.oof(lam, lagged=False))
+        sc = fit.scores(fit.oof(lam, lagged=lags is not None))
         med = float(np.nanmedian([r for _, r, _ in sc]))
         log(f"  blocks {fit.layers} lambda {lam}: out-of-fold median r {med:.3f}")
         if best is None or med > best[1]:
             best = (lam, med, sc)
     lam, _, sc = best
     keep = np.array([np.isfinite(r) and r >= MIN_SYNC for _, r, _ in sc])
-    for c, (lag, _, _) in zip(fit.clips, sc):
-        c.lag = int(lag)
+    if lags is None:
+        for c, (lag, _, _) in zip(fit.clips, sc):
+            c.lag = int(lag)
     sc2 = fit.scores(fit.oof(lam, lagged=True, use=keep))
     rs = np.array([r for _, r, _ in sc2])
     ratio = float(np.median([a for (_, r, a), k in zip(sc2, keep) if k]))
@@ -295,14 +306,14 @@ def cross_validate(fit: Fit, log=print) -> dict:
                          for c, (lag, r, _) in zip(fit.clips, sc2)]}
 
 
-def make_head(fit: Fit, cv: dict, params):
+def make_head(fit: Fit, cv: dict, params, window: sp.SpeechWindow = sp.OFFLINE_WINDOW):
     import torch
 
     from .lips import LipsHead
 
     w, b = ridge(*fit._xy(np.flatnonzero(cv["keep"]), lagged=True), cv["lambda"])
     mean, scale, proj = fit.pca
-    head = LipsHead(fit.layers, proj.shape[1], params.mouth_dim)
+    head = LipsHead(fit.layers, proj.shape[1], params.mouth_dim, window=window)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))
     head.mean.copy_(t(mean)), head.scale.copy_(t(scale)), head.proj.copy_(t(proj))
     head.weight.copy_(t(w)), head.bias.copy_(t(b)), head.gain.fill_(cv["gain"])
@@ -399,12 +410,14 @@ def predict_clip(head, cache: Path, clip: LipClip) -> np.ndarray:
 
 def install_head(head, report: dict, weights: Path) -> None:
     """Rewrite ONLY the lips part of a parameters file (``audio.*`` tensors, config ``audio``, info ``lips``)."""
-    from .lips import to_config
+    from .lips import LIVE, to_config
     from .params import load_params, save_params
 
     params = load_params(weights)
-    params.audio_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    params.audio_config = to_config(head)
+    live = {k: v for k, v in (params.audio_state or {}).items() if k.startswith(LIVE)}   # the live part stays
+    live_cfg = (params.audio_config or {}).get("live")
+    params.audio_state = {k: v.detach().clone() for k, v in head.state_dict().items()} | live
+    params.audio_config = to_config(head) | ({"live": live_cfg} if live_cfg else {})
     for k in ("train", "train_subset", "heldout", "audio_from"):   # the mel network's records
         params.info.pop(k, None)
     params.info["lips"] = {k: v for k, v in report.items() if k != "layer_sets"}
@@ -424,6 +437,175 @@ def copy_lips(src: Path, dst: Path) -> None:
     install_head(from_params(p), p.info.get("lips", {}), dst)
 
 
+# ---------------------------------------------------------------------------------------------- the live head
+# The live head (``pdfgc.live``'s default): a window of 120 ms before a frame's start to 80 ms after it (40 ms past
+# the frame's end), Whisper chunks of 2 s ending there, one chunk every LIVE_HOP frames; fitted as the offline head
+# is (same people, targets, per-clip audio-video offsets taken from the offline fit, CV, gain) on features cut
+# exactly as a live session cuts them, on the offline head's standardisation and principal axes (the same encoder
+# states; the PCA is not refitted). Chosen by out-of-fold / held-out code-level median r (2026-12-07; the offline
+# head's window refitted the same way: 0.724 / the shipped head: 0.725): 2 s chunks, window to +40 ms, hop 3:
+# 0.633 / 0.593; 1 s chunks, same: 0.612 / 0.550; 2 s, to +80 ms, hop 3: 0.662 / 0.640; the same at hop 2: 0.660 /
+# 0.624 (hop 2 waits 120 ms instead of 160 ms, for ~0.2 of a core more; benchmarks/results/live/live_heads.md).
+LIVE_WINDOW = sp.SpeechWindow(chunk_frames=100, win_before=6, win_after=4)
+LIVE_HOP = 2
+LIPS_FIT = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "meshwarp" / "lips_fit.json"
+
+
+def live_design(clip: LipClip, wav: np.ndarray, enc, offline, window: sp.SpeechWindow, hop: int) -> np.ndarray:
+    """(T, window.frames * P) float32: the live head's inputs for a prepared clip's frames, from its raw clip's speech
+    cut as a live session cuts it (the speech before the clip's first frame as the chunks' history, the speech after
+    it as the look-ahead), projected on ``offline``'s principal axes."""
+    import torch
+
+    t = len(clip.target)
+    a = clip.start * sp.VIDEO_SAMPLES
+    stream = sp.SpeechStream(enc, offline.layers, t, hop, window, history=wav[:a])
+    tail = (t + hop) * sp.VIDEO_SAMPLES + window.win_after * sp.ENC_SAMPLES
+    out = np.zeros((t, window.frames, offline.proj.shape[1]), np.float32)
+    idx = np.arange(hop)[:, None] * sp.ENC_PER_VIDEO + np.arange(window.frames)[None]
+    with torch.no_grad():
+        for first, slab in stream.push(wav[a:a + tail]) + stream.finish():
+            z = offline.project(torch.from_numpy(slab)).numpy()
+            n = min(hop, t - first)
+            out[first:first + n] = z[idx[:n]]
+    return out.reshape(t, -1)
+
+
+def _code_scores(clips: list[LipClip], preds: list[np.ndarray], g: np.ndarray) -> dict:
+    """Held-out, code level (no rules): per clip r of the predicted lip gap with the real one (best lag +-6) and
+    the std ratio predicted / real (the real gap at the training people's median articulation is not known for a
+    held-out person: the ratio is against the person's own)."""
+    rs, amps, lags = [], [], []
+    for c, p in zip(clips, preds):
+        real = np.where(c.valid, c.target @ g, np.nan)
+        lag, r = best_lag(real, p @ g)
+        rs.append(r), lags.append(lag), amps.append(float(np.std(p @ g) / max(np.nanstd(real), 1e-9)))
+    return {"clips": len(clips), "r_median": round(float(np.nanmedian(rs)), 4),
+            "r_mean": round(float(np.nanmean(rs)), 4), "amplitude_median": round(float(np.median(amps)), 3),
+            "lag_median": float(np.median(lags)), "per_clip_r": [round(float(r), 4) for r in rs]}
+
+
+def fit_live_command(data: Path, weights: Path, features: Path, out: Path | None, window: sp.SpeechWindow = LIVE_WINDOW,
+                     hop: int = LIVE_HOP, cache: Path | None = None, log=print, heldout_file: Path | None = None,
+                     install: bool = True, lags_from: Path = LIPS_FIT) -> dict:
+    """Fit the live head (features cut the live way, cached per clip under ``features``: resumable) and write ONLY
+    the live part of ``weights`` (``install_live_head``); held-out code-level figures beside the offline head's
+    (``cache``: the offline features, for that comparison). ``lags_from``: the offline fit's report, whose per-clip
+    audio-video offsets the live fit keeps."""
+    import json
+
+    import torch
+
+    from ...data import PreparedCorpus
+    from ...media.audio_io import decode_speech
+    from .lips import from_params
+    from .params import load_params
+
+    torch.set_num_threads(1)
+    params = load_params(weights)
+    offline = from_params(params)
+    g = gap_direction(params)
+    corpus = PreparedCorpus(data)
+    raw = Path(corpus.manifest.get("settings", {}).get("raw_root", ""))
+    clips = load_lip_clips(data, None, params, heldout_file, log=log)
+    tag = f"c{window.chunk_frames}_b{window.win_before}_a{window.win_after}_h{hop}"
+    folder = Path(features) / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    enc, x, wavs = None, [], {}
+    t0 = time.time()
+    for i, c in enumerate(clips):
+        f = folder / (hashlib.sha1(c.key.encode()).hexdigest()[:16] + ".npy")
+        if not f.exists():
+            if enc is None:
+                enc = sp.load_encoder(max(offline.layers))
+            if c.source not in wavs:
+                wavs = {c.source: decode_speech(raw / c.source)[0]}
+            d = live_design(c, wavs[c.source], enc, offline, window, hop)
+            np.save(folder / (f.stem + ".tmp.npy"), d.astype(np.float16))
+            (folder / (f.stem + ".tmp.npy")).rename(f)
+            log(f"live features {i + 1}/{len(clips)} {c.key}: {len(c.target)} frames ({time.time() - t0:.0f} s)")
+        x.append(np.load(f).astype(np.float32))
+    train = [i for i, c in enumerate(clips) if not c.heldout]
+    held = [i for i, c in enumerate(clips) if c.heldout]
+    pca = tuple(t.numpy() for t in (offline.mean, offline.scale, offline.proj))
+    fit = Fit([clips[i] for i in train], None, offline.layers, offline.proj.shape[1], g, x=[x[i] for i in train],
+              pca=pca)
+    if not Path(lags_from).is_file():
+        from ...errors import InputError
+        raise InputError(f"{lags_from}: no offline lips fit report (its per-clip audio-video offsets): pass "
+                         "--lags-from (the --report of `lips_train fit`)")
+    lags = {p["clip"]: int(p["lag"]) for p in json.loads(Path(lags_from).read_text())["per_clip_oof"]}
+    cv = cross_validate(fit, log, lags)
+    head = make_head(fit, cv, params, window)
+    report = {"window": window.config(), "hop": hop, "look_ahead_ms": window.ahead_ms, "lambda": cv["lambda"],
+              "oof_r_median": round(cv["oof_r_median"], 4), "gain": round(cv["gain"], 4),
+              "clips": len(train), "clips_used": int(cv["keep"].sum()), "dropped": cv["dropped"],
+              "people": len({clips[i].identity for i in train}), "target_scale": fit.target_scale}
+    hc = [clips[i] for i in held]
+    with torch.no_grad():
+        live = [((torch.from_numpy(x[i]) @ head.weight) * head.gain + head.bias).numpy() for i in held]
+    report["heldout_live"] = _code_scores(hc, live, g)
+    if cache is not None:
+        report["heldout_offline"] = _code_scores(hc, [predict_clip(offline, cache, c) for c in hc], g)
+    log(f"live head: out-of-fold median r {cv['oof_r_median']:.3f} (gain {cv['gain']:.2f}); held-out code-level "
+        f"median r {report['heldout_live']['r_median']:.3f}"
+        + (f" (offline head {report['heldout_offline']['r_median']:.3f})" if cache is not None else ""))
+    if install:
+        install_live_head(head, hop, {k: v for k, v in report.items() if not k.startswith("heldout")}, weights)
+        log(f"live lips head -> {weights}")
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return report
+
+
+def install_live_head(head, hop: int, report: dict, weights: Path) -> None:
+    """Rewrite ONLY the live part of a parameters file (``audio.live.*`` tensors, ``audio_config["live"]``, info
+    ``lips_live``): every other tensor is written back as read (same dtype and bytes), so the offline head and the
+    other parts stay exactly as they are."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ...fileio import atomic_path
+    from .lips import LIVE, to_live_config
+    from .params import load_params
+
+    params = load_params(weights)   # the format checks
+    if not params.audio_state:
+        from ...errors import InputError
+        raise InputError(f"{weights}: no offline lips head to put a live one beside")
+    with safe_open(str(weights), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("audio." + LIVE)}
+    tensors.update({"audio." + LIVE + k: v.detach().to("cpu", torch.float32).contiguous().clone()
+                    for k, v in head.state_dict().items()})
+    config, info = json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
+    config["audio"] = dict(config.get("audio") or {}) | {"live": to_live_config(head, hop)}
+    info["lips_live"] = report
+    meta["config"], meta["info"] = json.dumps(config), json.dumps(info)
+    with atomic_path(Path(weights)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def copy_live(src: Path, dst: Path) -> None:
+    """The live lips part of ``src`` into ``dst`` (everything else of ``dst`` unchanged): the merge command."""
+    from .lips import live_from_params
+    from .params import load_params
+
+    p = load_params(src)
+    head = live_from_params(p)
+    if head is None:
+        from ...errors import InputError
+        raise InputError(f"{src}: no live lips head in this file")
+    if not np.array_equal(p.mouth_basis, load_params(dst).mouth_basis):
+        from ...errors import InputError
+        raise InputError(f"{dst}: another mouth basis than {src}'s: fit the live head anew on this file "
+                         "(`lips_train fit-live --weights DST`)")
+    install_live_head(head, int(p.audio_config["live"]["hop"]), p.info.get("lips_live", {}), dst)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pdfgc.families.meshwarp.lips_train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -440,6 +622,22 @@ def main(argv=None) -> int:
     f.add_argument("--components", type=int, default=64)
     f.add_argument("--compare-layers", action="store_true")
     f.add_argument("--languages", action="store_true", help="out-of-fold r per language (needs ctranslate2)")
+    lv = sub.add_parser("fit-live", help="the live head (short look-ahead): fit it, write only the live part")
+    lv.add_argument("--data", type=Path, required=True, help="prepared corpus")
+    lv.add_argument("--weights", type=Path, required=True, help="parameters file whose live lips part is rewritten")
+    lv.add_argument("--features", type=Path, required=True, help="folder for the live-cut features (resumable)")
+    lv.add_argument("--cache", type=Path, help="the offline features (lips_train cache): held-out comparison")
+    lv.add_argument("--report", type=Path)
+    lv.add_argument("--chunk-frames", type=int, default=LIVE_WINDOW.chunk_frames)
+    lv.add_argument("--win-before", type=int, default=LIVE_WINDOW.win_before)
+    lv.add_argument("--win-after", type=int, default=LIVE_WINDOW.win_after)
+    lv.add_argument("--hop", type=int, default=LIVE_HOP)
+    lv.add_argument("--no-install", action="store_true", help="report only")
+    lv.add_argument("--lags-from", type=Path, default=LIPS_FIT,
+                    help="the offline fit's report (per-clip audio-video offsets kept)")
+    cl = sub.add_parser("copy-live", help="copy the live lips part of one parameters file into another")
+    cl.add_argument("src", type=Path)
+    cl.add_argument("dst", type=Path)
     m = sub.add_parser("copy", help="copy the lips part of one parameters file into another")
     m.add_argument("src", type=Path)
     m.add_argument("dst", type=Path)
@@ -459,6 +657,12 @@ def run(a, log) -> None:
     elif a.cmd == "fit":
         fit_command(a.data, a.cache, a.weights, a.report, [int(x) for x in a.layers.split(",")], a.components,
                     a.compare_layers, log, a.languages)
+    elif a.cmd == "fit-live":
+        w = sp.SpeechWindow(a.chunk_frames, a.win_before, a.win_after)
+        fit_live_command(a.data, a.weights, a.features, a.report, w, a.hop, a.cache, log, install=not a.no_install,
+                         lags_from=a.lags_from)
+    elif a.cmd == "copy-live":
+        copy_live(a.src, a.dst)
     else:
         copy_lips(a.src, a.dst)
 

@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,34 @@ HOP_VIDEO = 75                              # video frames per chunk (3 s): the 
 # first encoder frame: at the end of its last frame's window (154)
 SLAB = ENC_PER_VIDEO * (HOP_VIDEO - 1) + WINDOW
 CHUNK_END = ENC_PER_VIDEO * (HOP_VIDEO - 1) + WIN_AFTER
+
+
+@dataclass(frozen=True)
+class SpeechWindow:
+    """What a lips head reads: Whisper chunks of ``chunk_frames`` encoder frames, and per video frame f the encoder
+    frames [2f - win_before, 2f + win_after) of the chunk ending at the window's end of its hop's last frame. The
+    head is fitted on one such choice and must be run with it (Whisper's states depend on the chunk's length and on
+    where in it a frame lies)."""
+
+    chunk_frames: int = CHUNK_FRAMES
+    win_before: int = WIN_BEFORE
+    win_after: int = WIN_AFTER
+
+    @property
+    def frames(self) -> int:
+        return self.win_before + self.win_after
+
+    @property
+    def ahead_ms(self) -> float:
+        """How far past a frame's START its window reads (a frame lasts 40 ms: 40 = no speech after the frame)."""
+        return 1000.0 * self.win_after * ENC_SAMPLES / SAMPLE_RATE
+
+    def config(self) -> dict:
+        return {"chunk_frames": self.chunk_frames, "win_before": self.win_before, "win_after": self.win_after,
+                "model_sha256": MODEL_SHA256}
+
+
+OFFLINE_WINDOW = SpeechWindow()
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -251,57 +280,87 @@ class SpeechStream:
     - 2) of that chunk; ``finish`` pads the end with zeros. The offline path is push(all) + finish(), so a file read
     whole and fed in pieces give the same slabs."""
 
-    def __init__(self, encoder: WhisperEncoder, layers, num_frames: int | None = None, hop: int = HOP_VIDEO):
+    def __init__(self, encoder: WhisperEncoder, layers, num_frames: int | None = None, hop: int = HOP_VIDEO,
+                 window: "SpeechWindow | None" = None, history: np.ndarray | None = None):
         self.encoder, self.layers = encoder, list(layers)
         self.logmel = LogMel()
         self.num_frames = num_frames
-        # hop: video frames per chunk (the live path, pdfgc/live, uses a short one: the same 4 s window, ending
-        # WIN_AFTER after its last frame's start, so each frame sees what a chunk's last frames see offline)
+        # hop: video frames per chunk (the live path, pdfgc/live, uses a short one: the chunk still ends at its last
+        # frame's window end, so each frame sees what a chunk's LAST frames see offline)
         self.hop = int(hop)
         if not 1 <= self.hop <= HOP_VIDEO:
             raise ValueError(f"hop {hop}: 1..{HOP_VIDEO} video frames")
-        self.slab = ENC_PER_VIDEO * (self.hop - 1) + WINDOW
-        self.chunk_end = ENC_PER_VIDEO * (self.hop - 1) + WIN_AFTER
-        pad = CHUNK_FRAMES - self.chunk_end   # zeros before the signal: the first chunk starts before time 0
+        # window: the chunk length and each frame's window (default: the offline 4 s chunk, -80 .. +120 ms)
+        self.window = window or OFFLINE_WINDOW
+        self.chunk_frames, self.win_before = self.window.chunk_frames, self.window.win_before
+        self.slab = ENC_PER_VIDEO * (self.hop - 1) + self.window.frames
+        self.chunk_end = ENC_PER_VIDEO * (self.hop - 1) + self.window.win_after
+        if self.slab > self.chunk_frames:
+            raise ValueError(f"hop {hop}: a chunk of {self.chunk_frames} encoder frames holds no {self.slab}-frame "
+                             "slab")
+        pad = self.chunk_frames - self.chunk_end   # zeros before the signal: the first chunk starts before time 0
         self.buf = np.zeros(pad * ENC_SAMPLES, np.float32)
+        if history is not None and len(history):   # the speech before frame 0 (a clip cut from a longer recording)
+            h = np.asarray(history, np.float32).reshape(-1)[-len(self.buf):]
+            self.buf[len(self.buf) - len(h):] = h
         self.start = -pad * ENC_SAMPLES  # sample index of buf[0]
         self.next_frame = 0
         self.received = 0
 
-    def _ready(self) -> list[tuple[int, np.ndarray]]:
+    @property
+    def ahead_samples(self) -> int:
+        """Samples past a chunk's LAST frame's start that the chunk needs (its window's look-ahead)."""
+        return self.window.win_after * ENC_SAMPLES
+
+    def _cut(self) -> list[tuple[int, np.ndarray, int]]:
+        """The chunks whose speech is complete, not yet encoded: (first video frame, samples, first slab row)."""
         out = []
         while True:
             if self.num_frames is not None and self.next_frame >= self.num_frames:
                 return out
             end = (ENC_PER_VIDEO * self.next_frame + self.chunk_end) * ENC_SAMPLES   # sample where this chunk ends
-            begin = end - CHUNK_FRAMES * ENC_SAMPLES
+            begin = end - self.chunk_frames * ENC_SAMPLES
             if end - self.start > len(self.buf):
                 return out
-            wav = torch.from_numpy(self.buf[begin - self.start:end - self.start])[None]
-            with torch.inference_mode():
-                h = self.encoder(self.logmel(wav), self.layers)[0]   # (CHUNK_FRAMES, L, 512)
-            first_enc = ENC_PER_VIDEO * self.next_frame - WIN_BEFORE - begin // ENC_SAMPLES
-            out.append((self.next_frame, h[first_enc:first_enc + self.slab].numpy()))
+            wav = self.buf[begin - self.start:end - self.start].copy()
+            first_enc = ENC_PER_VIDEO * self.next_frame - self.win_before - begin // ENC_SAMPLES
+            out.append((self.next_frame, wav, first_enc))
             self.next_frame += self.hop
-            keep_from = (ENC_PER_VIDEO * self.next_frame + self.chunk_end - CHUNK_FRAMES) * ENC_SAMPLES
+            keep_from = (ENC_PER_VIDEO * self.next_frame + self.chunk_end - self.chunk_frames) * ENC_SAMPLES
             if keep_from > self.start:
                 self.buf = self.buf[keep_from - self.start:]
                 self.start = keep_from
 
-    def push(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def encode(self, cut: tuple[int, np.ndarray, int]) -> tuple[int, np.ndarray]:
+        """One cut chunk -> (first video frame, slab); separate from the cutting so that a live session can run it on
+        another thread."""
+        first, wav, first_enc = cut
+        with torch.inference_mode():
+            h = self.encoder(self.logmel(torch.from_numpy(wav)[None]), self.layers)[0]   # (chunk_frames, L, 512)
+        return first, h[first_enc:first_enc + self.slab].numpy()
+
+    def push_cut(self, samples: np.ndarray) -> list[tuple[int, np.ndarray, int]]:
+        """``push`` without the encoding: the completed chunks for ``encode``."""
         samples = np.asarray(samples, np.float32).reshape(-1)
         self.received += samples.size
         self.buf = np.concatenate([self.buf, samples])
-        return self._ready()
+        return self._cut()
 
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        """The remaining chunks, zeros after the signal, up to ``num_frames`` (else the frames the signal covers)."""
+    def push(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        return [self.encode(c) for c in self.push_cut(samples)]
+
+    def finish_cut(self) -> list[tuple[int, np.ndarray, int]]:
+        """``finish`` without the encoding."""
         if self.num_frames is None:
             self.num_frames = -(-self.received // VIDEO_SAMPLES)
         last_end = (ENC_PER_VIDEO * (self.num_frames - 1 + self.hop) + self.chunk_end) * ENC_SAMPLES
         need = max(0, last_end - self.start - len(self.buf))
         self.buf = np.concatenate([self.buf, np.zeros(need, np.float32)])
-        return self._ready()
+        return self._cut()
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The remaining chunks, zeros after the signal, up to ``num_frames`` (else the frames the signal covers)."""
+        return [self.encode(c) for c in self.finish_cut()]
 
 
 def frame_windows(slab: np.ndarray, count: int = HOP_VIDEO) -> np.ndarray:
