@@ -44,6 +44,8 @@ TEXTURE = 128          # texture frame size (px); the face spans ~0.86 of it: ~1
 SMOOTH_PX = 2.0        # Gaussian sigma of the log ratio, texture px (~1.8 % of the face width)
 LOG_CLIP = 0.35        # |log ratio| <= 0.35: a ratio in [0.70, 1.42] (a deep fold's shadow, not a lost track)
 EDGE_PX = 6.0          # the ratio fades to 1 over this many texture px inside the outline and around eyes/mouth
+MARGIN_PX = 2.0        # ... after a margin of 2 px at 0 (a texel and the polygons' rounding)
+SHARED_GAIN, SHARED_SLACK = 2.0, 0.05   # ``shared``: the mean may exceed the weaker person's change 2x + 0.05
 HAIRLINE = 0.12        # and over the top 12 % of the face's height (one actor's fringe moves there between clips)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R BT.601 luminance weights
 
@@ -106,7 +108,8 @@ def face_mask(uv: np.ndarray, size: int = TEXTURE) -> np.ndarray:
     holes |= poly(tuple(LIP_OUTER_UPPER) + tuple(LIP_OUTER_LOWER[-2:0:-1]))
     d_in = cv2.distanceTransform(skin, cv2.DIST_L2, 5)
     d_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5)
-    t = np.clip(np.minimum(d_in, d_hole) / EDGE_PX, 0.0, 1.0)
+    # zero for MARGIN_PX beyond the holes and the outline: bilinear sampling there reads only zeros
+    t = np.clip((np.minimum(d_in, d_hole) - MARGIN_PX) / EDGE_PX, 0.0, 1.0)
     top, bottom = uv[:NUM_POINTS, 1].min(), uv[:NUM_POINTS, 1].max()
     rows = (np.arange(size, dtype=np.float64) - top) / (HAIRLINE * (bottom - top))
     t = t * np.clip(rows, 0.0, 1.0)[:, None]
@@ -164,6 +167,16 @@ def log_ratio(expressive: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> 
     return (np.clip(r, -LOG_CLIP, LOG_CLIP) * mask * ok).astype(np.float32)
 
 
+def shared(log_ratios) -> np.ndarray:
+    """The people's mean log ratio, limited per pixel to ``SHARED_GAIN`` x the smallest magnitude among them plus
+    ``SHARED_SLACK``: what one person alone shows (M030's fringe moving on his forehead, one person's asymmetric
+    fold) is damped, what they share is kept at its mean. The limit is smoothed like the ratios."""
+    x = np.asarray(log_ratios, np.float32)
+    cap = SHARED_GAIN * np.abs(x).min(0) + SHARED_SLACK
+    cap = cv2.GaussianBlur(cap, (0, 0), 2 * SMOOTH_PX)   # a smooth limit: a hard one draws contour lines
+    return np.clip(x.mean(0), -cap, cap).astype(np.float32)
+
+
 def mead_clips(corpus: Path) -> dict[str, dict[str, Path]]:
     """{person: {label: clip}} of the corpus's dreamtalk MEAD style clips (front view, level 3, neutral level 1)
     for the people that have a neutral clip, labels in the project's names (``controls.explicit``)."""
@@ -193,7 +206,7 @@ def build(corpus: Path, mean_shape: np.ndarray, log=print) -> tuple[dict[str, np
             sources.append(path.name)
             log(f"{person} {label}: {n} frames against {nn} neutral, |log ratio| mean "
                 f"{float(np.abs(per[label][-1])[mask > 0.5].mean()):.3f}")
-    ratios = {k: np.mean(v, 0).astype(np.float32) for k, v in per.items()}
+    ratios = {k: shared(v) for k, v in per.items()}
     meta = {"format": FORMAT, "texture": TEXTURE, "smooth_px": SMOOTH_PX, "log_clip": LOG_CLIP, "edge_px": EDGE_PX,
             "people": sorted(mead_clips(corpus)), "sources": sources,
             "source_repo": "ali-vilab/dreamtalk data/style_clip/video (MEAD actors)", "licence": "MIT",
@@ -206,6 +219,8 @@ def build(corpus: Path, mean_shape: np.ndarray, log=print) -> tuple[dict[str, np
 
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_expressions.safetensors"
+# the shipped file's SHA-256 (tests/test_meshwarp_emotion.py): rebuilt by the command above, on the corpus's clips
+SHIPPED_SHA256 = "0c37b28eccb29c0a17f57e4a99b92e517b67c267b7a425cca8d1d79a44f34307"
 
 
 def save(ratios: dict[str, np.ndarray], meta: dict, mean_shape: np.ndarray, path: Path) -> Path:
