@@ -15,7 +15,8 @@ same shading change to that face.
 warped into the texture frame (the face triangles, piecewise affine, as the renderer maps pixels); the frames'
 luminance is averaged per clip; the log ratio of the two means is smoothed (``SMOOTH_PX``: under a fold's width,
 over the warp's misalignment), clipped to +-``LOG_CLIP``, and averaged over the people (the corpus's MEAD actors
-M030 and W009, dreamtalk's MIT-licensed style clips). Both clips are speech, so speech's own shading mostly
+M030 and W009, dreamtalk's MIT-licensed style clips), keeping what they share (``shared``) at the strength of one
+person's own change (``at_person_strength``: the mean of two people's folds is fainter than either's). Both clips are speech, so speech's own shading mostly
 cancels; the eyes and the mouth (lids' opening, lips and the mouth interior, which speech and blinks change frame by
 frame and the renderer's own parts draw) are masked out, and the ratio fades to 1 at the face outline
 (``face_mask``), so the change has no edge.
@@ -41,11 +42,15 @@ from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER, LIP_OUTER_LOWER, LIP_
 
 FORMAT = "pdfgc-meshwarp-expression-ratios"
 TEXTURE = 128          # texture frame size (px); the face spans ~0.86 of it: ~110 px, a MEAD 256 px face's own size
+BROAD_PX = 10.0        # Gaussian sigma of the broad shading change removed from the ratio (~9 % of the face width)
 SMOOTH_PX = 2.0        # Gaussian sigma of the log ratio, texture px (~1.8 % of the face width)
 LOG_CLIP = 0.35        # |log ratio| <= 0.35: a ratio in [0.70, 1.42] (a deep fold's shadow, not a lost track)
 EDGE_PX = 6.0          # the ratio fades to 1 over this many texture px inside the outline and around eyes/mouth
+HOLE_EDGE_PX = 3.0     # ... but over 3 px at the eyes and lips (the lids' own folds are part of an expression)
 MARGIN_PX = 2.0        # ... after a margin of 2 px at 0 (a texel and the polygons' rounding)
 SHARED_GAIN, SHARED_SLACK = 2.0, 0.05   # ``shared``: the mean may exceed the weaker person's change 2x + 0.05
+ASYMMETRIC = ("contempt",)   # FACS: unilateral AU14; the other labels' ratios are made left-right symmetric
+SKIN_SHARE = 0.6       # a texel darker than 0.6 x the face's median luminance is hair or brow, not skin
 HAIRLINE = 0.12        # and over the top 12 % of the face's height (one actor's fringe moves there between clips)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R BT.601 luminance weights
 
@@ -109,7 +114,7 @@ def face_mask(uv: np.ndarray, size: int = TEXTURE) -> np.ndarray:
     d_in = cv2.distanceTransform(skin, cv2.DIST_L2, 5)
     d_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5)
     # zero for MARGIN_PX beyond the holes and the outline: bilinear sampling there reads only zeros
-    t = np.clip((np.minimum(d_in, d_hole) - MARGIN_PX) / EDGE_PX, 0.0, 1.0)
+    t = np.minimum(np.clip((d_in - MARGIN_PX) / EDGE_PX, 0.0, 1.0), np.clip((d_hole - MARGIN_PX) / HOLE_EDGE_PX, 0, 1))
     top, bottom = uv[:NUM_POINTS, 1].min(), uv[:NUM_POINTS, 1].max()
     rows = (np.arange(size, dtype=np.float64) - top) / (HAIRLINE * (bottom - top))
     t = t * np.clip(rows, 0.0, 1.0)[:, None]
@@ -124,11 +129,11 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def clip_texture(path: Path, uv: np.ndarray, size: int = TEXTURE, max_frames: int = 250) -> tuple[np.ndarray, int]:
-    """(size,size) mean luminance of a video's frames in the texture frame (NaN where no frame covers), frames used."""
+    """(size,size,3) mean RGB of a video's frames in the texture frame (NaN where no frame covers), frames used."""
     from pdfgc.media.mesh import FaceMeshDetector
 
     cap = cv2.VideoCapture(str(path))
-    acc = np.zeros((size, size), np.float64)
+    acc = np.zeros((size, size, 3), np.float64)
     cnt = np.zeros((size, size), np.float64)
     n = 0
     with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as det:
@@ -141,21 +146,23 @@ def clip_texture(path: Path, uv: np.ndarray, size: int = TEXTURE, max_frames: in
             if not faces:
                 continue
             mx, my, inside = triangle_maps(uv, faces[0], size)
-            lum = luminance(rgb)
-            tex = cv2.remap(lum, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            tex = cv2.remap(rgb.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             acc[inside] += tex[inside]
             cnt[inside] += 1
             n += 1
     cap.release()
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(cnt >= max(1, 0.8 * n), acc / np.maximum(cnt, 1), np.nan)
+        out = np.where((cnt >= max(1, 0.8 * n))[..., None], acc / np.maximum(cnt, 1)[..., None], np.nan)
     return out.astype(np.float32), n
 
 
 def log_ratio(expressive: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Smoothed, clipped log(expressive / neutral), times the mask (0 where either texture is missing), less its
-    median over the skin (a change of the whole face's exposure between the two clips is not the expression's)."""
+    """Smoothed, clipped log(expressive / neutral) less its broad part (``BROAD_PX``), times the mask; 0 where
+    either texture is missing or is not skin (darker than ``SKIN_SHARE`` of the face's median: hair over the
+    forehead, brows), fading in over ``SMOOTH_PX``."""
     ok = np.isfinite(expressive) & np.isfinite(neutral) & (mask > 0)
+    for t in (expressive, neutral):
+        ok &= np.nan_to_num(t) >= SKIN_SHARE * float(np.median(t[ok & (mask > 0.5)]))
     e = np.where(ok, np.nan_to_num(expressive), 0.0).astype(np.float32)
     n = np.where(ok, np.nan_to_num(neutral), 0.0).astype(np.float32)
     w = ok.astype(np.float32)
@@ -163,8 +170,14 @@ def log_ratio(expressive: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> 
     blur = functools.partial(cv2.GaussianBlur, ksize=(0, 0), sigmaX=SMOOTH_PX, borderType=cv2.BORDER_REPLICATE)
     bw = np.maximum(blur(w), 1e-6)
     r = np.log(np.maximum(blur(e) / bw, 1.0)) - np.log(np.maximum(blur(n) / bw, 1.0))
-    r = r - np.median(r[ok & (mask > 0.5)])
-    return (np.clip(r, -LOG_CLIP, LOG_CLIP) * mask * ok).astype(np.float32)
+    # less its broad part (a normalised blur over the covered skin): a change of the light on the whole face or a
+    # cheek between the two clips (the head turned a little) is not the expression's, and on another face it shows
+    # as a blotch; the folds, furrows and lines stay
+    cover = ok & (mask > 0)
+    wide = functools.partial(cv2.GaussianBlur, ksize=(0, 0), sigmaX=BROAD_PX, borderType=cv2.BORDER_REPLICATE)
+    r = r - wide(np.where(cover, r, 0.0).astype(np.float32)) / np.maximum(wide(cover.astype(np.float32)), 1e-3)
+    soft = np.clip(2.0 * blur(ok.astype(np.float32)) - 1.0, 0.0, 1.0) * ok   # no edge where the skin ends
+    return (np.clip(r, -LOG_CLIP, LOG_CLIP) * mask * soft).astype(np.float32)
 
 
 def shared(log_ratios) -> np.ndarray:
@@ -175,6 +188,18 @@ def shared(log_ratios) -> np.ndarray:
     cap = SHARED_GAIN * np.abs(x).min(0) + SHARED_SLACK
     cap = cv2.GaussianBlur(cap, (0, 0), 2 * SMOOTH_PX)   # a smooth limit: a hard one draws contour lines
     return np.clip(x.mean(0), -cap, cap).astype(np.float32)
+
+
+def at_person_strength(combined: np.ndarray, people, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """``combined`` scaled so that its RMS over the skin is the people's own mean RMS (level 1 = as strong as one
+    real face's change: two people's folds never lie in quite the same place, so their mean is fainter than either),
+    clipped to +-``LOG_CLIP``; and the gain."""
+    skin = mask > 0.5
+
+    def rms(x):
+        return float(np.sqrt(np.mean(np.square(x[skin]))))
+    gain = float(np.mean([rms(x) for x in people]) / max(rms(combined), 1e-6))
+    return np.clip(combined * gain, -LOG_CLIP, LOG_CLIP).astype(np.float32), gain
 
 
 def mead_clips(corpus: Path) -> dict[str, dict[str, Path]]:
@@ -194,25 +219,48 @@ def build(corpus: Path, mean_shape: np.ndarray, log=print) -> tuple[dict[str, np
     uv = layout(mean_shape)
     mask = face_mask(uv)
     per: dict[str, list] = {}
+    tints: dict[str, list] = {}
     sources = []
     for person, clips in mead_clips(corpus).items():
-        neutral, nn = clip_texture(clips["neutral"], uv)
+        neutral_rgb, nn = clip_texture(clips["neutral"], uv)
+        neutral = luminance(neutral_rgb)
         sources.append(clips["neutral"].name)
         for label, path in sorted(clips.items()):
             if label == "neutral":
                 continue
-            tex, n = clip_texture(path, uv)
-            per.setdefault(label, []).append(log_ratio(tex, neutral, mask))
+            rgb, n = clip_texture(path, uv)
+            per.setdefault(label, []).append(log_ratio(luminance(rgb), neutral, mask))
+            tints.setdefault(label, []).append(tint(rgb, neutral_rgb, per[label][-1], mask))
             sources.append(path.name)
             log(f"{person} {label}: {n} frames against {nn} neutral, |log ratio| mean "
                 f"{float(np.abs(per[label][-1])[mask > 0.5].mean()):.3f}")
-    ratios = {k: shared(v) for k, v in per.items()}
+    ratios, gains = {}, {}
+    for k, v in per.items():
+        # a symmetric expression: each person's mirror image is one more sample of it (one side's stray light or
+        # hair is then damped by ``shared`` like one person's)
+        samples = v if k in ASYMMETRIC else v + [x[:, ::-1] for x in v]
+        ratios[k], gains[k] = at_person_strength(shared(samples), v, mask)
     meta = {"format": FORMAT, "texture": TEXTURE, "smooth_px": SMOOTH_PX, "log_clip": LOG_CLIP, "edge_px": EDGE_PX,
             "people": sorted(mead_clips(corpus)), "sources": sources,
+            "asymmetric": list(ASYMMETRIC), "strength_gain": {k: round(g, 3) for k, g in sorted(gains.items())},
             "source_repo": "ali-vilab/dreamtalk data/style_clip/video (MEAD actors)", "licence": "MIT",
             "method": "Liu, Shan & Zhang 2001 expression ratio images: mean luminance of the level-3 clip over the "
-                      "neutral clip in the face mesh's texture frame, log, smoothed, clipped, people averaged"}
+                      "neutral clip in the face mesh's texture frame, log, smoothed, clipped; the people's shared "
+                      "change at the strength of one person's own (RMS over the skin)"}
+    meta["tint"] = {k: np.mean(v, 0).round(3).tolist() for k, v in sorted(tints.items())}
     return ratios, meta
+
+
+def tint(expressive: np.ndarray, neutral: np.ndarray, lum_log_ratio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(3,) per-channel exponents k: each colour channel's log ratio ~ k_c x the luminance log ratio (least squares
+    over the skin): a fold's shadow on skin is redder than a grey one (light scattered under the skin)."""
+    skin = (mask > 0.5) & (np.abs(lum_log_ratio) > 1e-3)
+    y = lum_log_ratio[skin]
+    out = []
+    for c in range(3):
+        x = log_ratio(expressive[..., c], neutral[..., c], mask)[skin]
+        out.append(float((x * y).sum() / max((y * y).sum(), 1e-9)))
+    return np.array(out)
 
 
 # ---------------------------------------------------------------------------------------------- file
@@ -220,7 +268,7 @@ def build(corpus: Path, mean_shape: np.ndarray, log=print) -> tuple[dict[str, np
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_expressions.safetensors"
 # the shipped file's SHA-256 (tests/test_meshwarp_emotion.py): rebuilt by the command above, on the corpus's clips
-SHIPPED_SHA256 = "0c37b28eccb29c0a17f57e4a99b92e517b67c267b7a425cca8d1d79a44f34307"
+SHIPPED_SHA256 = "704913b050ca7f144990891ae9b6aee87074c25d06b4c06e04889cce04664938"
 
 
 def save(ratios: dict[str, np.ndarray], meta: dict, mean_shape: np.ndarray, path: Path) -> Path:
@@ -239,8 +287,11 @@ def save(ratios: dict[str, np.ndarray], meta: dict, mean_shape: np.ndarray, path
 class ExpressionRatios:
     """The shipped ratio images: ``labels`` (sorted), ``log_ratio[label]`` (T,T) float32, ``layout`` (478,2)."""
 
-    def __init__(self, log_ratio: dict[str, np.ndarray], uv: np.ndarray, info: dict | None = None):
+    def __init__(self, log_ratio: dict[str, np.ndarray], uv: np.ndarray, info: dict | None = None,
+                 tint: dict | None = None):
         self.log_ratio = {k: np.asarray(v, np.float32) for k, v in log_ratio.items()}
+        # per label, the (R,G,B) exponents of the luminance ratio (``tint``); 1,1,1: grey
+        self.tint = {k: np.asarray((tint or {}).get(k, (1.0, 1.0, 1.0)), np.float32) for k in self.log_ratio}
         self.labels = sorted(self.log_ratio)
         self.layout = np.asarray(uv, np.float64)
         self.size = next(iter(self.log_ratio.values())).shape[0] if self.log_ratio else TEXTURE
@@ -253,7 +304,8 @@ class ExpressionRatios:
         tensors, meta = read_tensors(path, "expression ratio file", framework="np", expect_format=FORMAT)
         ratios = {k[len("log_ratio."):]: v.astype(np.float32) for k, v in tensors.items()
                   if k.startswith("log_ratio.")}
-        return cls(ratios, tensors["layout"], json.loads(meta.get("info", "{}")))
+        info = json.loads(meta.get("info", "{}"))
+        return cls(ratios, tensors["layout"], info, info.get("tint"))
 
     def bind(self, image: np.ndarray, mesh: np.ndarray) -> "ExpressionTexture":
         return ExpressionTexture(self, image, mesh)
@@ -280,14 +332,15 @@ class ExpressionTexture:
         self._last = (None, None)
 
     def log_ratio(self, weights) -> np.ndarray | None:
-        """(h,w) float32 combined log ratio over ``self.box`` for label weights, None when nothing changes."""
+        """(h,w,3) float32 combined per-channel log ratio over ``self.box`` for label weights (sum of w_k x the
+        label's log ratio x its tint), None when nothing changes."""
         w = np.asarray(weights, np.float64).reshape(-1)
         if self.box is None or not np.any(w):
             return None
-        out = np.zeros_like(next(iter(self.maps.values())))
+        out = np.zeros(next(iter(self.maps.values())).shape + (3,), np.float32)
         for k, wk in zip(self.ratios.labels, w):
             if wk:
-                out += np.float32(wk) * self.maps[k]
+                out += (np.float32(wk) * self.maps[k])[..., None] * self.ratios.tint[k]
         return out
 
     def texture(self, weights) -> np.ndarray | None:
@@ -301,8 +354,13 @@ class ExpressionTexture:
         else:
             y0, y1, x0, x1 = self.box
             out = self.image.copy()
-            patch = out[y0:y1, x0:x1].astype(np.float32) * np.exp(lr)[..., None]
-            out[y0:y1, x0:x1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+            patch = out[y0:y1, x0:x1].astype(np.float32)
+            # a brightening stops where the brightest channel reaches white: the hue stays (a clipped red channel
+            # would turn bright skin grey)
+            gain = np.exp(lr)
+            top = (patch * gain).max(2)
+            gain *= np.minimum(1.0, np.maximum(255.0, patch.max(2)) / np.maximum(top, 1.0))[..., None]
+            out[y0:y1, x0:x1] = np.clip(patch * gain + 0.5, 0, 255).astype(np.uint8)
         self._last = (key, out)
         return out
 
