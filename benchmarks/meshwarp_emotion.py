@@ -4,8 +4,9 @@
                                           [--seconds 4] [--strip]
 
 ``--ratios none`` renders the labels without their expression ratio images (``emotion_texture.py``: the mesh
-only, as before issue 20's second round). Every frame goes through the public pipeline and is measured with the evaluation's own models (mediapipe's face
-mesh, dlib, fer). Prints the figures and writes benchmarks/results/meshwarp/emotion.json (or --json PATH).
+only, as before issue 20's second round). Every frame goes through the public pipeline and is measured with the
+evaluation's own models (mediapipe's face mesh, dlib, fer). Prints the figures and writes
+benchmarks/results/meshwarp/emotion.json (or --json PATH).
 
   fer        3 portraits (anne.png, Macron.png, a corpus portrait) speaking held-out speech (Katie Hill's clip, a
              held-out person) with a label at level 1: share of frames with fer's top class = the label

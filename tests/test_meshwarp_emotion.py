@@ -215,7 +215,7 @@ def test_log_ratio_measures_a_fold_and_ignores_exposure(shipped):
     lr = T.log_ratio(expressive, neutral, mask)
     assert np.log(0.8) - 0.01 < lr[y, x] < 0.5 * np.log(0.8)
     far = (mask > 0.99) & (np.hypot(*np.mgrid[0:T.TEXTURE, 0:T.TEXTURE] - np.array([y, x])[:, None, None]) > 30)
-    assert np.abs(lr[far]).mean() < 0.01                 # elsewhere on the skin: (almost) nothing
+    assert np.abs(lr[far]).mean() < 0.025     # elsewhere on the skin: (almost) nothing (the ramp alone: ~0.12)
     assert (lr[mask == 0] == 0).all()
     # hair (darker than SKIN_SHARE of the face) is not skin: nothing is measured on it
     hair = neutral.copy()
@@ -229,8 +229,7 @@ def test_log_ratio_measures_a_fold_and_ignores_exposure(shipped):
 
 
 def test_ratio_level_zero_changes_no_pixel(anne_texture, anne_image, anne_mesh):
-    from pdfgc.families.meshwarp.warp import WarpRenderer
-    from pdfgc.families.meshwarp.warp import open_mouth
+    from pdfgc.families.meshwarp.warp import WarpRenderer, open_mouth
     n = len(anne_texture.ratios.labels)
     assert anne_texture.texture(np.zeros(n)) is None
     r = WarpRenderer(anne_image, anne_mesh)

@@ -1,6 +1,6 @@
 """Expression ratio images of the mesh-warp family's emotion labels: what a label does to the skin's shading.
 
-    python -m pdfgc.families.meshwarp.emotion_texture --corpus ../shared/data/corpus --out FILE [--strip PNG]
+    python -m pdfgc.families.meshwarp.emotion_texture --corpus ../shared/data/corpus [--out FILE]   (~30 s)
 
 A warp moves the portrait's own pixels; it cannot paint the folds, furrows and lines that make a real face's
 expression read (issue 20: fer reads the real MEAD clips of the label fit's actors at 78-100 % but a warp with the
@@ -12,18 +12,24 @@ Multiplying another face's texture by it, before the warp moves that texture to 
 same shading change to that face.
 
 **Measured** (``build``): per label, every frame of the person's level-3 clip and of the person's neutral clip is
-warped into the texture frame (the face triangles, piecewise affine, as the renderer maps pixels); the frames'
-luminance is averaged per clip; the log ratio of the two means is smoothed (``SMOOTH_PX``: under a fold's width,
-over the warp's misalignment), clipped to +-``LOG_CLIP``, and averaged over the people (the corpus's MEAD actors
-M030 and W009, dreamtalk's MIT-licensed style clips), keeping what they share (``shared``) at the strength of one
-person's own change (``at_person_strength``: the mean of two people's folds is fainter than either's). Both clips are speech, so speech's own shading mostly
-cancels; the eyes and the mouth (lids' opening, lips and the mouth interior, which speech and blinks change frame by
-frame and the renderer's own parts draw) are masked out, and the ratio fades to 1 at the face outline
-(``face_mask``), so the change has no edge.
+warped into the texture frame (the face triangles, piecewise affine, as the renderer maps pixels) and averaged per
+clip (``clip_texture``); ``log_ratio``: the log ratio of the two means' luminance, smoothed (``SMOOTH_PX``: under a
+fold's width, over the warp's misalignment), less its broad part (``BROAD_PX``: a change of the light between the
+clips is not the expression's, and on another face it shows as a blotch), on skin only (hair and brows, darker than
+``SKIN_SHARE`` of the face, left out: one actor's fringe moves), clipped to +-``LOG_CLIP``. The people (the
+corpus's MEAD actors M030 and W009, dreamtalk's MIT-licensed style clips) and, for the symmetric labels, their mirror
+images are combined by ``shared`` (what one of them alone shows is damped), at the strength of one person's own
+change (``at_person_strength``: two people's folds never lie in quite the same place, so their mean is fainter than
+either's). Both clips are speech, so speech's own shading mostly cancels; the eyes and the lips (the lids' opening,
+the lips and the mouth interior change with blinks and speech frame by frame, and the renderer's own parts draw
+them) are masked out, and the ratio fades to 1 at the face outline and the hairline (``face_mask``), so the change
+has no edge. ``tint``: a fold's shadow on skin is redder than a grey one; per label, each colour channel's log ratio
+is a fitted multiple of the luminance's (R ~0.9, G ~1.05, B ~1.1-1.2).
 
 **Applied** (``ExpressionTexture``): per portrait, each label's log ratio is warped once from the texture frame to
 the portrait's own mesh; for label weights w (a level, or a blend's shares) the portrait's pixels are multiplied by
-exp(sum w_k log r_k) = prod r_k ** w_k (luminance only: the skin keeps its colour) before the warp. Level 0 changes
+exp(sum w_k log r_k) = prod r_k ** w_k (per channel, with the label's tint; a brightening stops where the
+brightest channel reaches white, so bright skin keeps its hue) before the warp. Level 0 changes
 nothing (the renderer then samples the untouched portrait), a level is a power of the ratio, and a blend of two
 labels at 0.5 each is the geometric mean of their ratios.
 """
@@ -42,7 +48,7 @@ from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER, LIP_OUTER_LOWER, LIP_
 
 FORMAT = "pdfgc-meshwarp-expression-ratios"
 TEXTURE = 128          # texture frame size (px); the face spans ~0.86 of it: ~110 px, a MEAD 256 px face's own size
-BROAD_PX = 10.0        # Gaussian sigma of the broad shading change removed from the ratio (~9 % of the face width)
+BROAD_PX = 20.0        # Gaussian sigma of the broad shading change removed from the ratio (~18 % of the face width)
 SMOOTH_PX = 2.0        # Gaussian sigma of the log ratio, texture px (~1.8 % of the face width)
 LOG_CLIP = 0.35        # |log ratio| <= 0.35: a ratio in [0.70, 1.42] (a deep fold's shadow, not a lost track)
 EDGE_PX = 6.0          # the ratio fades to 1 over this many texture px inside the outline and around eyes/mouth
@@ -268,7 +274,7 @@ def tint(expressive: np.ndarray, neutral: np.ndarray, lum_log_ratio: np.ndarray,
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_expressions.safetensors"
 # the shipped file's SHA-256 (tests/test_meshwarp_emotion.py): rebuilt by the command above, on the corpus's clips
-SHIPPED_SHA256 = "704913b050ca7f144990891ae9b6aee87074c25d06b4c06e04889cce04664938"
+SHIPPED_SHA256 = "a84bc57727e509be55c3106894fdd0caf81e1c8570b04d0fbb4fce2481699dad"
 
 
 def save(ratios: dict[str, np.ndarray], meta: dict, mean_shape: np.ndarray, path: Path) -> Path:
