@@ -97,6 +97,14 @@ def test_blends_are_linear_in_the_shapes(anne_mesh, shipped):
         EmotionControl(label="sad")), atol=1e-5)
     assert np.abs(code(EmotionControl(label="angry", intensity=0.0))).max() == 0
 
+    def frames(ctl):
+        opt = AnimateOptions(progress=False, lips="still", duration=0.08, emotion_control=ctl)
+        return np.concatenate([x.numpy() for _, x in pipe.render(pipe.plan(face, None, opt), opt)])
+    # level 0 renders the portrait's own frames, pixel for pixel; level 1 changes the skin
+    plain = frames(None)
+    assert np.array_equal(frames(EmotionControl(label="sad", intensity=0.0)), plain)
+    assert np.abs(frames(EmotionControl(label="sad")).astype(float) - plain).max() > 10
+
 
 class _Clip:
     def __init__(self, identity, label, canon):

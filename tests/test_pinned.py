@@ -64,10 +64,12 @@ def test_default_model_frames_are_pinned():
     frames = np.concatenate([pp.to_uint8(x) for _, x in pipe.render(plan, opt)])[[0, 6, 12]]
     assert frames.shape == (3, 224, 224, 3) and frames.dtype == np.uint8
     means = np.array([[f[y:y + 16, x:x + 16].reshape(-1, 3).mean(0) for y, x in PATCHES.values()] for f in frames])
+    # re-recorded for issue 20's second round (the happy label's expression ratio image and its shape at one
+    # person's size: the cheek patch darker by ~1.3 levels; frames without a label are unchanged, bit for bit)
     np.testing.assert_allclose(means, [
-        [[142.59, 117.64, 99.73], [187.97, 129.22, 117.03], [158.37, 128.02, 108.32]],
-        [[158.57, 129.78, 109.23], [174.34, 127.31, 116.71], [159.31, 128.93, 109.19]],
-        [[142.34, 116.95, 98.73], [178.78, 142.26, 127.48], [160.54, 130.22, 110.44]]], rtol=0, atol=0.5)
+        [[141.27, 116.30, 98.43], [185.50, 126.30, 114.19], [157.11, 127.03, 107.46]],
+        [[158.24, 129.39, 108.85], [172.92, 125.78, 115.43], [157.24, 127.13, 107.57]],
+        [[139.83, 114.55, 96.51], [177.56, 141.37, 126.66], [157.10, 127.05, 107.54]]], rtol=0, atol=0.5)
     flat = frames.reshape(3, -1).astype(np.float64)
-    np.testing.assert_allclose(flat.mean(1), [74.307, 74.474, 73.873], rtol=0, atol=0.1)
-    np.testing.assert_allclose(flat.std(1), [83.144, 82.999, 82.940], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.mean(1), [74.415, 74.713, 74.097], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.std(1), [83.046, 83.044, 82.776], rtol=0, atol=0.1)

@@ -394,6 +394,7 @@ class MeshWarpFamily(ModelFamily):
         p = self.params
         return {**super().info(), "weights": str(self.model.weights_path or "packaged"),
                 "codes": self.code_dims, "emotion_labels": sorted(p.emotion_shapes),
+                "expression_ratio_labels": self.expression_labels,
                 "lips_head_parameters": sum(t.numel() for t in (p.audio_state or {}).values()),
                 "refiner_parameters": (sum(t.numel() for t in self.model.refiner.parameters())
                                        if self.model.refiner is not None else 0),
