@@ -1,9 +1,12 @@
 """Issue 20's figures for the default (mesh-warp) model's emotion labels, on portraits and clips it did not fit on.
 
-    python benchmarks/meshwarp_emotion.py [--weights FILE] [--data ../prepared_corpus] [--seconds 4] [--strip]
+    python benchmarks/meshwarp_emotion.py [--weights FILE] [--ratios FILE|none] [--data ../prepared_corpus]
+                                          [--seconds 4] [--strip]
 
-Every frame goes through the public pipeline and is measured with the evaluation's own models (mediapipe's face
-mesh, dlib, fer). Prints the figures and writes benchmarks/results/meshwarp/emotion.json (or --json PATH).
+``--ratios none`` renders the labels without their expression ratio images (``emotion_texture.py``: the mesh
+only, as before issue 20's second round). Every frame goes through the public pipeline and is measured with the
+evaluation's own models (mediapipe's face mesh, dlib, fer). Prints the figures and writes
+benchmarks/results/meshwarp/emotion.json (or --json PATH).
 
   fer        3 portraits (anne.png, Macron.png, a corpus portrait) speaking held-out speech (Katie Hill's clip, a
              held-out person) with a label at level 1: share of frames with fer's top class = the label
@@ -42,10 +45,14 @@ TARGET_FER = {"happy": 0.8, "surprise": 0.6, "sad": 0.5, "angry": 0.5}
 STRIP_PORTRAITS = [DATA / "pdfgc/anne.png", DATA / "real3dportrait/Macron.png"]
 
 
+RATIOS = None   # --ratios: None = the shipped expression ratio images, False = none, or a file
+
+
 def pipe_for(params):
     from pdfgc.families.meshwarp.model import MeshWarpModel
     from pdfgc.pipeline import TalkingHeadPipeline
-    return TalkingHeadPipeline(MeshWarpModel(params, refiner=None), device="cpu", threads=torch.get_num_threads())
+    return TalkingHeadPipeline(MeshWarpModel(params, refiner=None, expressions=RATIOS), device="cpu",
+                               threads=torch.get_num_threads())
 
 
 def canon_mean(meter, frames) -> np.ndarray:
@@ -77,6 +84,8 @@ def pearson(a, b) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", help="a meshwarp .safetensors (default: the shipped one)")
+    ap.add_argument("--ratios", default=None,
+                    help="expression ratio images: a file, or 'none' for the mesh alone (default: the shipped file)")
     ap.add_argument("--data", default=str(ROOT.parent / "prepared_corpus"), help="the prepared corpus (regions)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -86,6 +95,8 @@ def main() -> int:
     ap.add_argument("--labels", nargs="*", default=LABELS, help="labels to measure (default: all six)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global RATIOS
+    RATIOS = False if args.ratios == "none" else args.ratios
     from pdfgc.controls.explicit import EmotionControl
     from pdfgc.evaluation import signals as S
     from pdfgc.families.meshwarp import emotion as E
@@ -94,7 +105,8 @@ def main() -> int:
     params = load_params(args.weights)
     pipe = pipe_for(params)
     meter = Meter()
-    R: dict = {"weights": str(args.weights or "default"), "seconds": args.seconds}
+    R: dict = {"weights": str(args.weights or "default"), "ratios": str(args.ratios or "default"),
+               "seconds": args.seconds}
     faces = [pipe.load_portrait(p) for p in PORTRAITS]
     labels = [k for k in args.labels if k in params.emotion_shapes]
 
@@ -175,7 +187,7 @@ def main() -> int:
 
     if args.strip:
         write_strip(pipe, params)
-    if len(R) > 2:   # something was measured (not only --strip)
+    if len(R) > 3:   # something was measured (not only --strip)
         path = Path(args.json) if args.json else OUT / "emotion.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(R, indent=1))

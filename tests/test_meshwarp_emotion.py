@@ -97,6 +97,14 @@ def test_blends_are_linear_in_the_shapes(anne_mesh, shipped):
         EmotionControl(label="sad")), atol=1e-5)
     assert np.abs(code(EmotionControl(label="angry", intensity=0.0))).max() == 0
 
+    def frames(ctl):
+        opt = AnimateOptions(progress=False, lips="still", duration=0.08, emotion_control=ctl)
+        return np.concatenate([x.numpy() for _, x in pipe.render(pipe.plan(face, None, opt), opt)])
+    # level 0 renders the portrait's own frames, pixel for pixel; level 1 changes the skin
+    plain = frames(None)
+    assert np.array_equal(frames(EmotionControl(label="sad", intensity=0.0)), plain)
+    assert np.abs(frames(EmotionControl(label="sad")).astype(float) - plain).max() > 10
+
 
 class _Clip:
     def __init__(self, identity, label, canon):
@@ -136,3 +144,152 @@ def test_fit_labels_measures_the_change_from_the_neutral_clip(anne_mesh, shipped
     assert abs(r["lower_lip down"]) < 0.01                              # no jaw drop from the label
     assert np.abs(E.opening_constraints(params) @ params.emotion_mouth("surprise")).max() < 1e-9
     np.testing.assert_allclose(params.emotion_lid("surprise"), 0.0, atol=0.05)
+
+
+# ---------------------------------------------------------------------------------------------- ratio images
+
+
+@pytest.fixture(scope="module")
+def ratios():
+    from pdfgc.families.meshwarp import emotion_texture as T
+    if not T.DEFAULT_PATH.exists():
+        pytest.skip("no shipped expression ratio file")
+    return T.ExpressionRatios.load()
+
+
+@pytest.fixture(scope="module")
+def anne_image(anne_mesh):
+    from PIL import Image
+    return np.array(Image.open(need(ANNE)).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def anne_texture(ratios, anne_image, anne_mesh):
+    return ratios.bind(anne_image, anne_mesh)
+
+
+def _polygon(mesh, idx, shape, erode=0):
+    import cv2
+    m = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(m, [np.round(mesh[list(idx), :2]).astype(np.int32)], 1)
+    if erode:
+        m = cv2.erode(m, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+    return m.astype(bool)
+
+
+def test_shipped_ratio_file_reads_back(ratios, shipped):
+    """The shipped file: its pinned hash, one ratio per label of the shape fit (neutral has none), its sources
+    (the MIT-licensed dreamtalk MEAD clips of M030 and W009) and sane values (a ratio in [0.70, 1.42])."""
+    import hashlib
+
+    from pdfgc.families.meshwarp import emotion_texture as T
+    digest = hashlib.sha256(T.DEFAULT_PATH.read_bytes()).hexdigest()
+    assert digest == T.SHIPPED_SHA256
+    assert set(ratios.labels) == set(shipped.emotion_shapes) - {"neutral"}
+    assert ratios.info["licence"] == "MIT" and ratios.info["people"] == ["M030", "W009"]
+    assert len(ratios.info["sources"]) == 2 * (len(ratios.labels) + 1)
+    for label, lr in ratios.log_ratio.items():
+        assert lr.shape == (T.TEXTURE, T.TEXTURE) and np.abs(lr).max() <= T.LOG_CLIP + 1e-3
+        # each label darkens or lightens its folds by 8 % or more (a ratio of 0.92 or 1.08)
+        assert np.abs(lr).max() > np.log(1.08), label
+    assert ratios.layout.shape == (478, 2)
+
+
+def test_ratio_file_round_trip(tmp_path, shipped):
+    from pdfgc.families.meshwarp import emotion_texture as T
+    rng = np.random.default_rng(0)
+    want = {"happy": rng.normal(0, 0.1, (T.TEXTURE, T.TEXTURE)).astype(np.float32)}
+    path = T.save(want, {"licence": "MIT", "people": ["x"]}, shipped.mean_shape, tmp_path / "r.safetensors")
+    back = T.ExpressionRatios.load(path)
+    assert back.labels == ["happy"] and back.info["people"] == ["x"]
+    np.testing.assert_allclose(back.log_ratio["happy"], want["happy"], atol=1e-3)   # stored as float16
+    np.testing.assert_allclose(back.layout, T.layout(shipped.mean_shape), atol=1e-4)
+    from pdfgc.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="expression ratio file"):
+        T.ExpressionRatios.load(tmp_path / "missing.safetensors")
+
+
+def test_log_ratio_measures_a_fold_and_ignores_exposure(shipped):
+    """A dark fold on the expressive texture reads back as a darkening (up to its depth, log 0.8: the smoothing
+    and the broad part's removal take some), a brighter exposure and a light gradient over the whole face do not,
+    and nothing outside the mask."""
+    from pdfgc.families.meshwarp import emotion_texture as T
+    uv = T.layout(shipped.mean_shape)
+    mask = T.face_mask(uv)
+    neutral = np.full((T.TEXTURE, T.TEXTURE), 120.0, np.float32)
+    ramp = np.linspace(0.9, 1.3, T.TEXTURE, dtype=np.float32)[None, :]
+    expressive = neutral * ramp                          # brighter, and brighter to one side (light, exposure)
+    y, x = np.unravel_index(np.argmax(mask), mask.shape)
+    expressive[y - 2:y + 3, x - 15:x + 16] *= 0.8        # a 5 px wide fold where the mask is 1
+    lr = T.log_ratio(expressive, neutral, mask)
+    assert np.log(0.8) - 0.01 < lr[y, x] < 0.5 * np.log(0.8)
+    far = (mask > 0.99) & (np.hypot(*np.mgrid[0:T.TEXTURE, 0:T.TEXTURE] - np.array([y, x])[:, None, None]) > 30)
+    assert np.abs(lr[far]).mean() < 0.025     # elsewhere on the skin: (almost) nothing (the ramp alone: ~0.12)
+    assert (lr[mask == 0] == 0).all()
+    # hair (darker than SKIN_SHARE of the face) is not skin: nothing is measured on it
+    hair = neutral.copy()
+    hair[:20] = 30.0
+    assert (T.log_ratio(hair * 1.2, hair, mask)[:20] == 0).all()
+    # people: a change both show is kept at its mean, one only one shows is damped
+    both = T.shared([np.full((8, 8), -0.2, np.float32), np.full((8, 8), -0.1, np.float32)])
+    one = T.shared([np.full((8, 8), -0.3, np.float32), np.zeros((8, 8), np.float32)])
+    np.testing.assert_allclose(both, -0.15, atol=1e-6)
+    np.testing.assert_allclose(one, -T.SHARED_SLACK, atol=1e-6)
+
+
+def test_ratio_level_zero_changes_no_pixel(anne_texture, anne_image, anne_mesh):
+    from pdfgc.families.meshwarp.warp import WarpRenderer, open_mouth
+    n = len(anne_texture.ratios.labels)
+    assert anne_texture.texture(np.zeros(n)) is None
+    r = WarpRenderer(anne_image, anne_mesh)
+    target = open_mouth(anne_mesh, 0.05)
+    plain = r.render(target)
+    assert np.array_equal(r.render(target, texture=None), plain)
+    assert not np.array_equal(r.render(target, texture=anne_texture.texture(np.eye(n)[0])), plain)
+
+
+def test_ratios_apply_on_the_skin_only(anne_texture, anne_image, anne_mesh):
+    """Every label changes pixels only inside the face outline, none in the eye openings or between the lips."""
+    from pdfgc.families.meshwarp.topology import EYE_POLYGONS, MOUTH_POLYGON, face_oval
+    labels = anne_texture.ratios.labels
+    face = _polygon(anne_mesh, face_oval(), anne_image.shape)
+    eyes = _polygon(anne_mesh, EYE_POLYGONS[0], anne_image.shape) | _polygon(anne_mesh, EYE_POLYGONS[1],
+                                                                             anne_image.shape)
+    mouth = _polygon(anne_mesh, MOUTH_POLYGON, anne_image.shape)
+    for k, label in enumerate(labels):
+        out = anne_texture.texture(np.eye(len(labels))[k])
+        changed = np.abs(out.astype(int) - anne_image.astype(int)).max(2) > 0
+        assert changed.sum() > 500, label
+        assert not changed[~face].any(), label
+        assert not changed[eyes].any() and not changed[mouth].any(), label
+
+
+def test_ratio_blends_are_geometric_means(anne_texture, anne_image):
+    """A label at level l multiplies the skin by r ** l; two labels at 0.5 each by sqrt(r1 r2)."""
+    labels = anne_texture.ratios.labels
+    h, s = np.eye(len(labels))[labels.index("happy")], np.eye(len(labels))[labels.index("sad")]
+    lh, ls = anne_texture.log_ratio(h), anne_texture.log_ratio(s)
+    np.testing.assert_allclose(anne_texture.log_ratio(0.5 * h + 0.5 * s), 0.5 * (lh + ls), atol=1e-6)
+    np.testing.assert_allclose(anne_texture.log_ratio(0.4 * h), 0.4 * lh, atol=1e-6)
+    y0, y1, x0, x1 = anne_texture.box
+    img = anne_image[y0:y1, x0:x1].astype(np.float64)
+    got = anne_texture.texture(0.5 * h + 0.5 * s)[y0:y1, x0:x1].astype(np.float64)
+    rh = anne_texture.texture(h)[y0:y1, x0:x1].astype(np.float64) / np.maximum(img, 1)
+    rs = anne_texture.texture(s)[y0:y1, x0:x1].astype(np.float64) / np.maximum(img, 1)
+    bright = (img > 60).all(2) & (img < 200).all(2)      # away from rounding and clipping at 0 and 255
+    np.testing.assert_allclose(got[bright], (img * np.sqrt(rh * rs))[bright], atol=1.6)
+
+
+def test_label_codes_carry_the_ratio_weights():
+    """The model's emotion code ends with one weight per ratio label: a label sets its own to the level, a blend
+    each label's share, and frames with all weights 0 render the untouched portrait."""
+    from pdfgc.families.meshwarp.model import MeshWarpFamily, MeshWarpModel
+    fam = MeshWarpFamily(MeshWarpModel.from_pretrained(refiner=False), "cpu")
+    labels = fam.expression_labels
+    if not labels:
+        pytest.skip("no shipped expression ratio file")
+    n = len(labels)
+    assert fam.code_dims["emotion"] == fam.params.emotion_dim + fam.params.mouth_dim + 2 + n
+    code = fam.label_code("happy")
+    assert code[-n:].tolist() == np.eye(n)[labels.index("happy")].tolist()
+    assert not fam.label_code("neutral")[-n:].any()

@@ -64,10 +64,12 @@ def test_default_model_frames_are_pinned():
     frames = np.concatenate([pp.to_uint8(x) for _, x in pipe.render(plan, opt)])[[0, 6, 12]]
     assert frames.shape == (3, 224, 224, 3) and frames.dtype == np.uint8
     means = np.array([[f[y:y + 16, x:x + 16].reshape(-1, 3).mean(0) for y, x in PATCHES.values()] for f in frames])
+    # re-recorded for issue 20's second round (the happy label's expression ratio image and its shape at one
+    # person's size: the cheek patch darker by ~1.7 levels; frames without a label are unchanged, bit for bit)
     np.testing.assert_allclose(means, [
-        [[142.59, 117.64, 99.73], [187.97, 129.22, 117.03], [158.37, 128.02, 108.32]],
-        [[158.57, 129.78, 109.23], [174.34, 127.31, 116.71], [159.31, 128.93, 109.19]],
-        [[142.34, 116.95, 98.73], [178.78, 142.26, 127.48], [160.54, 130.22, 110.44]]], rtol=0, atol=0.5)
+        [[141.40, 116.51, 98.61], [185.42, 126.22, 114.09], [156.68, 126.57, 106.96]],
+        [[158.24, 129.39, 108.85], [172.90, 125.74, 115.39], [156.76, 126.67, 107.06]],
+        [[139.89, 114.67, 96.66], [177.42, 141.21, 126.52], [156.67, 126.59, 107.03]]], rtol=0, atol=0.5)
     flat = frames.reshape(3, -1).astype(np.float64)
-    np.testing.assert_allclose(flat.mean(1), [74.307, 74.474, 73.873], rtol=0, atol=0.1)
-    np.testing.assert_allclose(flat.std(1), [83.144, 82.999, 82.940], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.mean(1), [74.453, 74.734, 74.141], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.std(1), [83.106, 83.071, 82.845], rtol=0, atol=0.1)

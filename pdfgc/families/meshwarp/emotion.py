@@ -8,8 +8,10 @@ difference of the two clips' mean canonical meshes (both clips are speech: their
 the cheeks), the lips and mouth corners as the difference of the two clips' least open thirds (the mouth at rest),
 the lids as the ratio of the clips' median frontal eye aspect ratio. Only people with a neutral clip count (the
 corpus's MEAD actors M030 and W009, every label at level 3); a person's clips of one label are averaged first, then
-the people. The shape is that mean as it is: level 1 = the real level-3 mean, no gain (the earlier fit scaled the
-labels x1.5-3 until fer read them, which opened the mouth).
+the people. The shape is that mean's direction at the size of one real person's change (``person_size_gain``: the
+people's own mean region-vector norm over that of their mean, x1.0-1.3; two people who move a region differently
+average to a fainter change than either made): level 1 = a real level-3 face, no gain beyond it (the earlier fit
+scaled the labels x1.5-3 until fer read them, which opened the mouth).
 
 **Kept apart from speech** (EMOTE, EmoTalk): a label's mesh offset becomes an emotion code (on
 ``params.emotion_basis``) and a resting mouth code (on ``params.mouth_basis``) by one least-squares fit in which the
@@ -197,6 +199,15 @@ def offset_to_codes(offset: np.ndarray, params) -> tuple[np.ndarray, np.ndarray,
     return emo, mouth, share
 
 
+def person_size_gain(offsets, mean_shape) -> float:
+    """The people's own mean size (norm of ``region_vector``) over the size of their mean: people who move the
+    same regions differently (sad: one raises the inner brows, the other lowers the whole brow) average to a
+    fainter change than either made. Level 1 is the mean's direction at one real person's size (never larger)."""
+    vecs = [region_vector(o, mean_shape) for o in offsets]
+    mean = np.linalg.norm(np.mean(vecs, 0))
+    return float(np.mean([np.linalg.norm(v) for v in vecs]) / mean) if mean > 1e-9 else 1.0
+
+
 def fit_labels(clips, params, log=print) -> dict:
     """Measure every label (``label_offsets``, people averaged) and set ``params.emotion_shapes`` /
     ``emotion_mouths`` / ``emotion_lids`` from it; returns the fit's summary (people, clips, reproduced share and
@@ -210,15 +221,18 @@ def fit_labels(clips, params, log=print) -> dict:
     for label in sorted(offsets):
         people = offsets[label]
         mean = np.mean([combined_offset(o) for o in people.values()], 0)
-        emo, mouth, share = offset_to_codes(mean, params)
+        gain = person_size_gain([combined_offset(o) for o in people.values()], params.mean_shape)
+        emo, mouth, share = offset_to_codes(gain * mean, params)
         lid = float(np.mean([o.lid for o in people.values()]))
         shapes[label], mouths[label], lids[label] = emo, mouth, np.full(2, lid)
         summary["labels"][label] = {"people": sorted(people), "clips": int(sum(o.clips for o in people.values())),
                                     "reference": ("neutral clip" if all(o.against_neutral_clip for o in
                                                                         people.values()) else "own neutral frame"),
-                                    "reproduced": round(share, 3), "lid": round(lid, 4)}
+                                    "reproduced": round(share, 3), "lid": round(lid, 4),
+                                    "size_gain": round(gain, 3)}
         log(f"emotion {label}: {len(people)} people ({', '.join(sorted(people))}), "
-            f"{summary['labels'][label]['clips']} clips; codes reproduce {share:.0%} of the offset; lids {lid:+.3f}")
+            f"{summary['labels'][label]['clips']} clips; size x{gain:.2f}; codes reproduce {share:.0%} of the offset; "
+            f"lids {lid:+.3f}")
     params.emotion_shapes, params.emotion_mouths, params.emotion_lids = shapes, mouths, lids
     return summary
 

@@ -7,10 +7,11 @@ and a multiplier scales the motion, not the face):
 - eye (4): d lid opening of eye 0 and eye 1 (lids = the portrait's own opening x (1 + d); -1 = closed), d gaze h, v
   (``signals.gaze`` units, v down); blink dims (0, 1), gaze dims (2, 3);
 - mouth (Dm): change of the mouth code (``codes.py``), 0 = the portrait's own;
-- emotion (De + Dm + 2): change of the expression code, then the expression's resting mouth shape (a smile's
+- emotion (De + Dm + 2 + L): change of the expression code, then the expression's resting mouth shape (a smile's
   corners live in the mouth points, which the expression code leaves to speech): added to the mouth at render
   time, then the expression's lid opening change per eye (surprise widens the eyes; lids = own x (1 + d eye) x
-  (1 + this)), so an emotion control still sets only the emotion code.
+  (1 + this)), then one weight per label of the expression ratio images (``emotion_texture.py``: the folds and
+  lines a warp cannot paint; 0 = the portrait's own skin), so an emotion control still sets only the emotion code.
 
 Head angle changes (explicit or from a pose video) are rendered through the portrait's pose calibration
 (``calibration.py``: the angles that read back as asked on this face, less what the plan's mouth and expression
@@ -40,6 +41,8 @@ from ...vocabulary import DRIVING_REFERENCES, MESHWARP
 from ..base import Codes, ModelFamily, progress_bar, register_family
 from . import codes as C
 from .calibration import PoseCalibration, calibrate_leak, calibrate_pose
+from .emotion_texture import DEFAULT_PATH as EXPRESSIONS_PATH
+from .emotion_texture import ExpressionRatios
 from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
 from .options import MeshWarpOptions
@@ -63,10 +66,17 @@ class MeshWarpModel:
 
     family = FAMILY
 
-    def __init__(self, params: MeshParams, path: Path | None = None, refiner=None):
+    def __init__(self, params: MeshParams, path: Path | None = None, refiner=None, expressions=None):
         self.params = params
         self.weights_path = path
         self.refiner = refiner   # refiner.Refiner or None: the warp alone
+        # the labels' expression ratio images (emotion_texture.py): None = the shipped file when there is one, a
+        # path = that file, False = none (labels move the mesh only)
+        if expressions is None:
+            expressions = EXPRESSIONS_PATH if EXPRESSIONS_PATH.is_file() else False
+        if expressions is not False and not isinstance(expressions, ExpressionRatios):
+            expressions = ExpressionRatios.load(expressions)
+        self.expressions = expressions or None
         self.config = MeshWarpConfig(notes="face-mesh codes + a 3D-aware warp of the portrait's pixels")
         # a file from before the Whisper head (a mel network under audio.*) has no lips from speech
         self.lips_head = from_params(params) if (params.audio_config or {}).get("kind") == LIPS_KIND else None
@@ -115,6 +125,7 @@ class MeshPortrait:
     renderer: WarpRenderer
     size: int
     refiner: object = None     # refiner.RefinerRunner bound to this portrait, None: the warp alone
+    expression: object = None  # emotion_texture.ExpressionTexture bound to this portrait, None: no ratio images
     # requested -> rendered angle changes (calibration.py): probed on the first frame that turns the head;
     # calibrate=False renders the requested angles as they are (the warp's global depth gain only)
     pose_calibration: PoseCalibration | None = None
@@ -232,9 +243,25 @@ class MeshWarpFamily(ModelFamily):
         self._detector = None
 
     @property
+    def expression_labels(self) -> list[str]:
+        """The labels with an expression ratio image, in the order of the emotion code's last dims."""
+        return self.model.expressions.labels if self.model.expressions is not None else []
+
+    @property
     def code_dims(self) -> dict[str, int]:
-        return {"mouth": self.params.mouth_dim, "emotion": self.params.emotion_dim + self.params.mouth_dim + 2,
+        return {"mouth": self.params.mouth_dim,
+                "emotion": self.params.emotion_dim + self.params.mouth_dim + 2 + len(self.expression_labels),
                 "eye": 4, "pose": 6}
+
+    def label_code(self, label: str) -> np.ndarray:
+        """(De + Dm + 2 + L,) the emotion code of a label at level 1: expression, resting mouth, lids, and its
+        ratio image's weight."""
+        p = self.params
+        shading = np.zeros(len(self.expression_labels), np.float32)
+        name = p._label(label)
+        if name in self.expression_labels:
+            shading[self.expression_labels.index(name)] = 1.0
+        return np.concatenate([p.emotion_code(label), p.emotion_mouth(label), p.emotion_lid(label), shading])
 
     def batch_size(self, kind: str, precision: str = "exact", requested: int | None = None) -> int:
         if requested:
@@ -268,7 +295,8 @@ class MeshWarpFamily(ModelFamily):
         # the real mouth bank it lowers the held-out mouth-box PSNR from 23.96 to 22.34 dB; over today's warp it
         # gives 24.49: benchmarks/meshwarp_pixels_eval.py --refiner --every 3)
         kw = dict(mouth="procedural", lids="painted", far_side=False) if runner is not None else {}
-        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh, **kw), size, runner)
+        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh, **kw), size, runner,
+                             expression=self.model.expressions.bind(image, mesh) if self.model.expressions else None)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
 
@@ -366,6 +394,7 @@ class MeshWarpFamily(ModelFamily):
         p = self.params
         return {**super().info(), "weights": str(self.model.weights_path or "packaged"),
                 "codes": self.code_dims, "emotion_labels": sorted(p.emotion_shapes),
+                "expression_ratio_labels": self.expression_labels,
                 "lips_head_parameters": sum(t.numel() for t in (p.audio_state or {}).values()),
                 "refiner_parameters": (sum(t.numel() for t in self.model.refiner.parameters())
                                        if self.model.refiner is not None else 0),
@@ -418,9 +447,8 @@ class MeshWarpFamily(ModelFamily):
             if ctl.reference is not None:
                 code = self._reference_emotion(ctl.reference, opt) * ctl.intensity
             else:
-                code = sum((w * np.concatenate([self.params.emotion_code(label), self.params.emotion_mouth(label),
-                                                self.params.emotion_lid(label)])
-                            for label, w in ctl.weights().items()), np.zeros(self.code_dims["emotion"]))
+                code = sum((w * self.label_code(label) for label, w in ctl.weights().items()),
+                           np.zeros(self.code_dims["emotion"]))
             emotion = (scale * torch.as_tensor(np.asarray(code, np.float32))).expand(t, -1).clone()
         if "lip" in controls:
             ctl = controls["lip"]
@@ -437,7 +465,8 @@ class MeshWarpFamily(ModelFamily):
         meshes = self._clip_meshes(clip, list(range(n)))
         rel = C.measure(meshes[:n], self.params, reference=None)
         expression = rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)
-        return np.concatenate([expression, np.zeros(self.params.mouth_dim + 2)]).astype(np.float32)
+        rest = self.code_dims["emotion"] - len(expression)
+        return np.concatenate([expression, np.zeros(rest)]).astype(np.float32)
 
     # ---- frames -----------------------------------------------------------------------------------------------
     def target_meshes(self, plan, sl: slice) -> np.ndarray:
@@ -491,7 +520,7 @@ class MeshWarpFamily(ModelFamily):
         abs_pose[:, 3:5] = centre / np.exp(abs_pose[:, 5:6])
         abs_eye = np.repeat(own.eye.astype(np.float64), b, 0)
         de, dm = self.params.emotion_dim, self.params.mouth_dim
-        abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:], 0.0)
+        abs_eye[:, :2] *= np.maximum(1.0 + eye[:, :2], 0.0) * np.maximum(1.0 + emo[:, de + dm:de + dm + 2], 0.0)
         abs_eye[:, 2] += eye[:, 2]
         abs_eye[:, 3] += C.GAZE_V_RENDER_GAIN * eye[:, 3]   # see codes.GAZE_V_RENDER_GAIN
         codes = C.MeshCodes(abs_pose, abs_eye, own.mouth + mouth + emo[:, de:de + dm], own.emotion + emo[:, :de])
@@ -500,12 +529,22 @@ class MeshWarpFamily(ModelFamily):
     def render(self, plan, sl, prec, batch=None) -> torch.Tensor:
         st: MeshPortrait = plan.appearance
         meshes = self.target_meshes(plan, sl)
+        textures = self.textures(st, plan.emotion[sl])
         if st.refiner is None:
-            frames = np.stack([st.renderer.render(m) for m in meshes])
+            frames = np.stack([st.renderer.render(m, texture=t) for m, t in zip(meshes, textures)])
         else:   # the learned refiner paints what the warp cannot (mouth interior, lids, seams), from its aux masks
-            warped = [st.renderer.render(m, return_aux=True) for m in meshes]
+            warped = [st.renderer.render(m, return_aux=True, texture=t) for m, t in zip(meshes, textures)]
             frames = st.refiner.apply_batch(np.stack([f for f, _ in warped]), [a for _, a in warped])
         return torch.from_numpy(frames).permute(0, 3, 1, 2)   # uint8 (B,3,S,S): the warp's pixels, no round trip
+
+    def textures(self, st: MeshPortrait, emotion) -> list:
+        """Per frame, the portrait's pixels with the frame's expression shading (``emotion_texture.py``: the
+        emotion code's last L dims weigh the labels' ratio images), or None where they are all 0."""
+        n = len(emotion)
+        if st.expression is None or not self.expression_labels:
+            return [None] * n
+        w = np.asarray(emotion[:, -len(self.expression_labels):], np.float32)
+        return [st.expression.texture(w[i]) for i in range(n)]
 
     def output_size(self, plan) -> int:
         return plan.appearance.size

@@ -310,9 +310,11 @@ class WarpRenderer:
 
     # ------------------------------------------------------------------ rendering
 
-    def render(self, target_mesh: np.ndarray, return_aux: bool = False):
+    def render(self, target_mesh: np.ndarray, return_aux: bool = False, texture: np.ndarray | None = None):
         """(S,S,3) uint8 frame for a (478,3) target mesh in the portrait's pixels; with ``return_aux`` also a dict
-        of float32 (S,S) masks in [0,1]: 'mouth', 'eyes', 'lids', 'stretch'."""
+        of float32 (S,S) masks in [0,1]: 'mouth', 'eyes', 'lids', 'stretch'. ``texture``: the portrait's pixels
+        with an expression's shading (``emotion_texture.ExpressionTexture``) warped in its place (None: the
+        portrait's own)."""
         target = _check_mesh(target_mesh, "target mesh")
         s = self.size
         target, fit = self._depth_corrected(target)
@@ -350,7 +352,8 @@ class WarpRenderer:
         squeezed = self._clamp_compressed(mx, my, idmap, coef, dst_tri)
         # fixed-point maps (what remap uses internally anyway): the conversion plus remap is ~3x cheaper
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
-        out = cv2.remap(self.image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(self.image if texture is None else texture, m1, m2, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
 
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
