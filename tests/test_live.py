@@ -153,6 +153,24 @@ def test_controls_take_effect_at_next_chunk(pipe, speech):
         assert s.controls.lip_level == 0.0                   # a refused change leaves the controls as they were
 
 
+def test_a_label_shades_the_skin_live_as_offline(pipe):
+    """The live frames carry the label's expression shading (the ratio images), as `animate`'s do; none without."""
+    from pdfgc.live import LiveSession
+    quiet = np.zeros(16000, np.float32)
+    with LiveSession(EX / "anne.png", pipeline=pipe, seed=3) as s:
+        seen = []
+        render = s.state.renderer.render
+        s.state.renderer.render = lambda m, **kw: (seen.append(kw.get("texture")), render(m, **kw))[1]
+        feed(s, quiet[:8000])
+        s.set_controls(emotion="happy", emotion_level=1.0)
+        feed(s, quiet[8000:])
+        own = s.state.expression.image              # the portrait's own pixels, which the shading multiplies
+    plain = [t for t in seen[:8] if t is None]
+    shaded = [t for t in seen[-8:] if t is not None]
+    assert len(plain) == 8 and len(shaded) == 8
+    assert shaded[0].shape == own.shape and np.abs(shaded[0].astype(int) - own).max() > 5
+
+
 def test_close_frees_the_session(pipe, speech):
     from pdfgc.live import LiveSession
     s = LiveSession(EX / "anne.png", pipeline=pipe)

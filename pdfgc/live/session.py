@@ -410,8 +410,9 @@ class LiveSession:
             if self.max_delay is not None and time.perf_counter() - heard[j] > self.max_delay:
                 self.dropped += 1
                 continue
-            out.append(LiveFrame(first + j, st.renderer.render(m), codes.mouth[j].numpy().copy(), time.perf_counter(),
-                                 heard[j], codes.pose[j].numpy().copy()))
+            skin = fam.textures(st, codes.emotion[j:j + 1].numpy())[0]   # the label's expression shading
+            out.append(LiveFrame(first + j, st.renderer.render(m, texture=skin), codes.mouth[j].numpy().copy(),
+                                 time.perf_counter(), heard[j], codes.pose[j].numpy().copy()))
         # arrivals older than the next frame's first sample are no longer needed (flat memory)
         next_sample = (first + n) * sp.VIDEO_SAMPLES
         while len(self.arrivals) > 1 and self.arrivals[0][0] <= next_sample:
