@@ -98,7 +98,7 @@ class MouthPart:
         mask = poly_mask((h, w), poly, (x0, y0))
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
         if self._mouths is not None:
-            paint = self._mouths.interior(target, (x0, y0, x1, y1), gap / width)
+            paint = self._mouths.interior(target, (x0, y0, x1, y1))
         else:
             paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
         alpha = (mask * (1.0 - real))[..., None]
