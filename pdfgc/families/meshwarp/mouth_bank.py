@@ -45,10 +45,14 @@ LIP_WEIGHT = 1.0     # lip colour counts as much as skin colour in an entry's co
 COLOUR_WEIGHT = 1.0  # colour cost against shape distance (0.3 or 1: within 0.05 dB; 1 shows more teeth)
 BLUR = 0.8           # px of blur on a patch (+0.04 dB; the teeth stay readable)
 ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
+# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes (double teeth in the
+# strip), 2 narrows it (-0.04 dB, +1.5 % teeth shown, training pairs); the weights stay continuous in the shape
+BLEND_POWER = 2.0
 MIN_OPENING = 0.035   # an entry's relative opening at least (below it the fill is skipped anyway: mouth.py)
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
-# v INSET..1-INSET so no second lip shows inside the target's lips
-INSET = 0.04   # 0: 20.99 dB, 0.08: 20.93 dB; 0.04 keeps most of the bank person's lip out of sight
+# v INSET..1-INSET so no second lip shows inside the target's lips (0.04 left a pale rim of the bank person's lower
+# lip along the target's in the strip; 0.1 hides it, -0.04 dB on training pairs)
+INSET = 0.1
 # the cheeks' skin, for colour matching: points below the eyes, beside the nose (mesh_indices.CHEEKS)
 CHEEK_POINTS = CHEEKS
 
@@ -240,7 +244,7 @@ class PortraitMouths:
         k = min(3, len(d))
         order = np.argsort(d, kind="stable")[:k]
         ref = d[order[-1]] if k == 3 else d[order].sum()
-        w = np.maximum(ref - d[order[:2]], 0.0)
+        w = np.maximum(ref - d[order[:2]], 0.0) ** BLEND_POWER
         if w.sum() <= 1e-12:
             return order[:1], np.array([1.0])
         return order[:2], w / w.sum()
