@@ -129,6 +129,14 @@ def evaluate(c: dict, make_part, exclude_own: bool) -> dict:
     res["misses_by_opening"] = {f"{bins[i]}-{bins[i + 1]}": [int((miss & (rel >= bins[i]) & (rel < bins[i + 1])).sum()),
                                                             int((shows & (rel >= bins[i]) & (rel < bins[i + 1])).sum())]
                                 for i in range(len(bins) - 1)}
+    res["per_person"] = {}
+    for who in dict.fromkeys(c["ident"].tolist()):
+        m = c["ident"] == who
+        s_, n_ = m & shows, m & ~shows
+        res["per_person"][str(who)] = {
+            "pairs": int(m.sum()), "mouth_psnr": round(float(mp[m].mean()), 2),
+            "teeth_when_real": round(float((tf_out[s_] >= TEETH_SHOWN).mean()), 2) if s_.any() else None,
+            "teeth_when_not": round(float((tf_out[n_] >= TEETH_SHOWN).mean()), 2) if n_.any() else None}
     res["_per_pair"] = dict(psnr=mp, tf_real=tf_real, tf_out=tf_out, rel=rel)
     return res
 
@@ -143,6 +151,7 @@ def main() -> None:
     ap.add_argument("--bank", type=Path, action="append", default=[], help="bank files to compare (default: shipped)")
     ap.add_argument("--procedural", action="store_true", help="also the painted mouth (today's baseline)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--per-person", action="store_true", help="also print the figures per person")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     from pdfgc.families.meshwarp.mouth import MouthPart
@@ -168,7 +177,12 @@ def main() -> None:
         res[str(path)] = evaluate(c, make, args.split == "train")
     for k, v in res.items():
         v.pop("_per_pair")
+        pp = v.pop("per_person")
         print(k, json.dumps(v))
+        if args.per_person:
+            for who, f in pp.items():
+                print(f"  {who[:40]:40s} {json.dumps(f)}")
+        v["per_person"] = pp
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))
 
