@@ -15,7 +15,8 @@ weight 0, so a tiny change of the lips never swaps the interior: no flicker, and
 colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half) and blurred a
 little (the corpus mouths are sharper than a warped portrait's).
 
-Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~1 min):
+Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
+eligible person, for choosing ``PEOPLE``; ``--out`` another file):
 
     python -m pdfgc.families.meshwarp.mouth_bank --data ../prepared_corpus
 """
