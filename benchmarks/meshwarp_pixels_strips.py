@@ -8,6 +8,8 @@ and lids, no mirrored far side, replicated crop borders) above the new default, 
   pixels_eyes.png    a blink and half-closed eyes (warp.close_eyes 0.3 .. 1.0)
   pixels_yaw.png     yaw -30 .. +30 in 10 deg steps: anne.png, and anne turned 25 deg (so one side is hidden)
   pixels_tight.png   a tight 256 px head shot (edtalk/crop_identity_source.jpg), the default command's layout
+  pixels_bank.png    every entry of the mouth bank (or of ``--bank FILE``, e.g. one built with ``mouth_bank --all``),
+                     a row per person, ordered by opening
 """
 from __future__ import annotations
 
@@ -50,9 +52,25 @@ def save(path: Path, rows) -> None:
     print(f"wrote {path}")
 
 
+def bank_sheet(path: Path, bank_file: Path | None = None) -> None:
+    """Every entry of a mouth bank as it is stored (before colour matching), a row per person, by opening."""
+    from pdfgc.families.meshwarp import mouth_bank as MB
+
+    bank = MB.MouthBank.load(bank_file or MB.BANK_FILE)
+    rows, n = [], max(np.bincount(bank.person))
+    for p, src in enumerate(bank.sources):
+        sel = np.flatnonzero(bank.person == p)
+        sel = sel[np.argsort(bank.desc[sel, 4] - bank.desc[sel, 1])]
+        tiles = [cv2.resize(bank.patches[i], (96, 72), interpolation=cv2.INTER_CUBIC) for i in sel]
+        tiles += [np.zeros((72, 96, 3), np.uint8)] * (n - len(sel))
+        rows.append(label(np.concatenate(tiles, 1), src["person"][:40]))
+    save(path, rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/meshwarp")
+    ap.add_argument("--bank", type=Path, default=None, help="the bank file for pixels_bank.png (default: shipped)")
     args = ap.parse_args()
     import torch
 
@@ -146,6 +164,7 @@ def main() -> None:
              label(cv2.resize(old_r.render(meshes[-1]), (288, 288)), f"today: {size} px crop, yaw 15"),
              label(cv2.resize(now[-1], (288, 288)), f"new default: {now.shape[2]}x{now.shape[1]} photo")]
     save(args.out / "pixels_tight.png", [np.concatenate(tiles, 1)])
+    bank_sheet(args.out / "pixels_bank.png", args.bank)
 
 
 if __name__ == "__main__":

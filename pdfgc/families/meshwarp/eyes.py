@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp import lids, topology
 from pdfgc.families.meshwarp.lids import lid_sheet
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
@@ -32,6 +32,7 @@ __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 # a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
 LID_SHEET_FROM = 0.8
 LID_SHEET_FULL = 0.3
+SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FLIP_LASHES`` is off
 
 
 class EyeParts:
@@ -47,15 +48,16 @@ class EyeParts:
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
-               aux: dict | None = None) -> None:
-        """Draw both eyes of the target mesh into ``out`` (S,S,3) uint8, in place."""
+               aux: dict | None = None, texture: np.ndarray | None = None) -> None:
+        """Draw both eyes of the target mesh into ``out`` (S,S,3) uint8, in place. ``texture``: the portrait's
+        pixels with an expression's shading, as the warp drew them (the lids' skin carries the same shading)."""
         if not (self.use_eyes or self.use_lids):
             return
         mx, my = maps
         eyes_m = aux["eyes"] if aux is not None else None
         lids_m = aux["lids"] if aux is not None else None
         for e in range(2):
-            self._render_eye(e, target, out, mx, my, eyes_m, lids_m)
+            self._render_eye(e, target, out, mx, my, eyes_m, lids_m, texture)
 
     # ------------------------------------------------------------------ per-portrait material
 
@@ -152,7 +154,22 @@ class EyeParts:
 
     # ------------------------------------------------------------------ one eye, one frame
 
-    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m) -> None:
+    @staticmethod
+    def _lash_line(region, target, e, box, width_t, closed, info):
+        """An even dark lash line along the closing lid's margin (a touch below the target's upper contour)."""
+        x0, y0, x1, y1 = box
+        up = target[list(EYE_UPPER[e]), :2]
+        lo = target[list(EYE_LOWER[e]), :2]
+        line = up + 0.15 * closed * (lo - up)
+        lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        th = max(1, int(round(0.04 * width_t)))
+        cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
+                      cv2.LINE_AA, 4)
+        lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
+        a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
+        return region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+
+    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m, texture=None) -> None:
         s = self.size
         info = self._eye_src[e]
         poly_t = target[list(topology.EYE_POLYGONS[e]), :2]
@@ -200,24 +217,23 @@ class EyeParts:
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
         if closed > 0.0 and self.use_lids != "painted":
-            lid, a_l = lid_sheet(self.image, self.mesh, target, e, (x0, y0, x1, y1), closed)
+            lid, a_l = lid_sheet(self.image if texture is None else texture, self.mesh, target, e,
+                                 (x0, y0, x1, y1), closed)
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            if not lids.FLIP_LASHES:
+                region = self._lash_line(region, target, e, (x0, y0, x1, y1), width_t, SHEET_LASH * closed, info)
             if lids_m is not None:
                 lids_m[roi] = np.maximum(lids_m[roi], a_l)
         elif closed > 0.0:
             skin = cv2.remap(self._closed, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            region = region * (1.0 - closed) + skin.astype(np.float32) * closed
+            skin = skin.astype(np.float32)
+            if texture is not None:   # the shading's gain where the skin came from: no seam at the box's edge
+                shaded = cv2.remap(texture, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                plain = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                skin *= (shaded.astype(np.float32) + 1.0) / (plain.astype(np.float32) + 1.0)
+            region = region * (1.0 - closed) + skin * closed
             where = cv2.remap(self._closed_mask, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            up = target[list(EYE_UPPER[e]), :2]
-            lo = target[list(EYE_LOWER[e]), :2]
-            line = up + 0.15 * closed * (lo - up)  # the lash line, a touch below the upper lid contour
-            lm = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            th = max(1, int(round(0.04 * width_t)))
-            cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
-                          cv2.LINE_AA, 4)
-            lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
-            a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
-            region = region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+            region = self._lash_line(region, target, e, (x0, y0, x1, y1), width_t, closed, info)
             if lids_m is not None:
                 lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

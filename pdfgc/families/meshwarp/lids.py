@@ -30,6 +30,10 @@ LOWER = 0.2     # eye widths below the lash row covered by the lower lid's skin 
 SKIP = 0.12     # eye widths above the portrait's lid contour taken as lashes (not skin) when the eye is shut
 LIT = 1.0       # how far the sheet's skin is brought to the colour above the crease (1: all the way)
 WATERLINE = 0.1  # eye widths below mediapipe's lower contour where the lower lid's skin starts
+# the portrait's lashes flipped under the margin (above); False: skin down over the lash row and an even painted lash
+# line (eyes.py), tried for issue 19's second round (README, "Real pixels": no better for mediapipe's read-back)
+FLIP_LASHES = True
+CORNER = 0.08   # eye widths from each corner over which the sheet fades out (the warp's own lid fits there)
 
 
 def _eye_frame(mesh: np.ndarray, e: int):
@@ -92,14 +96,17 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     fc = np.clip(f, 0.0, 1.0)
     t_src = crease + fc * (skin_end - crease)
     below0 = t - top_t
-    t_src = np.where(below0 > 0.0, top_s - skip * np.clip(below0 / max(lash, 1e-3), 0.0, 1.0), t_src)
+    if FLIP_LASHES:
+        t_src = np.where(below0 > 0.0, top_s - skip * np.clip(below0 / max(lash, 1e-3), 0.0, 1.0), t_src)
+    else:   # skin down over the lash row too (the renderer draws an even lash line along the margin)
+        t_src = np.where(below0 > 0.0, skin_end, t_src)
     a_s, ax_s, n_s, ws = fs
     sx = a_s[0] + ws * (uc * ax_s[0] + t_src * n_s[0])
     sy = a_s[1] + ws * (uc * ax_s[1] + t_src * n_s[1])
     # lid pixels from the crease down to the lid contour (plus the held lash row), fading in at the top and toward
     # the corners, where the sheet is thin and the warp's own lid already fits
     below = t - top_t
-    weight = (np.clip(f / 0.2, 0.0, 1.0) * (below <= lash) * np.clip(np.minimum(u, 1.0 - u) / 0.08, 0.0, 1.0)
+    weight = (np.clip(f / 0.2, 0.0, 1.0) * (below <= lash) * np.clip(np.minimum(u, 1.0 - u) / CORNER, 0.0, 1.0)
               * inside_u)
     # no stretch, no sheet: only where the target lid came down
     weight *= np.clip((top_t - top_s) / 0.05, 0.0, 1.0)
@@ -112,7 +119,8 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     sx = np.where(lower, a_s[0] + ws * (uc * ax_s[0] + t_low * n_s[0]), sx)
     sy = np.where(lower, a_s[1] + ws * (uc * ax_s[1] + t_low * n_s[1]), sy)
     w_low = (lower * np.clip(2.5 * (1.0 - (below - lash) / LOWER), 0.0, 1.0) * shut
-             * np.clip(np.minimum(u, 1.0 - u) / 0.08, 0.0, 1.0) * inside_u * np.clip((top_t - top_s) / 0.05, 0.0, 1.0))
+             * np.clip(np.minimum(u, 1.0 - u) / CORNER, 0.0, 1.0) * inside_u
+             * np.clip((top_t - top_s) / 0.05, 0.0, 1.0))
     pix = cv2.remap(image, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
     # a touch of blur: the lash row and the lower lid meet on a pixel boundary

@@ -71,9 +71,9 @@ class MouthPart:
         self._mouths = bank.for_portrait(img, mesh) if bank is not None else None
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray] | None = None,
-               aux: dict | None = None) -> None:
-        """Draw the mouth interior of the target mesh into ``out`` (S,S,3) uint8, in place (``maps`` unused: the
-        interior is not the portrait's own pixels)."""
+               aux: dict | None = None, texture: np.ndarray | None = None) -> None:
+        """Draw the mouth interior of the target mesh into ``out`` (S,S,3) uint8, in place (``maps`` and
+        ``texture`` unused: the interior is not the portrait's own pixels)."""
         if not self.use_mouth:
             return
         mouth_m = aux["mouth"] if aux is not None else None
@@ -98,7 +98,7 @@ class MouthPart:
         mask = poly_mask((h, w), poly, (x0, y0))
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
         if self._mouths is not None:
-            paint = self._mouths.interior(target, (x0, y0, x1, y1), gap / width)
+            paint = self._mouths.interior(target, (x0, y0, x1, y1))
         else:
             paint = self._mouth_interior(target, (x0, y0, x1, y1), width, gap)
         alpha = (mask * (1.0 - real))[..., None]

@@ -1,18 +1,22 @@
 """Real mouth interiors for the mesh-warp renderer (issue 19): teeth, tongue and cavity taken from permissively
 licensed corpus clips, Face2Face style, instead of a painted cavity.
 
-The bank holds, for a few people, one mouth interior per opening level, each resampled into the mouth's own
+The bank holds, for a few people, real mouth interiors of many inner-lip shapes, each resampled into the mouth's own
 coordinates: ``u`` from the left inner-lip corner (78) to the right one (308), ``v`` from the upper inner-lip curve
 (0) to the lower one (1), extended by ``V_MARGIN`` beyond both so the soft edge of the fill has real lip pixels
 under it. In those coordinates a real frame's interior fits any target inner-lip polygon: the renderer computes
 (u, v) for each pixel of the target opening and samples the bank there.
 
-Retrieval: per portrait one person of the bank (the nearest skin colour, then a per-channel gain from that
-person's skin to the portrait's, as Face2Face matches colour); per frame the two levels around the target's
-relative opening (inner-lip gap / corner width) are blended linearly, so the interior changes smoothly with the
-opening and is the same for the same opening in every frame (temporal coherence without a state).
+Retrieval (Face2Face's, per frame): each entry carries its inner lips' ``shape_descriptor`` (the opening profile
+and the smile across the mouth, not just the opening); the target's lips are compared with every entry's, plus a
+fixed per-portrait cost for how far the entry's person's skin and lip colours are from the portrait's, and the two
+nearest entries are blended with weights that are continuous in the shape (an entry enters or leaves the blend at
+weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state). Each entry is
+colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half) and blurred a
+little (the corpus mouths are sharper than a warped portrait's).
 
-Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~1 min):
+Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
+eligible person, for choosing ``PEOPLE``; ``--out`` another file):
 
     python -m pdfgc.families.meshwarp.mouth_bank --data ../prepared_corpus
 """
@@ -31,13 +35,25 @@ from pdfgc.media.mesh_indices import CHEEKS, LIP_CORNERS, LIP_LOWER, LIP_MIDPOIN
 BANK_FILE = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_mouths.safetensors"
 PATCH_W, PATCH_H = 64, 48          # a corpus mouth is ~50-60 px wide in a 224 crop: the patch keeps its detail
 V_MARGIN = 0.2                     # rows beyond the inner-lip curves (fraction of the opening)
-LEVELS = np.round(np.linspace(0.08, 0.56, 9), 3)   # relative openings (gap / width) of the bank's levels
+DESC_U = np.array([0.25, 0.5, 0.75])   # where along the mouth (corner to corner) the lip shape is read
 # licences of the corpus manifest under which a clip's frames may ship inside the package
 SHIPPABLE_LICENCES = ("MIT", "Apache-2.0", "CC-BY-4.0", "CC0-1.0", "BSD-3-Clause")
-GAIN_POWER = 1.0   # full per-channel skin gain (Face2Face): 20.99 dB vs 20.91 at 0.5, 20.71 at 0 (same pairs)
+# The settings below were chosen on training pairs only (``benchmarks/meshwarp_pixels_mouth.py --split train``:
+# 1028 pairs of 48 training clips, each filled from the bank without its own person; dated figures in
+# benchmarks/results/meshwarp/pixels_mouth_choice.md)
+CHROMA_POWER = 0.5   # the cheek colour ratio's cast, halved: teeth stay white (1.0 tinted them blue on pale faces)
+LIP_WEIGHT = 1.0     # lip colour counts as much as skin colour in an entry's colour cost
+COLOUR_WEIGHT = 1.0  # colour cost against shape distance (0.3 or 1: within 0.05 dB; 1 shows more teeth)
+BLUR = 0.8           # px of blur on a patch (+0.04 dB; the teeth stay readable)
+ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
+# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes (double teeth in the
+# strip), 2 narrows it (-0.04 dB, +1.5 % teeth shown, training pairs); the weights stay continuous in the shape
+BLEND_POWER = 2.0
+MIN_OPENING = 0.035   # an entry's relative opening at least (below it the fill is skipped anyway: mouth.py)
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
-# v INSET..1-INSET so no second lip shows inside the target's lips
-INSET = 0.04   # 0: 20.99 dB, 0.08: 20.93 dB; 0.04 keeps most of the bank person's lip out of sight
+# v INSET..1-INSET so no second lip shows inside the target's lips (0.04 left a pale rim of the bank person's lower
+# lip along the target's in the strip; 0.1 hides it, -0.04 dB on training pairs)
+INSET = 0.1
 # the cheeks' skin, for colour matching: points below the eyes, beside the nose (mesh_indices.CHEEKS)
 CHEEK_POINTS = CHEEKS
 
@@ -105,14 +121,54 @@ def skin_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     return np.median(np.concatenate(rows), axis=0).astype(np.float64)
 
 
+def shape_descriptor(mesh: np.ndarray) -> np.ndarray:
+    """(6,) the inner lips' shape, scale free: the upper and lower inner-lip curves' distance across the corner line
+    at u = 0.25, 0.5, 0.75, over the corner width. Their difference is the opening profile (the relative opening at
+    the middle), their sum the smile or the pout, which decide how much of each row of teeth shows."""
+    _, _, _, width, up, lo = mouth_frame(mesh)
+    w = max(width, 1e-6)
+    return np.concatenate([np.interp(DESC_U, *up), np.interp(DESC_U, *lo)]) / w
+
+
+def shape_metric(desc: np.ndarray) -> np.ndarray:
+    """Descriptors (..., 6) -> the space their distances are taken in: the square root of the opening profile
+    (a 2 px slit and a closed mouth differ more than a wide and a slightly wider mouth) and the opening's midline
+    (smile or pout)."""
+    desc = np.asarray(desc, np.float64)
+    up, lo = desc[..., :3], desc[..., 3:]
+    return np.concatenate([np.sqrt(np.maximum(lo - up, 0.0)), 0.5 * (up + lo)], axis=-1)
+
+
+def lip_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Median RGB of the lips' own pixels (between the outer and inner lip outlines), float64 (3,)."""
+    from pdfgc.media.mesh_indices import LIP_OUTER_LOWER, LIP_OUTER_UPPER
+
+    outer = np.array(list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[-2:0:-1]))
+    h, w = image.shape[:2]
+    m = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(m, [np.round(mesh[outer, :2] * 4).astype(np.int32)], 1, cv2.LINE_8, 2)
+    cv2.fillPoly(m, [np.round(mesh[list(topology.MOUTH_POLYGON), :2] * 4).astype(np.int32)], 0, cv2.LINE_8, 2)
+    if m.sum() < 4:
+        return np.array([160.0, 90.0, 90.0])
+    return np.median(image[m > 0].reshape(-1, 3), axis=0).astype(np.float64)
+
+
+def _chroma(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, np.float64)
+    return rgb / np.maximum(rgb.mean(-1, keepdims=True), 1e-6)
+
+
 @dataclass
 class MouthBank:
-    """patches (P, L, PATCH_H, PATCH_W, 3) uint8 per person and level; skin (P,3) each person's cheek colour;
-    levels (L,) relative openings; sources: metadata per person (clip, licence, frames)."""
+    """patches (N, PATCH_H, PATCH_W, 3) uint8, one real mouth interior per entry; desc (N, 6) their inner lips'
+    ``shape_descriptor``; person (N,) index into the people's skin (P,3) and lip (P,3) colours; sources: metadata
+    per person (name, and per entry its clip, frame, licence, origin)."""
 
     patches: np.ndarray
+    desc: np.ndarray
+    person: np.ndarray
     skin: np.ndarray
-    levels: np.ndarray
+    lip: np.ndarray
     sources: list
 
     @classmethod
@@ -120,47 +176,88 @@ class MouthBank:
         from ...tensorfile import read_tensors
 
         t, meta = read_tensors(path, "mouth bank file", "numpy")
-        return cls(t["patches"], t["skin"].astype(np.float64), t["levels"].astype(np.float64),
-                   json.loads(meta.get("sources", "[]")))
+        return cls(t["patches"], t["desc"].astype(np.float64), t["person"].astype(np.int64),
+                   t["skin"].astype(np.float64), t["lip"].astype(np.float64), json.loads(meta.get("sources", "[]")))
 
     def save(self, path: Path = BANK_FILE) -> None:
         from safetensors.numpy import save_file
 
-        save_file({"patches": np.ascontiguousarray(self.patches), "skin": self.skin.astype(np.float32),
-                   "levels": self.levels.astype(np.float32)}, str(path),
+        save_file({"patches": np.ascontiguousarray(self.patches), "desc": self.desc.astype(np.float32),
+                   "person": self.person.astype(np.int32), "skin": self.skin.astype(np.float32),
+                   "lip": self.lip.astype(np.float32)}, str(path),
                   metadata={"sources": json.dumps(self.sources), "patch": f"{PATCH_W}x{PATCH_H}",
-                            "v_margin": str(V_MARGIN)})
+                            "v_margin": str(V_MARGIN), "licences": json.dumps(sorted(
+                                {f["licence"] for s in self.sources for f in s["frames"]}))})
 
-    def for_portrait(self, image: np.ndarray, mesh: np.ndarray) -> "PortraitMouths":
-        """The person whose skin colour is nearest the portrait's, colour-matched to it."""
+    def colour_distance(self, image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """(P,) how far each bank person's skin and lip colours (chromaticity) are from the portrait's: the nearer,
+        the less colour change their teeth and mouth lining need."""
+        skin, lip = skin_colour(image, mesh), lip_colour(image, mesh)
+        return (np.linalg.norm(_chroma(self.skin) - _chroma(skin), axis=1)
+                + LIP_WEIGHT * np.linalg.norm(_chroma(self.lip) - _chroma(lip), axis=1))
+
+    def for_portrait(self, image: np.ndarray, mesh: np.ndarray, exclude: str | None = None,
+                     person: int | None = None) -> "PortraitMouths":
+        """The entries for one portrait, colour-matched to it, each with its person's colour cost (``person``: that
+        person's entries only; ``exclude``: a person's name left out, for leave-one-person-out figures). Each
+        entry's brightness is scaled by the ratio of the portrait's cheek brightness to its person's, its colour
+        cast by that ratio's chromaticity to the power ``CHROMA_POWER`` (a skin's own hue is not the light's)."""
         skin = skin_colour(image, mesh)
-        # compare chromaticity and brightness separately: a darker photo of the same skin is matched by the gain
-        lum = self.skin.mean(1, keepdims=True)
-        chroma = self.skin / np.maximum(lum, 1e-6)
-        d = np.linalg.norm(chroma - skin / max(skin.mean(), 1e-6), axis=1) + 0.002 * np.abs(lum[:, 0] - skin.mean())
-        p = int(np.argmin(d))
-        # the lighting's colour and level carry over from skin to mouth
-        gain = np.clip(skin / np.maximum(self.skin[p], 1.0), 0.5, 1.6) ** GAIN_POWER
-        pats = np.clip(self.patches[p].astype(np.float32) * gain.astype(np.float32), 0, 255)
-        return PortraitMouths(pats, self.levels, p)
+        keep = np.ones(len(self.sources), bool)
+        if person is not None:
+            keep[:] = False
+            keep[int(person)] = True
+        elif exclude is not None and any(s["person"] != exclude for s in self.sources):
+            keep = np.array([s["person"] != exclude for s in self.sources])
+        luma = np.clip(skin.mean() / np.maximum(self.skin.mean(1), 1.0), 0.5, 1.6)
+        cast = np.clip(_chroma(skin)[None] / _chroma(self.skin), 0.7, 1.4) ** CHROMA_POWER
+        gain = (luma[:, None] * cast).astype(np.float32)
+        sel = np.flatnonzero(keep[self.person])
+        pats = np.clip(self.patches[sel].astype(np.float32) * gain[self.person[sel], None, None, :], 0, 255)
+        if BLUR > 0:
+            pats = np.stack([cv2.GaussianBlur(q, (0, 0), BLUR) for q in pats])
+        bias = COLOUR_WEIGHT * self.colour_distance(image, mesh)[self.person[sel]]
+        return PortraitMouths(pats, self.desc[sel], self.person[sel], bias)
 
 
 @dataclass
 class PortraitMouths:
-    """One person's colour-matched levels (L, PATCH_H, PATCH_W, 3) float32 for one portrait."""
+    """One person's colour-matched entries (n, PATCH_H, PATCH_W, 3) float32 and their shape descriptors (n, 6)."""
 
     patches: np.ndarray
-    levels: np.ndarray
-    person: int
+    desc: np.ndarray
+    person: np.ndarray
+    bias: np.ndarray | None = None   # (n,) added to each entry's shape distance (its person's colour distance)
 
-    def patch(self, rel: float) -> np.ndarray:
-        """The interior at relative opening `rel`: the two nearest levels blended linearly."""
-        lv = self.levels
-        k = int(np.clip(np.searchsorted(lv, rel) - 1, 0, len(lv) - 2))
-        w = float(np.clip((rel - lv[k]) / max(lv[k + 1] - lv[k], 1e-6), 0.0, 1.0))
-        return self.patches[k] * (1.0 - w) + self.patches[k + 1] * w
+    def __post_init__(self):
+        self.metric = shape_metric(self.desc)
+        if self.bias is None:
+            self.bias = np.zeros(len(self.desc))
 
-    def interior(self, target: np.ndarray, box, rel: float) -> np.ndarray:
+    def weights(self, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entries, weights) for a target shape: the two nearest entries, weighted by how much nearer each is
+        than the third (w_i = d_3 - d_i). The weights are continuous in the shape: an entry enters or leaves the
+        blend at weight 0, so a small change of the lips never swaps the interior (temporal coherence without a
+        state: the same shape gives the same interior in every frame)."""
+        d = np.linalg.norm(self.metric - shape_metric(desc), axis=1) + self.bias
+        if len(d) == 1:
+            return np.array([0]), np.array([1.0])
+        k = min(3, len(d))
+        order = np.argsort(d, kind="stable")[:k]
+        ref = d[order[-1]] if k == 3 else d[order].sum()
+        w = np.maximum(ref - d[order[:2]], 0.0) ** BLEND_POWER
+        if w.sum() <= 1e-12:
+            return order[:1], np.array([1.0])
+        return order[:2], w / w.sum()
+
+    def patch(self, desc: np.ndarray) -> np.ndarray:
+        idx, w = self.weights(desc)
+        out = self.patches[idx[0]] * float(w[0])
+        for i, wi in zip(idx[1:], w[1:]):
+            out = out + self.patches[i] * float(wi)
+        return out
+
+    def interior(self, target: np.ndarray, box) -> np.ndarray:
         """(h,w,3) float32 mouth interior over `box` (x0,y0,x1,y1) of the target mesh's inner-lip opening."""
         x0, y0, x1, y1 = box
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
@@ -168,7 +265,7 @@ class PortraitMouths:
         mx = (np.clip(u, 0.0, 1.0) * (PATCH_W - 1)).astype(np.float32)
         v = INSET + v * (1.0 - 2 * INSET)
         my = ((np.clip(v, -V_MARGIN, 1.0 + V_MARGIN) + V_MARGIN) / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1))
-        return cv2.remap(self.patch(rel), mx, my.astype(np.float32), cv2.INTER_LINEAR,
+        return cv2.remap(self.patch(shape_descriptor(target)), mx, my.astype(np.float32), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -210,81 +307,100 @@ def _licences(corpus_root: Path, manifest_csv: Path) -> dict:
     return {r["local_path"]: r for r in csv.DictReader(open(manifest_csv))}
 
 
-# Of the 8 people that cover every level, 4 looked clean (the others: levels from blurred or colour-cast frames,
-# or public figures): MEAD W009, MEAD M030, HelloMeme xzy man, EAMM speaker #3. On 152 open-mouth pairs of 40
-# training clips (not held out, none of the 4; benchmarks/results/meshwarp/pixels_eval.md) the xzy man's interiors
-# gave 20.85 dB mouth-box PSNR, the others 19.7-20.0, the nearest skin colour of the 4 20.33 (procedural: 19.16):
-# his darker cavity suits most mouths, so the bank ships him alone (~85 kB).
-PEOPLE = ("HelloMeme xzy man (black shirt)",)
+def _fps(desc: np.ndarray, k: int, first: int) -> list[int]:
+    """Farthest-point sampling of k rows of desc, from row `first`: entries that cover the shapes evenly."""
+    chosen = [first]
+    d = np.linalg.norm(desc - desc[first], axis=1)
+    while len(chosen) < min(k, len(desc)):
+        i = int(np.argmax(d))
+        if d[i] <= 0:
+            break
+        chosen.append(i)
+        d = np.minimum(d, np.linalg.norm(desc - desc[i], axis=1))
+    return chosen
 
 
-def build(data: Path, manifest_csv: Path, people=PEOPLE, min_frames: int = 60, log=print) -> MouthBank:
-    """Among shippable, non-held-out people whose clips cover every level with a frontal open mouth, take one
-    sharp frame per level (the one showing the most teeth among the 8 nearest in opening); keep `people` (names,
-    or a count of the best scored)."""
+# chosen by leave-one-person-out figures on training pairs (benchmarks/meshwarp_pixels_mouth.py --split train) and
+# by looking at every entry (benchmarks/results/meshwarp/pixels_bank.png); names as the manifest's identity_guess
+PEOPLE = ("HelloMeme xzy man (black shirt)", "EAMM test MEAD-style speaker #1")
+
+
+def build(data: Path, manifest_csv: Path, people=PEOPLE, per_person: int = ENTRIES_PER_PERSON,
+          log=print) -> MouthBank:
+    """Per person (shippable licence, never held out): the frontal, sharp frames with an open mouth, then
+    `per_person` of them spread evenly over the lips' shapes (farthest-point sampling of ``shape_descriptor``,
+    each pick swapped for the sharpest of its near neighbours). `people`: names, or None for every person with
+    enough such frames (for choosing)."""
     from pdfgc.families.meshwarp.refine_train import corpus_people
 
     rows = _licences(data, manifest_csv)
     ppl, corpus = corpus_people(data)
-    cands = {}
+    cands: dict[str, list] = {}
     for info, ident, held in ppl:
         r = rows.get(info.source)
-        if held or r is None or r["licence"] not in SHIPPABLE_LICENCES or info.num_frames < min_frames:
+        if held or r is None or r["licence"] not in SHIPPABLE_LICENCES:
+            continue
+        if people is not None and ident not in people:
             continue
         cands.setdefault(ident, []).append((info, r["licence"], r["repo"] + ":" + r["repo_path"]))
-    scored, meshes = [], {}
+    all_p, all_d, all_person, skins, lips, sources = [], [], [], [], [], []
     for ident, clips in cands.items():
-        per_level = [[] for _ in LEVELS]
+        frames = []
         for info, lic, origin in clips:
             a = corpus.load_arrays(info.key, names=("mesh.npy", "pose.npy", "valid.npy"))
             mesh, pose, valid = a["mesh.npy"].astype(np.float64), a["pose.npy"], a["valid.npy"]
-            meshes[info.key] = mesh
-            for i in np.nonzero(valid)[0]:
-                if abs(pose[i, 0]) > 12 or abs(pose[i, 1]) > 15 or abs(pose[i, 2]) > 8:
-                    continue
-                rel = relative_opening(mesh[i])
-                k = int(np.argmin(np.abs(LEVELS - rel)))
-                if abs(LEVELS[k] - rel) < 0.025:
-                    per_level[k].append((abs(LEVELS[k] - rel), info.key, int(i), lic, origin))
-        if all(per_level):
-            scored.append((ident, per_level))
-    log(f"mouth bank: {len(cands)} shippable people, {len(scored)} cover all {len(LEVELS)} levels")
-    chosen = []
-    for ident, per_level in scored:
-        picks, teeth, sharp = [], [], []
-        for k, opts in enumerate(per_level):
-            opts = sorted(opts)[:8]
-            best = None
-            for _, key, i, lic, origin in opts:
-                frame = corpus.load_frames(key, [i])[0]
-                mesh = meshes[key][i]
-                patch = extract(frame, mesh)
-                core = patch[int(PATCH_H * 0.3):int(PATCH_H * 0.7)]
-                s = float(cv2.Laplacian(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
-                tf = teeth_fraction(frame, mesh)
-                score = s * (0.5 + tf) * (1.0 if core.mean() < 200 else 0.5)
-                if best is None or score > best[0]:
-                    best = (score, patch, skin_colour(frame, mesh), key, i, lic, origin, tf, s)
-            picks.append(best)
-            teeth.append(best[7])
-            sharp.append(best[8])
-        q = float(np.mean(teeth[2:]) * np.sqrt(np.median(sharp)))
-        chosen.append((q, ident, picks))
-        log(f"  {ident}: teeth {np.mean(teeth[2:]):.2f}, sharpness {np.median(sharp):.0f}")
-    chosen.sort(key=lambda x: -x[0])
-    if isinstance(people, int):
-        chosen = chosen[:people]
-    else:
-        by = {c[1]: c for c in chosen}
-        missing = [p for p in people if p not in by]
+            ok = [int(i) for i in np.nonzero(valid)[0]
+                  if abs(pose[i, 0]) <= 12 and abs(pose[i, 1]) <= 15 and abs(pose[i, 2]) <= 8
+                  and np.isfinite(mesh[i]).all() and relative_opening(mesh[i]) >= MIN_OPENING]
+            frames += [(info.key, i, mesh[i], lic, origin) for i in ok]
+        if len(frames) < 2 * per_person:
+            continue
+        frames = [frames[k] for k in np.linspace(0, len(frames) - 1, min(len(frames), 240)).round().astype(int)]
+        recs = []
+        by_clip: dict[str, list] = {}
+        for f in frames:
+            by_clip.setdefault(f[0], []).append(f)
+        for key, fs in by_clip.items():
+            imgs = corpus.load_frames(key, [f[1] for f in fs])
+            for img, (key_, i, m, lic, origin) in zip(imgs, fs):
+                patch = extract(img, m)
+                sharp = float(cv2.Laplacian(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+                recs.append(dict(clip=key_, frame=i, licence=lic, origin=origin, patch=patch, sharp=sharp,
+                                 desc=shape_descriptor(m), skin=skin_colour(img, m), lip=lip_colour(img, m),
+                                 rel=relative_opening(m), teeth=teeth_fraction(img, m)))
+        # the sharper half of each fifth of the openings (no motion blur; an open mouth has more edges than a
+        # nearly closed one, so sharpness is compared between similar openings only)
+        rel = np.array([r["rel"] for r in recs])
+        sharp = np.array([r["sharp"] for r in recs])
+        edges = np.quantile(rel, np.linspace(0, 1, 6))
+        bin_of = np.clip(np.searchsorted(edges, rel, side="right") - 1, 0, 4)
+        keep = [sharp[i] >= np.median(sharp[bin_of == bin_of[i]]) for i in range(len(recs))]
+        recs = [r for r, k in zip(recs, keep) if k]
+        desc = shape_metric(np.stack([r["desc"] for r in recs]))
+        pick = _fps(desc, per_person, int(np.argmin([r["rel"] for r in recs])))
+        final = []
+        for i in pick:   # of the 6 nearest shapes, the sharpest that shows the most teeth
+            near = np.argsort(np.linalg.norm(desc - desc[i], axis=1))[:6]
+            near = [j for j in near if j not in final] or [i]
+            final.append(max(near, key=lambda j: recs[j]["sharp"] * (0.5 + recs[j]["teeth"])))
+        chosen = [recs[j] for j in dict.fromkeys(final)]
+        p = len(sources)
+        all_p += [r["patch"] for r in chosen]
+        all_d += [r["desc"] for r in chosen]
+        all_person += [p] * len(chosen)
+        skins.append(np.median(np.stack([r["skin"] for r in chosen]), axis=0))
+        lips.append(np.median(np.stack([r["lip"] for r in chosen]), axis=0))
+        sources.append({"person": ident, "frames": [
+            {"clip": r["clip"], "frame": r["frame"], "licence": r["licence"], "origin": r["origin"]} for r in chosen]})
+        log(f"  {ident}: {len(chosen)} entries from {len(recs)} sharp frames, openings "
+            f"{min(r['rel'] for r in chosen):.2f}-{max(r['rel'] for r in chosen):.2f}, "
+            f"sharpness {np.median([r['sharp'] for r in chosen]):.0f}")
+    if people is not None:
+        missing = [q for q in people if q not in {s["person"] for s in sources}]
         if missing:
-            raise ValueError(f"mouth bank: no full set of levels for {missing}")
-        chosen = [by[p] for p in people]
-    patches = np.stack([np.stack([p[1] for p in picks]) for _, _, picks in chosen])
-    skin = np.stack([np.median(np.stack([p[2] for p in picks]), axis=0) for _, _, picks in chosen])
-    sources = [{"person": ident, "frames": [{"clip": p[3], "frame": p[4], "licence": p[5], "origin": p[6]}
-                                            for p in picks]} for _, ident, picks in chosen]
-    return MouthBank(patches, skin, LEVELS.astype(np.float64), sources)
+            raise ValueError(f"mouth bank: not enough frontal open-mouth frames for {missing}")
+    return MouthBank(np.stack(all_p), np.stack(all_d), np.array(all_person), np.stack(skins), np.stack(lips),
+                     sources)
 
 
 def main() -> None:
@@ -294,10 +410,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3].parent / "prepared_corpus")
     ap.add_argument("--manifest", type=Path,
                     default=Path(__file__).resolve().parents[3].parent / "shared" / "data" / "corpus" / "manifest.csv")
-    ap.add_argument("--people", type=int, default=None, help="the N best scored instead of the chosen PEOPLE")
+    ap.add_argument("--all", action="store_true", help="every person with enough frames (for choosing PEOPLE)")
+    ap.add_argument("--per-person", type=int, default=ENTRIES_PER_PERSON)
     ap.add_argument("--out", type=Path, default=BANK_FILE)
     args = ap.parse_args()
-    bank = build(args.data, args.manifest, args.people or PEOPLE)
+    bank = build(args.data, args.manifest, None if args.all else PEOPLE, args.per_person)
     bank.save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} kB): " + ", ".join(s["person"] for s in bank.sources))
 

@@ -360,7 +360,7 @@ class WarpRenderer:
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
         aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids")} if return_aux else None
         for part in self.parts:
-            part.render(target, out, (mx, my), aux)
+            part.render(target, out, (mx, my), aux, texture)
         if not return_aux:
             return out
         aux["stretch"] = self._stretch(coef, idmap, area)

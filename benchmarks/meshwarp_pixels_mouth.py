@@ -1,0 +1,191 @@
+"""Issue 19's mouth figures alone, fast enough to compare mouth banks: mouth-box PSNR and teeth shown, per variant.
+
+    python benchmarks/meshwarp_pixels_mouth.py [--split heldout|train] [--bank FILE ...] [--procedural]
+
+The pairs are those of ``meshwarp_pixels_eval.py`` (``--split heldout``: the same 416 held-out pairs) or, for
+choosing a bank's settings without looking at held-out people, the same recipe on training clips (``--split train``,
+``--clips`` of them, spread over the people; each pair is filled with the bank *minus the pair's own person*, so no
+pair sees its own mouth). The warp without a mouth is rendered once per pair and cached (``--cache``); each variant
+then only draws the mouth (``mouth.MouthPart``) over it, so a variant costs a few seconds.
+
+Per variant: mouth-box PSNR (all pairs and the pairs whose target mouth is open), the share of frames whose real
+mouth shows teeth that show teeth (``mouth_bank.teeth_fraction`` >= 0.05), the share of frames whose real mouth
+shows none that show teeth, and a breakdown of the misses by opening (``--why``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TEETH_SHOWN = 0.05
+
+
+class _Recorder:
+    """A warp part that keeps the depth-corrected target mesh the other parts see."""
+
+    aux_keys = ()
+
+    def __init__(self):
+        self.target = None
+
+    def render(self, target, out, maps=None, aux=None):
+        self.target = target.copy()
+
+
+def build_cache(data: Path, split: str, seed: int, clips: int, path: Path) -> dict:
+    from meshwarp_pixels_eval import heldout_pairs
+
+    from pdfgc.families.meshwarp.refine_train import choose_pairs, corpus_people
+    from pdfgc.families.meshwarp.warp import WarpRenderer
+
+    if split == "heldout":
+        plan, _, corpus = heldout_pairs(data, seed, 0)
+    else:
+        people, corpus = corpus_people(data)
+        train = [(info, ident) for info, ident, held in people if not held and info.num_frames >= 40]
+        pick = np.linspace(0, len(train) - 1, min(clips, len(train))).round().astype(int)
+        rng = np.random.default_rng([seed, 2])
+        plan = []
+        for k in dict.fromkeys(pick.tolist()):
+            info, ident = train[k]
+            arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "mouth.npy", "eye.npy", "pose.npy"))
+            plan += [(info.key, s, t, ident) for s, t in choose_pairs(arrays, True, rng)]
+    src_img, src_mesh, warp, target, tmesh, tcorr, ident, keys = {}, {}, [], [], [], [], [], []
+    t0 = time.time()
+    by_clip: dict[str, list] = {}
+    for p in plan:
+        by_clip.setdefault(p[0], []).append(p)
+    for key, items in by_clip.items():
+        mesh = corpus.load_arrays(key, names=("mesh.npy",))["mesh.npy"].astype(np.float64)
+        need = sorted({p[1] for p in items} | {p[2] for p in items})
+        frames = dict(zip(need, corpus.load_frames(key, need)))
+        rend = {}
+        for _, s, t, who in items:
+            if s not in rend:
+                r = WarpRenderer(frames[s], mesh[s], mouth=False)
+                rec = _Recorder()
+                r.parts.append(rec)
+                rend = {s: (r, rec)}
+                src_img[f"{key}:{s}"], src_mesh[f"{key}:{s}"] = frames[s], mesh[s]
+            r, rec = rend[s]
+            warp.append(r.render(mesh[t]))
+            target.append(frames[t])
+            tmesh.append(mesh[t])
+            tcorr.append(rec.target)
+            ident.append(who)
+            keys.append(f"{key}:{s}")
+        print(f"  cache: {len(warp)}/{len(plan)} pairs, {time.time() - t0:.0f} s", flush=True)
+    c = dict(warp=np.stack(warp), target=np.stack(target), tmesh=np.stack(tmesh), tcorr=np.stack(tcorr),
+             ident=np.array(ident), keys=np.array(keys), src_keys=np.array(list(src_img)),
+             src_img=np.stack(list(src_img.values())), src_mesh=np.stack(list(src_mesh.values())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **c)
+    return c
+
+
+def evaluate(c: dict, make_part, exclude_own: bool) -> dict:
+    """``make_part(image, mesh, exclude)`` -> a MouthPart; figures over the cached pairs."""
+    from pdfgc.families.meshwarp.mouth_bank import relative_opening, teeth_fraction
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    parts, mp, tf_real, tf_out, rel = {}, [], [], [], []
+    for j in range(len(c["warp"])):
+        k = str(c["keys"][j])
+        if k not in parts:
+            i = src[k]
+            parts = {k: make_part(c["src_img"][i], c["src_mesh"][i], str(c["ident"][j]) if exclude_own else None)}
+        out = c["warp"][j].copy()
+        parts[k].render(c["tcorr"][j], out)
+        tgt, mt = c["target"][j], c["tmesh"][j]
+        b = region_boxes(mt)[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        mp.append(psnr(out[sl], tgt[sl]))
+        tf_real.append(teeth_fraction(tgt, mt))
+        tf_out.append(teeth_fraction(out, mt))
+        rel.append(relative_opening(mt))
+    mp, tf_real, tf_out, rel = map(np.array, (mp, tf_real, tf_out, rel))
+    shows = tf_real >= TEETH_SHOWN
+    opened = rel >= 0.05
+    res = {"pairs": len(mp), "mouth_psnr": round(float(mp.mean()), 3),
+           "mouth_psnr_open": round(float(mp[opened].mean()), 3) if opened.any() else None,
+           "teeth_when_real": round(float((tf_out[shows] >= TEETH_SHOWN).mean()), 3) if shows.any() else None,
+           "teeth_when_not": round(float((tf_out[~shows] >= TEETH_SHOWN).mean()), 3) if (~shows).any() else None,
+           "real_shows": int(shows.sum())}
+    miss = shows & (tf_out < TEETH_SHOWN)
+    bins = [0, 0.03, 0.06, 0.1, 0.15, 0.25, 9]
+    res["misses_by_opening"] = {f"{bins[i]}-{bins[i + 1]}": [int((miss & (rel >= bins[i]) & (rel < bins[i + 1])).sum()),
+                                                            int((shows & (rel >= bins[i]) & (rel < bins[i + 1])).sum())]
+                                for i in range(len(bins) - 1)}
+    res["per_person"] = {}
+    for who in dict.fromkeys(c["ident"].tolist()):
+        m = c["ident"] == who
+        s_, n_ = m & shows, m & ~shows
+        res["per_person"][str(who)] = {
+            "pairs": int(m.sum()), "mouth_psnr": round(float(mp[m].mean()), 2),
+            "teeth_when_real": round(float((tf_out[s_] >= TEETH_SHOWN).mean()), 2) if s_.any() else None,
+            "teeth_when_not": round(float((tf_out[n_] >= TEETH_SHOWN).mean()), 2) if n_.any() else None}
+    res["_per_pair"] = dict(psnr=mp, tf_real=tf_real, tf_out=tf_out, rel=rel)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
+    ap.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    ap.add_argument("--clips", type=int, default=48, help="training clips (--split train)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=None, help="default /tmp/pdfgc_mouth_cache_SPLIT.npz")
+    ap.add_argument("--bank", type=Path, action="append", default=[], help="bank files to compare (default: shipped)")
+    ap.add_argument("--procedural", action="store_true", help="also the painted mouth (today's baseline)")
+    ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--per-person", action="store_true", help="also print the figures per person")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.mouth_bank import BANK_FILE, MouthBank
+
+    cache = args.cache or Path(f"/tmp/pdfgc_mouth_cache_{args.split}.npz")
+    if cache.is_file():
+        c = dict(np.load(cache))
+    else:
+        c = build_cache(args.data, args.split, args.seed, args.clips, cache)
+    res = {}
+    if args.procedural:
+        res["procedural"] = evaluate(c, lambda im, m, ex: MouthPart(im, m, mouth="procedural"), False)
+    for path in args.bank or [BANK_FILE]:
+        bank = MouthBank.load(path)
+
+        def make(im, m, ex, bank=bank):
+            part = MouthPart(im, m, mouth=False)
+            part.use_mouth = True
+            part._mouths = bank.for_portrait(im, m, exclude=ex)
+            return part
+
+        res[str(path)] = evaluate(c, make, args.split == "train")
+    for k, v in res.items():
+        v.pop("_per_pair")
+        pp = v.pop("per_person")
+        print(k, json.dumps(v))
+        if args.per_person:
+            for who, f in pp.items():
+                print(f"  {who[:40]:40s} {json.dumps(f)}")
+        v["per_person"] = pp
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The mesh-warp mouth bank (pdfgc/families/meshwarp/mouth_bank.py): what it ships, and retrieval by lip shape that
+never swaps the interior on a tiny change of the lips."""
+import csv
+
+import numpy as np
+import pytest
+
+from pdfgc.families.meshwarp import mouth_bank as MB
+from pdfgc.families.meshwarp.warp import open_mouth
+
+from .conftest import DATA, need
+
+
+@pytest.fixture(scope="module")
+def anne():
+    from pdfgc.media.face import FaceMeshDetector, load_image_rgb
+    img = load_image_rgb(need(DATA / "pdfgc" / "anne.png"))
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
+        faces = d.detect(img)
+    assert faces, "no face in anne.png"
+    return img, faces[0]
+
+
+def test_bank_ships_only_allowed_licences_and_no_heldout_person():
+    bank = MB.default_bank()
+    assert bank is not None and MB.BANK_FILE.stat().st_size < 1_000_000
+    n = len(bank.patches)
+    assert bank.patches.shape == (n, MB.PATCH_H, MB.PATCH_W, 3) and bank.desc.shape == (n, 6)
+    assert len(bank.sources) == len(bank.skin) == len(bank.lip) >= 2
+    assert set(bank.person.tolist()) == set(range(len(bank.sources)))
+    held = {ln.strip() for ln in (MB.Path(MB.__file__).parent / "heldout_identities.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")}
+    # every entry is listed (clip, frame, licence, origin) and its licence is one that allows shipping
+    frames = [f for s in bank.sources for f in s["frames"]]
+    assert len(frames) == n
+    assert all(s["person"] not in held for s in bank.sources)
+    assert {f["licence"] for f in frames} <= set(MB.SHIPPABLE_LICENCES)
+    # ... as the corpus manifest says for that clip's source, under that identity
+    manifest = DATA / "corpus" / "manifest.csv"
+    if manifest.is_file():
+        rows = {r["repo"] + ":" + r["repo_path"]: r for r in csv.DictReader(open(manifest, newline=""))}
+        for s in bank.sources:
+            for f in s["frames"]:
+                r = rows[f["origin"]]
+                assert r["licence"] == f["licence"] in MB.SHIPPABLE_LICENCES and r["identity_guess"] == s["person"]
+
+
+def _mouths(desc):
+    desc = np.asarray(desc, np.float64)
+    pats = np.stack([np.full((MB.PATCH_H, MB.PATCH_W, 3), 40.0 * (i + 1), np.float32) for i in range(len(desc))])
+    return MB.PortraitMouths(pats, desc, np.zeros(len(desc), int))
+
+
+def _desc(gap, mid=0.0):
+    return np.array([mid - gap / 2] * 3 + [mid + gap / 2] * 3)
+
+
+def test_retrieval_weights_are_continuous_in_the_shape():
+    m = _mouths([_desc(0.05), _desc(0.15), _desc(0.30), _desc(0.45)])
+    idx, w = m.weights(_desc(0.15))
+    assert idx[0] == 1 and w[0] > 0.99                         # an entry's own shape gives (nearly) that entry alone
+    # a shape moving across the whole range in tiny steps: the blended interior never jumps, and an entry that
+    # enters the blend does so at (nearly) zero weight
+    prev, prev_idx = None, None
+    for gap in np.linspace(0.0, 0.6, 601):
+        idx, w = m.weights(_desc(gap))
+        p = m.patch(_desc(gap))
+        if prev is not None:
+            assert np.abs(p - prev).max() < 4.0, gap             # one hard swap of neighbours would be 40 levels
+            for i, wi in zip(idx, w):
+                if i not in prev_idx:
+                    assert wi < 0.02, (gap, i, wi)
+        prev, prev_idx = p, set(idx.tolist())
+    # halfway between two entries (in the square-root metric) they are blended half and half
+    half = ((np.sqrt(0.15) + np.sqrt(0.30)) / 2) ** 2
+    idx, w = m.weights(_desc(half))
+    assert set(idx.tolist()) == {1, 2} and abs(w[0] - w[1]) < 0.01
+    # no state: the same shape gives the same interior whatever came before
+    assert np.array_equal(m.patch(_desc(0.2)), _mouths(m.desc).patch(_desc(0.2)))
+
+
+def test_portrait_retrieval_is_coherent_over_an_opening_mouth(anne):
+    img, mesh = anne
+    mouths = MB.default_bank().for_portrait(img, mesh)
+    steps = [open_mouth(mesh, a) for a in np.linspace(0.02, 0.12, 101)]   # 0.001 face heights a step
+    pats = [mouths.patch(MB.shape_descriptor(t)) for t in steps]
+    jumps = [float(np.abs(b - a).mean()) for a, b in zip(pats, pats[1:])]
+    total = float(np.abs(pats[-1] - pats[0]).mean())
+    assert total > 10.0                                          # the interior does change with the opening
+    assert max(jumps) < 0.25 * total, (max(jumps), total)        # but never all at once on a tiny step
+    # a colour cost per portrait: every entry of a person pays the same
+    for p in set(mouths.person.tolist()):
+        assert np.ptp(mouths.bias[mouths.person == p]) == 0.0
