@@ -209,7 +209,8 @@ def build_app(pipe, settings: UISettings | None = None, sandbox: Sandbox | None 
         def do_preview(data: dict):
             return backend.preview(*ordered(data))
 
-        def do_render(data: dict, request: gr.Request, progress=gr.Progress()):
+        def do_render(data: dict, request: gr.Request = None, progress=gr.Progress()):
+            # (the request has a default only for gradio's argument count: gradio injects it by its annotation)
             session = getattr(request, "session_hash", None)
             path, msg = backend.render(*ordered(data), session=session,
                                        progress=lambda f, desc: progress(f, desc=desc))
