@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -96,12 +97,13 @@ def cmd_animate(args) -> int:
     _check_emotion_labels_early(args, opt)
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
-    print(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})",
-          file=sys.stderr)
+    # --quiet: no progress bar and no status lines; warnings and errors still print
+    say = functools.partial(print, file=sys.stderr) if opt.progress else (lambda *a, **k: None)
+    say(f"pdfgc: model {pipe.model.config.name} on {pipe.device} ({pipe.threads} threads, {opt.precision})")
     res = pipe(args.portrait, audio=args.audio, output=args.output, options=opt)
     dt = time.perf_counter() - t0
-    print(f"pdfgc: wrote {res.output} ({res.num_frames} frames, {res.seconds:.2f} s of video at {res.fps} fps) "
-          f"in {dt:.1f} s ({res.num_frames / max(dt, 1e-9):.2f} frames/s)", file=sys.stderr)
+    say(f"pdfgc: wrote {res.output} ({res.num_frames} frames, {res.seconds:.2f} s of video at {res.fps} fps) "
+          f"in {dt:.1f} s ({res.num_frames / max(dt, 1e-9):.2f} frames/s)")
     return 0
 
 

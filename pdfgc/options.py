@@ -90,7 +90,8 @@ class SharedOptions:
     crf: int = option(18, group="output", type=int, help="H.264 quality (lower is better)")
     preset: str | None = option(None, group="output",  # x264 preset; None: medium (exact) / veryfast (fast)
                                 help="x264 speed preset (default: medium; veryfast with --precision fast)")
-    progress: bool = option(True, group="output", flag="--quiet", invert=True, help="no progress bar")
+    progress: bool = option(True, group="output", flag="--quiet", invert=True,
+                            help="no progress bar and no status lines (warnings and errors still print)")
     # explicit controls (pdfgc.controls.explicit): None = the factor follows its source; a control dataclass, its
     # dict or a spec string overrides its own part of the code after the sources are planned (their flags are the
     # controls' own: pdfgc/controls/cli_args.py)

@@ -37,16 +37,18 @@ def test_animate_official_demo_inputs(tiny_weights, tmp_path, capsys):
     assert rc == 0
     assert _info(out) == (47, 1120, 224, True)
     err = capsys.readouterr().err
-    assert "SEEDED RANDOM WEIGHTS" in err and "wrote" in err
+    # --quiet keeps the warning about seeded weights but drops the status lines
+    assert "SEEDED RANDOM WEIGHTS" in err and "wrote" not in err and "pdfgc: model" not in err
 
 
-def test_animate_uncropped_photo_and_driving_video_pasteback(tiny_weights, tmp_path):
+def test_animate_uncropped_photo_and_driving_video_pasteback(tiny_weights, tmp_path, capsys):
     out = tmp_path / "photo.mp4"
     rc = main(["animate", "--weights", tiny_weights, "--portrait", str(need(ED / "uncrop_face.jpg")),
                "--audio", str(ED / "speech_44k.wav"), "--pose", str(ED / "pose_source1.mp4"),
-               "--eyes", str(ED / "pose_source1.mp4"), "--layout", "pasteback", "--max-frames", "20", "--quiet",
+               "--eyes", str(ED / "pose_source1.mp4"), "--layout", "pasteback", "--max-frames", "20",
                "-o", str(out)])
     assert rc == 0
+    assert f"pdfgc: wrote {out} (20 frames" in capsys.readouterr().err   # without --quiet: the status lines
     n, w, h, has_audio = _info(out)
     assert (n, w, h, has_audio) == (20, 840, 1024, True)
 

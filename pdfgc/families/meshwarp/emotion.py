@@ -252,7 +252,8 @@ def labelled_clips(data: Path, exclude=(), heldout_file: Path | None = None, log
     """The prepared corpus's labelled clips (file-name labels, people with a neutral clip), as ``train.Clip`` with
     canonical meshes; people of the held-out list and ``exclude`` left out."""
     from ...data import PreparedCorpus
-    from .train import HELDOUT_FILE, Clip, _prepare_geometry, emotion_label, read_heldout, read_raw_manifest
+    from .corpus import HELDOUT_FILE, Clip, emotion_label, read_heldout, read_raw_manifest
+    from .geometry_fit import _prepare_geometry
 
     corpus = PreparedCorpus(data)
     raw = read_raw_manifest(corpus.manifest)

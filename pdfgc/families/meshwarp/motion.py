@@ -141,7 +141,7 @@ def load_speakers(root: str | Path, heldout_file: Path | None = None) -> list[di
     """Every audio-bearing prepared clip with good face tracking: key, person, held-out flag, (T,3) angles (raw),
     (T,) loudness, (T,) eye aspect ratio (mean of both eyes)."""
     from ...data import PreparedCorpus
-    from .train import HELDOUT_FILE, read_heldout, read_raw_manifest
+    from .corpus import HELDOUT_FILE, read_heldout, read_raw_manifest
 
     corpus = PreparedCorpus(root)
     raw = read_raw_manifest(corpus.manifest)

@@ -66,6 +66,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CheckpointError, InputError, PDFGCError
+from ...media.mesh_indices import EYE_LOWER, EYE_UPPER, LIP_OUTER_LOWER, LIP_OUTER_UPPER
 from ...training.harness import (
     CsvLog,
     TimeBudget,
@@ -76,9 +77,9 @@ from ...training.harness import (
     save_checkpoint,
     set_lr,
 )
+from .corpus import HELDOUT_FILE
 from .refiner import AUX_KEYS, DEFAULT_WIDTHS, RES, Refiner, region_mask, save_refiner
 
-HELDOUT_FILE = Path(__file__).with_name("heldout_identities.txt")
 # ~3.5 GB for the default pairs; it records what built it (build_cache), so one shared place is safe
 DEFAULT_CACHE = Path(os.environ.get("PDFGC_REFINER_CACHE")
                      or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pdfgc" / "refiner_pairs")
@@ -102,9 +103,9 @@ ADV_START = 1000    # steps of reconstruction losses alone first (the discrimina
 # stages on the crops: skin texture, lash and teeth edges as a face network sees them (0: off)
 FEAT_WEIGHT = 0.0
 FEAT_STAGES = (1, 2)
-LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375)
-EYES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155),
-        (263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382))
+# the outer lip loop and each eye's lid loop (corners once), boxes only: order does not matter
+LIP_OUTER = LIP_OUTER_UPPER + LIP_OUTER_LOWER[1:-1]
+EYES = tuple(EYE_UPPER[e] + EYE_LOWER[e][1:-1] for e in range(2))
 HALF = RES // 2
 AUX_VERSION = 2   # the renderer's aux masks as cached (2: occlusion seams count as stretched); a change rebuilds
 
