@@ -441,6 +441,13 @@ def test_train_command_errors(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "lite", "--stage", "lips", "--out",
                  str(tmp_path / "r")]) == 2
     assert "--steps is required" in capsys.readouterr().err
+    # a step count or time budget the closed-form fit cannot honour is refused, not silently ignored
+    for flag, value in (("--steps", "10"), ("--minutes", "5")):
+        assert main(["train", "--data", str(tmp_path / "nothing"), "--config", "meshwarp", "--out",
+                     str(tmp_path / "r"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} does not apply" in err and err.count("pdfgc: error:") == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_shipped_parameters():

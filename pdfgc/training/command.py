@@ -36,9 +36,11 @@ def add_parser(sub) -> None:
     t.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples, final model.safetensors)")
     t.add_argument("--steps",
                    help="optimiser steps (for --stage all: one number for every stage or four, comma-separated; "
-                        "not read by --config meshwarp without --stage: closed-form fits)")
+                        "refused by --config meshwarp without --stage: closed-form fits)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    t.add_argument("--minutes", type=float, help="time budget: checkpoint and stop after this long (--resume goes on)")
+    t.add_argument("--minutes", type=float,
+                   help="time budget: checkpoint and stop after this long (--resume goes on; not for the "
+                        "closed-form --config meshwarp fit)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

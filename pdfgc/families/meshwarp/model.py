@@ -230,7 +230,12 @@ class MeshWarpFamily(ModelFamily):
             R.train(R.open_cache(train_root), Path(args.out), steps, seed=args.seed, ckpt_every=200, log_every=50,
                     eval_every=1000, heldout=R.open_cache(held_root), minutes=args.minutes, resume=args.resume)
             return 0
-        # the geometry fit and the lips head are closed-form fits: --steps/--seed do not apply
+        # the geometry fit and the lips head are closed-form fits: no step count or time budget to honour
+        # (a stopped fit continues with --resume: the geometry and each clip's speech features are kept)
+        for flag, value in (("--steps", args.steps), ("--minutes", args.minutes)):
+            if value is not None:
+                raise InputError(f"{flag} does not apply to --config {MESHWARP} without --stage (closed-form fits: "
+                                 "stop it any time and continue with --resume)")
         from .train import train
         train(Path(args.data), Path(args.out), resume=args.resume, threads=threads,
               speech_cache=Path(args.speech_cache) if args.speech_cache else None, layers=[2, 3, 4])
