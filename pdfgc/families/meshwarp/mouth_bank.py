@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.shapes import smoothstep
 from pdfgc.media.mesh_indices import CHEEKS, LIP_CORNERS, LIP_LOWER, LIP_MIDPOINTS, LIP_UPPER
 
 BANK_FILE = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_mouths.safetensors"
@@ -46,8 +47,11 @@ LIP_WEIGHT = 1.0     # lip colour counts as much as skin colour in an entry's co
 COLOUR_WEIGHT = 1.0  # colour cost against shape distance (0.3 or 1: within 0.05 dB; 1 shows more teeth)
 BLUR = 0.8           # px of blur on a patch (+0.04 dB; the teeth stay readable)
 ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
-# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes (double teeth in the
-# strip), 2 narrows it (-0.04 dB, +1.5 % teeth shown, training pairs); the weights stay continuous in the shape
+# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes, 2 narrows it (-0.04 dB,
+# +1.5 % teeth shown, training pairs); the weights stay continuous in the shape. Narrower still (a cross-fade only
+# near the switch, 0.5 * smoothstep(0.1, 0.5, share)) made one 0.001-face-height step of anne's opening change the
+# interior by up to 0.26-0.48 of its whole change (the flicker test's limit: 0.25); the doubled teeth of a blend
+# are handled by aligning the entries' teeth edges instead (``PortraitMouths.patch``)
 BLEND_POWER = 2.0
 MIN_OPENING = 0.035   # an entry's relative opening at least (below it the fill is skipped anyway: mouth.py)
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
@@ -158,6 +162,59 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
     return rgb / np.maximum(rgb.mean(-1, keepdims=True), 1e-6)
 
 
+# a patch row "is teeth" where this share of the middle third of the mouth is bright (0.6 x the skin) and unsaturated
+TEETH_ROW_SHARE = 0.4
+
+
+def teeth_edges(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
+    """(2,) float patch rows of a mouth interior's teeth edges: the lowest row of the upper teeth (searched in the
+    upper 70 % of the opening, where the rows fall steepest from teeth to darker) and the highest row of the lower
+    teeth (lower 70 %, the steepest rise to teeth), NaN where there is no such edge. A row of teeth: on
+    ``TEETH_ROW_SHARE`` of the middle third, pixels at least 0.6 x the skin's grey level (``skin``; without it the
+    90th percentile of the patch's lip rows beyond the opening; 0.6, not ``teeth_fraction``'s 0.8: teeth in a
+    mouth's shadow still have an edge) and unsaturated."""
+    p = np.asarray(patch, np.float32)
+    q = np.clip(p, 0, 255).astype(np.uint8)
+    grey = p.mean(2)
+    sat = cv2.cvtColor(q, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255.0
+    v = np.linspace(-V_MARGIN, 1.0 + V_MARGIN, PATCH_H)
+    if skin is None:
+        lips = np.concatenate([grey[v < -0.05], grey[v > 1.05]])
+        skin = float(np.percentile(lips, 90)) if lips.size else float(grey.max())
+    ref = float(skin)
+    u0, u1 = PATCH_W // 3, PATCH_W - PATCH_W // 3     # the middle third: a tilted row of teeth stays a row there
+    share = ((grey[:, u0:u1] >= 0.6 * ref) & (sat[:, u0:u1] < 0.35)).mean(1)
+    level = grey[:, u0:u1].mean(1)
+    step = level[2:] - level[:-2]     # step[r]: row r+2 minus row r, an edge at row r+1 (edges span ~2 rows)
+    mid = v[1:-1]
+    r_ = np.arange(len(step))
+    out = np.full(2, np.nan)
+    # upper teeth: the steepest fall from a row of teeth to a darker row, in the upper 70 % of the opening
+    ok = (mid >= 0.0) & (mid <= 0.7) & (share[:-2] >= TEETH_ROW_SHARE) & (step < -0.1 * ref)
+    if ok.any():
+        out[0] = float(np.argmin(np.where(ok, step, np.inf))) + 1.0
+    # lower teeth: the steepest rise from a darker row to a row of teeth, in the lower 70 %, below the upper edge
+    ok = (mid >= 0.3) & (mid <= 1.0) & (share[2:] >= TEETH_ROW_SHARE) & (step > 0.1 * ref)
+    if np.isfinite(out[0]):
+        ok &= r_ + 1.0 > out[0] + 1.0
+    if ok.any():
+        out[1] = float(np.argmax(np.where(ok, step, -np.inf))) + 1.0
+    return out
+
+
+# patch rows of the inner-lip curves (v = 0 and v = 1)
+_ROW_V0 = V_MARGIN / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
+_ROW_V1 = (1.0 + V_MARGIN) / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
+
+
+def _rows_at(patch: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """patch (H,W,3) resampled at float source rows (H,), linear between rows."""
+    r0 = np.clip(np.floor(rows).astype(np.int64), 0, patch.shape[0] - 1)
+    r1 = np.minimum(r0 + 1, patch.shape[0] - 1)
+    f = (rows - r0).astype(np.float32)[:, None, None]
+    return patch[r0] * (1.0 - f) + patch[r1] * f
+
+
 @dataclass
 class MouthBank:
     """patches (N, PATCH_H, PATCH_W, 3) uint8, one real mouth interior per entry; desc (N, 6) their inner lips'
@@ -217,7 +274,8 @@ class MouthBank:
         if BLUR > 0:
             pats = np.stack([cv2.GaussianBlur(q, (0, 0), BLUR) for q in pats])
         bias = COLOUR_WEIGHT * self.colour_distance(image, mesh)[self.person[sel]]
-        return PortraitMouths(pats, self.desc[sel], self.person[sel], bias)
+        edges = np.stack([teeth_edges(self.patches[i], self.skin[self.person[i]].mean()) for i in sel])
+        return PortraitMouths(pats, self.desc[sel], self.person[sel], bias, edges)
 
 
 @dataclass
@@ -229,10 +287,14 @@ class PortraitMouths:
     person: np.ndarray
     bias: np.ndarray | None = None   # (n,) added to each entry's shape distance (its person's colour distance)
 
+    edges: np.ndarray | None = None  # (n, 2) patch rows of each entry's teeth edges (``teeth_edges``)
+
     def __post_init__(self):
         self.metric = shape_metric(self.desc)
         if self.bias is None:
             self.bias = np.zeros(len(self.desc))
+        if self.edges is None:
+            self.edges = np.stack([teeth_edges(p) for p in self.patches]) if len(self.patches) else np.zeros((0, 2))
 
     def weights(self, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(entries, weights) for a target shape: the two nearest entries, weighted by how much nearer each is
@@ -251,11 +313,48 @@ class PortraitMouths:
         return order[:2], w / w.sum()
 
     def patch(self, desc: np.ndarray) -> np.ndarray:
+        """The blended interior for a target shape. Before two entries are cross-faded, each one's rows are
+        stretched (piecewise linearly in v) so that its teeth edges sit at the blend's weighted mean edges:
+        the two upper rows of teeth (and the two lower ones) then coincide and the blend shows one teeth edge,
+        not a doubled row. The stretch is continuous in the weights (an entry of weight 1 is left as it is)."""
         idx, w = self.weights(desc)
-        out = self.patches[idx[0]] * float(w[0])
-        for i, wi in zip(idx[1:], w[1:]):
-            out = out + self.patches[i] * float(wi)
+        if len(idx) == 1:
+            return self.patches[idx[0]] * float(w[0])
+        edges = self.edges[idx]                                  # (k, 2): upper teeth's lower edge, lower's top
+        out = None
+        for j, (i, wi) in enumerate(zip(idx, w)):
+            pat = self.patches[i]
+            rows = self._aligned_rows(edges, w, j)
+            if rows is not None:
+                pat = _rows_at(pat, rows)
+            out = pat * float(wi) if out is None else out + pat * float(wi)
         return out
+
+    @staticmethod
+    def _aligned_rows(edges: np.ndarray, w: np.ndarray, j: int) -> np.ndarray | None:
+        """Source rows (float, PATCH_H) of entry j that put its teeth edges at the (eased) weighted mean of the
+        blended entries' edges, the inner-lip rows and the margins beyond them fixed; an edge is aligned only where
+        every blended entry has it (NaN: no such row of teeth)."""
+        top, bottom = _ROW_V0 + 0.5, _ROW_V1 - 0.5      # the inner-lip rows stay where they are
+        # the common edge: a mean with eased weights (smoothstep(w): still 0 / 0.5 / 1 at w = 0 / 0.5 / 1, summing
+        # to 1 for two entries), so an entry entering the blend moves the other's rows only slowly
+        ease = smoothstep(0.0, 1.0, np.asarray(w, np.float64))
+        ease = ease / max(float(ease.sum()), 1e-12)
+        knots_src, knots_dst = [0.0, top - 0.5], [0.0, top - 0.5]
+        for e in range(2):
+            col = edges[:, e]
+            if np.isnan(col).any():
+                continue
+            col = np.clip(col, top, bottom)
+            knots_src.append(float(col[j]))
+            knots_dst.append(float(np.dot(ease, col)))
+        if len(knots_src) == 2:
+            return None
+        knots_src += [bottom + 0.5, PATCH_H - 1.0]
+        knots_dst += [bottom + 0.5, PATCH_H - 1.0]
+        if np.any(np.diff(knots_dst) <= 0) or np.any(np.diff(knots_src) <= 0):
+            return None
+        return np.interp(np.arange(PATCH_H, dtype=np.float64), knots_dst, knots_src)
 
     def interior(self, target: np.ndarray, box) -> np.ndarray:
         """(h,w,3) float32 mouth interior over `box` (x0,y0,x1,y1) of the target mesh's inner-lip opening."""
