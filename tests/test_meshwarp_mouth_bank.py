@@ -117,7 +117,7 @@ def test_a_blend_of_two_entries_has_one_teeth_edge_not_a_doubled_row():
     # grey band of "half teeth" between the two edges (a doubled row); aligned, one edge at their mean
     a, b = _teeth_patch(16, 34), _teeth_patch(24, 36)
     m = MB.PortraitMouths(np.stack([a, b]), np.stack([_desc(0.2), _desc(0.3)]), np.zeros(2, int),
-                          edges=np.stack([MB.teeth_edges(a, 200.0), MB.teeth_edges(b, 200.0)]))
+                          edges=np.stack([MB.teeth_edge_bands(a, 200.0), MB.teeth_edge_bands(b, 200.0)]))
     half = ((np.sqrt(0.2) + np.sqrt(0.3)) / 2) ** 2
     idx, w = m.weights(_desc(half))
     assert abs(w[0] - 0.5) < 0.01

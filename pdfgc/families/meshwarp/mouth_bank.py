@@ -166,13 +166,13 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
 TEETH_ROW_SHARE = 0.4
 
 
-def teeth_edges(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
+def teeth_edges(patch: np.ndarray, skin: float | None = None, cols: tuple[int, int] | None = None) -> np.ndarray:
     """(2,) float patch rows of a mouth interior's teeth edges: the lowest row of the upper teeth (searched in the
     upper 70 % of the opening, where the rows fall steepest from teeth to darker) and the highest row of the lower
     teeth (lower 70 %, the steepest rise to teeth), NaN where there is no such edge. A row of teeth: on
-    ``TEETH_ROW_SHARE`` of the middle third, pixels at least 0.6 x the skin's grey level (``skin``; without it the
-    90th percentile of the patch's lip rows beyond the opening; 0.6, not ``teeth_fraction``'s 0.8: teeth in a
-    mouth's shadow still have an edge) and unsaturated."""
+    ``TEETH_ROW_SHARE`` of the columns ``cols`` (default: the middle third), pixels at least 0.6 x the skin's grey
+    level (``skin``; without it the 90th percentile of the patch's lip rows beyond the opening; 0.6, not
+    ``teeth_fraction``'s 0.8: teeth in a mouth's shadow still have an edge) and unsaturated."""
     p = np.asarray(patch, np.float32)
     q = np.clip(p, 0, 255).astype(np.uint8)
     grey = p.mean(2)
@@ -182,7 +182,7 @@ def teeth_edges(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
         lips = np.concatenate([grey[v < -0.05], grey[v > 1.05]])
         skin = float(np.percentile(lips, 90)) if lips.size else float(grey.max())
     ref = float(skin)
-    u0, u1 = PATCH_W // 3, PATCH_W - PATCH_W // 3     # the middle third: a tilted row of teeth stays a row there
+    u0, u1 = cols if cols is not None else (PATCH_W // 3, PATCH_W - PATCH_W // 3)
     share = ((grey[:, u0:u1] >= 0.6 * ref) & (sat[:, u0:u1] < 0.35)).mean(1)
     level = grey[:, u0:u1].mean(1)
     step = level[2:] - level[:-2]     # step[r]: row r+2 minus row r, an edge at row r+1 (edges span ~2 rows)
@@ -207,12 +207,18 @@ _ROW_V0 = V_MARGIN / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
 _ROW_V1 = (1.0 + V_MARGIN) / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
 
 
-def _rows_at(patch: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """patch (H,W,3) resampled at float source rows (H,), linear between rows."""
-    r0 = np.clip(np.floor(rows).astype(np.int64), 0, patch.shape[0] - 1)
-    r1 = np.minimum(r0 + 1, patch.shape[0] - 1)
-    f = (rows - r0).astype(np.float32)[:, None, None]
-    return patch[r0] * (1.0 - f) + patch[r1] * f
+# the teeth edges are found in three bands across the mouth (left, middle, right; the dark corners left out), so a
+# tilted row of teeth is aligned as tilted; between the bands' centres the row maps are interpolated
+EDGE_BANDS = tuple((int(round(PATCH_W * (k + 1) / 8)), int(round(PATCH_W * (k + 3) / 8))) for k in (0, 2, 4))
+_BAND_CENTRES = np.array([0.5 * (a + b - 1) for a, b in EDGE_BANDS])
+# (PATCH_W, bands) linear interpolation weights of each column between the bands' centres (constant beyond them)
+_BAND_W = np.stack([np.interp(np.arange(PATCH_W), _BAND_CENTRES, np.eye(len(EDGE_BANDS))[k])
+                    for k in range(len(EDGE_BANDS))], axis=1)
+
+
+def teeth_edge_bands(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
+    """(bands, 2) ``teeth_edges`` in each of ``EDGE_BANDS``."""
+    return np.stack([teeth_edges(patch, skin, band) for band in EDGE_BANDS])
 
 
 @dataclass
@@ -274,7 +280,7 @@ class MouthBank:
         if BLUR > 0:
             pats = np.stack([cv2.GaussianBlur(q, (0, 0), BLUR) for q in pats])
         bias = COLOUR_WEIGHT * self.colour_distance(image, mesh)[self.person[sel]]
-        edges = np.stack([teeth_edges(self.patches[i], self.skin[self.person[i]].mean()) for i in sel])
+        edges = np.stack([teeth_edge_bands(self.patches[i], self.skin[self.person[i]].mean()) for i in sel])
         return PortraitMouths(pats, self.desc[sel], self.person[sel], bias, edges)
 
 
@@ -287,14 +293,15 @@ class PortraitMouths:
     person: np.ndarray
     bias: np.ndarray | None = None   # (n,) added to each entry's shape distance (its person's colour distance)
 
-    edges: np.ndarray | None = None  # (n, 2) patch rows of each entry's teeth edges (``teeth_edges``)
+    edges: np.ndarray | None = None  # (n, bands, 2) patch rows of each entry's teeth edges (``teeth_edge_bands``)
 
     def __post_init__(self):
         self.metric = shape_metric(self.desc)
         if self.bias is None:
             self.bias = np.zeros(len(self.desc))
         if self.edges is None:
-            self.edges = np.stack([teeth_edges(p) for p in self.patches]) if len(self.patches) else np.zeros((0, 2))
+            self.edges = (np.stack([teeth_edge_bands(p) for p in self.patches]) if len(self.patches)
+                          else np.zeros((0, len(EDGE_BANDS), 2)))
 
     def weights(self, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(entries, weights) for a target shape: the two nearest entries, weighted by how much nearer each is
@@ -314,19 +321,25 @@ class PortraitMouths:
 
     def patch(self, desc: np.ndarray) -> np.ndarray:
         """The blended interior for a target shape. Before two entries are cross-faded, each one's rows are
-        stretched (piecewise linearly in v) so that its teeth edges sit at the blend's weighted mean edges:
-        the two upper rows of teeth (and the two lower ones) then coincide and the blend shows one teeth edge,
-        not a doubled row. The stretch is continuous in the weights (an entry of weight 1 is left as it is)."""
+        stretched (piecewise linearly in v, per band across the mouth: ``EDGE_BANDS``) so that its teeth edges sit
+        at the blend's weighted mean edges: the two upper rows of teeth (and the two lower ones) then coincide and
+        the blend shows one teeth edge, not a doubled row. The stretch is continuous in the weights (an entry of
+        weight 1 is left as it is)."""
         idx, w = self.weights(desc)
         if len(idx) == 1:
             return self.patches[idx[0]] * float(w[0])
-        edges = self.edges[idx]                                  # (k, 2): upper teeth's lower edge, lower's top
+        edges = self.edges[idx]                                  # (k, bands, 2)
         out = None
         for j, (i, wi) in enumerate(zip(idx, w)):
             pat = self.patches[i]
-            rows = self._aligned_rows(edges, w, j)
-            if rows is not None:
-                pat = _rows_at(pat, rows)
+            bands = [self._aligned_rows(edges[:, b], w, j) for b in range(edges.shape[1])]
+            if any(r is not None for r in bands):
+                ident = np.arange(PATCH_H, dtype=np.float64)
+                rows = np.stack([ident if r is None else r for r in bands])          # (bands, PATCH_H)
+                map_y = (rows.T @ _BAND_W.T).astype(np.float32)                       # (PATCH_H, PATCH_W)
+                map_x = np.broadcast_to(np.arange(PATCH_W, dtype=np.float32), map_y.shape)
+                pat = cv2.remap(pat, np.ascontiguousarray(map_x), map_y, cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
             out = pat * float(wi) if out is None else out + pat * float(wi)
         return out
 
