@@ -133,3 +133,17 @@ def test_a_blend_of_two_entries_has_one_teeth_edge_not_a_doubled_row():
     # an entry alone is left as it is, and the lips beyond the inner-lip rows never move
     assert np.array_equal(m.patch(_desc(0.2)), a) or m.weights(_desc(0.2))[1][0] > 0.99
     assert np.allclose(m.patch(_desc(half))[v < -0.02], a[v < -0.02], atol=1.0)
+
+
+def test_teeth_in_shadow_are_lifted_toward_the_skin_and_nothing_else_moves():
+    p = _teeth_patch(20)                                                    # upper teeth only
+    v = np.linspace(-MB.V_MARGIN, 1 + MB.V_MARGIN, MB.PATCH_H)
+    teeth_rows = (v >= 0) & (np.arange(MB.PATCH_H) < 20)
+    grey = p * np.where(teeth_rows, 150.0 / 235.0, 1.0)[:, None, None]      # teeth at 150 on a 200 skin
+    out = MB.lift_teeth(grey.astype(np.float32), skin=200.0 / MB.TEETH_LIFT)
+    assert out[teeth_rows].mean() > 150 * 1.25                              # brightened (at most x 1.3)
+    assert out[teeth_rows].max() <= 150 * 1.3 + 0.5
+    assert np.allclose(out[v < -0.1], grey[v < -0.1], atol=0.5)   # the lips beyond the opening (past the soft edge)
+    assert np.allclose(out[(v > 0.55) & (v < 1.0)], 30.0, atol=0.5)        # the dark cavity
+    bright = MB.lift_teeth(p.astype(np.float32), skin=200.0 / MB.TEETH_LIFT)   # teeth already at 235: as they are
+    assert np.array_equal(bright, p)
