@@ -236,6 +236,21 @@ _BAND_W = np.stack([np.interp(np.arange(PATCH_W), _BAND_CENTRES, np.eye(len(EDGE
                     for k in range(len(EDGE_BANDS))], axis=1)
 
 
+_MAP_X = np.ascontiguousarray(np.broadcast_to(np.arange(PATCH_W, dtype=np.float32), (PATCH_H, PATCH_W)))
+_ROWS = np.arange(PATCH_H, dtype=np.float64)
+
+
+def _aligned_rows(src: list, dst: list, top: float, bottom: float) -> np.ndarray:
+    """Source rows (float, PATCH_H) that move an entry's teeth edges ``src`` to ``dst`` (rows in top..bottom),
+    piecewise linearly, the inner-lip rows and the margins beyond them fixed; identity when there are none or
+    they would fold."""
+    ks = [0.0, top - 0.5, *src, bottom + 0.5, PATCH_H - 1.0]
+    kd = [0.0, top - 0.5, *dst, bottom + 0.5, PATCH_H - 1.0]
+    if not src or any(b <= a for a, b in zip(kd, kd[1:])) or any(b <= a for a, b in zip(ks, ks[1:])):
+        return _ROWS
+    return np.interp(_ROWS, kd, ks)
+
+
 def teeth_edge_bands(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
     """(bands, 2) ``teeth_edges`` in each of ``EDGE_BANDS``."""
     return np.stack([teeth_edges(patch, skin, band) for band in EDGE_BANDS])
@@ -348,48 +363,26 @@ class PortraitMouths:
         the blend shows one teeth edge, not a doubled row. The stretch is continuous in the weights (an entry of
         weight 1 is left as it is)."""
         idx, w = self.weights(desc)
-        if len(idx) == 1:
+        if len(idx) == 1 or w[1] <= 0.0:
             return self.patches[idx[0]] * float(w[0])
-        edges = self.edges[idx]                                  # (k, bands, 2)
-        out = None
-        for j, (i, wi) in enumerate(zip(idx, w)):
-            pat = self.patches[i]
-            bands = [self._aligned_rows(edges[:, b], w, j) for b in range(edges.shape[1])]
-            if any(r is not None for r in bands):
-                ident = np.arange(PATCH_H, dtype=np.float64)
-                rows = np.stack([ident if r is None else r for r in bands])          # (bands, PATCH_H)
-                map_y = (rows.T @ _BAND_W.T).astype(np.float32)                       # (PATCH_H, PATCH_W)
-                map_x = np.broadcast_to(np.arange(PATCH_W, dtype=np.float32), map_y.shape)
-                pat = cv2.remap(pat, np.ascontiguousarray(map_x), map_y, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-            out = pat * float(wi) if out is None else out + pat * float(wi)
-        return out
-
-    @staticmethod
-    def _aligned_rows(edges: np.ndarray, w: np.ndarray, j: int) -> np.ndarray | None:
-        """Source rows (float, PATCH_H) of entry j that put its teeth edges at the (eased) weighted mean of the
-        blended entries' edges, the inner-lip rows and the margins beyond them fixed; an edge is aligned only where
-        every blended entry has it (NaN: no such row of teeth)."""
-        top, bottom = _ROW_V0 + 0.5, _ROW_V1 - 0.5      # the inner-lip rows stay where they are
-        # the common edge: a mean with eased weights (smoothstep(w): still 0 / 0.5 / 1 at w = 0 / 0.5 / 1, summing
+        # the common edges: means with eased weights (smoothstep(w): still 0 / 0.5 / 1 at w = 0 / 0.5 / 1, summing
         # to 1 for two entries), so an entry entering the blend moves the other's rows only slowly
         ease = smoothstep(0.0, 1.0, np.asarray(w, np.float64))
         ease = ease / max(float(ease.sum()), 1e-12)
-        knots_src, knots_dst = [0.0, top - 0.5], [0.0, top - 0.5]
-        for e in range(2):
-            col = edges[:, e]
-            if np.isnan(col).any():
-                continue
-            col = np.clip(col, top, bottom)
-            knots_src.append(float(col[j]))
-            knots_dst.append(float(np.dot(ease, col)))
-        if len(knots_src) == 2:
-            return None
-        knots_src += [bottom + 0.5, PATCH_H - 1.0]
-        knots_dst += [bottom + 0.5, PATCH_H - 1.0]
-        if np.any(np.diff(knots_dst) <= 0) or np.any(np.diff(knots_src) <= 0):
-            return None
-        return np.interp(np.arange(PATCH_H, dtype=np.float64), knots_dst, knots_src)
+        top, bottom = _ROW_V0 + 0.5, _ROW_V1 - 0.5      # the inner-lip rows stay where they are
+        edges = np.clip(self.edges[idx], top, bottom)            # (2, bands, 2); NaN: no such row of teeth
+        both = ~np.isnan(edges).any(axis=0)                      # (bands, 2): the edges every blended entry has
+        common = np.einsum("k,kbe->be", ease, np.nan_to_num(edges))
+        out = None
+        for j, (i, wi) in enumerate(zip(idx, w)):
+            pat = self.patches[i]
+            if both.any():
+                rows = np.stack([_aligned_rows(edges[j, b][both[b]].tolist(), common[b][both[b]].tolist(), top, bottom)
+                                 for b in range(edges.shape[1])])               # (bands, PATCH_H)
+                map_y = (rows.T @ _BAND_W.T).astype(np.float32)                   # (PATCH_H, PATCH_W)
+                pat = cv2.remap(pat, _MAP_X, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out = pat * float(wi) if out is None else out + pat * float(wi)
+        return out
 
     def interior(self, target: np.ndarray, box) -> np.ndarray:
         """(h,w,3) float32 mouth interior over `box` (x0,y0,x1,y1) of the target mesh's inner-lip opening."""
