@@ -11,9 +11,11 @@ Retrieval (Face2Face's, per frame): each entry carries its inner lips' ``shape_d
 and the smile across the mouth, not just the opening); the target's lips are compared with every entry's, plus a
 fixed per-portrait cost for how far the entry's person's skin and lip colours are from the portrait's, and the two
 nearest entries are blended with weights that are continuous in the shape (an entry enters or leaves the blend at
-weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state). Each entry is
-colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half) and blurred a
-little (the corpus mouths are sharper than a warped portrait's).
+weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state); before the
+cross-fade the two entries' rows are stretched so their teeth edges meet (one teeth edge, not a doubled row). Each
+entry is colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half), its
+teeth lifted toward the portrait's skin grey where they lie in shadow, and blurred a little (the corpus mouths are
+sharper than a warped portrait's).
 
 Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
 eligible person, for choosing ``PEOPLE``; ``--out`` another file):
