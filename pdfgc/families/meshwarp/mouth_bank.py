@@ -54,9 +54,10 @@ ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
 TEETH_LIFT = 1.0
 # the blend weights' power: 1 leaves two entries half and half over a wide band of shapes, 2 narrows it (-0.04 dB,
 # +1.5 % teeth shown, training pairs); the weights stay continuous in the shape. Narrower still (a cross-fade only
-# near the switch, 0.5 * smoothstep(0.1, 0.5, share)) made one 0.001-face-height step of anne's opening change the
-# interior by up to 0.26-0.48 of its whole change (the flicker test's limit: 0.25); the doubled teeth of a blend
-# are handled by aligning the entries' teeth edges instead (``PortraitMouths.patch``)
+# near the switch: the second entry's share x -> 0.5 * smoothstep(0.5 - b, 0.5, x), b = 0.3-0.4) made one
+# 0.001-face-height step of anne's opening change the interior by up to 0.25-0.34 of its whole change (the flicker
+# test's limit: 0.25); the doubled teeth of a blend are handled by aligning the entries' teeth edges instead
+# (``PortraitMouths.patch``)
 BLEND_POWER = 2.0
 MIN_OPENING = 0.035   # an entry's relative opening at least (below it the fill is skipped anyway: mouth.py)
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
