@@ -8,6 +8,9 @@ choosing a bank's settings without looking at held-out people, the same recipe o
 pair sees its own mouth). The warp without a mouth is rendered once per pair and cached (``--cache``); each variant
 then only draws the mouth (``mouth.MouthPart``) over it, so a variant costs a few seconds.
 
+``--diagnose``: why the fill scores what it does (no fill, the real pixels, the target's own interior through the
+same fill, dimmer / blurred / flatter fills, PSNR per opening).
+
 Per variant: mouth-box PSNR (all pairs and the pairs whose target mouth is open), the share of frames whose real
 mouth shows teeth that show teeth (``mouth_bank.teeth_fraction`` >= 0.05), the share of frames whose real mouth
 shows none that show teeth, and a breakdown of the misses by opening (``--why``).
@@ -95,8 +98,9 @@ def build_cache(data: Path, split: str, seed: int, clips: int, path: Path) -> di
     return c
 
 
-def evaluate(c: dict, make_part, exclude_own: bool) -> dict:
-    """``make_part(image, mesh, exclude)`` -> a MouthPart; figures over the cached pairs."""
+def evaluate(c: dict, make_part, exclude_own: bool, before=None) -> dict:
+    """``make_part(image, mesh, exclude)`` -> a MouthPart; figures over the cached pairs. ``before(part, j)``: called
+    before pair j is drawn (``--diagnose``'s variants that need the pair's real frame)."""
     from pdfgc.families.meshwarp.mouth_bank import relative_opening, teeth_fraction
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
 
@@ -108,6 +112,8 @@ def evaluate(c: dict, make_part, exclude_own: bool) -> dict:
             i = src[k]
             parts = {k: make_part(c["src_img"][i], c["src_mesh"][i], str(c["ident"][j]) if exclude_own else None)}
         out = c["warp"][j].copy()
+        if before is not None:
+            before(parts[k], j)
         parts[k].render(c["tcorr"][j], out)
         tgt, mt = c["target"][j], c["tmesh"][j]
         b = region_boxes(mt)[0]
@@ -141,6 +147,66 @@ def evaluate(c: dict, make_part, exclude_own: bool) -> dict:
     return res
 
 
+def diagnose(c: dict, exclude_own: bool) -> None:
+    """The shipped bank against fills that isolate one cause each (same cached pairs, same soft inner-lip mask):
+    no fill (the warp's own stretched lips under the mask), the real target's pixels, the target's own interior
+    through the bank's fill (resampled in mouth coordinates), the bank's fill dimmed, blurred or with less
+    contrast; then mouth-box PSNR per opening, split by whether the real mouth shows teeth."""
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.mouth_bank import MouthBank, PortraitMouths, extract, shape_descriptor
+
+    bank = MouthBank.load()
+
+    def crop(im, box):
+        return im[box[1]:box[3], box[0]:box[2]].astype(np.float32)
+
+    def variant(paint=None, own=False):
+        def make(im, m, ex):
+            part = MouthPart(im, m, mouth=False)
+            part.use_mouth = True
+            part._mouths = bank.for_portrait(im, m, exclude=ex)
+            return part
+
+        def before(part, j):
+            if own:
+                t, mt = c["target"][j], c["tmesh"][j]
+                part._mouths = PortraitMouths(extract(t, mt)[None].astype(np.float32), shape_descriptor(mt)[None],
+                                              np.zeros(1, int))
+            if paint is not None:
+                mouths = part._mouths
+                base = type(mouths).interior
+                mouths.interior = lambda target, box: paint(base(mouths, target, box), box, j)
+        return make, before
+
+    variants = {
+        "bank (shipped)": variant(),
+        "no fill (the warp's stretched lips)": variant(lambda p, b, j: crop(c["warp"][j], b)),
+        "the real target's pixels": variant(lambda p, b, j: crop(c["target"][j], b)),
+        "the target's own interior via the fill": variant(own=True),
+        "bank x 0.9": variant(lambda p, b, j: p * 0.9),
+        "bank x 0.8": variant(lambda p, b, j: p * 0.8),
+        "bank, contrast x 0.8": variant(lambda p, b, j: 0.2 * p.reshape(-1, 3).mean(0) + 0.8 * p),
+        "bank, blur 2 px": variant(lambda p, b, j: cv2.GaussianBlur(p, (0, 0), 2.0)),
+        "bank, half opacity over the warp": variant(lambda p, b, j: 0.5 * p + 0.5 * crop(c["warp"][j], b)),
+    }
+    per = {}
+    for name, (make, before) in variants.items():
+        r = evaluate(c, make, exclude_own, before)
+        per[name] = r["_per_pair"]
+        print(f"{name:42s} PSNR {r['mouth_psnr']:.2f} (open {r['mouth_psnr_open']:.2f})  teeth when real "
+              f"{r['teeth_when_real']:.2f}, when not {r['teeth_when_not']:.2f}", flush=True)
+    rel, shows = per["bank (shipped)"]["rel"], per["bank (shipped)"]["tf_real"] >= TEETH_SHOWN
+    names = ("bank (shipped)", "no fill (the warp's stretched lips)", "the target's own interior via the fill")
+    print("mouth-box PSNR by the target's relative opening: bank / no fill / own interior")
+    bins = [0.05, 0.1, 0.15, 0.25, 0.35, 9]
+    for i in range(len(bins) - 1):
+        for tag, sel in (("teeth", shows), ("no teeth", ~shows)):
+            m = sel & (rel >= bins[i]) & (rel < bins[i + 1])
+            if m.any():
+                print(f"  {bins[i]:.2f}-{bins[i + 1]:.2f} {tag:8s} {int(m.sum()):4d} pairs: "
+                      + " / ".join(f"{per[n]['psnr'][m].mean():.2f}" for n in names))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
@@ -152,6 +218,8 @@ def main() -> None:
     ap.add_argument("--procedural", action="store_true", help="also the painted mouth (today's baseline)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     ap.add_argument("--per-person", action="store_true", help="also print the figures per person")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="why the fill scores what it does: no fill, the real interior, brightness, blur, contrast")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     from pdfgc.families.meshwarp.mouth import MouthPart
@@ -163,6 +231,9 @@ def main() -> None:
     else:
         c = build_cache(args.data, args.split, args.seed, args.clips, cache)
     res = {}
+    if args.diagnose:
+        diagnose(c, args.split == "train")
+        return
     if args.procedural:
         res["procedural"] = evaluate(c, lambda im, m, ex: MouthPart(im, m, mouth="procedural"), False)
     for path in args.bank or [BANK_FILE]:

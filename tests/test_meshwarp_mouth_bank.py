@@ -91,3 +91,59 @@ def test_portrait_retrieval_is_coherent_over_an_opening_mouth(anne):
     # a colour cost per portrait: every entry of a person pays the same
     for p in set(mouths.person.tolist()):
         assert np.ptp(mouths.bias[mouths.person == p]) == 0.0
+
+
+def _teeth_patch(edge_row: int, lower_row: int | None = None) -> np.ndarray:
+    """A synthetic interior: lips (150) beyond the inner-lip rows, white upper teeth (235) from the upper lip down
+    to `edge_row`, a dark cavity (30) below, lower teeth from `lower_row` to the lower lip."""
+    v = np.linspace(-MB.V_MARGIN, 1 + MB.V_MARGIN, MB.PATCH_H)
+    p = np.full((MB.PATCH_H, MB.PATCH_W, 3), 30.0, np.float32)
+    p[v < 0] = p[v > 1] = (170.0, 110.0, 110.0)
+    rows = np.arange(MB.PATCH_H)
+    p[(v >= 0) & (rows < edge_row)] = 235.0
+    if lower_row is not None:
+        p[(v <= 1) & (rows >= lower_row)] = 225.0
+    return p
+
+
+def test_teeth_edges_are_found_where_the_rows_change():
+    e = MB.teeth_edges(_teeth_patch(18, 32), skin=200.0)
+    assert abs(e[0] - 17.5) <= 1.0 and abs(e[1] - 31.5) <= 1.0, e
+    assert np.isnan(MB.teeth_edges(np.full((MB.PATCH_H, MB.PATCH_W, 3), 40.0, np.float32), skin=200.0)).all()
+
+
+def test_a_blend_of_two_entries_has_one_teeth_edge_not_a_doubled_row():
+    # two interiors whose upper teeth end 8 rows apart, blended half and half: the cross-fade alone would leave a
+    # grey band of "half teeth" between the two edges (a doubled row); aligned, one edge at their mean
+    a, b = _teeth_patch(16, 34), _teeth_patch(24, 36)
+    m = MB.PortraitMouths(np.stack([a, b]), np.stack([_desc(0.2), _desc(0.3)]), np.zeros(2, int),
+                          edges=np.stack([MB.teeth_edge_bands(a, 200.0), MB.teeth_edge_bands(b, 200.0)]))
+    half = ((np.sqrt(0.2) + np.sqrt(0.3)) / 2) ** 2
+    idx, w = m.weights(_desc(half))
+    assert abs(w[0] - 0.5) < 0.01
+    level = m.patch(_desc(half))[:, MB.PATCH_W // 2, 0]
+    v = np.linspace(-MB.V_MARGIN, 1 + MB.V_MARGIN, MB.PATCH_H)
+    inside = level[(v >= 0.05) & (v <= 0.95)]
+    ghost = (inside > 30 + 0.25 * 205) & (inside < 30 + 0.75 * 205)      # neither teeth nor cavity
+    assert ghost.sum() <= 2, level.round()                               # only the edge's own rows
+    naive = 0.5 * (a + b)[:, MB.PATCH_W // 2, 0]
+    assert ((naive[(v >= 0.05) & (v <= 0.95)] > 81) & (naive[(v >= 0.05) & (v <= 0.95)] < 184)).sum() >= 6
+    drop = int(np.argmax(-np.diff(level[v >= 0])))                      # the one teeth edge, at the mean edge
+    assert abs(drop + np.flatnonzero(v >= 0)[0] + 0.5 - 20) <= 1.5
+    # an entry alone is left as it is, and the lips beyond the inner-lip rows never move
+    assert np.array_equal(m.patch(_desc(0.2)), a) or m.weights(_desc(0.2))[1][0] > 0.99
+    assert np.allclose(m.patch(_desc(half))[v < -0.02], a[v < -0.02], atol=1.0)
+
+
+def test_teeth_in_shadow_are_lifted_toward_the_skin_and_nothing_else_moves():
+    p = _teeth_patch(20)                                                    # upper teeth only
+    v = np.linspace(-MB.V_MARGIN, 1 + MB.V_MARGIN, MB.PATCH_H)
+    teeth_rows = (v >= 0) & (np.arange(MB.PATCH_H) < 20)
+    grey = p * np.where(teeth_rows, 150.0 / 235.0, 1.0)[:, None, None]      # teeth at 150 on a 200 skin
+    out = MB.lift_teeth(grey.astype(np.float32), skin=200.0 / MB.TEETH_LIFT)
+    assert out[teeth_rows].mean() > 150 * 1.25                              # brightened (at most x 1.3)
+    assert out[teeth_rows].max() <= 150 * 1.3 + 0.5
+    assert np.allclose(out[v < -0.1], grey[v < -0.1], atol=0.5)   # the lips beyond the opening (past the soft edge)
+    assert np.allclose(out[(v > 0.55) & (v < 1.0)], 30.0, atol=0.5)        # the dark cavity
+    bright = MB.lift_teeth(p.astype(np.float32), skin=200.0 / MB.TEETH_LIFT)   # teeth already at 235: as they are
+    assert np.array_equal(bright, p)

@@ -11,9 +11,11 @@ Retrieval (Face2Face's, per frame): each entry carries its inner lips' ``shape_d
 and the smile across the mouth, not just the opening); the target's lips are compared with every entry's, plus a
 fixed per-portrait cost for how far the entry's person's skin and lip colours are from the portrait's, and the two
 nearest entries are blended with weights that are continuous in the shape (an entry enters or leaves the blend at
-weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state). Each entry is
-colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half) and blurred a
-little (the corpus mouths are sharper than a warped portrait's).
+weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state); before the
+cross-fade the two entries' rows are stretched so their teeth edges meet (one teeth edge, not a doubled row). Each
+entry is colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half), its
+teeth lifted toward the portrait's skin grey where they lie in shadow, and blurred a little (the corpus mouths are
+sharper than a warped portrait's).
 
 Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
 eligible person, for choosing ``PEOPLE``; ``--out`` another file):
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.shapes import smoothstep
 from pdfgc.media.mesh_indices import CHEEKS, LIP_CORNERS, LIP_LOWER, LIP_MIDPOINTS, LIP_UPPER
 
 BANK_FILE = Path(__file__).resolve().parents[2] / "weights" / "meshwarp_mouths.safetensors"
@@ -46,8 +49,15 @@ LIP_WEIGHT = 1.0     # lip colour counts as much as skin colour in an entry's co
 COLOUR_WEIGHT = 1.0  # colour cost against shape distance (0.3 or 1: within 0.05 dB; 1 shows more teeth)
 BLUR = 0.8           # px of blur on a patch (+0.04 dB; the teeth stay readable)
 ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
-# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes (double teeth in the
-# strip), 2 narrows it (-0.04 dB, +1.5 % teeth shown, training pairs); the weights stay continuous in the shape
+# teeth dimmer than this x the portrait's skin grey (their 90th percentile) are brightened toward it (``lift_teeth``;
+# training pairs: 1.0 -> teeth shown 0.833 against 0.821, 21.522 against 21.525 dB; the close-ups barely change)
+TEETH_LIFT = 1.0
+# the blend weights' power: 1 leaves two entries half and half over a wide band of shapes, 2 narrows it (-0.04 dB,
+# +1.5 % teeth shown, training pairs); the weights stay continuous in the shape. Narrower still (a cross-fade only
+# near the switch: the second entry's share x -> 0.5 * smoothstep(0.5 - b, 0.5, x), b = 0.3-0.4) made one
+# 0.001-face-height step of anne's opening change the interior by up to 0.25-0.34 of its whole change (the flicker
+# test's limit: 0.25); the doubled teeth of a blend are handled by aligning the entries' teeth edges instead
+# (``PortraitMouths.patch``)
 BLEND_POWER = 2.0
 MIN_OPENING = 0.035   # an entry's relative opening at least (below it the fill is skipped anyway: mouth.py)
 # the bank's inner-lip curves (mediapipe's) run a little inside the real lip edge: target v 0..1 samples the bank's
@@ -158,6 +168,97 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
     return rgb / np.maximum(rgb.mean(-1, keepdims=True), 1e-6)
 
 
+# a patch row "is teeth" where this share of the middle third of the mouth is bright (0.6 x the skin) and unsaturated
+TEETH_ROW_SHARE = 0.4
+
+
+def teeth_edges(patch: np.ndarray, skin: float | None = None, cols: tuple[int, int] | None = None) -> np.ndarray:
+    """(2,) float patch rows of a mouth interior's teeth edges: the lowest row of the upper teeth (searched in the
+    upper 70 % of the opening, where the rows fall steepest from teeth to darker) and the highest row of the lower
+    teeth (lower 70 %, the steepest rise to teeth), NaN where there is no such edge. A row of teeth: on
+    ``TEETH_ROW_SHARE`` of the columns ``cols`` (default: the middle third), pixels at least 0.6 x the skin's grey
+    level (``skin``; without it the 90th percentile of the patch's lip rows beyond the opening; 0.6, not
+    ``teeth_fraction``'s 0.8: teeth in a mouth's shadow still have an edge) and unsaturated."""
+    p = np.asarray(patch, np.float32)
+    q = np.clip(p, 0, 255).astype(np.uint8)
+    grey = p.mean(2)
+    sat = cv2.cvtColor(q, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255.0
+    v = np.linspace(-V_MARGIN, 1.0 + V_MARGIN, PATCH_H)
+    if skin is None:
+        lips = np.concatenate([grey[v < -0.05], grey[v > 1.05]])
+        skin = float(np.percentile(lips, 90)) if lips.size else float(grey.max())
+    ref = float(skin)
+    u0, u1 = cols if cols is not None else (PATCH_W // 3, PATCH_W - PATCH_W // 3)
+    share = ((grey[:, u0:u1] >= 0.6 * ref) & (sat[:, u0:u1] < 0.35)).mean(1)
+    level = grey[:, u0:u1].mean(1)
+    step = level[2:] - level[:-2]     # step[r]: row r+2 minus row r, an edge at row r+1 (edges span ~2 rows)
+    mid = v[1:-1]
+    r_ = np.arange(len(step))
+    out = np.full(2, np.nan)
+    # upper teeth: the steepest fall from a row of teeth to a darker row, in the upper 70 % of the opening
+    ok = (mid >= 0.0) & (mid <= 0.7) & (share[:-2] >= TEETH_ROW_SHARE) & (step < -0.1 * ref)
+    if ok.any():
+        out[0] = float(np.argmin(np.where(ok, step, np.inf))) + 1.0
+    # lower teeth: the steepest rise from a darker row to a row of teeth, in the lower 70 %, below the upper edge
+    ok = (mid >= 0.3) & (mid <= 1.0) & (share[2:] >= TEETH_ROW_SHARE) & (step > 0.1 * ref)
+    if np.isfinite(out[0]):
+        ok &= r_ + 1.0 > out[0] + 1.0
+    if ok.any():
+        out[1] = float(np.argmax(np.where(ok, step, -np.inf))) + 1.0
+    return out
+
+
+# patch rows of the inner-lip curves (v = 0 and v = 1)
+_ROW_V0 = V_MARGIN / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
+_ROW_V1 = (1.0 + V_MARGIN) / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
+
+
+def lift_teeth(patch: np.ndarray, skin: float) -> np.ndarray:
+    """A colour-matched interior whose teeth (unsaturated, at least half the skin's grey, between the inner lips)
+    are dimmer than ``TEETH_LIFT`` x the portrait's skin grey at their 90th percentile, brightened toward it (at
+    most x 1.3, softly at the teeth's edges): teeth in the bank person's shadow read grey on a brighter face."""
+    g = patch.mean(2)
+    v = np.linspace(-V_MARGIN, 1.0 + V_MARGIN, PATCH_H)[:, None]
+    sat = cv2.cvtColor(np.clip(patch, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)[..., 1] / 255.0
+    teeth = (sat < 0.35) & (g >= 0.5 * skin) & (v >= 0.0) & (v <= 1.0)
+    if teeth.sum() < 10:
+        return patch
+    s = float(np.clip(TEETH_LIFT * skin / max(float(np.percentile(g[teeth], 90)), 1.0), 1.0, 1.3))
+    if s <= 1.0:
+        return patch
+    soft = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 1.0)[..., None]
+    return np.clip(patch * (1.0 + (s - 1.0) * soft), 0, 255).astype(np.float32)
+
+
+# the teeth edges are found in three bands across the mouth (left, middle, right; the dark corners left out), so a
+# tilted row of teeth is aligned as tilted; between the bands' centres the row maps are interpolated
+EDGE_BANDS = tuple((int(round(PATCH_W * (k + 1) / 8)), int(round(PATCH_W * (k + 3) / 8))) for k in (0, 2, 4))
+_BAND_CENTRES = np.array([0.5 * (a + b - 1) for a, b in EDGE_BANDS])
+# (PATCH_W, bands) linear interpolation weights of each column between the bands' centres (constant beyond them)
+_BAND_W = np.stack([np.interp(np.arange(PATCH_W), _BAND_CENTRES, np.eye(len(EDGE_BANDS))[k])
+                    for k in range(len(EDGE_BANDS))], axis=1)
+
+
+_MAP_X = np.ascontiguousarray(np.broadcast_to(np.arange(PATCH_W, dtype=np.float32), (PATCH_H, PATCH_W)))
+_ROWS = np.arange(PATCH_H, dtype=np.float64)
+
+
+def _aligned_rows(src: list, dst: list, top: float, bottom: float) -> np.ndarray:
+    """Source rows (float, PATCH_H) that move an entry's teeth edges ``src`` to ``dst`` (rows in top..bottom),
+    piecewise linearly, the inner-lip rows and the margins beyond them fixed; identity when there are none or
+    they would fold."""
+    ks = [0.0, top - 0.5, *src, bottom + 0.5, PATCH_H - 1.0]
+    kd = [0.0, top - 0.5, *dst, bottom + 0.5, PATCH_H - 1.0]
+    if not src or any(b <= a for a, b in zip(kd, kd[1:])) or any(b <= a for a, b in zip(ks, ks[1:])):
+        return _ROWS
+    return np.interp(_ROWS, kd, ks)
+
+
+def teeth_edge_bands(patch: np.ndarray, skin: float | None = None) -> np.ndarray:
+    """(bands, 2) ``teeth_edges`` in each of ``EDGE_BANDS``."""
+    return np.stack([teeth_edges(patch, skin, band) for band in EDGE_BANDS])
+
+
 @dataclass
 class MouthBank:
     """patches (N, PATCH_H, PATCH_W, 3) uint8, one real mouth interior per entry; desc (N, 6) their inner lips'
@@ -214,10 +315,13 @@ class MouthBank:
         gain = (luma[:, None] * cast).astype(np.float32)
         sel = np.flatnonzero(keep[self.person])
         pats = np.clip(self.patches[sel].astype(np.float32) * gain[self.person[sel], None, None, :], 0, 255)
+        if TEETH_LIFT > 0:
+            pats = np.stack([lift_teeth(q, float(skin.mean())) for q in pats])
         if BLUR > 0:
             pats = np.stack([cv2.GaussianBlur(q, (0, 0), BLUR) for q in pats])
         bias = COLOUR_WEIGHT * self.colour_distance(image, mesh)[self.person[sel]]
-        return PortraitMouths(pats, self.desc[sel], self.person[sel], bias)
+        edges = np.stack([teeth_edge_bands(self.patches[i], self.skin[self.person[i]].mean()) for i in sel])
+        return PortraitMouths(pats, self.desc[sel], self.person[sel], bias, edges)
 
 
 @dataclass
@@ -229,10 +333,15 @@ class PortraitMouths:
     person: np.ndarray
     bias: np.ndarray | None = None   # (n,) added to each entry's shape distance (its person's colour distance)
 
+    edges: np.ndarray | None = None  # (n, bands, 2) patch rows of each entry's teeth edges (``teeth_edge_bands``)
+
     def __post_init__(self):
         self.metric = shape_metric(self.desc)
         if self.bias is None:
             self.bias = np.zeros(len(self.desc))
+        if self.edges is None:
+            self.edges = (np.stack([teeth_edge_bands(p) for p in self.patches]) if len(self.patches)
+                          else np.zeros((0, len(EDGE_BANDS), 2)))
 
     def weights(self, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(entries, weights) for a target shape: the two nearest entries, weighted by how much nearer each is
@@ -251,10 +360,31 @@ class PortraitMouths:
         return order[:2], w / w.sum()
 
     def patch(self, desc: np.ndarray) -> np.ndarray:
+        """The blended interior for a target shape. Before two entries are cross-faded, each one's rows are
+        stretched (piecewise linearly in v, per band across the mouth: ``EDGE_BANDS``) so that its teeth edges sit
+        at the blend's weighted mean edges: the two upper rows of teeth (and the two lower ones) then coincide and
+        the blend shows one teeth edge, not a doubled row. The stretch is continuous in the weights (an entry of
+        weight 1 is left as it is)."""
         idx, w = self.weights(desc)
-        out = self.patches[idx[0]] * float(w[0])
-        for i, wi in zip(idx[1:], w[1:]):
-            out = out + self.patches[i] * float(wi)
+        if len(idx) == 1 or w[1] <= 0.0:
+            return self.patches[idx[0]] * float(w[0])
+        # the common edges: means with eased weights (smoothstep(w): still 0 / 0.5 / 1 at w = 0 / 0.5 / 1, summing
+        # to 1 for two entries), so an entry entering the blend moves the other's rows only slowly
+        ease = smoothstep(0.0, 1.0, np.asarray(w, np.float64))
+        ease = ease / max(float(ease.sum()), 1e-12)
+        top, bottom = _ROW_V0 + 0.5, _ROW_V1 - 0.5      # the inner-lip rows stay where they are
+        edges = np.clip(self.edges[idx], top, bottom)            # (2, bands, 2); NaN: no such row of teeth
+        both = ~np.isnan(edges).any(axis=0)                      # (bands, 2): the edges every blended entry has
+        common = np.einsum("k,kbe->be", ease, np.nan_to_num(edges))
+        out = None
+        for j, (i, wi) in enumerate(zip(idx, w)):
+            pat = self.patches[i]
+            if both.any():
+                rows = np.stack([_aligned_rows(edges[j, b][both[b]].tolist(), common[b][both[b]].tolist(), top, bottom)
+                                 for b in range(edges.shape[1])])               # (bands, PATCH_H)
+                map_y = (rows.T @ _BAND_W.T).astype(np.float32)                   # (PATCH_H, PATCH_W)
+                pat = cv2.remap(pat, _MAP_X, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out = pat * float(wi) if out is None else out + pat * float(wi)
         return out
 
     def interior(self, target: np.ndarray, box) -> np.ndarray:
