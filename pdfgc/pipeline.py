@@ -336,11 +336,38 @@ class TalkingHeadPipeline:
         prec = Precision(opt.precision, self.device)
         stop = plan.num_frames if stop is None else stop
         bs = self.family.batch_size("generator", opt.precision, opt.batch_size)
-        for s in range(start, stop, bs):
-            sl = slice(s, min(s + bs, stop))
-            yield sl, self.family.render(plan, sl, prec, opt.batch_size)
-            if progress:
-                progress(sl.stop - sl.start)
+        slices = [slice(s, min(s + bs, stop)) for s in range(start, stop, bs)]
+        workers = min(self.render_workers(), len(slices))
+        if workers <= 1:
+            for sl in slices:
+                yield sl, self.family.render(plan, sl, prec, opt.batch_size)
+                if progress:
+                    progress(sl.stop - sl.start)
+            return
+        # batches rendered on `workers` threads, `ahead` batches in flight, handed out in order (the caller composes
+        # and encodes meanwhile); the family's lazy per-plan set-ups are made first, on this thread
+        prepare = getattr(self.family, "prepare_render", None)
+        if prepare is not None:
+            prepare(plan)
+        from concurrent.futures import ThreadPoolExecutor
+        ahead = 2 * workers
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-render")
+        try:
+            jobs = {}
+            for i, sl in enumerate(slices):
+                for j in range(i, min(i + ahead, len(slices))):
+                    if j not in jobs:
+                        jobs[j] = pool.submit(self.family.render, plan, slices[j], prec, opt.batch_size)
+                yield sl, jobs.pop(i).result()
+                if progress:
+                    progress(sl.stop - sl.start)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def render_workers(self) -> int:
+        """Threads that render frames (the family's `render_threads`: 0 = one per thread of the pipeline)."""
+        n = getattr(self.family, "render_threads", 1)
+        return self.threads if n == 0 else max(1, min(int(n), self.threads))
 
     def __call__(self, portrait, audio=None, output: str | os.PathLike | None = None,
                  options: AnimateOptions | None = None, on_progress: Callable[[int, int], None] | None = None,

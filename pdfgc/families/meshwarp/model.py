@@ -186,6 +186,9 @@ class MeshWarpFamily(ModelFamily):
     official_crop = False
     generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     speech_beside_faces = True  # the lips (Whisper on the CPU) run in a thread beside the face-mesh work
+    # frames render on one thread per pipeline thread (the warp's OpenCV/numpy kernels release the GIL: 1.45x on two
+    # cores, benchmarks/bench_main_command.py); the frames are the same whatever the count (tests/test_speed.py)
+    render_threads = 0
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
     train_configs = (MESHWARP,)
@@ -485,6 +488,15 @@ class MeshWarpFamily(ModelFamily):
             angles = st.pose_calibration.invert(angles)
         return self._targets(st, np.concatenate([angles, pose[:, 3:]], 1), plan.eye[sl].double().numpy(),
                              plan.mouth[sl].numpy(), plan.emotion[sl].numpy())
+
+    def prepare_render(self, plan) -> None:
+        """The plan's lazy set-ups (the expression leak, the portrait's pose calibration), made before frames render
+        on several threads."""
+        st: MeshPortrait = plan.appearance
+        if st.calibrate and np.any(plan.pose[:, :3].numpy()):
+            self._expression_leak(plan)
+            if st.pose_calibration is None:
+                st.pose_calibration = self.calibrate_pose(st)
 
     def _shape_changes(self, plan, sl=slice(None)) -> np.ndarray:
         """(B, Dm + De + Dm + 2) the plan's mouth and emotion changes side by side (what can read as a turn)."""
