@@ -9,6 +9,7 @@ under test, so it pays the start-up (imports) as a user does. Two figures per ru
   - wall_s: the subprocess's wall time, start-up included (fps_wall = 372 / wall_s);
   - job_s: what `pdfgc animate` prints ("in N s (F frames/s)": model load + the job, imports excluded), the
     figure the README has quoted since 2026-12-01.
+and cpu_s, the subprocess's CPU seconds (user + system; on a shared machine the steadier figure of work done).
 With --stages (default on), one more run per tree goes through this script's `--worker` mode in a subprocess: the
 same job through the Python API (TalkingHeadPipeline, as the CLI builds it), with the main stages' wall seconds
 (stages that run on threads overlap, so they may add up to more than the job).
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,15 +59,18 @@ def _env(tree: Path) -> dict:
 
 def run_cli(tree: Path, out: Path) -> dict:
     load = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "pdfgc.cli", "animate", *main_command(out), "--quiet"],
                        env=_env(tree), capture_output=True, text=True, cwd=str(tree))
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if p.returncode != 0:
         raise SystemExit(f"{tree}: animate failed ({p.returncode}):\n{p.stderr[-2000:]}")
     m = re.search(r"\((\d+) frames,.* in ([\d.]+) s \(([\d.]+) frames/s\)", p.stderr)
     frames, job = int(m.group(1)), float(m.group(2))
-    return {"wall_s": round(wall, 3), "fps_wall": round(frames / wall, 2), "job_s": job,
+    return {"wall_s": round(wall, 3), "fps_wall": round(frames / wall, 2), "cpu_s": round(cpu, 2), "job_s": job,
             "fps_job": float(m.group(3)), "frames": frames, "load1": round(load, 2)}
 
 
@@ -166,7 +171,7 @@ def main() -> None:
             r = run_cli(p, outdir / f"{k}.mp4")
             res[k]["runs"].append(r)
             print(f"run {i + 1} {k} ({res[k]['commit']}): wall {r['wall_s']:.2f} s ({r['fps_wall']:.1f} frames/s), "
-                  f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), load {r['load1']}", flush=True)
+                  f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), cpu {r['cpu_s']:.1f} s, load {r['load1']}", flush=True)
     if not args.no_stages:
         for k, p in trees.items():
             r = run_stages(p, outdir / f"{k}_stages.mp4")
@@ -176,7 +181,7 @@ def main() -> None:
     for k, v in res.items():
         runs = v["runs"]
         v["median"] = {f: round(statistics.median(r[f] for r in runs), 3)
-                       for f in ("wall_s", "fps_wall", "job_s", "fps_job", "load1")}
+                       for f in ("wall_s", "fps_wall", "cpu_s", "job_s", "fps_job", "load1")}
     summary = {"command": "pdfgc animate (README 'Two commands'), subprocess", "frames": res["tree"]["runs"][0]["frames"],
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **res}
     print(json.dumps(summary))

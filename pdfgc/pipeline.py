@@ -271,12 +271,27 @@ class TalkingHeadPipeline:
             pool = ThreadPoolExecutor(1)
             lips_job = pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
             pool.shutdown(wait=False)
-        appearance, still = fam.encode_portrait(portrait, prec, opt)
-        motion_raw = {}
-        for key, clip in clips.items():
+        def encode_clip(key, clip):
             used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
             want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-            motion_raw[key] = fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+            return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+
+        # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per
+        # clip) measures them on the pipeline's threads; errors are raised in the serial order (portrait first)
+        workers = min(self.threads, len(clips) + 1) if getattr(fam, "faces_concurrently", False) else 1
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-faces")
+            try:
+                portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
+                clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
+                appearance, still = portrait_job.result()
+                motion_raw = {key: job.result() for key, job in clip_jobs.items()}
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            appearance, still = fam.encode_portrait(portrait, prec, opt)
+            motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}
         dims = fam.code_dims
 
         def per_frame(factor: str, code: str) -> torch.Tensor:

@@ -189,6 +189,7 @@ class MeshWarpFamily(ModelFamily):
     # frames render on one thread per pipeline thread (the warp's OpenCV/numpy kernels release the GIL: 1.45x on two
     # cores, benchmarks/bench_main_command.py); the frames are the same whatever the count (tests/test_speed.py)
     render_threads = 0
+    faces_concurrently = True   # the portrait (static detector) and each clip (its own tracker) on the pipeline's threads
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
     train_configs = (MESHWARP,)
