@@ -207,8 +207,9 @@ class TalkingHeadPipeline:
         return self._plan(portrait, audio, opt)
 
     @torch.inference_mode()
-    def _plan(self, portrait, audio, opt: AnimateOptions) -> CodePlan:
-        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given)."""
+    def _plan(self, portrait, audio, opt: AnimateOptions, will_render: bool = False) -> CodePlan:
+        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given);
+        `will_render`: frames follow (a family may then make its render set-ups beside the encoders)."""
         fam = self.family
         opt = _auto_blink(opt)
         fam.preflight_controls(opt)
@@ -286,6 +287,9 @@ class TalkingHeadPipeline:
                 portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
                 clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
                 appearance, still = portrait_job.result()
+                prepare = getattr(fam, "prepare_portrait", None)
+                if will_render and prepare is not None:   # this thread's share: the portrait's set-ups for render
+                    prepare(appearance, opt)
                 motion_raw = {key: job.result() for key, job in clip_jobs.items()}
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -404,7 +408,7 @@ class TalkingHeadPipeline:
             speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt),
                                                                               opt.max_frames)
         # 4-7. sources, encoders, inference rules, explicit controls
-        plan = self._plan(portrait_obj, speech, opt)
+        plan = self._plan(portrait_obj, speech, opt, will_render=out_path is not None)
         if out_path is None:
             return AnimationResult(None, plan.num_frames, FPS, plan.num_frames / FPS, plan)
         track = None

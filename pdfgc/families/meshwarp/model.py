@@ -130,8 +130,6 @@ class MeshPortrait:
     # calibrate=False renders the requested angles as they are (the warp's global depth gain only)
     pose_calibration: PoseCalibration | None = None
     calibrate: bool = True
-    # the calibration started on a thread by `encode_portrait` when the options turn the head (a Future), else None
-    calibration_job: object = None
     leak_cache: dict = field(default_factory=dict)   # the current plan's expression -> angle leak (calibration.py)
 
 
@@ -303,43 +301,30 @@ class MeshWarpFamily(ModelFamily):
         kw = dict(mouth="procedural", lids="painted", far_side=False) if runner is not None else {}
         state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh, **kw), size, runner,
                              expression=self.model.expressions.bind(image, mesh) if self.model.expressions else None)
-        if _turns_head(opt):
-            # the pose calibration needs only the portrait: probed on a thread of its own (with a detector of its
-            # own) while the driving clips and the speech are measured, instead of before the first frame
-            from concurrent.futures import ThreadPoolExecutor
-            pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-calibration")
-            state.calibration_job = pool.submit(self._calibrate_alone, state)
-            pool.shutdown(wait=False)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
 
-    def _calibrate_alone(self, state: MeshPortrait) -> PoseCalibration:
-        """`calibrate_pose` on a static-image detector of its own (mediapipe graphs are not shared across threads;
-        a static-image graph keeps no state between images, so its readings equal the shared one's)."""
-        det = FaceMeshDetector(static_image_mode=True, max_num_faces=1)
-
-        def measure(image):
-            faces = det.detect(image)
-            return faces[0] if faces else None
-        return self.calibrate_pose(state, measure)
+    def prepare_portrait(self, st: MeshPortrait, opt) -> None:
+        """Before the frames of a job whose options turn the head: the portrait's pose calibration (it needs only
+        the portrait; the pipeline calls this while the driving clips and the speech are measured on other
+        threads, instead of before the first frame)."""
+        if st.calibrate and _turns_head(opt):
+            self._pose_calibration(st)
 
     def _pose_calibration(self, st: MeshPortrait) -> PoseCalibration:
-        """The portrait's pose calibration: the one started by `encode_portrait`, else probed now."""
         if st.pose_calibration is None:
-            job, st.calibration_job = st.calibration_job, None
-            st.pose_calibration = job.result() if job is not None else self.calibrate_pose(st)
+            st.pose_calibration = self.calibrate_pose(st)
         return st.pose_calibration
 
-    def calibrate_pose(self, state: MeshPortrait, measure=None) -> PoseCalibration:
-        """Probe rotations of this portrait measured back (calibration.py): how its render answers a turn.
-        ``measure``: image -> (478,3) mesh or None (default: the family's detector)."""
+    def calibrate_pose(self, state: MeshPortrait) -> PoseCalibration:
+        """Probe rotations of this portrait measured back (calibration.py): how its render answers a turn."""
         own = state.codes
 
         def render_angles(d):
             c = own.copy()
             c.pose[0, :3] += np.asarray(d, np.float32)
             return state.renderer.render(C.compose(state.mesh, own, c, self.params)[0])
-        return calibrate_pose(state.mesh, render_angles, measure or self._mesh)
+        return calibrate_pose(state.mesh, render_angles, self._mesh)
 
     def encode_clip(self, clip, used, want_mouth, prec, opt=None, progress=False) -> Codes:
         """The used frames' codes as changes from the clip's neutral frame (`opt.driving_reference`)."""
@@ -599,7 +584,7 @@ class MeshWarpFamily(ModelFamily):
 
 def _turns_head(opt) -> bool:
     """Whether a job's options will turn the head (a pose source or a pose control, at a non-zero intensity): then
-    its portrait's pose calibration is started as soon as the portrait is measured."""
+    its portrait's pose calibration is probed as soon as the portrait is measured (`prepare_portrait`)."""
     if opt is None or getattr(opt, "pose_intensity", 1.0) == 0:
         return False
     return getattr(opt, "pose", None) not in (None, "still", "off") or getattr(opt, "pose_control", None) is not None
