@@ -278,8 +278,10 @@ class TalkingHeadPipeline:
             return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
 
         # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per
-        # clip) measures them on the pipeline's threads; errors are raised in the serial order (portrait first)
-        workers = min(self.threads, len(clips) + 1) if getattr(fam, "faces_concurrently", False) else 1
+        # clip) measures up to `face_jobs_at_once` of them at a time when the pipeline has more than one thread;
+        # errors are raised in the serial order (portrait first)
+        graphs = int(getattr(fam, "face_jobs_at_once", 1)) if self.threads > 1 else 1
+        workers = min(graphs, len(clips) + 1)
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
             pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-faces")
