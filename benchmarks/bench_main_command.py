@@ -127,14 +127,15 @@ def worker(out: Path) -> None:
 
 
 def _merge_spans(spans: list) -> list:
-    """Consecutive calls of one stage merged into one span (the render loop is 47 batches)."""
-    out = []
-    for k, a, b, cpu in sorted(spans, key=lambda s: s[1]):
-        if out and out[-1][0] == k and a - out[-1][2] < 0.05:
-            out[-1][2], out[-1][3] = max(b, out[-1][2]), cpu
-        else:
-            out.append([k, a, b, cpu])
-    return out
+    """[stage, first start, last end, calls, process CPU s at the last end] per stage, by first start (the render
+    loop's batches, on several threads, are one row)."""
+    rows: dict = {}
+    for k, a, b, cpu in spans:
+        r = rows.setdefault(k, [k, a, b, 0, cpu])
+        r[1], r[2], r[3] = min(r[1], a), max(r[2], b), r[3] + 1
+        if b >= r[2]:
+            r[4] = cpu
+    return sorted(rows.values(), key=lambda r: r[1])
 
 
 def run_stages(tree: Path, out: Path) -> dict:
