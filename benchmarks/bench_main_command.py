@@ -172,7 +172,8 @@ def main() -> None:
             r = run_cli(p, outdir / f"{k}.mp4")
             res[k]["runs"].append(r)
             print(f"run {i + 1} {k} ({res[k]['commit']}): wall {r['wall_s']:.2f} s ({r['fps_wall']:.1f} frames/s), "
-                  f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), cpu {r['cpu_s']:.1f} s, load {r['load1']}", flush=True)
+                  f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), cpu {r['cpu_s']:.1f} s, load {r['load1']}",
+                  flush=True)
     if not args.no_stages:
         for k, p in trees.items():
             r = run_stages(p, outdir / f"{k}_stages.mp4")
@@ -183,7 +184,8 @@ def main() -> None:
         runs = v["runs"]
         v["median"] = {f: round(statistics.median(r[f] for r in runs), 3)
                        for f in ("wall_s", "fps_wall", "cpu_s", "job_s", "fps_job", "load1")}
-    summary = {"command": "pdfgc animate (README 'Two commands'), subprocess", "frames": res["tree"]["runs"][0]["frames"],
+    summary = {"command": "pdfgc animate (README 'Two commands'), subprocess",
+               "frames": res["tree"]["runs"][0]["frames"],
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **res}
     print(json.dumps(summary))
 

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -222,82 +223,83 @@ class TalkingHeadPipeline:
                    "emotion": opt.emotion}
         # 2. the portrait
         portrait = portrait if isinstance(portrait, Portrait) else self.load_portrait(portrait, opt.align)
-        # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
-        speech = None
-        if audio is not None:
-            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio",
-                                                                              opt.max_frames)
-            num_frames = speech.num_frames
-        elif opt.lips == "audio" or _is_special(opt.lips):
-            if opt.duration is None:
-                raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
-                                 "or set --duration with --lips still/off")
-            num_frames = max(1, int(round(opt.duration * FPS)))
-            if opt.lips == "audio":
-                factors["lips"] = "still"
-        else:
-            num_frames = None
-        if opt.max_frames is not None and num_frames is not None:
-            num_frames = min(num_frames, opt.max_frames)
-        # 4. open the driving sources: each distinct path opened once, whatever factors share it
-        clips, factor_index, panels = {}, {}, {}
-        if num_frames is None:  # length follows the lips video
-            key = str(factors["lips"])
-            clips[key] = open_driving(key, None, opt.align, fam.official_crop, role="lips video",
-                                      progress=opt.progress)
-            num_frames = clips[key].num_frames - opt.driving_skip
-            if opt.max_frames is not None:
-                num_frames = min(num_frames, opt.max_frames)
-            if num_frames < 1:
-                raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
-        need = num_frames + opt.driving_skip
-        for factor, src in factors.items():
-            if _is_special(src):
-                continue
-            key = str(src)
-            if key not in clips:
-                clip_need = need if opt.driving_mode != "strict" else None
-                clips[key] = open_driving(key, clip_need, opt.align, fam.official_crop, role=f"{factor} source",
-                                          progress=opt.progress)
-            clip = clips[key]
-            skip = 0 if clip.kind == "image" else opt.driving_skip
-            idx = frame_indices(clip.num_frames, num_frames, opt.driving_mode, skip, source=f"{factor} source {key}")
-            factor_index[factor] = (key, idx)
-            panels[factor] = (clip.crops, idx)
-        # 5. encode: the portrait's appearance and own codes once, each clip's used frames once, the audio
-        # (a family whose speech encoder shares nothing with its face encoders runs it in a thread beside them)
-        lips_job = None
-        if factors["lips"] == "audio" and fam.speech_beside_faces:
-            from concurrent.futures import ThreadPoolExecutor
-            pool = ThreadPoolExecutor(1)
-            lips_job = pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
-            pool.shutdown(wait=False)
-        def encode_clip(key, clip):
-            used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
-            want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-            return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
-
         # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per
-        # clip) measures up to `face_jobs_at_once` of them at a time when the pipeline has more than one thread;
-        # errors are raised in the serial order (portrait first)
+        # clip) measures up to `face_jobs_at_once` of them at a time when the pipeline has more than one thread: the
+        # portrait from now on, while the audio is decoded and the clips are read
         graphs = int(getattr(fam, "face_jobs_at_once", 1)) if self.threads > 1 else 1
-        workers = min(graphs, len(clips) + 1)
-        if workers > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-faces")
-            try:
-                portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
+        pool = ThreadPoolExecutor(graphs, thread_name_prefix="pdfgc-faces") if graphs > 1 else None
+        if pool is not None:
+            portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
+        try:
+            # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
+            speech = None
+            if audio is not None:
+                speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio",
+                                                                                  opt.max_frames)
+                num_frames = speech.num_frames
+            elif opt.lips == "audio" or _is_special(opt.lips):
+                if opt.duration is None:
+                    raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
+                                     "or set --duration with --lips still/off")
+                num_frames = max(1, int(round(opt.duration * FPS)))
+                if opt.lips == "audio":
+                    factors["lips"] = "still"
+            else:
+                num_frames = None
+            if opt.max_frames is not None and num_frames is not None:
+                num_frames = min(num_frames, opt.max_frames)
+            # 4. open the driving sources: each distinct path opened once, whatever factors share it
+            clips, factor_index, panels = {}, {}, {}
+            if num_frames is None:  # length follows the lips video
+                key = str(factors["lips"])
+                clips[key] = open_driving(key, None, opt.align, fam.official_crop, role="lips video",
+                                          progress=opt.progress)
+                num_frames = clips[key].num_frames - opt.driving_skip
+                if opt.max_frames is not None:
+                    num_frames = min(num_frames, opt.max_frames)
+                if num_frames < 1:
+                    raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
+            need = num_frames + opt.driving_skip
+            for factor, src in factors.items():
+                if _is_special(src):
+                    continue
+                key = str(src)
+                if key not in clips:
+                    clip_need = need if opt.driving_mode != "strict" else None
+                    clips[key] = open_driving(key, clip_need, opt.align, fam.official_crop, role=f"{factor} source",
+                                              progress=opt.progress)
+                clip = clips[key]
+                skip = 0 if clip.kind == "image" else opt.driving_skip
+                idx = frame_indices(clip.num_frames, num_frames, opt.driving_mode, skip,
+                                    source=f"{factor} source {key}")
+                factor_index[factor] = (key, idx)
+                panels[factor] = (clip.crops, idx)
+            # 5. encode: the portrait's appearance and own codes once (started above), each clip's used frames once,
+            # the audio (a family whose speech encoder shares nothing with its face encoders runs it on a thread
+            # beside them; started once the inputs are read, so that a bad input leaves nothing running)
+            lips_job = None
+            if factors["lips"] == "audio" and fam.speech_beside_faces:
+                lips_pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-speech")
+                lips_job = lips_pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
+                lips_pool.shutdown(wait=False)
+            def encode_clip(key, clip):
+                used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
+                want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
+                return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+
+            if pool is not None:
                 clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
-                appearance, still = portrait_job.result()
+                appearance, still = portrait_job.result()   # errors in the serial order: the portrait's first
                 prepare = getattr(fam, "prepare_portrait", None)
                 if will_render and prepare is not None:   # this thread's share: the portrait's set-ups for render
                     prepare(appearance, opt)
                 motion_raw = {key: job.result() for key, job in clip_jobs.items()}
-            finally:
+            else:
+                appearance, still = fam.encode_portrait(portrait, prec, opt)
+                motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}
+        finally:
+            if pool is not None:   # after an error too: jobs not started are dropped, running ones end first
                 pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            appearance, still = fam.encode_portrait(portrait, prec, opt)
-            motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}
         dims = fam.code_dims
 
         def per_frame(factor: str, code: str) -> torch.Tensor:
@@ -370,7 +372,6 @@ class TalkingHeadPipeline:
         prepare = getattr(self.family, "prepare_render", None)
         if prepare is not None:
             prepare(plan)
-        from concurrent.futures import ThreadPoolExecutor
         ahead = 2 * workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-render")
         try:

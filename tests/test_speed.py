@@ -117,3 +117,18 @@ def test_overlapping_quiet_stderr_on_threads_restores_fd_2(monkeypatch):
     after = os.fstat(2)
     assert seen == [True, True]
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_errors_keep_the_serial_order_on_threads(pipes, tmp_path):
+    """The portrait is measured on a thread from the start; a bad audio file is still reported before the
+    portrait's missing face (the serial order), and a faceless portrait is reported as such."""
+    _, threaded = pipes
+    blank = np.full((224, 224, 3), 120, np.uint8)
+    bad_audio = tmp_path / "speech.wav"
+    bad_audio.write_bytes(b"not a wav file at all")
+    with pytest.raises(InputError, match="speech.wav"):
+        threaded(blank, audio=str(bad_audio), output=tmp_path / "a.mp4", options=_opt(align="never"))
+    with pytest.raises(InputError, match="portrait: the face mesh finds no face"):
+        threaded(blank, audio=str(need(PD / "audio_longer.mp3")), output=tmp_path / "b.mp4",
+                 options=_opt(align="never"))
+    assert not list(tmp_path.glob("*.mp4"))

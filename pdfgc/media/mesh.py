@@ -13,7 +13,6 @@ import numpy as np
 
 from ..errors import PDFGCError
 
-
 # fd 2 is one per process: threads that silence it at once (several graphs starting on the pipeline's threads)
 # share one redirection, made by the first and undone by the last (each saving and restoring its own left fd 2 on
 # /dev/null for good when two overlapped)
