@@ -3,6 +3,7 @@
 
     python benchmarks/bench_main_command.py                       # 3 runs of this tree
     python benchmarks/bench_main_command.py --base /work/wt-speedbase --runs 5   # alternating with another tree
+    python benchmarks/bench_main_command.py --base A --base B --no-stages       # three trees, A B C A B C ...
 
 Each run is a SUBPROCESS of `python -m pdfgc.cli animate ...` (the README's command) with PYTHONPATH set to the tree
 under test, so it pays the start-up (imports) as a user does. Two figures per run:
@@ -153,7 +154,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="CLI runs per tree (alternating)")
     ap.add_argument("--tree", default=str(REPO), help="the tree under test (default: this one)")
-    ap.add_argument("--base", help="a second tree, run alternately (e.g. a worktree of the base commit)")
+    ap.add_argument("--base", action="append", default=[],
+                    help="another tree, run alternately (e.g. a worktree of the base commit); may be repeated")
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage run")
     ap.add_argument("--out", default="/tmp/pdfgc_bench_main", help="folder for the mp4s (or the worker's mp4)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -164,8 +166,8 @@ def main() -> None:
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     trees = {"tree": Path(args.tree).resolve()}
-    if args.base:
-        trees["base"] = Path(args.base).resolve()
+    for i, base in enumerate(args.base):
+        trees["base" if i == 0 else f"base{i + 1}"] = Path(base).resolve()
     res = {k: {"path": str(p), "commit": _commit(p), "runs": []} for k, p in trees.items()}
     for i in range(args.runs):
         for k, p in trees.items():
