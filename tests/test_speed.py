@@ -4,6 +4,7 @@ path's; a failure in a concurrent stage is the usual one-line error (exit 2) and
 silencing of mediapipe's stderr (one per graph starting on a thread) gives fd 2 back."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -132,3 +133,24 @@ def test_errors_keep_the_serial_order_on_threads(pipes, tmp_path):
         threaded(blank, audio=str(need(PD / "audio_longer.mp3")), output=tmp_path / "b.mp4",
                  options=_opt(align="never"))
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_a_second_job_on_the_same_portrait_reuses_its_pose_calibration(pipes, monkeypatch):
+    """The pose calibration is kept per portrait content (in memory): the same portrait's second job probes
+    nothing and renders the same frames; another portrait is probed."""
+    serial, _ = pipes
+    fam = serial.family
+    fam._calibrations.clear()
+    calls = []
+    real = type(fam).calibrate_pose
+    monkeypatch.setattr(type(fam), "calibrate_pose", lambda self, st: calls.append(1) or real(self, st))
+    opt = AnimateOptions(progress=False, lips="still", duration=0.32, pose=str(need(PD / "motions/pose/681600002")))
+    frames = []
+    for _ in range(2):
+        plan = serial.plan(need(PD / "anne.png"), None, opt)
+        frames.append(np.concatenate([pp.to_uint8(x) for _, x in serial.render(plan, opt)]))
+    assert len(calls) == 1 and np.array_equal(frames[0], frames[1])
+    other = np.ascontiguousarray(np.asarray(frames[0][0])[:, ::-1])   # the portrait mirrored: another portrait
+    plan = serial.plan(other, None, dataclasses.replace(opt, align="never"))
+    list(serial.render(plan, opt))
+    assert len(calls) == 2
