@@ -7,7 +7,9 @@
 The pipeline owns I/O, cropping, the frame loop and muxing; the tensor-level steps belong to the model's family
 (pdfgc/families/: which encoder reads which source, the inference rules, explicit controls, rendering). It works in two
 phases so memory stays flat: (1) every factor's per-frame code is computed (codes are a few kB per frame), (2) frames
-are rendered in small batches and streamed to the encoder.
+are rendered in small batches and streamed to the encoder. With more than one thread a family may measure the portrait
+and its driving clips at once (`face_jobs_at_once`) and render batches on worker threads while the main thread
+encodes (`render_threads`); the codes and frames are those of the serial path (tests/test_speed.py).
 
 Factor sources (each factor is independent):
   lips:     "audio" (default) | "still" (the portrait's mouth) | "off" (zero code) | a video/folder of a speaking mouth
@@ -352,9 +354,10 @@ class TalkingHeadPipeline:
     @torch.inference_mode()
     def render(self, plan: CodePlan, options: AnimateOptions | None = None, start: int = 0, stop: int | None = None,
                progress: Callable[[int], None] | None = None):
-        """Yield (frame slice, frames) batch by batch; frames are tensors (B,3,S,S): float in [-1,1] from the PD-FGC
-        networks (S = 224), uint8 0..255 from the mesh-warp default (S = the portrait's own crop resolution, up to
-        512: the warp's pixels as they are)."""
+        """Yield (frame slice, frames) batch by batch, in order; frames are tensors (B,3,S,S): float in [-1,1] from
+        the PD-FGC networks (S = 224), uint8 0..255 from the mesh-warp default (S = the portrait's own crop
+        resolution, up to 512: the warp's pixels as they are). A family with `render_threads` renders the next
+        batches on worker threads while the caller uses this one (`render_workers()`)."""
         opt = options or AnimateOptions()
         prec = Precision(opt.precision, self.device)
         stop = plan.num_frames if stop is None else stop
