@@ -48,8 +48,9 @@ def _commit(tree: Path) -> str:
         dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "unknown"
+    except (subprocess.CalledProcessError, FileNotFoundError):   # an exported copy: its `.commit` file
+        marker = tree / ".commit"
+        return marker.read_text().strip() if marker.is_file() else "unknown"
 
 
 def _env(tree: Path) -> dict:
