@@ -220,6 +220,7 @@ class TalkingHeadPipeline:
             raise InputError(f"--pose auto: the {fam.name} model's pose code is not in physical units (its "
                              "pose_code_units), so generated head motion cannot drive it; use a pose video, or "
                              "--yaw/--pitch/--roll")
+        self._warm_up(opt, audio)
         prec = Precision(opt.precision, self.device)
         factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
                    "emotion": opt.emotion}
@@ -345,6 +346,13 @@ class TalkingHeadPipeline:
                         codes.eye.contiguous(), codes.pose.contiguous(), speech, audio_mouth_raw, motion_raw,
                         factor_index, panels)
 
+    def _warm_up(self, opt: AnimateOptions, audio) -> None:
+        """The family's input-free set-ups on a thread (`warm_up`, mesh-warp: the speech encoder's weights) when the
+        pipeline has more than one thread and the job has audio; idempotent."""
+        warm = getattr(self.family, "warm_up", None)
+        if warm is not None and self.threads > 1 and audio is not None:
+            warm(opt)
+
     def control_mapping(self, path=None):
         """The fitted control mapping of the model (PD-FGC: `path`, else `<weights stem>.controls.json` beside the
         weights), None when there is none or the family needs none; refused if fitted for other weights."""
@@ -403,6 +411,7 @@ class TalkingHeadPipeline:
         opt = _with(options, overrides)
         out_path = Path(output) if output is not None else None
         _check_options(opt, audio=audio, output=out_path, inputs=[portrait])
+        self._warm_up(opt, audio)
         # 2. load the portrait, 3. decode the audio once (lips and sound track)
         portrait_obj = self.load_portrait(portrait, opt.align) if not isinstance(portrait, Portrait) else portrait
         h, w = portrait_obj.original.shape[:2]

@@ -154,3 +154,20 @@ def test_a_second_job_on_the_same_portrait_reuses_its_pose_calibration(pipes, mo
     plan = serial.plan(other, None, dataclasses.replace(opt, align="never"))
     list(serial.render(plan, opt))
     assert len(calls) == 2
+
+
+def test_the_speech_encoder_warm_up_loads_it_once(monkeypatch):
+    """The warm-up thread (started as a job begins) and the job's own use load the speech encoder once."""
+    from pdfgc.families.meshwarp import model as MW
+    built = []
+    real = MW.SpeechToMouth
+    monkeypatch.setattr(MW, "SpeechToMouth", lambda head: built.append(1) or real(head))
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=2)
+    opt = AnimateOptions(progress=False)
+    pipe._warm_up(opt, "speech.wav")
+    pipe._warm_up(opt, "speech.wav")   # while the first is loading: nothing more
+    lips = pipe.model.lips              # waits for the warm-up's encoder
+    pipe.family._warming.join()
+    assert built == [1] and pipe.model.lips is lips
+    pipe._warm_up(AnimateOptions(progress=False, lips="still"), "speech.wav")   # loaded, no lips from speech: none
+    assert not pipe.family._warming.is_alive()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +84,14 @@ class MeshWarpModel:
         # a file from before the Whisper head (a mel network under audio.*) has no lips from speech
         self.lips_head = from_params(params) if (params.audio_config or {}).get("kind") == LIPS_KIND else None
         self._lips = None
+        self._lips_lock = threading.Lock()   # the encoder may be loaded by a job's warm-up thread (warm_up)
 
     @property
     def lips(self) -> SpeechToMouth:
         """The speech encoder + lips head, the encoder's weights read (and hash-checked) on first use."""
-        if self._lips is None:
-            self._lips = SpeechToMouth(self.lips_head)
+        with self._lips_lock:
+            if self._lips is None:
+                self._lips = SpeechToMouth(self.lips_head)
         return self._lips
 
     @classmethod
@@ -253,6 +256,7 @@ class MeshWarpFamily(ModelFamily):
         # pose calibrations of the last portraits this family rendered, by content (`_portrait_key`): a second job
         # on the same portrait (the web UI, the API) skips the probes (~0.6 s); in memory only
         self._calibrations: OrderedDict = OrderedDict()
+        self._warming = None   # the warm-up thread (warm_up)
 
     @property
     def expression_labels(self) -> list[str]:
@@ -311,6 +315,24 @@ class MeshWarpFamily(ModelFamily):
                              expression=self.model.expressions.bind(image, mesh) if self.model.expressions else None)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
+
+    def warm_up(self, opt) -> None:
+        """Set-ups that need no input, started on a thread as a job begins (the pipeline calls this when it has
+        more than one thread): the speech encoder's weights (read, SHA-256-checked and built, ~1 s of CPU) when the
+        lips come from speech, while the portrait, the audio and the clips are read. A failure here is left to
+        `encode_speech`, which raises it as usual."""
+        busy = self._warming is not None and self._warming.is_alive()
+        loaded = self.model.lips_head is None or self.model._lips is not None
+        if busy or loaded or getattr(opt, "lips", None) != "audio":
+            return
+
+        def load():
+            try:
+                self.model.lips
+            except Exception:  # noqa: BLE001 - reported by encode_speech, on the job's thread
+                pass
+        self._warming = threading.Thread(target=load, name="pdfgc-warm-up")
+        self._warming.start()
 
     def prepare_portrait(self, st: MeshPortrait, opt) -> None:
         """Before the frames of a job whose options turn the head: the portrait's pose calibration (it needs only
