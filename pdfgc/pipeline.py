@@ -7,7 +7,9 @@
 The pipeline owns I/O, cropping, the frame loop and muxing; the tensor-level steps belong to the model's family
 (pdfgc/families/: which encoder reads which source, the inference rules, explicit controls, rendering). It works in two
 phases so memory stays flat: (1) every factor's per-frame code is computed (codes are a few kB per frame), (2) frames
-are rendered in small batches and streamed to the encoder.
+are rendered in small batches and streamed to the encoder. With more than one thread a family may measure the portrait
+and its driving clips at once (`face_jobs_at_once`) and render batches on worker threads while the main thread
+encodes (`render_threads`); the codes and frames are those of the serial path (tests/test_speed.py).
 
 Factor sources (each factor is independent):
   lips:     "audio" (default) | "still" (the portrait's mouth) | "off" (zero code) | a video/folder of a speaking mouth
@@ -21,6 +23,7 @@ import dataclasses
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -207,8 +210,9 @@ class TalkingHeadPipeline:
         return self._plan(portrait, audio, opt)
 
     @torch.inference_mode()
-    def _plan(self, portrait, audio, opt: AnimateOptions) -> CodePlan:
-        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given)."""
+    def _plan(self, portrait, audio, opt: AnimateOptions, will_render: bool = False) -> CodePlan:
+        """`plan` with options already checked (`__call__` checks them once, with the audio as it was given);
+        `will_render`: frames follow (a family may then make its render set-ups beside the encoders)."""
         fam = self.family
         opt = _auto_blink(opt)
         fam.preflight_controls(opt)
@@ -216,67 +220,89 @@ class TalkingHeadPipeline:
             raise InputError(f"--pose auto: the {fam.name} model's pose code is not in physical units (its "
                              "pose_code_units), so generated head motion cannot drive it; use a pose video, or "
                              "--yaw/--pitch/--roll")
+        self._warm_up(opt, audio)
         prec = Precision(opt.precision, self.device)
         factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
                    "emotion": opt.emotion}
         # 2. the portrait
         portrait = portrait if isinstance(portrait, Portrait) else self.load_portrait(portrait, opt.align)
-        # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
-        speech = None
-        if audio is not None:
-            speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio",
-                                                                              opt.max_frames)
-            num_frames = speech.num_frames
-        elif opt.lips == "audio" or _is_special(opt.lips):
-            if opt.duration is None:
-                raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
-                                 "or set --duration with --lips still/off")
-            num_frames = max(1, int(round(opt.duration * FPS)))
-            if opt.lips == "audio":
-                factors["lips"] = "still"
-        else:
-            num_frames = None
-        if opt.max_frames is not None and num_frames is not None:
-            num_frames = min(num_frames, opt.max_frames)
-        # 4. open the driving sources: each distinct path opened once, whatever factors share it
-        clips, factor_index, panels = {}, {}, {}
-        if num_frames is None:  # length follows the lips video
-            key = str(factors["lips"])
-            clips[key] = open_driving(key, None, opt.align, fam.official_crop, role="lips video",
-                                      progress=opt.progress)
-            num_frames = clips[key].num_frames - opt.driving_skip
-            if opt.max_frames is not None:
+        # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per
+        # clip) measures up to `face_jobs_at_once` of them at a time when the pipeline has more than one thread: the
+        # portrait from now on, while the audio is decoded and the clips are read
+        graphs = int(getattr(fam, "face_jobs_at_once", 1)) if self.threads > 1 else 1
+        pool = ThreadPoolExecutor(graphs, thread_name_prefix="pdfgc-faces") if graphs > 1 else None
+        if pool is not None:
+            portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
+        try:
+            # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
+            speech = None
+            if audio is not None:
+                speech = audio if isinstance(audio, Speech) else self.load_speech(audio, factors["lips"] == "audio",
+                                                                                  opt.max_frames)
+                num_frames = speech.num_frames
+            elif opt.lips == "audio" or _is_special(opt.lips):
+                if opt.duration is None:
+                    raise InputError("no audio given: pass an audio file, take lips from a video (--lips VIDEO), "
+                                     "or set --duration with --lips still/off")
+                num_frames = max(1, int(round(opt.duration * FPS)))
+                if opt.lips == "audio":
+                    factors["lips"] = "still"
+            else:
+                num_frames = None
+            if opt.max_frames is not None and num_frames is not None:
                 num_frames = min(num_frames, opt.max_frames)
-            if num_frames < 1:
-                raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
-        need = num_frames + opt.driving_skip
-        for factor, src in factors.items():
-            if _is_special(src):
-                continue
-            key = str(src)
-            if key not in clips:
-                clip_need = need if opt.driving_mode != "strict" else None
-                clips[key] = open_driving(key, clip_need, opt.align, fam.official_crop, role=f"{factor} source",
+            # 4. open the driving sources: each distinct path opened once, whatever factors share it
+            clips, factor_index, panels = {}, {}, {}
+            if num_frames is None:  # length follows the lips video
+                key = str(factors["lips"])
+                clips[key] = open_driving(key, None, opt.align, fam.official_crop, role="lips video",
                                           progress=opt.progress)
-            clip = clips[key]
-            skip = 0 if clip.kind == "image" else opt.driving_skip
-            idx = frame_indices(clip.num_frames, num_frames, opt.driving_mode, skip, source=f"{factor} source {key}")
-            factor_index[factor] = (key, idx)
-            panels[factor] = (clip.crops, idx)
-        # 5. encode: the portrait's appearance and own codes once, each clip's used frames once, the audio
-        # (a family whose speech encoder shares nothing with its face encoders runs it in a thread beside them)
-        lips_job = None
-        if factors["lips"] == "audio" and fam.speech_beside_faces:
-            from concurrent.futures import ThreadPoolExecutor
-            pool = ThreadPoolExecutor(1)
-            lips_job = pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
-            pool.shutdown(wait=False)
-        appearance, still = fam.encode_portrait(portrait, prec, opt)
-        motion_raw = {}
-        for key, clip in clips.items():
-            used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
-            want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-            motion_raw[key] = fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+                num_frames = clips[key].num_frames - opt.driving_skip
+                if opt.max_frames is not None:
+                    num_frames = min(num_frames, opt.max_frames)
+                if num_frames < 1:
+                    raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
+            need = num_frames + opt.driving_skip
+            for factor, src in factors.items():
+                if _is_special(src):
+                    continue
+                key = str(src)
+                if key not in clips:
+                    clip_need = need if opt.driving_mode != "strict" else None
+                    clips[key] = open_driving(key, clip_need, opt.align, fam.official_crop, role=f"{factor} source",
+                                              progress=opt.progress)
+                clip = clips[key]
+                skip = 0 if clip.kind == "image" else opt.driving_skip
+                idx = frame_indices(clip.num_frames, num_frames, opt.driving_mode, skip,
+                                    source=f"{factor} source {key}")
+                factor_index[factor] = (key, idx)
+                panels[factor] = (clip.crops, idx)
+            # 5. encode: the portrait's appearance and own codes once (started above), each clip's used frames once,
+            # the audio (a family whose speech encoder shares nothing with its face encoders runs it on a thread
+            # beside them; started once the inputs are read, so that a bad input leaves nothing running)
+            lips_job = None
+            if factors["lips"] == "audio" and fam.speech_beside_faces:
+                lips_pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-speech")
+                lips_job = lips_pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
+                lips_pool.shutdown(wait=False)
+            def encode_clip(key, clip):
+                used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
+                want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
+                return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+
+            if pool is not None:
+                clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
+                appearance, still = portrait_job.result()   # errors in the serial order: the portrait's first
+                prepare = getattr(fam, "prepare_portrait", None)
+                if will_render and prepare is not None:   # this thread's share: the portrait's set-ups for render
+                    prepare(appearance, opt)
+                motion_raw = {key: job.result() for key, job in clip_jobs.items()}
+            else:
+                appearance, still = fam.encode_portrait(portrait, prec, opt)
+                motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}
+        finally:
+            if pool is not None:   # after an error too: jobs not started are dropped, running ones end first
+                pool.shutdown(wait=True, cancel_futures=True)
         dims = fam.code_dims
 
         def per_frame(factor: str, code: str) -> torch.Tensor:
@@ -320,6 +346,13 @@ class TalkingHeadPipeline:
                         codes.eye.contiguous(), codes.pose.contiguous(), speech, audio_mouth_raw, motion_raw,
                         factor_index, panels)
 
+    def _warm_up(self, opt: AnimateOptions, audio) -> None:
+        """The family's input-free set-ups on a thread (`warm_up`, mesh-warp: the speech encoder's weights) when the
+        pipeline has more than one thread and the job has audio; idempotent."""
+        warm = getattr(self.family, "warm_up", None)
+        if warm is not None and self.threads > 1 and audio is not None:
+            warm(opt)
+
     def control_mapping(self, path=None):
         """The fitted control mapping of the model (PD-FGC: `path`, else `<weights stem>.controls.json` beside the
         weights), None when there is none or the family needs none; refused if fitted for other weights."""
@@ -329,18 +362,45 @@ class TalkingHeadPipeline:
     @torch.inference_mode()
     def render(self, plan: CodePlan, options: AnimateOptions | None = None, start: int = 0, stop: int | None = None,
                progress: Callable[[int], None] | None = None):
-        """Yield (frame slice, frames) batch by batch; frames are tensors (B,3,S,S): float in [-1,1] from the PD-FGC
-        networks (S = 224), uint8 0..255 from the mesh-warp default (S = the portrait's own crop resolution, up to
-        512: the warp's pixels as they are)."""
+        """Yield (frame slice, frames) batch by batch, in order; frames are tensors (B,3,S,S): float in [-1,1] from
+        the PD-FGC networks (S = 224), uint8 0..255 from the mesh-warp default (S = the portrait's own crop
+        resolution, up to 512: the warp's pixels as they are). A family with `render_threads` renders the next
+        batches on worker threads while the caller uses this one (`render_workers()`)."""
         opt = options or AnimateOptions()
         prec = Precision(opt.precision, self.device)
         stop = plan.num_frames if stop is None else stop
         bs = self.family.batch_size("generator", opt.precision, opt.batch_size)
-        for s in range(start, stop, bs):
-            sl = slice(s, min(s + bs, stop))
-            yield sl, self.family.render(plan, sl, prec, opt.batch_size)
-            if progress:
-                progress(sl.stop - sl.start)
+        slices = [slice(s, min(s + bs, stop)) for s in range(start, stop, bs)]
+        workers = min(self.render_workers(), len(slices))
+        if workers <= 1:
+            for sl in slices:
+                yield sl, self.family.render(plan, sl, prec, opt.batch_size)
+                if progress:
+                    progress(sl.stop - sl.start)
+            return
+        # batches rendered on `workers` threads, `ahead` batches in flight, handed out in order (the caller composes
+        # and encodes meanwhile); the family's lazy per-plan set-ups are made first, on this thread
+        prepare = getattr(self.family, "prepare_render", None)
+        if prepare is not None:
+            prepare(plan)
+        ahead = 2 * workers
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-render")
+        try:
+            jobs = {}
+            for i, sl in enumerate(slices):
+                for j in range(i, min(i + ahead, len(slices))):
+                    if j not in jobs:
+                        jobs[j] = pool.submit(self.family.render, plan, slices[j], prec, opt.batch_size)
+                yield sl, jobs.pop(i).result()
+                if progress:
+                    progress(sl.stop - sl.start)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def render_workers(self) -> int:
+        """Threads that render frames (the family's `render_threads`: 0 = one per thread of the pipeline)."""
+        n = getattr(self.family, "render_threads", 1)
+        return self.threads if n == 0 else max(1, min(int(n), self.threads))
 
     def __call__(self, portrait, audio=None, output: str | os.PathLike | None = None,
                  options: AnimateOptions | None = None, on_progress: Callable[[int, int], None] | None = None,
@@ -351,6 +411,7 @@ class TalkingHeadPipeline:
         opt = _with(options, overrides)
         out_path = Path(output) if output is not None else None
         _check_options(opt, audio=audio, output=out_path, inputs=[portrait])
+        self._warm_up(opt, audio)
         # 2. load the portrait, 3. decode the audio once (lips and sound track)
         portrait_obj = self.load_portrait(portrait, opt.align) if not isinstance(portrait, Portrait) else portrait
         h, w = portrait_obj.original.shape[:2]
@@ -362,7 +423,7 @@ class TalkingHeadPipeline:
             speech = audio if isinstance(audio, Speech) else self.load_speech(audio, _lips_need_speech(opt),
                                                                               opt.max_frames)
         # 4-7. sources, encoders, inference rules, explicit controls
-        plan = self._plan(portrait_obj, speech, opt)
+        plan = self._plan(portrait_obj, speech, opt, will_render=out_path is not None)
         if out_path is None:
             return AnimationResult(None, plan.num_frames, FPS, plan.num_frames / FPS, plan)
         track = None

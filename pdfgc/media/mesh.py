@@ -6,34 +6,52 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 
 import cv2
 import numpy as np
 
 from ..errors import PDFGCError
 
+# fd 2 is one per process: threads that silence it at once (several graphs starting on the pipeline's threads)
+# share one redirection, made by the first and undone by the last (each saving and restoring its own left fd 2 on
+# /dev/null for good when two overlapped)
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: int | None = None
+
 
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Silence mediapipe's C++ log lines (written to fd 2 before absl logging is initialised) unless
-    PDFGC_VERBOSE is set; Python-level errors are raised as usual."""
+    PDFGC_VERBOSE is set; Python-level errors are raised as usual. Thread-safe (nested and overlapping uses share
+    one redirection)."""
+    global _quiet_depth, _quiet_saved
     if os.environ.get("PDFGC_VERBOSE"):
         yield
         return
-    sys.stderr.flush()
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            sys.stderr.flush()
+            try:
+                saved = os.dup(2)
+            except OSError:
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _quiet_saved = saved
+        _quiet_depth += 1
     try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_saved is not None:
+                os.dup2(_quiet_saved, 2)
+                os.close(_quiet_saved)
+                _quiet_saved = None
 
 
 class FaceMeshDetector:
@@ -67,6 +85,9 @@ class FaceMeshDetector:
             graph = getattr(self._mesh, "_graph", None)
             if graph is not None:
                 graph.wait_until_idle()
+        # the graph's first image loads its TFLite models, which log; later images log nothing (checked on a clip
+        # with a lost face), so they run with fd 2 as it is (another thread's progress bar keeps showing)
+        self._quiet_next = True
 
     def detect(self, image_rgb: np.ndarray) -> list[np.ndarray]:
         """(478,3) landmarks in pixels (x, y, and z on x's scale) per face found, largest face first."""
@@ -74,7 +95,11 @@ class FaceMeshDetector:
             raise RuntimeError("FaceMeshDetector is closed")
         image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
         h, w = image.shape[:2]
-        with quiet_native_stderr():
+        if self._quiet_next:
+            with quiet_native_stderr():
+                result = self._mesh.process(image)
+            self._quiet_next = False
+        else:
             result = self._mesh.process(image)
         faces = []
         for face in result.multi_face_landmarks or ():

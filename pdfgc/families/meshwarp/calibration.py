@@ -28,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
-from scipy.optimize import lsq_linear
 
 from ...evaluation import signals as S
 
@@ -94,6 +92,8 @@ class PoseCalibration:
         if getattr(self, "_pchip", None) is None:
             # monotone cubic through the probes: follows the read-back's bend between them (a piecewise-linear
             # curve misses by ~1 deg at 25 deg between probes at 12 and 28 on a shallow face)
+            # (scipy.interpolate is imported here, not at start-up: 0.3-0.7 s a job without a turn need not pay)
+            from scipy.interpolate import PchipInterpolator
             self._pchip = [PchipInterpolator(k, r, axis=0) for k, r in zip(self.knots, self.response)]
             self._dpchip = [c.derivative() for c in self._pchip]
         return self._pchip, self._dpchip
@@ -203,6 +203,8 @@ class PoseCalibration:
             r = (want - f)[..., None]
             step = np.linalg.solve(jac, r)[..., 0]
             out = ((x + step > hi + 1e-9) | (x + step < lo - 1e-9)).any(1)
+            if out.any():
+                from scipy.optimize import lsq_linear
             for i in np.flatnonzero(out):   # least squares within the bounds (few rows: those at the limit)
                 step[i] = lsq_linear(jac[i], r[i, :, 0], bounds=(lo[i] - x[i] - 1e-12, hi[i] - x[i] + 1e-12)).x
             x = np.clip(x + step, lo, hi)

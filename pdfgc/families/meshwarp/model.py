@@ -24,7 +24,10 @@ speech-aware rules, and a smoothing that keeps closures).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,12 +84,14 @@ class MeshWarpModel:
         # a file from before the Whisper head (a mel network under audio.*) has no lips from speech
         self.lips_head = from_params(params) if (params.audio_config or {}).get("kind") == LIPS_KIND else None
         self._lips = None
+        self._lips_lock = threading.Lock()   # the encoder may be loaded by a job's warm-up thread (warm_up)
 
     @property
     def lips(self) -> SpeechToMouth:
         """The speech encoder + lips head, the encoder's weights read (and hash-checked) on first use."""
-        if self._lips is None:
-            self._lips = SpeechToMouth(self.lips_head)
+        with self._lips_lock:
+            if self._lips is None:
+                self._lips = SpeechToMouth(self.lips_head)
         return self._lips
 
     @classmethod
@@ -186,6 +191,13 @@ class MeshWarpFamily(ModelFamily):
     official_crop = False
     generates_pose = True      # pose code in degrees: motion.py's generated head motion drives it
     speech_beside_faces = True  # the lips (Whisper on the CPU) run in a thread beside the face-mesh work
+    # frames render on one thread per pipeline thread (the warp's OpenCV/numpy kernels release the GIL: 1.45x on two
+    # cores, benchmarks/bench_main_command.py); the frames are the same whatever the count (tests/test_speed.py)
+    render_threads = 0
+    # the portrait (static detector) and each driving clip (its own tracker) measured at once: a mediapipe graph is
+    # latency-bound (one graph: 2.0 s wall for 1.25 s CPU on 200 frames; two at once: 0.95 s for the same CPU), so
+    # more graphs than cores still gain
+    face_jobs_at_once = 4
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
     train_configs = (MESHWARP,)
@@ -246,6 +258,10 @@ class MeshWarpFamily(ModelFamily):
         super().__init__(model, device)
         self.params = model.params
         self._detector = None
+        # pose calibrations of the last portraits this family rendered, by content (`_portrait_key`): a second job
+        # on the same portrait (the web UI, the API) skips the probes (~0.6 s); in memory only
+        self._calibrations: OrderedDict = OrderedDict()
+        self._warming = None   # the warm-up thread (warm_up)
 
     @property
     def expression_labels(self) -> list[str]:
@@ -304,6 +320,44 @@ class MeshWarpFamily(ModelFamily):
                              expression=self.model.expressions.bind(image, mesh) if self.model.expressions else None)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros
+
+    def warm_up(self, opt) -> None:
+        """Set-ups that need no input, started on a thread as a job begins (the pipeline calls this when it has
+        more than one thread): the speech encoder's weights (read, SHA-256-checked and built, ~1 s of CPU) when the
+        lips come from speech, while the portrait, the audio and the clips are read. A failure here is left to
+        `encode_speech`, which raises it as usual."""
+        busy = self._warming is not None and self._warming.is_alive()
+        loaded = self.model.lips_head is None or self.model._lips is not None
+        if busy or loaded or getattr(opt, "lips", None) != "audio":
+            return
+
+        def load():
+            try:
+                self.model.lips
+            except Exception:  # noqa: BLE001 - reported by encode_speech, on the job's thread
+                pass
+        self._warming = threading.Thread(target=load, name="pdfgc-warm-up")
+        self._warming.start()
+
+    def prepare_portrait(self, st: MeshPortrait, opt) -> None:
+        """Before the frames of a job whose options turn the head: the portrait's pose calibration (it needs only
+        the portrait; the pipeline calls this while the driving clips and the speech are measured on other
+        threads, instead of before the first frame)."""
+        if st.calibrate and _turns_head(opt):
+            self._pose_calibration(st)
+
+    def _pose_calibration(self, st: MeshPortrait) -> PoseCalibration:
+        if st.pose_calibration is None:
+            key = _portrait_key(st)
+            cal = self._calibrations.get(key)
+            if cal is None:
+                cal = self.calibrate_pose(st)
+                self._calibrations[key] = cal
+                while len(self._calibrations) > CALIBRATIONS_KEPT:
+                    self._calibrations.popitem(last=False)
+            self._calibrations.move_to_end(key)
+            st.pose_calibration = cal
+        return st.pose_calibration
 
     def calibrate_pose(self, state: MeshPortrait) -> PoseCalibration:
         """Probe rotations of this portrait measured back (calibration.py): how its render answers a turn."""
@@ -482,14 +536,21 @@ class MeshWarpFamily(ModelFamily):
         if st.calibrate and np.any(plan.pose[:, :3].numpy()):
             # the angles to render so that this portrait's render reads the requested change back (calibration.py):
             # first less what the frame's mouth and expression alone read as (a raised brow reads as pitch)
+            calibration = self._pose_calibration(st)
             leak = self._expression_leak(plan)
             if leak is not None:
                 angles = angles - self._shape_changes(plan, sl) @ leak
-            if st.pose_calibration is None:
-                st.pose_calibration = self.calibrate_pose(st)
-            angles = st.pose_calibration.invert(angles)
+            angles = calibration.invert(angles)
         return self._targets(st, np.concatenate([angles, pose[:, 3:]], 1), plan.eye[sl].double().numpy(),
                              plan.mouth[sl].numpy(), plan.emotion[sl].numpy())
+
+    def prepare_render(self, plan) -> None:
+        """The plan's lazy set-ups (the expression leak, the portrait's pose calibration), made before frames render
+        on several threads."""
+        st: MeshPortrait = plan.appearance
+        if st.calibrate and np.any(plan.pose[:, :3].numpy()):
+            self._pose_calibration(st)
+            self._expression_leak(plan)
 
     def _shape_changes(self, plan, sl=slice(None)) -> np.ndarray:
         """(B, Dm + De + Dm + 2) the plan's mouth and emotion changes side by side (what can read as a turn)."""
@@ -562,6 +623,32 @@ class MeshWarpFamily(ModelFamily):
     def to_output_matrix(self, portrait, size: int) -> np.ndarray:
         k = size / 224.0
         return np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]]) @ np.vstack([portrait.to_crop, [0, 0, 1]])
+
+
+CALIBRATIONS_KEPT = 8   # portraits whose pose calibration a family keeps (a few kB each, plus the probe closure)
+
+
+def _portrait_key(st: MeshPortrait) -> bytes:
+    """What a portrait's pose calibration depends on: its render image, its mesh and the renderer's options (the
+    probes are renders of this image through this renderer, read back by the same detector)."""
+    h = hashlib.sha256()
+    for a in (st.image, st.mesh):
+        a = np.ascontiguousarray(a)
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    r = st.renderer
+    plain = (bool, int, float, str)
+    parts = [(type(p).__name__, sorted((k, v) for k, v in vars(p).items() if isinstance(v, plain))) for p in r.parts]
+    h.update(repr((type(r).__name__, r.depth_gain, r._mirror_src_tri is False, parts)).encode())
+    return h.digest()
+
+
+def _turns_head(opt) -> bool:
+    """Whether a job's options will turn the head (a pose source or a pose control, at a non-zero intensity): then
+    its portrait's pose calibration is probed as soon as the portrait is measured (`prepare_portrait`)."""
+    if opt is None or getattr(opt, "pose_intensity", 1.0) == 0:
+        return False
+    return getattr(opt, "pose", None) not in (None, "still", "off") or getattr(opt, "pose_control", None) is not None
 
 
 def _pose_change(p: np.ndarray) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""Speed of the README's main command ("Two commands": anne.png, audio_longer.mp3, pose + emotion + eye driving clips,
+372 frames, 224 px, mp4 with sound), end to end, on this machine.
+
+    python benchmarks/bench_main_command.py                       # 3 runs of this tree
+    python benchmarks/bench_main_command.py --base /work/wt-speedbase --runs 5   # alternating with another tree
+    python benchmarks/bench_main_command.py --base A --base B --no-stages       # three trees, A B C A B C ...
+
+Each run is a SUBPROCESS of `python -m pdfgc.cli animate ...` (the README's command) with PYTHONPATH set to the tree
+under test, so it pays the start-up (imports) as a user does. Two figures per run:
+  - wall_s: the subprocess's wall time, start-up included (fps_wall = 372 / wall_s);
+  - job_s: what `pdfgc animate` prints ("in N s (F frames/s)": model load + the job, imports excluded), the
+    figure the README has quoted since 2026-12-01.
+and cpu_s, the subprocess's CPU seconds (user + system; on a shared machine the steadier figure of work done).
+With --stages (default on), one more run per tree goes through this script's `--worker` mode in a subprocess: the
+same job through the Python API (TalkingHeadPipeline, as the CLI builds it), with the main stages' wall seconds
+(stages that run on threads overlap, so they may add up to more than the job).
+The machine is shared: runs of the trees alternate (A B A B ...), the medians and the load average before each run are
+reported. The last line printed is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("PDFGC_SHARED", REPO.parent / "shared")) / "data"
+
+
+def main_command(out: Path) -> list[str]:
+    d = DATA / "pdfgc"
+    return ["--portrait", str(d / "anne.png"), "--audio", str(d / "audio_longer.mp3"),
+            "--pose", str(d / "motions/pose/681600002"), "--emotion", str(d / "motions/exp/vox2_id01228_00309"),
+            "--eyes", str(d / "motions/eye/id01333_00040/images"), "-o", str(out)]
+
+
+def _commit(tree: Path) -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (subprocess.CalledProcessError, FileNotFoundError):   # an exported copy: its `.commit` file
+        marker = tree / ".commit"
+        return marker.read_text().strip() if marker.is_file() else "unknown"
+
+
+def _env(tree: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def run_cli(tree: Path, out: Path) -> dict:
+    load = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "pdfgc.cli", "animate", *main_command(out), "--quiet"],
+                       env=_env(tree), capture_output=True, text=True, cwd=str(tree))
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if p.returncode != 0:
+        raise SystemExit(f"{tree}: animate failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    m = re.search(r"\((\d+) frames,.* in ([\d.]+) s \(([\d.]+) frames/s\)", p.stderr)
+    frames, job = int(m.group(1)), float(m.group(2))
+    return {"wall_s": round(wall, 3), "fps_wall": round(frames / wall, 2), "cpu_s": round(cpu, 2), "job_s": job,
+            "fps_job": float(m.group(3)), "frames": frames, "load1": round(load, 2)}
+
+
+# ---- worker: the same job through the API, stage by stage --------------------------------------------------------
+def worker(out: Path) -> None:
+    t_start = time.perf_counter()
+    stages: dict[str, float] = {}
+    spans: list = []   # (stage, start s, end s, cpu s of the process at the end) from the worker's start
+
+    def timed(owner, name, key=None):
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                k = key or name
+                t1 = time.perf_counter()
+                stages[k] = stages.get(k, 0.0) + t1 - t
+                spans.append((k, round(t - t_start, 3), round(t1 - t_start, 3), round(time.process_time(), 3)))
+        setattr(owner, name, wrapper)
+
+    import pdfgc.pipeline as P
+    from pdfgc.families.meshwarp import model as M
+    from pdfgc.media import video as V
+    from pdfgc.weights import load_model
+    t_import = time.perf_counter() - t_start
+    fam = M.MeshWarpFamily
+    for name in ("encode_portrait", "encode_clip", "encode_speech", "calibrate_pose", "_expression_leak", "render"):
+        timed(fam, name)
+    timed(P.TalkingHeadPipeline, "load_portrait")
+    timed(P.TalkingHeadPipeline, "load_speech")
+    timed(P, "open_driving")
+    timed(P.FrameComposer, "__call__", "compose")
+    timed(V.VideoWriter, "write_batch", "encode_mp4")
+    timed(V.VideoWriter, "__exit__", "encode_mp4_close")
+    from pdfgc.cli import main as _  # noqa: F401 (the CLI's own imports, as the command pays them)
+    t_import = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    pipe = P.TalkingHeadPipeline(load_model(), device="auto")
+    stages["load_model"] = time.perf_counter() - t0
+    d = DATA / "pdfgc"
+    pipe(str(d / "anne.png"), audio=str(d / "audio_longer.mp3"), output=str(out),
+         pose=str(d / "motions/pose/681600002"), emotion=str(d / "motions/exp/vox2_id01228_00309"),
+         eyes=str(d / "motions/eye/id01333_00040/images"), progress=False)
+    job = time.perf_counter() - t0
+    print(json.dumps({"import_s": round(t_import, 3), "job_s": round(job, 3),
+                      "cpu_s": round(time.process_time(), 3),
+                      "stages_s": {k: round(v, 3) for k, v in sorted(stages.items())},
+                      "timeline": _merge_spans(spans)}))
+
+
+def _merge_spans(spans: list) -> list:
+    """[stage, first start, last end, calls, process CPU s at the last end] per stage, by first start (the render
+    loop's batches, on several threads, are one row)."""
+    rows: dict = {}
+    for k, a, b, cpu in spans:
+        r = rows.setdefault(k, [k, a, b, 0, cpu])
+        r[1], r[2], r[3] = min(r[1], a), max(r[2], b), r[3] + 1
+        if b >= r[2]:
+            r[4] = cpu
+    return sorted(rows.values(), key=lambda r: r[1])
+
+
+def run_stages(tree: Path, out: Path) -> dict:
+    load = os.getloadavg()[0]
+    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)],
+                       env=_env(tree), capture_output=True, text=True, cwd=str(tree))
+    if p.returncode != 0:
+        raise SystemExit(f"{tree}: worker failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["load1"] = round(load, 2)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3, help="CLI runs per tree (alternating)")
+    ap.add_argument("--tree", default=str(REPO), help="the tree under test (default: this one)")
+    ap.add_argument("--base", action="append", default=[],
+                    help="another tree, run alternately (e.g. a worktree of the base commit); may be repeated")
+    ap.add_argument("--no-stages", action="store_true", help="skip the per-stage run")
+    ap.add_argument("--out", default="/tmp/pdfgc_bench_main", help="folder for the mp4s (or the worker's mp4)")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(Path(args.out))
+        return
+    outdir = Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    trees = {"tree": Path(args.tree).resolve()}
+    for i, base in enumerate(args.base):
+        trees["base" if i == 0 else f"base{i + 1}"] = Path(base).resolve()
+    res = {k: {"path": str(p), "commit": _commit(p), "runs": []} for k, p in trees.items()}
+    for i in range(args.runs):
+        for k, p in trees.items():
+            r = run_cli(p, outdir / f"{k}.mp4")
+            res[k]["runs"].append(r)
+            print(f"run {i + 1} {k} ({res[k]['commit']}): wall {r['wall_s']:.2f} s ({r['fps_wall']:.1f} frames/s), "
+                  f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), cpu {r['cpu_s']:.1f} s, load {r['load1']}",
+                  flush=True)
+    if not args.no_stages:
+        for k, p in trees.items():
+            r = run_stages(p, outdir / f"{k}_stages.mp4")
+            res[k]["stages"] = r
+            print(f"stages {k}: import {r['import_s']:.2f} s, job {r['job_s']:.2f} s, {r['stages_s']} "
+                  f"(load {r['load1']})", flush=True)
+    for k, v in res.items():
+        runs = v["runs"]
+        v["median"] = {f: round(statistics.median(r[f] for r in runs), 3)
+                       for f in ("wall_s", "fps_wall", "cpu_s", "job_s", "fps_job", "load1")}
+    summary = {"command": "pdfgc animate (README 'Two commands'), subprocess",
+               "frames": res["tree"]["runs"][0]["frames"],
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **res}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
