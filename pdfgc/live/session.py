@@ -177,7 +177,8 @@ class LiveSession:
         if hop is None:
             hop = int(fam.params.audio_config["live"]["hop"]) if live_head is not None else DEFAULT_HOP
         self.stream = self.head.stream(lips.encoder, hop=hop)
-        self.rules_ahead = LIVE_RULES_AHEAD if self.rules == "live" else RULES_AHEAD
+        # the live rules' lead (frames the mouth opens before the voice) travels with the live head (its config)
+        self.rules_ahead = getattr(self.head, "vad_lead", LIVE_RULES_AHEAD) if self.rules == "live" else RULES_AHEAD
         # threaded: the Whisper encoder runs on a worker thread (the second core; torch releases the GIL), so that
         # rendering goes on while a chunk is encoded; a frame whose chunk is being encoded comes out at a later push
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-live-encoder") if threaded else None
@@ -346,8 +347,8 @@ class LiveSession:
         raw_voice[:have.size] = have
         # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
         if self.rules == "live":
-            speaking = live_speaking(raw_voice)
-            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap) * self.mouth_gain
+            speaking = live_speaking(raw_voice, self.rules_ahead)
+            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap, lead=self.rules_ahead) * self.mouth_gain
         else:
             k = np.ones(2 * VAD_HANGOVER + 1)
             speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
