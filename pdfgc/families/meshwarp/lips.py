@@ -264,7 +264,9 @@ def smooth_keeping_closures(codes: torch.Tensor) -> torch.Tensor:
 # the 120 ms hangover AFTER the voice (causal: free) but open the mouth only LIVE_VAD_LEAD frames before it, put the
 # 2-frame ramp's half-open frames where they need no look-ahead (the first speaking frame, i.e. the lead frame, and
 # the first frame after the hangover) and drop the 3-tap smoothing (the ridge over overlapping windows is smooth
-# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known.
+# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known. A live head
+# carries its own lead (``vad_lead`` of its config; LIVE_VAD_LEAD for heads without one): the distilled head's is 2
+# (lips_train.DISTIL_LEAD), which brings the live lips closer to the offline ones for 24 ms more look-ahead.
 LIVE_VAD_LEAD = 1
 LIVE_RULES_AHEAD = LIVE_VAD_LEAD
 
@@ -284,8 +286,9 @@ def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, 
                lead: int = LIVE_VAD_LEAD) -> np.ndarray:
     """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
     frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
-    to t + ``lead`` (the head's ``vad_lead``; LIVE_RULES_AHEAD by default) and codes up to t."""
-    s = live_speaking(flags, lead)
+    to t + ``lead`` (the head's ``vad_lead``; LIVE_RULES_AHEAD by default) and codes up to t. ``flags`` may run
+    past the codes (a stream's flags are known ``lead`` frames further than its final codes)."""
+    s = live_speaking(flags, lead)[:len(codes)]
     prev = np.r_[False, s[:-1]]
     w = s.astype(np.float32)
     w[s != prev] = 0.5

@@ -722,11 +722,17 @@ def offline_final(d: dict, gap_direction: np.ndarray, gap_rms: float) -> np.ndar
 
 
 DISTIL_LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalty x frames, on standardised PCA inputs
+# the shipped distilled head (2026-12-07, benchmarks/results/live/live_heads.md): 2 s chunks every 2 frames ending
+# 100 ms after the hop's last frame starts, maps from 120 ms before the hop's first frame, the rules' lead 2 frames:
+# a 144 ms look-ahead (the chunk's 140 ms, the lead's flags 144 ms with silero's window rounding). The chunk's end
+# at +100 rather than +80 ms is free with a lead of 2 (the flags wait longer anyway)
+DISTIL_WINDOW = sp.SpeechWindow(chunk_frames=100, win_before=6, win_after=5)
+DISTIL_LEAD = 2
 
 
 def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | None,
-                       window: sp.SpeechWindow = LIVE_WINDOW,
-                       hop: int = LIVE_HOP, phases: bool = True, lead: int = 1, data: Path | None = None,
+                       window: sp.SpeechWindow = DISTIL_WINDOW,
+                       hop: int = LIVE_HOP, phases: bool = True, lead: int = DISTIL_LEAD, data: Path | None = None,
                        log=print, install: bool = True, heldout_file: Path | None = None) -> dict:
     """The live head distilled from the offline one: features of every allowed sound track (``distil_sources``,
     cached under ``features``: resumable), ridge maps to the offline head's smoothed codes with the penalty and an
@@ -944,12 +950,13 @@ def main(argv=None) -> int:
     ds.add_argument("--weights", type=Path, required=True, help="parameters file whose live lips part is rewritten")
     ds.add_argument("--data", type=Path, help="prepared corpus: held-out r with the real mouths in the report")
     ds.add_argument("--report", type=Path)
-    ds.add_argument("--chunk-frames", type=int, default=LIVE_WINDOW.chunk_frames)
-    ds.add_argument("--win-before", type=int, default=LIVE_WINDOW.win_before)
-    ds.add_argument("--win-after", type=int, default=LIVE_WINDOW.win_after)
+    ds.add_argument("--chunk-frames", type=int, default=DISTIL_WINDOW.chunk_frames)
+    ds.add_argument("--win-before", type=int, default=DISTIL_WINDOW.win_before)
+    ds.add_argument("--win-after", type=int, default=DISTIL_WINDOW.win_after)
     ds.add_argument("--hop", type=int, default=LIVE_HOP)
     ds.add_argument("--shared", action="store_true", help="one map for every frame of a hop (else one per phase)")
-    ds.add_argument("--lead", type=int, default=1, help="frames the live rules open the mouth before the voice")
+    ds.add_argument("--lead", type=int, default=DISTIL_LEAD,
+                    help="frames the live rules open the mouth before the voice")
     ds.add_argument("--no-install", action="store_true", help="report only")
     cl = sub.add_parser("copy-live", help="copy the live lips part of one parameters file into another")
     cl.add_argument("src", type=Path)
