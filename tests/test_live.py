@@ -10,9 +10,9 @@ import torch
 from pdfgc.errors import InputError
 
 EX = __import__("pathlib").Path(__file__).resolve().parents[1] / "pdfgc" / "ui" / "examples"
-# the live head against the offline plan on this clip (README "Live"): another head with a shorter window, so a
-# looser bound than the offline head's 0.95
-LIVE_VS_OFFLINE_R = 0.8
+# the live head against the offline plan on this clip (README "Live"): the head distilled from the offline one, with
+# a shorter look-ahead, measured 0.976 here (the offline head and rules at hop 8: 0.981); the issue's 0.95
+LIVE_VS_OFFLINE_R = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def feed(session, wav, step=480):
 
 def test_live_lips_match_offline(pipe, speech):
     """rules="offline": the offline head and rules on a short hop give the offline plan's lips (r >= 0.95, the stated
-    tolerance); the default live head and rules stay close to them (r >= LIVE_VS_OFFLINE_R: another head, a
+    tolerance); the default live head and rules stay close to them (r >= LIVE_VS_OFFLINE_R: the distilled head, a
     shorter window) and keep the silent lead closed."""
     from pdfgc.live import LiveSession
     wav = np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(8000, np.float32)])

@@ -630,7 +630,7 @@ def cache_distil(sources: list[tuple[str, str, bool]], folder: Path, window: sp.
     enc, t0 = None, time.time()
     for i, (src, ident, held) in enumerate(sources):
         for off in offsets:
-            f = out / (hashlib.sha1(f"{src}@{off}".encode()).hexdigest()[:16] + ".npz")
+            f = _distil_file(out, src, off)
             if f.exists():
                 continue
             if enc is None:
@@ -654,16 +654,23 @@ def _cut_tag(window: sp.SpeechWindow, hop: int) -> str:
     return f"c{window.chunk_frames}_a{window.win_after}_h{hop}"
 
 
-def load_distil(folder: Path) -> list[dict]:
-    """The cached ``distil_features`` files of one cut (``cache_distil``), slabs as float32."""
+def _distil_file(folder: Path, src: str, offset: int) -> Path:
+    return Path(folder) / (hashlib.sha1(f"{src}@{offset}".encode()).hexdigest()[:16] + ".npz")
+
+
+def load_distil(folder: Path, sources: list[tuple[str, str, bool]], offsets=(0,)) -> list[dict]:
+    """The cached ``distil_features`` of ``sources`` in one cut's folder (``cache_distil``; a source that could not
+    be read has none), slabs as float32."""
     out = []
-    for f in sorted(Path(folder).glob("*.npz")):
-        if f.name.endswith(".tmp.npz"):
-            continue
-        with np.load(f) as z:
-            d = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
-        d["slabs"] = d["slabs"].astype(np.float32)
-        out.append(d)
+    for src, _, _ in sources:
+        for off in offsets:
+            f = _distil_file(folder, src, off)
+            if not f.exists():
+                continue
+            with np.load(f) as z:
+                d = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+            d["slabs"] = d["slabs"].astype(np.float32)
+            out.append(d)
     return out
 
 
@@ -685,10 +692,10 @@ def distil_inputs(d: dict, window: sp.SpeechWindow, hop: int, phases: bool) -> l
 class DistilFit:
     """Ridge maps from the live inputs to the offline head's (smoothed) codes, one per phase (or one shared)."""
 
-    def __init__(self, files: list[dict], window: sp.SpeechWindow, hop: int, phases: bool):
+    def __init__(self, files: list[dict], window: sp.SpeechWindow, hop: int, phases: bool, target: str = "offline"):
         self.window, self.hop, self.phases = window, hop, phases
         self.x = [distil_inputs(d, window, hop, phases) for d in files]
-        self.y = [d["offline"] for d in files]
+        self.y = [d[target] for d in files]   # "offline": smoothed as offline; "offline_raw": before the smoothing
 
     def fit(self, idx, lam: float):
         """[(W, b)] per phase (the same one repeated when not ``phases``)."""
@@ -728,12 +735,16 @@ DISTIL_LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalty x frames, on stand
 # at +100 rather than +80 ms is free with a lead of 2 (the flags wait longer anyway)
 DISTIL_WINDOW = sp.SpeechWindow(chunk_frames=100, win_before=6, win_after=5)
 DISTIL_LEAD = 2
+# what the live head learns: the offline head's codes before its 3-tap smoothing ("raw": the offline rules find
+# closures on those, so a head that learnt the smoothed codes closes the lips less often) or after it ("smoothed")
+DISTIL_TARGET = "raw"
 
 
 def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | None,
                        window: sp.SpeechWindow = DISTIL_WINDOW,
                        hop: int = LIVE_HOP, phases: bool = True, lead: int = DISTIL_LEAD, data: Path | None = None,
-                       log=print, install: bool = True, heldout_file: Path | None = None) -> dict:
+                       log=print, install: bool = True, heldout_file: Path | None = None,
+                       target: str = DISTIL_TARGET) -> dict:
     """The live head distilled from the offline one: features of every allowed sound track (``distil_sources``,
     cached under ``features``: resumable), ridge maps to the offline head's smoothed codes with the penalty and an
     amplitude gain chosen by 5-fold cross-validation by person, and ONLY the live part of ``weights`` rewritten.
@@ -753,7 +764,7 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
         raise ValueError(f"win_before {window.win_before}: the cache keeps {DISTIL_BEFORE} encoder frames of past")
     sources = distil_sources(raw, heldout_file)
     cache_distil(sources, features, cut, hop, weights, log)
-    files = load_distil(Path(features) / _cut_tag(cut, hop))
+    files = load_distil(Path(features) / _cut_tag(cut, hop), sources)
     params = load_params(weights)
     offline = from_params(params)
     gd, grms = offline.gap_direction.numpy(), float(offline.gap_rms)
@@ -763,7 +774,7 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
     people = sorted({files[i]["identity"] for i in train})
     order = {p: n % 5 for n, p in enumerate(np.random.default_rng(0).permutation(people))}
     fold = {i: order[files[i]["identity"]] for i in train}
-    fit = DistilFit(files, window, hop, phases)
+    fit = DistilFit(files, window, hop, phases, "offline_raw" if target == "raw" else "offline")
     log(f"distil: {len(train)} training tracks ({sum(len(fit.y[i]) for i in train)} frames, {len(people)} people or "
         f"files), {len(held)} held out; phases {phases}, window {window.config()}, hop {hop}")
     best = None
@@ -772,7 +783,7 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
         for f in range(5):
             maps = fit.fit([i for i in train if fold[i] != f], lam)
             oof.update({i: fit.predict(i, maps) for i in train if fold[i] == f})
-        med = float(np.median([_r(oof[i], fit.y[i]) for i in corpus]))
+        med = float(np.median([_r(oof[i], files[i]["offline"]) for i in corpus]))
         log(f"  lambda {lam}: out-of-fold median r with the offline codes {med:.4f}")
         if best is None or med > best[1]:
             best = (lam, med, oof)
@@ -781,7 +792,7 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
     gain = float(np.median([np.std(fit.y[i] @ gd) / max(np.std(oof[i] @ gd), 1e-9) for i in corpus]))
 
     def scores(idx, pred):
-        code = [_r(pred[i], fit.y[i]) for i in idx]
+        code = [_r(pred[i], files[i]["offline"]) for i in idx]
         final = [_r(live_rules(pred[i], files[i]["voice"], gd, grms, lead), offline_final(files[i], gd, grms))
                  for i in idx]
         return {"clips": len(idx), "code_r_median": round(float(np.median(code)), 4),
@@ -790,8 +801,8 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
 
     maps = fit.fit(train, lam)
     gained = lambda pred: {i: (p - p.mean(0)) * gain + p.mean(0) for i, p in pred.items()}
-    report = {"target": "offline head", "window": window.config(), "hop": hop, "phases": hop if phases else 0,
-              "vad_lead": lead, "lambda": lam, "gain": round(gain, 4),
+    report = {"target": f"offline head ({target} codes)", "window": window.config(), "hop": hop,
+              "phases": hop if phases else 0, "vad_lead": lead, "lambda": lam, "gain": round(gain, 4),
               "train_tracks": len(train), "train_frames": int(sum(len(fit.y[i]) for i in train)),
               "train_sources": sorted({str(files[i]["source"]) for i in train}),
               "oof_vs_offline": scores(corpus, gained(oof))}
@@ -957,6 +968,8 @@ def main(argv=None) -> int:
     ds.add_argument("--shared", action="store_true", help="one map for every frame of a hop (else one per phase)")
     ds.add_argument("--lead", type=int, default=DISTIL_LEAD,
                     help="frames the live rules open the mouth before the voice")
+    ds.add_argument("--target", choices=("raw", "smoothed"), default=DISTIL_TARGET,
+                    help="the offline head's codes before or after its smoothing")
     ds.add_argument("--no-install", action="store_true", help="report only")
     cl = sub.add_parser("copy-live", help="copy the live lips part of one parameters file into another")
     cl.add_argument("src", type=Path)
@@ -987,7 +1000,7 @@ def run(a, log) -> None:
     elif a.cmd == "distil":
         w = sp.SpeechWindow(a.chunk_frames, a.win_before, a.win_after)
         fit_distil_command(a.raw, a.features, a.weights, a.report, w, a.hop, not a.shared, a.lead, a.data, log,
-                           install=not a.no_install)
+                           install=not a.no_install, target=a.target)
     elif a.cmd == "copy-live":
         copy_live(a.src, a.dst)
     else:
