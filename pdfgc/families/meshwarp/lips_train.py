@@ -2,6 +2,10 @@
 
     python -m pdfgc.families.meshwarp.lips_train cache --raw ../shared/data/corpus --cache DIR
     python -m pdfgc.families.meshwarp.lips_train fit --data PREPARED --cache DIR --weights FILE.safetensors
+    python -m pdfgc.families.meshwarp.lips_train distil --raw RAW_CORPUS --features DIR --weights FILE.safetensors
+
+(``distil``: the live head, fitted to the offline head's codes; ``fit-live``: the live head fitted on the real mouths,
+as the offline one; ``copy`` / ``copy-live``: one part of a parameters file into another.)
 
 1. **Features** (``cache``): per raw clip with sound, the speech stream's slabs (``speech.clip_slabs``) of Whisper
    base's blocks ``CACHE_LAYERS``, float16, one ``.npy`` per raw clip under the cache folder (resumable: a clip
@@ -759,6 +763,9 @@ def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | Non
     from .params import load_params
 
     torch.set_num_threads(1)
+    if not (Path(raw) / "manifest.csv").is_file():
+        from ...errors import InputError
+        raise InputError(f"{raw}: no manifest.csv: pass the raw corpus folder (its clips' sound is read)")
     cut = sp.SpeechWindow(window.chunk_frames, DISTIL_BEFORE, window.win_after)
     if window.win_before > DISTIL_BEFORE:
         raise ValueError(f"win_before {window.win_before}: the cache keeps {DISTIL_BEFORE} encoder frames of past")
