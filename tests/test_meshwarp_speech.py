@@ -266,3 +266,56 @@ def test_copy_live_part_between_parameter_files(tmp_path):
     assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 0          # the offline copy keeps the live part
     assert live_from_params(load_params(dst)) is not None
     assert LT.main(["copy-live", str(tmp_path / "missing.safetensors"), str(dst)]) == 2
+
+
+def test_distil_command_end_to_end(tmp_path, weights):
+    """``lips_train distil`` on a tiny raw corpus (PD-FGC's 15 s demo speech cut in 4 tracks of 2.5 s, 4 "people",
+    one held out): features cached, ONLY the live part of a copy of the parameters rewritten, and the installed
+    head, run on a live session's stream, gives the cached codes and follows the offline head's codes on the
+    held-out track (r > 0.8)."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.lips import from_params, live_from_params
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
+    from pdfgc.media.audio_io import decode_speech
+
+    from .conftest import DATA, write_wav16
+
+    src = DATA / "pdfgc" / "audio_longer.mp3"
+    if not src.is_file():
+        pytest.skip(f"{src} not here")
+    speech = decode_speech(src)[0]
+    raw = tmp_path / "corpus"
+    raw.mkdir()
+    rows = ["local_path,has_audio,identity_guess"]
+    for i in range(4):
+        write_wav16(raw / f"t{i}.wav", speech[i * 40000:(i + 1) * 40000])
+        rows.append(f"t{i}.wav,True,person {i}")
+    (raw / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "held.txt").write_text("person 3\n")
+    dst = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    rep = LT.fit_distil_command(raw, tmp_path / "feats", dst, tmp_path / "rep.json", log=lambda m: None,
+                                heldout_file=tmp_path / "held.txt")
+    assert len(list((tmp_path / "feats").glob("*/*.npz"))) == 4 and rep["train_tracks"] == 3
+    assert rep["heldout_vs_offline"]["code_r_median"] > 0.8, rep["heldout_vs_offline"]
+    p = load_params(dst)
+    head = live_from_params(p)
+    assert (head.phases, head.vad_lead, head.window) == (LT.LIVE_HOP, LT.DISTIL_LEAD, LT.DISTIL_WINDOW)
+    a, b = from_params(p).state_dict(), from_params(load_params(DEFAULT_PATH)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)                      # the offline head untouched
+    # the head through a session's stream on the held-out track vs the offline head's codes
+    files = LT.load_distil(tmp_path / "feats" / "c100_a5_h2", [(str(raw / "t3.wav"), "person 3", True)])
+    wav = speech[3 * 40000:4 * 40000]
+    enc = sp.load_encoder(4)
+    n = len(wav) // 640
+    live = np.zeros((n, 16), np.float32)
+    stream = head.stream(enc, n, LT.LIVE_HOP)
+    with torch.no_grad():
+        for first, slab in stream.push(wav) + stream.finish():
+            live[first:first + 2] = head(torch.from_numpy(slab), 2).numpy()[:min(2, n - first)]
+    r = np.corrcoef(live.ravel(), files[0]["offline_raw"][:n].ravel())[0, 1]
+    assert r > 0.8, r
+    # the cache = the stream, up to the cache's float16 (codes reach ~1.7; measured max difference 0.017)
+    np.testing.assert_allclose(live, LT._head_codes(head, files[0], 2)[:n], atol=0.03)
