@@ -14,9 +14,9 @@ What differs from offline, and why:
   its own linear map from the chunk's last 13 encoder frames (120 ms before the hop's first frame to the chunk's
   end, 140 ms after it); and the live rules (``lips.live_rules``: the 120 ms hangover after the voice, a
   ``vad_lead`` of 2 frames before it, the ramp's half-open frames inside that span's first frame and after its
-  last, no smoothing: the head learnt the smoothed codes). ``rules="offline"``: the offline head (4 s chunks,
-  -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips of
-  ``animate`` within the chunking's tolerance, for comparison.
+  last, no smoothing: the maps over overlapping windows are smooth already). ``rules="offline"``: the offline
+  head (4 s chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8):
+  the lips of ``animate`` within the chunking's tolerance, for comparison.
 - **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
   is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
   are known (whole 32 ms silero windows). Live: 140 ms from a frame's first sample for the chunk (hop 2, chunk to
