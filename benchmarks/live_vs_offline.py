@@ -6,6 +6,9 @@ encoder's cost per chunk vs the chunk's length on one thread. Baseline beside it
 same lips one frame late (what a one-frame error in timing would cost).
 
     PYTHONPATH=. python3 benchmarks/live_vs_offline.py                    # [--kinds live offline:8 offline:4]
+
+It also writes mouth close-ups of the example speech, live vs the offline rules (``--strip``,
+benchmarks/results/live/live_vs_offline_mouths.png).
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ def main(argv=None):
     ap.add_argument("--kinds", nargs="+", default=["live", "offline:8"])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clips", type=int, default=6)
+    ap.add_argument("--strip", type=Path, default=ROOT / "benchmarks/results/live/live_vs_offline_mouths.png",
+                    help="mouth close-ups, live vs offline rules (PNG)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from pdfgc.live import LiveSession
@@ -83,6 +88,33 @@ def main(argv=None):
     results["r_1_frame_late_mean"] = round(float(np.mean([c["r_offline_vs_1_frame_late"] for c in
                                                           results["clips"]])), 4)
     print(json.dumps({k: v for k, v in results.items() if k != "clips"}))
+    if args.strip:
+        mouth_strip(pipe, args.strip)
+
+
+def mouth_strip(pipe, out: Path) -> None:
+    """Mouth close-ups of the example speech (0.5 s of silence first), every other frame from 0.48 s: the default
+    live session (top) and the offline head and rules (``rules="offline"``, animate's lips; bottom); no head motion
+    or blinks."""
+    import cv2
+
+    from pdfgc.live import LiveControls, LiveSession
+    ex = ROOT / "pdfgc/ui/examples"
+    wav = np.concatenate([np.zeros(8000, np.float32), pipe.load_speech(ex / "speech.m4a").wav16k[:16000 * 4]])
+    rows = []
+    for rules in ("live", "offline"):
+        with LiveSession(ex / "anne.png", LiveControls(pose_auto=False, blink_auto=False), pipeline=pipe,
+                         rules=rules) as s:
+            frames = []
+            for i in range(0, len(wav), 480):
+                frames += s.push(wav[i:i + 480])
+            frames += s.finish()
+        size = frames[0].image.shape[0]
+        crop = lambda im: cv2.resize(im[int(size * 0.48):int(size * 0.72), int(size * 0.30):int(size * 0.70)],
+                                     (120, 72))
+        rows.append(np.concatenate([crop(frames[i].image) for i in range(12, 44, 2)], 1))
+    cv2.imwrite(str(out), np.concatenate(rows, 0)[..., ::-1])
+    print(f"mouth close-ups (live top, offline rules bottom) -> {out}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import torch
 from pdfgc.errors import InputError
 
 EX = __import__("pathlib").Path(__file__).resolve().parents[1] / "pdfgc" / "ui" / "examples"
-# the live head against the offline plan on this clip (README "Live"): another head with a shorter window, so a
-# looser bound than the offline head's 0.95
-LIVE_VS_OFFLINE_R = 0.8
+# the live head against the offline plan on this clip (README "Live"): the head distilled from the offline one, with
+# a shorter look-ahead, measured 0.976 here (the offline head and rules at hop 8: 0.981); the issue's 0.95
+LIVE_VS_OFFLINE_R = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def feed(session, wav, step=480):
 
 def test_live_lips_match_offline(pipe, speech):
     """rules="offline": the offline head and rules on a short hop give the offline plan's lips (r >= 0.95, the stated
-    tolerance); the default live head and rules stay close to them (r >= LIVE_VS_OFFLINE_R: another head, a
+    tolerance); the default live head and rules stay close to them (r >= LIVE_VS_OFFLINE_R: the distilled head, a
     shorter window) and keep the silent lead closed."""
     from pdfgc.live import LiveSession
     wav = np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(8000, np.float32)])
@@ -56,15 +56,42 @@ def test_live_lips_match_offline(pipe, speech):
         assert moving.sum() > 20 and np.abs(live[:n][moving]).max(1).mean() > 0.2
 
 
+def test_live_session_equals_its_head_and_rules_on_the_whole_file(pipe, speech):
+    """The default session fed in odd pieces gives the live head and the live rules run on the whole file at once
+    (the head on the same 2 s chunks, silero's flags of the whole file), frame for frame: the rolling rules read the
+    voice flags past the last final code (the lead) as the whole-file rules do. Before this was checked, a frame
+    whose codes were the last known lost the voice of the frames after it and stayed closed at phrase starts (the
+    held-out voices' r with the offline lips: 0.82 instead of 0.90 on the hardest one)."""
+    from pdfgc.families.meshwarp.lips import live_rules, voice_flags
+    from pdfgc.live import LiveSession
+    wav = np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(8000, np.float32)])
+    with LiveSession(EX / "anne.png", pipeline=pipe, threaded=False) as s:
+        frames = feed(s, wav, 333) + s.finish()
+        head, hop, lead, gain = s.head, s.stream.hop, s.rules_ahead, s.mouth_gain
+    n = len(frames)
+    stream = head.stream(pipe.family.model.lips.encoder, n, hop)
+    raw = np.zeros((n, head.bias.shape[0]), np.float32)
+    with torch.no_grad():
+        for first, slab in stream.push(wav) + stream.finish():
+            y = head(torch.from_numpy(slab), hop).numpy()
+            raw[first:first + hop] = y[:min(hop, n - first)]
+    want = live_rules(raw, voice_flags(wav, n), head.gap_direction.numpy(), float(head.gap_rms), lead=lead) * gain
+    got = np.stack([f.mouth for f in frames])
+    assert lead == 2 and np.abs(want).max(1).astype(bool).sum() > 30
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_live_head_reads_no_speech_past_the_stated_lookahead(pipe, speech):
     """Feed the speech up to what frame f needs (``frame_needs``), then loud noise instead of the rest: frames up to
-    f come out, final, equal to those of the session fed the real speech; the stated look-ahead is at most 120 ms
-    (the issue's 250 ms delay minus compute) and is what the default session waits for."""
+    f come out, final, equal to those of the session fed the real speech; the stated look-ahead is at most 150 ms
+    (the issue's 250 ms delay minus ~100 ms of compute at p95; the distilled head's: 144 ms, its chunk ends 140 ms
+    after a hop's first frame starts and its rules read the voice flags of 2 frames later) and is what the default
+    session waits for."""
     from pdfgc.live import LiveSession
     wav = speech[:16000 * 2]
     with LiveSession(EX / "anne.png", pipeline=pipe, threaded=False) as s:   # out in the push completing them
         stated = s.lookahead_ms
-        assert s.rules == "live" and stated <= 120
+        assert s.rules == "live" and stated <= 150
         ref = {f.index: f.mouth for f in feed(s, wav, 160)}
         needs = [s.frame_needs(f) for f in (10, 11, 25)]
     assert max(n - f * 640 for n, f in zip(needs, (10, 11, 25))) <= stated * 16

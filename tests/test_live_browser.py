@@ -88,3 +88,35 @@ def test_live_page_with_fake_microphone(server, mic_file):
     mouth = np.array([m for _, m in stats["mouth"]])
     assert (mouth > 0.3).mean() > 0.15, mouth        # open on the speech
     assert (mouth == 0).mean() > 0.2, mouth          # closed in the silences
+
+
+def test_live_page_with_an_audio_file(server, mic_file):
+    """The page's audio-file input: the file is decoded in the page (its own rate), fed at the wall-clock rate in
+    20 ms pieces, and the portrait speaks it: >= 20 frames/s over the speech, the mouth open on it and closed in the
+    silences before and after."""
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = b.new_context().new_page()
+        outside = []
+        page.route("**/*", lambda r: (r.continue_() if r.request.url.startswith((server, "data:", "blob:", "ws:"))
+                                      else (outside.append(r.request.url), r.abort())))
+        page.goto(server)
+        page.set_input_files("#audio", str(mic_file))
+        # the 6.5 s file (1.5 s silence, 3 s speech, 2 s silence) is 163 frames: all of them but the few the
+        # look-ahead holds at the end (a page never finishes its session)
+        page.wait_for_function("window.pdfgcStats.frames >= 158 || window.pdfgcStats.errors.length", timeout=30_000)
+        time.sleep(0.5)
+        stats = page.evaluate("window.pdfgcStats")
+        b.close()
+    assert stats["errors"] == [] and outside == []
+    t = np.array(stats["times"]) / 1000
+    recent = t[t > t[-1] - 5]
+    fps = (len(recent) - 1) / (recent[-1] - recent[0])
+    print(f"live page, audio file: {len(t)} frames, {fps:.1f} frames/s over the last 5 s, {stats['dropped']} dropped")
+    assert fps >= 20 and 158 <= len(t) <= 163, (fps, len(t))
+    mouth = np.array([m for _, m in stats["mouth"]])
+    assert (mouth > 0.3).mean() > 0.15, mouth        # open on the speech
+    assert (mouth == 0).mean() > 0.2, mouth          # closed in the silences
+    assert np.all(mouth[:10] == 0), mouth[:10]       # the first 1.5 s are silence

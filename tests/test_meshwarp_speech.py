@@ -166,11 +166,11 @@ def test_copy_lips_part_between_parameter_files(tmp_path):
     assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 2
 
 
-def test_live_rules_margins_and_causality():
-    """The live rules on tiny inputs: the mouth closed where no voice is heard, half open LIVE_VAD_LEAD frames before
+@pytest.mark.parametrize("lead", [1, 2])
+def test_live_rules_margins_and_causality(lead):
+    """The live rules on tiny inputs: the mouth closed where no voice is heard, half open ``lead`` frames before
     the first voiced frame and on the frame after the VAD_HANGOVER frames that follow the last, open between;
-    predicted closures shut; and frame t's output never depends on flags past t + LIVE_RULES_AHEAD or codes past
-    t."""
+    predicted closures shut; and frame t's output never depends on flags past t + lead or codes past t."""
     from pdfgc.families.meshwarp import lips as L
 
     assert L.LIVE_RULES_AHEAD == L.LIVE_VAD_LEAD == 1 and L.VAD_HANGOVER == 3
@@ -180,24 +180,59 @@ def test_live_rules_margins_and_causality():
     codes[12] = [0.05, 0.5, 0.0, 0.0]            # a predicted bilabial closure (gap 0.05 < 0.15 of gap_rms 1)
     flags = np.zeros(20, bool)
     flags[8:11] = True                           # voice heard on frames 8..10
-    y = L.live_rules(codes, flags, g, 1.0)
+    y = L.live_rules(codes, flags, g, 1.0, lead=lead)
+    if lead == 1:
+        np.testing.assert_array_equal(y, L.live_rules(codes, flags, g, 1.0))   # the default
     gap = y[:, 0]
-    assert np.all(gap[:7] == 0) and np.all(gap[15:] == 0)     # silence: closed
-    assert gap[7] == 0.5 and gap[14] == 0.5                    # the ramps: 8 - 1 (lead), 10 + 3 (hangover) + 1
-    assert np.all(gap[8:12] == 1.0) and gap[12] == 0 and gap[13] == 1.0
-    assert np.all(L.live_rules(codes, np.zeros(20, bool), g, 1.0) == 0)   # no voice anywhere: always closed
+    assert np.all(gap[:8 - lead] == 0) and np.all(gap[15:] == 0)     # silence: closed
+    assert gap[8 - lead] == 0.5 and gap[14] == 0.5                   # the ramps: 8 - lead, 10 + 3 (hangover) + 1
+    assert np.all(gap[9 - lead:12] == 1.0) and gap[12] == 0 and gap[13] == 1.0
+    assert np.all(L.live_rules(codes, np.zeros(20, bool), g, 1.0, lead=lead) == 0)   # no voice: always closed
     rng = np.random.default_rng(0)
-    for t in range(2, 17):
+    for t in range(2, 20 - lead - 1):
         f2, c2 = flags.copy(), codes.copy()
-        f2[t + L.LIVE_RULES_AHEAD + 1:] = rng.random(20 - t - L.LIVE_RULES_AHEAD - 1) < 0.5
+        f2[t + lead + 1:] = rng.random(20 - t - lead - 1) < 0.5
         c2[t + 1:] = rng.normal(size=(19 - t, 4))
-        np.testing.assert_array_equal(L.live_rules(c2, f2, g, 1.0)[:t + 1], y[:t + 1])
+        np.testing.assert_array_equal(L.live_rules(c2, f2, g, 1.0, lead=lead)[:t + 1], y[:t + 1])
     # the offline rules look further: a voiced frame 3 frames after t opens t offline, not live
     late = np.zeros(20, bool)
     late[10] = True
     offline_speaking = np.convolve(late, np.ones(2 * L.VAD_HANGOVER + 1), "same") > 0   # voice_activity's margin
     assert L.speech_rules(codes, offline_speaking, g, 1.0)[7, 0] == 1.0
     assert L.live_rules(codes, late, g, 1.0)[7, 0] == 0.0
+
+
+def test_phase_head_reads_its_slab_as_the_distillation_lays_it_out():
+    """A phase head (one map per frame of a hop, from the chunk's whole slab): its forward on a stream's slab equals
+    the distillation's design (``lips_train.distil_inputs`` on the cached, wider slab) times its maps, for each
+    phase; a slab of another length (another window or hop) is refused."""
+    from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp import lips_train as LT
+
+    window, hop = sp.SpeechWindow(100, 6, 5), 2
+    head = L.LipsHead((2,), 4, 3, dim=4, window=window, phases=hop)
+    assert head.slab_frames == 2 * (hop - 1) + 11
+    g = torch.Generator().manual_seed(0)
+    head.proj.copy_(torch.eye(4))    # mean 0, scale 1: project() keeps the values
+    head.weight.copy_(torch.randn(head.weight.shape, generator=g))
+    head.bias.copy_(torch.randn(3, generator=g)), head.phase_bias.copy_(torch.randn(hop, 3, generator=g))
+    head.gain.fill_(1.3)
+    cached = torch.randn(5, LT.DISTIL_BEFORE + 2 * (hop - 1) + window.win_after, 4, generator=g)  # 5 chunks
+    d = {"slabs": cached.numpy(), "offline": np.zeros((10, 3), np.float32)}
+    x = LT.distil_inputs(d, window, hop, phases=True)
+    for k in range(5):
+        slab = cached[k, LT.DISTIL_BEFORE - window.win_before:, None]   # the stream's slab: (rows, 1 layer, dim)
+        y = head(slab, hop)
+        for j in range(hop):
+            want = (x[j][k] @ head.weight[j].numpy()) * 1.3 + head.bias.numpy() + head.phase_bias[j].numpy()
+            np.testing.assert_allclose(y[j].numpy(), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(LT._head_codes(head, d, hop)[2:4], head(cached[1, 10:, None], hop).numpy(), atol=1e-5)
+    with pytest.raises(ValueError):
+        head(cached[0, 9:, None], hop)
+    # the shared design: frame j of the hop reads its own window, 2 j encoder frames later
+    xs = LT.distil_inputs(d, window, hop, phases=False)
+    lo = LT.DISTIL_BEFORE - window.win_before
+    np.testing.assert_array_equal(xs[1][3], cached[3, lo + 2:lo + 2 + window.frames].numpy().ravel())
 
 
 def test_copy_live_part_between_parameter_files(tmp_path):
@@ -224,9 +259,63 @@ def test_copy_live_part_between_parameter_files(tmp_path):
     back = load_params(dst)
     assert back.emotion_sigma_s == 0.5 and back.info["lips_live"] == src.info["lips_live"]
     a, b = live_from_params(src), live_from_params(back)
+    assert (a.phases, a.vad_lead) == (b.phases, b.vad_lead)
     assert a.window == b.window and all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     off_a, off_b = from_params(src).state_dict(), from_params(back).state_dict()
     assert off_a.keys() == off_b.keys() and all(torch.equal(off_a[k], off_b[k]) for k in off_a)
     assert LT.main(["copy", str(DEFAULT_PATH), str(dst)]) == 0          # the offline copy keeps the live part
     assert live_from_params(load_params(dst)) is not None
     assert LT.main(["copy-live", str(tmp_path / "missing.safetensors"), str(dst)]) == 2
+
+
+def test_distil_command_end_to_end(tmp_path, weights):
+    """``lips_train distil`` on a tiny raw corpus (PD-FGC's 15 s demo speech cut in 4 tracks of 2.5 s, 4 "people",
+    one held out): features cached, ONLY the live part of a copy of the parameters rewritten, and the installed
+    head, run on a live session's stream, gives the cached codes and follows the offline head's codes on the
+    held-out track (r > 0.8)."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.lips import from_params, live_from_params
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
+    from pdfgc.media.audio_io import decode_speech
+
+    from .conftest import DATA, write_wav16
+
+    src = DATA / "pdfgc" / "audio_longer.mp3"
+    if not src.is_file():
+        pytest.skip(f"{src} not here")
+    speech = decode_speech(src)[0]
+    raw = tmp_path / "corpus"
+    raw.mkdir()
+    rows = ["local_path,has_audio,identity_guess"]
+    for i in range(4):
+        write_wav16(raw / f"t{i}.wav", speech[i * 40000:(i + 1) * 40000])
+        rows.append(f"t{i}.wav,True,person {i}")
+    (raw / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "held.txt").write_text("person 3\n")
+    dst = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    rep = LT.fit_distil_command(raw, tmp_path / "feats", dst, tmp_path / "rep.json", log=lambda m: None,
+                                heldout_file=tmp_path / "held.txt")
+    assert len(list((tmp_path / "feats").glob("*/*.npz"))) == 4 and rep["train_tracks"] == 3
+    assert rep["heldout_vs_offline"]["code_r_median"] > 0.8, rep["heldout_vs_offline"]
+    p = load_params(dst)
+    head = live_from_params(p)
+    assert (head.phases, head.vad_lead, head.window) == (LT.LIVE_HOP, LT.DISTIL_LEAD, LT.DISTIL_WINDOW)
+    a, b = from_params(p).state_dict(), from_params(load_params(DEFAULT_PATH)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)                      # the offline head untouched
+    # the head through a session's stream on the held-out track vs the offline head's codes
+    files = LT.load_distil(tmp_path / "feats" / "c100_a5_h2", [(str(raw / "t3.wav"), "person 3", True)])
+    wav = speech[3 * 40000:4 * 40000]
+    enc = sp.load_encoder(4)
+    n = len(wav) // 640
+    live = np.zeros((n, 16), np.float32)
+    stream = head.stream(enc, n, LT.LIVE_HOP)
+    with torch.no_grad():
+        for first, slab in stream.push(wav) + stream.finish():
+            live[first:first + 2] = head(torch.from_numpy(slab), 2).numpy()[:min(2, n - first)]
+    r = np.corrcoef(live.ravel(), files[0]["offline_raw"][:n].ravel())[0, 1]
+    assert r > 0.8, r
+    # the cache = the stream, up to the cache's float16 (codes reach ~1.7; measured max difference 0.017)
+    np.testing.assert_allclose(live, LT._head_codes(head, files[0], 2)[:n], atol=0.03)

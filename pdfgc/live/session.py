@@ -8,22 +8,25 @@ explicit controls (``MeshWarpFamily.apply_controls``), the pose calibration and 
 
 What differs from offline, and why:
 
-- **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``: a window
-  of 120 ms before a frame's start to 80 ms after it, Whisper chunks of 2 s ending there, one chunk every 2 frames,
-  fitted like the offline head on features cut this way) and the live rules (``lips.live_rules``: the 120 ms hangover
-  after the voice, a 1-frame lead before it, the ramp's half-open frames inside that span's first frame and after
-  its last, no smoothing). ``rules="offline"``: the offline head (4 s
-  chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8): the lips
-  of ``animate`` within the chunking's tolerance, for comparison.
+- **Lips head and rules** (``rules``, default ``"live"``): the live lips head (``lips.live_from_params``), distilled
+  from the offline head (``lips_train distil``: fitted to predict the offline head's codes): Whisper chunks of 2 s,
+  one every 2 frames (``hop``), each ending 100 ms after the hop's last frame starts; each of the hop's 2 frames has
+  its own linear map from the chunk's last 13 encoder frames (120 ms before the hop's first frame to the chunk's
+  end, 140 ms after it); and the live rules (``lips.live_rules``: the 120 ms hangover after the voice, a
+  ``vad_lead`` of 2 frames before it, the ramp's half-open frames inside that span's first frame and after its
+  last, no smoothing: the maps over overlapping windows are smooth already). ``rules="offline"``: the offline
+  head (4 s chunks, -80..+120 ms) and rules exactly, one chunk every ``hop`` frames (default ``DEFAULT_HOP`` = 8):
+  the lips of ``animate`` within the chunking's tolerance, for comparison.
 - **Look-ahead** (what bounds the delay; ``lookahead_ms``, ``frame_needs``): a frame is final once its hop's chunk
   is encoded (the hop's last frame plus the window's look-ahead) and the voice flags of the frames the rules read
-  are known (whole 32 ms silero windows). Live: 120 ms from a frame's first sample for the chunk (hop 2, window to
-  +80 ms), 80 ms (+ silero's window rounding, at most 104 ms) for the next frame's flags: 120 ms; offline rules at
-  hop 8: 480 ms.
+  are known (whole 32 ms silero windows). Live: 140 ms from a frame's first sample for the chunk (hop 2, chunk to
+  +100 ms after the hop's last frame), 120 ms (+ silero's window rounding, at most 144 ms) for the flags of 2 frames
+  later: 144 ms; offline rules at hop 8: 480 ms.
 - **Voice activity**: silero-vad run window by window as the samples come (its own instance, same 512-sample
   windows and state as ``lips.voice_activity``: the same probabilities).
-- **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (0/1, the same
-  0.4 s mean, but causal) instead of the offline mel loudness, which needs the whole track's gain.
+- **Head motion activity**: ``MotionModel``'s innovation scale is driven by the voice activity (``LIVE_ACTIVITY``
+  while speaking, else 0; the same 0.4 s mean, but causal) instead of the offline mel loudness, which needs the
+  whole track's gain.
 - **Expression leak**: the offline per-plan probe of how the mouth/expression read as a turn is not run (it needs
   the whole plan); the pose calibration is.
 """
@@ -71,6 +74,12 @@ MAX_PENDING = 4          # chunks queued for the encoder thread before a push wa
 # usually done within a 20-40 ms push period): saves the next push's wait, and is no CPU
 ENCODE_WAIT = 0.03
 BLINK_BLOCK = FPS * 600  # blink schedule made 10 minutes at a time
+# the head-motion activity of a speaking frame: the live activity is the voice flag (0/1, with the live rules'
+# hangover and lead), the offline one the mel loudness scaled 0..1 between its 20th and 80th percentiles; over the
+# training speakers' frames (prepared corpus, held-out people apart) the offline activity averages 0.535 and the
+# live flags 0.871 (lead 2): 0.535 / 0.871. Without it the live head moved 30 % more than the held-out speakers in
+# roll (benchmarks/live_motion.py)
+LIVE_ACTIVITY = 0.61
 
 
 @dataclass
@@ -177,7 +186,8 @@ class LiveSession:
         if hop is None:
             hop = int(fam.params.audio_config["live"]["hop"]) if live_head is not None else DEFAULT_HOP
         self.stream = self.head.stream(lips.encoder, hop=hop)
-        self.rules_ahead = LIVE_RULES_AHEAD if self.rules == "live" else RULES_AHEAD
+        # the live rules' lead (frames the mouth opens before the voice) travels with the live head (its config)
+        self.rules_ahead = getattr(self.head, "vad_lead", LIVE_RULES_AHEAD) if self.rules == "live" else RULES_AHEAD
         # threaded: the Whisper encoder runs on a worker thread (the second core; torch releases the GIL), so that
         # rendering goes on while a chunk is encoded; a frame whose chunk is being encoded comes out at a later push
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-live-encoder") if threaded else None
@@ -341,16 +351,19 @@ class LiveSession:
             return []
         hi = min(codes_known, voice_to if not final else upto)
         lo = self.hist0
-        raw_voice = np.zeros(hi - lo, bool)
-        have = self.voice_raw[:hi - lo]
+        # the voice flags as far as they are known: the rules of the last frames read flags past the last code (the
+        # live lead, the offline hangover and ramp); cut at the codes, the last frames read no voice there
+        raw_voice = np.zeros(max(voice_to, hi) - lo, bool)
+        have = self.voice_raw[:raw_voice.size]
         raw_voice[:have.size] = have
         # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
         if self.rules == "live":
-            speaking = live_speaking(raw_voice)
-            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap) * self.mouth_gain
+            speaking = live_speaking(raw_voice, self.rules_ahead)[:hi - lo]
+            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap, lead=self.rules_ahead) * self.mouth_gain
         else:
             k = np.ones(2 * VAD_HANGOVER + 1)
             speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
+            speaking = speaking[:hi - lo]
             y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
             mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
         frames = self._render(mouth[self.emitted - lo:upto - lo], self.emitted, voice=speaking)
@@ -386,7 +399,7 @@ class LiveSession:
         dims = fam.code_dims
         pose = torch.zeros(n, dims["pose"])
         if c.pose_auto:
-            act = voice[first - self.hist0:first - self.hist0 + n].astype(float)
+            act = LIVE_ACTIVITY * voice[first - self.hist0:first - self.hist0 + n].astype(float)
             pose[:, :3] = torch.from_numpy(np.stack([self.motion.step(a) for a in act])).float()
             for j, v in enumerate((c.yaw, c.pitch, c.roll)):
                 if v is not None:   # a set angle replaces the generated motion on its axis (the process runs on)

@@ -29,21 +29,34 @@ CLOSED_GAP = 0.15          # predicted lip gap (fraction of the speakers' median
 
 class LipsHead(nn.Module):
     def __init__(self, layers=(2, 3, 4), components: int = 64, mouth_dim: int = 16, dim: int = 512,
-                 window: sp.SpeechWindow = sp.OFFLINE_WINDOW):
+                 window: sp.SpeechWindow = sp.OFFLINE_WINDOW, phases: int = 0):
         super().__init__()
         self.layers = [int(x) for x in layers]
         self.window = window   # the chunk length and frame window it was fitted on (and must be run with)
+        # phases (live heads only): 0 = one map from each frame's own window (every head before); h = a stream of hop
+        # h whose chunk's h frames each have their own map from the WHOLE slab (all its frames read the chunk's
+        # 2 (h - 1) + window.frames encoder frames): the hop's first frames read further ahead at no extra wait
+        self.phases = int(phases)
         n = len(self.layers) * dim
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("scale", torch.ones(n))
         self.register_buffer("proj", torch.zeros(n, components))
-        self.register_buffer("weight", torch.zeros(window.frames * components, mouth_dim))
+        if self.phases:
+            self.register_buffer("weight", torch.zeros(self.phases, self.slab_frames * components, mouth_dim))
+            self.register_buffer("phase_bias", torch.zeros(self.phases, mouth_dim))   # each map's own intercept
+        else:
+            self.register_buffer("weight", torch.zeros(window.frames * components, mouth_dim))
         self.register_buffer("bias", torch.zeros(mouth_dim))
         self.register_buffer("gain", torch.ones(()))
         # (Dm,) how each code moves the inner-lip gap, and the gap's RMS in speech at the target scale: the rules'
         # closure threshold is relative to it
         self.register_buffer("gap_direction", torch.zeros(mouth_dim))
         self.register_buffer("gap_rms", torch.ones(()))
+
+    @property
+    def slab_frames(self) -> int:
+        """Encoder frames of one chunk's slab in a stream of hop ``phases`` (the phase head reads them all)."""
+        return sp.ENC_PER_VIDEO * (self.phases - 1) + self.window.frames
 
     @property
     def config(self) -> dict:
@@ -63,6 +76,12 @@ class LipsHead(nn.Module):
         """(SLAB, L, 512) one chunk's slab -> (count, Dm) mouth codes of its frames (no rules); ``count``: the
         stream's hop (a live stream's slab is shorter)."""
         z = self.project(slab)
+        if self.phases:
+            if z.shape[0] != self.slab_frames or count > self.phases:
+                raise ValueError(f"a phase head of hop {self.phases} reads slabs of {self.slab_frames} encoder frames "
+                                 f"and at most {self.phases} frames (got {z.shape[0]}, {count})")
+            y = torch.einsum("k,jkd->jd", z.flatten(), self.weight[:count])
+            return y * self.gain + self.bias + self.phase_bias[:count]
         idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(self.window.frames)[None]
         return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
 
@@ -109,7 +128,9 @@ def live_from_params(params) -> LipsHead | None:
     if speech.pop("model_sha256", None) != sp.MODEL_SHA256:
         raise CheckpointError("meshwarp parameters: the live lips head was fitted on another speech encoder")
     window = sp.SpeechWindow(**{k: int(speech[k]) for k in ("chunk_frames", "win_before", "win_after")})
-    head = LipsHead(cfg["layers"], int(cfg["components"]), int(cfg["mouth_dim"]), window=window)
+    head = LipsHead(cfg["layers"], int(cfg["components"]), int(cfg["mouth_dim"]), window=window,
+                    phases=int(cfg.get("phases", 0)))
+    head.vad_lead = int(cfg.get("vad_lead", LIVE_VAD_LEAD))
     state = {k[len(LIVE):]: v for k, v in params.audio_state.items() if k.startswith(LIVE)}
     try:
         head.load_state_dict(state, strict=True)
@@ -123,7 +144,12 @@ def to_config(head: LipsHead) -> dict:
 
 
 def to_live_config(head: LipsHead, hop: int) -> dict:
-    return {**head.config, "speech": head.window.config(), "hop": int(hop)}
+    """The live head's config: its window, hop, phase maps and the frames its rules open the mouth before the voice
+    (``vad_lead``: the rules' look-ahead, so it travels with the head)."""
+    if head.phases and head.phases != hop:
+        raise ValueError(f"a phase head of {head.phases} phases runs at hop {head.phases}, not {hop}")
+    return {**head.config, "speech": head.window.config(), "hop": int(hop), "phases": head.phases,
+            "vad_lead": int(getattr(head, "vad_lead", LIVE_VAD_LEAD))}
 
 
 class SpeechToMouth:
@@ -238,27 +264,31 @@ def smooth_keeping_closures(codes: torch.Tensor) -> torch.Tensor:
 # the 120 ms hangover AFTER the voice (causal: free) but open the mouth only LIVE_VAD_LEAD frames before it, put the
 # 2-frame ramp's half-open frames where they need no look-ahead (the first speaking frame, i.e. the lead frame, and
 # the first frame after the hangover) and drop the 3-tap smoothing (the ridge over overlapping windows is smooth
-# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known.
+# already): a frame's mouth is final once the voice flags of LIVE_RULES_AHEAD frames after it are known. A live head
+# carries its own lead (``vad_lead`` of its config; LIVE_VAD_LEAD for heads without one): the distilled head's is 2
+# (lips_train.DISTIL_LEAD), which brings the live lips closer to the offline ones for 24 ms more look-ahead.
 LIVE_VAD_LEAD = 1
 LIVE_RULES_AHEAD = LIVE_VAD_LEAD
 
 
-def live_speaking(flags: np.ndarray) -> np.ndarray:
-    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and LIVE_VAD_LEAD after."""
+def live_speaking(flags: np.ndarray, lead: int = LIVE_VAD_LEAD) -> np.ndarray:
+    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and ``lead`` after."""
     f = np.asarray(flags, bool)
     out = f.copy()
     for k in range(1, VAD_HANGOVER + 1):
         out[k:] |= f[:-k]
-    for k in range(1, LIVE_VAD_LEAD + 1):
+    for k in range(1, lead + 1):
         out[:-k] |= f[k:]
     return out
 
 
-def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float) -> np.ndarray:
+def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float,
+               lead: int = LIVE_VAD_LEAD) -> np.ndarray:
     """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
     frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
-    to t + LIVE_RULES_AHEAD and codes up to t."""
-    s = live_speaking(flags)
+    to t + ``lead`` (the head's ``vad_lead``; LIVE_RULES_AHEAD by default) and codes up to t. ``flags`` may run
+    past the codes (a stream's flags are known ``lead`` frames further than its final codes)."""
+    s = live_speaking(flags, lead)[:len(codes)]
     prev = np.r_[False, s[:-1]]
     w = s.astype(np.float32)
     w[s != prev] = 0.5

@@ -2,6 +2,10 @@
 
     python -m pdfgc.families.meshwarp.lips_train cache --raw ../shared/data/corpus --cache DIR
     python -m pdfgc.families.meshwarp.lips_train fit --data PREPARED --cache DIR --weights FILE.safetensors
+    python -m pdfgc.families.meshwarp.lips_train distil --raw RAW_CORPUS --features DIR --weights FILE.safetensors
+
+(``distil``: the live head, fitted to the offline head's codes; ``fit-live``: the live head fitted on the real mouths,
+as the offline one; ``copy`` / ``copy-live``: one part of a parameters file into another.)
 
 1. **Features** (``cache``): per raw clip with sound, the speech stream's slabs (``speech.clip_slabs``) of Whisper
    base's blocks ``CACHE_LAYERS``, float16, one ``.npy`` per raw clip under the cache folder (resumable: a clip
@@ -558,6 +562,327 @@ def fit_live_command(data: Path, weights: Path, features: Path, out: Path | None
     return report
 
 
+# ---------------------------------------------------------------------------------------------- distillation
+# The live head can learn the OFFLINE head's output (its mouth code, smoothed as offline) instead of (or beside) the
+# real mouth: the target is a function of the sound alone, so it needs no video and no face, and it is what the live
+# lips are compared with. Per audio file, ``distil_features`` keeps what any live head of one chunk cut (chunk
+# length, hop, look-ahead) could read: each chunk's slab of encoder frames from DISTIL_BEFORE before its first
+# frame's start to the chunk's end, projected on the offline head's principal axes; plus the offline head's codes
+# and silero's raw voice flags (the rules) of the same frames.
+DISTIL_BEFORE = 16   # encoder frames (320 ms) of the past kept per chunk: the widest window tried
+
+
+def distil_features(wav: np.ndarray, enc, offline, window: sp.SpeechWindow, hop: int) -> dict:
+    """One file's live slabs (K, hop*2 - 2 + DISTIL_BEFORE + window.win_after, P) float16 (chunk k holds frames
+    [k hop, (k+1) hop)), the offline head's raw and smoothed codes (T, Dm) and the raw voice flags (T,), T = the
+    frames the samples cover. The live cut starts at the file's first sample with zeros before it, as a session."""
+    import torch
+
+    from ...official_rules import smooth_mouth
+    from .lips import SpeechToMouth, voice_flags
+
+    t = -(-len(wav) // sp.VIDEO_SAMPLES)
+    cut = sp.SpeechWindow(window.chunk_frames, DISTIL_BEFORE, window.win_after)
+    stream = sp.SpeechStream(enc, offline.layers, t, hop, cut)
+    with torch.no_grad():
+        z = np.stack([offline.project(torch.from_numpy(s)).numpy() for _, s in stream.push(wav) + stream.finish()])
+        raw = SpeechToMouth(offline, enc).raw_codes(wav, t)
+        smooth = smooth_mouth(torch.from_numpy(raw)).numpy()
+    return {"slabs": z.astype(np.float16), "offline_raw": raw.astype(np.float32),
+            "offline": smooth.astype(np.float32), "voice": voice_flags(wav, t)}
+
+
+def distil_sources(raw_root: Path, heldout_file: Path | None = None) -> list[tuple[str, str, bool]]:
+    """(path, identity, held out) of every sound track the distillation may read: the corpus's raw clips with sound
+    (manifest identities; held-out people marked) and the speech files of the shared data folder beside the corpus
+    (their speakers are none of the held-out people: identity = the file)."""
+    from .corpus import HELDOUT_FILE, read_heldout
+
+    held = set(read_heldout(Path(heldout_file) if heldout_file is not None else HELDOUT_FILE))
+    rows = raw_clips_with_audio(raw_root)
+    out = [(str(Path(raw_root) / r["local_path"]), r["identity_guess"], r["identity_guess"] in held) for r in rows]
+    extra = Path(raw_root).parent
+    for pat in DISTIL_EXTRA:
+        for f in sorted(extra.glob(pat)):
+            out.append((str(f), f"extra:{f.relative_to(extra)}", False))
+    return out
+
+
+# speech tracks of ../shared/data outside the corpus (checked by ear of the file list, not the manifest: none of the
+# held-out people; sizes in the data README): PD-FGC's demo speech, EDTalk's, LivePortrait's and MegActor's
+# driving videos, Real3DPortrait's and EchoMimic's speech
+DISTIL_EXTRA = ("pdfgc/*.mp3", "edtalk/*.wav", "edtalk/pose_source2.mp4", "edtalk/uncrop_Obama.mp4",
+                "liveportrait/driving_d*.mp4", "megactor/audio_*.mp4", "real3dportrait/*.mp4", "real3dportrait/*.wav",
+                "echomimic/*.wav")
+
+
+def cache_distil(sources: list[tuple[str, str, bool]], folder: Path, window: sp.SpeechWindow, hop: int, weights: Path,
+                 log=print, offsets=(0,)) -> None:
+    """``distil_features`` of every source (and of each source delayed by each of ``offsets`` samples: other
+    alignments of the same speech to the frames), one ``.npz`` per (source, offset) under ``folder/<cut tag>``;
+    resumable (done files are skipped)."""
+    import torch
+
+    from ...media.audio_io import decode_speech
+    from .lips import from_params
+    from .params import load_params
+
+    torch.set_num_threads(1)
+    offline = from_params(load_params(weights))
+    out = Path(folder) / _cut_tag(window, hop)
+    out.mkdir(parents=True, exist_ok=True)
+    enc, t0 = None, time.time()
+    for i, (src, ident, held) in enumerate(sources):
+        for off in offsets:
+            f = _distil_file(out, src, off)
+            if f.exists():
+                continue
+            if enc is None:
+                enc = sp.load_encoder(max(offline.layers))
+            try:
+                wav = decode_speech(src)[0]
+            except Exception as e:   # a broken track: recorded, not fatal for the others
+                log(f"skip {src}: {e}")
+                break
+            wav = np.concatenate([np.zeros(off, np.float32), wav])
+            d = distil_features(wav, enc, offline, window, hop)
+            tmp = f.with_suffix(".tmp.npz")
+            with open(tmp, "wb") as fh:
+                np.savez(fh, source=src, identity=ident, heldout=held, offset=off, **d)
+            tmp.rename(f)
+            log(f"distil features {i + 1}/{len(sources)} {Path(src).name} +{off}: {len(wav) / 16000:.1f} s "
+                f"({time.time() - t0:.0f} s)")
+
+
+def _cut_tag(window: sp.SpeechWindow, hop: int) -> str:
+    return f"c{window.chunk_frames}_a{window.win_after}_h{hop}"
+
+
+def _distil_file(folder: Path, src: str, offset: int) -> Path:
+    return Path(folder) / (hashlib.sha1(f"{src}@{offset}".encode()).hexdigest()[:16] + ".npz")
+
+
+def load_distil(folder: Path, sources: list[tuple[str, str, bool]], offsets=(0,)) -> list[dict]:
+    """The cached ``distil_features`` of ``sources`` in one cut's folder (``cache_distil``; a source that could not
+    be read has none), slabs as float32."""
+    out = []
+    for src, _, _ in sources:
+        for off in offsets:
+            f = _distil_file(folder, src, off)
+            if not f.exists():
+                continue
+            with np.load(f) as z:
+                d = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+            d["slabs"] = d["slabs"].astype(np.float32)
+            out.append(d)
+    return out
+
+
+def distil_inputs(d: dict, window: sp.SpeechWindow, hop: int, phases: bool) -> list[np.ndarray]:
+    """Per phase j (frames k hop + j), the (frames, n) inputs of a head of ``window`` read from the cached slabs:
+    ``phases``: the whole slab from win_before before the hop's first frame to the chunk's end (``LipsHead``'s
+    phase head); else frame j's own window."""
+    z = d["slabs"]
+    k, rows, _ = z.shape
+    t = len(d["offline"])
+    out = []
+    for j in range(hop):
+        lo = DISTIL_BEFORE - window.win_before + (0 if phases else sp.ENC_PER_VIDEO * j)
+        hi = rows if phases else DISTIL_BEFORE + sp.ENC_PER_VIDEO * j + window.win_after
+        out.append(z[:len(range(j, t, hop)), lo:hi].reshape(-1, (hi - lo) * z.shape[2]))
+    return out
+
+
+class DistilFit:
+    """Ridge maps from the live inputs to the offline head's (smoothed) codes, one per phase (or one shared)."""
+
+    def __init__(self, files: list[dict], window: sp.SpeechWindow, hop: int, phases: bool, target: str = "offline"):
+        self.window, self.hop, self.phases = window, hop, phases
+        self.x = [distil_inputs(d, window, hop, phases) for d in files]
+        self.y = [d[target] for d in files]   # "offline": smoothed as offline; "offline_raw": before the smoothing
+
+    def fit(self, idx, lam: float):
+        """[(W, b)] per phase (the same one repeated when not ``phases``)."""
+        if self.phases:
+            return [ridge(np.concatenate([self.x[i][j] for i in idx]),
+                          np.concatenate([self.y[i][j::self.hop] for i in idx]), lam) for j in range(self.hop)]
+        w = ridge(np.concatenate([x for i in idx for x in self.x[i]]),
+                  np.concatenate([self.y[i][j::self.hop] for i in idx for j in range(self.hop)]), lam)
+        return [w] * self.hop
+
+    def predict(self, i: int, maps) -> np.ndarray:
+        y = np.zeros_like(self.y[i])
+        for j, (w, b) in enumerate(maps):
+            y[j::self.hop] = self.x[i][j] @ w + b
+        return y
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def offline_final(d: dict, gap_direction: np.ndarray, gap_rms: float) -> np.ndarray:
+    """The offline lips of a cached file: the offline rules on its raw codes and voice flags, then the smoothing."""
+    import torch
+
+    from .lips import VAD_HANGOVER, smooth_keeping_closures, speech_rules
+
+    speaking = np.convolve(d["voice"].astype(float), np.ones(2 * VAD_HANGOVER + 1), "same") > 0
+    return smooth_keeping_closures(torch.from_numpy(speech_rules(d["offline_raw"], speaking, gap_direction,
+                                                                 gap_rms))).numpy()
+
+
+DISTIL_LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalty x frames, on standardised PCA inputs
+# the shipped distilled head (2026-12-07, benchmarks/results/live/live_heads.md): 2 s chunks every 2 frames ending
+# 100 ms after the hop's last frame starts, maps from 120 ms before the hop's first frame, the rules' lead 2 frames:
+# a 144 ms look-ahead (the chunk's 140 ms, the lead's flags 144 ms with silero's window rounding). The chunk's end
+# at +100 rather than +80 ms is free with a lead of 2 (the flags wait longer anyway)
+DISTIL_WINDOW = sp.SpeechWindow(chunk_frames=100, win_before=6, win_after=5)
+DISTIL_LEAD = 2
+# what the live head learns: the offline head's codes before its 3-tap smoothing ("raw": the offline rules find
+# closures on those, so a head that learnt the smoothed codes closes the lips less often) or after it ("smoothed")
+DISTIL_TARGET = "raw"
+
+
+def fit_distil_command(raw: Path, features: Path, weights: Path, out: Path | None,
+                       window: sp.SpeechWindow = DISTIL_WINDOW,
+                       hop: int = LIVE_HOP, phases: bool = True, lead: int = DISTIL_LEAD, data: Path | None = None,
+                       log=print, install: bool = True, heldout_file: Path | None = None,
+                       target: str = DISTIL_TARGET) -> dict:
+    """The live head distilled from the offline one: features of every allowed sound track (``distil_sources``,
+    cached under ``features``: resumable), ridge maps to the offline head's smoothed codes with the penalty and an
+    amplitude gain chosen by 5-fold cross-validation by person, and ONLY the live part of ``weights`` rewritten.
+    Reported: out-of-fold r with the offline codes (per training corpus clip, code level) and with the offline lips
+    (live rules with ``lead`` vs the offline rules), the same on the held-out people's clips, and (``data``: the
+    prepared corpus) the held-out code-level r with the real mouths beside the offline head's."""
+    import json
+
+    import torch
+
+    from .lips import LipsHead, from_params, live_rules
+    from .params import load_params
+
+    torch.set_num_threads(1)
+    if not (Path(raw) / "manifest.csv").is_file():
+        from ...errors import InputError
+        raise InputError(f"{raw}: no manifest.csv: pass the raw corpus folder (its clips' sound is read)")
+    cut = sp.SpeechWindow(window.chunk_frames, DISTIL_BEFORE, window.win_after)
+    if window.win_before > DISTIL_BEFORE:
+        raise ValueError(f"win_before {window.win_before}: the cache keeps {DISTIL_BEFORE} encoder frames of past")
+    sources = distil_sources(raw, heldout_file)
+    cache_distil(sources, features, cut, hop, weights, log)
+    files = load_distil(Path(features) / _cut_tag(cut, hop), sources)
+    params = load_params(weights)
+    offline = from_params(params)
+    gd, grms = offline.gap_direction.numpy(), float(offline.gap_rms)
+    train = [i for i, d in enumerate(files) if not d["heldout"]]
+    held = [i for i, d in enumerate(files) if d["heldout"]]
+    corpus = [i for i in train if not str(files[i]["identity"]).startswith("extra:")]
+    people = sorted({files[i]["identity"] for i in train})
+    order = {p: n % 5 for n, p in enumerate(np.random.default_rng(0).permutation(people))}
+    fold = {i: order[files[i]["identity"]] for i in train}
+    fit = DistilFit(files, window, hop, phases, "offline_raw" if target == "raw" else "offline")
+    log(f"distil: {len(train)} training tracks ({sum(len(fit.y[i]) for i in train)} frames, {len(people)} people or "
+        f"files), {len(held)} held out; phases {phases}, window {window.config()}, hop {hop}")
+    best = None
+    for lam in DISTIL_LAMBDAS:
+        oof = {}
+        for f in range(5):
+            maps = fit.fit([i for i in train if fold[i] != f], lam)
+            oof.update({i: fit.predict(i, maps) for i in train if fold[i] == f})
+        med = float(np.median([_r(oof[i], files[i]["offline"]) for i in corpus]))
+        log(f"  lambda {lam}: out-of-fold median r with the offline codes {med:.4f}")
+        if best is None or med > best[1]:
+            best = (lam, med, oof)
+    lam, _, oof = best
+    # the gain that makes the out-of-fold lip-gap spread equal the offline head's (the ridge shrinks toward the mean)
+    gain = float(np.median([np.std(fit.y[i] @ gd) / max(np.std(oof[i] @ gd), 1e-9) for i in corpus]))
+
+    def scores(idx, pred):
+        code = [_r(pred[i], files[i]["offline"]) for i in idx]
+        final = [_r(live_rules(pred[i], files[i]["voice"], gd, grms, lead), offline_final(files[i], gd, grms))
+                 for i in idx]
+        return {"clips": len(idx), "code_r_median": round(float(np.median(code)), 4),
+                "code_r_mean": round(float(np.mean(code)), 4), "lips_r_mean": round(float(np.nanmean(final)), 4),
+                "lips_r_min": round(float(np.nanmin(final)), 4)}
+
+    maps = fit.fit(train, lam)
+    gained = lambda pred: {i: (p - p.mean(0)) * gain + p.mean(0) for i, p in pred.items()}
+    report = {"target": f"offline head ({target} codes)", "window": window.config(), "hop": hop,
+              "phases": hop if phases else 0, "vad_lead": lead, "lambda": lam, "gain": round(gain, 4),
+              "train_tracks": len(train), "train_frames": int(sum(len(fit.y[i]) for i in train)),
+              "train_sources": sorted({str(files[i]["source"]) for i in train}),
+              "oof_vs_offline": scores(corpus, gained(oof))}
+    head = LipsHead(offline.layers, offline.proj.shape[1], params.mouth_dim, window=window,
+                    phases=hop if phases else 0)
+    head.vad_lead = lead
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))
+    head.mean.copy_(offline.mean), head.scale.copy_(offline.scale), head.proj.copy_(offline.proj)
+    # y = (x W_j) gain + bias + phase_bias_j, with each phase's mean kept: intercepts b_j + (1 - gain) mean_j(x W_j)
+    xw = [np.concatenate([fit.x[i][j] for i in train]) @ w for j, (w, _) in enumerate(maps)]
+    icpt = np.stack([b + (1 - gain) * m.mean(0) for (_, b), m in zip(maps, xw)])
+    if phases:
+        head.weight.copy_(t(np.stack([w for w, _ in maps])))
+        head.bias.copy_(t(icpt.mean(0))), head.phase_bias.copy_(t(icpt - icpt.mean(0)))
+    else:
+        head.weight.copy_(t(maps[0][0])), head.bias.copy_(t(icpt[0]))
+    head.gain.fill_(gain)
+    head.gap_direction.copy_(offline.gap_direction), head.gap_rms.copy_(offline.gap_rms)
+    head.eval()
+    with torch.no_grad():   # the held-out tracks through the head itself (its forward on the cached slabs)
+        pred = {i: _head_codes(head, files[i], hop) for i in held}
+    report["heldout_vs_offline"] = scores(held, pred)
+    if data is not None:
+        report |= _real_mouth_scores(data, files, held, pred, params, offline, log, heldout_file)
+    log(f"distilled live head: out-of-fold r with the offline codes median {report['oof_vs_offline']['code_r_median']}"
+        f", offline lips mean {report['oof_vs_offline']['lips_r_mean']}; held out "
+        f"{report['heldout_vs_offline']['code_r_median']} / {report['heldout_vs_offline']['lips_r_mean']} "
+        f"(min {report['heldout_vs_offline']['lips_r_min']})")
+    if install:
+        install_live_head(head, hop, {k: v for k, v in report.items() if k != "train_sources"}, weights)
+        log(f"live lips head -> {weights}")
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return report
+
+
+def _head_codes(head, d: dict, hop: int) -> np.ndarray:
+    """(T, Dm) the live head's raw codes of a cached file, through ``head.forward`` (the session's path)."""
+    import torch
+
+    t = len(d["offline"])
+    y = np.zeros((t, head.bias.shape[0]), np.float32)
+    lo = DISTIL_BEFORE - head.window.win_before
+    for k, slab in enumerate(d["slabs"]):
+        # the cache holds slabs already projected: undo nothing, run the maps on them (project is linear per row)
+        z = torch.from_numpy(slab[lo:])
+        n = min(hop, t - k * hop)
+        if head.phases:
+            y[k * hop:k * hop + n] = (torch.einsum("k,jkd->jd", z.flatten(), head.weight[:n]) * head.gain + head.bias
+                                      + head.phase_bias[:n]).numpy()
+        else:
+            idx = torch.arange(n)[:, None] * sp.ENC_PER_VIDEO + torch.arange(head.window.frames)[None]
+            y[k * hop:k * hop + n] = ((z[idx].flatten(1) @ head.weight) * head.gain + head.bias).numpy()
+    return y
+
+
+def _real_mouth_scores(data: Path, files: list[dict], held: list[int], pred: dict, params, offline, log,
+                       heldout_file) -> dict:
+    """Held-out code level r with the real mouths (``_code_scores``) of the distilled head and of the offline head
+    (its smoothed codes from the same cache), on the prepared held-out clips."""
+    clips = [c for c in load_lip_clips(data, None, params, heldout_file, log=log) if c.heldout]
+    live, off, used = [], [], []
+    for c in clips:
+        i = next((i for i in held if str(files[i]["source"]).endswith("/" + c.source)), None)
+        if i is None:
+            continue
+        n = len(c.target)
+        seg = lambda y: np.pad(y[c.start:c.start + n], ((0, max(0, n - len(y[c.start:c.start + n]))), (0, 0)))
+        live.append(seg(pred[i])), off.append(seg(files[i]["offline"])), used.append(c)
+    g = gap_direction(params)
+    return {"heldout_real_live": _code_scores(used, live, g), "heldout_real_offline": _code_scores(used, off, g)}
+
+
 def install_live_head(head, hop: int, report: dict, weights: Path) -> None:
     """Rewrite ONLY the live part of a parameters file (``audio.live.*`` tensors, ``audio_config["live"]``, info
     ``lips_live``): every other tensor is written back as read (same dtype and bytes), so the offline head and the
@@ -635,6 +960,24 @@ def main(argv=None) -> int:
     lv.add_argument("--no-install", action="store_true", help="report only")
     lv.add_argument("--lags-from", type=Path, default=LIPS_FIT,
                     help="the offline fit's report (per-clip audio-video offsets kept)")
+    ds = sub.add_parser("distil", help="the live head fitted to the offline head's codes (no video needed): fit it, "
+                        "write only the live part")
+    ds.add_argument("--raw", type=Path, required=True, help="the raw corpus folder (manifest.csv; the speech files "
+                    "beside it are read too)")
+    ds.add_argument("--features", type=Path, required=True, help="folder for the features (resumable)")
+    ds.add_argument("--weights", type=Path, required=True, help="parameters file whose live lips part is rewritten")
+    ds.add_argument("--data", type=Path, help="prepared corpus: held-out r with the real mouths in the report")
+    ds.add_argument("--report", type=Path)
+    ds.add_argument("--chunk-frames", type=int, default=DISTIL_WINDOW.chunk_frames)
+    ds.add_argument("--win-before", type=int, default=DISTIL_WINDOW.win_before)
+    ds.add_argument("--win-after", type=int, default=DISTIL_WINDOW.win_after)
+    ds.add_argument("--hop", type=int, default=LIVE_HOP)
+    ds.add_argument("--shared", action="store_true", help="one map for every frame of a hop (else one per phase)")
+    ds.add_argument("--lead", type=int, default=DISTIL_LEAD,
+                    help="frames the live rules open the mouth before the voice")
+    ds.add_argument("--target", choices=("raw", "smoothed"), default=DISTIL_TARGET,
+                    help="the offline head's codes before or after its smoothing")
+    ds.add_argument("--no-install", action="store_true", help="report only")
     cl = sub.add_parser("copy-live", help="copy the live lips part of one parameters file into another")
     cl.add_argument("src", type=Path)
     cl.add_argument("dst", type=Path)
@@ -661,6 +1004,10 @@ def run(a, log) -> None:
         w = sp.SpeechWindow(a.chunk_frames, a.win_before, a.win_after)
         fit_live_command(a.data, a.weights, a.features, a.report, w, a.hop, a.cache, log, install=not a.no_install,
                          lags_from=a.lags_from)
+    elif a.cmd == "distil":
+        w = sp.SpeechWindow(a.chunk_frames, a.win_before, a.win_after)
+        fit_distil_command(a.raw, a.features, a.weights, a.report, w, a.hop, not a.shared, a.lead, a.data, log,
+                           install=not a.no_install, target=a.target)
     elif a.cmd == "copy-live":
         copy_live(a.src, a.dst)
     else:
