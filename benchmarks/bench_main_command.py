@@ -63,7 +63,8 @@ def run_cli(tree: Path, out: Path) -> dict:
     load = os.getloadavg()[0]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pdfgc.cli", "animate", *main_command(out), "--quiet"],
+    # not --quiet: the "wrote ... in N s" line is what is read (the progress bar goes to the same captured pipe)
+    p = subprocess.run([sys.executable, "-m", "pdfgc.cli", "animate", *main_command(out)],
                        env=_env(tree), capture_output=True, text=True, cwd=str(tree))
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
