@@ -229,7 +229,7 @@ class TalkingHeadPipeline:
         # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per
         # clip) measures up to `face_jobs_at_once` of them at a time when the pipeline has more than one thread: the
         # portrait from now on, while the audio is decoded and the clips are read
-        graphs = int(getattr(fam, "face_jobs_at_once", 1)) if self.threads > 1 else 1
+        graphs = int(fam.face_jobs_at_once) if self.threads > 1 else 1
         pool = ThreadPoolExecutor(graphs, thread_name_prefix="pdfgc-faces") if graphs > 1 else None
         if pool is not None:
             portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
@@ -293,9 +293,8 @@ class TalkingHeadPipeline:
             if pool is not None:
                 clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
                 appearance, still = portrait_job.result()   # errors in the serial order: the portrait's first
-                prepare = getattr(fam, "prepare_portrait", None)
-                if will_render and prepare is not None:   # this thread's share: the portrait's set-ups for render
-                    prepare(appearance, opt)
+                if will_render:   # this thread's share: the portrait's set-ups for render
+                    fam.prepare_portrait(appearance, opt)
                 motion_raw = {key: job.result() for key, job in clip_jobs.items()}
             else:
                 appearance, still = fam.encode_portrait(portrait, prec, opt)
@@ -349,9 +348,8 @@ class TalkingHeadPipeline:
     def _warm_up(self, opt: AnimateOptions, audio) -> None:
         """The family's input-free set-ups on a thread (`warm_up`, mesh-warp: the speech encoder's weights) when the
         pipeline has more than one thread and the job has audio; idempotent."""
-        warm = getattr(self.family, "warm_up", None)
-        if warm is not None and self.threads > 1 and audio is not None:
-            warm(opt)
+        if self.threads > 1 and audio is not None:
+            self.family.warm_up(opt)
 
     def control_mapping(self, path=None):
         """The fitted control mapping of the model (PD-FGC: `path`, else `<weights stem>.controls.json` beside the
@@ -380,9 +378,7 @@ class TalkingHeadPipeline:
             return
         # batches rendered on `workers` threads, `ahead` batches in flight, handed out in order (the caller composes
         # and encodes meanwhile); the family's lazy per-plan set-ups are made first, on this thread
-        prepare = getattr(self.family, "prepare_render", None)
-        if prepare is not None:
-            prepare(plan)
+        self.family.prepare_render(plan)
         ahead = 2 * workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="pdfgc-render")
         try:
@@ -399,7 +395,7 @@ class TalkingHeadPipeline:
 
     def render_workers(self) -> int:
         """Threads that render frames (the family's `render_threads`: 0 = one per thread of the pipeline)."""
-        n = getattr(self.family, "render_threads", 1)
+        n = self.family.render_threads
         return self.threads if n == 0 else max(1, min(int(n), self.threads))
 
     def __call__(self, portrait, audio=None, output: str | os.PathLike | None = None,

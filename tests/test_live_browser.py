@@ -90,6 +90,26 @@ def test_live_page_with_fake_microphone(server, mic_file):
     assert (mouth == 0).mean() > 0.2, mouth          # closed in the silences
 
 
+def _capture_strip(page, path: Path, every: float = 0.25, count: int = 24) -> None:
+    """Screen captures of the page's picture (its canvas, as drawn) every ``every`` s from the file's start, the
+    page's frame count on each, side by side in one PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+    shots = []
+    t0 = time.perf_counter()
+    for i in range(count):
+        time.sleep(max(0.0, t0 + i * every - time.perf_counter()))
+        png = page.locator("#view").screenshot()
+        shots.append((page.evaluate("window.pdfgcStats.frames"), Image.open(io.BytesIO(png)).convert("RGB")))
+    w, h = shots[0][1].size
+    strip = Image.new("RGB", (w * 8, h * ((len(shots) + 7) // 8)), "white")
+    for i, (n, im) in enumerate(shots):
+        ImageDraw.Draw(im).text((4, 4), f"frame {n}", fill=(255, 255, 0))
+        strip.paste(im, ((i % 8) * w, (i // 8) * h))
+    strip.save(path)
+
+
 def test_live_page_with_an_audio_file(server, mic_file):
     """The page's audio-file input: the file is decoded in the page (its own rate), fed at the wall-clock rate in
     20 ms pieces, and the portrait speaks it: >= 20 frames/s over the speech, the mouth open on it and closed in the
@@ -104,6 +124,8 @@ def test_live_page_with_an_audio_file(server, mic_file):
                                       else (outside.append(r.request.url), r.abort())))
         page.goto(server)
         page.set_input_files("#audio", str(mic_file))
+        if os.environ.get("PDFGC_LIVE_STRIP"):   # the README's capture: the page's picture every 0.25 s
+            _capture_strip(page, Path(os.environ["PDFGC_LIVE_STRIP"]))
         # the 6.5 s file (1.5 s silence, 3 s speech, 2 s silence) is 163 frames: all of them but the few the
         # look-ahead holds at the end (a page never finishes its session)
         page.wait_for_function("window.pdfgcStats.frames >= 158 || window.pdfgcStats.errors.length", timeout=30_000)

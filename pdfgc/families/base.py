@@ -137,6 +137,10 @@ class ModelFamily(ABC):
     generates_pose: ClassVar[bool] = False     # `auto_pose` (--pose auto): only where the pose code is in degrees
     # `encode_speech` may run in a thread beside the face encoders (it shares no network or torch state with them)
     speech_beside_faces: ClassVar[bool] = False
+    # with more than one pipeline thread: how many portrait/clip encodings may run at once (each on its own graph),
+    # and how many threads render frames (0: one per pipeline thread); 1 and 1 keep the serial path
+    face_jobs_at_once: ClassVar[int] = 1
+    render_threads: ClassVar[int] = 1
     options: ClassVar[type | None] = None      # its own AnimateOptions fields (families/<name>/options.py)
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
@@ -256,6 +260,16 @@ class ModelFamily(ABC):
 
     def output_size(self, plan) -> int:
         return 224
+
+    # ---- set-ups the pipeline may run early or beside other work (none by default) --------------------------
+    def warm_up(self, opt) -> None:
+        """Input-free set-ups started as a job with audio begins (may start a thread; idempotent)."""
+
+    def prepare_portrait(self, appearance, opt) -> None:
+        """The portrait's render set-ups, made while the driving clips are measured (only when frames follow)."""
+
+    def prepare_render(self, plan) -> None:
+        """A plan's lazy render set-ups, made on the caller's thread before batches go to render threads."""
 
     default_preset = "medium"   # x264 preset when --preset is not given (exact precision)
 
