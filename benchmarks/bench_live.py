@@ -1,7 +1,9 @@
 """Live session benchmark: a speech file fed in real time (``--chunk-ms`` pieces at the wall-clock rate, looped to
 ``--seconds``) through ``pdfgc.live.LiveSession``; prints the figures, the last line one JSON object.
 
-fps: frames delivered per wall second (25 = keeping up); latency: from the arrival of a frame's FIRST sample (its
+fps: frames delivered per wall second of the feed (25 = keeping up; the frames the look-ahead still holds when the
+feed stops count against it); fps_steady: frames delivered per second between the first and the last frame (the rate
+once streaming); latency: from the arrival of a frame's FIRST sample (its
 oldest speech, so every sample of the frame waited at most this long) to the frame rendered; cpu_cores: process CPU
 time / wall time over the feed; dropped: frames not rendered because they were more than ``--max-delay-ms`` late
 (a live display would skip them), plus frames owed but not delivered when the feed stopped beyond the look-ahead;
@@ -62,7 +64,7 @@ def main(argv=None) -> dict:
                           rules=args.rules)
     hop, lookahead = session.stream.hop, session.lookahead_ms
     step = int(round(args.chunk_ms * 16))
-    lat, frames = [], 0
+    lat, frames, ready = [], 0, []
     rss_mid = None
     cpu0, t0 = time.process_time(), time.perf_counter()
     sent = 0
@@ -75,6 +77,7 @@ def main(argv=None) -> dict:
         sent += piece.size
         for f in session.push(piece):
             lat.append(f.ready - f.heard)
+            ready.append(f.ready)
             frames += 1
         if rss_mid is None and sent >= total // 2:
             rss_mid = rss_mb()
@@ -87,7 +90,9 @@ def main(argv=None) -> dict:
     lat_ms = np.array(lat) * 1000
     out = {"seconds": args.seconds, "rules": session.rules, "hop_frames": hop, "lookahead_ms": lookahead,
            "chunk_ms": args.chunk_ms, "frames": frames,
-           "fps": round(frames / wall, 2), "dropped": int(session.dropped), "held_at_end": int(owed),
+           "fps": round(frames / wall, 2),
+           "fps_steady": round((len(ready) - 1) / (ready[-1] - ready[0]), 2) if len(ready) > 1 else None,
+           "dropped": int(session.dropped), "held_at_end": int(owed),
            "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 1) if lat else None,
            "latency_ms_p95": round(float(np.percentile(lat_ms, 95)), 1) if lat else None,
            "latency_ms_max": round(float(lat_ms.max()), 1) if lat else None,
