@@ -129,6 +129,71 @@ def worker(out: Path) -> None:
                       "timeline": _merge_spans(spans)}))
 
 
+def cpu_worker(out: Path) -> None:
+    """The job SERIAL (threads 1, speech on the job's thread), each stage's CPU seconds (process user + system,
+    mediapipe's and torch's own threads included) measured around it; nested stages are excluded from their parent.
+    On a shared machine these are steadier than wall seconds."""
+    ru = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+    c_start = ru()
+    cpu: dict[str, float] = {}
+    stack: list = []
+
+    def timed(owner, name, key=None):
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        def wrapper(*a, **kw):
+            stack.append(0.0)
+            c = ru()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent = ru() - c
+                inner = stack.pop()
+                k = key or name
+                cpu[k] = cpu.get(k, 0.0) + spent - inner
+                if stack:
+                    stack[-1] += spent
+        setattr(owner, name, wrapper)
+
+    import pdfgc.pipeline as P
+    from pdfgc.cli import main as _  # noqa: F401
+    from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp import model as M
+    from pdfgc.families.meshwarp import speech as S
+    from pdfgc.media import video as V
+    from pdfgc.weights import load_model
+    cpu["imports"] = ru() - c_start
+    fam = M.MeshWarpFamily
+    fam.speech_beside_faces = False
+    for name in ("encode_portrait", "encode_clip", "calibrate_pose", "_expression_leak", "render"):
+        timed(fam, name)
+    timed(S, "model_bytes", "speech: weights read + hash")
+    timed(S, "load_encoder", "speech: weights parse + build")
+    timed(L.SpeechToMouth, "raw_codes", "speech: encoder + head")
+    timed(L, "voice_activity", "speech: silero-vad")
+    timed(fam, "encode_speech", "speech: other")
+    timed(P.TalkingHeadPipeline, "load_portrait")
+    timed(P.TalkingHeadPipeline, "load_speech")
+    timed(P, "open_driving")
+    timed(P.FrameComposer, "__call__", "compose")
+    timed(V.VideoWriter, "write_batch", "encode_mp4")
+    timed(V.VideoWriter, "__exit__", "encode_mp4_close")
+    c0 = ru()
+    pipe = P.TalkingHeadPipeline(load_model(), device="auto", threads=1)
+    cpu["load_model"] = ru() - c0
+    d = DATA / "pdfgc"
+    c0 = ru()
+    pipe(str(d / "anne.png"), audio=str(d / "audio_longer.mp3"), output=str(out),
+         pose=str(d / "motions/pose/681600002"), emotion=str(d / "motions/exp/vox2_id01228_00309"),
+         eyes=str(d / "motions/eye/id01333_00040/images"), progress=False)
+    job = ru() - c0
+    cpu["job: rest"] = job - sum(v for k, v in cpu.items() if k not in ("imports", "load_model"))
+    print(json.dumps({"cpu_total_s": round(ru() - c_start, 3), "cpu_job_s": round(job, 3),
+                      "cpu_s": {k: round(v, 3) for k, v in cpu.items()}}))
+
+
 def _merge_spans(spans: list) -> list:
     """[stage, first start, last end, calls, process CPU s at the last end] per stage, by first start (the render
     loop's batches, on several threads, are one row)."""
@@ -161,7 +226,13 @@ def main() -> None:
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage run")
     ap.add_argument("--out", default="/tmp/pdfgc_bench_main", help="folder for the mp4s (or the worker's mp4)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-stages", action="store_true",
+                    help="instead of the runs: the job once, serial, in this process, with each stage's CPU seconds")
     args = ap.parse_args()
+    if args.cpu_stages:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        cpu_worker(Path(args.out) / "cpu_stages.mp4")
+        return
     if args.worker:
         worker(Path(args.out))
         return

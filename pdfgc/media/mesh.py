@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import threading
+import types
 
 import cv2
 import numpy as np
@@ -54,6 +55,35 @@ def quiet_native_stderr():
                 _quiet_saved = None
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in for ``matplotlib`` and ``matplotlib.pyplot`` while mediapipe is imported: its package imports its
+    drawing helpers, which import pyplot (~0.4 s of CPU per process, measured here) to plot landmarks, which this
+    package never does. Any attribute use imports the real module and answers from it."""
+
+    def __getattr__(self, name):
+        import importlib
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def import_face_mesh():
+    """mediapipe's ``solutions.face_mesh`` module, imported without matplotlib (``_DeferredModule``, in
+    ``sys.modules`` only while the import runs, so a later ``import matplotlib.pyplot`` gets the real one)."""
+    names = ("matplotlib", "matplotlib.pyplot")
+    if "mediapipe.python.solutions.face_mesh" in sys.modules or any(n in sys.modules for n in names):
+        from mediapipe.python.solutions import face_mesh
+        return face_mesh
+    stand_ins = {n: _DeferredModule(n) for n in names}
+    stand_ins["matplotlib"].pyplot = stand_ins["matplotlib.pyplot"]   # `import matplotlib.pyplot as plt` reads it
+    sys.modules.update(stand_ins)
+    try:
+        from mediapipe.python.solutions import face_mesh
+    finally:
+        for n, m in stand_ins.items():
+            if sys.modules.get(n) is m:
+                del sys.modules[n]
+    return face_mesh
+
+
 class FaceMeshDetector:
     """mediapipe FaceMesh(refine_landmarks=True), static-image mode for photos, video/tracking mode for sequences."""
 
@@ -64,7 +94,7 @@ class FaceMeshDetector:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
-            from mediapipe.python.solutions import face_mesh
+            face_mesh = import_face_mesh()
         except ImportError as exc:  # set-up problem, not an input problem
             raise PDFGCError(
                 "face alignment needs mediapipe 0.10.21 (the last release that ships its models): "

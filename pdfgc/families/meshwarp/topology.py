@@ -60,7 +60,8 @@ def _strip(upper, lower):
 
 @functools.lru_cache(maxsize=1)
 def _tessellation() -> tuple[tuple[int, int, int], ...]:
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+    from pdfgc.media.mesh import import_face_mesh
+    FACEMESH_TESSELATION = import_face_mesh().FACEMESH_TESSELATION   # (mediapipe without pyplot)
 
     edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
     adj: dict[int, set[int]] = {}
@@ -126,7 +127,8 @@ def fill_slices() -> dict[str, slice]:
 @functools.lru_cache(maxsize=1)
 def face_oval() -> np.ndarray:
     """The face outline (36 points) as one closed loop, clockwise on screen (y down), starting at forehead 10."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+    from pdfgc.media.mesh import import_face_mesh
+    FACEMESH_FACE_OVAL = import_face_mesh().FACEMESH_FACE_OVAL
 
     nxt: dict[int, list[int]] = {}
     for a, b in FACEMESH_FACE_OVAL:
