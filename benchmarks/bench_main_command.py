@@ -170,6 +170,7 @@ def cpu_worker(out: Path) -> None:
     for name in ("encode_portrait", "encode_clip", "calibrate_pose", "_expression_leak", "render"):
         timed(fam, name)
     timed(S, "model_bytes", "speech: weights read + hash")
+    timed(S, "model_buffer", "speech: weights read + hash")
     timed(S, "load_encoder", "speech: weights parse + build")
     timed(L.SpeechToMouth, "raw_codes", "speech: encoder + head")
     timed(L, "voice_activity", "speech: silero-vad")

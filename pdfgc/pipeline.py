@@ -263,6 +263,15 @@ class TalkingHeadPipeline:
                 if num_frames < 1:
                     raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
             need = num_frames + opt.driving_skip
+
+            def encode_clip(key, clip):
+                used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
+                want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
+                return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
+
+            # with a pool, each clip is measured as soon as its last factor is read, while the next clip is decoded
+            last_use = {str(src): f for f, src in factors.items() if not _is_special(src)}
+            clip_jobs = {}
             for factor, src in factors.items():
                 if _is_special(src):
                     continue
@@ -277,6 +286,8 @@ class TalkingHeadPipeline:
                                     source=f"{factor} source {key}")
                 factor_index[factor] = (key, idx)
                 panels[factor] = (clip.crops, idx)
+                if pool is not None and last_use[key] == factor:
+                    clip_jobs[key] = pool.submit(encode_clip, key, clip)
             # 5. encode: the portrait's appearance and own codes once (started above), each clip's used frames once,
             # the audio (a family whose speech encoder shares nothing with its face encoders runs it on a thread
             # beside them; started once the inputs are read, so that a bad input leaves nothing running)
@@ -285,17 +296,11 @@ class TalkingHeadPipeline:
                 lips_pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-speech")
                 lips_job = lips_pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
                 lips_pool.shutdown(wait=False)
-            def encode_clip(key, clip):
-                used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
-                want_mouth = any(k == key and f == "lips" for f, (k, _) in factor_index.items())
-                return fam.encode_clip(clip, used, want_mouth, prec, opt, progress=opt.progress)
-
             if pool is not None:
-                clip_jobs = {key: pool.submit(encode_clip, key, clip) for key, clip in clips.items()}
                 appearance, still = portrait_job.result()   # errors in the serial order: the portrait's first
                 if will_render:   # this thread's share: the portrait's set-ups for render
                     fam.prepare_portrait(appearance, opt)
-                motion_raw = {key: job.result() for key, job in clip_jobs.items()}
+                motion_raw = {key: clip_jobs[key].result() for key in clips}   # errors in the serial order
             else:
                 appearance, still = fam.encode_portrait(portrait, prec, opt)
                 motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}

@@ -97,18 +97,32 @@ def _missing(detail: str) -> CheckpointError:
 def model_bytes(dirs: tuple[Path | None, Path | None] | None = None) -> bytes:
     """The joined ``model.bin`` of the two packages, checked against ``MODEL_SHA256`` (``CheckpointError`` naming
     the packages when one is missing or the bytes differ). ``dirs``: the packages' data folders (tests)."""
+    return bytes(model_buffer(dirs))
+
+
+def model_buffer(dirs: tuple[Path | None, Path | None] | None = None) -> bytearray:
+    """``model_bytes`` as the bytearray it is read into (no 145 MB copy: what ``load_encoder`` reads)."""
     if dirs is None:
         dirs = tuple(_package_dir(p) for p in PACKAGES)
-    parts = []
+    files = []
     for i, (name, d) in enumerate(zip(PACKAGES, dirs), 1):
         f = None if d is None else Path(d) / f"model.bin.part{i}"
         if f is None or not f.is_file():
             raise _missing(f"is missing (package {name} not installed)")
-        parts.append(f.read_bytes())
-    data = b"".join(parts)
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != MODEL_BYTES or digest != MODEL_SHA256:
-        raise _missing(f"has unexpected bytes ({len(data):,} bytes, SHA-256 {digest[:16]}..., expected "
+        files.append(f)
+    # both halves read straight into one buffer, hashed as they arrive (no 145 MB join: ~0.1 s of CPU a job)
+    sizes = [f.stat().st_size for f in files]
+    data = bytearray(sum(sizes))
+    view, o, sha = memoryview(data), 0, hashlib.sha256()
+    for f, n in zip(files, sizes):
+        with open(f, "rb") as fh:
+            got = fh.readinto(view[o:o + n])
+        sha.update(view[o:o + got])
+        o += got
+    del view
+    digest = sha.hexdigest()
+    if o != MODEL_BYTES or len(data) != MODEL_BYTES or digest != MODEL_SHA256:
+        raise _missing(f"has unexpected bytes ({o:,} bytes, SHA-256 {digest[:16]}..., expected "
                        f"{MODEL_BYTES:,} bytes, {MODEL_SHA256[:16]}...)")
     return data
 
@@ -248,7 +262,7 @@ class WhisperEncoder(nn.Module):
 
 def load_encoder(num_layers: int = 6, data: bytes | None = None) -> WhisperEncoder:
     """The encoder's first ``num_layers`` blocks from the packaged weights (hash-checked), float32, eval mode."""
-    v = read_ct2(model_bytes() if data is None else data)
+    v = read_ct2(model_buffer() if data is None else data)
     f = lambda k: torch.from_numpy(v[k].astype(np.float32))
     with torch.device("meta"):   # no random initialisation of 12 M values that the weights replace at once
         enc = WhisperEncoder(num_layers, heads=int(v["num_heads"]) if "num_heads" in v else 8)

@@ -338,14 +338,15 @@ class WarpRenderer:
         lower_ids = rest[lower_front & big[nf:]]
         lower_back = rest[~lower_front & big[nf:]]  # folds: shown only where nothing else is
 
-        pts = np.round(dst_tri * _ONE).astype(np.int32)
+        # one (3,2) view per triangle, made in C (indexing the array in the loop costs as much as the fill)
+        pts = list(np.round(dst_tri * _ONE).astype(np.int32))
         idmap = np.full((s, s), self._identity_row, np.int32)
-        fill = cv2.fillConvexPoly
+        fill, line, shift = cv2.fillConvexPoly, cv2.LINE_8, _SHIFT
         for k in lower_back.tolist() + lower_ids.tolist():
-            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
+            fill(idmap, pts[k], k, line, shift)
         under = idmap.copy() if self._feather else None
         for k in front_order.tolist():
-            fill(idmap, pts[k], k, cv2.LINE_8, _SHIFT)
+            fill(idmap, pts[k], k, line, shift)
 
         coef = np.concatenate([_affines(self._src_tri, dst_tri), np.array([[1, 0, 0, 0, 1, 0]], np.float32)])
         mx, my = self._maps(coef, idmap)
