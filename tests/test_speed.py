@@ -171,3 +171,20 @@ def test_the_speech_encoder_warm_up_loads_it_once(monkeypatch):
     assert built == [1] and pipe.model.lips is lips
     pipe._warm_up(AnimateOptions(progress=False, lips="still"), "speech.wav")   # loaded, no lips from speech: none
     assert not pipe.family._warming.is_alive()
+
+
+def test_mediapipe_imported_without_matplotlib_which_stays_importable():
+    # in a fresh interpreter: the face mesh's import leaves matplotlib unimported (~0.4 s of start-up), and
+    # mediapipe's drawing helpers still reach the real pyplot afterwards
+    import subprocess
+    import sys
+    code = ("import sys\nfrom pdfgc.media.mesh import import_face_mesh\nfm = import_face_mesh()\n"
+            "assert hasattr(fm, 'FaceMesh')\n"
+            "assert 'matplotlib' not in sys.modules and 'matplotlib.pyplot' not in sys.modules, 'matplotlib imported'\n"
+            "from mediapipe.python.solutions import drawing_utils as du\n"
+            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "assert du.plt.figure is plt.figure and sys.modules['matplotlib.pyplot'] is plt\n"
+            "import mediapipe as mp\nassert mp.tasks.vision.FaceLandmarker\nprint('ok')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -56,24 +56,32 @@ def quiet_native_stderr():
 
 
 class _DeferredModule(types.ModuleType):
-    """Stands in for ``matplotlib`` and ``matplotlib.pyplot`` while mediapipe is imported: its package imports its
-    drawing helpers, which import pyplot (~0.4 s of CPU per process, measured here) to plot landmarks, which this
-    package never does. Any attribute use imports the real module and answers from it."""
+    """Stands in for a module while mediapipe is imported (``import_face_mesh``); any attribute use imports the real
+    module and answers from it."""
 
     def __getattr__(self, name):
         import importlib
+        if sys.modules.get(self.__name__) is self:   # still standing in: no real module to ask
+            raise AttributeError(name)
         return getattr(importlib.import_module(self.__name__), name)
 
 
+# what mediapipe's package __init__ imports and the face mesh never uses: its drawing helpers' matplotlib.pyplot
+# (~0.4 s of CPU per process, measured here). (Its Tasks API, ~0.07 s, stays: `mediapipe.tasks` is rebound when the
+# real package is imported later, which would leave `mp.tasks` the wrong module.)
+_STAND_INS = {"matplotlib": "pyplot", "matplotlib.pyplot": None}
+
+
 def import_face_mesh():
-    """mediapipe's ``solutions.face_mesh`` module, imported without matplotlib (``_DeferredModule``, in
-    ``sys.modules`` only while the import runs, so a later ``import matplotlib.pyplot`` gets the real one)."""
-    names = ("matplotlib", "matplotlib.pyplot")
-    if "mediapipe.python.solutions.face_mesh" in sys.modules or any(n in sys.modules for n in names):
+    """mediapipe's ``solutions.face_mesh`` module, imported without what ``_STAND_INS`` lists (``_DeferredModule``s,
+    in ``sys.modules`` only while the import runs, so a later import of any of them gets the real one)."""
+    if "mediapipe" in sys.modules or any(n in sys.modules for n in _STAND_INS):
         from mediapipe.python.solutions import face_mesh
         return face_mesh
-    stand_ins = {n: _DeferredModule(n) for n in names}
-    stand_ins["matplotlib"].pyplot = stand_ins["matplotlib.pyplot"]   # `import matplotlib.pyplot as plt` reads it
+    stand_ins = {n: _DeferredModule(n) for n in _STAND_INS}
+    for n, child in _STAND_INS.items():
+        if child:   # `import a.b as x` reads b as an attribute of a
+            setattr(stand_ins[n], child, stand_ins[f"{n}.{child}"])
     sys.modules.update(stand_ins)
     try:
         from mediapipe.python.solutions import face_mesh
