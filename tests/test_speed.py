@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,14 @@ def test_mediapipe_imported_without_matplotlib_which_stays_importable():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_unique_index_finds_byte_identical_frames_only():
+    from pdfgc.media.driving import DrivingClip
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    near = base[1].copy()
+    near[0, 0, 1] ^= 1    # one byte off, at a position the bucket sample skips: a different frame
+    crops = np.stack([base[0], base[1], base[0], near, base[2], base[1], near, base[3], base[3]])
+    clip = DrivingClip(path=Path("x"), kind="folder", crops=crops, aligned_by_us=False)
+    assert clip.unique_index().tolist() == [0, 1, 0, 3, 4, 1, 3, 7, 7]

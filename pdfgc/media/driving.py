@@ -6,7 +6,6 @@ will use are read (the official code reads every frame of a folder).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -69,11 +68,16 @@ class DrivingClip:
 
     def unique_index(self) -> np.ndarray:
         """For each frame, the index of the first byte-identical frame (held frames are encoded once)."""
-        seen: dict[bytes, int] = {}
+        # a sample of each frame's bytes sorts the frames into buckets; within one, whole frames are compared (no
+        # hash of every byte: ~0.1 s of CPU less for the 500 frames of the README's main command)
+        seen: dict[bytes, list[int]] = {}
         out = np.empty(self.num_frames, dtype=np.int64)
         for i in range(self.num_frames):
-            h = hashlib.blake2b(self.crops[i].tobytes(), digest_size=16).digest()
-            out[i] = seen.setdefault(h, i)
+            frame = self.crops[i]
+            bucket = seen.setdefault(frame.reshape(-1)[::61].tobytes(), [])
+            out[i] = next((j for j in bucket if np.array_equal(self.crops[j], frame)), i)
+            if out[i] == i:
+                bucket.append(i)
         return out
 
 
