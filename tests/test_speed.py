@@ -200,3 +200,21 @@ def test_unique_index_finds_byte_identical_frames_only():
     crops = np.stack([base[0], base[1], base[0], near, base[2], base[1], near, base[3], base[3]])
     clip = DrivingClip(path=Path("x"), kind="folder", crops=crops, aligned_by_us=False)
     assert clip.unique_index().tolist() == [0, 1, 0, 3, 4, 1, 3, 7, 7]
+
+
+def test_landmarks_read_from_bytes_equal_the_point_by_point_read():
+    M.import_face_mesh()
+    from mediapipe.framework.formats import landmark_pb2
+    rng = np.random.default_rng(1)
+    xyz = rng.normal(size=(478, 3)).astype(np.float32)
+    xyz[5] = 0.0   # zeros are written too (proto2 fields set explicitly)
+    face = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in xyz:
+        face.landmark.add(x=x, y=y, z=z)
+    slow = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+    fast = M.landmarks_xyz(face)
+    assert fast.dtype == np.float64 and np.array_equal(fast, slow) and np.array_equal(fast, xyz.astype(np.float64))
+    face.landmark[7].visibility = 0.5   # another field set: the point-by-point read
+    assert np.array_equal(M.landmarks_xyz(face), slow)
+    face.landmark[3].ClearField("z")    # a field missing: likewise
+    assert np.array_equal(M.landmarks_xyz(face)[3], [slow[3, 0], slow[3, 1], 0.0])

@@ -92,6 +92,25 @@ def import_face_mesh():
     return face_mesh
 
 
+# one landmark of a serialized NormalizedLandmarkList holding x, y, z only: field 1 (a message) of 15 bytes, then the
+# three floats as fields 1-3 (fixed32)
+_LANDMARK = np.dtype([("tag", "u1"), ("len", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"),
+                      ("tz", "u1"), ("z", "<f4")])
+
+
+def landmarks_xyz(face) -> np.ndarray:
+    """(N,3) float64 x, y, z of a NormalizedLandmarkList: read from its serialized bytes in one go (the same
+    float32 values as reading ``face.landmark`` point by point, ~0.2 ms a frame less), else point by point (any
+    other field set)."""
+    raw = face.SerializeToString()
+    n = len(face.landmark)
+    if len(raw) == n * _LANDMARK.itemsize:
+        a = np.frombuffer(raw, _LANDMARK)
+        if ((a["tag"] == 0x0A) & (a["len"] == 15) & (a["tx"] == 0x0D) & (a["ty"] == 0x15) & (a["tz"] == 0x1D)).all():
+            return np.stack([a["x"], a["y"], a["z"]], 1).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+
+
 class FaceMeshDetector:
     """mediapipe FaceMesh(refine_landmarks=True), static-image mode for photos, video/tracking mode for sequences."""
 
@@ -141,7 +160,7 @@ class FaceMeshDetector:
             result = self._mesh.process(image)
         faces = []
         for face in result.multi_face_landmarks or ():
-            lm = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+            lm = landmarks_xyz(face)
             lm *= (w, h, w)
             faces.append(lm)
         faces.sort(key=_bbox_area, reverse=True)
