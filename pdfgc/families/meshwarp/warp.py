@@ -427,28 +427,25 @@ class WarpRenderer:
     def _antialias_seams(out, mx, my, idmap, squeezed=None):
         """Blur the one- or two-pixel seams where the source position jumps between neighbours (occlusion edges,
         a cheek seen edge-on): one bilinear sample per pixel there gives a staircase, the portrait had a soft edge.
-        Only neighbours in different triangles can jump, which keeps the test to a few pixels. Returns the seam
-        pixels (ys, xs), or None."""
-        pix = []
-        for axis in (1, 0):
-            a = idmap[:, :-1] if axis == 1 else idmap[:-1]
-            b = idmap[:, 1:] if axis == 1 else idmap[1:]
-            ys, xs = np.nonzero(a != b)
-            if len(ys) == 0:
-                continue
-            y2, x2 = (ys, xs + 1) if axis == 1 else (ys + 1, xs)
-            dxm, dym = mx[y2, x2] - mx[ys, xs], my[y2, x2] - my[ys, xs]
-            if axis == 1:
-                jump = np.abs(dxm - 1.0) + np.abs(dym) > 2.5
-            else:
-                jump = np.abs(dym - 1.0) + np.abs(dxm) > 2.5
-            pix += [(ys[jump], xs[jump]), (y2[jump], x2[jump])]
+        Only neighbours in different triangles can jump. Returns the seam pixels (ys, xs; each once, row by row),
+        or None."""
+        # whole-array tests (no gathers at the ~40 % of pixels on a triangle edge: 0.97 -> 0.41 ms a frame)
+        seam = np.zeros(idmap.shape, bool)
+        for first, second, along, across in (((slice(None), slice(None, -1)), (slice(None), slice(1, None)), mx, my),
+                                             ((slice(None, -1),), (slice(1, None),), my, mx)):
+            jump = idmap[first] != idmap[second]
+            d = along[second] - along[first]
+            d -= 1.0
+            np.abs(d, out=d)
+            e = across[second] - across[first]
+            np.abs(e, out=e)
+            d += e
+            jump &= d > 2.5
+            seam[first] |= jump
+            seam[second] |= jump
         if squeezed is not None:
-            pix.append(squeezed)
-        if not pix:
-            return None
-        ys = np.concatenate([p[0] for p in pix])
-        xs = np.concatenate([p[1] for p in pix])
+            seam[squeezed] = True
+        ys, xs = np.nonzero(seam)
         if len(ys) == 0:
             return None
         y0, y1, x0, x1 = max(ys.min() - 2, 0), ys.max() + 3, max(xs.min() - 2, 0), xs.max() + 3
