@@ -4,6 +4,7 @@
     python benchmarks/bench_main_command.py                       # 3 runs of this tree
     python benchmarks/bench_main_command.py --base /work/wt-speedbase --runs 5   # alternating with another tree
     python benchmarks/bench_main_command.py --base A --base B --no-stages       # three trees, A B C A B C ...
+    python benchmarks/bench_main_command.py --cpu-stages     # the job once, serial, CPU seconds per stage (JSON)
 
 Each run is a SUBPROCESS of `python -m pdfgc.cli animate ...` (the README's command) with PYTHONPATH set to the tree
 under test, so it pays the start-up (imports) as a user does. Two figures per run:
