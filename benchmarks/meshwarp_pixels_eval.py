@@ -72,7 +72,8 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
     return plan, turned, corpus
 
 
-def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None) -> dict:
+def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
+             closed_only: bool = False) -> dict:
     from pdfgc.evaluation.signals import EAR_POINTS
     from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
@@ -95,6 +96,8 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
         frames = dict(zip(need, corpus.load_frames(key, need)))
         renderers = {}
         for j, (_, s, t, _) in items:
+            if closed_only and not float(_ear(mesh[t]).mean()) < 0.6 * float(_ear(mesh[s]).mean()):
+                continue
             if s not in renderers:
                 renderers = {s: {v: WarpRenderer(frames[s], mesh[s], **kw) for v, kw in variants.items()}}
             tgt, mt = frames[t], mesh[t]
@@ -164,8 +167,15 @@ def main() -> None:
     ap.add_argument("--yaw-pairs", type=int, default=8, help="turned-head pairs per held-out clip")
     ap.add_argument("--no-identity", action="store_true")
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
+    ap.add_argument("--eyes-only", action="store_true",
+                    help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
+    ap.add_argument("--lids", default=None, help="the lids of the 'new' variant (painted, sheet, skin)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
+    if args.eyes_only:
+        args.no_identity, args.yaw_pairs = True, 0
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_eyes.json"
     import torch
 
     torch.set_num_threads(1)
@@ -174,7 +184,7 @@ def main() -> None:
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
     plan = plan[::args.every]
-    variants = {"today": BASELINE, "new": NEW}
+    variants = {"today": BASELINE, "new": NEW if args.lids is None else {**NEW, "lids": args.lids}}
     if args.refiner:
         variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
@@ -183,11 +193,12 @@ def main() -> None:
         enc = IdentityEncoder()
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         print(f"self-reenactment: {len(plan)} held-out pairs")
-        res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc)}
+        res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc,
+                                            closed_only=args.eyes_only)}
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
         res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,
-                       "baseline": BASELINE}
+                       "baseline": BASELINE, "new": variants["new"], "eyes_only": args.eyes_only}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

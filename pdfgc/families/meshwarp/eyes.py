@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import lids, topology
-from pdfgc.families.meshwarp.lids import lid_sheet
+from pdfgc.families.meshwarp.lids import lid_sheet, sliding_lid
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
 
@@ -176,7 +176,10 @@ class EyeParts:
         width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
         if width_t < 2.0:
             return
-        x0, y0, x1, y1 = bounding_box(poly_t, max(4.0, 0.6 * width_t), s)
+        box_pts = poly_t
+        if self.use_lids == "skin":   # the sliding lid reaches up to the portrait's crease
+            box_pts = np.concatenate([poly_t, self.mesh[list(topology.EYE_POLYGONS[e]), :2]])
+        x0, y0, x1, y1 = bounding_box(box_pts, max(4.0, 0.6 * width_t), s)
         if x1 - x0 < 3 or y1 - y0 < 3:
             return
         roi = (slice(y0, y1), slice(x0, x1))
@@ -193,7 +196,9 @@ class EyeParts:
         w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
         ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
         closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
-        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
+        if self.use_lids == "skin":   # the sliding lid (lids.py): wherever the target's lid came down
+            closed = 1.0 if ratio < 0.999 else 0.0
+        elif self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
             closed = float(smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
@@ -216,7 +221,12 @@ class EyeParts:
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
-        if closed > 0.0 and self.use_lids != "painted":
+        if closed > 0.0 and self.use_lids == "skin":
+            lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1))
+            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], a_l)
+        elif closed > 0.0 and self.use_lids != "painted":
             lid, a_l = lid_sheet(self.image if texture is None else texture, self.mesh, target, e,
                                  (x0, y0, x1, y1), closed)
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]

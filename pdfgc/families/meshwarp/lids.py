@@ -16,7 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER
+from pdfgc.families.meshwarp.shapes import eye_aspect
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, UPPER_FOLD
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
 # EAR mediapipe reads back on closed-eye pairs, MAE to the target's (122 pairs of training clips / 125 held-out):
@@ -146,3 +147,118 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
                 * np.clip(f / 0.5, 0.0, 1.0))[..., None]
         pix = pix * (1.0 + (gain.astype(np.float32) - 1.0) * ramp.astype(np.float32))
     return pix, np.maximum(weight * closed, w_low).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- the sliding lid
+# ``lids="skin"``: the upper lid slides down over the eyeball. Between the crease (SLIDE_CREASE eye widths above the
+# portrait's lid contour) and the margin, the portrait's lid band is moved down to the target's margin: its lash row
+# (SLIDE_LASH eye widths above the contour) rigidly, with the margin (the person's own lashes, not stretched), and
+# the skin above it stretched from the crease (the fold unfolding), its colour drawn toward the lid's own smooth skin
+# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin.
+SLIDE_CREASE = 0.32
+SLIDE_LASH = 0.10
+SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
+SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
+SLIDE_HANG = 1.0     # share of the lash row that hangs under the margin, half-way closed
+SLIDE_SHUT_FROM = 0.9  # the target's EAR over the portrait's where the lashes start turning down
+SLIDE_SHUT_FULL = 0.05 # ... and where they point at the camera
+SLIDE_SHUT_THIN = 0.5  # a shut eye's lash row is this much thinner (the lashes turn toward the camera)
+SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into the warp's own
+SLIDE_FADE = 0.03    # eye widths of lid drop over which the lid fades in (no drop: the warp alone, exactly)
+
+
+def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x.astype(np.float32)[None], (0, 0), max(sigma, 0.5),
+                            borderType=cv2.BORDER_REPLICATE)[0]
+
+
+def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Eye `e`'s upper lid over `box` (x0,y0,x1,y1) of the target frame, slid down to the target's lid contour:
+    (h,w,3) float32 pixels from the portrait `image` (mesh `source`) and their (h,w) float32 weight (0 where the
+    target's lid has not come down below the portrait's)."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    empty = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    if h < 2 or w < 2:
+        return empty
+    fs, ft = _eye_frame(source, e), _eye_frame(target, e)
+    us, ts = _upper_curve(source, e, fs)
+    ut, tt = _upper_curve(target, e, ft)
+    grid = np.linspace(0.0, 1.0, 65)
+    if (np.interp(grid, ut, tt) - np.interp(grid, us, ts)).max() <= 0.0:
+        return empty
+    a, ax, n, wt = ft
+    a_s, ax_s, n_s, ws = fs
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    px, py = xx - a[0], yy - a[1]
+    u = (px * ax[0] + py * ax[1]) / wt
+    t = (px * n[0] + py * n[1]) / wt
+    uc = np.clip(u, 0.0, 1.0)
+    top_s = np.interp(uc, us, ts)
+    top_t = np.interp(uc, ut, tt)
+    drop = np.maximum(top_t - top_s, 0.0)
+    crease = top_s - SLIDE_CREASE
+    # as the eye closes the lashes turn down, hanging over what is left of the eyeball (a dark edge under the
+    # margin); shut, they point at the camera: a thinner line along the margin
+    ratio = float(eye_aspect(target)[e] / max(eye_aspect(source)[e], 1e-6))
+    shut = float(np.clip((SLIDE_SHUT_FROM - ratio) / (SLIDE_SHUT_FROM - SLIDE_SHUT_FULL), 0.0, 1.0))
+    lash_h = SLIDE_LASH * (1.0 - SLIDE_SHUT_THIN * shut ** 2)   # the lash row's height on the target
+    hang = SLIDE_HANG * lash_h * 4.0 * shut * (1.0 - shut)      # how far it reaches under the margin
+    lash_top = top_t - lash_h + hang
+    rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
+    # the fold comes down as much as the target's fold ring did (codes.FOLD_FOLLOW of the lid), as in the warp
+    uf_s, tf_s = _curve(source, UPPER_FOLD[e], fs)
+    uf_t, tf_t = _curve(target, UPPER_FOLD[e], ft)
+    fold_drop = np.clip(np.interp(uc, uf_t, tf_t) - np.interp(uc, uf_s, tf_s), 0.0, None)
+    fold_drop = np.minimum(fold_drop, 0.9 * drop)
+    rigid_t = rigid + fold_drop
+    y = t - crease
+    y_src_end = SLIDE_CREASE - SLIDE_LASH                  # the source's lash row starts here (from the crease)
+    y_end = np.maximum(lash_top - crease, rigid_t + 1e-3)
+    stretch = (y_end - rigid_t) / max(y_src_end - rigid, 1e-3)
+    y_src = np.where(y <= rigid_t, y * rigid / rigid_t, rigid + (y - rigid_t) / stretch)
+    in_lash = (t > lash_top) & (t <= lash_top + lash_h)
+    y_src = np.where(in_lash, y_src_end + (t - lash_top) * SLIDE_LASH / lash_h, y_src)
+    t_src = crease + y_src
+
+    def at(uu, tt_):
+        qx = (a_s[0] + ws * (uu * ax_s[0] + tt_ * n_s[0])).astype(np.float32)
+        qy = (a_s[1] + ws * (uu * ax_s[1] + tt_ * n_s[1])).astype(np.float32)
+        return cv2.remap(image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+    pix = at(uc, t_src)
+    # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
+    # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), the skin's
+    # fine texture left as it came; shaded a little toward the margin
+    ts_g = np.interp(grid, us, ts)
+    c_top = at(grid[None], ts_g[None] - SLIDE_CREASE + rigid)[0]
+    rows = np.linspace(rigid, y_src_end, 7)
+    band = at(grid[None], ts_g[None] - SLIDE_CREASE + rows[:, None])
+    order = np.argsort(band.mean(2), axis=0)
+    c_lid = np.take_along_axis(band, order[..., None], 0)[2:-1].mean(0)
+    sig = 4.0
+    c_top = np.stack([_smooth_cols(c_top[:, c], sig) for c in range(3)], 1)
+    c_lid = np.stack([_smooth_cols(c_lid[:, c], sig) for c in range(3)], 1)
+    ci = lambda c: np.stack([np.interp(uc, grid, c[:, k]) for k in range(3)], -1)   # noqa: E731
+    q = np.clip((y - rigid_t) / np.maximum(y_end - rigid_t, 1e-3), 0.0, 1.0)
+    base = ci(c_top) + (ci(c_lid) - ci(c_top)) * smoothstep01(np.clip(q / 0.5, 0.0, 1.0))[..., None]
+    w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash)[..., None]
+    pix = pix + (base - pix) * w_syn
+    s = np.clip(y / np.maximum(top_t - crease, 1e-3), 0.0, 1.0)   # 0 at the crease, 1 at the margin
+    pix *= (1.0 - SLIDE_SHADE * s ** 3 * np.clip(drop / 0.1, 0.0, 1.0))[..., None]
+    # opaque above the margin (one pixel of anti-aliasing), fading in over the crease's top fifth, toward the corners
+    # and with the drop itself
+    weight = np.clip((top_t - t) * wt + 0.5, 0.0, 1.0)
+    if hang > 0.0:   # under the margin only the lashes' dark pixels show, over the eyeball
+        ref = ci(c_lid).mean(2)
+        dark = np.clip((ref - pix.mean(2)) / np.maximum(0.4 * ref, 1.0), 0.0, 1.0)
+        weight = np.maximum(weight, dark * in_lash * (t > top_t))
+    weight = (weight * np.clip(s / 0.2, 0.0, 1.0) * (t >= crease)
+              * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0) * ((u > 0.0) & (u < 1.0))
+              * np.clip(drop / SLIDE_FADE, 0.0, 1.0))
+    return pix, weight.astype(np.float32)
+
+
+def smoothstep01(x):
+    return x * x * (3.0 - 2.0 * x)
