@@ -22,7 +22,7 @@ import numpy as np
 from pdfgc.families.meshwarp import lids, topology
 from pdfgc.families.meshwarp.lids import lid_sheet, sliding_lid
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
-from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS, RIGID_POINTS
 
 __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 
@@ -32,6 +32,10 @@ __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 # a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
 LID_SHEET_FROM = 0.8
 LID_SHEET_FULL = 0.3
+# the sliding lid (lids="skin") gets the painted lash line along its margin as the eye shuts: mediapipe (tracking a
+# video) read a shut lid whose own lashes are faint (Macron.png) as 0.10 open without it, the painted lids as 0.02
+SKIN_LASH_FROM = 0.5
+SKIN_LASH_FULL = 0.1
 SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FLIP_LASHES`` is off
 
 
@@ -45,6 +49,7 @@ class EyeParts:
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "painted"):
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
+        self._ref_key, self._ref = None, None
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
@@ -152,6 +157,16 @@ class EyeParts:
         v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
         return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
 
+    def _rigid_ref(self, target: np.ndarray) -> np.ndarray:
+        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points)."""
+        from pdfgc.families.meshwarp.warp import _similarity
+
+        key = target[RIGID_POINTS].tobytes()
+        if self._ref_key != key:
+            s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
+            self._ref_key, self._ref = key, s * self.mesh @ rot.T + t
+        return self._ref
+
     # ------------------------------------------------------------------ one eye, one frame
 
     @staticmethod
@@ -194,7 +209,12 @@ class EyeParts:
         off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
         mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
         w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
-        ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
+        ref = None
+        if self.use_lids == "skin":   # the open lid under the target's head pose: a turn or a nod is no blink
+            ref = self._rigid_ref(target)
+            ratio = float(eye_aspect(target)[e]) / max(float(eye_aspect(ref)[e]), 1e-6)
+        else:
+            ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
         closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
         if self.use_lids == "skin":   # the sliding lid (lids.py): wherever the target's lid came down
             closed = 1.0 if ratio < 0.999 else 0.0
@@ -222,8 +242,12 @@ class EyeParts:
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
         if closed > 0.0 and self.use_lids == "skin":
-            lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1))
+            lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1),
+                                   ref)
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            shut = float(smoothstep(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio))
+            if shut > 0.0:   # a shut eye's lash line, in the portrait's lash colour, even where its lashes are faint
+                region = self._lash_line(region, target, e, (x0, y0, x1, y1), width_t, shut, info)
             if lids_m is not None:
                 lids_m[roi] = np.maximum(lids_m[roi], a_l)
         elif closed > 0.0 and self.use_lids != "painted":

@@ -159,11 +159,14 @@ SLIDE_CREASE = 0.32
 SLIDE_LASH = 0.10
 SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
 SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
-SLIDE_HANG = 1.0     # share of the lash row that hangs under the margin, half-way closed
+SLIDE_HANG = 0.0     # share of the lash row that hangs under the margin, half-way closed (1.0: README)
 SLIDE_SHUT_FROM = 0.9  # the target's EAR over the portrait's where the lashes start turning down
 SLIDE_SHUT_FULL = 0.05 # ... and where they point at the camera
-SLIDE_SHUT_THIN = 0.5  # a shut eye's lash row is this much thinner (the lashes turn toward the camera)
+SLIDE_SHUT_THIN = 0.0  # a shut eye's lash row is this much thinner (the lashes turn toward the camera)
+SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
+SLIDE_WATERLINE = 0.08  # eye widths under a shut lid's margin covered by the lower lid's skin
 SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into the warp's own
+SLIDE_TOLERANCE = 0.01  # eye widths of drop left to the warp alone (a head turn bends the lid line a little)
 SLIDE_FADE = 0.03    # eye widths of lid drop over which the lid fades in (no drop: the warp alone, exactly)
 
 
@@ -172,21 +175,25 @@ def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
                             borderType=cv2.BORDER_REPLICATE)[0]
 
 
-def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box
-                ) -> tuple[np.ndarray, np.ndarray]:
+def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
+                ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eye `e`'s upper lid over `box` (x0,y0,x1,y1) of the target frame, slid down to the target's lid contour:
     (h,w,3) float32 pixels from the portrait `image` (mesh `source`) and their (h,w) float32 weight (0 where the
-    target's lid has not come down below the portrait's)."""
+    target's lid has not come down below the portrait's). ``ref``: the portrait's mesh moved rigidly to the target's
+    head pose (default: `source`); the lid's drop is measured from it, so a turned or nodding head with open eyes
+    gets no lid."""
+    ref = source if ref is None else ref
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     empty = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     if h < 2 or w < 2:
         return empty
-    fs, ft = _eye_frame(source, e), _eye_frame(target, e)
+    fs, ft, fr = _eye_frame(source, e), _eye_frame(target, e), _eye_frame(ref, e)
     us, ts = _upper_curve(source, e, fs)
     ut, tt = _upper_curve(target, e, ft)
+    ur, tr = _upper_curve(ref, e, fr)
     grid = np.linspace(0.0, 1.0, 65)
-    if (np.interp(grid, ut, tt) - np.interp(grid, us, ts)).max() <= 0.0:
+    if (np.interp(grid, ut, tt) - np.interp(grid, ur, tr)).max() <= SLIDE_TOLERANCE:
         return empty
     a, ax, n, wt = ft
     a_s, ax_s, n_s, ws = fs
@@ -197,20 +204,22 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     uc = np.clip(u, 0.0, 1.0)
     top_s = np.interp(uc, us, ts)
     top_t = np.interp(uc, ut, tt)
-    drop = np.maximum(top_t - top_s, 0.0)
-    crease = top_s - SLIDE_CREASE
+    top_r = np.interp(uc, ur, tr)           # where the open lid would be
+    drop = np.maximum(top_t - top_r, 0.0)
+    crease = top_r - SLIDE_CREASE           # on the target; the source's own is top_s - SLIDE_CREASE
+    shift = top_s - top_r                   # target -> source offset of the unmoved lid band
     # as the eye closes the lashes turn down, hanging over what is left of the eyeball (a dark edge under the
     # margin); shut, they point at the camera: a thinner line along the margin
-    ratio = float(eye_aspect(target)[e] / max(eye_aspect(source)[e], 1e-6))
+    ratio = float(eye_aspect(target)[e] / max(eye_aspect(ref)[e], 1e-6))
     shut = float(np.clip((SLIDE_SHUT_FROM - ratio) / (SLIDE_SHUT_FROM - SLIDE_SHUT_FULL), 0.0, 1.0))
     lash_h = SLIDE_LASH * (1.0 - SLIDE_SHUT_THIN * shut ** 2)   # the lash row's height on the target
     hang = SLIDE_HANG * lash_h * 4.0 * shut * (1.0 - shut)      # how far it reaches under the margin
     lash_top = top_t - lash_h + hang
     rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
     # the fold comes down as much as the target's fold ring did (codes.FOLD_FOLLOW of the lid), as in the warp
-    uf_s, tf_s = _curve(source, UPPER_FOLD[e], fs)
+    uf_r, tf_r = _curve(ref, UPPER_FOLD[e], fr)
     uf_t, tf_t = _curve(target, UPPER_FOLD[e], ft)
-    fold_drop = np.clip(np.interp(uc, uf_t, tf_t) - np.interp(uc, uf_s, tf_s), 0.0, None)
+    fold_drop = np.clip(np.interp(uc, uf_t, tf_t) - np.interp(uc, uf_r, tf_r), 0.0, None)
     fold_drop = np.minimum(fold_drop, 0.9 * drop)
     rigid_t = rigid + fold_drop
     y = t - crease
@@ -220,7 +229,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     y_src = np.where(y <= rigid_t, y * rigid / rigid_t, rigid + (y - rigid_t) / stretch)
     in_lash = (t > lash_top) & (t <= lash_top + lash_h)
     y_src = np.where(in_lash, y_src_end + (t - lash_top) * SLIDE_LASH / lash_h, y_src)
-    t_src = crease + y_src
+    t_src = crease + shift + y_src
 
     def at(uu, tt_):
         qx = (a_s[0] + ws * (uu * ax_s[0] + tt_ * n_s[0])).astype(np.float32)
@@ -254,9 +263,18 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
         ref = ci(c_lid).mean(2)
         dark = np.clip((ref - pix.mean(2)) / np.maximum(0.4 * ref, 1.0), 0.0, 1.0)
         weight = np.maximum(weight, dark * in_lash * (t > top_t))
+    rest = float(np.clip((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_SHUT_FULL), 0.0, 1.0))
+    if rest > 0.0:   # shut, the margin rests on the lower lid's: its bright waterline is covered by lower-lid skin
+        lo_s = np.interp(uc, *_curve(source, EYE_LOWER[e], fs))
+        under = (t > top_t) & (t <= top_t + SLIDE_WATERLINE * rest)
+        t_low = lo_s + WATERLINE + (t - top_t)
+        low = at(uc, np.where(under, t_low, lo_s))
+        pix = np.where(under[..., None], low, pix)
+        weight = np.where(under, np.clip((top_t + SLIDE_WATERLINE * rest - t) * wt + 0.5, 0.0, 1.0) * rest, weight)
+        s = np.where(under, 1.0, s)
     weight = (weight * np.clip(s / 0.2, 0.0, 1.0) * (t >= crease)
               * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0) * ((u > 0.0) & (u < 1.0))
-              * np.clip(drop / SLIDE_FADE, 0.0, 1.0))
+              * np.clip((drop - SLIDE_TOLERANCE) / SLIDE_FADE, 0.0, 1.0))
     return pix, weight.astype(np.float32)
 
 
