@@ -169,7 +169,8 @@ def main() -> None:
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
     ap.add_argument("--eyes-only", action="store_true",
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
-    ap.add_argument("--lids", default=None, help="the lids of the 'new' variant (painted, sheet, skin)")
+    ap.add_argument("--lids", default=None,
+                    help="comma-separated lids for the new variant, one variant each (painted, sheet, skin)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
     if args.eyes_only:
@@ -184,7 +185,9 @@ def main() -> None:
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
     plan = plan[::args.every]
-    variants = {"today": BASELINE, "new": NEW if args.lids is None else {**NEW, "lids": args.lids}}
+    variants = {"today": BASELINE, "new": NEW}
+    if args.lids:   # the new variant with each of these lids instead ("new_<lids>")
+        variants = {"today": BASELINE, **{f"new_{k}": {**NEW, "lids": k} for k in args.lids.split(",")}}
     if args.refiner:
         variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
@@ -198,7 +201,7 @@ def main() -> None:
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
         res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,
-                       "baseline": BASELINE, "new": variants["new"], "eyes_only": args.eyes_only}
+                       "baseline": BASELINE, "variants": variants, "eyes_only": args.eyes_only}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

@@ -8,7 +8,7 @@ from pdfgc.evaluation import signals as S
 from pdfgc.families.meshwarp import lids, topology
 from pdfgc.families.meshwarp.shapes import poly_mask
 from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, rotate_mesh, shift_irises
-from pdfgc.media.mesh_indices import IRIS
+from pdfgc.media.mesh_indices import EYE_LOWER, IRIS
 
 from .conftest import DATA, need
 
@@ -64,10 +64,11 @@ def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne
             mid = (u > 0.25) & (u < 0.75)
             src_top = np.interp(np.clip(u, 0, 1), *lids._upper_curve(mesh, e, lids._eye_frame(mesh, e)))
             above = mid & (t < top - 1.0 / w) & (t > src_top)      # between the portrait's lid and the new margin
-            below = mid & (t > top + 1.0 / w) & (t < top + 0.1)    # the eyeball just under the margin
-            assert above.sum() > 10 and below.sum() > 10
+            low = np.interp(np.clip(u, 0, 1), *lids._curve(target, EYE_LOWER[e], lids._eye_frame(target, e)))
+            below = mid & (t > top + 1.0 / w) & (t < low - 1.0 / w)   # the eyeball left under the margin
+            assert above.sum() > 10 and below.sum() > 3, (amount, e, above.sum(), below.sum())
             assert aux["lids"][above].min() == pytest.approx(1.0, abs=1e-3), (amount, e)
-            assert aux["lids"][below].max() == 0.0, (amount, e)
+            assert aux["lids"][below].max() < 0.05, (amount, e)   # the raster's resampling: a hair
 
 
 def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne, skin):

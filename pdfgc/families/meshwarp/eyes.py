@@ -50,6 +50,7 @@ class EyeParts:
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
         self._ref_key, self._ref = None, None
+        self._lid_cache = ({}, {})   # lids.sliding_lid's per-portrait data, per eye
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
@@ -243,7 +244,7 @@ class EyeParts:
             region = region * (1.0 - m) + eye * m
         if closed > 0.0 and self.use_lids == "skin":
             lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1),
-                                   ref)
+                                   ref, self._lid_cache[e])
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
             shut = float(smoothstep(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio))
             if shut > 0.0:   # a shut eye's lash line, in the portrait's lash colour, even where its lashes are faint

@@ -154,19 +154,21 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
 # portrait's lid contour) and the margin, the portrait's lid band is moved down to the target's margin: its lash row
 # (SLIDE_LASH eye widths above the contour) rigidly, with the margin (the person's own lashes, not stretched), and
 # the skin above it stretched from the crease (the fold unfolding), its colour drawn toward the lid's own smooth skin
-# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin.
+# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin. As
+# the eye closes the lower lid's bright waterline is covered by the skin under it (the lower lid rises over it), and
+# a shut margin rests on the lower lid (its waterline covered further). The drop is measured from the portrait's
+# mesh moved rigidly to the target's pose, so an open eye under any head motion is the warp's, exactly.
 SLIDE_CREASE = 0.32
 SLIDE_LASH = 0.10
 SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
 SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
-SLIDE_HANG = 0.0     # share of the lash row that hangs under the margin, half-way closed (1.0: README)
-SLIDE_SHUT_FROM = 0.9  # the target's EAR over the portrait's where the lashes start turning down
-SLIDE_SHUT_FULL = 0.05 # ... and where they point at the camera
-SLIDE_SHUT_THIN = 0.0  # a shut eye's lash row is this much thinner (the lashes turn toward the camera)
+SLIDE_LOWER = 0.1    # eye widths of the lower lid's waterline covered (by the skin under it) as the eye closes
 SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
-SLIDE_WATERLINE = 0.08  # eye widths under a shut lid's margin covered by the lower lid's skin
+SLIDE_REST_FULL = 0.05  # ... and where it rests fully
+SLIDE_WATERLINE = 0.2  # eye widths under a shut lid's margin covered by the lower lid's skin
 SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into the warp's own
 SLIDE_TOLERANCE = 0.01  # eye widths of drop left to the warp alone (a head turn bends the lid line a little)
+SLIDE_STEP = 1.0     # the lid raster's spacing in target pixels (0.5: sharper by a hair, 2x the cost)
 SLIDE_FADE = 0.03    # eye widths of lid drop over which the lid fades in (no drop: the warp alone, exactly)
 
 
@@ -176,106 +178,113 @@ def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
-                ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                ref: np.ndarray | None = None, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eye `e`'s upper lid over `box` (x0,y0,x1,y1) of the target frame, slid down to the target's lid contour:
     (h,w,3) float32 pixels from the portrait `image` (mesh `source`) and their (h,w) float32 weight (0 where the
     target's lid has not come down below the portrait's). ``ref``: the portrait's mesh moved rigidly to the target's
     head pose (default: `source`); the lid's drop is measured from it, so a turned or nodding head with open eyes
-    gets no lid."""
+    gets no lid. Built on a raster in the eye's own frame (columns along the eye, rows across it, ``SLIDE_STEP``
+    pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D."""
     ref = source if ref is None else ref
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     empty = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     if h < 2 or w < 2:
         return empty
-    fs, ft, fr = _eye_frame(source, e), _eye_frame(target, e), _eye_frame(ref, e)
-    us, ts = _upper_curve(source, e, fs)
-    ut, tt = _upper_curve(target, e, ft)
-    ur, tr = _upper_curve(ref, e, fr)
-    grid = np.linspace(0.0, 1.0, 65)
-    if (np.interp(grid, ut, tt) - np.interp(grid, ur, tr)).max() <= SLIDE_TOLERANCE:
-        return empty
+    cache = {} if cache is None else cache
+    if "u" not in cache:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
+        fs = _eye_frame(source, e)
+        step = SLIDE_STEP / fs[3]
+        u = np.arange(0.0, 1.0 + 0.5 * step, step)
+        cache.update(fs=fs, step=step, u=u, top_s=np.interp(u, *_upper_curve(source, e, fs)),
+                     lo_s=np.interp(u, *_curve(source, EYE_LOWER[e], fs)))
+    fs, step, u, top_s, lo_s = (cache[k] for k in ("fs", "step", "u", "top_s", "lo_s"))
+    ft, fr = _eye_frame(target, e), _eye_frame(ref, e)
     a, ax, n, wt = ft
     a_s, ax_s, n_s, ws = fs
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    px, py = xx - a[0], yy - a[1]
-    u = (px * ax[0] + py * ax[1]) / wt
-    t = (px * n[0] + py * n[1]) / wt
-    uc = np.clip(u, 0.0, 1.0)
-    top_s = np.interp(uc, us, ts)
-    top_t = np.interp(uc, ut, tt)
-    top_r = np.interp(uc, ur, tr)           # where the open lid would be
+    top_t = np.interp(u, *_upper_curve(target, e, ft))
+    top_r = np.interp(u, *_upper_curve(ref, e, fr))   # where the open lid would be
     drop = np.maximum(top_t - top_r, 0.0)
+    if drop.max() <= SLIDE_TOLERANCE:
+        return empty
+    lo_t = np.interp(u, *_curve(target, EYE_LOWER[e], ft))
     crease = top_r - SLIDE_CREASE           # on the target; the source's own is top_s - SLIDE_CREASE
     shift = top_s - top_r                   # target -> source offset of the unmoved lid band
-    # as the eye closes the lashes turn down, hanging over what is left of the eyeball (a dark edge under the
-    # margin); shut, they point at the camera: a thinner line along the margin
     ratio = float(eye_aspect(target)[e] / max(eye_aspect(ref)[e], 1e-6))
-    shut = float(np.clip((SLIDE_SHUT_FROM - ratio) / (SLIDE_SHUT_FROM - SLIDE_SHUT_FULL), 0.0, 1.0))
-    lash_h = SLIDE_LASH * (1.0 - SLIDE_SHUT_THIN * shut ** 2)   # the lash row's height on the target
-    hang = SLIDE_HANG * lash_h * 4.0 * shut * (1.0 - shut)      # how far it reaches under the margin
-    lash_top = top_t - lash_h + hang
+    close = float(np.clip((1.0 - ratio) / 0.8, 0.0, 1.0))
+    rest = float(np.clip((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_REST_FULL), 0.0, 1.0))
+    t0 = float(crease.min()) - 2 * step
+    t1 = float(max((top_t + SLIDE_WATERLINE * rest).max(), (lo_t + WATERLINE).max())) + 2 * step
+    t = (t0 + step * np.arange(int(np.ceil((t1 - t0) / step)) + 1))[:, None]   # (rows, 1) against (cols,) curves
+    lash_top = top_t - SLIDE_LASH
     rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
     # the fold comes down as much as the target's fold ring did (codes.FOLD_FOLLOW of the lid), as in the warp
-    uf_r, tf_r = _curve(ref, UPPER_FOLD[e], fr)
-    uf_t, tf_t = _curve(target, UPPER_FOLD[e], ft)
-    fold_drop = np.clip(np.interp(uc, uf_t, tf_t) - np.interp(uc, uf_r, tf_r), 0.0, None)
-    fold_drop = np.minimum(fold_drop, 0.9 * drop)
-    rigid_t = rigid + fold_drop
+    fold_drop = np.clip(np.interp(u, *_curve(target, UPPER_FOLD[e], ft))
+                        - np.interp(u, *_curve(ref, UPPER_FOLD[e], fr)), 0.0, None)
+    rigid_t = rigid + np.minimum(fold_drop, 0.9 * drop)
     y = t - crease
     y_src_end = SLIDE_CREASE - SLIDE_LASH                  # the source's lash row starts here (from the crease)
     y_end = np.maximum(lash_top - crease, rigid_t + 1e-3)
     stretch = (y_end - rigid_t) / max(y_src_end - rigid, 1e-3)
     y_src = np.where(y <= rigid_t, y * rigid / rigid_t, rigid + (y - rigid_t) / stretch)
-    in_lash = (t > lash_top) & (t <= lash_top + lash_h)
-    y_src = np.where(in_lash, y_src_end + (t - lash_top) * SLIDE_LASH / lash_h, y_src)
+    in_lash = (t > lash_top) & (t <= top_t)
+    y_src = np.where(in_lash, y_src_end + (t - lash_top), y_src)
     t_src = crease + shift + y_src
+    uu = np.broadcast_to(u, t_src.shape)
 
-    def at(uu, tt_):
-        qx = (a_s[0] + ws * (uu * ax_s[0] + tt_ * n_s[0])).astype(np.float32)
-        qy = (a_s[1] + ws * (uu * ax_s[1] + tt_ * n_s[1])).astype(np.float32)
+    def at(uq, tq):
+        qx = (a_s[0] + ws * (uq * ax_s[0] + tq * n_s[0])).astype(np.float32)
+        qy = (a_s[1] + ws * (uq * ax_s[1] + tq * n_s[1])).astype(np.float32)
         return cv2.remap(image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
-    pix = at(uc, t_src)
+    # the lower lid rises over its own waterline as the eye closes (the skin under it pulled up); shut, the margin
+    # rests on the lower lid, whose waterline under it is covered further (the offset easing to the warp's own at
+    # the band's foot: no second edge)
+    low = (t > lo_t) & (t <= lo_t + WATERLINE) & (SLIDE_LOWER * close > 0.0)
+    cover = SLIDE_LOWER * close
+    t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
+    band = max(SLIDE_WATERLINE * rest, 1e-6)
+    rests = (t > top_t) & (t <= top_t + band) & (rest > 0.0)
+    t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)), t_src)
+    pix = at(uu, t_src)
     # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
-    # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), the skin's
-    # fine texture left as it came; shaded a little toward the margin
-    ts_g = np.interp(grid, us, ts)
-    c_top = at(grid[None], ts_g[None] - SLIDE_CREASE + rigid)[0]
-    rows = np.linspace(rigid, y_src_end, 7)
-    band = at(grid[None], ts_g[None] - SLIDE_CREASE + rows[:, None])
-    order = np.argsort(band.mean(2), axis=0)
-    c_lid = np.take_along_axis(band, order[..., None], 0)[2:-1].mean(0)
-    sig = 4.0
-    c_top = np.stack([_smooth_cols(c_top[:, c], sig) for c in range(3)], 1)
-    c_lid = np.stack([_smooth_cols(c_lid[:, c], sig) for c in range(3)], 1)
-    ci = lambda c: np.stack([np.interp(uc, grid, c[:, k]) for k in range(3)], -1)   # noqa: E731
+    # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), shaded a
+    # little toward the margin
+    if cache.get("colours_of") is not image:
+        rows = np.linspace(rigid, y_src_end, 7)[:, None]
+        bandpix = at(np.broadcast_to(u, (8, len(u))), np.concatenate([top_s[None] - SLIDE_CREASE + rows,
+                                                                      top_s[None] - SLIDE_CREASE + rigid]))
+        order = np.argsort(bandpix[:7].mean(2), axis=0)
+        c_lid = np.take_along_axis(bandpix[:7], order[..., None], 0)[2:-1].mean(0)
+        sig = 4.0 * len(u) / 65.0
+        cache["colours"] = [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+                            for c in (bandpix[7], c_lid)]
+        cache["colours_of"] = image
+    c_top, c_lid = cache["colours"]
     q = np.clip((y - rigid_t) / np.maximum(y_end - rigid_t, 1e-3), 0.0, 1.0)
-    base = ci(c_top) + (ci(c_lid) - ci(c_top)) * smoothstep01(np.clip(q / 0.5, 0.0, 1.0))[..., None]
-    w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash)[..., None]
-    pix = pix + (base - pix) * w_syn
+    base = c_top + (c_lid - c_top) * smoothstep01(np.clip(q / 0.5, 0.0, 1.0))[..., None]
+    w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash * ~low * ~rests)[..., None]
+    pix += (base - pix) * w_syn
     s = np.clip(y / np.maximum(top_t - crease, 1e-3), 0.0, 1.0)   # 0 at the crease, 1 at the margin
-    pix *= (1.0 - SLIDE_SHADE * s ** 3 * np.clip(drop / 0.1, 0.0, 1.0))[..., None]
-    # opaque above the margin (one pixel of anti-aliasing), fading in over the crease's top fifth, toward the corners
-    # and with the drop itself
+    pix *= (1.0 - SLIDE_SHADE * s ** 3 * np.clip(drop / 0.1, 0.0, 1.0) * ~low * ~rests)[..., None]
+    # opaque above the margin (anti-aliased), fading in over the crease's top fifth, toward the corners and with
+    # the drop itself
     weight = np.clip((top_t - t) * wt + 0.5, 0.0, 1.0)
-    if hang > 0.0:   # under the margin only the lashes' dark pixels show, over the eyeball
-        ref = ci(c_lid).mean(2)
-        dark = np.clip((ref - pix.mean(2)) / np.maximum(0.4 * ref, 1.0), 0.0, 1.0)
-        weight = np.maximum(weight, dark * in_lash * (t > top_t))
-    rest = float(np.clip((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_SHUT_FULL), 0.0, 1.0))
-    if rest > 0.0:   # shut, the margin rests on the lower lid's: its bright waterline is covered by lower-lid skin
-        lo_s = np.interp(uc, *_curve(source, EYE_LOWER[e], fs))
-        under = (t > top_t) & (t <= top_t + SLIDE_WATERLINE * rest)
-        t_low = lo_s + WATERLINE + (t - top_t)
-        low = at(uc, np.where(under, t_low, lo_s))
-        pix = np.where(under[..., None], low, pix)
-        weight = np.where(under, np.clip((top_t + SLIDE_WATERLINE * rest - t) * wt + 0.5, 0.0, 1.0) * rest, weight)
-        s = np.where(under, 1.0, s)
+    weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * close, weight)
+    weight = np.where(rests, rest, weight)
+    s = np.where(low | rests, 1.0, s)
     weight = (weight * np.clip(s / 0.2, 0.0, 1.0) * (t >= crease)
-              * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0) * ((u > 0.0) & (u < 1.0))
+              * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0)
               * np.clip((drop - SLIDE_TOLERANCE) / SLIDE_FADE, 0.0, 1.0))
-    return pix, weight.astype(np.float32)
+    # the raster into the box: raster (col, row) -> target pixel a + wt * (u ax + t n)
+    o = a + wt * t0 * n - np.array([x0, y0], np.float64)
+    k = wt * step   # target pixels per raster step
+    m = np.array([[k * ax[0], k * n[0], o[0]], [k * ax[1], k * n[1], o[1]]])
+    # premultiplied, so the raster's edge (weight 0 beyond it) does not darken the pixels
+    both = np.dstack([pix * weight[..., None], weight[..., None]]).astype(np.float32)
+    placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    wgt = np.clip(placed[..., 3], 0.0, 1.0)
+    return placed[..., :3] / np.maximum(placed[..., 3:], 1e-6), wgt
 
 
 def smoothstep01(x):
