@@ -3,10 +3,12 @@
 
 The white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is a rigid
 disc taken from the source iris (completed under the lids by reflection), placed at the target iris centre and
-clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing eye is
-blended toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a painted lash line
-(``lids="painted"``, the default); ``lids="sheet"`` instead stretches the portrait's own lid skin down to the target
-lid with its lashes (``lids.py``).
+clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing upper lid
+slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the portrait's own lid band moved
+to the target's margin with its lash row, opaque above the margin, plus the painted lash line as it shuts. Older
+variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose eye openings are covered with
+smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own lid skin down to the target
+lid with its lashes flipped under it (``lids.lid_sheet``).
 
 The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
 ``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
@@ -41,12 +43,12 @@ SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FL
 
 class EyeParts:
     """Both eyes of one portrait over the warp. ``image`` (S,S,3) uint8 and ``mesh`` (478,3) as checked by
-    ``WarpRenderer``; ``eyes`` (True) moves the iris disc, ``lids`` ("painted", "sheet"/True or False) closes the
-    eye (see the module docstring). Both off: ``render`` leaves the frame as the warp drew it."""
+    ``WarpRenderer``; ``eyes`` (True) moves the iris disc, ``lids`` ("skin", "painted", "sheet"/True or False)
+    closes the eye (see the module docstring). Both off: ``render`` leaves the frame as the warp drew it."""
 
     aux_keys = ("eyes", "lids")
 
-    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "painted"):
+    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "skin"):
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
         self._ref_key, self._ref = None, None

@@ -1,4 +1,6 @@
-"""Closing lids from the portrait's own upper-lid skin (issue 19), for the mesh-warp renderer's eyes.
+"""Closing lids from the portrait's own upper-lid skin (issue 19), for the mesh-warp renderer's eyes: the lid
+sheet (``lid_sheet``, ``lids="sheet"``, below) and the sliding lid (``sliding_lid``, ``lids="skin"``, the default:
+at the end of this file).
 
 An upper eyelid is a sheet of skin between the crease and the lash line. When the target's lid comes down, the
 portrait's lid band (from ``CREASE`` eye widths above its upper-lid contour down to the contour, where the lashes
@@ -162,10 +164,10 @@ SLIDE_CREASE = 0.32
 SLIDE_LASH = 0.10
 SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
 SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
-SLIDE_LOWER = 0.1    # eye widths of the lower lid's waterline covered (by the skin under it) as the eye closes
+SLIDE_LOWER = 0.0    # eye widths of the lower lid's waterline covered as the eye closes (0: off; 0.1 cost gaze)
 SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
 SLIDE_REST_FULL = 0.05  # ... and where it rests fully
-SLIDE_WATERLINE = 0.2  # eye widths under a shut lid's margin covered by the lower lid's skin
+SLIDE_WATERLINE = 0.0  # eye widths under a shut margin covered by lower-lid skin (0: off; 0.2 cost gaze)
 SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into the warp's own
 SLIDE_TOLERANCE = 0.01  # eye widths of drop left to the warp alone (a head turn bends the lid line a little)
 SLIDE_STEP = 1.0     # the lid raster's spacing in target pixels (0.5: sharper by a hair, 2x the cost)
@@ -244,7 +246,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     cover = SLIDE_LOWER * close
     t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
     band = max(SLIDE_WATERLINE * rest, 1e-6)
-    rests = (t > top_t) & (t <= top_t + band) & (rest > 0.0)
+    rests = (t > top_t) & (t <= top_t + band) & (SLIDE_WATERLINE * rest > 0.0)
     t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)), t_src)
     pix = at(uu, t_src)
     # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
