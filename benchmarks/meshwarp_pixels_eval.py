@@ -85,7 +85,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
         from pdfgc.families.meshwarp.refiner import RefinerRunner, load_refiner
         refiner_model = load_refiner(REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
     rows = {v: {k: [] for k in ("mouth_psnr", "face_psnr", "psnr", "teeth", "ear_back", "id")} for v in variants}
-    real_teeth, ear_t, closed = [], [], []
+    real_teeth, ear_t, closed, ear_ratio = [], [], [], []
     by_clip: dict[str, list] = {}
     for j, p in enumerate(plan):
         by_clip.setdefault(p[0], []).append((j, p))
@@ -108,6 +108,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             real_teeth.append(teeth_fraction(tgt, mt))
             e_t, e_s = float(_ear(mt).mean()), float(_ear(mesh[s]).mean())
             ear_t.append(e_t)
+            ear_ratio.append(e_t / max(e_s, 1e-6))
             closed.append(e_t < 0.6 * e_s)
             for v, r in renderers[s].items():
                 if v.endswith("+refiner"):
@@ -140,6 +141,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             done += 1
         print(f"  {done}/{len(plan)} pairs, {time.time() - t0:.0f} s", flush=True)
     real_teeth, ear_t, closed = np.array(real_teeth), np.array(ear_t), np.array(closed, bool)
+    ear_ratio = np.array(ear_ratio)
     if not len(plan):
         return {"pairs": 0}
     shows = real_teeth >= TEETH_SHOWN
@@ -155,6 +157,11 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
                   if (~shows).any() else None,
                   "closed_ear_mae": round(float(np.abs(a["ear_back"][ok] - ear_t[ok]).mean()), 4) if ok.any() else None,
                   "closed_ear_read": int(ok.sum()),
+                  # read back minus target, by the target's EAR over the source's (how shut the pair is)
+                  "closed_ear_signed_by_ratio": {f"{lo}-{hi}": round(float(np.mean(
+                      (a["ear_back"] - ear_t)[ok & (ear_ratio >= lo) & (ear_ratio < hi)])), 4)
+                      for lo, hi in ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6))
+                      if (ok & (ear_ratio >= lo) & (ear_ratio < hi)).any()},
                   "identity_to_target": round(float(np.nanmean(a["id"])), 4) if np.isfinite(a["id"]).any() else None}
     return res
 
