@@ -163,6 +163,7 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
 SLIDE_CREASE = 0.32
 SLIDE_LASH = 0.10
 SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
+SLIDE_LIT = 0.0      # how far the lid's colour is brought to the skin above the crease (lid sheet's LIT)
 SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
 SLIDE_LOWER = 0.0    # eye widths of the lower lid's waterline covered as the eye closes (0: off; 0.1 cost gaze)
 SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
@@ -258,6 +259,9 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
                                                                       top_s[None] - SLIDE_CREASE + rigid]))
         order = np.argsort(bandpix[:7].mean(2), axis=0)
         c_lid = np.take_along_axis(bandpix[:7], order[..., None], 0)[2:-1].mean(0)
+        if SLIDE_LIT > 0.0:   # toward the skin above the crease (out of the brow's shadow), never darker
+            above = at(np.broadcast_to(u, (3, len(u))), top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
+            c_lid = c_lid + SLIDE_LIT * np.maximum(above.mean(0) - c_lid, 0.0)
         sig = 4.0 * len(u) / 65.0
         cache["colours"] = [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
                             for c in (bandpix[7], c_lid)]
