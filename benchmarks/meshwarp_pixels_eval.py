@@ -72,7 +72,8 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
     return plan, turned, corpus
 
 
-def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None) -> dict:
+def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
+             closed_only: bool = False) -> dict:
     from pdfgc.evaluation.signals import EAR_POINTS
     from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
@@ -84,7 +85,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
         from pdfgc.families.meshwarp.refiner import RefinerRunner, load_refiner
         refiner_model = load_refiner(REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
     rows = {v: {k: [] for k in ("mouth_psnr", "face_psnr", "psnr", "teeth", "ear_back", "id")} for v in variants}
-    real_teeth, ear_t, closed = [], [], []
+    real_teeth, ear_t, closed, ear_ratio = [], [], [], []
     by_clip: dict[str, list] = {}
     for j, p in enumerate(plan):
         by_clip.setdefault(p[0], []).append((j, p))
@@ -95,6 +96,8 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
         frames = dict(zip(need, corpus.load_frames(key, need)))
         renderers = {}
         for j, (_, s, t, _) in items:
+            if closed_only and not float(_ear(mesh[t]).mean()) < 0.6 * float(_ear(mesh[s]).mean()):
+                continue
             if s not in renderers:
                 renderers = {s: {v: WarpRenderer(frames[s], mesh[s], **kw) for v, kw in variants.items()}}
             tgt, mt = frames[t], mesh[t]
@@ -105,6 +108,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             real_teeth.append(teeth_fraction(tgt, mt))
             e_t, e_s = float(_ear(mt).mean()), float(_ear(mesh[s]).mean())
             ear_t.append(e_t)
+            ear_ratio.append(e_t / max(e_s, 1e-6))
             closed.append(e_t < 0.6 * e_s)
             for v, r in renderers[s].items():
                 if v.endswith("+refiner"):
@@ -137,6 +141,7 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             done += 1
         print(f"  {done}/{len(plan)} pairs, {time.time() - t0:.0f} s", flush=True)
     real_teeth, ear_t, closed = np.array(real_teeth), np.array(ear_t), np.array(closed, bool)
+    ear_ratio = np.array(ear_ratio)
     if not len(plan):
         return {"pairs": 0}
     shows = real_teeth >= TEETH_SHOWN
@@ -152,6 +157,11 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
                   if (~shows).any() else None,
                   "closed_ear_mae": round(float(np.abs(a["ear_back"][ok] - ear_t[ok]).mean()), 4) if ok.any() else None,
                   "closed_ear_read": int(ok.sum()),
+                  # read back minus target, by the target's EAR over the source's (how shut the pair is)
+                  "closed_ear_signed_by_ratio": {f"{lo}-{hi}": round(float(np.mean(
+                      (a["ear_back"] - ear_t)[ok & (ear_ratio >= lo) & (ear_ratio < hi)])), 4)
+                      for lo, hi in ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6))
+                      if (ok & (ear_ratio >= lo) & (ear_ratio < hi)).any()},
                   "identity_to_target": round(float(np.nanmean(a["id"])), 4) if np.isfinite(a["id"]).any() else None}
     return res
 
@@ -164,8 +174,16 @@ def main() -> None:
     ap.add_argument("--yaw-pairs", type=int, default=8, help="turned-head pairs per held-out clip")
     ap.add_argument("--no-identity", action="store_true")
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
+    ap.add_argument("--eyes-only", action="store_true",
+                    help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
+    ap.add_argument("--lids", default=None,
+                    help="comma-separated lids for the new variant, one variant each (painted, sheet, skin)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
+    if args.eyes_only:
+        args.no_identity, args.yaw_pairs = True, 0
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_eyes.json"
     import torch
 
     torch.set_num_threads(1)
@@ -175,6 +193,8 @@ def main() -> None:
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
     plan = plan[::args.every]
     variants = {"today": BASELINE, "new": NEW}
+    if args.lids:   # the new variant with each of these lids instead ("new_<lids>")
+        variants = {"today": BASELINE, **{f"new_{k}": {**NEW, "lids": k} for k in args.lids.split(",")}}
     if args.refiner:
         variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
@@ -183,11 +203,12 @@ def main() -> None:
         enc = IdentityEncoder()
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         print(f"self-reenactment: {len(plan)} held-out pairs")
-        res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc)}
+        res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc,
+                                            closed_only=args.eyes_only)}
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
         res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,
-                       "baseline": BASELINE}
+                       "baseline": BASELINE, "variants": variants, "eyes_only": args.eyes_only}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

@@ -5,7 +5,10 @@ and lids, no mirrored far side, replicated crop borders) above the new default, 
 
   pixels_mouth.png   mouth opening at five levels (warp.open_mouth 0 .. 0.12 face heights), three portraits
   pixels_speech.png  speech (audio_longer.mp3) with each emotion label: the frame with the widest mouth
-  pixels_eyes.png    a blink and half-closed eyes (warp.close_eyes 0.3 .. 1.0)
+  pixels_eyes.png    a blink and half-closed eyes (warp.close_eyes 0.3 .. 1.0, then 0.5 with the irises shifted),
+                     the painted lids (before) above the sliding lid (after), one eye close up; anne.png (224 px),
+                     the head shot, Macron.png (512 px) and two darker-skinned faces from the corpus's stills
+                     (``--eyes-only`` writes just this one)
   pixels_yaw.png     yaw -30 .. +30 in 10 deg steps: anne.png, and anne turned 25 deg (so one side is hidden)
   pixels_tight.png   a tight 256 px head shot (edtalk/crop_identity_source.jpg), the default command's layout
   pixels_bank.png    every entry of the mouth bank (or of ``--bank FILE``, e.g. one built with ``mouth_bank --all``),
@@ -26,6 +29,42 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 PD = DATA / "pdfgc"
 PORTRAITS = (PD / "anne.png", DATA / "edtalk/crop_identity_source.jpg", DATA / "real3dportrait/Macron.png")
+# darker skin, portraits outside the corpus's clips (DECA's and StarGAN v2's sample stills)
+EYE_PORTRAITS = (DATA / "corpus/DECA/portraits/TestSamples__examples__id08456-SEvpX9LhEP4-000957_inputs_inputs.jpg",
+                 DATA / "corpus/stargan-v2/portraits/assets__representative__celeba_hq__src__female__039913.jpg")
+EYE_SIZES = {"Macron": 512}
+EYES_BEFORE, EYES_AFTER = dict(lids="painted"), dict(lids="skin")
+
+
+def eye_closeup(frame, mesh, e: int, size=(240, 150)) -> np.ndarray:
+    """Eye `e` of `frame`, 1.9 eye widths across (the portrait's mesh places it), resized to `size`."""
+    from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER
+    idx = list(EYE_UPPER[e]) + list(EYE_LOWER[e])
+    c = mesh[idx, :2].mean(0)
+    w = float(np.ptp(mesh[idx, 0]))
+    half = (0.95 * w, 0.95 * w * size[1] / size[0])
+    x0, y0 = c[0] - half[0], c[1] - 0.15 * w - half[1]
+    k = size[0] / (2 * half[0])
+    m = np.array([[k, 0, -k * x0], [0, k, -k * y0]])
+    return cv2.warpAffine(frame, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def eyes_strip(path: Path, shots) -> None:
+    """pixels_eyes.png: per portrait the painted lids (before) above the sliding lid (after)."""
+    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, shift_irises
+
+    rows = []
+    for name, img, mesh in shots:
+        from pdfgc.media.mesh_indices import EAR_POINTS
+        e = int(np.argmax([np.linalg.norm(mesh[EAR_POINTS[k, 0], :2] - mesh[EAR_POINTS[k, 3], :2]) for k in (0, 1)]))
+        for tag, kw in (("before", EYES_BEFORE), ("after", EYES_AFTER)):
+            r = WarpRenderer(img, mesh, **kw)
+            tiles = [label(eye_closeup(r.render(close_eyes(mesh, a)), mesh, e),
+                           f"{name} {img.shape[0]}px {tag} {a:.1f}") for a in (0.3, 0.5, 0.7, 1.0)]
+            gazed = close_eyes(shift_irises(mesh, 0.12, 0.0), 0.5)
+            tiles.append(label(eye_closeup(r.render(gazed), mesh, e), f"{tag} 0.5 + gaze"))
+            rows.append(np.concatenate(tiles, 1))
+    save(path, rows)
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
@@ -71,6 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/meshwarp")
     ap.add_argument("--bank", type=Path, default=None, help="the bank file for pixels_bank.png (default: shipped)")
+    ap.add_argument("--eyes-only", action="store_true", help="only pixels_eyes.png")
     args = ap.parse_args()
     import torch
 
@@ -93,6 +133,21 @@ def main() -> None:
         img = np.ascontiguousarray(crop_at(p, render_size(p)))
         shots.append(({"crop_identity_source": "head shot"}.get(path.stem, path.stem), img, det.detect(img)[0]))
     mouth_pts = (61, 291, 0, 17)
+    if args.eyes_only:
+        more = []
+        for path in EYE_PORTRAITS:
+            p = pipe.load_portrait(path)
+            img = np.ascontiguousarray(crop_at(p, 224))
+            more.append((path.stem.split("__")[-1][:12], img, det.detect(img)[0]))
+        big = []
+        for name, img, mesh in shots:
+            if name in EYE_SIZES:
+                p = pipe.load_portrait(next(q for q in PORTRAITS if q.stem == name))
+                img = np.ascontiguousarray(crop_at(p, EYE_SIZES[name]))
+                mesh = det.detect(img)[0]
+            big.append((name, img, mesh))
+        eyes_strip(args.out / "pixels_eyes.png", big + more)
+        return
 
     rows = []
     for name, img, mesh in shots:

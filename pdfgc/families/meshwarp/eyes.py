@@ -3,10 +3,12 @@
 
 The white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is a rigid
 disc taken from the source iris (completed under the lids by reflection), placed at the target iris centre and
-clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing eye is
-blended toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a painted lash line
-(``lids="painted"``, the default); ``lids="sheet"`` instead stretches the portrait's own lid skin down to the target
-lid with its lashes (``lids.py``).
+clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing upper lid
+slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the portrait's own lid band moved
+to the target's margin with its lash row, opaque above the margin, plus the painted lash line as it shuts. Older
+variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose eye openings are covered with
+smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own lid skin down to the target
+lid with its lashes flipped under it (``lids.lid_sheet``).
 
 The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
 ``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
@@ -20,9 +22,9 @@ import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import lids, topology
-from pdfgc.families.meshwarp.lids import lid_sheet
+from pdfgc.families.meshwarp.lids import lid_sheet, sliding_lid
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
-from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS, RIGID_POINTS
 
 __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 
@@ -32,19 +34,25 @@ __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
 # a sheet at full weight from 0.7-0.95 read back 0.065 (all too open)
 LID_SHEET_FROM = 0.8
 LID_SHEET_FULL = 0.3
+# the sliding lid (lids="skin") gets the painted lash line along its margin as the eye shuts: mediapipe (tracking a
+# video) read a shut lid whose own lashes are faint (Macron.png) as 0.10 open without it, the painted lids as 0.02
+SKIN_LASH_FROM = 0.5
+SKIN_LASH_FULL = 0.1
 SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FLIP_LASHES`` is off
 
 
 class EyeParts:
     """Both eyes of one portrait over the warp. ``image`` (S,S,3) uint8 and ``mesh`` (478,3) as checked by
-    ``WarpRenderer``; ``eyes`` (True) moves the iris disc, ``lids`` ("painted", "sheet"/True or False) closes the
-    eye (see the module docstring). Both off: ``render`` leaves the frame as the warp drew it."""
+    ``WarpRenderer``; ``eyes`` (True) moves the iris disc, ``lids`` ("skin", "painted", "sheet"/True or False)
+    closes the eye (see the module docstring). Both off: ``render`` leaves the frame as the warp drew it."""
 
     aux_keys = ("eyes", "lids")
 
-    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "painted"):
+    def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "skin"):
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
+        self._ref_key, self._ref = None, None
+        self._lid_cache = ({}, {})   # lids.sliding_lid's per-portrait data, per eye
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
@@ -152,6 +160,16 @@ class EyeParts:
         v = np.clip((yy - y_up[None]) / np.maximum(y_lo - y_up, 1.0)[None], 0.0, 1.0) ** 2.5
         return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
 
+    def _rigid_ref(self, target: np.ndarray) -> np.ndarray:
+        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points)."""
+        from pdfgc.families.meshwarp.warp import _similarity
+
+        key = target[RIGID_POINTS].tobytes()
+        if self._ref_key != key:
+            s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
+            self._ref_key, self._ref = key, s * self.mesh @ rot.T + t
+        return self._ref
+
     # ------------------------------------------------------------------ one eye, one frame
 
     @staticmethod
@@ -176,7 +194,10 @@ class EyeParts:
         width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
         if width_t < 2.0:
             return
-        x0, y0, x1, y1 = bounding_box(poly_t, max(4.0, 0.6 * width_t), s)
+        box_pts = poly_t
+        if self.use_lids == "skin":   # the sliding lid reaches up to the portrait's crease
+            box_pts = np.concatenate([poly_t, self.mesh[list(topology.EYE_POLYGONS[e]), :2]])
+        x0, y0, x1, y1 = bounding_box(box_pts, max(4.0, 0.6 * width_t), s)
         if x1 - x0 < 3 or y1 - y0 < 3:
             return
         roi = (slice(y0, y1), slice(x0, x1))
@@ -191,9 +212,16 @@ class EyeParts:
         off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
         mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
         w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
-        ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
+        ref = None
+        if self.use_lids == "skin":   # the open lid under the target's head pose: a turn or a nod is no blink
+            ref = self._rigid_ref(target)
+            ratio = float(eye_aspect(target)[e]) / max(float(eye_aspect(ref)[e]), 1e-6)
+        else:
+            ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
         closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
-        if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
+        if self.use_lids == "skin":   # the sliding lid (lids.py): wherever the target's lid came down
+            closed = 1.0 if ratio < 0.999 else 0.0
+        elif self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
             closed = float(smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
@@ -216,7 +244,16 @@ class EyeParts:
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
-        if closed > 0.0 and self.use_lids != "painted":
+        if closed > 0.0 and self.use_lids == "skin":
+            lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1),
+                                   ref, self._lid_cache[e])
+            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
+            shut = float(smoothstep(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio))
+            if shut > 0.0:   # a shut eye's lash line, in the portrait's lash colour, even where its lashes are faint
+                region = self._lash_line(region, target, e, (x0, y0, x1, y1), width_t, shut, info)
+            if lids_m is not None:
+                lids_m[roi] = np.maximum(lids_m[roi], a_l)
+        elif closed > 0.0 and self.use_lids != "painted":
             lid, a_l = lid_sheet(self.image if texture is None else texture, self.mesh, target, e,
                                  (x0, y0, x1, y1), closed)
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]

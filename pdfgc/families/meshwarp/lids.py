@@ -1,4 +1,6 @@
-"""Closing lids from the portrait's own upper-lid skin (issue 19), for the mesh-warp renderer's eyes.
+"""Closing lids from the portrait's own upper-lid skin (issue 19), for the mesh-warp renderer's eyes: the lid
+sheet (``lid_sheet``, ``lids="sheet"``, below) and the sliding lid (``sliding_lid``, ``lids="skin"``, the default:
+at the end of this file).
 
 An upper eyelid is a sheet of skin between the crease and the lash line. When the target's lid comes down, the
 portrait's lid band (from ``CREASE`` eye widths above its upper-lid contour down to the contour, where the lashes
@@ -16,7 +18,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER
+from pdfgc.families.meshwarp.shapes import eye_aspect
+from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, UPPER_FOLD
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
 # EAR mediapipe reads back on closed-eye pairs, MAE to the target's (122 pairs of training clips / 125 held-out):
@@ -146,3 +149,149 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
                 * np.clip(f / 0.5, 0.0, 1.0))[..., None]
         pix = pix * (1.0 + (gain.astype(np.float32) - 1.0) * ramp.astype(np.float32))
     return pix, np.maximum(weight * closed, w_low).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- the sliding lid
+# ``lids="skin"``: the upper lid slides down over the eyeball. Between the crease (SLIDE_CREASE eye widths above the
+# portrait's lid contour) and the margin, the portrait's lid band is moved down to the target's margin: its lash row
+# (SLIDE_LASH eye widths above the contour) rigidly, with the margin (the person's own lashes, not stretched), and
+# the skin above it stretched from the crease (the fold unfolding), its colour drawn toward the lid's own smooth skin
+# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin. As
+# the eye closes the lower lid's bright waterline is covered by the skin under it (the lower lid rises over it), and
+# a shut margin rests on the lower lid (its waterline covered further). The drop is measured from the portrait's
+# mesh moved rigidly to the target's pose, so an open eye under any head motion is the warp's, exactly.
+SLIDE_CREASE = 0.32
+SLIDE_LASH = 0.10
+SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
+SLIDE_LIT = 0.0      # how far the lid's colour is brought to the skin above the crease (lid sheet's LIT)
+SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
+SLIDE_LOWER = 0.0    # eye widths of the lower lid's waterline covered as the eye closes (0: off; 0.1 cost gaze)
+SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
+SLIDE_REST_FULL = 0.05  # ... and where it rests fully
+SLIDE_WATERLINE = 0.0  # eye widths under a shut margin covered by lower-lid skin (0: off; 0.2 cost gaze)
+SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into the warp's own
+SLIDE_TOLERANCE = 0.01  # eye widths of drop left to the warp alone (a head turn bends the lid line a little)
+SLIDE_STEP = 1.0     # the lid raster's spacing in target pixels (0.5: sharper by a hair, 2x the cost)
+SLIDE_FADE = 0.03    # eye widths of lid drop over which the lid fades in (no drop: the warp alone, exactly)
+
+
+def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x.astype(np.float32)[None], (0, 0), max(sigma, 0.5),
+                            borderType=cv2.BORDER_REPLICATE)[0]
+
+
+def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
+                ref: np.ndarray | None = None, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Eye `e`'s upper lid over `box` (x0,y0,x1,y1) of the target frame, slid down to the target's lid contour:
+    (h,w,3) float32 pixels from the portrait `image` (mesh `source`) and their (h,w) float32 weight (0 where the
+    target's lid has not come down below the portrait's). ``ref``: the portrait's mesh moved rigidly to the target's
+    head pose (default: `source`); the lid's drop is measured from it, so a turned or nodding head with open eyes
+    gets no lid. Built on a raster in the eye's own frame (columns along the eye, rows across it, ``SLIDE_STEP``
+    pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D."""
+    ref = source if ref is None else ref
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    empty = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    if h < 2 or w < 2:
+        return empty
+    cache = {} if cache is None else cache
+    if "u" not in cache:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
+        fs = _eye_frame(source, e)
+        step = SLIDE_STEP / fs[3]
+        u = np.arange(0.0, 1.0 + 0.5 * step, step)
+        cache.update(fs=fs, step=step, u=u, top_s=np.interp(u, *_upper_curve(source, e, fs)),
+                     lo_s=np.interp(u, *_curve(source, EYE_LOWER[e], fs)))
+    fs, step, u, top_s, lo_s = (cache[k] for k in ("fs", "step", "u", "top_s", "lo_s"))
+    ft, fr = _eye_frame(target, e), _eye_frame(ref, e)
+    a, ax, n, wt = ft
+    a_s, ax_s, n_s, ws = fs
+    top_t = np.interp(u, *_upper_curve(target, e, ft))
+    top_r = np.interp(u, *_upper_curve(ref, e, fr))   # where the open lid would be
+    drop = np.maximum(top_t - top_r, 0.0)
+    if drop.max() <= SLIDE_TOLERANCE:
+        return empty
+    lo_t = np.interp(u, *_curve(target, EYE_LOWER[e], ft))
+    crease = top_r - SLIDE_CREASE           # on the target; the source's own is top_s - SLIDE_CREASE
+    shift = top_s - top_r                   # target -> source offset of the unmoved lid band
+    ratio = float(eye_aspect(target)[e] / max(eye_aspect(ref)[e], 1e-6))
+    close = float(np.clip((1.0 - ratio) / 0.8, 0.0, 1.0))
+    rest = float(np.clip((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_REST_FULL), 0.0, 1.0))
+    t0 = float(crease.min()) - 2 * step
+    t1 = float(max((top_t + SLIDE_WATERLINE * rest).max(), (lo_t + WATERLINE).max())) + 2 * step
+    t = (t0 + step * np.arange(int(np.ceil((t1 - t0) / step)) + 1))[:, None]   # (rows, 1) against (cols,) curves
+    lash_top = top_t - SLIDE_LASH
+    rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
+    # the fold comes down as much as the target's fold ring did (codes.FOLD_FOLLOW of the lid), as in the warp
+    fold_drop = np.clip(np.interp(u, *_curve(target, UPPER_FOLD[e], ft))
+                        - np.interp(u, *_curve(ref, UPPER_FOLD[e], fr)), 0.0, None)
+    rigid_t = rigid + np.minimum(fold_drop, 0.9 * drop)
+    y = t - crease
+    y_src_end = SLIDE_CREASE - SLIDE_LASH                  # the source's lash row starts here (from the crease)
+    y_end = np.maximum(lash_top - crease, rigid_t + 1e-3)
+    stretch = (y_end - rigid_t) / max(y_src_end - rigid, 1e-3)
+    y_src = np.where(y <= rigid_t, y * rigid / rigid_t, rigid + (y - rigid_t) / stretch)
+    in_lash = (t > lash_top) & (t <= top_t)
+    y_src = np.where(in_lash, y_src_end + (t - lash_top), y_src)
+    t_src = crease + shift + y_src
+    uu = np.broadcast_to(u, t_src.shape)
+
+    def at(uq, tq):
+        qx = (a_s[0] + ws * (uq * ax_s[0] + tq * n_s[0])).astype(np.float32)
+        qy = (a_s[1] + ws * (uq * ax_s[1] + tq * n_s[1])).astype(np.float32)
+        return cv2.remap(image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+    # the lower lid rises over its own waterline as the eye closes (the skin under it pulled up); shut, the margin
+    # rests on the lower lid, whose waterline under it is covered further (the offset easing to the warp's own at
+    # the band's foot: no second edge)
+    low = (t > lo_t) & (t <= lo_t + WATERLINE) & (SLIDE_LOWER * close > 0.0)
+    cover = SLIDE_LOWER * close
+    t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
+    band = max(SLIDE_WATERLINE * rest, 1e-6)
+    rests = (t > top_t) & (t <= top_t + band) & (SLIDE_WATERLINE * rest > 0.0)
+    t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)), t_src)
+    pix = at(uu, t_src)
+    # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
+    # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), shaded a
+    # little toward the margin
+    if cache.get("colours_of") is not image:
+        rows = np.linspace(rigid, y_src_end, 7)[:, None]
+        bandpix = at(np.broadcast_to(u, (8, len(u))), np.concatenate([top_s[None] - SLIDE_CREASE + rows,
+                                                                      top_s[None] - SLIDE_CREASE + rigid]))
+        order = np.argsort(bandpix[:7].mean(2), axis=0)
+        c_lid = np.take_along_axis(bandpix[:7], order[..., None], 0)[2:-1].mean(0)
+        if SLIDE_LIT > 0.0:   # toward the skin above the crease (out of the brow's shadow), never darker
+            above = at(np.broadcast_to(u, (3, len(u))), top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
+            c_lid = c_lid + SLIDE_LIT * np.maximum(above.mean(0) - c_lid, 0.0)
+        sig = 4.0 * len(u) / 65.0
+        cache["colours"] = [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+                            for c in (bandpix[7], c_lid)]
+        cache["colours_of"] = image
+    c_top, c_lid = cache["colours"]
+    q = np.clip((y - rigid_t) / np.maximum(y_end - rigid_t, 1e-3), 0.0, 1.0)
+    base = c_top + (c_lid - c_top) * smoothstep01(np.clip(q / 0.5, 0.0, 1.0))[..., None]
+    w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash * ~low * ~rests)[..., None]
+    pix += (base - pix) * w_syn
+    s = np.clip(y / np.maximum(top_t - crease, 1e-3), 0.0, 1.0)   # 0 at the crease, 1 at the margin
+    pix *= (1.0 - SLIDE_SHADE * s ** 3 * np.clip(drop / 0.1, 0.0, 1.0) * ~low * ~rests)[..., None]
+    # opaque above the margin (anti-aliased), fading in over the crease's top fifth, toward the corners and with
+    # the drop itself
+    weight = np.clip((top_t - t) * wt + 0.5, 0.0, 1.0)
+    weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * close, weight)
+    weight = np.where(rests, rest, weight)
+    s = np.where(low | rests, 1.0, s)
+    weight = (weight * np.clip(s / 0.2, 0.0, 1.0) * (t >= crease)
+              * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0)
+              * np.clip((drop - SLIDE_TOLERANCE) / SLIDE_FADE, 0.0, 1.0))
+    # the raster into the box: raster (col, row) -> target pixel a + wt * (u ax + t n)
+    o = a + wt * t0 * n - np.array([x0, y0], np.float64)
+    k = wt * step   # target pixels per raster step
+    m = np.array([[k * ax[0], k * n[0], o[0]], [k * ax[1], k * n[1], o[1]]])
+    # premultiplied, so the raster's edge (weight 0 beyond it) does not darken the pixels
+    both = np.dstack([pix * weight[..., None], weight[..., None]]).astype(np.float32)
+    placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    wgt = np.clip(placed[..., 3], 0.0, 1.0)
+    return placed[..., :3] / np.maximum(placed[..., 3:], 1e-6), wgt
+
+
+def smoothstep01(x):
+    return x * x * (3.0 - 2.0 * x)

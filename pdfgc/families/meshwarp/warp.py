@@ -31,8 +31,8 @@ One render, all at the output resolution S:
    between neighbours (occlusion edges) or whose triangle is squeezed get a small blur, as the portrait's own
    edges had.
 4. Eyes (``eyes.py``): the iris as a rigid disc over a white with the iris inpainted away, clipped by the target lid
-   opening; a closing eye covered with the portrait's lid skin (``lids="painted"``, the default, or ``"sheet"``,
-   ``lids.py``: opt-in, README "Real pixels").
+   opening; a closing upper lid slid down from the portrait's own (``lids="skin"``, the default; ``"painted"`` and
+   ``"sheet"`` opt-in, ``lids.py``, README "Real pixels").
 5. Mouth (``mouth.py``): a real mouth interior from the shipped bank (``mouth_bank.py``) inside the target's inner
    lips where they open beyond the source's (``mouth="procedural"``: the older painted cavity).
    Steps 4 and 5 are ``WarpRenderer.parts``: objects made once per portrait with ``render(target, out, (mx, my),
@@ -165,15 +165,15 @@ class WarpRenderer:
     ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
-    ``lids`` ("painted") covers a closing eye with smoothed skin; "sheet" (or True) stretches the lid's own
-    (``lids.py``);
+    ``lids`` ("skin") slides the portrait's upper lid down over the eye; "painted" covers a closing eye with smoothed
+    skin, "sheet" (or True) stretches the lid's own (``lids.py``);
     ``far_side`` (False): face triangles stretched past what the portrait shows take the mirrored near side
     (``symmetry``); off by default: +0.06 dB on held-out turned pairs, ~1 ms a frame, a faint mirrored crease.
     """
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
-                 feather: float = 0.03, eyes: bool = True, lids: bool | str = "painted", mouth: bool = True,
+                 feather: float = 0.03, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
                  far_side: bool = False):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()

@@ -1,0 +1,135 @@
+"""The sliding lid (``lids="skin"``, pdfgc/families/meshwarp/lids.py ``sliding_lid``): an open eye is exactly the
+warp's, a closing lid covers the eyeball down to the target's margin and no further, a shut one hides the iris under the
+portrait's own lid skin, and what mediapipe reads back closes with the request."""
+import cv2
+import numpy as np
+import pytest
+
+from pdfgc.evaluation import signals as S
+from pdfgc.families.meshwarp import lids, topology
+from pdfgc.families.meshwarp.shapes import poly_mask
+from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, rotate_mesh, shift_irises
+from pdfgc.media.mesh_indices import EYE_LOWER, IRIS
+
+from .conftest import DATA, need
+
+ANNE = DATA / "pdfgc" / "anne.png"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from pdfgc.media.face import FaceMeshDetector
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def anne(detector):
+    from pdfgc.media.face import load_image_rgb
+    img = load_image_rgb(need(ANNE))
+    return img, detector.detect(img)[0]
+
+
+@pytest.fixture(scope="module")
+def skin(anne):
+    return WarpRenderer(*anne, lids="skin")
+
+
+def _eye_frame_coords(mesh, e, shape):
+    """(u, t, upper lid t at u) of every pixel in the eye frame of `mesh` (lids._eye_frame's units: eye widths)."""
+    a, ax, n, w = lids._eye_frame(mesh, e)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    u = ((xx - a[0]) * ax[0] + (yy - a[1]) * ax[1]) / w
+    t = ((xx - a[0]) * n[0] + (yy - a[1]) * n[1]) / w
+    top = np.interp(np.clip(u, 0, 1), *lids._upper_curve(mesh, e, (a, ax, n, w)))
+    return u, t, top, w
+
+
+def test_open_eyes_are_exactly_the_warp(anne, skin):
+    img, mesh = anne
+    bare = WarpRenderer(img, mesh, lids=False)
+    assert (skin.render(mesh) == img).all()
+    for target in (rotate_mesh(mesh, yaw=12, pitch=-6), shift_irises(mesh, 0.1, 0.05), close_eyes(mesh, -0.2)):
+        out, aux = skin.render(target, return_aux=True)
+        assert aux["lids"].max() == 0.0
+        assert (out == bare.render(target)).all()
+
+
+def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne):
+    img, mesh = anne
+    # at 448 px (anne's eyes are 25 px wide at 224: a 0.3 closure drops the lid by under 2 px)
+    img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * np.array([2.0, 2.0, 2.0])
+    skin = WarpRenderer(img, mesh, lids="skin")
+    for amount in (0.3, 0.5, 0.7):
+        target = close_eyes(mesh, amount)
+        _, aux = skin.render(target, return_aux=True)
+        for e in range(2):
+            u, t, top, w = _eye_frame_coords(target, e, img.shape[:2])
+            mid = (u > 0.25) & (u < 0.75)
+            src_top = np.interp(np.clip(u, 0, 1), *lids._upper_curve(mesh, e, lids._eye_frame(mesh, e)))
+            above = mid & (t < top - 2.0 / w) & (t > src_top)      # between the portrait's lid and the new margin
+            low = np.interp(np.clip(u, 0, 1), *lids._curve(target, EYE_LOWER[e], lids._eye_frame(target, e)))
+            below = mid & (t > top + 2.0 / w) & (t < low - 1.0 / w)   # the eyeball left under the margin
+            assert above.sum() > 10 and below.sum() > 3, (amount, e, above.sum(), below.sum())
+            assert aux["lids"][above].min() == pytest.approx(1.0, abs=1e-3), (amount, e)
+            assert aux["lids"][below].max() < 0.05, (amount, e)   # the raster's resampling: a hair
+
+
+def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne, skin):
+    img, mesh = anne
+    out = skin.render(close_eyes(mesh, 1.0)).astype(np.float64)
+    src = img.astype(np.float64)
+    for e in range(2):
+        iris = mesh[list(IRIS[e]), :2]
+        c, r = iris[0], float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+        yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+        opening = poly_mask(img.shape[:2], mesh[list(topology.EYE_POLYGONS[e]), :2]) > 0.99
+        disc = (np.hypot(xx - c[0], yy - c[1]) < 0.8 * r) & opening
+        # the lid skin: the band between the portrait's upper lid and 0.2 eye widths above it
+        u, t, top, w = _eye_frame_coords(mesh, e, img.shape[:2])
+        band = (u > 0.3) & (u < 0.7) & (t < top - 0.05) & (t > top - 0.2)
+        iris_col, skin_col = src[disc].mean(0), src[band].mean(0)
+        now = out[disc].mean(0)
+        assert np.linalg.norm(now - skin_col) < 0.35 * np.linalg.norm(iris_col - skin_col), (e, now, skin_col, iris_col)
+        assert out[disc].mean() > src[disc].mean() + 40   # anne's dark iris is gone
+
+
+def test_the_lid_carries_the_skins_shading(anne, skin):
+    """A texture (an expression's shading) reaches the sliding lid as it reaches the skin around it."""
+    img, mesh = anne
+    target = close_eyes(mesh, 1.0)
+    plain, aux = skin.render(target, return_aux=True)
+    assert np.array_equal(skin.render(target, texture=img.copy()), plain)
+    dark = skin.render(target, texture=(img.astype(np.float32) * 0.8).astype(np.uint8)).astype(np.float32)
+    lid = aux["lids"] > 0.9
+    assert lid.sum() > 40
+    gain = dark[lid].mean() / plain[lid].astype(np.float32).mean()
+    assert 0.77 < gain < 0.83
+
+
+def test_lid_drop_moves_the_lash_row_with_the_margin(anne):
+    """The portrait's lash row (dark, just above its lid) is found again just above the target's margin, under the
+    lid's skin."""
+    img, mesh = anne
+    target = close_eyes(mesh, 0.5)
+    e = 0
+    x0, y0, x1, y1 = 0, 0, img.shape[1], img.shape[0]
+    pix, weight = lids.sliding_lid(img, mesh, target, e, (x0, y0, x1, y1))
+    u, t, top, w = _eye_frame_coords(target, e, img.shape[:2])
+    lum = pix.mean(2)
+    cols = (u > 0.35) & (u < 0.65)
+    lash = cols & (t > top - lids.SLIDE_LASH) & (t < top) & (weight > 0.9)
+    upper = cols & (t > top - 2.2 * lids.SLIDE_LASH) & (t < top - 1.2 * lids.SLIDE_LASH) & (weight > 0.9)
+    assert lash.sum() > 5 and upper.sum() > 5
+    assert lum[lash].mean() < lum[upper].mean() - 30
+
+
+def test_read_back_opening_closes_with_the_request(detector, anne, skin):
+    """One short mediapipe check: the EAR read back from the render falls with every step of the request."""
+    img, mesh = anne
+    ears = [S.eye_aspect_ratio(detector.detect(skin.render(close_eyes(mesh, a)))[0][None])[0]
+            for a in (0.0, 0.3, 0.6, 1.0)]
+    ears = np.array(ears)
+    assert (np.diff(ears, axis=0) < 0).all(), ears
+    assert (ears[-1] < 0.45 * ears[0]).all(), ears
