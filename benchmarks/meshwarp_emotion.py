@@ -93,6 +93,8 @@ def main() -> int:
     ap.add_argument("--strip", action="store_true", help="also write the README strip")
     ap.add_argument("--skip", nargs="*", default=(), choices=("fer", "regions", "driving", "speed"))
     ap.add_argument("--labels", nargs="*", default=LABELS, help="labels to measure (default: all six)")
+    ap.add_argument("--no-readback", action="store_true",
+                    help="leave-one-out refits without the read-back calibration (the plain least-squares fit)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     global RATIOS
@@ -143,9 +145,14 @@ def main() -> int:
         R["regions"] = {"names": E.region_names(), "actors": actors, "per_actor": {}}
         rs, sizes, rs_shipped, between = ({k: [] for k in labels} for _ in range(4))
         shipped = rendered_regions(meter, pipe, faces, params, labels)
+        # the shipped labels' read-back against the fit's own target (the real offsets' mean at one person's size):
+        # the renderer's and the face mesh's loss, per label and per region group
+        R["regions"]["readback"] = readback_figures(shipped, clips, params, labels)
         for actor in actors:
             cv = copy.deepcopy(params)
-            E.fit_labels([c for c in clips if c.identity != actor], cv, log=lambda m: None)
+            rest = [c for c in clips if c.identity != actor]
+            E.fit_labels(rest, cv, log=lambda m: None,
+                         faces=None if args.no_readback else E.calibration_frames(Path(args.data), rest))
             have = [k for k in labels if k in cv.emotion_shapes and actor in offsets.get(k, {})]
             got = rendered_regions(meter, pipe_for(cv), faces, cv, have)
             R["regions"]["per_actor"][actor] = {}
@@ -193,6 +200,35 @@ def main() -> int:
         path.write_text(json.dumps(R, indent=1))
         print(summary(R))
     return 0
+
+
+REGION_GROUPS = {"brows": ("inner_brow", "mid_brow", "outer_brow"), "lids": ("upper_lid", "lower_lid"),
+                 "cheeks": ("cheek", "nasolabial"), "corners": ("mouth_corner",)}
+
+
+def readback_figures(rendered: dict, clips, params, labels) -> dict:
+    """Per label: the rendered region vector (unseen portraits) against the fit's target (``emotion.fit_labels``:
+    the people's mean offset at one person's size), as a size ratio (norms) and per region group as the
+    projection gain (rendered . target / target . target: 1 = read back as large as the real mean)."""
+    from pdfgc.families.meshwarp import emotion as E
+    offsets = E.label_offsets(clips)
+    names = [n.split()[0] for n in E.region_names()]
+    out = {}
+    for k in labels:
+        people = [E.combined_offset(o) for o in offsets.get(k, {}).values()]
+        if not people:
+            continue
+        gain = E.person_size_gain(people, params.mean_shape)
+        t = E.region_vector(gain * np.mean(people, 0), params.mean_shape)
+        g = np.asarray(rendered[k])
+        row = {"size": float(np.linalg.norm(g) / np.linalg.norm(t)), "r": pearson(g, t)}
+        for grp, regs in REGION_GROUPS.items():
+            i = [j for j, n in enumerate(names) if n in regs]
+            row[grp] = float(g[i] @ t[i] / max(t[i] @ t[i], 1e-12))
+        out[k] = row
+        print(f"read-back {k} vs the fit's target: size x{row['size']:.2f}, r {row['r']:.2f}; " + ", ".join(
+            f"{grp} x{row[grp]:.2f}" for grp in REGION_GROUPS), flush=True)
+    return out
 
 
 def driving_figures(meter, pipe, faces, params, clips) -> dict:
@@ -289,6 +325,9 @@ def summary(R: dict) -> str:
         lines.append("region offsets vs held-out MEAD actor (leave one actor out), r (target >= 0.7): " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["regions"]["r"].items()))
         lines.append("  size rendered / real: " + ", ".join(f"{k} x{v:.2f}" for k, v in R["regions"]["size"].items()))
+        lines.append("  read-back of the shipped labels / the fit's target (size; brows, lids, cheeks, corners): " +
+                     "; ".join(f"{k} x{v['size']:.2f} (" + " ".join(f"{v[g]:.2f}" for g in REGION_GROUPS) + ")"
+                               for k, v in R["regions"].get("readback", {}).items()))
         lines.append("  ceiling, the other actor's real offsets vs this actor's, r: " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["regions"].get("r_real_between_actors", {}).items()))
         lines.append("  the weights' own shapes vs each actor (in sample for fitted actors), r: " + ", ".join(
