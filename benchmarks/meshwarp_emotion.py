@@ -16,8 +16,10 @@ benchmarks/results/meshwarp/emotion.json (or --json PATH).
              lips; outward and down, canonical frame) measured on silent renders (label at level 1 minus level 0,
              the 3 portraits averaged) against a held-out MEAD actor's measured offsets for that label (the actor's
              label clips against the actor's neutral clip, ``emotion.label_offsets``), r over the regions. Leave one
-             actor out: the labels are refitted without the actor (``emotion.fit_labels``) before rendering. Also the
-             size ratio (rendered / real, norm of the region vector): 1 = as strong as the real face.
+             actor out: the labels are refitted without the actor (``emotion.fit_labels``, read-back calibrated on
+             the remaining people unless --no-readback) before rendering. Also the size ratio (rendered / real, norm
+             of the region vector): 1 = as strong as the real face. And the shipped labels' read-back against the
+             fit's own target (the real offsets' mean at one person's size), per region group (``readback``)
   driving    emotion from a driving video (a MEAD clip of a held-out actor): the rendered region offsets over time
              against the clip's own (relative to its neutral frame, low-passed as the model does), r
   speed      the warp's frames/s with and without a label (same plan otherwise)

@@ -20,6 +20,11 @@ mouth code may not change the inner-lip gaps, drop the chin or move the lips' mi
 the mouth's opening stays the speech's (the codes add). A raised upper lip (anger's and disgust's AU10 in the
 measured data) is left out with the midline: once rendered it reads back as an opening.
 
+**Read-back calibration** (``calibrate_readback``): the face mesh reads a rendered label back smaller than its
+target mesh asks (the brows at ~0.4), so the emotion code is then set so that the render, read back on calibration
+faces of corpus people (``calibration_frames``), matches the real offsets (the resting mouth code and the lids stay
+as measured).
+
 **Regions** (``REGIONS``, FACS's action units): ``region_vector`` gives each region's mean offset (outward, down)
 in the canonical frame, the figure the benchmark compares between the model and held-out actors
 (``benchmarks/meshwarp_emotion.py``). The forehead is part of the rigid points the canonical frame is fitted on,
