@@ -244,8 +244,9 @@ def test_readback_calibration_undoes_a_lossy_read_back(shipped):
 
 def test_shipped_labels_read_back_near_their_measured_target(shipped):
     """The shipped labels that are read-back calibrated (of surprise and angry) rendered on anne.png (never
-    fitted) and read back by the face mesh: the brows at x0.6-1.4 of the real offsets' mean that the fit stored (before the read-back calibration: x0.3-0.5), in
-    FACS's directions (surprise: brows up; angry: brows down, lower lids raised)."""
+    fitted) and read back by the face mesh: the brows at x0.6-1.4 of the real offsets' mean that the fit stored
+    (before the read-back calibration: x0.3-0.5), in FACS's directions (surprise: brows up; angry: brows down, lower
+    lids raised)."""
     info = shipped.info.get("fit", {}).get("emotion", {}).get("labels", {})
     labels = [k for k in ("surprise", "angry") if k in E.calibrated_labels(shipped)]
     if not labels:
