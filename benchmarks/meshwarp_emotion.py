@@ -1,7 +1,8 @@
 """Issue 20's figures for the default (mesh-warp) model's emotion labels, on portraits and clips it did not fit on.
 
     python benchmarks/meshwarp_emotion.py [--weights FILE] [--ratios FILE|none] [--data ../prepared_corpus]
-                                          [--seconds 4] [--strip]
+                                          [--seconds 4] [--strip] [--closeups [WEIGHTS ...]]
+                                          [--readback LABELS]
 
 ``--ratios none`` renders the labels without their expression ratio images (``emotion_texture.py``: the mesh
 only, as before issue 20's second round). Every frame goes through the public pipeline and is measured with the
@@ -16,13 +17,19 @@ benchmarks/results/meshwarp/emotion.json (or --json PATH).
              lips; outward and down, canonical frame) measured on silent renders (label at level 1 minus level 0,
              the 3 portraits averaged) against a held-out MEAD actor's measured offsets for that label (the actor's
              label clips against the actor's neutral clip, ``emotion.label_offsets``), r over the regions. Leave one
-             actor out: the labels are refitted without the actor (``emotion.fit_labels``) before rendering. Also the
-             size ratio (rendered / real, norm of the region vector): 1 = as strong as the real face.
+             actor out: the labels are refitted without the actor (``emotion.fit_labels``; the labels the
+             weights read-back calibrated, or --readback LABELS, calibrated on the remaining people) before
+             rendering. Also the size ratio (rendered / real, norm
+             of the region vector): 1 = as strong as the real face. And the shipped labels' read-back against the
+             fit's own target (the real offsets' mean at one person's size), per region group (``readback``)
   driving    emotion from a driving video (a MEAD clip of a held-out actor): the rendered region offsets over time
              against the clip's own (relative to its neutral frame, low-passed as the model does), r
   speed      the warp's frames/s with and without a label (same plan otherwise)
   --strip    benchmarks/results/meshwarp/strip_emotion_labels.png: two portraits x (neutral, happy, sad, angry,
              surprise, fear, disgust) at level 0.5 and 1, silent and speaking
+  --closeups benchmarks/results/meshwarp/strip_emotion_closeups.png (or --closeups-out PATH): brows and eyes, then
+             mouths, of anne.png and Macron.png, every label at level 1, silent; one row per weights file (the
+             weights, then each file given: e.g. the plain fit, for a before / after)
 """
 from __future__ import annotations
 
@@ -93,6 +100,13 @@ def main() -> int:
     ap.add_argument("--strip", action="store_true", help="also write the README strip")
     ap.add_argument("--skip", nargs="*", default=(), choices=("fer", "regions", "driving", "speed"))
     ap.add_argument("--labels", nargs="*", default=LABELS, help="labels to measure (default: all six)")
+    ap.add_argument("--readback", default=None, metavar="LABELS",
+                    help="labels the leave-one-out refits read-back calibrate: a comma list, 'all' or 'none' "
+                         "(default: those the weights' own fit calibrated, from their metadata)")
+    ap.add_argument("--no-readback", action="store_true", help="the same as --readback none")
+    ap.add_argument("--closeups", nargs="*", default=None, metavar="WEIGHTS",
+                    help="also write the close-up strip: the weights, then each file given, one row each")
+    ap.add_argument("--closeups-out", default=None, help="the close-up strip's path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     global RATIOS
@@ -109,6 +123,12 @@ def main() -> int:
                "seconds": args.seconds}
     faces = [pipe.load_portrait(p) for p in PORTRAITS]
     labels = [k for k in args.labels if k in params.emotion_shapes]
+    cal = E.readback_labels("none" if args.no_readback else args.readback,
+                            [k for k in params.emotion_shapes if k != "neutral"])
+    if args.readback is None and not args.no_readback:
+        cal = E.calibrated_labels(params)
+    R["readback_labels"] = list(cal)
+    print(f"leave-one-out refits read-back calibrate: {', '.join(cal) if cal else 'no label'}", flush=True)
 
     if "fer" not in args.skip:
         n = int(args.seconds * 25)
@@ -143,9 +163,14 @@ def main() -> int:
         R["regions"] = {"names": E.region_names(), "actors": actors, "per_actor": {}}
         rs, sizes, rs_shipped, between = ({k: [] for k in labels} for _ in range(4))
         shipped = rendered_regions(meter, pipe, faces, params, labels)
+        # the shipped labels' read-back against the fit's own target (the real offsets' mean at one person's size):
+        # the renderer's and the face mesh's loss, per label and per region group
+        R["regions"]["readback"] = readback_figures(shipped, clips, params, labels)
         for actor in actors:
             cv = copy.deepcopy(params)
-            E.fit_labels([c for c in clips if c.identity != actor], cv, log=lambda m: None)
+            rest = [c for c in clips if c.identity != actor]
+            E.fit_labels(rest, cv, log=lambda m: None, readback=cal,
+                         faces=E.calibration_frames(Path(args.data), rest) if cal else None)
             have = [k for k in labels if k in cv.emotion_shapes and actor in offsets.get(k, {})]
             got = rendered_regions(meter, pipe_for(cv), faces, cv, have)
             R["regions"]["per_actor"][actor] = {}
@@ -185,14 +210,47 @@ def main() -> int:
                 R["speed"][name] = max(R["speed"].get(name, 0.0), k / (time.perf_counter() - t0))
         print(f"speed (render only, 224 px): {R['speed']}", flush=True)
 
-    if args.strip:
-        write_strip(pipe, params)
-    if len(R) > 3:   # something was measured (not only --strip)
+    if len(R) > 4:   # something was measured (not only --strip)
         path = Path(args.json) if args.json else OUT / "emotion.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(R, indent=1))
-        print(summary(R))
+        print(summary(R), flush=True)
+    if args.strip:
+        write_strip(pipe, params)
+    if args.closeups is not None:
+        sets = [(Path(args.weights).stem if args.weights else "shipped", params)]
+        sets += [(Path(w).stem, load_params(w)) for w in args.closeups]
+        write_closeups(sets, Path(args.closeups_out) if args.closeups_out else OUT / "strip_emotion_closeups.png")
     return 0
+
+
+REGION_GROUPS = {"brows": ("inner_brow", "mid_brow", "outer_brow"), "lids": ("upper_lid", "lower_lid"),
+                 "cheeks": ("cheek", "nasolabial"), "corners": ("mouth_corner",)}
+
+
+def readback_figures(rendered: dict, clips, params, labels) -> dict:
+    """Per label: the rendered region vector (unseen portraits) against the fit's target (``emotion.fit_labels``:
+    the people's mean offset at one person's size), as a size ratio (norms) and per region group as the
+    projection gain (rendered . target / target . target: 1 = read back as large as the real mean)."""
+    from pdfgc.families.meshwarp import emotion as E
+    offsets = E.label_offsets(clips)
+    names = [n.split()[0] for n in E.region_names()]
+    out = {}
+    for k in labels:
+        people = [E.combined_offset(o) for o in offsets.get(k, {}).values()]
+        if not people:
+            continue
+        gain = E.person_size_gain(people, params.mean_shape)
+        t = E.region_vector(gain * np.mean(people, 0), params.mean_shape)
+        g = np.asarray(rendered[k])
+        row = {"size": float(np.linalg.norm(g) / np.linalg.norm(t)), "r": pearson(g, t)}
+        for grp, regs in REGION_GROUPS.items():
+            i = [j for j, n in enumerate(names) if n in regs]
+            row[grp] = float(g[i] @ t[i] / max(t[i] @ t[i], 1e-12))
+        out[k] = row
+        print(f"read-back {k} vs the fit's target: size x{row['size']:.2f}, r {row['r']:.2f}; " + ", ".join(
+            f"{grp} x{row[grp]:.2f}" for grp in REGION_GROUPS), flush=True)
+    return out
 
 
 def driving_figures(meter, pipe, faces, params, clips) -> dict:
@@ -276,6 +334,52 @@ def write_strip(pipe, params) -> None:
     print(f"wrote {path}")
 
 
+def write_closeups(sets, path: Path, width: int = 260) -> None:
+    """Brows and eyes, then mouths, of each strip portrait with every label at level 1 (silent), one row per
+    (name, params) in ``sets``; the bands are cut where the neutral render's face mesh puts the brows, eyes and lips."""
+    import cv2
+    from PIL import Image
+
+    from pdfgc.controls.explicit import EmotionControl
+    meter = Meter()
+    eyes, mouths = [], []
+    for path_p in STRIP_PORTRAITS:
+        bands = {}
+        for name, params in sets:
+            pipe = pipe_for(params)
+            face = pipe.load_portrait(path_p)
+            imgs = [render(pipe, face, None, lips="still", duration=0.04,
+                           emotion_control=EmotionControl(label=lab, intensity=1.0))[0][0] for lab in ("neutral",)
+                    + LABELS]
+            if not bands:
+                m = meter.meshes(imgs[:1])[0]
+                xs = m[:, 0]
+                x0, x1 = np.nanmin(xs), np.nanmax(xs)
+                top = np.nanmin(m[[70, 63, 105, 66, 107, 336, 296, 334, 293, 300], 1])
+                low = np.nanmax(m[[145, 374, 23, 253], 1])
+                h = low - top   # the forehead above the brows too: a brow that moves against it shows there
+                bands["eyes"] = (int(top - 0.6 * h), int(low + 0.15 * h), int(x0), int(x1))
+                my = m[[0, 17, 61, 291], 1]
+                mx = m[[61, 291], 0]
+                w = mx[1] - mx[0]
+                bands["mouth"] = (int(my.min() - 0.35 * w), int(my.max() + 0.35 * w), int(mx[0] - 0.45 * w),
+                                  int(mx[1] + 0.45 * w))
+            for key, rows in (("eyes", eyes), ("mouth", mouths)):
+                a, b, c, d = bands[key]
+                tiles = []
+                for lab, img in zip(("neutral",) + LABELS, imgs):
+                    t = np.ascontiguousarray(img[max(a, 0):b, max(c, 0):d])
+                    t = cv2.resize(t, (width, int(round(width * t.shape[0] / t.shape[1]))),
+                                   interpolation=cv2.INTER_CUBIC)
+                    cv2.putText(t, f"{lab} ({name})" if lab == "neutral" else lab, (3, 13), cv2.FONT_HERSHEY_SIMPLEX,
+                                0.4, (255, 255, 0), 1, cv2.LINE_AA)
+                    tiles.append(t)
+                rows.append(np.concatenate(tiles, 1))
+    sep = np.full((6, eyes[0].shape[1], 3), 255, np.uint8)
+    Image.fromarray(np.concatenate(eyes + [sep] + mouths, 0)).save(path, optimize=True)
+    print(f"wrote {path}")
+
+
 def summary(R: dict) -> str:
     lines = []
     if "fer_share" in R:
@@ -289,6 +393,9 @@ def summary(R: dict) -> str:
         lines.append("region offsets vs held-out MEAD actor (leave one actor out), r (target >= 0.7): " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["regions"]["r"].items()))
         lines.append("  size rendered / real: " + ", ".join(f"{k} x{v:.2f}" for k, v in R["regions"]["size"].items()))
+        lines.append("  read-back of the shipped labels / the fit's target (size; brows, lids, cheeks, corners): " +
+                     "; ".join(f"{k} x{v['size']:.2f} (" + " ".join(f"{v[g]:.2f}" for g in REGION_GROUPS) + ")"
+                               for k, v in R["regions"].get("readback", {}).items()))
         lines.append("  ceiling, the other actor's real offsets vs this actor's, r: " + ", ".join(
             f"{k} {v:.2f}" for k, v in R["regions"].get("r_real_between_actors", {}).items()))
         lines.append("  the weights' own shapes vs each actor (in sample for fitted actors), r: " + ", ".join(

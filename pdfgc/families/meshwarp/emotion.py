@@ -1,6 +1,6 @@
 """Emotion labels of the mesh-warp family: per-label expression shapes measured on real faces, kept apart from speech.
 
-    python -m pdfgc.families.meshwarp.emotion --data PREPARED --into FILE [--exclude M030 ...]
+    python -m pdfgc.families.meshwarp.emotion --data PREPARED --into FILE [--exclude M030 ...] [--readback LABELS]
 
 **What a label is.** For each label, the mean change of a real face between the person's neutral clip and the
 person's clip of that label (``label_offsets``): the upper face (brows, lid rings, cheeks, nose sides) as the
@@ -19,6 +19,13 @@ mouth code may not change the inner-lip gaps, drop the chin or move the lips' mi
 (``opening_constraints``): it moves the mouth corners (up, down, out) and the lips' width, never opens the jaw, so
 the mouth's opening stays the speech's (the codes add). A raised upper lip (anger's and disgust's AU10 in the
 measured data) is left out with the midline: once rendered it reads back as an opening.
+
+**Read-back calibration** (``calibrate_readback``, opt-in per label: ``--readback angry,surprise`` or ``all``): the
+face mesh reads a rendered label back smaller than its target mesh asks (the brows at ~0.4), so the emotion code of
+the chosen labels is then set so that the render, read back on calibration faces of corpus people
+(``calibration_frames``), matches the real offsets (the resting mouth code and the lids stay as measured). By
+default no label is calibrated (the plain fit): calibrating all six cost identity (dlib 0.38 -> 0.47) and drew sad
+as a frown.
 
 **Regions** (``REGIONS``, FACS's action units): ``region_vector`` gives each region's mean offset (outward, down)
 in the canonical frame, the figure the benchmark compares between the model and held-out actors
@@ -208,11 +215,14 @@ def person_size_gain(offsets, mean_shape) -> float:
     return float(np.mean([np.linalg.norm(v) for v in vecs]) / mean) if mean > 1e-9 else 1.0
 
 
-def fit_labels(clips, params, log=print) -> dict:
+def fit_labels(clips, params, log=print, faces=None, readback=None) -> dict:
     """Measure every label (``label_offsets``, people averaged) and set ``params.emotion_shapes`` /
     ``emotion_mouths`` / ``emotion_lids`` from it; returns the fit's summary (people, clips, reproduced share and
-    region vector per label) for ``params.info['fit']['emotion']``."""
+    region vector per label) for ``params.info['fit']['emotion']``. With calibration ``faces`` (224 crops of the
+    fitted people, ``calibration_frames``) the codes are then set so that the render reads back as the real
+    offsets (``calibrate_readback``): every label, or only those in ``readback`` (the others stay the plain fit)."""
     offsets = label_offsets(clips)
+    targets = {}
     shapes = {"neutral": np.zeros(params.emotion_dim)}
     mouths = {"neutral": np.zeros(params.mouth_dim)}
     lids = {"neutral": np.zeros(2)}
@@ -225,16 +235,243 @@ def fit_labels(clips, params, log=print) -> dict:
         emo, mouth, share = offset_to_codes(gain * mean, params)
         lid = float(np.mean([o.lid for o in people.values()]))
         shapes[label], mouths[label], lids[label] = emo, mouth, np.full(2, lid)
+        targets[label] = readback_vector(gain * mean, lid, params.mean_shape)
+        # the target (the real offsets' mean), so a test can read a label back against it without the corpus
+        summary_target = [round(float(v), 5) for v in targets[label]]
         summary["labels"][label] = {"people": sorted(people), "clips": int(sum(o.clips for o in people.values())),
                                     "reference": ("neutral clip" if all(o.against_neutral_clip for o in
                                                                         people.values()) else "own neutral frame"),
                                     "reproduced": round(share, 3), "lid": round(lid, 4),
-                                    "size_gain": round(gain, 3)}
+                                    "size_gain": round(gain, 3), "readback_target": summary_target}
         log(f"emotion {label}: {len(people)} people ({', '.join(sorted(people))}), "
             f"{summary['labels'][label]['clips']} clips; size x{gain:.2f}; codes reproduce {share:.0%} of the offset; "
             f"lids {lid:+.3f}")
     params.emotion_shapes, params.emotion_mouths, params.emotion_lids = shapes, mouths, lids
+    unknown = set(readback or ()) - set(targets)
+    if unknown:
+        raise ValueError(f"read-back calibration: no such label {sorted(unknown)} (labels: {sorted(targets)})")
+    only = sorted(targets) if readback is None else sorted(readback)
+    if faces is not None and len(faces) and only:
+        rb = Readback(params, faces)
+        summary["readback"] = {"faces": len(rb.states), "steps": READBACK_STEPS, "ridge": READBACK_RIDGE,
+                               "labels": only}
+        for label, (before, after, t) in calibrate_readback(params, targets, rb, log=log, only=only).items():
+            w = np.concatenate([readback_row_weights(), [1.0]])
+            summary["labels"][label]["readback_size"] = [
+                round(float(np.linalg.norm(w[:-1] * v[:-1]) / np.linalg.norm(w[:-1] * t[:-1])), 3)
+                for v in (before, after)]
     return summary
+
+
+def readback_labels(spec, labels=None) -> tuple[str, ...]:
+    """The labels a ``--readback`` value names: a comma list, 'all' (every one of ``labels``, or None = all of
+    the fit's), '' or 'none' (no label: the plain fit)."""
+    spec = (spec or "").strip().lower()
+    if spec in ("", "none"):
+        return ()
+    if spec == "all":
+        return None if labels is None else tuple(labels)
+    return tuple(x.strip() for x in spec.split(",") if x.strip())
+
+
+def calibrated_labels(params) -> tuple[str, ...]:
+    """The labels whose emotion code a parameters file's fit calibrated (its metadata; () for the plain fit)."""
+    rb = params.info.get("fit", {}).get("emotion", {}).get("readback") or {}
+    if rb and "labels" not in rb:   # round 3's file: every label calibrated
+        return tuple(k for k in params.info["fit"]["emotion"].get("labels", {}))
+    return tuple(rb.get("labels", ()))
+
+
+# ---------------------------------------------------------------------------------------------- read back
+
+# The face mesh reads a rendered expression back smaller than its target mesh asks: the shapes fitted by
+# ``offset_to_codes`` alone read back on three unseen portraits at x0.35-0.5 of the asked brow motion (a raised
+# brow drags mediapipe's forehead points, which are part of the canonical frame's rigid fit, so the frame itself
+# moves up with it and the lips read as lowered), x0.7-0.8 of the corners, x0.5 of sadness overall. The real offsets
+# were read by the same face mesh on real faces, so a label is rendered such that the face mesh reads the real
+# offsets back (as ``calibration.py`` renders a turn that reads back as asked): a linear response measured on
+# calibration faces, a solve, then closed-loop corrections on the labels as they render (shading included).
+READBACK_STEPS = 3          # closed-loop corrections after the linear solve
+READBACK_RIDGE = 1.0        # weight of the mean squared mesh change away from the measured shape's own fit
+READBACK_EAR_WEIGHT = 1.0   # the lid opening's row (EAR ratio - 1) against the region rows (canonical units)
+READBACK_LID_PROBE = 0.2    # lid opening change of the lid column's probe
+READBACK_MOUTH_STIFF = 10.0 # the ridge's weight on the mouth's points: corners moved further tore the lip line open
+READBACK_DAMPING = 0.7      # share of each solved step taken (the read-back is not linear far from the probes)
+READBACK_FRAMES = 3         # calibration frames per fitted person (at rest, spread over the person's neutral clips)
+READBACK_OTHERS = 8         # and one frame each of this many other corpus people (not held out)
+
+
+def code_vector(params, label: str) -> np.ndarray:
+    """(De + F + 1,) a label's codes as one vector: the emotion code, the jaw-free mouth coefficients
+    (``jaw_free_basis``), the lid opening change (both eyes the same)."""
+    n = jaw_free_basis(params)
+    return np.concatenate([params.emotion_code(label), n.T @ params.emotion_mouth(label),
+                           params.emotion_lid(label)[:1]]).astype(np.float64)
+
+
+def split_code_vector(params, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``code_vector``'s inverse: (emotion code, mouth code, lids (2,))."""
+    n = jaw_free_basis(params)
+    de, f = params.emotion_dim, n.shape[1]
+    x = np.asarray(x, np.float64)
+    return x[:de], n @ x[de:de + f], np.full(2, x[de + f])
+
+
+def readback_vector(offset: np.ndarray, ear_ratio: float, mean_shape: np.ndarray) -> np.ndarray:
+    """What the read-back calibration matches: ``region_vector`` of a canonical offset and the lid opening
+    (EAR ratio - 1, weighted by ``READBACK_EAR_WEIGHT``)."""
+    return np.concatenate([region_vector(offset, mean_shape), [READBACK_EAR_WEIGHT * ear_ratio]])
+
+
+class Readback:
+    """Labels rendered by the mesh-warp renderer on calibration faces (224 crops) and read back by the face mesh,
+    as ``pdfgc evaluate`` reads frames: ``measure(x, shading)`` the mean ``readback_vector`` over the faces."""
+
+    def __init__(self, params, faces, expressions=None):
+        from ...pipeline import TalkingHeadPipeline
+        from .model import MeshWarpModel
+        self.params = params
+        self.pipe = TalkingHeadPipeline(MeshWarpModel(params, refiner=None, expressions=expressions),
+                                        device="cpu", threads=1)
+        fam = self.pipe.family
+        self.states, self.base = [], []
+        for img in faces:
+            try:
+                st = fam.encode_portrait(self.pipe.load_portrait(np.asarray(img)), None)[0]
+            except Exception:   # noqa: BLE001 - a frame the face mesh cannot read is not a calibration face
+                continue
+            canon = self._read(st.image)
+            if canon is not None:
+                self.states.append(st)
+                self.base.append(canon)
+        if not self.states:
+            raise ValueError("read-back calibration: no face found on the calibration frames")
+
+    def _read(self, image):
+        from . import codes as C
+        m = self.pipe.family._mesh(np.ascontiguousarray(image))
+        return None if m is None else C.canonicalize(m[None])[0][0]
+
+    def measure(self, x, shading=None) -> np.ndarray:
+        """Mean ``readback_vector`` over the faces of the codes ``x`` (``code_vector`` layout) rendered with
+        ``shading`` (the expression ratio images' weights, or None)."""
+        fam, p = self.pipe.family, self.params
+        emo, mouth, lid = split_code_vector(p, x)
+        code = np.concatenate([emo, mouth, lid])[None]
+        out = []
+        for st, base in zip(self.states, self.base):
+            mesh = fam._targets(st, np.zeros((1, 6)), np.zeros((1, 4)), np.zeros((1, p.mouth_dim)), code)[0]
+            tex = None if shading is None or st.expression is None else st.expression.texture(shading)
+            canon = self._read(st.renderer.render(mesh, texture=tex))
+            if canon is None:
+                continue
+            ear = S.eye_aspect_ratio(np.stack([canon, base])).mean(1)
+            out.append(readback_vector(canon - base, float(ear[0] / ear[1] - 1.0), p.mean_shape))
+        return np.mean(out, 0)
+
+    def shading(self, label: str):
+        """The expression ratio images' weights of ``label`` at level 1 (None: the model has none)."""
+        labels = self.pipe.family.expression_labels
+        if label not in labels:
+            return None
+        return np.eye(len(labels), dtype=np.float32)[labels.index(label)]
+
+    def jacobian(self, sizes) -> np.ndarray:
+        """(rows, De + F + 1) response of ``measure`` to each code, by central differences of the given sizes."""
+        cols = []
+        for j, h in enumerate(sizes):
+            e = np.zeros(len(sizes))
+            e[j] = h
+            cols.append((self.measure(e) - self.measure(-e)) / (2 * h))
+        return np.stack(cols, 1)
+
+
+def mesh_rows(params, mouth_weight: float = 1.0) -> np.ndarray:
+    """(rows, De + F + 1) the canonical mesh change per unit of each code on the emotion and mouth points, scaled
+    so that the squared norm is the mean squared point change (the lid column: its lid points' mean change); the
+    mouth points (``codes.MOUTH_POINTS``, the corners among them) weighted ``mouth_weight``."""
+    from . import codes as C
+    n = jaw_free_basis(params)
+    pts = np.union1d(C.EMOTION_POINTS, C.MOUTH_POINTS)
+    wp = np.repeat(np.where(np.isin(pts, C.MOUTH_POINTS), mouth_weight, 1.0), 3)
+    be = np.asarray(params.emotion_basis, np.float64)[:, pts].reshape(params.emotion_dim, -1)
+    bm = np.einsum("dj,dpc->jpc", n, np.asarray(params.mouth_basis, np.float64))[:, pts].reshape(n.shape[1], -1)
+    lid = np.zeros((1, be.shape[1]))
+    lid[0, 0] = 0.15   # a lid change of 1 moves the lid points ~0.15 canonical units (an eye ~0.3 high)
+    return wp[:, None] * np.concatenate([be, bm, lid]).T / np.sqrt(len(pts))
+
+
+# region groups the read-back calibration matches, each with the same total weight; the lips' midline is not
+# matched (a label may not move it: ``opening_constraints``; its read-back moves with the canonical frame)
+READBACK_GROUPS = {"brows": ("inner_brow", "mid_brow", "outer_brow"), "lids": ("upper_lid", "lower_lid"),
+                   "cheeks": ("cheek", "nasolabial"), "corners": ("mouth_corner",)}
+
+
+def readback_row_weights() -> np.ndarray:
+    """(2 x len(REGIONS),) weight of each ``region_vector`` row in the read-back solve (``READBACK_GROUPS``)."""
+    names = [n.split()[0] for n in region_names()]
+    w = np.zeros(len(names))
+    for regs in READBACK_GROUPS.values():
+        rows = [i for i, n in enumerate(names) if n in regs]
+        w[rows] = np.sqrt(6.0 / len(rows))
+    return w
+
+
+def calibrate_readback(params, targets: dict, readback: Readback, log=print, only=None) -> dict:
+    """Set each label's emotion code so that its render reads back as ``targets[label]`` (``readback_vector`` of
+    the real offset) on the calibration faces: from the plain fit's code x0 (as stored in ``params``), steps
+    x += argmin |W (J d - (t - got))|^2 + ridge |M (x + d - x0)|^2, J the measured response of the region rows
+    (``READBACK_GROUPS``, weights W) to the emotion code, ``got`` the label's read-back as it renders (shading
+    included), damped, the best of ``READBACK_STEPS + 1`` kept. The resting mouth code and the lids stay as
+    measured: corners pulled further by the mouth code tore the lip line open at the corners, and lids closed
+    until the face mesh reads the real opening (x2) looked half asleep. ``only``: calibrate these labels alone (the
+    probe sizes still come from all of ``targets``, so a label's code is the same whichever others are chosen).
+    Returns {label: (read-back before, after, target)}."""
+    labels = [k for k in targets if k != "neutral"]
+    de = params.emotion_dim
+    x0 = {k: code_vector(params, k) for k in labels}
+    sizes = np.abs(np.array(list(x0.values()))).max(0)[:de]
+    sizes = np.maximum(sizes, 0.05 * sizes.max())
+    nr = 2 * len(REGIONS)
+    w = readback_row_weights()
+    full = np.concatenate([sizes, np.zeros(len(x0[labels[0]]) - de)])
+    cols = []
+    for j in range(de):   # central differences on the emotion code only
+        e = np.zeros_like(full)
+        e[j] = full[j]
+        cols.append((readback.measure(e) - readback.measure(-e))[:nr] / (2 * full[j]))
+    jac = w[:, None] * np.stack(cols, 1)
+    reg = np.sqrt(READBACK_RIDGE) * mesh_rows(params, READBACK_MOUTH_STIFF)[:, :de]
+    a = np.concatenate([jac, reg])
+    plain = mesh_rows(params)[:, :de]
+    out = {}
+    for k in labels if only is None else [k for k in labels if k in only]:
+        t = np.asarray(targets[k], np.float64)
+        shading = readback.shading(k)
+        x = x0[k].copy()
+        got = before = readback.measure(x, shading)
+        best = (np.linalg.norm(w * (got[:nr] - t[:nr])), x.copy(), got)
+        for _ in range(READBACK_STEPS + 1):
+            b = np.concatenate([w * (t[:nr] - got[:nr]), reg @ (x0[k][:de] - x[:de])])
+            x[:de] += READBACK_DAMPING * np.linalg.lstsq(a, b, rcond=None)[0]
+            got = readback.measure(x, shading)
+            if np.linalg.norm(w * (got[:nr] - t[:nr])) < best[0]:
+                best = (np.linalg.norm(w * (got[:nr] - t[:nr])), x.copy(), got)
+        _, x, got = best
+        params.emotion_shapes[k] = x[:de].astype(np.float32)
+        out[k] = (before, got, t)
+        log(f"read-back {k}: size x{np.linalg.norm(w * before[:nr]) / np.linalg.norm(w * t[:nr]):.2f} -> "
+            f"x{np.linalg.norm(w * got[:nr]) / np.linalg.norm(w * t[:nr]):.2f} of the real offset, r "
+            f"{pearson(w * before[:nr], w * t[:nr]):.2f} -> {pearson(w * got[:nr], w * t[:nr]):.2f}; the emotion "
+            f"code's mesh change x{np.linalg.norm(plain @ x[:de]) / max(np.linalg.norm(plain @ x0[k][:de]), 1e-12):.2f}"
+            f"; lid opening "
+            f"read {got[nr] / READBACK_EAR_WEIGHT:+.3f} (real {t[nr] / READBACK_EAR_WEIGHT:+.3f})")
+    return out
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, float) - np.mean(a), np.asarray(b, float) - np.mean(b)
+    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
 
 def label_mesh_offset(params, label: str, level: float = 1.0) -> np.ndarray:
@@ -273,12 +510,73 @@ def labelled_clips(data: Path, exclude=(), heldout_file: Path | None = None, log
     return clips
 
 
-def refit_file(data: Path, path: Path, exclude=(), log=print) -> dict:
-    """Refit the label tensors of the parameters file ``path`` in place (every other tensor kept)."""
+def _rest_frames(canon: np.ndarray, idx: np.ndarray):
+    """(score, frame) candidates of a clip at rest: the least open fifth of its frames ``idx``, scored by how far
+    the mouth's width is from the clip's median (a closed mouth, neither pursed nor stretched by speech)."""
+    canon = canon[idx]
+    opening = S.mouth_opening(canon)
+    width = np.linalg.norm(canon[:, 61, :2] - canon[:, 291, :2], axis=1)
+    rest = opening <= np.quantile(opening, 0.2)
+    return [(float(abs(w - np.median(width))), int(i)) for i, w, r in zip(idx, width, rest) if r]
+
+
+def calibration_frames(data: Path, clips, per_person: int = READBACK_FRAMES, others: int = READBACK_OTHERS,
+                       exclude=()) -> list[np.ndarray]:
+    """224 crops at rest for ``Readback``: per fitted person with a neutral clip (``clips``), ``per_person`` frames
+    of those clips at least a second apart; then one frontal frame each of the first ``others`` people of the
+    corpus (sorted by name) who are neither held out nor MEAD actors nor in ``exclude``, and whose clip is
+    sharp enough (a face of 150+ source pixels). Never the benchmark's portraits: none of them is a corpus clip."""
+    from ...data import PreparedCorpus
+    from . import codes as C
+    from .corpus import HELDOUT_FILE, read_heldout, read_raw_manifest
+    corpus = PreparedCorpus(data)
+    out = []
+    for person in sorted({c.identity for c in clips if c.label == "neutral"}):
+        cand = [(score, c.key, i) for c in clips if c.identity == person and c.label == "neutral"
+                and c.valid.sum() >= 5 for score, i in _rest_frames(c.canon, np.flatnonzero(c.valid))]
+        picked: list = []
+        for score, key, i in sorted(cand):
+            if all(k != key or abs(i - j) >= 25 for _, k, j in picked):
+                picked.append((score, key, i))
+            if len(picked) == per_person:
+                break
+        out += [corpus.load_frames(key, [i])[0] for _, key, i in picked]
+    raw = read_raw_manifest(corpus.manifest)
+    held = set(read_heldout(HELDOUT_FILE)) | set(exclude)
+    by_person: dict = {}
+    for info in sorted(corpus.clips, key=lambda i: i.key):
+        ident = raw.get(info.source, {}).get("identity_guess") or info.speaker or info.key
+        if (ident in held or info.split == "heldout" or ident.startswith("MEAD") or ident in by_person
+                or info.stats.get("face_px_mean", 0) < 150):
+            continue
+        by_person[ident] = info
+    taken = 0
+    for ident in sorted(by_person):
+        if taken == others:
+            break
+        info = by_person[ident]
+        a = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy"))
+        canon, rot, _, _ = C.canonicalize(a["mesh.npy"].astype(np.float64))
+        ang = S.rotation_to_angles(rot)
+        ok = a["valid.npy"].astype(bool) & np.isfinite(canon).all((1, 2)) & (np.abs(ang[:, 0]) < 6) & (
+            np.abs(ang[:, 2]) < 6)
+        if ok.sum() < 10:
+            continue
+        _, i = min(_rest_frames(canon, np.flatnonzero(ok)))
+        out.append(corpus.load_frames(info.key, [i])[0])
+        taken += 1
+    return out
+
+
+def refit_file(data: Path, path: Path, exclude=(), log=print, readback=()) -> dict:
+    """Refit the label tensors of the parameters file ``path`` in place (every other tensor kept); ``readback``:
+    the labels to read-back calibrate (None: all; (): none, the plain least-squares fit)."""
     from .params import load_params, save_params
 
     params = load_params(path)
-    summary = fit_labels(labelled_clips(data, exclude, log=log), params, log=log)
+    clips = labelled_clips(data, exclude, log=log)
+    faces = calibration_frames(data, clips) if readback is None or len(readback) else None
+    summary = fit_labels(clips, params, log=log, faces=faces, readback=readback)
     params.info.setdefault("fit", {})["emotion"] = summary
     params.info["fit"].pop("label_gains", None)
     save_params(params, path)
@@ -291,8 +589,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="a prepared corpus (pdfgc prepare)")
     ap.add_argument("--into", type=Path, required=True, help="the meshwarp .safetensors to rewrite in place")
     ap.add_argument("--exclude", nargs="*", default=(), help="people (identity labels, or their ends) to leave out")
+    ap.add_argument("--readback", default="", metavar="LABELS",
+                    help="labels whose emotion code is read-back calibrated: a comma list (angry,surprise) or 'all' "
+                         "(default: none, the plain least-squares fit of the measured offsets)")
     args = ap.parse_args(argv)
-    refit_file(args.data, args.into, args.exclude)
+    refit_file(args.data, args.into, args.exclude, readback=readback_labels(args.readback))
     return 0
 
 
