@@ -332,7 +332,9 @@ def test_lid_sheet_leaves_open_eyes_unchanged_and_covers_a_closed_eye_with_lid_s
     lum_lid = out[lid].astype(np.float64).mean(1)
     assert np.percentile(lum_lid, 99) <= np.percentile(lum_band, 99.5) + 5
     assert lum_lid.std() > 0.5 * lum_band.std()
-    assert (bare.render(shut)[lid].astype(np.float64).mean(1) > np.percentile(lum_band, 99.5) + 5).any()
+    # without the sheet the white of the eye shows there (the moved iris disc no longer brings the source's
+    # brighter sclera ring along, so this compares with the sheet's own brightest, not the band's)
+    assert (bare.render(shut)[lid].astype(np.float64).mean(1) > np.percentile(lum_lid, 99) + 5).any()
 
 
 def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, renderer):

@@ -43,6 +43,8 @@ SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FL
 # it cannot be (no sclera visible beside the iris); the disc fades out over IRIS_FEATHER radii across it
 IRIS_EDGE_DEFAULT = 1.3
 IRIS_FEATHER = 0.15
+IRIS_REACH = 1.45   # an unmoved disc's outer radius (the sclera inpaint reaches 1.25 or edge + 0.15)
+IRIS_MOVED = (0.15, 0.5)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -265,9 +267,12 @@ class EyeParts:
             iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
             iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
-            # the disc ends at the portrait's own iris edge: past it the source's sclera would travel with the iris
-            # (a pale ring, or a pale half-disc where the iris nears a corner)
-            a_i = np.clip((info["edge"] + 0.3 * IRIS_FEATHER - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
+            # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
+            # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
+            # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
+            moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off))
+            reach = IRIS_REACH + moved * (info["edge"] + 0.3 * IRIS_FEATHER - IRIS_REACH)
+            a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
