@@ -43,8 +43,12 @@ SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FL
 # it cannot be (no sclera visible beside the iris); the disc fades out over IRIS_FEATHER radii across it
 IRIS_EDGE_DEFAULT = 1.3
 IRIS_FEATHER = 0.15
+IRIS_RING = 0.2   # how far past the iris edge a moved disc reaches (its fade ends there)
 IRIS_REACH = 1.45   # an unmoved disc's outer radius (the sclera inpaint reaches 1.25 or edge + 0.15)
-IRIS_MOVED = (0.15, 0.5)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
+# off by default: on the follow benchmark (meshwarp_controls.py --follow-only) it costs EAR r 0.852 -> 0.828 and
+# gaze v r 0.607 -> 0.589 (benchmarks/results/meshwarp/iris_pale.md); it removes the pale ring / half-disc
+IRIS_TRIM = False
+IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -123,7 +127,7 @@ class EyeParts:
             # sclera: inpaint the iris disc (a little beyond its edge) inside the opening
             grow = max(1, int(round(0.12 * width)))
             open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
-            disc = ((dist <= max(1.25, edge + 0.15) * radius) & (open_d > 0)).astype(np.uint8)
+            disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
             if disc.any():
                 self._sclera[roi] = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
             # iris texture: disc pixels under the lids reflected from the opposite (vertical) side, else the mean
@@ -135,8 +139,7 @@ class EyeParts:
                 fy, fx = np.nonzero(fill_px)
                 ry = np.clip(np.round(2 * (centre[1] - y0) - fy).astype(int), 0, y1 - y0 - 1)
                 ok = vis[ry, fx]
-                iris_px = vis & (dist <= edge * radius)   # the iris's own colour, not the sclera beside it
-                mean = img[roi][iris_px if iris_px.any() else vis].mean(0)
+                mean = img[roi][vis].mean(0)
                 tex[fy, fx] = mean.astype(np.uint8)
                 tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
             # closed eye: the opening and the lashes covered by lid skin, i.e. the skin just above the lashes
@@ -270,8 +273,8 @@ class EyeParts:
             # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
             # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
             # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
-            moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off))
-            reach = IRIS_REACH + moved * (info["edge"] + 0.3 * IRIS_FEATHER - IRIS_REACH)
+            moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
+            reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
             a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
