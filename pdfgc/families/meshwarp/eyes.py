@@ -40,11 +40,11 @@ SKIN_LASH_FROM = 0.5
 SKIN_LASH_FULL = 0.1
 SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FLIP_LASHES`` is off
 # the moved iris disc's edge, in mediapipe iris radii: measured per eye on the portrait (``_iris_edge``), this when
-# it cannot be (no sclera visible beside the iris); the disc fades out over IRIS_FEATHER radii across it
+# it cannot be (no clear iris/sclera contrast); the disc fades out over IRIS_FEATHER radii
 IRIS_EDGE_DEFAULT = 1.3
 IRIS_FEATHER = 0.15
 IRIS_RING = 0.2   # how far past the iris edge a moved disc reaches (its fade ends there)
-IRIS_REACH = 1.45   # an unmoved disc's outer radius (the sclera inpaint reaches 1.25 or edge + 0.15)
+IRIS_REACH = 1.45   # an unmoved disc's outer radius (it covers the sclera inpaint, 1.25 radii)
 # off by default: on the follow benchmark (meshwarp_controls.py --follow-only) it costs EAR r 0.852 -> 0.828 and
 # gaze v r 0.607 -> 0.589 (benchmarks/results/meshwarp/iris_pale.md); it removes the pale ring / half-disc
 IRIS_TRIM = False
@@ -124,7 +124,7 @@ class EyeParts:
             dist = np.hypot(xx - centre[0], yy - centre[1])
             edge = _iris_edge(img[roi], open_m, dist / max(radius, 0.5), np.abs(yy - centre[1]) / max(radius, 0.5))
             self._eye_src[e]["edge"] = edge
-            # sclera: inpaint the iris disc (a little beyond its edge) inside the opening
+            # sclera: inpaint the iris disc (a little beyond mediapipe's radius) inside the opening
             grow = max(1, int(round(0.12 * width)))
             open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
             disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
