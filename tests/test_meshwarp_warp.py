@@ -176,6 +176,50 @@ def test_gaze_follows_the_iris(detector, anne, renderer):
     assert abs(right[1] - base[1]) < 0.06 and abs(left[1] - base[1]) < 0.06
 
 
+def test_moved_iris_carries_the_iris_only_not_the_sclera_around_it(anne, monkeypatch):
+    """At an extreme gaze the moved disc ends at the portrait's own iris edge (anne's irises end at ~1.0 mediapipe
+    radii) plus eyes.IRIS_RING: it reached 1.3 radii and carried a ring of the source's lit sclera with the iris,
+    a pale ring or a pale half-disc beside an iris near a corner (the README main command's frames 90-98)."""
+    from pdfgc.families.meshwarp import eyes as eyes_mod
+    from pdfgc.media.mesh_indices import IRIS
+    monkeypatch.setattr(eyes_mod, "IRIS_TRIM", True)   # opt-in (it costs EAR r on the follow benchmark)
+    img, mesh = anne
+    r = WarpRenderer(img, mesh)
+    eyes = r.parts[0]
+    lum = img.astype(np.float64) @ [0.299, 0.587, 0.114]
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    target = shift_irises(mesh, 0.28)   # a move of ~1.3 iris radii: past eyes.IRIS_MOVED, fully trimmed
+    out = r.render(target)
+    # the iris texture swapped for two flat colours: what differs between the renders is what the disc drew
+    marks = []
+    for colour in ((0, 0, 255), (255, 0, 0)):
+        eyes._iris_tex = np.full_like(img, colour)
+        marks.append(r.render(target).astype(np.int64))
+    drawn = np.abs(marks[0] - marks[1]).max(2) / 255.0   # the disc's alpha times its opening/fade weights
+    for e in range(2):
+        src = eyes._eye_src[e]
+        assert 0.85 <= src["edge"] <= 1.15, src["edge"]   # where anne's iris ends (its luminance profile)
+        d_src = np.hypot(xx - src["centre"][0], yy - src["centre"][1]) / src["radius"]
+        opening = _opening(mesh, e, len(img)) > 0.9
+        assert lum[opening & (d_src < 0.8)].mean() < 100 < lum[opening & (d_src > 1.15) & (d_src < 1.6)].mean()
+        it = target[list(IRIS[e]), :2]
+        c, rad = it.mean(0), np.linalg.norm(it[1:] - it[0], axis=1).mean()
+        d = np.hypot(xx - c[0], yy - c[1]) / rad
+        inside = _opening(target, e, len(img)) > 0.9
+        ring, core = inside & (d > 1.3) & (d < 1.45), inside & (d < 0.8)
+        assert ring.sum() >= 6 and core.sum() >= 20
+        assert drawn[ring].max() < 0.05, drawn[ring].max()   # no source pixel past the iris edge moves with it
+        assert drawn[core].min() > 0.95
+        # and the disc is the person's iris: its colour is the portrait's iris colour
+        want = img[opening & (d_src < 0.8)].mean(0)
+        assert np.abs(out[core].mean(0) - want).max() < 15, (out[core].mean(0), want)
+
+
+def _opening(mesh, e, size):
+    from pdfgc.families.meshwarp.shapes import poly_mask
+    return poly_mask((size, size), mesh[list(topology.EYE_POLYGONS[e]), :2], (0, 0))
+
+
 # ---------------------------------------------------------------------------------------------- mouth
 
 

@@ -39,6 +39,34 @@ LID_SHEET_FULL = 0.3
 SKIN_LASH_FROM = 0.5
 SKIN_LASH_FULL = 0.1
 SHEET_LASH = 1.0   # the even lash line's strength over the sheet when ``lids.FLIP_LASHES`` is off
+# the moved iris disc's edge, in mediapipe iris radii: measured per eye on the portrait (``_iris_edge``), this when
+# it cannot be (no clear iris/sclera contrast); the disc fades out over IRIS_FEATHER radii
+IRIS_EDGE_DEFAULT = 1.3
+IRIS_FEATHER = 0.15
+IRIS_RING = 0.2   # how far past the iris edge a moved disc reaches (its fade ends there)
+IRIS_REACH = 1.45   # an unmoved disc's outer radius (it covers the sclera inpaint, 1.25 radii)
+# off by default: on the follow benchmark (meshwarp_controls.py --follow-only) it costs EAR r 0.852 -> 0.828 and
+# gaze v r 0.607 -> 0.589 (benchmarks/results/meshwarp/iris_pale.md); it removes the pale ring / half-disc
+IRIS_TRIM = False
+IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
+
+
+def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
+    """Where the portrait's iris ends, in mediapipe iris radii: along the sides of the iris (lids hide its top and
+    bottom) the first ring, from 0.8 out, whose median luminance is past halfway from the iris's to the sclera's."""
+    lum = roi.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    side = (open_m > 0.9) & (dy < 0.6)
+    inner, outer = side & (d < 0.8), side & (d > 1.3) & (d < 1.7)
+    if inner.sum() < 3 or outer.sum() < 3:
+        return IRIS_EDGE_DEFAULT
+    lo, hi = float(np.median(lum[inner])), float(np.median(lum[outer]))
+    if hi - lo < 20.0:   # no clear iris/sclera contrast
+        return IRIS_EDGE_DEFAULT
+    for k in np.arange(0.8, 1.3001, 0.05):
+        ring = side & (np.abs(d - k) < 0.05)
+        if ring.any() and float(np.median(lum[ring])) > 0.5 * (lo + hi):
+            return float(k)
+    return IRIS_EDGE_DEFAULT
 
 
 class EyeParts:
@@ -87,14 +115,16 @@ class EyeParts:
             margin = max(4.0, 0.6 * width)
             x0, y0, x1, y1 = bounding_box(poly, margin, s)
             self._eye_src.append(dict(centre=centre, radius=max(radius, 0.5), width=width,
-                                      ear=float(eye_aspect(mesh)[e])))
+                                      ear=float(eye_aspect(mesh)[e]), edge=IRIS_EDGE_DEFAULT))
             if x1 - x0 < 4 or y1 - y0 < 4:
                 continue
             roi = (slice(y0, y1), slice(x0, x1))
             open_m = poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
             yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
             dist = np.hypot(xx - centre[0], yy - centre[1])
-            # sclera: inpaint the iris disc (a little beyond mediapipe's radius, which runs small) inside the opening
+            edge = _iris_edge(img[roi], open_m, dist / max(radius, 0.5), np.abs(yy - centre[1]) / max(radius, 0.5))
+            self._eye_src[e]["edge"] = edge
+            # sclera: inpaint the iris disc (a little beyond mediapipe's radius) inside the opening
             grow = max(1, int(round(0.12 * width)))
             open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
             disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
@@ -240,7 +270,12 @@ class EyeParts:
             iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
             iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
-            a_i = np.clip((1.45 - d) / 0.15, 0.0, 1.0)[..., None]
+            # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
+            # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
+            # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
+            moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
+            reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
+            a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
             eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
             m = open_m[..., None] * w_comp
             region = region * (1.0 - m) + eye * m
