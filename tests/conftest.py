@@ -119,6 +119,25 @@ def anne_mesh():
     return track_faces([image], source="anne.png", static=True).landmarks[0].astype(np.float64)
 
 
+@pytest.fixture(scope="session")
+def still_detector():
+    """One static-image face-mesh graph (one face) shared by the renderer tests."""
+    pytest.importorskip("mediapipe")
+    from pdfgc.media.face import FaceMeshDetector
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def anne_face(still_detector):
+    """anne.png (RGB uint8) and its face mesh in pixels, as the renderer sees a portrait."""
+    from pdfgc.media.face import load_image_rgb
+    img = load_image_rgb(need(DATA / "pdfgc" / "anne.png"))
+    faces = still_detector.detect(img)
+    assert faces, "no face in anne.png"
+    return img, faces[0]
+
+
 def write_wav16(path, samples, rate: int = 16000):
     """Mono float samples in [-1, 1] as a 16-bit PCM wav (Python's `wave` module); returns the path."""
     import wave

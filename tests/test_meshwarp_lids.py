@@ -11,23 +11,15 @@ from pdfgc.families.meshwarp.shapes import poly_mask
 from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, rotate_mesh, shift_irises
 from pdfgc.media.mesh_indices import EYE_LOWER, IRIS
 
-from .conftest import DATA, need
 
-ANNE = DATA / "pdfgc" / "anne.png"
+@pytest.fixture(scope="module")
+def detector(still_detector):
+    return still_detector
 
 
 @pytest.fixture(scope="module")
-def detector():
-    from pdfgc.media.face import FaceMeshDetector
-    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
-        yield d
-
-
-@pytest.fixture(scope="module")
-def anne(detector):
-    from pdfgc.media.face import load_image_rgb
-    img = load_image_rgb(need(ANNE))
-    return img, detector.detect(img)[0]
+def anne(anne_face):
+    return anne_face
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,12 @@ import pytest
 from pdfgc.families.meshwarp import mouth_bank as MB
 from pdfgc.families.meshwarp.warp import open_mouth
 
-from .conftest import DATA, need
+from .conftest import DATA
 
 
 @pytest.fixture(scope="module")
-def anne():
-    from pdfgc.media.face import FaceMeshDetector, load_image_rgb
-    img = load_image_rgb(need(DATA / "pdfgc" / "anne.png"))
-    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
-        faces = d.detect(img)
-    assert faces, "no face in anne.png"
-    return img, faces[0]
+def anne(anne_face):
+    return anne_face
 
 
 def test_bank_ships_only_allowed_licences_and_no_heldout_person():

@@ -19,25 +19,15 @@ from pdfgc.families.meshwarp.warp import (
     triangles,
 )
 
-from .conftest import DATA, need
 
-ANNE = DATA / "pdfgc" / "anne.png"
+@pytest.fixture(scope="module")
+def detector(still_detector):
+    return still_detector
 
 
 @pytest.fixture(scope="module")
-def detector():
-    from pdfgc.media.face import FaceMeshDetector
-    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as d:
-        yield d
-
-
-@pytest.fixture(scope="module")
-def anne(detector):
-    from pdfgc.media.face import load_image_rgb
-    img = load_image_rgb(need(ANNE))
-    faces = detector.detect(img)
-    assert faces, "no face in anne.png"
-    return img, faces[0]
+def anne(anne_face):
+    return anne_face
 
 
 @pytest.fixture(scope="module")
