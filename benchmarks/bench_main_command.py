@@ -79,6 +79,18 @@ def run_cli(tree: Path, out: Path) -> dict:
 
 
 # ---- worker: the same job through the API, stage by stage --------------------------------------------------------
+def time_pipeline_stages(timed) -> None:
+    """The pipeline's own stages, wrapped by a worker's ``timed(owner, name, key)`` (both workers time these)."""
+    from pdfgc import pipeline as P
+    from pdfgc.media import video as V
+    timed(P.TalkingHeadPipeline, "load_portrait")
+    timed(P.TalkingHeadPipeline, "load_speech")
+    timed(P, "open_driving")
+    timed(P.FrameComposer, "__call__", "compose")
+    timed(V.VideoWriter, "write_batch", "encode_mp4")
+    timed(V.VideoWriter, "__exit__", "encode_mp4_close")
+
+
 def worker(out: Path) -> None:
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
@@ -102,18 +114,12 @@ def worker(out: Path) -> None:
 
     import pdfgc.pipeline as P
     from pdfgc.families.meshwarp import model as M
-    from pdfgc.media import video as V
     from pdfgc.weights import load_model
     t_import = time.perf_counter() - t_start
     fam = M.MeshWarpFamily
     for name in ("encode_portrait", "encode_clip", "encode_speech", "calibrate_pose", "_expression_leak", "render"):
         timed(fam, name)
-    timed(P.TalkingHeadPipeline, "load_portrait")
-    timed(P.TalkingHeadPipeline, "load_speech")
-    timed(P, "open_driving")
-    timed(P.FrameComposer, "__call__", "compose")
-    timed(V.VideoWriter, "write_batch", "encode_mp4")
-    timed(V.VideoWriter, "__exit__", "encode_mp4_close")
+    time_pipeline_stages(timed)
     from pdfgc.cli import main as _  # noqa: F401 (the CLI's own imports, as the command pays them)
     t_import = time.perf_counter() - t_start
     t0 = time.perf_counter()
@@ -163,7 +169,6 @@ def cpu_worker(out: Path) -> None:
     from pdfgc.families.meshwarp import lips as L
     from pdfgc.families.meshwarp import model as M
     from pdfgc.families.meshwarp import speech as S
-    from pdfgc.media import video as V
     from pdfgc.weights import load_model
     cpu["imports"] = ru() - c_start
     fam = M.MeshWarpFamily
@@ -176,12 +181,7 @@ def cpu_worker(out: Path) -> None:
     timed(L.SpeechToMouth, "raw_codes", "speech: encoder + head")
     timed(L, "voice_activity", "speech: silero-vad")
     timed(fam, "encode_speech", "speech: other")
-    timed(P.TalkingHeadPipeline, "load_portrait")
-    timed(P.TalkingHeadPipeline, "load_speech")
-    timed(P, "open_driving")
-    timed(P.FrameComposer, "__call__", "compose")
-    timed(V.VideoWriter, "write_batch", "encode_mp4")
-    timed(V.VideoWriter, "__exit__", "encode_mp4_close")
+    time_pipeline_stages(timed)
     c0 = ru()
     pipe = P.TalkingHeadPipeline(load_model(), device="auto", threads=1)
     cpu["load_model"] = ru() - c0
