@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pdfgc.families.meshwarp.shapes import eye_aspect
+from pdfgc.families.meshwarp.shapes import eye_aspect, smoothstep
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, UPPER_FOLD
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
@@ -268,7 +268,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
         cache["colours_of"] = image
     c_top, c_lid = cache["colours"]
     q = np.clip((y - rigid_t) / np.maximum(y_end - rigid_t, 1e-3), 0.0, 1.0)
-    base = c_top + (c_lid - c_top) * smoothstep01(np.clip(q / 0.5, 0.0, 1.0))[..., None]
+    base = c_top + (c_lid - c_top) * smoothstep(0.0, 0.5, q).astype(np.float32)[..., None]
     w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash * ~low * ~rests)[..., None]
     pix += (base - pix) * w_syn
     s = np.clip(y / np.maximum(top_t - crease, 1e-3), 0.0, 1.0)   # 0 at the crease, 1 at the margin
@@ -291,7 +291,3 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     wgt = np.clip(placed[..., 3], 0.0, 1.0)
     return placed[..., :3] / np.maximum(placed[..., 3:], 1e-6), wgt
-
-
-def smoothstep01(x):
-    return x * x * (3.0 - 2.0 * x)
