@@ -13,18 +13,8 @@ from pdfgc.media.mesh_indices import EYE_LOWER, IRIS
 
 
 @pytest.fixture(scope="module")
-def detector(still_detector):
-    return still_detector
-
-
-@pytest.fixture(scope="module")
-def anne(anne_face):
-    return anne_face
-
-
-@pytest.fixture(scope="module")
-def skin(anne):
-    return WarpRenderer(*anne, lids="skin")
+def skin(anne_face):
+    return WarpRenderer(*anne_face, lids="skin")
 
 
 def _eye_frame_coords(mesh, e, shape):
@@ -37,8 +27,8 @@ def _eye_frame_coords(mesh, e, shape):
     return u, t, top, w
 
 
-def test_open_eyes_are_exactly_the_warp(anne, skin):
-    img, mesh = anne
+def test_open_eyes_are_exactly_the_warp(anne_face, skin):
+    img, mesh = anne_face
     bare = WarpRenderer(img, mesh, lids=False)
     assert (skin.render(mesh) == img).all()
     for target in (rotate_mesh(mesh, yaw=12, pitch=-6), shift_irises(mesh, 0.1, 0.05), close_eyes(mesh, -0.2)):
@@ -47,8 +37,8 @@ def test_open_eyes_are_exactly_the_warp(anne, skin):
         assert (out == bare.render(target)).all()
 
 
-def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne):
-    img, mesh = anne
+def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne_face):
+    img, mesh = anne_face
     # at 448 px (anne's eyes are 25 px wide at 224: a 0.3 closure drops the lid by under 2 px)
     img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
     mesh = mesh * np.array([2.0, 2.0, 2.0])
@@ -68,8 +58,8 @@ def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne
             assert aux["lids"][below].max() < 0.05, (amount, e)   # the raster's resampling: a hair
 
 
-def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne, skin):
-    img, mesh = anne
+def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne_face, skin):
+    img, mesh = anne_face
     out = skin.render(close_eyes(mesh, 1.0)).astype(np.float64)
     src = img.astype(np.float64)
     for e in range(2):
@@ -87,23 +77,27 @@ def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne, skin):
         assert out[disc].mean() > src[disc].mean() + 40   # anne's dark iris is gone
 
 
-def test_the_lid_carries_the_skins_shading(anne, skin):
-    """A texture (an expression's shading) reaches the sliding lid as it reaches the skin around it."""
-    img, mesh = anne
+@pytest.mark.parametrize("lids, covered, least", [("skin", 0.9, 40), ("painted", 0.5, 20)])
+def test_the_lid_carries_the_skins_shading(anne_face, lids, covered, least):
+    """A texture (the portrait with an expression's shading) reaches the closing lid as it reaches the skin around
+    it: the portrait itself as texture changes nothing, and a uniformly darker one darkens the closed lid as much as
+    the skin (no seam at the lid's box). The sliding lid (the default) and the painted lids alike."""
+    img, mesh = anne_face
+    renderer = WarpRenderer(img, mesh, lids=lids)
     target = close_eyes(mesh, 1.0)
-    plain, aux = skin.render(target, return_aux=True)
-    assert np.array_equal(skin.render(target, texture=img.copy()), plain)
-    dark = skin.render(target, texture=(img.astype(np.float32) * 0.8).astype(np.uint8)).astype(np.float32)
-    lid = aux["lids"] > 0.9
-    assert lid.sum() > 40
+    plain, aux = renderer.render(target, return_aux=True)
+    assert np.array_equal(renderer.render(target, texture=img.copy()), plain)
+    dark = renderer.render(target, texture=(img.astype(np.float32) * 0.8).astype(np.uint8)).astype(np.float32)
+    lid = aux["lids"] > covered
+    assert lid.sum() > least
     gain = dark[lid].mean() / plain[lid].astype(np.float32).mean()
     assert 0.77 < gain < 0.83
 
 
-def test_lid_drop_moves_the_lash_row_with_the_margin(anne):
+def test_lid_drop_moves_the_lash_row_with_the_margin(anne_face):
     """The portrait's lash row (dark, just above its lid) is found again just above the target's margin, under the
     lid's skin."""
-    img, mesh = anne
+    img, mesh = anne_face
     target = close_eyes(mesh, 0.5)
     e = 0
     x0, y0, x1, y1 = 0, 0, img.shape[1], img.shape[0]
@@ -117,10 +111,10 @@ def test_lid_drop_moves_the_lash_row_with_the_margin(anne):
     assert lum[lash].mean() < lum[upper].mean() - 30
 
 
-def test_read_back_opening_closes_with_the_request(detector, anne, skin):
+def test_read_back_opening_closes_with_the_request(still_detector, anne_face, skin):
     """One short mediapipe check: the EAR read back from the render falls with every step of the request."""
-    img, mesh = anne
-    ears = [S.eye_aspect_ratio(detector.detect(skin.render(close_eyes(mesh, a)))[0][None])[0]
+    img, mesh = anne_face
+    ears = [S.eye_aspect_ratio(still_detector.detect(skin.render(close_eyes(mesh, a)))[0][None])[0]
             for a in (0.0, 0.3, 0.6, 1.0)]
     ears = np.array(ears)
     assert (np.diff(ears, axis=0) < 0).all(), ears

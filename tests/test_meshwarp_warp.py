@@ -142,21 +142,6 @@ def test_closed_lids_read_as_closed(detector, anne, renderer):
     assert one[0] < 0.6 * open_ear[0] and one[1] > 0.8 * open_ear[1], (open_ear, one)
 
 
-def test_closing_lids_carry_the_skins_shading(anne, renderer):
-    """A texture (the portrait with an expression's shading) reaches the painted lids too: the portrait itself as
-    texture changes nothing, and a uniformly darker one darkens the closed lid as much as the skin around it (no
-    seam at the lid's box)."""
-    img, mesh = anne
-    target = close_eyes(mesh, 1.0)
-    plain, aux = renderer.render(target, return_aux=True)
-    assert np.array_equal(renderer.render(target, texture=img.copy()), plain)
-    dark = renderer.render(target, texture=(img.astype(np.float32) * 0.8).astype(np.uint8)).astype(np.float32)
-    lid = aux["lids"] > 0.5
-    assert lid.sum() > 20
-    gain = dark[lid].mean() / plain[lid].astype(np.float32).mean()
-    assert 0.77 < gain < 0.83
-
-
 def test_gaze_follows_the_iris(detector, anne, renderer):
     img, mesh = anne
     base = S.gaze(_measure(detector, renderer.render(mesh)))[0]
