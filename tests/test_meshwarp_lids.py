@@ -1,6 +1,7 @@
 """The sliding lid (``lids="skin"``, pdfgc/families/meshwarp/lids.py ``sliding_lid``): an open eye is exactly the
-warp's, a closing lid covers the eyeball down to the target's margin and no further, a shut one hides the iris under the
-portrait's own lid skin, and what mediapipe reads back closes with the request."""
+warp's, a closing lid covers the eyeball down to the target's margin (plus, well shut, its lash row hung under it) and
+no further, a shut one hides the iris under the portrait's own lid skin with its lashes below the margin, and what
+mediapipe reads back closes with the request."""
 import cv2
 import numpy as np
 import pytest
@@ -38,6 +39,8 @@ def test_open_eyes_are_exactly_the_warp(anne_face, skin):
 
 
 def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne_face):
+    """Down to the target's upper-lid contour, plus the lash row hung under it (``lids.lash_hang``) once the eye is
+    well shut."""
     img, mesh = anne_face
     # at 448 px (anne's eyes are 25 px wide at 224: a 0.3 closure drops the lid by under 2 px)
     img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
@@ -52,10 +55,16 @@ def test_a_closing_lid_covers_the_eyeball_down_to_the_margin_and_no_further(anne
             src_top = np.interp(np.clip(u, 0, 1), *lids._upper_curve(mesh, e, lids._eye_frame(mesh, e)))
             above = mid & (t < top - 2.0 / w) & (t > src_top)      # between the portrait's lid and the new margin
             low = np.interp(np.clip(u, 0, 1), *lids._curve(target, EYE_LOWER[e], lids._eye_frame(target, e)))
-            below = mid & (t > top + 2.0 / w) & (t < low - 1.0 / w)   # the eyeball left under the margin
-            assert above.sum() > 10 and below.sum() > 3, (amount, e, above.sum(), below.sum())
+            hang = lids.lash_hang(S.eye_aspect_ratio(target[None])[0, e] / S.eye_aspect_ratio(mesh[None])[0, e])
+            assert (hang == 0.0) == (amount < 0.6), (amount, hang)   # a lid well down: its lash row hangs
+            below = mid & (t > top + hang + 2.0 / w) & (t < low - 1.0 / w)   # the eyeball left under the margin
+            # hung, the lash row may reach the lower lid (nothing left under it); not hung, the eyeball shows
+            assert above.sum() > 10 and (below.sum() > 3 or hang > 0.0), (amount, e, above.sum(), below.sum())
             assert aux["lids"][above].min() == pytest.approx(1.0, abs=1e-3), (amount, e)
-            assert aux["lids"][below].max() < 0.05, (amount, e)   # the raster's resampling: a hair
+            assert aux["lids"][below].max(initial=0.0) < 0.05, (amount, e)   # the raster's resampling: a hair
+            if hang > 0.0:   # the hung lash row itself is drawn
+                hung = mid & (t > top + 1.0 / w) & (t < top + hang - 1.0 / w) & (t < low)
+                assert hung.sum() > 3 and aux["lids"][hung].min() > 0.9, (amount, e, hung.sum())
 
 
 def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne_face, skin):
@@ -68,9 +77,10 @@ def test_a_shut_lid_hides_the_iris_under_the_portraits_lid_skin(anne_face, skin)
         yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
         opening = poly_mask(img.shape[:2], mesh[list(topology.EYE_POLYGONS[e]), :2]) > 0.99
         disc = (np.hypot(xx - c[0], yy - c[1]) < 0.8 * r) & opening
-        # the lid skin: the band between the portrait's upper lid and 0.2 eye widths above it
+        # the lid skin: the portrait's band from its crease down to its lash row (shut, the lashes hang under the
+        # margin, so the skin over the eye is the skin above them)
         u, t, top, w = _eye_frame_coords(mesh, e, img.shape[:2])
-        band = (u > 0.3) & (u < 0.7) & (t < top - 0.05) & (t > top - 0.2)
+        band = (u > 0.3) & (u < 0.7) & (t < top - lids.SLIDE_LASH) & (t > top - lids.SLIDE_CREASE)
         iris_col, skin_col = src[disc].mean(0), src[band].mean(0)
         now = out[disc].mean(0)
         assert np.linalg.norm(now - skin_col) < 0.35 * np.linalg.norm(iris_col - skin_col), (e, now, skin_col, iris_col)
@@ -109,6 +119,26 @@ def test_lid_drop_moves_the_lash_row_with_the_margin(anne_face):
     upper = cols & (t > top - 2.2 * lids.SLIDE_LASH) & (t < top - 1.2 * lids.SLIDE_LASH) & (weight > 0.9)
     assert lash.sum() > 5 and upper.sum() > 5
     assert lum[lash].mean() < lum[upper].mean() - 30
+
+
+def test_a_shut_lids_lashes_hang_below_its_margin(anne_face):
+    """Shut, the portrait's lash row hangs under the target's lid contour (mediapipe reads a dark row above the
+    margin as the opening): lid skin just above the contour, the dark lashes just below it, all drawn."""
+    img, mesh = anne_face
+    img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * 2.0
+    target = close_eyes(mesh, 1.0)
+    for e in range(2):
+        pix, weight = lids.sliding_lid(img, mesh, target, e, (0, 0, 448, 448))
+        u, t, top, w = _eye_frame_coords(target, e, img.shape[:2])
+        cols = (u > 0.35) & (u < 0.65)
+        hang = lids.lash_hang(0.0)
+        assert hang == lids.SLIDE_HANG > 0.05
+        lashes = cols & (t > top + 0.3 * hang) & (t < top + 0.8 * hang)
+        skin = cols & (t > top - 0.12) & (t < top - 0.04)
+        assert weight[lashes].min() > 0.9 and weight[skin].min() > 0.9, e
+        lum = pix.mean(2)
+        assert lum[lashes].mean() < lum[skin].mean() - 30, (e, lum[lashes].mean(), lum[skin].mean())
 
 
 def test_read_back_opening_closes_with_the_request(still_detector, anne_face, skin):

@@ -15,10 +15,11 @@ eye is left exactly as the warp draws it.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
-from pdfgc.families.meshwarp.shapes import eye_aspect, smoothstep
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, UPPER_FOLD
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
@@ -156,10 +157,14 @@ def lid_sheet(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
 # portrait's lid contour) and the margin, the portrait's lid band is moved down to the target's margin: its lash row
 # (SLIDE_LASH eye widths above the contour) rigidly, with the margin (the person's own lashes, not stretched), and
 # the skin above it stretched from the crease (the fold unfolding), its colour drawn toward the lid's own smooth skin
-# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin. As
-# the eye closes the lower lid's bright waterline is covered by the skin under it (the lower lid rises over it), and
-# a shut margin rests on the lower lid (its waterline covered further). The drop is measured from the portrait's
-# mesh moved rigidly to the target's pose, so an open eye under any head motion is the warp's, exactly.
+# colour as it stretches (a stretched fold shadow is a grey smear). The lid is opaque above the target's margin. Once
+# the eye is well shut its lash row hangs under the target's margin (SLIDE_HANG: the skin reaches the margin, the
+# lashes lie below it, as a closed eye's do). Optional, off: as the eye closes the lower lid's bright waterline is
+# covered by the skin under it (the lower lid rises over it), and a shut margin rests on the lower lid (its waterline
+# covered further). The drop is measured from the portrait's mesh moved rigidly to the target's pose, so an open eye
+# under any head motion is the warp's, exactly. Cost: the per-portrait curves and lid colours are cached per eye, the
+# target's eye points are read in one pass, and only the rows between the crease and the drawn margin are built
+# (~0.2-0.35 ms per closing eye at 224 px on this machine; an eye whose lid did not come down returns at once).
 SLIDE_CREASE = 0.32
 SLIDE_LASH = 0.10
 SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away from the light there)
@@ -173,11 +178,58 @@ SLIDE_CORNER = 0.1   # eye widths from each corner over which the lid fades into
 SLIDE_TOLERANCE = 0.01  # eye widths of drop left to the warp alone (a head turn bends the lid line a little)
 SLIDE_STEP = 1.0     # the lid raster's spacing in target pixels (0.5: sharper by a hair, 2x the cost)
 SLIDE_FADE = 0.03    # eye widths of lid drop over which the lid fades in (no drop: the warp alone, exactly)
+# a shut lid's lash row hangs under the target's lid contour (issue 19, benchmarks/results/meshwarp/lids_s30.md):
+# mediapipe puts a closing eye's upper contour on the top of the dark lash row, so one carried down above the margin
+# read 0.05-0.10 EAR too open. Only for an eye well shut: hanging it from the first closure (linear from the open
+# lid to 0.4, 0.10 eye widths) read back best (MAE 0.041) but cost eye following (EAR r 0.852 -> 0.806, gaze r h
+# 0.950 -> 0.844); from 0.6 to 0.3: 0.047, EAR r 0.842
+SLIDE_HANG = 0.10    # eye widths the lash row hangs below the target's lid contour when shut (its whole height)
+SLIDE_HANG_FROM = 0.45  # the target's EAR over the open lid's where the lash row starts to hang ...
+SLIDE_HANG_FULL = 0.2   # ... and where it hangs fully (smoothstep between)
 
 
 def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x.astype(np.float32)[None], (0, 0), max(sigma, 0.5),
                             borderType=cv2.BORDER_REPLICATE)[0]
+
+
+# per eye, the mesh points the sliding lid reads, in one index array: the EAR points (corners first), then the upper
+# contour, the lower contour and the upper fold ring (``_slide_points`` splits them)
+_SLIDE_IDX = [np.array([*EAR_POINTS[e], *EYE_UPPER[e], *EYE_LOWER[e], *UPPER_FOLD[e]], np.int64) for e in range(2)]
+_SLIDE_SPLIT = [(6, 6 + len(EYE_UPPER[e]), 6 + len(EYE_UPPER[e]) + len(EYE_LOWER[e]), len(_SLIDE_IDX[e]))
+                for e in range(2)]
+
+
+def _slide_points(mesh: np.ndarray, e: int):
+    """Eye `e` of `mesh` in its own frame: the frame (origin, along, across, width) as in ``_eye_frame``, the eye's
+    aspect ratio, and its upper contour, lower contour and fold ring as (u, t) curves sorted along the eye."""
+    p = mesh[_SLIDE_IDX[e], :2].astype(np.float64)
+    (ax0, ay0), (bx, by) = p[0].tolist(), p[3].tolist()
+    w = max(math.hypot(bx - ax0, by - ay0), 1e-6)
+    cx, cy = (bx - ax0) / w, (by - ay0) / w            # along the eye; across it: (-cy, cx), pointing down the face
+    nx, ny = (-cy, cx) if cx >= 0.0 else (cy, -cx)
+    q = (p - p[0]) @ np.array([[cx / w, nx / w], [cy / w, ny / w]])   # (points, 2): u, t in eye widths
+    e1, e2, e4, e5 = q[1].tolist(), q[2].tolist(), q[4].tolist(), q[5].tolist()
+    ear = 0.5 * (math.hypot(e1[0] - e5[0], e1[1] - e5[1]) + math.hypot(e2[0] - e4[0], e2[1] - e4[1]))
+    curves = []
+    k = _SLIDE_SPLIT[e]
+    for i0, i1 in zip(k[:-1], k[1:]):
+        uq, tq = q[i0:i1, 0], q[i0:i1, 1]
+        o = np.argsort(uq, kind="stable")
+        curves.append((uq[o], tq[o]))
+    return (p[0], np.array([cx, cy]), np.array([nx, ny]), w), ear, curves
+
+
+def _step01(x: float, e0: float, e1: float) -> float:
+    """``shapes.smoothstep`` for one float."""
+    v = min(max((x - e0) / (e1 - e0), 0.0), 1.0)
+    return v * v * (3.0 - 2.0 * v)
+
+
+def lash_hang(ratio: float) -> float:
+    """Eye widths the sliding lid's lash row hangs below the target's lid contour, for the target eye's aspect ratio
+    over the open lid's (``ratio``): none down to ``SLIDE_HANG_FROM``, ``SLIDE_HANG`` from ``SLIDE_HANG_FULL``."""
+    return SLIDE_HANG * _step01(ratio, SLIDE_HANG_FROM, SLIDE_HANG_FULL)
 
 
 def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
@@ -187,107 +239,130 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     target's lid has not come down below the portrait's). ``ref``: the portrait's mesh moved rigidly to the target's
     head pose (default: `source`); the lid's drop is measured from it, so a turned or nodding head with open eyes
     gets no lid. Built on a raster in the eye's own frame (columns along the eye, rows across it, ``SLIDE_STEP``
-    pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D."""
+    pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D. ``cache``: a dict kept
+    per portrait and eye (its per-portrait curves and lid colours); written only with whole values, so two threads
+    may share it."""
     ref = source if ref is None else ref
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
-    empty = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     if h < 2 or w < 2:
-        return empty
+        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     cache = {} if cache is None else cache
-    if "u" not in cache:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
-        fs = _eye_frame(source, e)
+    port = cache.get("portrait")
+    if port is None:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
+        fs, _, (up_s, lo_s, _) = _slide_points(source, e)
         step = SLIDE_STEP / fs[3]
         u = np.arange(0.0, 1.0 + 0.5 * step, step)
-        cache.update(fs=fs, step=step, u=u, top_s=np.interp(u, *_upper_curve(source, e, fs)),
-                     lo_s=np.interp(u, *_curve(source, EYE_LOWER[e], fs)))
-    fs, step, u, top_s, lo_s = (cache[k] for k in ("fs", "step", "u", "top_s", "lo_s"))
-    ft, fr = _eye_frame(target, e), _eye_frame(ref, e)
-    a, ax, n, wt = ft
-    a_s, ax_s, n_s, ws = fs
-    top_t = np.interp(u, *_upper_curve(target, e, ft))
-    top_r = np.interp(u, *_upper_curve(ref, e, fr))   # where the open lid would be
+        port = cache["portrait"] = (fs, step, u, np.interp(u, *up_s), np.interp(u, *lo_s))
+    fs, step, u, top_s, lo_s = port
+    ft, ear_t, (up_t, low_t, fold_t) = _slide_points(target, e)
+    fr, ear_r, (up_r, _, fold_r) = _slide_points(ref, e)
+    top_t = np.interp(u, *up_t)
+    top_r = np.interp(u, *up_r)   # where the open lid would be
     drop = np.maximum(top_t - top_r, 0.0)
     if drop.max() <= SLIDE_TOLERANCE:
-        return empty
-    lo_t = np.interp(u, *_curve(target, EYE_LOWER[e], ft))
+        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    a, ax, n, wt = ft
+    a_s, ax_s, n_s, ws = fs
+    ratio = ear_t / max(ear_r, 1e-6)
+    hang = lash_hang(ratio)
+    drop_w = np.minimum(drop * 10.0, 1.0)                 # how far the lid came down, full from 0.1 eye widths
+    top_d = top_t + hang * drop_w                           # where the lash row ends (the drawn margin)
     crease = top_r - SLIDE_CREASE           # on the target; the source's own is top_s - SLIDE_CREASE
-    shift = top_s - top_r                   # target -> source offset of the unmoved lid band
-    ratio = float(eye_aspect(target)[e] / max(eye_aspect(ref)[e], 1e-6))
-    close = float(np.clip((1.0 - ratio) / 0.8, 0.0, 1.0))
-    rest = float(np.clip((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_REST_FULL), 0.0, 1.0))
+    close = min(max((1.0 - ratio) / 0.8, 0.0), 1.0)
+    rest = min(max((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_REST_FULL), 0.0), 1.0)
+    lower_on, rest_on = SLIDE_LOWER * close > 0.0, SLIDE_WATERLINE * rest > 0.0
     t0 = float(crease.min()) - 2 * step
-    t1 = float(max((top_t + SLIDE_WATERLINE * rest).max(), (lo_t + WATERLINE).max())) + 2 * step
+    t1 = float((top_d + SLIDE_WATERLINE * rest).max()) + 2 * step
+    if lower_on:
+        lo_t = np.interp(u, *low_t)
+        t1 = max(t1, float((lo_t + WATERLINE).max()) + 2 * step)
+    elif rest_on:
+        lo_t = np.interp(u, *low_t)
     t = (t0 + step * np.arange(int(np.ceil((t1 - t0) / step)) + 1))[:, None]   # (rows, 1) against (cols,) curves
-    lash_top = top_t - SLIDE_LASH
+    lash_top = top_d - SLIDE_LASH
     rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
     # the fold comes down as much as the target's fold ring did (codes.FOLD_FOLLOW of the lid), as in the warp
-    fold_drop = np.clip(np.interp(u, *_curve(target, UPPER_FOLD[e], ft))
-                        - np.interp(u, *_curve(ref, UPPER_FOLD[e], fr)), 0.0, None)
+    fold_drop = np.maximum(np.interp(u, *fold_t) - np.interp(u, *fold_r), 0.0)
     rigid_t = rigid + np.minimum(fold_drop, 0.9 * drop)
     y = t - crease
     y_src_end = SLIDE_CREASE - SLIDE_LASH                  # the source's lash row starts here (from the crease)
     y_end = np.maximum(lash_top - crease, rigid_t + 1e-3)
     stretch = (y_end - rigid_t) / max(y_src_end - rigid, 1e-3)
-    y_src = np.where(y <= rigid_t, y * rigid / rigid_t, rigid + (y - rigid_t) / stretch)
-    in_lash = (t > lash_top) & (t <= top_t)
+    in_rigid = y <= rigid_t
+    y_src = np.where(in_rigid, y * (rigid / rigid_t), rigid + (y - rigid_t) / stretch)
+    in_lash = (t > lash_top) & (t <= top_d)
     y_src = np.where(in_lash, y_src_end + (t - lash_top), y_src)
-    t_src = crease + shift + y_src
-    uu = np.broadcast_to(u, t_src.shape)
+    t_src = y_src + (crease + (top_s - top_r))             # the source's crease plus the distance down from it
 
     def at(uq, tq):
-        qx = (a_s[0] + ws * (uq * ax_s[0] + tq * n_s[0])).astype(np.float32)
-        qy = (a_s[1] + ws * (uq * ax_s[1] + tq * n_s[1])).astype(np.float32)
-        return cv2.remap(image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        qx = a_s[0] + ws * (uq * ax_s[0] + tq * n_s[0])
+        qy = a_s[1] + ws * (uq * ax_s[1] + tq * n_s[1])
+        return cv2.remap(image, qx.astype(np.float32), qy.astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
     # the lower lid rises over its own waterline as the eye closes (the skin under it pulled up); shut, the margin
     # rests on the lower lid, whose waterline under it is covered further (the offset easing to the warp's own at
-    # the band's foot: no second edge)
-    low = (t > lo_t) & (t <= lo_t + WATERLINE) & (SLIDE_LOWER * close > 0.0)
-    cover = SLIDE_LOWER * close
-    t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
-    band = max(SLIDE_WATERLINE * rest, 1e-6)
-    rests = (t > top_t) & (t <= top_t + band) & (SLIDE_WATERLINE * rest > 0.0)
-    t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)), t_src)
-    pix = at(uu, t_src)
+    # the band's foot: no second edge). Both off by default (SLIDE_LOWER, SLIDE_WATERLINE).
+    moved = None   # where the lid itself is (not the lower lid's skin): everywhere unless those are on
+    if lower_on:
+        low = (t > lo_t) & (t <= lo_t + WATERLINE)
+        cover = SLIDE_LOWER * close
+        t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
+        moved = ~low
+    if rest_on:
+        band = SLIDE_WATERLINE * rest
+        rests = (t > top_t) & (t <= top_t + band)
+        t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)),
+                         t_src)
+        moved = ~rests if moved is None else moved & ~rests
+    pix = at(u, t_src)
     # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
     # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), shaded a
     # little toward the margin
-    if cache.get("colours_of") is not image:
+    got = cache.get("colours")
+    if got is None or got[0] is not image:
         rows = np.linspace(rigid, y_src_end, 7)[:, None]
-        bandpix = at(np.broadcast_to(u, (8, len(u))), np.concatenate([top_s[None] - SLIDE_CREASE + rows,
-                                                                      top_s[None] - SLIDE_CREASE + rigid]))
+        bandpix = at(u, np.concatenate([top_s[None] - SLIDE_CREASE + rows, top_s[None] - SLIDE_CREASE + rigid]))
         order = np.argsort(bandpix[:7].mean(2), axis=0)
         c_lid = np.take_along_axis(bandpix[:7], order[..., None], 0)[2:-1].mean(0)
         if SLIDE_LIT > 0.0:   # toward the skin above the crease (out of the brow's shadow), never darker
-            above = at(np.broadcast_to(u, (3, len(u))), top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
+            above = at(u, top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
             c_lid = c_lid + SLIDE_LIT * np.maximum(above.mean(0) - c_lid, 0.0)
         sig = 4.0 * len(u) / 65.0
-        cache["colours"] = [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
-                            for c in (bandpix[7], c_lid)]
-        cache["colours_of"] = image
-    c_top, c_lid = cache["colours"]
-    q = np.clip((y - rigid_t) / np.maximum(y_end - rigid_t, 1e-3), 0.0, 1.0)
-    base = c_top + (c_lid - c_top) * smoothstep(0.0, 0.5, q).astype(np.float32)[..., None]
-    w_syn = (np.clip(stretch - 1.0, 0.0, 1.0) * (y > rigid_t) * ~in_lash * ~low * ~rests)[..., None]
-    pix += (base - pix) * w_syn
-    s = np.clip(y / np.maximum(top_t - crease, 1e-3), 0.0, 1.0)   # 0 at the crease, 1 at the margin
-    pix *= (1.0 - SLIDE_SHADE * s ** 3 * np.clip(drop / 0.1, 0.0, 1.0) * ~low * ~rests)[..., None]
+        got = (image, [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
+                       for c in (bandpix[7], c_lid)])
+        cache["colours"] = got
+    c_top, c_lid = got[1]
+    v = np.minimum(np.maximum((y - rigid_t) * (2.0 / np.maximum(y_end - rigid_t, 1e-3)), 0.0), 1.0)
+    base = c_top + (c_lid - c_top) * (v * v * (3.0 - 2.0 * v)).astype(np.float32)[..., None]
+    syn = np.minimum(np.maximum(stretch - 1.0, 0.0), 1.0) * ~(in_rigid | in_lash)   # how far toward that colour
+    s = np.minimum(np.maximum(y * (1.0 / np.maximum(top_d - crease, 1e-3)), 0.0), 1.0)   # 0 at the crease, 1 at
+    shade = (SLIDE_SHADE * drop_w) * (s * s * s)                                      # the margin
+    if moved is not None:
+        syn, shade = syn * moved, shade * moved
+    pix += (base - pix) * syn[..., None]
+    pix *= (1.0 - shade)[..., None]
     # opaque above the margin (anti-aliased), fading in over the crease's top fifth, toward the corners and with
     # the drop itself
-    weight = np.clip((top_t - t) * wt + 0.5, 0.0, 1.0)
-    weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * close, weight)
-    weight = np.where(rests, rest, weight)
-    s = np.where(low | rests, 1.0, s)
-    weight = (weight * np.clip(s / 0.2, 0.0, 1.0) * (t >= crease)
-              * np.clip(np.minimum(u, 1.0 - u) / SLIDE_CORNER, 0.0, 1.0)
-              * np.clip((drop - SLIDE_TOLERANCE) / SLIDE_FADE, 0.0, 1.0))
+    weight = np.minimum(np.maximum((top_d - t) * wt + 0.5, 0.0), 1.0)
+    if lower_on:
+        weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * close, weight)
+        s = np.where(low, 1.0, s)
+    if rest_on:
+        weight = np.where(rests, rest, weight)
+        s = np.where(rests, 1.0, s)
+    cols = (np.minimum(np.maximum(np.minimum(u, 1.0 - u) * (1.0 / SLIDE_CORNER), 0.0), 1.0)
+            * np.minimum(np.maximum((drop - SLIDE_TOLERANCE) * (1.0 / SLIDE_FADE), 0.0), 1.0))
+    weight = weight * np.minimum(s * 5.0, 1.0) * cols
     # the raster into the box: raster (col, row) -> target pixel a + wt * (u ax + t n)
     o = a + wt * t0 * n - np.array([x0, y0], np.float64)
     k = wt * step   # target pixels per raster step
     m = np.array([[k * ax[0], k * n[0], o[0]], [k * ax[1], k * n[1], o[1]]])
     # premultiplied, so the raster's edge (weight 0 beyond it) does not darken the pixels
-    both = np.dstack([pix * weight[..., None], weight[..., None]]).astype(np.float32)
+    both = np.empty(pix.shape[:2] + (4,), np.float32)
+    np.multiply(pix, weight[..., None], out=both[..., :3])
+    both[..., 3] = weight
     placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    wgt = np.clip(placed[..., 3], 0.0, 1.0)
-    return placed[..., :3] / np.maximum(placed[..., 3:], 1e-6), wgt
+    alpha = placed[..., 3]
+    return placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0)
