@@ -253,8 +253,11 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
         fs, _, (up_s, lo_s, _) = _slide_points(source, e)
         step = SLIDE_STEP / fs[3]
         u = np.arange(0.0, 1.0 + 0.5 * step, step)
-        port = cache["portrait"] = (fs, step, u, np.interp(u, *up_s), np.interp(u, *lo_s))
-    fs, step, u, top_s, lo_s = port
+        a_s, ax_s, n_s, ws = fs
+        # a raster point (u, t) samples the portrait at (col_x + t * n_s[0] * ws, col_y + t * n_s[1] * ws)
+        cols_xy = (a_s[0] + ws * ax_s[0] * u, a_s[1] + ws * ax_s[1] * u)
+        port = cache["portrait"] = (fs, step, u, np.interp(u, *up_s), np.interp(u, *lo_s), cols_xy)
+    fs, step, u, top_s, lo_s, (col_x, col_y) = port
     ft, ear_t, (up_t, low_t, fold_t) = _slide_points(target, e)
     fr, ear_r, (up_r, _, fold_r) = _slide_points(ref, e)
     top_t = np.interp(u, *up_t)
@@ -295,11 +298,12 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     y_src = np.where(in_lash, y_src_end + (t - lash_top), y_src)
     t_src = y_src + (crease + (top_s - top_r))             # the source's crease plus the distance down from it
 
-    def at(uq, tq):
-        qx = a_s[0] + ws * (uq * ax_s[0] + tq * n_s[0])
-        qy = a_s[1] + ws * (uq * ax_s[1] + tq * n_s[1])
-        return cv2.remap(image, qx.astype(np.float32), qy.astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    kx, ky = ws * n_s[0], ws * n_s[1]
+
+    def at(tq):   # the portrait's pixels at raster rows tq (eye widths across), one column per u
+        qx = (tq * kx + col_x).astype(np.float32)
+        qy = (tq * ky + col_y).astype(np.float32)
+        return cv2.remap(image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
     # the lower lid rises over its own waterline as the eye closes (the skin under it pulled up); shut, the margin
     # rests on the lower lid, whose waterline under it is covered further (the offset easing to the warp's own at
@@ -316,18 +320,18 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
         t_src = np.where(rests, lo_s + (t - lo_t) + WATERLINE * (1.0 - np.clip((t - top_t) / band, 0.0, 1.0)),
                          t_src)
         moved = ~rests if moved is None else moved & ~rests
-    pix = at(u, t_src)
+    pix = at(t_src)
     # the unfolded lid: a smooth colour per column from the fold's lower edge down to the lid's own skin (the middle
     # of the visible lid band, rows sorted by brightness so stray lashes and the fold's shadow drop out), shaded a
     # little toward the margin
     got = cache.get("colours")
     if got is None or got[0] is not image:
         rows = np.linspace(rigid, y_src_end, 7)[:, None]
-        bandpix = at(u, np.concatenate([top_s[None] - SLIDE_CREASE + rows, top_s[None] - SLIDE_CREASE + rigid]))
+        bandpix = at(np.concatenate([top_s[None] - SLIDE_CREASE + rows, top_s[None] - SLIDE_CREASE + rigid]))
         order = np.argsort(bandpix[:7].mean(2), axis=0)
         c_lid = np.take_along_axis(bandpix[:7], order[..., None], 0)[2:-1].mean(0)
         if SLIDE_LIT > 0.0:   # toward the skin above the crease (out of the brow's shadow), never darker
-            above = at(u, top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
+            above = at(top_s[None] - SLIDE_CREASE - np.array([[0.0], [0.05], [0.1]]))
             c_lid = c_lid + SLIDE_LIT * np.maximum(above.mean(0) - c_lid, 0.0)
         sig = 4.0 * len(u) / 65.0
         got = (image, [cv2.GaussianBlur(c[None], (0, 0), sig, borderType=cv2.BORDER_REPLICATE)[0]
