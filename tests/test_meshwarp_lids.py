@@ -10,7 +10,7 @@ from pdfgc.evaluation import signals as S
 from pdfgc.families.meshwarp import lids, topology
 from pdfgc.families.meshwarp.shapes import poly_mask
 from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, rotate_mesh, shift_irises
-from pdfgc.media.mesh_indices import EYE_LOWER, IRIS
+from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER, IRIS
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,31 @@ def test_a_shut_lids_lashes_hang_below_its_margin(anne_face):
         assert weight[lashes].min() > 0.9 and weight[skin].min() > 0.9, e
         lum = pix.mean(2)
         assert lum[lashes].mean() < lum[skin].mean() - 30, (e, lum[lashes].mean(), lum[skin].mean())
+
+
+def test_a_squints_lower_lid_covers_its_waterline_and_a_blinks_does_not(anne_face):
+    """Where the target's lower lid rose (a squint), the band just under its contour is drawn from further down the
+    portrait's lower lid (its bright waterline read as the opening); a blink whose lower lid stays put gets nothing
+    under its lower contour."""
+    img, mesh = anne_face
+    img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * 2.0
+    squint = close_eyes(mesh, 0.6)            # the lower lid comes up a fifth of the way as well
+    blink = mesh.copy()                       # only the upper lid comes down, as far
+    for e in range(2):
+        up = list(EYE_UPPER[e][1:-1])
+        blink[up] = squint[up]
+    for target, covered in ((squint, True), (blink, False)):
+        for e in range(2):
+            pix, weight = lids.sliding_lid(img, mesh, target, e, (0, 0, 448, 448))
+            u, t, top, w = _eye_frame_coords(target, e, img.shape[:2])
+            low = np.interp(np.clip(u, 0, 1), *lids._curve(target, EYE_LOWER[e], lids._eye_frame(target, e)))
+            band = (u > 0.35) & (u < 0.65) & (t > low + 1.0 / w) & (t < low + 0.07)
+            assert band.sum() > 5
+            if covered:
+                assert weight[band].mean() > 0.5, (e, weight[band].mean())
+            else:
+                assert weight[band].max() == 0.0, (e, weight[band].max())
 
 
 def test_read_back_opening_closes_with_the_request(still_detector, anne_face, skin):

@@ -171,6 +171,12 @@ SLIDE_SHADE = 0.10   # darkening toward the margin (a closed lid curves away fro
 SLIDE_LIT = 0.0      # how far the lid's colour is brought to the skin above the crease (lid sheet's LIT)
 SLIDE_RIGID = 0.4    # share of the skin band under the crease kept rigid (the fold stays a fold)
 SLIDE_LOWER = 0.0    # eye widths of the lower lid's waterline covered as the eye closes (0: off; 0.1 cost gaze)
+# a squint's lower lid: where the target's lower contour rose above the open lid's, the band under it is sampled that
+# much further down the portrait's lower lid (its bright waterline, which mediapipe reads as the opening, left out;
+# round s30: read-back 0.0547 -> 0.0510 at 1.0 and 2.0 alike, following unchanged, EAR r 0.857 -> 0.856, gaze r h
+# 0.922 either way). Unlike SLIDE_LOWER it does nothing in a blink, whose lower lid stays put.
+SLIDE_SQUINT = 1.0   # eye widths of the lower lid's waterline covered per eye width its contour rose (0: off)
+SLIDE_SQUINT_MAX = 0.08  # ... at most
 SLIDE_REST_FROM = 0.3  # the target's EAR over the portrait's below which the margin comes to rest on the lower lid
 SLIDE_REST_FULL = 0.05  # ... and where it rests fully
 SLIDE_WATERLINE = 0.0  # eye widths under a shut margin covered by lower-lid skin (0: off; 0.2 cost gaze)
@@ -259,7 +265,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
         port = cache["portrait"] = (fs, step, u, np.interp(u, *up_s), np.interp(u, *lo_s), cols_xy)
     fs, step, u, top_s, lo_s, (col_x, col_y) = port
     ft, ear_t, (up_t, low_t, fold_t) = _slide_points(target, e)
-    fr, ear_r, (up_r, _, fold_r) = _slide_points(ref, e)
+    fr, ear_r, (up_r, low_r, fold_r) = _slide_points(ref, e)
     top_t = np.interp(u, *up_t)
     top_r = np.interp(u, *up_r)   # where the open lid would be
     drop = np.maximum(top_t - top_r, 0.0)
@@ -275,13 +281,19 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     close = min(max((1.0 - ratio) / 0.8, 0.0), 1.0)
     rest = min(max((SLIDE_REST_FROM - ratio) / (SLIDE_REST_FROM - SLIDE_REST_FULL), 0.0), 1.0)
     lower_on, rest_on = SLIDE_LOWER * close > 0.0, SLIDE_WATERLINE * rest > 0.0
+    squint = None
+    if SLIDE_SQUINT > 0.0:   # the target's lower lid risen (a squint): its waterline covered as much
+        lo_t = np.interp(u, *low_t)
+        squint = np.minimum(np.maximum(np.interp(u, *low_r) - lo_t, 0.0) * SLIDE_SQUINT, SLIDE_SQUINT_MAX)
+        if squint.max() < 0.005:
+            squint = None
+        lower_on = lower_on or squint is not None
     t0 = float(crease.min()) - 2 * step
     t1 = float((top_d + SLIDE_WATERLINE * rest).max()) + 2 * step
+    if lower_on or rest_on:
+        lo_t = np.interp(u, *low_t)
     if lower_on:
-        lo_t = np.interp(u, *low_t)
         t1 = max(t1, float((lo_t + WATERLINE).max()) + 2 * step)
-    elif rest_on:
-        lo_t = np.interp(u, *low_t)
     t = (t0 + step * np.arange(int(np.ceil((t1 - t0) / step)) + 1))[:, None]   # (rows, 1) against (cols,) curves
     lash_top = top_d - SLIDE_LASH
     rigid = SLIDE_RIGID * (SLIDE_CREASE - SLIDE_LASH)      # the crease's fold, kept as it is
@@ -310,8 +322,11 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     # the band's foot: no second edge). Both off by default (SLIDE_LOWER, SLIDE_WATERLINE).
     moved = None   # where the lid itself is (not the lower lid's skin): everywhere unless those are on
     if lower_on:
-        low = (t > lo_t) & (t <= lo_t + WATERLINE)
-        cover = SLIDE_LOWER * close
+        low = (t > np.maximum(lo_t, top_d)) & (t <= lo_t + WATERLINE)   # not over a hung lash row
+        cover, strength = SLIDE_LOWER * close, close if SLIDE_LOWER > 0.0 else 0.0
+        if squint is not None:
+            cover = np.minimum(cover + squint, 0.9 * WATERLINE)
+            strength = np.maximum(strength, np.minimum(squint / 0.02, 1.0))
         t_src = np.where(low, lo_s + cover + (t - lo_t) * (WATERLINE - cover) / WATERLINE, t_src)
         moved = ~low
     if rest_on:
@@ -351,7 +366,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     # the drop itself
     weight = np.minimum(np.maximum((top_d - t) * wt + 0.5, 0.0), 1.0)
     if lower_on:
-        weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * close, weight)
+        weight = np.where(low, np.clip((t - lo_t) * wt + 0.5, 0.0, 1.0) * strength, weight)
         s = np.where(low, 1.0, s)
     if rest_on:
         weight = np.where(rests, rest, weight)
