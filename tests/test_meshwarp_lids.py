@@ -166,6 +166,23 @@ def test_a_squints_lower_lid_covers_its_waterline_and_a_blinks_does_not(anne_fac
                 assert weight[band].max() == 0.0, (e, weight[band].max())
 
 
+def test_sliding_lid_shares_its_cache_across_threads(anne_face):
+    """Frames may render on two threads: one eye's cache shared by both, each with its own texture (an expression's
+    shading) and closure, gives every frame exactly what a fresh cache gives it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, mesh = anne_face
+    box = (40, 40, 184, 140)
+    jobs = [(close_eyes(mesh, a), (img.astype(np.float32) * g).astype(np.uint8))
+            for a in (0.4, 0.7, 1.0) for g in (1.0, 0.8, 0.9)] * 3
+    alone = [lids.sliding_lid(tex, mesh, target, 0, box, None, {}) for target, tex in jobs]
+    shared: dict = {}
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda job: lids.sliding_lid(job[1], mesh, job[0], 0, box, None, shared), jobs))
+    for (p0, w0), (p1, w1) in zip(alone, both):
+        assert np.array_equal(w0, w1) and np.array_equal(p0, p1)
+
+
 def test_read_back_opening_closes_with_the_request(still_detector, anne_face, skin):
     """One short mediapipe check: the EAR read back from the render falls with every step of the request."""
     img, mesh = anne_face
