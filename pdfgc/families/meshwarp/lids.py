@@ -242,7 +242,8 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
                 ref: np.ndarray | None = None, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eye `e`'s upper lid over `box` (x0,y0,x1,y1) of the target frame, slid down to the target's lid contour:
     (h,w,3) float32 pixels from the portrait `image` (mesh `source`) and their (h,w) float32 weight (0 where the
-    target's lid has not come down below the portrait's). ``ref``: the portrait's mesh moved rigidly to the target's
+    target's lid has not come down below the portrait's; under a squint's risen lower contour, that lid's band
+    too, ``SLIDE_SQUINT``). ``ref``: the portrait's mesh moved rigidly to the target's
     head pose (default: `source`); the lid's drop is measured from it, so a turned or nodding head with open eyes
     gets no lid. Built on a raster in the eye's own frame (columns along the eye, rows across it, ``SLIDE_STEP``
     pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D. ``cache``: a dict kept
