@@ -472,7 +472,9 @@ def place_gaze(mesh, gaze_code) -> np.ndarray:
 
     Vertically the iris travels at most ``GAZE_V_TRAVEL`` eye widths from where the mesh has it (past that it
     hides under a lid and reads as no gaze at all), and the lids follow it by ``LID_GAZE_FOLLOW`` (both lids the
-    same shift: the opening, i.e. the EAR and the blink code, is unchanged; the eye corners stay)."""
+    same shift: the opening, i.e. the EAR and the blink code, is unchanged; the eye corners stay). Horizontally an
+    iris asked past ``GAZE_H_KNEE`` of its eye's width eases toward ``GAZE_H_KNEE + GAZE_H_SOFT`` (both irises the
+    same shift still), so the gaze lands exactly only inside the knee."""
     out = np.array(mesh, np.float64, copy=True)
     g = np.asarray(gaze_code, np.float64).reshape(-1, 2)
     delta = g - S.gaze(out)
