@@ -108,7 +108,9 @@ GAZE_V_TRAVEL = 0.15
 # put anne's irises at 0.87 / 0.97 of the width in the README main command (the driver's own reach 0.81 / 0.77):
 # an eye with no iris left, all white. On the follow benchmark (meshwarp_controls.py --follow-only) it also lifts EAR
 # r 0.884 -> 0.927 (mediapipe misreads the lids of an eye whose iris sits in the corner) and gaze r h / v 0.974 /
-# 0.613 -> 0.955 / 0.624; 0.7 / 0.1: h 0.942 (benchmarks/results/meshwarp/eyes_s30.md). None: no limit.
+# 0.613 -> 0.955 / 0.624; 0.7 / 0.1: h 0.942; 0.75 / 0.15: h 0.964 but EAR r 0.914 (0.900 on meshwarp_targets.py).
+# An explicit --gaze 0.5 right lands at 0.60 of the ask instead of 0.67 without the knee (3 portraits;
+# benchmarks/results/meshwarp/eyes_s30.md). None: no limit.
 GAZE_H_KNEE = 0.7
 GAZE_H_SOFT = 0.15
 # Lid-eye coupling: the lids shift with a vertical gaze change by this share of the iris's shift (a real upper lid
