@@ -143,6 +143,24 @@ def test_lid_closure_and_gaze(anne_mesh, params):
     assert S.gaze(out[None])[0, 1] - pc.eye[0, 3] == pytest.approx(C.GAZE_V_TRAVEL, abs=1e-6)
 
 
+def test_horizontal_gaze_eases_into_the_corner(anne_mesh, params):
+    """Past GAZE_H_KNEE of the eye's width (either eye) the iris eases toward GAZE_H_KNEE + GAZE_H_SOFT instead of
+    passing behind the corner (the README main command asked 0.97); below the knee the gaze is exactly the code."""
+    pc = C.measure(anne_mesh, params, reference=0)
+    hs = [-1.0, -0.4, -0.3, -0.1, 0.0, 0.1, 0.3, 0.4, 1.0]
+    xs = []
+    for h in hs:
+        codes = pc.copy()
+        codes.eye[0, 2] = h
+        out = C.compose(anne_mesh, pc, codes, params)
+        x = S.iris_position(out)[0, :, 0]
+        if h in (-0.1, 0.0, 0.1):   # both irises inside the knee: the code lands exactly
+            assert S.gaze(out)[0, 0] == pytest.approx(h, abs=1e-6)
+        assert 1.0 - C.GAZE_H_KNEE - C.GAZE_H_SOFT - 1e-6 < x.min() and x.max() < C.GAZE_H_KNEE + C.GAZE_H_SOFT + 1e-6
+        xs.append(x.mean())
+    assert (np.diff(xs) > 0).all()   # still monotonic: a larger ask looks further
+
+
 def test_mouth_code_zero_is_the_neutral_mouth(anne_mesh, params):
     canon = C.canonicalize(anne_mesh)[0][0]
     open_mesh = _posed(canon + 0.8 * _jaw_drop(canon), (5, 0, 0), 60.0)

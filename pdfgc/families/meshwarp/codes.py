@@ -103,6 +103,16 @@ GAZE_V_RENDER_GAIN = 2.5
 # held-out eye clip id01333_00040, v std 0.024), x GAZE_V_RENDER_GAIN stays within it. Without the limit
 # ``--gaze-v 0.6`` (0.75 eye widths rendered) put the iris under the lid: a blank white eye, read as no gaze.
 GAZE_V_TRAVEL = 0.15
+# Horizontal iris travel: past GAZE_H_KNEE of the eye's width (either eye, corner to corner) the iris eases toward
+# GAZE_H_KNEE + GAZE_H_SOFT instead of going on behind the corner. A driver's change added to the portrait's own gaze
+# put anne's irises at 0.87 / 0.97 of the width in the README main command (the driver's own reach 0.81 / 0.77):
+# an eye with no iris left, all white. On the follow benchmark (meshwarp_controls.py --follow-only) it also lifts EAR
+# r 0.884 -> 0.927 (mediapipe misreads the lids of an eye whose iris sits in the corner) and gaze r h / v 0.974 /
+# 0.613 -> 0.955 / 0.624; 0.7 / 0.1: h 0.942; 0.75 / 0.15: h 0.964 but EAR r 0.914 (0.900 on meshwarp_targets.py).
+# An explicit --gaze 0.5 right lands at 0.60 of the ask instead of 0.67 without the knee (3 portraits;
+# benchmarks/results/meshwarp/eyes_s30.md). None: no limit.
+GAZE_H_KNEE = 0.7
+GAZE_H_SOFT = 0.15
 # Lid-eye coupling: the lids shift with a vertical gaze change by this share of the iris's shift (a real upper lid
 # follows the eye; mediapipe reads vertical gaze partly from where the opening sits). On anne.png, Macron.png and
 # liveportrait source_s3.jpg, a rendered v change of +-0.075..0.15 reads back at 0.48-0.55 of itself without it,
@@ -464,12 +474,22 @@ def place_gaze(mesh, gaze_code) -> np.ndarray:
 
     Vertically the iris travels at most ``GAZE_V_TRAVEL`` eye widths from where the mesh has it (past that it
     hides under a lid and reads as no gaze at all), and the lids follow it by ``LID_GAZE_FOLLOW`` (both lids the
-    same shift: the opening, i.e. the EAR and the blink code, is unchanged; the eye corners stay)."""
+    same shift: the opening, i.e. the EAR and the blink code, is unchanged; the eye corners stay). Horizontally an
+    iris asked past ``GAZE_H_KNEE`` of its eye's width eases toward ``GAZE_H_KNEE + GAZE_H_SOFT`` (both irises the
+    same shift still), so the gaze lands exactly only inside the knee."""
     out = np.array(mesh, np.float64, copy=True)
     g = np.asarray(gaze_code, np.float64).reshape(-1, 2)
     delta = g - S.gaze(out)
     delta = np.where(np.isfinite(delta), delta, 0.0)
     delta[:, 1] = np.clip(delta[:, 1], -GAZE_V_TRAVEL, GAZE_V_TRAVEL)
+    if GAZE_H_KNEE is not None:   # the outer iris eases into its corner instead of passing behind it
+        x = S.iris_position(out)[:, :, 0] + delta[:, :1]   # (T,2) per eye, where the shift would put it
+        x = np.where(np.isfinite(x), x, 0.5)
+        hi, lo = x.max(1) - GAZE_H_KNEE, (1.0 - GAZE_H_KNEE) - x.min(1)
+        soft = GAZE_H_SOFT * np.tanh(np.maximum(hi, 0.0) / GAZE_H_SOFT)
+        delta[:, 0] -= np.maximum(hi, 0.0) - soft
+        soft = GAZE_H_SOFT * np.tanh(np.maximum(lo, 0.0) / GAZE_H_SOFT)
+        delta[:, 0] += np.maximum(lo, 0.0) - soft
     for k in range(2):
         a, b = out[:, MI.GAZE_POINTS[k, 0], :2], out[:, MI.GAZE_POINTS[k, 1], :2]
         e = b - a

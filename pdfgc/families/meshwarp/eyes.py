@@ -1,14 +1,14 @@
 """The mesh-warp renderer's eyes: the iris moved as a rigid disc and closing lids, drawn over the warped frame
 (step 4 of ``warp.py``'s docstring).
 
-The white comes from a copy of the portrait with the irises inpainted away (cv2.inpaint, once); the iris is a rigid
-disc taken from the source iris (completed under the lids by reflection), placed at the target iris centre and
-clipped by the target lid opening; faded out where the mesh warp already carries the iris there. A closing upper lid
-slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the portrait's own lid band moved
-to the target's margin with its lash row, opaque above the margin, plus the painted lash line as it shuts. Older
-variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose eye openings are covered with
-smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own lid skin down to the target
-lid with its lashes flipped under it (``lids.lid_sheet``).
+The white comes from a copy of the portrait with the irises filled with its own eye white (``_sclera_fill``, once);
+the iris is a rigid disc taken from the source iris (completed under the lids by reflection), placed at the target
+iris centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
+A closing upper lid slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the
+portrait's own lid band moved to the target's margin with its lash row, opaque above the margin, plus the painted
+lash line as it shuts. Older variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose
+eye openings are covered with smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own
+lid skin down to the target lid with its lashes flipped under it (``lids.lid_sheet``).
 
 The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
 ``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
@@ -45,9 +45,16 @@ IRIS_EDGE_DEFAULT = 1.3
 IRIS_FEATHER = 0.15
 IRIS_RING = 0.2   # how far past the iris edge a moved disc reaches (its fade ends there)
 IRIS_REACH = 1.45   # an unmoved disc's outer radius (it covers the sclera inpaint, 1.25 radii)
-# off by default: on the follow benchmark (meshwarp_controls.py --follow-only) it costs EAR r 0.852 -> 0.828 and
-# gaze v r 0.607 -> 0.589 (benchmarks/results/meshwarp/iris_pale.md); it removes the pale ring / half-disc
-IRIS_TRIM = False
+# a moved disc ends at the iris (no pale ring / half-disc of the portrait's sclera travelling with it). On over
+# cv2.inpaint's white it cost the follow benchmark's EAR r and gaze v r (iris_pale.md); over SCLERA_FILL it gains
+# both (benchmarks/results/meshwarp/eyes_s30.md)
+IRIS_TRIM = True
+# the eye white under a moved iris: the portrait's own sclera carried across the disc row by row (``_sclera_fill``);
+# False: cv2.inpaint TELEA (a lilac grey that pulls in the lashes, read as lid by mediapipe)
+SCLERA_FILL = True
+SCLERA_OPEN = 0.9    # its samples: inside the opening's anti-aliased mask by this much (no lid margin, no lash)
+SCLERA_DARK = 0.5    # and the brighter half of those (not the corners' shade, stray lashes); 0.33 and 0.7 measured
+SCLERA_SMOOTH = 0.8  # px, the fill's smoothing across a row (twice that down the rows: no row stripes)
 IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
 
 
@@ -67,6 +74,80 @@ def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarra
         if ring.any() and float(np.median(lum[ring])) > 0.5 * (lo + hi):
             return float(k)
     return IRIS_EDGE_DEFAULT
+
+
+def _sclera_fill(roi: np.ndarray, disc: np.ndarray, open_m: np.ndarray, d: np.ndarray, edge: float,
+                 inpainted: np.ndarray) -> np.ndarray | None:
+    """``roi`` (h,w,3) uint8 with ``disc`` (the iris disc to remove, bool) filled with the portrait's own eye white
+    inside the opening (``open_m``) and with ``inpainted`` (cv2.inpaint's fill of the same disc) outside it.
+
+    The samples are the sclera: pixels well inside the opening (``open_m`` > 0.9, no lid or lash), past the iris edge
+    (``d``, in iris radii, > ``edge`` + 0.1) and the brighter half of those (``SCLERA_DARK``: not the corners'
+    shadow, no stray lash).
+    Each row of the disc is filled by a straight blend, across the disc, between the sclera just left and just right
+    of it on that row (the eye white's shading across the eye); rows with no sclera beside them (under the lids)
+    take the nearest filled row's colours, pulled toward the sclera's median by how far they are from it, and the
+    fill is smoothed inside the disc. None when the portrait shows too little sclera (the caller inpaints instead).
+    """
+    h, w = disc.shape
+    lum = roi.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    cand = (open_m > SCLERA_OPEN) & ~disc & (d > edge + 0.1)
+    if cand.sum() < 8:
+        return None
+    white = cand & (lum >= np.quantile(lum[cand], SCLERA_DARK))
+    if white.sum() < 6:
+        return None
+    img = roi.astype(np.float32)
+    median = np.median(img[white], axis=0)
+    fill = np.zeros((h, w, 3), np.float32)
+    have = np.zeros(h, bool)
+    xs = np.arange(w)
+    for y in np.flatnonzero(disc.any(1)):
+        cols = np.flatnonzero(disc[y])
+        a, b = cols.min(), cols.max()
+        sides = []
+        for sel in ((xs < a), (xs > b)):
+            pick = np.flatnonzero(white[y] & sel)
+            if len(pick) == 0:   # the rows next to it, when this row has none
+                rows = white[max(0, y - 1):y + 2] & sel[None]
+                ry, rx = np.nonzero(rows)
+                if len(rx) == 0:
+                    sides.append(None)
+                    continue
+                near = np.argsort(np.abs(rx - (a if rx.mean() < a else b)))[:3]
+                sides.append((float(rx[near].mean()), img[max(0, y - 1) + ry[near], rx[near]].mean(0)))
+                continue
+            near = pick[np.argsort(np.abs(pick - (a if pick.mean() < a else b)))[:3]]
+            sides.append((float(near.mean()), img[y, near].mean(0)))
+        if sides[0] is None and sides[1] is None:
+            continue
+        if sides[0] is None or sides[1] is None:
+            fill[y] = (sides[0] or sides[1])[1]
+        else:
+            (xa, ca), (xb, cb) = sides
+            t = np.clip((xs - xa) / max(xb - xa, 1.0), 0.0, 1.0)[:, None]
+            fill[y] = ca * (1.0 - t) + cb * t
+        have[y] = True
+    if not have.any():
+        fill[:] = median
+    else:
+        ok = np.flatnonzero(have)
+        for y in np.flatnonzero(~have):
+            k = ok[np.argmin(np.abs(ok - y))]
+            f = min(1.0, abs(int(k) - int(y)) / 3.0)
+            fill[y] = fill[k] * (1.0 - f) + median * f
+    # smooth the fill (no row stripes) over the disc only, normalised so the outside does not leak in
+    m = disc.astype(np.float32)
+    sig = SCLERA_SMOOTH
+    num = cv2.GaussianBlur(fill * m[..., None], (0, 0), sig, sigmaY=2 * sig)
+    den = cv2.GaussianBlur(m, (0, 0), sig, sigmaY=2 * sig)[..., None]
+    fill = np.where(den > 1e-3, num / np.maximum(den, 1e-3), fill)
+    # outside the opening (the dilated disc reaches over the lid margins) the inpaint's lid and lash colours stay
+    a = cv2.GaussianBlur(np.clip(open_m, 0.0, 1.0).astype(np.float32), (0, 0), 0.7)[..., None]
+    fill = fill * a + inpainted.astype(np.float32) * (1.0 - a)
+    out = roi.copy()
+    out[disc] = np.clip(fill[disc] + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 class EyeParts:
@@ -129,7 +210,10 @@ class EyeParts:
             open_d = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
             disc = ((dist <= 1.25 * radius) & (open_d > 0)).astype(np.uint8)
             if disc.any():
-                self._sclera[roi] = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
+                inpainted = cv2.inpaint(np.ascontiguousarray(img[roi]), disc, 3, cv2.INPAINT_TELEA)
+                white = _sclera_fill(img[roi], disc > 0, open_m, dist / max(radius, 0.5), edge, inpainted) \
+                    if SCLERA_FILL else None
+                self._sclera[roi] = inpainted if white is None else white
             # iris texture: disc pixels under the lids reflected from the opposite (vertical) side, else the mean
             # (the render composites with the opening mask's upper half only, so pixels kept here stay exact)
             vis = (open_m > 0.9) & (dist <= 1.6 * radius)

@@ -1,0 +1,112 @@
+"""The eye white under a moved iris (``eyes._sclera_fill``): the portrait's own sclera, inside the uncovered disc only.
+
+The synthetic eye is drawn with numpy (no face mesh); the anne.png checks use the session's measured mesh.
+"""
+import cv2
+import numpy as np
+import pytest
+
+from pdfgc.families.meshwarp import eyes as E
+from pdfgc.families.meshwarp import topology
+from pdfgc.families.meshwarp.shapes import poly_mask
+from pdfgc.families.meshwarp.warp import WarpRenderer, shift_irises
+from pdfgc.media.mesh_indices import IRIS
+
+SKIN = np.array([200, 150, 120], np.float32)
+WHITE = np.array([228, 214, 210], np.float32)   # a slightly pink eye white
+IRIS_RGB = np.array([90, 60, 40], np.float32)
+LASH = np.array([40, 30, 30], np.float32)
+
+
+def synthetic_eye(h=40, w=64):
+    """(roi, disc, open_m, d, edge): an almond opening of eye white on skin, a dark lash band over its top edge, a
+    brown iris of radius 7 (the mediapipe-like radius 6.5, its edge at 1.08 radii) in the middle."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = w / 2, h / 2
+    opening = ((xx - cx) / 26.0) ** 2 + ((yy - cy) / 9.0) ** 2 <= 1.0
+    roi = np.broadcast_to(SKIN, (h, w, 3)).copy()
+    shade = 1.0 - 0.08 * np.abs(xx - cx)[..., None] / 26.0    # the white darkens a little toward the corners
+    roi[opening] = (WHITE * shade)[opening]
+    top = cy - 9.0 * np.sqrt(np.clip(1 - ((xx - cx) / 26.0) ** 2, 0, 1))   # the opening's upper edge
+    lash = (np.abs(yy - top) < 1.6) & (np.abs(xx - cx) < 24)
+    roi[lash] = LASH
+    radius = 6.5
+    d = np.hypot(xx - cx, yy - cy) / radius
+    iris = (d <= 7.0 / radius) & opening
+    roi[iris] = IRIS_RGB
+    roi = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
+    open_m = cv2.GaussianBlur(opening.astype(np.float32), (0, 0), 0.6)
+    grow = cv2.dilate((open_m > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3)
+    disc = (d <= 1.25) & (grow > 0)
+    return roi, disc, open_m, d, 7.0 / radius
+
+
+def _fill(roi, disc, open_m, d, edge):
+    inpainted = cv2.inpaint(np.ascontiguousarray(roi), disc.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    return E._sclera_fill(roi, disc, open_m, d, edge, inpainted), inpainted
+
+
+def test_fill_changes_only_the_disc_and_is_the_eye_white_not_lilac_grey():
+    roi, disc, open_m, d, edge = synthetic_eye()
+    out, telea = _fill(roi, disc, open_m, d, edge)
+    assert out is not None and out.shape == roi.shape and out.dtype == np.uint8
+    assert (out[~disc] == roi[~disc]).all()    # nothing outside the disc is touched
+    inside = disc & (open_m > 0.9)
+    got = out[inside].astype(np.float32)
+    # the eye white beside it (a few levels of its corner shading), with no iris left and no lash dragged in
+    assert np.abs(got.mean(0) - WHITE).max() < 12, got.mean(0)
+    assert got.min(1).min() > 170, got.min(1).min()
+    lum = got @ [0.299, 0.587, 0.114]
+    assert lum.std() < 6.0
+    # TELEA, the old fill, pulls the iris's rim and the lashes into the same pixels: darker and greyer
+    old = telea[inside].astype(np.float32)
+    assert (old @ [0.299, 0.587, 0.114]).mean() < lum.mean() - 5
+
+
+def test_fill_gives_up_without_visible_sclera():
+    roi, disc, open_m, d, edge = synthetic_eye()
+    hidden = np.where(disc[..., None] | (open_m[..., None] < 0.5), roi, IRIS_RGB.astype(np.uint8))
+    full_iris = np.full_like(open_m, 0.0)   # an opening the iris fills: no sclera sample at all
+    assert _fill(hidden, disc, full_iris, d, edge)[0] is None
+
+
+@pytest.fixture(scope="module")
+def anne_eyes(anne_face):
+    img, mesh = anne_face
+    return img, mesh, E.EyeParts(img, mesh)
+
+
+def _disc(mesh, e, size, reach=1.25):
+    it = mesh[list(IRIS[e]), :2]
+    c, r = it.mean(0), np.linalg.norm(it[1:] - it[0], axis=1).mean()
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.hypot(xx - c[0], yy - c[1]) / r, poly_mask((size, size), mesh[list(topology.EYE_POLYGONS[e]), :2], (0, 0))
+
+
+def test_anne_white_stays_in_the_iris_disc_and_is_her_sclera(anne_eyes):
+    img, mesh, parts = anne_eyes
+    changed = (parts._sclera != img).any(2)
+    lum = img.astype(np.float64) @ [0.299, 0.587, 0.114]
+    near = np.zeros_like(changed)
+    for e in range(2):
+        d, opening = _disc(mesh, e, len(img))
+        near |= d <= 1.3
+        inside = (d < 1.0) & (opening > 0.9)
+        sclera = (opening > 0.9) & (d > 1.3) & (d < 2.5)
+        sclera &= lum >= np.quantile(lum[sclera], 0.33)
+        want = np.median(img[sclera].astype(np.float64), 0)
+        got = parts._sclera[inside].astype(np.float64).mean(0)
+        assert np.abs(got - want).max() < 25, (e, got, want)
+    assert changed.any() and not (changed & ~near).any()   # only inside the iris discs
+
+
+def test_unmoved_eye_is_the_portrait(anne_face):
+    img, mesh = anne_face
+    out, aux = WarpRenderer(img, mesh).render(mesh, return_aux=True)
+    assert (out == img).all() and aux["eyes"].sum() > 50
+    # and a gaze moved in one direction changes the eyes only
+    moved = WarpRenderer(img, mesh).render(shift_irises(mesh, 0.2))
+    diff = (moved != img).any(2)
+    yy = np.nonzero(diff)[0]
+    eye_rows = mesh[np.concatenate([topology.EYE_POLYGONS[0], topology.EYE_POLYGONS[1]]), 1]
+    assert diff.any() and yy.min() >= eye_rows.min() - 6 and yy.max() <= eye_rows.max() + 6
