@@ -1,13 +1,10 @@
 """The s30 speed changes leave every pixel as it was: the render worker threads draw with private copies of the
 portrait's renderer (its parts keep per-frame caches) and give the serial loop's frames exactly; the warp's search for
 compressed triangles in a window finds the pixels the whole-map search finds; OpenCV runs on the calling thread when
-the pipeline's own threads fill the cores; scipy is not imported at start-up."""
+the pipeline's own threads fill the cores."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +19,6 @@ from pdfgc.weights import load_model
 from .conftest import DATA, need
 
 PD = DATA / "pdfgc"
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +99,3 @@ def test_opencv_runs_on_the_calling_thread_when_the_pipeline_fills_the_cores(pip
         assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)
-
-
-def test_scipy_is_not_imported_at_start_up():
-    code = ("import sys\nimport pdfgc.cli, pdfgc.pipeline\nfrom pdfgc.families.meshwarp import model, warp\n"
-            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO),
-                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip().splitlines()[-1] == "[]"

@@ -337,10 +337,6 @@ class MeshWarpFamily(ModelFamily):
 
         def load():
             try:
-                # first the renderer's Delaunay (warp.py imports scipy.spatial when a renderer is built, ~0.35 s of
-                # CPU): imported here it overlaps the portrait's face mesh instead of delaying the pose calibration
-                import scipy.spatial  # noqa: F401
-
                 self.model.lips
             except Exception:  # noqa: BLE001 - reported by encode_speech, on the job's thread
                 pass

@@ -51,6 +51,7 @@ import math
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
 from pdfgc.errors import InputError
 from pdfgc.families.meshwarp import topology
@@ -265,9 +266,6 @@ class WarpRenderer:
         # Delaunay on the source positions of outline + anchors, keeping the triangles outside the outline
         all_pts = np.concatenate([o, outer_src])
         index = np.concatenate([oval, NUM_POINTS + np.arange(len(outer_src))])
-        # scipy.spatial is imported here, once per portrait, not at start-up (~0.35 s of CPU that ran alone on one
-        # core before the job began; a renderer is built on a worker thread beside the driving clips)
-        from scipy.spatial import Delaunay
         tri = Delaunay(all_pts).simplices
         cen = all_pts[tri].mean(1)
         poly = o.astype(np.float32).reshape(-1, 1, 2)
