@@ -147,6 +147,12 @@ class TalkingHeadPipeline:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.family = family_for(self.model, self.device)
+        if self.render_workers() >= self.threads:
+            # the pipeline's own threads fill every core it was given (frames render on one thread each, faces are
+            # measured side by side): OpenCV's thread pool on top only costs CPU (its workers wake for every remap
+            # and blur: the warp took ~20 % more CPU a frame with it), so OpenCV runs on the calling thread; the
+            # pixels are the same (benchmarks/results/speed_s30.md)
+            cv2.setNumThreads(1)
         if not model.config.trained:
             warn_untrained(model)
 

@@ -24,6 +24,7 @@ speech-aware rules, and a smoothing that keeps closures).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -264,6 +265,7 @@ class MeshWarpFamily(ModelFamily):
         self._calibrations: OrderedDict = OrderedDict()
         self._warming = None   # the warm-up thread (warm_up)
         self._angle_lock = threading.Lock()   # render threads share one solve of the plan's angles
+        self._render_local = threading.local()   # each render thread's own copy of the renderer (_renderer_of)
 
     @property
     def expression_labels(self) -> list[str]:
@@ -609,12 +611,26 @@ class MeshWarpFamily(ModelFamily):
         st: MeshPortrait = plan.appearance
         meshes = self.target_meshes(plan, sl)
         textures = self.textures(st, plan.emotion[sl])
+        renderer = self._renderer_of(st)
         if st.refiner is None:
-            frames = np.stack([st.renderer.render(m, texture=t) for m, t in zip(meshes, textures)])
+            frames = np.stack([renderer.render(m, texture=t) for m, t in zip(meshes, textures)])
         else:   # the learned refiner paints what the warp cannot (mouth interior, lids, seams), from its aux masks
-            warped = [st.renderer.render(m, return_aux=True, texture=t) for m, t in zip(meshes, textures)]
+            warped = [renderer.render(m, return_aux=True, texture=t) for m, t in zip(meshes, textures)]
             frames = st.refiner.apply_batch(np.stack([f for f, _ in warped]), [a for _, a in warped])
         return torch.from_numpy(frames).permute(0, 3, 1, 2)   # uint8 (B,3,S,S): the warp's pixels, no round trip
+
+    def _renderer_of(self, st: MeshPortrait) -> WarpRenderer:
+        """The renderer this thread draws the portrait's frames with: the portrait's own on the main thread, a
+        private copy (made once per portrait and thread, under 1 ms) on any other. The renderer's parts keep
+        per-frame caches that two render threads must not share: the eyes' rigid reference (a key and a value set
+        one after the other) and the lids' colours of the last texture (checked, then set). The caches are keyed,
+        never carried from frame to frame, so a copy draws the frames the shared renderer draws on one thread."""
+        if threading.current_thread() is threading.main_thread():
+            return st.renderer
+        local = self._render_local
+        if getattr(local, "portrait", None) is not st:
+            local.portrait, local.renderer = st, copy.deepcopy(st.renderer)
+        return local.renderer
 
     def textures(self, st: MeshPortrait, emotion) -> list:
         """Per frame, the portrait's pixels with the frame's expression shading (``emotion_texture.py``: the
