@@ -249,11 +249,27 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D. ``cache``: a dict kept
     per portrait and eye (its per-portrait curves and lid colours); written only with whole values, so two threads
     may share it."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    got = slide_lid(image, source, target, e, box, ref, cache)
+    if got is None:
+        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    pix, alpha, (bx0, by0, bx1, by1) = got
+    lid, a = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    lid[by0:by1, bx0:bx1], a[by0:by1, bx0:bx1] = pix, alpha
+    return lid, a
+
+
+def slide_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
+              ref: np.ndarray | None = None, cache: dict | None = None):
+    """``sliding_lid``'s lid where it is drawn: None when the lid has not come down (or covers no pixel of `box`),
+    else its pixels and weight over the part of `box` where the weight is above 0, and that part (bx0, by0, bx1,
+    by1) in box coordinates. Outside it ``sliding_lid``'s weight is 0; inside, both are ``sliding_lid``'s exactly."""
     ref = source if ref is None else ref
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     if h < 2 or w < 2:
-        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+        return None
     cache = {} if cache is None else cache
     port = cache.get("portrait")
     if port is None:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
@@ -271,7 +287,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     top_r = np.interp(u, *up_r)   # where the open lid would be
     drop = np.maximum(top_t - top_r, 0.0)
     if drop.max() <= SLIDE_TOLERANCE:
-        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+        return None
     a, ax, n, wt = ft
     a_s, ax_s, n_s, ws = fs
     ratio = ear_t / max(ear_r, 1e-6)
@@ -384,5 +400,13 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     np.multiply(pix, weight[..., None], out=both[..., :3])
     both[..., 3] = weight
     placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # only where the lid's weight is above 0 (the caller composites that part of the box alone)
     alpha = placed[..., 3]
-    return placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0)
+    rows, cols = np.flatnonzero(alpha.max(1) > 0.0), np.flatnonzero(alpha.max(0) > 0.0)
+    if len(rows) == 0:
+        return None
+    by0, by1, bx0, bx1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    placed = placed[by0:by1, bx0:bx1]
+    alpha = placed[..., 3]
+    return (placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0),
+            (bx0, by0, bx1, by1))
