@@ -74,9 +74,14 @@ def portraits(paths=PORTRAITS[:1], sizes=(224,)):
     return out
 
 
-def targets(mesh):
-    from pdfgc.families.meshwarp.warp import close_eyes, open_mouth, rotate_mesh
+def targets(mesh, kind: str = "bench_warp"):
+    """``bench_warp.py``'s twelve targets, or ("turned") twelve with open eyes, the head turned and nodding and the
+    gaze moved (a talking head's usual frame: the lid has not come down)."""
+    from pdfgc.families.meshwarp.warp import close_eyes, open_mouth, rotate_mesh, shift_irises
 
+    if kind == "turned":
+        return [rotate_mesh(shift_irises(open_mouth(mesh, 0.03 * (k % 3)), 0.1 * ((k % 5) - 2) / 2, 0.02 * (k % 2)),
+                            yaw=-18 + 3 * k, pitch=5 - (k % 4) * 3) for k in range(12)]
     return [rotate_mesh(open_mouth(close_eyes(mesh, 0.5 * (k % 3)), 0.04 * (k % 4)), yaw=-15 + 3 * (k % 11),
                         pitch=4 - (k % 5)) for k in range(12)]
 
@@ -104,10 +109,10 @@ def renderers(img, mesh, base_cls):
     return rs
 
 
-def timing(base_cls, size: int, rounds: int, reps: int) -> dict:
+def timing(base_cls, size: int, rounds: int, reps: int, kind: str = "bench_warp") -> dict:
     name, img, mesh = portraits(sizes=(size,))[0]
     rs = renderers(img, mesh, base_cls)
-    tg = targets(mesh)
+    tg = targets(mesh, kind)
     for r in rs.values():
         for t in tg:
             r.render(t)
@@ -122,7 +127,7 @@ def timing(base_cls, size: int, rounds: int, reps: int) -> dict:
                 r.render(tg[j % len(tg)])
             res[k]["render"].append((time.process_time() - c) / reps * 1e3)
             res[k]["eyes"].append(r.parts[0].cpu / reps * 1e3)
-    out = {"size": size, "rounds": rounds, "reps": reps, "load": os.getloadavg()[0]}
+    out = {"size": size, "targets": kind, "rounds": rounds, "reps": reps, "load": os.getloadavg()[0]}
     for k, v in res.items():
         out[k] = {m: {"best": float(np.min(x)), "median": float(np.median(x))} for m, x in v.items()}
     for k in ("base", "new"):
@@ -177,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--base", type=Path, required=True, help="folder with the base code's eyes.py and lids.py")
     ap.add_argument("--check", action="store_true", help="compare the outputs instead of timing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224])
+    ap.add_argument("--targets", choices=("bench_warp", "turned"), default="bench_warp")
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--reps", type=int, default=48)
     ap.add_argument("--json", type=Path, default=None, help="append the figures to this JSON-lines file")
@@ -192,9 +198,9 @@ def main(argv=None) -> int:
         print(json.dumps(res))
     else:
         for size in args.sizes:
-            res = timing(base_cls, size, args.rounds, args.reps)
-            print(f"{size} px, {res['rounds']} rounds x {res['reps']} renders, load {res['load']:.1f}; "
-                  "CPU ms per render, best / median over the rounds")
+            res = timing(base_cls, size, args.rounds, args.reps, args.targets)
+            print(f"{size} px, {args.targets} targets, {res['rounds']} rounds x {res['reps']} renders, "
+                  f"load {res['load']:.1f}; CPU ms per render, best / median over the rounds")
             for k in ("off", "base", "new"):
                 r = res[k]
                 line = (f"  {k:5s} render {r['render']['best']:.2f} / {r['render']['median']:.2f}"

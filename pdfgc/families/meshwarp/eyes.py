@@ -18,6 +18,8 @@ and, when the caller wants masks, ``aux["eyes"]`` / ``aux["lids"]`` filled in pl
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -56,6 +58,12 @@ SCLERA_OPEN = 0.9    # its samples: inside the opening's anti-aliased mask by th
 SCLERA_DARK = 0.5    # and the brighter half of those (not the corners' shade, stray lashes); 0.33 and 0.7 measured
 SCLERA_SMOOTH = 0.8  # px, the fill's smoothing across a row (twice that down the rows: no row stripes)
 IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
+
+
+def _box(lo, hi, margin: float, size: int) -> tuple[int, int, int, int]:
+    """``shapes.bounding_box`` from the points' (x, y) minimum `lo` and maximum `hi` (floats): the same box."""
+    return (min(max(math.floor(lo[0] - margin), 0), size), min(max(math.floor(lo[1] - margin), 0), size),
+            min(max(math.ceil(hi[0] + margin) + 1, 0), size), min(max(math.ceil(hi[1] + margin) + 1, 0), size))
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -161,9 +169,12 @@ class EyeParts:
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
         self._ref = None   # (key, the portrait's mesh under the last target's head pose)
+        self._ref_src = None   # the portrait's side of that similarity
         self._lid_cache = ({}, {})   # lids.sliding_lid's per-portrait data, per eye
         self._poly_idx = [np.array(topology.EYE_POLYGONS[e], np.int64) for e in range(2)]
-        self._poly_src = [mesh[self._poly_idx[e], :2] for e in range(2)]   # the portrait's eye openings
+        # the portrait's eye openings' extents (the sliding lid's box holds them)
+        self._poly_src = [(mesh[self._poly_idx[e], :2].min(0).tolist(), mesh[self._poly_idx[e], :2].max(0).tolist())
+                          for e in range(2)]
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
@@ -281,14 +292,27 @@ class EyeParts:
         return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
 
     def _rigid_ref(self, target: np.ndarray) -> np.ndarray:
-        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points). The last
-        one is kept with its key as one value (frames rendered on two threads never mix two frames' halves)."""
-        from pdfgc.families.meshwarp.warp import _similarity
-
-        key = target[RIGID_POINTS].tobytes()
+        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points:
+        ``warp._similarity`` with the portrait's side of it made once). The last one is kept with its key as one
+        value (frames rendered on two threads never mix two frames' halves)."""
+        dst = target[RIGID_POINTS]
+        key = dst.tobytes()
         got = self._ref
         if got is None or got[0] != key:
-            s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
+            if self._ref_src is None:
+                src = self.mesh[RIGID_POINTS]
+                ms = src.mean(0)
+                a = src - ms
+                self._ref_src = (ms, a, max((a ** 2).sum(), 1e-12))
+            ms, a, aa = self._ref_src
+            md = dst.mean(0)
+            b = dst - md
+            u, sig, vt = np.linalg.svd(b.T @ a)
+            d = np.sign(np.linalg.det(u @ vt))
+            e = np.array([1.0, 1.0, d])
+            rot = (u * e) @ vt
+            s = float((sig * e).sum() / aa)
+            t = md - s * rot @ ms
             got = self._ref = (key, s * self.mesh @ rot.T + t)
         return got[1]
 
@@ -356,8 +380,14 @@ class EyeParts:
             return
         margin = max(4.0, 0.6 * width_t)
         sliding = self.use_lids == "skin"
-        # the sliding lid reaches up to the portrait's crease: its box holds the portrait's opening too
-        box = bounding_box(np.concatenate([poly_t, self._poly_src[e]]) if sliding else poly_t, margin, s)
+        lo, hi = poly_t.min(0).tolist(), poly_t.max(0).tolist()
+        ibox = _box(lo, hi, margin, s)   # the target's opening (the iris disc is drawn inside it)
+        if sliding:   # the sliding lid reaches up to the portrait's crease: its box holds the portrait's opening too
+            lo_s, hi_s = self._poly_src[e]
+            box = _box([min(lo[0], lo_s[0]), min(lo[1], lo_s[1])], [max(hi[0], hi_s[0]), max(hi[1], hi_s[1])],
+                       margin, s)
+        else:
+            box = ibox
         x0, y0, x1, y1 = box
         if x1 - x0 < 3 or y1 - y0 < 3:
             return
@@ -397,7 +427,7 @@ class EyeParts:
         if w_comp == 0.0 and closed == 0.0:
             return
         if sliding:
-            self._render_skin(e, target, out, mx, my, lids_m, box, open_m, poly_t, margin, width_t,
+            self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
                               (c_t, r_t, off, w_comp), lid, shut)
             return
         region = out[roi].astype(np.float32)
@@ -426,7 +456,7 @@ class EyeParts:
                 lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
-    def _render_skin(self, e, target, out, mx, my, lids_m, box, open_m, poly_t, margin, width_t, disc, lid,
+    def _render_skin(self, e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t, disc, lid,
                      shut) -> None:
         """The sliding lid's eye: the moved iris disc (over the target's opening's box), the lid (over the part of
         `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
@@ -435,7 +465,7 @@ class EyeParts:
         c_t, r_t, off, w_comp = disc
         parts = {}   # name -> (bx0, by0, bx1, by1) in box coordinates
         if w_comp > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
-            ix0, iy0, ix1, iy1 = bounding_box(poly_t, margin, self.size)
+            ix0, iy0, ix1, iy1 = ibox
             ib = (ix0 - x0, iy0 - y0, ix1 - x0, iy1 - y0)
             if open_m is not None:
                 om = open_m[ib[1]:ib[3], ib[0]:ib[2]]

@@ -402,10 +402,10 @@ def slide_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int,
     placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     # only where the lid's weight is above 0 (the caller composites that part of the box alone)
     alpha = placed[..., 3]
-    rows, cols = np.flatnonzero(alpha.max(1) > 0.0), np.flatnonzero(alpha.max(0) > 0.0)
-    if len(rows) == 0:
+    bx0, by0, bw, bh = cv2.boundingRect((alpha > 0.0).view(np.uint8))
+    if bw == 0 or bh == 0:
         return None
-    by0, by1, bx0, bx1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    bx1, by1 = bx0 + bw, by0 + bh
     placed = placed[by0:by1, bx0:bx1]
     alpha = placed[..., 3]
     return (placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0),
