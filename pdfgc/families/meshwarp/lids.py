@@ -204,6 +204,7 @@ def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
 _SLIDE_IDX = [np.array([*EAR_POINTS[e], *EYE_UPPER[e], *EYE_LOWER[e], *UPPER_FOLD[e]], np.int64) for e in range(2)]
 _SLIDE_SPLIT = [(6, 6 + len(EYE_UPPER[e]), 6 + len(EYE_UPPER[e]) + len(EYE_LOWER[e]), len(_SLIDE_IDX[e]))
                 for e in range(2)]
+_SLIDE_CURVE = [np.repeat(np.arange(3), np.diff(_SLIDE_SPLIT[e])) for e in range(2)]   # which curve, from point 6
 
 
 def _slide_points(mesh: np.ndarray, e: int):
@@ -215,14 +216,13 @@ def _slide_points(mesh: np.ndarray, e: int):
     cx, cy = (bx - ax0) / w, (by - ay0) / w            # along the eye; across it: (-cy, cx), pointing down the face
     nx, ny = (-cy, cx) if cx >= 0.0 else (cy, -cx)
     q = (p - p[0]) @ np.array([[cx / w, nx / w], [cy / w, ny / w]])   # (points, 2): u, t in eye widths
-    e1, e2, e4, e5 = q[1].tolist(), q[2].tolist(), q[4].tolist(), q[5].tolist()
+    _, e1, e2, _, e4, e5 = q[:6].tolist()
     ear = 0.5 * (math.hypot(e1[0] - e5[0], e1[1] - e5[1]) + math.hypot(e2[0] - e4[0], e2[1] - e4[1]))
-    curves = []
+    # the three curves sorted along the eye in one stable sort (by curve, then u): each as its own stable argsort
     k = _SLIDE_SPLIT[e]
-    for i0, i1 in zip(k[:-1], k[1:]):
-        uq, tq = q[i0:i1, 0], q[i0:i1, 1]
-        o = np.argsort(uq, kind="stable")
-        curves.append((uq[o], tq[o]))
+    qs = q[6:][np.lexsort((q[6:, 0], _SLIDE_CURVE[e]))]
+    us, ts = qs[:, 0], qs[:, 1]
+    curves = [(us[i0 - 6:i1 - 6], ts[i0 - 6:i1 - 6]) for i0, i1 in zip(k[:-1], k[1:])]
     return (p[0], np.array([cx, cy]), np.array([nx, ny]), w), ear, curves
 
 
