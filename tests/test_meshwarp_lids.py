@@ -183,6 +183,24 @@ def test_sliding_lid_shares_its_cache_across_threads(anne_face):
         assert np.array_equal(w0, w1) and np.array_equal(p0, p1)
 
 
+def test_slide_lid_is_the_sliding_lid_where_it_draws(anne_face):
+    """``slide_lid`` (what the renderer composites): None where the lid did not come down (a turned head's open eye),
+    else ``sliding_lid``'s pixels and weight over the part of the box where the weight is above 0, none outside."""
+    img, mesh = anne_face
+    box = (40, 40, 184, 140)
+    turned = rotate_mesh(mesh, yaw=15, pitch=-5)
+    assert lids.slide_lid(img, mesh, turned, 0, box, turned, {}) is None
+    for target in (close_eyes(mesh, 0.5), close_eyes(mesh, 1.0), close_eyes(rotate_mesh(mesh, yaw=-12), 0.7)):
+        for e in range(2):
+            full, weight = lids.sliding_lid(img, mesh, target, e, box, None, {})
+            pix, a, (bx0, by0, bx1, by1) = lids.slide_lid(img, mesh, target, e, box, None, {})
+            assert a.min() >= 0.0 and a[0].max() > 0 and a[-1].max() > 0 and a[:, 0].max() > 0 and a[:, -1].max() > 0
+            assert np.array_equal(weight[by0:by1, bx0:bx1], a) and np.array_equal(full[by0:by1, bx0:bx1], pix)
+            outside = np.ones(weight.shape, bool)
+            outside[by0:by1, bx0:bx1] = False
+            assert weight[outside].max() == 0.0
+
+
 def test_read_back_opening_closes_with_the_request(still_detector, anne_face, skin):
     """One short mediapipe check: the EAR read back from the render falls with every step of the request."""
     img, mesh = anne_face

@@ -18,11 +18,13 @@ and, when the caller wants masks, ``aux["eyes"]`` / ``aux["lids"]`` filled in pl
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import lids, topology
-from pdfgc.families.meshwarp.lids import lid_sheet, sliding_lid
+from pdfgc.families.meshwarp.lids import lid_sheet, slide_lid
 from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS, RIGID_POINTS
 
@@ -56,6 +58,12 @@ SCLERA_OPEN = 0.9    # its samples: inside the opening's anti-aliased mask by th
 SCLERA_DARK = 0.5    # and the brighter half of those (not the corners' shade, stray lashes); 0.33 and 0.7 measured
 SCLERA_SMOOTH = 0.8  # px, the fill's smoothing across a row (twice that down the rows: no row stripes)
 IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
+
+
+def _box(lo, hi, margin: float, size: int) -> tuple[int, int, int, int]:
+    """``shapes.bounding_box`` from the points' (x, y) minimum `lo` and maximum `hi` (floats): the same box."""
+    return (min(max(math.floor(lo[0] - margin), 0), size), min(max(math.floor(lo[1] - margin), 0), size),
+            min(max(math.ceil(hi[0] + margin) + 1, 0), size), min(max(math.ceil(hi[1] + margin) + 1, 0), size))
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -160,8 +168,13 @@ class EyeParts:
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, eyes: bool = True, lids: bool | str = "skin"):
         self.image, self.mesh, self.size = image, mesh, image.shape[0]
         self.use_eyes, self.use_lids = eyes, lids
-        self._ref_key, self._ref = None, None
+        self._ref = None   # (key, the portrait's mesh under the last target's head pose)
+        self._ref_src = None   # the portrait's side of that similarity
         self._lid_cache = ({}, {})   # lids.sliding_lid's per-portrait data, per eye
+        self._poly_idx = [np.array(topology.EYE_POLYGONS[e], np.int64) for e in range(2)]
+        # the portrait's eye openings' extents (the sliding lid's box holds them)
+        self._poly_src = [(mesh[self._poly_idx[e], :2].min(0).tolist(), mesh[self._poly_idx[e], :2].max(0).tolist())
+                          for e in range(2)]
         self._prepare()
 
     def render(self, target: np.ndarray, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
@@ -173,8 +186,12 @@ class EyeParts:
         mx, my = maps
         eyes_m = aux["eyes"] if aux is not None else None
         lids_m = aux["lids"] if aux is not None else None
+        ear_t, ref, ear_o = eye_aspect(target), None, None
+        if self.use_lids == "skin":   # the open lid under the target's head pose: a turn or a nod is no blink
+            ref = self._rigid_ref(target)
+            ear_o = eye_aspect(ref)
         for e in range(2):
-            self._render_eye(e, target, out, mx, my, eyes_m, lids_m, texture)
+            self._render_eye(e, target, out, mx, my, eyes_m, lids_m, texture, ref, ear_t, ear_o)
 
     # ------------------------------------------------------------------ per-portrait material
 
@@ -275,20 +292,37 @@ class EyeParts:
         return (top[None] * (1.0 - v[..., None]) + bottom[None] * v[..., None]).astype(np.float32)
 
     def _rigid_ref(self, target: np.ndarray) -> np.ndarray:
-        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points)."""
-        from pdfgc.families.meshwarp.warp import _similarity
-
-        key = target[RIGID_POINTS].tobytes()
-        if self._ref_key != key:
-            s, rot, t = _similarity(self.mesh[RIGID_POINTS], target[RIGID_POINTS])
-            self._ref_key, self._ref = key, s * self.mesh @ rot.T + t
-        return self._ref
+        """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points:
+        ``warp._similarity`` with the portrait's side of it made once). The last one is kept with its key as one
+        value (frames rendered on two threads never mix two frames' halves)."""
+        dst = target[RIGID_POINTS]
+        key = dst.tobytes()
+        got = self._ref
+        if got is None or got[0] != key:
+            if self._ref_src is None:
+                src = self.mesh[RIGID_POINTS]
+                ms = src.mean(0)
+                a = src - ms
+                self._ref_src = (ms, a, max((a ** 2).sum(), 1e-12))
+            ms, a, aa = self._ref_src
+            md = dst.mean(0)
+            b = dst - md
+            u, sig, vt = np.linalg.svd(b.T @ a)
+            d = np.sign(np.linalg.det(u @ vt))
+            e = np.array([1.0, 1.0, d])
+            rot = (u * e) @ vt
+            s = float((sig * e).sum() / aa)
+            t = md - s * rot @ ms
+            got = self._ref = (key, s * self.mesh @ rot.T + t)
+        return got[1]
 
     # ------------------------------------------------------------------ one eye, one frame
 
     @staticmethod
-    def _lash_line(region, target, e, box, width_t, closed, info):
-        """An even dark lash line along the closing lid's margin (a touch below the target's upper contour)."""
+    def _lash_alpha(target, e, box, width_t, closed):
+        """The even dark lash line along the closing lid's margin (a touch below the target's upper contour): its
+        (h',w') float32 weight over the part of `box` it touches and that part (bx0, by0, bx1, by1) in box
+        coordinates, or None where it touches nothing."""
         x0, y0, x1, y1 = box
         up = target[list(EYE_UPPER[e]), :2]
         lo = target[list(EYE_LOWER[e]), :2]
@@ -298,81 +332,109 @@ class EyeParts:
         cv2.polylines(lm, [np.round((line[1:-1] - (x0, y0)) * 16).astype(np.int32)], False, 255, th,
                       cv2.LINE_AA, 4)
         lm = cv2.GaussianBlur(lm, (3, 3), 0.6)
-        a_l = (lm.astype(np.float32) * (0.7 * closed / 255.0))[..., None]
-        return region * (1.0 - a_l) + info.get("lash", np.zeros(3)).astype(np.float32) * a_l
+        bx, by, bw, bh = cv2.boundingRect(lm)
+        if bw == 0 or bh == 0:
+            return None
+        return lm[by:by + bh, bx:bx + bw].astype(np.float32) * (0.7 * closed / 255.0), (bx, by, bx + bw, by + bh)
 
-    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m, texture=None) -> None:
+    @staticmethod
+    def _lash_line(region, target, e, box, width_t, closed, info):
+        """``region`` (the box's float pixels) with the lash line (``_lash_alpha``) drawn over it, in place."""
+        got = EyeParts._lash_alpha(target, e, box, width_t, closed)
+        if got is not None:
+            a, (bx0, by0, bx1, by1) = got
+            a = a[..., None]
+            sub = region[by0:by1, bx0:bx1]
+            region[by0:by1, bx0:bx1] = sub * (1.0 - a) + info.get("lash", np.zeros(3)).astype(np.float32) * a
+        return region
+
+    def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my):
+        """``region`` (float32 pixels of `box`) with the moved iris disc and the eye white under it composited over
+        it inside the target's opening (``open_m`` over `box`), weighted by ``w_comp``."""
+        info = self._eye_src[e]
+        x0, y0, x1, y1 = box
+        sx, sy = mx[y0:y1, x0:x1], my[y0:y1, x0:x1]
+        sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        scale = info["radius"] / r_t
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
+        iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
+        iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
+        # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
+        # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
+        # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
+        moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
+        reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
+        a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
+        eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
+        m = open_m[..., None] * w_comp
+        return region * (1.0 - m) + eye * m
+
+    def _render_eye(self, e, target, out, mx, my, eyes_m, lids_m, texture, ref, ear_t, ear_o) -> None:
         s = self.size
         info = self._eye_src[e]
-        poly_t = target[list(topology.EYE_POLYGONS[e]), :2]
+        poly_t = target[self._poly_idx[e], :2]
         width_t = float(np.linalg.norm(target[EAR_POINTS[e, 0], :2] - target[EAR_POINTS[e, 3], :2]))
         if width_t < 2.0:
             return
-        box_pts = poly_t
-        if self.use_lids == "skin":   # the sliding lid reaches up to the portrait's crease
-            box_pts = np.concatenate([poly_t, self.mesh[list(topology.EYE_POLYGONS[e]), :2]])
-        x0, y0, x1, y1 = bounding_box(box_pts, max(4.0, 0.6 * width_t), s)
+        margin = max(4.0, 0.6 * width_t)
+        sliding = self.use_lids == "skin"
+        lo, hi = poly_t.min(0).tolist(), poly_t.max(0).tolist()
+        ibox = _box(lo, hi, margin, s)   # the target's opening (the iris disc is drawn inside it)
+        if sliding:   # the sliding lid reaches up to the portrait's crease: its box holds the portrait's opening too
+            lo_s, hi_s = self._poly_src[e]
+            box = _box([min(lo[0], lo_s[0]), min(lo[1], lo_s[1])], [max(hi[0], hi_s[0]), max(hi[1], hi_s[1])],
+                       margin, s)
+        else:
+            box = ibox
+        x0, y0, x1, y1 = box
         if x1 - x0 < 3 or y1 - y0 < 3:
             return
         roi = (slice(y0, y1), slice(x0, x1))
-        sx, sy = mx[roi], my[roi]
         iris_t = target[list(IRIS[e]), :2]
         c_t = iris_t.mean(0)
         r_t = max(float(np.linalg.norm(iris_t[1:] - iris_t[0], axis=1).mean()), 0.5)
         # where the mesh warp alone puts the iris: when that is already the target's iris (the gaze rides with
         # the head), the disc compositing is faded out, so it costs nothing and changes nothing
-        cx, cy = (int(np.clip(round(v), 0, s - 1)) for v in c_t)
+        cx, cy = (min(max(round(v), 0), s - 1) for v in c_t.tolist())
         carried = np.array([mx[cy, cx], my[cy, cx]], dtype=np.float64)
         off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
         mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
         w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
-        ref = None
-        if self.use_lids == "skin":   # the open lid under the target's head pose: a turn or a nod is no blink
-            ref = self._rigid_ref(target)
-            ratio = float(eye_aspect(target)[e]) / max(float(eye_aspect(ref)[e]), 1e-6)
+        lid, shut = None, 0.0
+        if sliding:   # the sliding lid (lids.py): wherever the target's lid came down below the open lid's
+            ratio = float(ear_t[e]) / max(float(ear_o[e]), 1e-6)
+            if ratio < 0.999:
+                lid = slide_lid(self.image if texture is None else texture, self.mesh, target, e, box, ref,
+                                self._lid_cache[e])
+                shut = lids._step01(ratio, SKIN_LASH_FROM, SKIN_LASH_FULL)
+            # a lid that did not come down (a turned head's open eye) and no lash line: the warp's own lid
+            closed = 1.0 if lid is not None or shut > 0.0 else 0.0
         else:
-            ratio = float(eye_aspect(target)[e]) / max(info["ear"], 1e-6)
-        closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
-        if self.use_lids == "skin":   # the sliding lid (lids.py): wherever the target's lid came down
-            closed = 1.0 if ratio < 0.999 else 0.0
-        elif self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
-            closed = float(smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
+            ratio = float(ear_t[e]) / max(info["ear"], 1e-6)
+            closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
+            if self.use_lids and self.use_lids != "painted":  # the lid sheet (lids.py), from a lid well down
+                closed = float(smoothstep(LID_SHEET_FROM, LID_SHEET_FULL, ratio))
         if w_comp == 0.0 and closed == 0.0 and eyes_m is None:
             return  # the mesh warp alone is this eye's render
         # the anti-aliased mask's upper half: identity stays exact (no pixel mixes lid with a completed iris)
-        open_m = np.clip(2.0 * poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
+        open_m = None
+        if eyes_m is not None or not sliding:
+            open_m = np.clip(2.0 * poly_mask((y1 - y0, x1 - x0), poly_t, (x0, y0)) - 1.0, 0.0, 1.0)
         if eyes_m is not None:
             eyes_m[roi] = np.maximum(eyes_m[roi], open_m)
         if w_comp == 0.0 and closed == 0.0:
             return
+        if sliding:
+            self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
+                              (c_t, r_t, off, w_comp), lid, shut)
+            return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
-            sclera = cv2.remap(self._sclera, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            scale = info["radius"] / r_t
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-            ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
-            iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
-            iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
-            # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
-            # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
-            # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
-            moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
-            reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
-            a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
-            eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
-            m = open_m[..., None] * w_comp
-            region = region * (1.0 - m) + eye * m
-        if closed > 0.0 and self.use_lids == "skin":
-            lid, a_l = sliding_lid(self.image if texture is None else texture, self.mesh, target, e, (x0, y0, x1, y1),
-                                   ref, self._lid_cache[e])
-            region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
-            shut = float(smoothstep(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio))
-            if shut > 0.0:   # a shut eye's lash line, in the portrait's lash colour, even where its lashes are faint
-                region = self._lash_line(region, target, e, (x0, y0, x1, y1), width_t, shut, info)
-            if lids_m is not None:
-                lids_m[roi] = np.maximum(lids_m[roi], a_l)
-        elif closed > 0.0 and self.use_lids != "painted":
+            region = self._iris(e, region, box, open_m, c_t, r_t, off, w_comp, mx, my)
+        sx, sy = mx[roi], my[roi]
+        if closed > 0.0 and self.use_lids != "painted":
             lid, a_l = lid_sheet(self.image if texture is None else texture, self.mesh, target, e,
                                  (x0, y0, x1, y1), closed)
             region = region * (1.0 - a_l[..., None]) + lid * a_l[..., None]
@@ -393,3 +455,56 @@ class EyeParts:
             if lids_m is not None:
                 lids_m[roi] = np.maximum(lids_m[roi], np.clip(where * closed, 0, 1))
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+    def _render_skin(self, e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t, disc, lid,
+                     shut) -> None:
+        """The sliding lid's eye: the moved iris disc (over the target's opening's box), the lid (over the part of
+        `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
+        those parts only; the rest of the box is left as the warp drew it (the compositing there changed nothing)."""
+        x0, y0, x1, y1 = box
+        c_t, r_t, off, w_comp = disc
+        parts = {}   # name -> (bx0, by0, bx1, by1) in box coordinates
+        if w_comp > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
+            ix0, iy0, ix1, iy1 = ibox
+            ib = (ix0 - x0, iy0 - y0, ix1 - x0, iy1 - y0)
+            if open_m is not None:
+                om = open_m[ib[1]:ib[3], ib[0]:ib[2]]
+            else:
+                om = np.clip(2.0 * poly_mask((iy1 - iy0, ix1 - ix0), poly_t, (ix0, iy0)) - 1.0, 0.0, 1.0)
+            if om.any():
+                parts["iris"] = ib
+        if lid is not None:
+            parts["lid"] = lid[2]
+        lash = self._lash_alpha(target, e, box, width_t, shut) if shut > 0.0 else None
+        if lash is not None:
+            parts["lash"] = lash[1]
+        if not parts:
+            return
+        ux0, uy0 = min(b[0] for b in parts.values()), min(b[1] for b in parts.values())
+        ux1, uy1 = max(b[2] for b in parts.values()), max(b[3] for b in parts.values())
+        view = out[y0 + uy0:y0 + uy1, x0 + ux0:x0 + ux1]
+        region = view.astype(np.float32)
+
+        def sub(b):
+            return slice(b[1] - uy0, b[3] - uy0), slice(b[0] - ux0, b[2] - ux0)
+
+        if "iris" in parts:
+            sl = sub(parts["iris"])
+            disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my)
+            # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
+            region = region.astype(disc_px.dtype, copy=False)
+            region[sl] = disc_px
+        if lid is not None:
+            pix, a_l, b = lid
+            sl = sub(b)
+            a3 = a_l[..., None]
+            region[sl] = region[sl] * (1.0 - a3) + pix * a3
+            if lids_m is not None:
+                lr = (slice(y0 + b[1], y0 + b[3]), slice(x0 + b[0], x0 + b[2]))
+                lids_m[lr] = np.maximum(lids_m[lr], a_l)
+        if lash is not None:   # a shut eye's lash line, in the portrait's lash colour, even where its lashes are faint
+            a, b = lash
+            sl = sub(b)
+            a3 = a[..., None]
+            region[sl] = region[sl] * (1.0 - a3) + self._eye_src[e].get("lash", np.zeros(3)).astype(np.float32) * a3
+        view[...] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

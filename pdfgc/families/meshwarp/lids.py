@@ -204,6 +204,7 @@ def _smooth_cols(x: np.ndarray, sigma: float) -> np.ndarray:
 _SLIDE_IDX = [np.array([*EAR_POINTS[e], *EYE_UPPER[e], *EYE_LOWER[e], *UPPER_FOLD[e]], np.int64) for e in range(2)]
 _SLIDE_SPLIT = [(6, 6 + len(EYE_UPPER[e]), 6 + len(EYE_UPPER[e]) + len(EYE_LOWER[e]), len(_SLIDE_IDX[e]))
                 for e in range(2)]
+_SLIDE_CURVE = [np.repeat(np.arange(3), np.diff(_SLIDE_SPLIT[e])) for e in range(2)]   # which curve, from point 6
 
 
 def _slide_points(mesh: np.ndarray, e: int):
@@ -215,14 +216,13 @@ def _slide_points(mesh: np.ndarray, e: int):
     cx, cy = (bx - ax0) / w, (by - ay0) / w            # along the eye; across it: (-cy, cx), pointing down the face
     nx, ny = (-cy, cx) if cx >= 0.0 else (cy, -cx)
     q = (p - p[0]) @ np.array([[cx / w, nx / w], [cy / w, ny / w]])   # (points, 2): u, t in eye widths
-    e1, e2, e4, e5 = q[1].tolist(), q[2].tolist(), q[4].tolist(), q[5].tolist()
+    _, e1, e2, _, e4, e5 = q[:6].tolist()
     ear = 0.5 * (math.hypot(e1[0] - e5[0], e1[1] - e5[1]) + math.hypot(e2[0] - e4[0], e2[1] - e4[1]))
-    curves = []
+    # the three curves sorted along the eye in one stable sort (by curve, then u): each as its own stable argsort
     k = _SLIDE_SPLIT[e]
-    for i0, i1 in zip(k[:-1], k[1:]):
-        uq, tq = q[i0:i1, 0], q[i0:i1, 1]
-        o = np.argsort(uq, kind="stable")
-        curves.append((uq[o], tq[o]))
+    qs = q[6:][np.lexsort((q[6:, 0], _SLIDE_CURVE[e]))]
+    us, ts = qs[:, 0], qs[:, 1]
+    curves = [(us[i0 - 6:i1 - 6], ts[i0 - 6:i1 - 6]) for i0, i1 in zip(k[:-1], k[1:])]
     return (p[0], np.array([cx, cy]), np.array([nx, ny]), w), ear, curves
 
 
@@ -249,11 +249,27 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     pixels apart), then placed into the box by one affine warp: per-column curves stay 1-D. ``cache``: a dict kept
     per portrait and eye (its per-portrait curves and lid colours); written only with whole values, so two threads
     may share it."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    got = slide_lid(image, source, target, e, box, ref, cache)
+    if got is None:
+        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    pix, alpha, (bx0, by0, bx1, by1) = got
+    lid, a = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    lid[by0:by1, bx0:bx1], a[by0:by1, bx0:bx1] = pix, alpha
+    return lid, a
+
+
+def slide_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,
+              ref: np.ndarray | None = None, cache: dict | None = None):
+    """``sliding_lid``'s lid where it is drawn: None when the lid has not come down (or covers no pixel of `box`),
+    else its pixels and weight over the part of `box` where the weight is above 0, and that part (bx0, by0, bx1,
+    by1) in box coordinates. Outside it ``sliding_lid``'s weight is 0; inside, both are ``sliding_lid``'s exactly."""
     ref = source if ref is None else ref
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     if h < 2 or w < 2:
-        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+        return None
     cache = {} if cache is None else cache
     port = cache.get("portrait")
     if port is None:   # the raster's columns, one per portrait pixel along the eye, and the portrait's curves
@@ -271,7 +287,7 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     top_r = np.interp(u, *up_r)   # where the open lid would be
     drop = np.maximum(top_t - top_r, 0.0)
     if drop.max() <= SLIDE_TOLERANCE:
-        return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+        return None
     a, ax, n, wt = ft
     a_s, ax_s, n_s, ws = fs
     ratio = ear_t / max(ear_r, 1e-6)
@@ -384,5 +400,13 @@ def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: in
     np.multiply(pix, weight[..., None], out=both[..., :3])
     both[..., 3] = weight
     placed = cv2.warpAffine(both, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # only where the lid's weight is above 0 (the caller composites that part of the box alone)
     alpha = placed[..., 3]
-    return placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0)
+    bx0, by0, bw, bh = cv2.boundingRect((alpha > 0.0).view(np.uint8))
+    if bw == 0 or bh == 0:
+        return None
+    bx1, by1 = bx0 + bw, by0 + bh
+    placed = placed[by0:by1, bx0:bx1]
+    alpha = placed[..., 3]
+    return (placed[..., :3] / np.maximum(alpha, 1e-6)[..., None], np.minimum(alpha, 1.0),
+            (bx0, by0, bx1, by1))
