@@ -331,6 +331,22 @@ def _interrupted_message(args) -> str:
     return "pdfgc: interrupted (no output written)"
 
 
+def _exit_now(rc: int) -> None:
+    """End the process now that `pdfgc animate` has written its mp4: the exit handlers run (atexit, weakref
+    finalizers, logging) and the output is flushed, but the interpreter's teardown of torch, mediapipe and ~1,700
+    modules is skipped (0.5-0.6 s of wall after a job on a 2-core machine; benchmarks/results/speed_s30.md). Only a
+    command-line run (``main()`` without argv) that succeeded: a caller in Python keeps its interpreter."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(rc)
+
+
 def main(argv=None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if not ({"-v", "--verbose"} & set(words)):  # before the parser: building it imports modules that may warn
@@ -347,7 +363,10 @@ def main(argv=None) -> int:
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui, "live": cmd_live,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
-        return handlers[args.command](args)
+        rc = handlers[args.command](args)
+        if argv is None and args.command == "animate" and rc == 0:
+            _exit_now(rc)
+        return rc
     except PDFGCError as e:
         print(f"pdfgc: error: {one_line(str(e))}", file=sys.stderr)
         return 2

@@ -151,3 +151,21 @@ def test_command_parsers_match_the_whole_parser(monkeypatch, capsys):
                 parser.parse_args([cmd, "--help"])
             texts.append(capsys.readouterr().out)
         assert texts[0] == texts[1] and cmd in texts[0], cmd
+
+
+def test_exit_now_runs_exit_handlers_and_flushes():
+    # a command-line `pdfgc animate` that succeeded ends with `_exit_now`: the exit handlers run and buffered
+    # output is written, only the interpreter's teardown is skipped (main(argv) from Python never calls it)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import atexit, sys, pdfgc.cli as c\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.stdout.write('buffered ')\n"
+            "c._exit_now(0)\n"
+            "print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0 and r.stdout == "buffered handler ran\n", (r.stdout, r.stderr)
