@@ -10,7 +10,9 @@ Each run is a SUBPROCESS of `python -m pdfgc.cli animate ...` (the README's comm
 under test, so it pays the start-up (imports) as a user does. Two figures per run:
   - wall_s: the subprocess's wall time, start-up included (fps_wall = 372 / wall_s);
   - job_s: what `pdfgc animate` prints ("in N s (F frames/s)": model load + the job, imports excluded), the
-    figure the README has quoted since 2026-12-01.
+    figure the README has quoted since 2026-12-01. Since s30's second round the model load includes importing the
+    model's family (the parser no longer imports it: ~0.3 s moved from start-up into job_s), so compare wall_s
+    across that change, not job_s or wall_s - job_s.
 and cpu_s, the subprocess's CPU seconds (user + system; on a shared machine the steadier figure of work done).
 With --stages (default on), one more run per tree goes through this script's `--worker` mode in a subprocess: the
 same job through the Python API (TalkingHeadPipeline, as the CLI builds it), with the main stages' wall seconds

@@ -240,31 +240,64 @@ def cmd_prepare(args) -> int:
     return run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("animate", "convert-official", "verify-official", "evaluate", "fit-controls", "prepare", "train", "export",
+            "ui", "live", "info")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole `pdfgc` parser; with `only` (a command's name), that command's subparser alone: `main` parses a
+    command line with the parser of its command, so `pdfgc animate` builds no other command's flags (the train,
+    evaluate and fit-controls parsers import torch and the families; animate's needs neither, and the job imports
+    torch once it starts). A command's own parser, its help and its errors are the same either way."""
     ap = argparse.ArgumentParser(prog="pdfgc", description="PD-FGC fine-grained controllable talking heads")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
-    _add_animate(sub)
-    c = sub.add_parser("convert-official", help="official .pth checkpoints -> one pdfgc .safetensors file")
-    c.add_argument("checkpoints", help="folder with appearance_model.pth, motion_model.pth, audio_model.pth, "
-                                       "generator_model.pth")
-    c.add_argument("-o", "--output", required=True, help="output .safetensors file")
-    v = sub.add_parser("verify-official", help="check numerical equivalence with the official code on a fixture")
-    v.add_argument("fixture", help="folder with fixture.json, expected.npz and the inputs it names")
-    v.add_argument("--threads", type=int)
-    from .evaluation.command import add_parser as add_evaluate
-    add_evaluate(sub)
-    from .families.pdfgc.controls.fit import add_parser as add_fit_controls
-    add_fit_controls(sub)
-    from .data.command import add_parser as add_prepare
-    add_prepare(sub)
-    from .training.command import add_parser as add_train
-    add_train(sub)
-    _add_ui(sub)
-    _add_live(sub)
-    i = sub.add_parser("info", help="print the model's configuration and sizes")
-    _add_weights(i)
+
+    def want(*names: str) -> bool:
+        return only is None or only in names
+
+    if want("animate"):
+        _add_animate(sub)
+    if want("convert-official"):
+        c = sub.add_parser("convert-official", help="official .pth checkpoints -> one pdfgc .safetensors file")
+        c.add_argument("checkpoints", help="folder with appearance_model.pth, motion_model.pth, audio_model.pth, "
+                                           "generator_model.pth")
+        c.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    if want("verify-official"):
+        v = sub.add_parser("verify-official", help="check numerical equivalence with the official code on a fixture")
+        v.add_argument("fixture", help="folder with fixture.json, expected.npz and the inputs it names")
+        v.add_argument("--threads", type=int)
+    if want("evaluate"):
+        from .evaluation.command import add_parser as add_evaluate
+        add_evaluate(sub)
+    if want("fit-controls"):
+        from .families.pdfgc.controls.fit import add_parser as add_fit_controls
+        add_fit_controls(sub)
+    if want("prepare"):
+        from .data.command import add_parser as add_prepare
+        add_prepare(sub)
+    if want("train", "export"):
+        from .training.command import add_parser as add_train
+        add_train(sub)
+    if want("ui"):
+        _add_ui(sub)
+    if want("live"):
+        _add_live(sub)
+    if want("info"):
+        i = sub.add_parser("info", help="print the model's configuration and sizes")
+        _add_weights(i)
     return ap
+
+
+def command_word(words: list[str]) -> str | None:
+    """The command a command line names, when the parser of that command alone parses it the same as the whole
+    parser: the first word after the top-level flags (-v/--verbose) and an exact command name; None otherwise
+    (-h, a misspelt or missing command: the whole parser answers, as before)."""
+    for w in words:
+        if w in ("-v", "--verbose"):
+            continue
+        return w if w in COMMANDS else None
+    return None
 
 
 def one_line(text: str) -> str:
@@ -298,11 +331,27 @@ def _interrupted_message(args) -> str:
     return "pdfgc: interrupted (no output written)"
 
 
+def _exit_now(rc: int) -> None:
+    """End the process now that `pdfgc animate` has written its mp4: the exit handlers run (atexit, weakref
+    finalizers, logging) and the output is flushed, but the interpreter's teardown of torch, mediapipe and ~1,700
+    modules is skipped (0.5-0.6 s of wall after a job on a 2-core machine; benchmarks/results/speed_s30.md). Only a
+    command-line run (``main()`` without argv) that succeeded: a caller in Python keeps its interpreter."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(rc)
+
+
 def main(argv=None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if not ({"-v", "--verbose"} & set(words)):  # before the parser: building it imports modules that may warn
         warnings.formatwarning = _short_warning
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_word(words)).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="pdfgc: %(message)s")
     import signal
     import threading
@@ -314,7 +363,10 @@ def main(argv=None) -> int:
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui, "live": cmd_live,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
     try:
-        return handlers[args.command](args)
+        rc = handlers[args.command](args)
+        if argv is None and args.command == "animate" and rc == 0:
+            _exit_now(rc)
+        return rc
     except PDFGCError as e:
         print(f"pdfgc: error: {one_line(str(e))}", file=sys.stderr)
         return 2

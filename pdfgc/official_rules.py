@@ -13,12 +13,18 @@ The PD-FGC family (``pdfgc.families.pdfgc``) applies these; other families take 
 """
 from __future__ import annotations
 
-import cv2
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .errors import InputError
 from .vocabulary import DRIVING_MODES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+# cv2 and torch are imported by the functions that use them: the constants below are read while the CLI's parser is
+# built (pdfgc.options), before any work needs either
 
 # ---- code multipliers (the defaults of ModelConfig; a weights file may carry its own)
 MOUTH_SCALE = 1.5
@@ -44,6 +50,8 @@ NETWORK_VIEW_MATRIX = crop_zoom_matrix()
 
 def official_crop_zoom(image_rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
     """uint8 (H,W,3) -> uint8 (224,224,3) after the official resize / fixed crop / zoom."""
+    import cv2
+
     img = image_rgb
     if img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size))
@@ -55,6 +63,8 @@ def official_crop_zoom(image_rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
 # ---- temporal filters
 def gaussian_kernel3() -> torch.Tensor:
     """exp(-x^2/2) for x in {-1,0,1}, normalised, in float32 as the official code computes it."""
+    import torch
+
     x = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float32)
     k = torch.exp(-x * x / 2)
     return k / k.sum()
@@ -75,6 +85,8 @@ def smooth_mouth(codes: torch.Tensor) -> torch.Tensor:
 
 def smooth_box3(codes: torch.Tensor) -> torch.Tensor:
     """(T,D) -> (T,D): mean of t-1, t, t+1; two-tap at the ends (the official head-pose filter)."""
+    import torch
+
     t = codes.shape[0]
     if t < 2:
         return codes.clone()

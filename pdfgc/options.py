@@ -16,7 +16,8 @@ import numpy as np
 
 from .controls.explicit import BlinkControl, EmotionControl, GazeControl, LipControl, PoseControl
 from .errors import InputError
-from .families import family_class, list_families
+from .families import family_options as _options_of
+from .families import list_families
 from .official_rules import OFFICIAL_SKIP, POSE_SCALE
 from .option_fields import Web, option
 from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, FPS, PRECISIONS, SAMPLE_RATE
@@ -103,7 +104,8 @@ class SharedOptions:
 
 
 # each registered family's own options (families/<name>/options.py), named by its `ModelFamily.options`
-FAMILY_OPTIONS = tuple(family_class(name).options for name in list_families() if family_class(name).options)
+# (read from each family's options module: the families themselves, and torch, are not imported for this)
+FAMILY_OPTIONS = tuple(o for o in map(_options_of, list_families()) if o is not None)
 
 
 @dataclass

@@ -114,3 +114,58 @@ def test_convert_and_verify_commands_reject_bad_folders(tmp_path, capsys):
     assert "appearance_model.pth" in capsys.readouterr().err
     assert main(["verify-official", str(tmp_path)]) == 2
     assert "fixture.json" in capsys.readouterr().err
+
+
+def test_animate_parser_imports_no_torch():
+    # `pdfgc animate` builds its parser and options without torch or a family's modules (the job imports them):
+    # in a fresh interpreter, as `main` builds it
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, pdfgc.cli as c\n"
+            "ap = c.build_parser(c.command_word(['-v', 'animate', '--help']))\n"
+            "from pdfgc.options import AnimateOptions\n"
+            "assert {'driving_reference', 'refiner'} <= set(AnimateOptions.__dataclass_fields__)\n"
+            "heavy = [m for m in ('torch', 'cv2', 'pdfgc.families.base', 'pdfgc.families.meshwarp.model')"
+            " if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_command_parsers_match_the_whole_parser(monkeypatch, capsys):
+    # each command parsed by its own parser (`main`) has the help (so the flags) of the whole parser's
+    import pdfgc.cli as c
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert c.command_word(["-v", "train", "--data", "x"]) == "train"
+    assert c.command_word(["--help"]) is None and c.command_word(["anim"]) is None
+    whole = c.build_parser()
+    for cmd in c.COMMANDS:
+        texts = []
+        for parser in (whole, c.build_parser(cmd)):
+            with pytest.raises(SystemExit):
+                parser.parse_args([cmd, "--help"])
+            texts.append(capsys.readouterr().out)
+        assert texts[0] == texts[1] and cmd in texts[0], cmd
+
+
+def test_exit_now_runs_exit_handlers_and_flushes():
+    # a command-line `pdfgc animate` that succeeded ends with `_exit_now`: the exit handlers run and buffered
+    # output is written, only the interpreter's teardown is skipped (main(argv) from Python never calls it)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import atexit, sys, pdfgc.cli as c\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.stdout.write('buffered ')\n"
+            "c._exit_now(0)\n"
+            "print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0 and r.stdout == "buffered handler ran\n", (r.stdout, r.stderr)

@@ -31,90 +31,26 @@ import numpy as np
 import torch
 
 from ..controls.explicit import controls_of
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..official_rules import smooth_box3, smooth_mouth
 
 FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
-_REGISTRY: dict[str, type["ModelFamily"]] = {}
-
-
-def register_family(cls: type["ModelFamily"]) -> type["ModelFamily"]:
-    """Class decorator: names a family once, at its definition (timm's habit). Its weights format and training
-    configurations must not collide with another family's (a lookup must find exactly one)."""
-    for other in _REGISTRY.values():
-        if other.name == cls.name:
-            continue
-        if other.format == cls.format:
-            raise ValueError(f"family {cls.name}: weights format '{cls.format}' is already {other.name}'s")
-        shared = set(other.train_configs) & set(cls.train_configs)
-        if shared:
-            raise ValueError(f"family {cls.name}: --config {', '.join(sorted(shared))} already trains {other.name}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def list_families() -> list[str]:
-    """Names of the registered families (importing ``pdfgc.families`` registers them): what conformance tests and
-    lookups iterate over."""
-    return sorted(_REGISTRY)
-
-
-def family_class(name: str) -> type["ModelFamily"]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model family '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
-
-
-def family_of(model) -> type["ModelFamily"]:
-    """The family class of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). The families
-    register themselves when ``pdfgc.families`` is imported (its ``__init__`` imports them)."""
-    return family_class(getattr(model, "family", "pdfgc"))
-
-
-def family_for(model, device: torch.device) -> "ModelFamily":
-    """The family adapter of a loaded model, on `device`."""
-    return family_of(model)(model, device)
-
-
-def known_formats() -> str:
-    """"'pdfgc' (pdfgc), 'pdfgc-meshwarp' (meshwarp)": the weights formats the registry reads, for messages."""
-    return ", ".join(f"'{c.format}' ({c.name})" for c in sorted(_REGISTRY.values(), key=lambda c: c.format))
-
-
-def family_for_format(fmt: str, path: str | os.PathLike) -> type["ModelFamily"]:
-    """The family whose weights files carry `format: fmt` in their metadata; CheckpointError naming the file and
-    the known formats otherwise."""
-    for cls in _REGISTRY.values():
-        if cls.format == fmt:
-            return cls
-    what = f"format '{fmt}'" if fmt else "no 'format' entry in its metadata"
-    raise CheckpointError(f"{path}: not a weights file of a known model family ({what}; known formats: "
-                          f"{known_formats()}); official .pth checkpoints are loaded from their folder with "
-                          "--official-checkpoints DIR, or converted once with `pdfgc convert-official DIR -o FILE`")
-
-
-def train_configs() -> list[str]:
-    """Every `pdfgc train --config` name, family by family (registration order: the default's first)."""
-    return [c for cls in _REGISTRY.values() for c in cls.train_configs]
-
-
-def train_stages() -> list[str]:
-    """Every `pdfgc train --stage` name of the registered families."""
-    return [s for cls in _REGISTRY.values() for s in cls.train_stages]
-
-
-def family_for_config(config: str) -> type["ModelFamily"]:
-    """The family that trains the configuration `config` (`pdfgc train --config`); InputError otherwise."""
-    for cls in _REGISTRY.values():
-        if config in cls.train_configs:
-            return cls
-    raise InputError(f"--config {config}: no model family trains it (known: {', '.join(train_configs())})")
-
-
-def family_for_stage(stage: str) -> type["ModelFamily"] | None:
-    """The family that declares the training stage `stage` (None when none does)."""
-    return next((cls for cls in _REGISTRY.values() if stage in cls.train_stages), None)
+# the registry lives in a module without torch (a family is declared there by name and imported when looked up);
+# its functions are importable from here as before
+from .registry import (  # noqa: E402,F401
+    family_class,
+    family_for,
+    family_for_config,
+    family_for_format,
+    family_for_stage,
+    family_of,
+    family_options,
+    known_formats,
+    list_families,
+    register_family,
+    train_configs,
+    train_stages,
+)
 
 
 @dataclass
