@@ -149,3 +149,14 @@ def write_wav16(path, samples, rate: int = 16000):
         w.setframerate(rate)
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return path
+
+
+@pytest.fixture(scope="session")
+def pipes():
+    """The packaged default model behind a 1-thread and a 2-thread pipeline (the serial and the threaded paths)."""
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    model = load_model()
+    return (TalkingHeadPipeline(model, device="cpu", threads=1),
+            TalkingHeadPipeline(model, device="cpu", threads=2))

@@ -25,13 +25,6 @@ from .conftest import DATA, need
 PD = DATA / "pdfgc"
 
 
-@pytest.fixture(scope="module")
-def pipes():
-    model = load_model()
-    return (TalkingHeadPipeline(model, device="cpu", threads=1),
-            TalkingHeadPipeline(model, device="cpu", threads=2))
-
-
 def _opt(**kw) -> AnimateOptions:
     # a turning pose clip (the pose calibration runs), a second clip for emotion and eyes, 20 frames
     return AnimateOptions(progress=False, max_frames=20, pose=str(need(PD / "motions/pose/681600002")),

@@ -8,24 +8,15 @@ import threading
 
 import cv2
 import numpy as np
-import pytest
 
 from pdfgc.families.meshwarp import warp as W
 from pdfgc.media import preprocess as pp
 from pdfgc.options import AnimateOptions
 from pdfgc.pipeline import TalkingHeadPipeline
-from pdfgc.weights import load_model
 
 from .conftest import DATA, need
 
 PD = DATA / "pdfgc"
-
-
-@pytest.fixture(scope="module")
-def pipes():
-    model = load_model()
-    return (TalkingHeadPipeline(model, device="cpu", threads=1),
-            TalkingHeadPipeline(model, device="cpu", threads=2))
 
 
 def test_threaded_render_gives_the_serial_frames_exactly_from_private_renderers(pipes, monkeypatch):
