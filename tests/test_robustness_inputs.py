@@ -61,13 +61,22 @@ def _animate(weights, *args) -> list[str]:
 
 # ---- 1. the 8-channel crash -----------------------------------------------------------------------------------------
 
-CRASH = textwrap.dedent("""
+# PyAV's old decoding path, which died of SIGSEGV on an 8-channel wav (PyAV <= 17; 18.1 no longer crashes).
+OLD_PATH = textwrap.dedent("""
     import sys, av
     c = av.open(sys.argv[1]); s = c.streams.audio[0]; r = None
     for f in c.decode(s):
         r = r or av.AudioResampler(format="fltp", layout=f.layout, rate=f.sample_rate)
         for o in r.resample(f):
             o.to_ndarray()
+""")
+# A decoder child that dies of SIGSEGV once it has opened the file, whatever PyAV's version: the UI test is about
+# surviving a crashing child, not about PyAV's bug.
+CRASH = textwrap.dedent("""
+    import os, signal, sys, av
+    c = av.open(sys.argv[1]); s = c.streams.audio[0]
+    next(c.decode(s))
+    os.kill(os.getpid(), signal.SIGSEGV)
 """)
 
 
@@ -93,10 +102,8 @@ def test_eight_channel_wav_animates_where_pyav_crashes(tiny_weights, tmp_path):
     """In subprocesses: the old decoding path (PyAV's resampler + to_ndarray) dies of SIGSEGV on this file;
     `pdfgc animate` makes a video of it."""
     p = wav_multichannel(tmp_path / "eight.wav", 8, 16000, seconds=1.0)
-    old = subprocess.run([sys.executable, "-c", CRASH, str(p)], capture_output=True, env=_env(), timeout=120)
-    if old.returncode == 0:
-        pytest.skip("this PyAV no longer crashes on 8-channel frames (the premise of the test)")
-    assert old.returncode == -11
+    old = subprocess.run([sys.executable, "-c", OLD_PATH, str(p)], capture_output=True, env=_env(), timeout=120)
+    assert old.returncode in (0, -11)  # 0 from PyAV 18.1 on, which no longer crashes; the file must animate either way
     out = tmp_path / "o.mp4"
     r = subprocess.run([sys.executable, "-m", "pdfgc.cli", *_animate(tiny_weights, "--audio", str(p), "--max-frames",
                                                                      "5", "-o", str(out))],
