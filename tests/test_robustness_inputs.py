@@ -99,7 +99,7 @@ def test_eight_channel_wav_decodes_to_its_samples(tmp_path, rate, width):
 
 
 def test_eight_channel_wav_animates_where_pyav_crashes(tiny_weights, tmp_path):
-    """In subprocesses: the old decoding path (PyAV's resampler + to_ndarray) dies of SIGSEGV on this file;
+    """In subprocesses: the old decoding path (PyAV's resampler + to_ndarray) died of SIGSEGV on this file (PyAV <= 17);
     `pdfgc animate` makes a video of it."""
     p = wav_multichannel(tmp_path / "eight.wav", 8, 16000, seconds=1.0)
     old = subprocess.run([sys.executable, "-c", OLD_PATH, str(p)], capture_output=True, env=_env(), timeout=120)
