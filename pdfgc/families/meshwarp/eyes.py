@@ -18,14 +18,12 @@ and, when the caller wants masks, ``aux["eyes"]`` / ``aux["lids"]`` filled in pl
 """
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
 from pdfgc.families.meshwarp import lids, topology
 from pdfgc.families.meshwarp.lids import lid_sheet, slide_lid
-from pdfgc.families.meshwarp.shapes import bounding_box, eye_aspect, poly_mask, smoothstep
+from pdfgc.families.meshwarp.shapes import bounding_box, box_of_extent, eye_aspect, poly_mask, smoothstep, smoothstep1
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, IRIS, RIGID_POINTS
 
 __all__ = ["EyeParts", "LID_SHEET_FROM", "LID_SHEET_FULL"]
@@ -58,12 +56,6 @@ SCLERA_OPEN = 0.9    # its samples: inside the opening's anti-aliased mask by th
 SCLERA_DARK = 0.5    # and the brighter half of those (not the corners' shade, stray lashes); 0.33 and 0.7 measured
 SCLERA_SMOOTH = 0.8  # px, the fill's smoothing across a row (twice that down the rows: no row stripes)
 IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
-
-
-def _box(lo, hi, margin: float, size: int) -> tuple[int, int, int, int]:
-    """``shapes.bounding_box`` from the points' (x, y) minimum `lo` and maximum `hi` (floats): the same box."""
-    return (min(max(math.floor(lo[0] - margin), 0), size), min(max(math.floor(lo[1] - margin), 0), size),
-            min(max(math.ceil(hi[0] + margin) + 1, 0), size), min(max(math.ceil(hi[1] + margin) + 1, 0), size))
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -295,24 +287,15 @@ class EyeParts:
         """The portrait's mesh moved by the target's rigid head motion (3-D similarity on the rigid points:
         ``warp._similarity`` with the portrait's side of it made once). The last one is kept with its key as one
         value (frames rendered on two threads never mix two frames' halves)."""
+        from pdfgc.families.meshwarp.warp import _similarity_source, _similarity_to  # warp.py imports this module
+
         dst = target[RIGID_POINTS]
         key = dst.tobytes()
         got = self._ref
         if got is None or got[0] != key:
             if self._ref_src is None:
-                src = self.mesh[RIGID_POINTS]
-                ms = src.mean(0)
-                a = src - ms
-                self._ref_src = (ms, a, max((a ** 2).sum(), 1e-12))
-            ms, a, aa = self._ref_src
-            md = dst.mean(0)
-            b = dst - md
-            u, sig, vt = np.linalg.svd(b.T @ a)
-            d = np.sign(np.linalg.det(u @ vt))
-            e = np.array([1.0, 1.0, d])
-            rot = (u * e) @ vt
-            s = float((sig * e).sum() / aa)
-            t = md - s * rot @ ms
+                self._ref_src = _similarity_source(self.mesh[RIGID_POINTS])
+            s, rot, t = _similarity_to(self._ref_src, dst)
             got = self._ref = (key, s * self.mesh @ rot.T + t)
         return got[1]
 
@@ -381,10 +364,10 @@ class EyeParts:
         margin = max(4.0, 0.6 * width_t)
         sliding = self.use_lids == "skin"
         lo, hi = poly_t.min(0).tolist(), poly_t.max(0).tolist()
-        ibox = _box(lo, hi, margin, s)   # the target's opening (the iris disc is drawn inside it)
+        ibox = box_of_extent(lo, hi, margin, s)   # the target's opening (the iris disc is drawn inside it)
         if sliding:   # the sliding lid reaches up to the portrait's crease: its box holds the portrait's opening too
             lo_s, hi_s = self._poly_src[e]
-            box = _box([min(lo[0], lo_s[0]), min(lo[1], lo_s[1])], [max(hi[0], hi_s[0]), max(hi[1], hi_s[1])],
+            box = box_of_extent([min(lo[0], lo_s[0]), min(lo[1], lo_s[1])], [max(hi[0], hi_s[0]), max(hi[1], hi_s[1])],
                        margin, s)
         else:
             box = ibox
@@ -408,7 +391,7 @@ class EyeParts:
             if ratio < 0.999:
                 lid = slide_lid(self.image if texture is None else texture, self.mesh, target, e, box, ref,
                                 self._lid_cache[e])
-                shut = lids._step01(ratio, SKIN_LASH_FROM, SKIN_LASH_FULL)
+                shut = smoothstep1(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio)
             # a lid that did not come down (a turned head's open eye) and no lash line: the warp's own lid
             closed = 1.0 if lid is not None or shut > 0.0 else 0.0
         else:

@@ -20,6 +20,7 @@ import math
 import cv2
 import numpy as np
 
+from pdfgc.families.meshwarp.shapes import smoothstep1
 from pdfgc.media.mesh_indices import EAR_POINTS, EYE_LOWER, EYE_UPPER, UPPER_FOLD
 
 CREASE = 0.4    # eye widths from the upper-lid contour up to where the lid sheet starts (about the lid crease)
@@ -226,16 +227,10 @@ def _slide_points(mesh: np.ndarray, e: int):
     return (p[0], np.array([cx, cy]), np.array([nx, ny]), w), ear, curves
 
 
-def _step01(x: float, e0: float, e1: float) -> float:
-    """``shapes.smoothstep`` for one float."""
-    v = min(max((x - e0) / (e1 - e0), 0.0), 1.0)
-    return v * v * (3.0 - 2.0 * v)
-
-
 def lash_hang(ratio: float) -> float:
     """Eye widths the sliding lid's lash row hangs below the target's lid contour, for the target eye's aspect ratio
     over the open lid's (``ratio``): none down to ``SLIDE_HANG_FROM``, ``SLIDE_HANG`` from ``SLIDE_HANG_FULL``."""
-    return SLIDE_HANG * _step01(ratio, SLIDE_HANG_FROM, SLIDE_HANG_FULL)
+    return SLIDE_HANG * smoothstep1(SLIDE_HANG_FROM, SLIDE_HANG_FULL, ratio)
 
 
 def sliding_lid(image: np.ndarray, source: np.ndarray, target: np.ndarray, e: int, box,

@@ -2,6 +2,8 @@
 ``mouth.py``): anti-aliased polygon masks, a smoothstep, the eye aspect ratio of a mesh and clipped bounding boxes."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -24,6 +26,12 @@ def smoothstep(e0: float, e1: float, x):
     return t * t * (3.0 - 2.0 * t)
 
 
+def smoothstep1(e0: float, e1: float, x: float) -> float:
+    """``smoothstep`` for one Python float (no array round trip: per-eye, per-frame callers)."""
+    t = min(max((x - e0) / (e1 - e0), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def eye_aspect(mesh: np.ndarray) -> np.ndarray:
     """(2,) eye aspect ratio of one (478,3) mesh, per eye (``mesh_indices.EAR_POINTS``' order), from its 2-D points."""
     p = mesh[EAR_POINTS, :2]
@@ -31,10 +39,14 @@ def eye_aspect(mesh: np.ndarray) -> np.ndarray:
     return (d(1, 5) + d(2, 4)) / (2.0 * np.maximum(d(0, 3), 1e-6))
 
 
+def box_of_extent(lo, hi, margin: float, size: int) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) box of the points whose (x, y) minimum is `lo` and maximum `hi` (floats) plus margin,
+    clipped to the image (x1/y1 exclusive): for callers that already hold the extents (the eyes, per frame)."""
+    return (min(max(math.floor(lo[0] - margin), 0), size), min(max(math.floor(lo[1] - margin), 0), size),
+            min(max(math.ceil(hi[0] + margin) + 1, 0), size), min(max(math.ceil(hi[1] + margin) + 1, 0), size))
+
+
 def bounding_box(points: np.ndarray, margin: float, size: int) -> tuple[int, int, int, int]:
     """Integer (x0, y0, x1, y1) bounding box of points plus margin, clipped to the image (x1/y1 exclusive)."""
-    lo = np.floor(points[:, :2].min(0) - margin).astype(int)
-    hi = np.ceil(points[:, :2].max(0) + margin).astype(int) + 1
-    x0, y0 = np.clip(lo, 0, size)
-    x1, y1 = np.clip(hi, 0, size)
-    return int(x0), int(y0), int(x1), int(y1)
+    p = points[:, :2]
+    return box_of_extent(p.min(0).tolist(), p.max(0).tolist(), margin, size)

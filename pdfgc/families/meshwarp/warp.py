@@ -110,16 +110,31 @@ def _check_mesh(mesh, what: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- geometry helpers
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama fit dst ~= s R src + t on (M,3) point sets."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
+def _similarity_source(src: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The source side of ``_similarity`` (centre, centred points, spread): made once for a source fitted to many
+    targets (``eyes.EyeParts._rigid_ref``, per frame)."""
+    ms = src.mean(0)
+    a = src - ms
+    return ms, a, max((a ** 2).sum(), 1e-12)
+
+
+def _similarity_to(source: tuple[np.ndarray, np.ndarray, float], dst: np.ndarray) -> tuple[float, np.ndarray,
+                                                                                             np.ndarray]:
+    """``_similarity`` from the source's ``_similarity_source``."""
+    ms, a, aa = source
+    md = dst.mean(0)
+    b = dst - md
     u, sig, vt = np.linalg.svd(b.T @ a)
     d = np.sign(np.linalg.det(u @ vt))
     e = np.array([1.0, 1.0, d])
     rot = (u * e) @ vt
-    s = float((sig * e).sum() / max((a ** 2).sum(), 1e-12))
+    s = float((sig * e).sum() / aa)
     return s, rot, md - s * rot @ ms
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama fit dst ~= s R src + t on (M,3) point sets."""
+    return _similarity_to(_similarity_source(src), dst)
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
