@@ -176,10 +176,16 @@ def main() -> None:
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
     ap.add_argument("--eyes-only", action="store_true",
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
+    ap.add_argument("--yaw-only", action="store_true",
+                    help="only the turned-head pairs (no self-reenactment, no identity), plus the shipped default")
     ap.add_argument("--lids", default=None,
                     help="comma-separated lids for the new variant, one variant each (painted, sheet, skin)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
+    if args.yaw_only:
+        args.no_identity = True
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_yaw.json"
     if args.eyes_only:
         args.no_identity, args.yaw_pairs = True, 0
         if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
@@ -191,10 +197,12 @@ def main() -> None:
     from pdfgc.media.face import FaceMeshDetector
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
-    plan = plan[::args.every]
+    plan = [] if args.yaw_only else plan[::args.every]
     variants = {"today": BASELINE, "new": NEW}
     if args.lids:   # the new variant with each of these lids instead ("new_<lids>")
         variants = {"today": BASELINE, **{f"new_{k}": {**NEW, "lids": k} for k in args.lids.split(",")}}
+    if args.yaw_only:
+        variants["default"] = {}
     if args.refiner:
         variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
@@ -204,7 +212,7 @@ def main() -> None:
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         print(f"self-reenactment: {len(plan)} held-out pairs")
         res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc,
-                                            closed_only=args.eyes_only)}
+                                            closed_only=args.eyes_only)} if plan else {}
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
         res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,

@@ -317,7 +317,10 @@ class WarpRenderer:
         zo = self._rigid_centre[2] + self.depth_gain * (self._outer_z - self._rigid_centre[2])
         p3 = np.concatenate([self._outer_src, zo[:, None]], axis=1)
         moved = (s * p3 @ rot.T + t)[:, :2]
-        own = self.mesh[self._outer_owner]
+        # the outline's rigid motion with the same depth gain as the ring (the target carries the gain's parallax:
+        # measured against the plain rigid motion the residual counted it twice, and the first rings overtook the
+        # next ones on the near side of a turn, a fold, and stretched the hair behind the outline)
+        own = np.concatenate([self.mesh[self._outer_owner, :2], zo[:, None]], axis=1)
         residual = target[self._outer_owner, :2] - (s * own @ rot.T + t)[:, :2]
         outer = (self._outer_src + self._outer_w[:, None] * (moved - self._outer_src)
                  + self._outer_wr[:, None] * residual)
