@@ -78,6 +78,10 @@ __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
+# face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
+# FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold
+FILL_FROM, FILL_FULL = 2.0, 4.0
+FILL_RINGS = 2  # ... only in the triangles with a vertex within this many mesh edges of the face outline
 
 
 class WarpInputError(InputError, ValueError):
@@ -189,7 +193,7 @@ class WarpRenderer:
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
                  feather: float = 0.03, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
-                 far_side: bool = False):
+                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
@@ -198,6 +202,8 @@ class WarpRenderer:
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
+        self._fill_from, self._fill_full = (FILL_FROM, FILL_FULL) if fill_stretched is True else (
+            fill_stretched or (0.0, 0.0))
         self.depth_gain = float(depth_gain)
         c = self.mesh[RIGID_POINTS].mean(0)
         self._rigid_centre = c
@@ -205,6 +211,7 @@ class WarpRenderer:
         self._face_tris = triangles()
         self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
+        self._fill_tris = self._near_outline(FILL_RINGS)
         self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
         self._n_face = n_face
         self._n_outer = n_face + len(self._outer_tris)  # ids [n_face, n_outer) are the band beyond the outline
@@ -298,6 +305,16 @@ class WarpRenderer:
         # mesh leaves a pixel uncovered (its own folds, triangles edge-on in the portrait)
         self._inner_tris = wound(tri[~keep])
 
+    def _near_outline(self, rings: int) -> np.ndarray:
+        """(898,) bool: face triangles with a vertex within ``rings`` mesh edges of the face outline (the cheeks'
+        and jaw's edge; never the eyes, brows, nose or lips)."""
+        tris = self._face_tris
+        near = np.zeros(NUM_POINTS, bool)
+        near[topology.face_oval()] = True
+        for _ in range(rings):
+            near[tris[near[tris].any(1)].ravel()] = True
+        return near[tris].any(1)
+
     def _src_vertices(self) -> np.ndarray:
         """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
         return np.concatenate([self.mesh[:, :2], self._outer_src])
@@ -377,6 +394,8 @@ class WarpRenderer:
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
+        if self._fill_from:
+            self._fill_stretched(out, idmap, coef)
         aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids")} if return_aux else None
         for part in self.parts:
             part.render(target, out, (mx, my), aux, texture)
@@ -527,6 +546,35 @@ class WarpRenderer:
         low = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
+
+    def _fill_stretched(self, out, idmap, coef) -> None:
+        """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
+        turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
+        hair colour) filled from their surroundings instead (cv2.inpaint, Telea), fading in from a ``FILL_FROM``-fold
+        to a ``FILL_FULL``-fold stretch: the cheek's skin continued outward to the band's hair, a smooth field."""
+        nf = self._n_face
+        st = stretch_of(coef[:nf])
+        if st.max() < self._fill_from:
+            return
+        t = np.clip(np.log2(st / self._fill_from) / math.log2(self._fill_full / self._fill_from), 0.0, 1.0)
+        w = np.zeros(len(coef), np.float32)
+        w[:nf] = np.where(self._fill_tris, t * t * (3.0 - 2.0 * t), 0.0)
+        wm = np.take(w, idmap, mode="clip")
+        ys, xs = np.nonzero(wm > 0)
+        if len(ys) == 0:
+            return
+        s = self.size
+        pad = 6
+        y0, y1, x0, x1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, s), max(xs.min() - pad, 0), min(
+            xs.max() + pad + 1, s)
+        roi = out[y0:y1, x0:x1]
+        wr = wm[y0:y1, x0:x1]
+        hole = (wr > 0.5).astype(np.uint8)
+        if not hole.any():
+            return
+        filled = cv2.inpaint(np.ascontiguousarray(roi), hole, 3, cv2.INPAINT_TELEA)
+        a = cv2.GaussianBlur(wr, (0, 0), 1.0)[..., None]
+        roi[:] = (roi * (1.0 - a) + filled * a + 0.5).astype(np.uint8)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
         """Per-pixel unreliability: 1 where the source triangle was stretched >= ~3x (or flipped), 0 where not."""
