@@ -430,10 +430,10 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
     on, off = WarpRenderer(img, mesh), WarpRenderer(img, mesh, fill_stretched=False)
     assert (on.render(mesh) == img).all()   # target == source: nothing stretched, nothing filled
     # a nearly frontal render is (nearly) unchanged: anne's outline triangles are edge-on slivers, so a 1 deg turn
-    # already stretches a few of them 2x (4 pixels moved by <= 2 levels)
+    # already stretches a few of them 2x (29 pixels moved by <= 2 levels: the fill's feather)
     small = rotate_mesh(mesh, yaw=1)
     d = np.abs(on.render(small).astype(int) - off.render(small)).max(2)
-    assert (d > 0).sum() <= 10 and d.max() <= 3
+    assert (d > 0).sum() <= 60 and d.max() <= 3
     target = rotate_mesh(mesh, yaw=-30)
     a, b = on.render(target), off.render(target)
     changed = (a != b).any(2)

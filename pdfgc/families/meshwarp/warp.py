@@ -395,7 +395,7 @@ class WarpRenderer:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
         if self._fill_from:
-            self._fill_stretched(out, idmap, coef)
+            self._fill_stretched(out, idmap, coef, dst_tri)
         aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids")} if return_aux else None
         for part in self.parts:
             part.render(target, out, (mx, my), aux, texture)
@@ -547,34 +547,49 @@ class WarpRenderer:
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
 
-    def _fill_stretched(self, out, idmap, coef) -> None:
+    def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
         """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
         turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
         hair colour) filled from their surroundings instead (cv2.inpaint, Telea), fading in from a ``FILL_FROM``-fold
-        to a ``FILL_FULL``-fold stretch: the cheek's skin continued outward to the band's hair, a smooth field."""
+        to a ``FILL_FULL``-fold stretch: the cheek's skin continued outward to the band's hair, a smooth field. Only
+        triangles near the outline (``FILL_RINGS``); each side of the face in its own box (cost ~ the boxes)."""
         nf = self._n_face
         st = stretch_of(coef[:nf])
-        if st.max() < self._fill_from:
+        cand = self._fill_tris & (st > self._fill_from)
+        if not cand.any():
             return
         t = np.clip(np.log2(st / self._fill_from) / math.log2(self._fill_full / self._fill_from), 0.0, 1.0)
         w = np.zeros(len(coef), np.float32)
-        w[:nf] = np.where(self._fill_tris, t * t * (3.0 - 2.0 * t), 0.0)
-        wm = np.take(w, idmap, mode="clip")
-        ys, xs = np.nonzero(wm > 0)
-        if len(ys) == 0:
-            return
+        w[:nf] = np.where(cand, t * t * (3.0 - 2.0 * t), 0.0)
+        ids = np.flatnonzero(cand)
+        cx = dst_tri[ids].mean(1)[:, 0]
+        mid = float(dst_tri[:nf, :, 0].mean())
         s = self.size
         pad = 6
-        y0, y1, x0, x1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, s), max(xs.min() - pad, 0), min(
-            xs.max() + pad + 1, s)
-        roi = out[y0:y1, x0:x1]
-        wr = wm[y0:y1, x0:x1]
-        hole = (wr > 0.5).astype(np.uint8)
-        if not hole.any():
-            return
-        filled = cv2.inpaint(np.ascontiguousarray(roi), hole, 3, cv2.INPAINT_TELEA)
-        a = cv2.GaussianBlur(wr, (0, 0), 1.0)[..., None]
-        roi[:] = (roi * (1.0 - a) + filled * a + 0.5).astype(np.uint8)
+        for side in (ids[cx < mid], ids[cx >= mid]):
+            if len(side) == 0:
+                continue
+            p = dst_tri[side].reshape(-1, 2)
+            x0, y0 = (max(int(v) - pad, 0) for v in np.floor(p.min(0)))
+            x1, y1 = (min(int(v) + pad + 1, s) for v in np.ceil(p.max(0)))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            wr = np.take(w, idmap[y0:y1, x0:x1], mode="clip")
+            hole = (wr > 0.5).astype(np.uint8)
+            if not hole.any():
+                continue
+            roi = out[y0:y1, x0:x1]
+            # the fill is a smooth field: inpainted at ~1/2 (224 px) to ~1/4 (512 px) of the size, then scaled back
+            k = max(2, int(round(s / 128)))
+            h, wd = roi.shape[:2]
+            sh, sw = max(h // k, 1), max(wd // k, 1)
+            small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
+            hs = (cv2.resize(hole * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 40).astype(np.uint8)
+            filled = cv2.resize(cv2.inpaint(small, hs, 2, cv2.INPAINT_TELEA), (wd, h), interpolation=cv2.INTER_LINEAR)
+            a = cv2.GaussianBlur(wr, (0, 0), 1.0)
+            ys, xs = np.nonzero(a > 0.004)
+            a = a[ys, xs][:, None]
+            roi[ys, xs] = (roi[ys, xs] * (1.0 - a) + filled[ys, xs] * a + 0.5).astype(np.uint8)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
         """Per-pixel unreliability: 1 where the source triangle was stretched >= ~3x (or flipped), 0 where not."""
