@@ -80,10 +80,14 @@ def test_default_model_frames_are_pinned():
     # the moved disc trimmed to the iris, ``eyes.IRIS_TRIM``; the gaze control moves the iris here): the eye patch
     # of frames 0 and 12 +1.7..+2.1 levels (eye white where TELEA's grey was), frame means +0.03..+0.10; every other
     # value moved by <= 0.2 (benchmarks/results/meshwarp/eyes_s30.md). Recorded with both the lid and the eye change.
+    # Re-recorded after issue 19's far side (session 31: the outer band's outline residual no longer counts the depth
+    # gain twice; stretched cheek triangles near the outline inpainted, yaw 12 here): the cheek patch -0.3..-0.4
+    # levels, frame means +0.08..+0.11, stds +0.08..+0.1; every other value moved by <= 0.3
+    # (benchmarks/results/meshwarp/farside_s31.md).
     np.testing.assert_allclose(means, [
-        [[144.47, 119.41, 101.47], [185.57, 126.36, 114.22], [156.79, 126.7, 107.09]],
-        [[155.14, 125.26, 104.64], [181.18, 129.16, 116.7], [156.93, 126.81, 107.21]],
-        [[142.32, 117.05, 98.95], [188.8, 152.82, 136.51], [156.9, 126.82, 107.23]]], rtol=0, atol=0.5)
+        [[144.41, 119.36, 101.42], [185.56, 126.42, 114.25], [156.45, 126.36, 106.78]],
+        [[155.11, 125.2, 104.61], [181.13, 129.14, 116.67], [156.55, 126.52, 106.91]],
+        [[142.4, 117.14, 99.01], [188.98, 153.09, 136.72], [156.51, 126.5, 106.94]]], rtol=0, atol=0.5)
     flat = frames.reshape(3, -1).astype(np.float64)
-    np.testing.assert_allclose(flat.mean(1), [74.529, 74.498, 74.334], rtol=0, atol=0.1)
-    np.testing.assert_allclose(flat.std(1), [83.155, 82.961, 82.984], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.mean(1), [74.638, 74.578, 74.421], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.std(1), [83.26, 83.054, 83.065], rtol=0, atol=0.1)
