@@ -18,18 +18,24 @@ One render, all at the output resolution S:
    image border; and the same Delaunay's chords across the face (outline points only), a coarse layer under the
    mesh. A ring point moves by the head's rigid similarity motion evaluated at the point (at its outline point's
    depth) times a raised-cosine weight that falls from 1 at the outline to 0 at ``outer_extent`` outline radii (or
-   the border), plus the outline's own non-rigid motion (a jaw drop) over the inner half of the band: hair, ears
-   and neck follow the head without bending, and the background beyond stays exactly still.
+   the border), plus the outline's own non-rigid motion (a jaw drop; the outline's motion beyond the depth-gained
+   rigid one, so the gain's parallax is not counted twice) over the inner half of the band: hair, ears and neck
+   follow the head without bending, no ring overtakes the next up to 30 deg of yaw (tested), and the background
+   beyond stays exactly still.
 2. A triangle-id map rasterised in painter's order (cv2.fillConvexPoly, quarter-pixel vertices): the chord layer
    and the outer band first (folded ones before the others), then the front-facing face triangles from far to
    near (target z), so the nearest wins; back-facing face triangles are skipped. Per-pixel source positions come
    from per-triangle 2x3 affine maps (target -> source), gathered in one pass, and one fixed-point cv2.remap
    samples the portrait. Pixels of strongly compressed triangles (a cheek turned edge-on) are clamped inside their
-   triangle (an extrapolated map would point many pixels away).
-3. Seams: where the face is drawn over the outer band (the far cheek of a turned head, its hidden outline under
-   the face) the face fades onto the band over ``feather`` x S pixels; pixels where the source position jumps
-   between neighbours (occlusion edges) or whose triangle is squeezed get a small blur, as the portrait's own
-   edges had.
+   triangle (an extrapolated map would point many pixels away), and those of triangles compressed past
+   ``PRE_FROM`` are sampled from the portrait blurred by ``PRE_SIGMA`` (a prefilter: one bilinear sample there
+   stands for several source pixels).
+3. Seams: pixels where the source position jumps between neighbours (occlusion edges) or whose triangle is
+   squeezed get a small blur, as the portrait's own edges had. (A fade of the face onto the band beneath it,
+   ``feather``, is off: it drew the band's hidden outline as a dotted line along the far cheek.) Face triangles
+   within ``FILL_RINGS`` edges of the outline stretched past ``FILL_FROM`` (the edge-on cheek of a portrait turned
+   toward the camera: one source column spread over tens of pixels, horizontal streaks) are inpainted from their
+   surroundings (``_fill_stretched``, README "Real pixels", far side).
 4. Eyes (``eyes.py``): the iris as a rigid disc over a white with the iris inpainted away, clipped by the target lid
    opening; a closing upper lid slid down from the portrait's own (``lids="skin"``, the default; ``"painted"`` and
    ``"sheet"`` opt-in, ``lids.py``, README "Real pixels").
@@ -38,8 +44,8 @@ One render, all at the output resolution S:
    Steps 4 and 5 are ``WarpRenderer.parts``: objects made once per portrait with ``render(target, out, (mx, my),
    aux)`` drawing into the warped frame in place, so the warp core (steps 0-3, 6) knows nothing of eyes or mouths
    and the issue on real pixels can replace either.
-6. Far side (in ``_fade_far_cheek``): face triangles stretched past what the portrait shows take the mirrored
-   near side where it is less stretched (``symmetry.py``).
+6. Far side (``_mirror_far_side``, opt-in ``far_side=True``): face triangles stretched past what the portrait
+   shows take the mirrored near side where it is less stretched (``symmetry.py``).
 
 Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
 itself, and neither lids nor mouth are painted. Cost on one core (benchmarks/bench_warp.py, CPU time, targets
@@ -81,6 +87,10 @@ _ONE = float(1 << _SHIFT)
 # face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
 # FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold
 FILL_FROM, FILL_FULL = 2.0, 4.0
+# triangles compressed past PRE_FROM source pixels per target pixel (the far cheek turned away, seen edge-on) are
+# sampled from the portrait blurred by PRE_SIGMA px (fully at PRE_FULL): one bilinear sample per target pixel there
+# skips most of the source's pixels and the cheek's edge against the hair comes out as a dotted line
+PRE_FROM, PRE_FULL, PRE_SIGMA = 1.6, 3.2, 1.2
 FILL_RINGS = 2  # ... only in the triangles with a vertex within this many mesh edges of the face outline
 
 
@@ -181,7 +191,10 @@ class WarpRenderer:
     fraction of the band that moves fully before the fade starts; ``depth_gain`` (1.35, see the module
     docstring) is for targets made by rotating the portrait's own mesh (codes.py): pass 1.0 when the target mesh was
     measured on a real frame (refiner training pairs), whose 2-D points already sit where the features are;
-    ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
+    ``feather`` (0; 0.03 before session 31) width of the fade from the far cheek onto the outer layer, as a
+    fraction of S (it drew a dotted light line along the far cheek: ``_fade_far_cheek``);
+    ``fill_stretched`` (True, or a (from, full) pair of stretch factors) inpaints face triangles near the outline
+    stretched past what the portrait shows; ``prefilter`` (True) samples compressed triangles from a blurred portrait;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
     ``lids`` ("skin") slides the portrait's upper lid down over the eye; "painted" covers a closing eye with smoothed
@@ -192,8 +205,9 @@ class WarpRenderer:
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
-                 feather: float = 0.03, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
-                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True):
+                 feather: float = 0.0, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
+                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True,
+                 prefilter: bool = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
@@ -202,6 +216,7 @@ class WarpRenderer:
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
+        self._prefilter = bool(prefilter)
         self._fill_from, self._fill_full = (FILL_FROM, FILL_FULL) if fill_stretched is True else (
             fill_stretched or (0.0, 0.0))
         self.depth_gain = float(depth_gain)
@@ -390,7 +405,11 @@ class WarpRenderer:
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
         out = cv2.remap(self.image if texture is None else texture, m1, m2, cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
+        if self._prefilter:
+            self._prefilter_compressed(out, self.image if texture is None else texture, mx, my, idmap, coef, dst_tri)
 
+        if self._mirror_src_tri is not False:
+            self._mirror_far_side(out, idmap, coef, dst_tri)
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
@@ -501,16 +520,22 @@ class WarpRenderer:
         out[ys, xs] = soft[ys - y0, xs - x0]
         return ys, xs
 
-    def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
-        """Blend the face's edge over the outer layer beneath it (only where both exist); first, face triangles
-        stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
+    def _mirror_far_side(self, out, idmap, coef, dst_tri) -> None:
+        """Face triangles stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
         nf = self._n_face
-        if self._mirror_src_tri is not False and stretch_of(coef[:nf]).max() >= STRETCH_FROM:
+        if stretch_of(coef[:nf]).max() >= STRETCH_FROM:
             if self._mirror_src_tri is None:
                 self._mirror_src_tri = self.mesh[mirror_partners(self.mesh)][self._face_tris][..., :2]
             coef_m = _affines(self._mirror_src_tri, dst_tri[:nf])
             w = mirror_weights(coef[:nf], coef_m, np.ones(nf, bool))
             mirror_fill(self.image, out, idmap, w, coef_m, dst_tri[:nf])
+
+    def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
+        """Blend the face's edge over the outer layer beneath it (only where both exist). Off by default
+        (``feather=0``) since session 31: the layer beneath is the band just outside the portrait's hidden outline,
+        the cheek's own edge against the hair, and blended over the turned face's edge (only at pixels inside their
+        band triangle) it drew a dotted light line along the far cheek."""
+        nf = self._n_face
         face = idmap < nf
         both = face & (under >= nf) & (under < self._n_outer)
         # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
@@ -546,6 +571,50 @@ class WarpRenderer:
         low = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
+
+    def _prefilter_compressed(self, out, src, mx, my, idmap, coef, dst_tri) -> None:
+        """Pixels of compressed triangles (source pixels per target pixel, the larger singular value, past
+        ``PRE_FROM``) resampled from the portrait blurred by ``PRE_SIGMA``, blended in up to ``PRE_FULL``: a
+        prefilter against the aliasing of one bilinear sample standing for several source pixels."""
+        lin = coef[:-1].astype(np.float64)
+        a, b, c, d = lin[:, 0], lin[:, 1], lin[:, 3], lin[:, 4]
+        sq = a * a + b * b + c * c + d * d
+        det = a * d - b * c
+        smax = np.sqrt(0.5 * (sq + np.sqrt(np.maximum(sq * sq - 4.0 * det * det, 0.0))))
+        t = np.clip(np.log2(np.maximum(smax, 1e-6) / PRE_FROM) / math.log2(PRE_FULL / PRE_FROM), 0.0, 1.0)
+        sel = t > 0
+        if not sel.any():
+            return
+        s = self.size
+        p = dst_tri[sel].reshape(-1, 2)
+        x0, y0 = (max(int(v) - 1, 0) for v in np.floor(p.min(0)))
+        x1, y1 = (min(int(v) + 2, s) for v in np.ceil(p.max(0)))
+        if x1 <= x0 or y1 <= y0:
+            return
+        w = np.zeros(len(coef), np.float32)
+        w[:-1] = t * t * (3.0 - 2.0 * t)
+        wr = np.take(w, idmap[y0:y1, x0:x1], mode="clip")
+        ys, xs = np.nonzero(wr > 0)
+        if len(ys) == 0:
+            return
+        sx, sy = mx[y0:y1, x0:x1][ys, xs], my[y0:y1, x0:x1][ys, xs]
+        h = src.shape[0]
+        pad = int(3 * PRE_SIGMA) + 2
+        u0, v0 = max(int(sx.min()) - pad, 0), max(int(sy.min()) - pad, 0)
+        u1, v1 = min(int(sx.max()) + pad + 1, h), min(int(sy.max()) + pad + 1, h)
+        if u1 <= u0 or v1 <= v0:
+            return
+        soft = cv2.GaussianBlur(src[v0:v1, u0:u1], (0, 0), PRE_SIGMA)
+        m = len(ys)
+        rows = -(-m // 256)  # remap's maps as (rows, 256): a map may not be wider than 32767
+        qx = np.zeros(rows * 256, np.float32)
+        qy = np.zeros(rows * 256, np.float32)
+        qx[:m], qy[:m] = sx - u0, sy - v0
+        samp = cv2.remap(soft, qx.reshape(rows, 256), qy.reshape(rows, 256), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:m]
+        region = out[y0:y1, x0:x1]
+        wa = wr[ys, xs][:, None]
+        region[ys, xs] = (region[ys, xs] * (1.0 - wa) + samp * wa + 0.5).astype(np.uint8)
 
     def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
         """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
