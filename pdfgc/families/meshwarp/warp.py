@@ -27,9 +27,7 @@ One render, all at the output resolution S:
    near (target z), so the nearest wins; back-facing face triangles are skipped. Per-pixel source positions come
    from per-triangle 2x3 affine maps (target -> source), gathered in one pass, and one fixed-point cv2.remap
    samples the portrait. Pixels of strongly compressed triangles (a cheek turned edge-on) are clamped inside their
-   triangle (an extrapolated map would point many pixels away), and those of triangles compressed past
-   ``PRE_FROM`` are sampled from the portrait blurred by ``PRE_SIGMA`` (a prefilter: one bilinear sample there
-   stands for several source pixels).
+   triangle (an extrapolated map would point many pixels away).
 3. Seams: pixels where the source position jumps between neighbours (occlusion edges) or whose triangle is
    squeezed get a small blur, as the portrait's own edges had. (A fade of the face onto the band beneath it,
    ``feather``, is off: it drew the band's hidden outline as a dotted line along the far cheek.) Face triangles
@@ -87,10 +85,6 @@ _ONE = float(1 << _SHIFT)
 # face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
 # FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold
 FILL_FROM, FILL_FULL = 2.0, 4.0
-# triangles compressed past PRE_FROM source pixels per target pixel (the far cheek turned away, seen edge-on) are
-# sampled from the portrait blurred by PRE_SIGMA px (fully at PRE_FULL): one bilinear sample per target pixel there
-# skips most of the source's pixels and the cheek's edge against the hair comes out as a dotted line
-PRE_FROM, PRE_FULL, PRE_SIGMA = 1.6, 3.2, 1.2
 FILL_RINGS = 2  # ... only in the triangles with a vertex within this many mesh edges of the face outline
 FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair); held-out yaw
 # pairs 19.589 against 19.625 dB, and the filled skin meets the hair in a staircase
@@ -196,7 +190,7 @@ class WarpRenderer:
     ``feather`` (0; 0.03 before session 31) width of the fade from the far cheek onto the outer layer, as a
     fraction of S (it drew a dotted light line along the far cheek: ``_fade_far_cheek``);
     ``fill_stretched`` (True, or a (from, full) pair of stretch factors) inpaints face triangles near the outline
-    stretched past what the portrait shows; ``prefilter`` (True) samples compressed triangles from a blurred portrait;
+    stretched past what the portrait shows;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
     ``lids`` ("skin") slides the portrait's upper lid down over the eye; "painted" covers a closing eye with smoothed
@@ -208,8 +202,7 @@ class WarpRenderer:
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
                  feather: float = 0.0, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
-                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True,
-                 prefilter: bool = True):
+                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
@@ -218,7 +211,6 @@ class WarpRenderer:
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
-        self._prefilter = bool(prefilter)
         self._mirrored = None  # per face triangle, the mirror's weight in the last render (far_side=True)
         self._fill_from, self._fill_full = (FILL_FROM, FILL_FULL) if fill_stretched is True else (
             fill_stretched or (0.0, 0.0))
@@ -408,8 +400,6 @@ class WarpRenderer:
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
         out = cv2.remap(self.image if texture is None else texture, m1, m2, cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
-        if self._prefilter:
-            self._prefilter_compressed(out, self.image if texture is None else texture, mx, my, idmap, coef, dst_tri)
 
         self._mirrored = None
         if self._mirror_src_tri is not False:
@@ -577,50 +567,6 @@ class WarpRenderer:
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
 
-    def _prefilter_compressed(self, out, src, mx, my, idmap, coef, dst_tri) -> None:
-        """Pixels of compressed triangles (source pixels per target pixel, the larger singular value, past
-        ``PRE_FROM``) resampled from the portrait blurred by ``PRE_SIGMA``, blended in up to ``PRE_FULL``: a
-        prefilter against the aliasing of one bilinear sample standing for several source pixels."""
-        lin = coef[:-1].astype(np.float64)
-        a, b, c, d = lin[:, 0], lin[:, 1], lin[:, 3], lin[:, 4]
-        sq = a * a + b * b + c * c + d * d
-        det = a * d - b * c
-        smax = np.sqrt(0.5 * (sq + np.sqrt(np.maximum(sq * sq - 4.0 * det * det, 0.0))))
-        t = np.clip(np.log2(np.maximum(smax, 1e-6) / PRE_FROM) / math.log2(PRE_FULL / PRE_FROM), 0.0, 1.0)
-        sel = t > 0
-        if not sel.any():
-            return
-        s = self.size
-        p = dst_tri[sel].reshape(-1, 2)
-        x0, y0 = (max(int(v) - 1, 0) for v in np.floor(p.min(0)))
-        x1, y1 = (min(int(v) + 2, s) for v in np.ceil(p.max(0)))
-        if x1 <= x0 or y1 <= y0:
-            return
-        w = np.zeros(len(coef), np.float32)
-        w[:-1] = t * t * (3.0 - 2.0 * t)
-        wr = np.take(w, idmap[y0:y1, x0:x1], mode="clip")
-        ys, xs = np.nonzero(wr > 0)
-        if len(ys) == 0:
-            return
-        sx, sy = mx[y0:y1, x0:x1][ys, xs], my[y0:y1, x0:x1][ys, xs]
-        h = src.shape[0]
-        pad = int(3 * PRE_SIGMA) + 2
-        u0, v0 = max(int(sx.min()) - pad, 0), max(int(sy.min()) - pad, 0)
-        u1, v1 = min(int(sx.max()) + pad + 1, h), min(int(sy.max()) + pad + 1, h)
-        if u1 <= u0 or v1 <= v0:
-            return
-        soft = cv2.GaussianBlur(src[v0:v1, u0:u1], (0, 0), PRE_SIGMA)
-        m = len(ys)
-        rows = -(-m // 256)  # remap's maps as (rows, 256): a map may not be wider than 32767
-        qx = np.zeros(rows * 256, np.float32)
-        qy = np.zeros(rows * 256, np.float32)
-        qx[:m], qy[:m] = sx - u0, sy - v0
-        samp = cv2.remap(soft, qx.reshape(rows, 256), qy.reshape(rows, 256), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:m]
-        region = out[y0:y1, x0:x1]
-        wa = wr[ys, xs][:, None]
-        region[ys, xs] = (region[ys, xs] * (1.0 - wa) + samp * wa + 0.5).astype(np.uint8)
-
     def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
         """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
         turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
@@ -672,9 +618,11 @@ class WarpRenderer:
             a = cv2.GaussianBlur(wr, (0, 0), 1.0)
             if FILL_FROM_FACE:
                 a *= face
-            ys, xs = np.nonzero(a > 0.004)
-            a = a[ys, xs][:, None]
-            roi[ys, xs] = (roi[ys, xs] * (1.0 - a) + filled[ys, xs] * a + 0.5).astype(np.uint8)
+            a = a[..., None]
+            f = roi.astype(np.float32)
+            f += (filled.astype(np.float32) - f) * a
+            f += 0.5
+            roi[:] = f.astype(np.uint8)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
         """Per-pixel unreliability: 1 where the source triangle was stretched >= ~3x (or flipped), 0 where not."""
