@@ -330,18 +330,19 @@ def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, ren
         assert not (changed & ~near).any()
         return changed.sum()
 
-    flat = WarpRenderer(img, mesh, far_side=False)
+    # (the stretched-cheek fill off in both: it fills from 1.6x, and around mirrored pixels it fills differently)
+    flat = WarpRenderer(img, mesh, far_side=False, fill_stretched=False)
     for yaw in (-25, 25):   # anne is nearly frontal: her sides are stretched alike, the mirror barely comes in
         target = rotate_mesh(mesh, yaw=yaw)
-        only_where_stretched(*WarpRenderer(img, mesh, far_side=True).render(target, return_aux=True),
-                             flat.render(target))
+        only_where_stretched(*WarpRenderer(img, mesh, far_side=True, fill_stretched=False).render(
+            target, return_aux=True), flat.render(target))
     # a portrait turned 25 deg (anne warped, its mesh measured again) turned back to frontal: the far cheek's
     # triangles are stretched, and only there the mirrored near side comes in
     turned = flat.render(rotate_mesh(mesh, yaw=25))
     tm = _measure(detector, turned)
     target = rotate_mesh(tm, yaw=-25)
-    n = only_where_stretched(*WarpRenderer(turned, tm, far_side=True).render(target, return_aux=True),
-                             WarpRenderer(turned, tm, far_side=False).render(target))
+    n = only_where_stretched(*WarpRenderer(turned, tm, far_side=True, fill_stretched=False).render(
+        target, return_aux=True), WarpRenderer(turned, tm, far_side=False, fill_stretched=False).render(target))
     assert n > 50
 
 
@@ -430,10 +431,10 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
     on, off = WarpRenderer(img, mesh), WarpRenderer(img, mesh, fill_stretched=False)
     assert (on.render(mesh) == img).all()   # target == source: nothing stretched, nothing filled
     # a nearly frontal render is (nearly) unchanged: anne's outline triangles are edge-on slivers, so a 1 deg turn
-    # already stretches a few of them 2x (29 pixels moved by <= 2 levels: the fill's feather)
+    # already stretches a few of them past FILL_FROM (1.6x): 41 pixels at the outline moved by <= 7 levels
     small = rotate_mesh(mesh, yaw=1)
     d = np.abs(on.render(small).astype(int) - off.render(small)).max(2)
-    assert (d > 0).sum() <= 60 and d.max() <= 3
+    assert (d > 0).sum() <= 60 and d.max() <= 10
     target = rotate_mesh(mesh, yaw=-30)
     a, b = on.render(target), off.render(target)
     changed = (a != b).any(2)

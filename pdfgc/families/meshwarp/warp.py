@@ -32,8 +32,8 @@ One render, all at the output resolution S:
    squeezed get a small blur, as the portrait's own edges had. (A fade of the face onto the band beneath it,
    ``feather``, is off: it drew the band's hidden outline as a dotted line along the far cheek.) Face triangles
    within ``FILL_RINGS`` edges of the outline stretched past ``FILL_FROM`` (the edge-on cheek of a portrait turned
-   toward the camera: one source column spread over tens of pixels, horizontal streaks) are inpainted from their
-   surroundings (``_fill_stretched``, README "Real pixels", far side).
+   toward the camera: one source column spread over tens of pixels, horizontal streaks) are filled with a smooth
+   field from their surroundings (``_fill_stretched``, README "Real pixels", far side).
 4. Eyes (``eyes.py``): the iris as a rigid disc over a white with the iris inpainted away, clipped by the target lid
    opening; a closing upper lid slid down from the portrait's own (``lids="skin"``, the default; ``"painted"`` and
    ``"sheet"`` opt-in, ``lids.py``, README "Real pixels").
@@ -83,11 +83,18 @@ __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
 # face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
-# FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold
-FILL_FROM, FILL_FULL = 2.0, 4.0
-FILL_RINGS = 2  # ... only in the triangles with a vertex within this many mesh edges of the face outline
-FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair); held-out yaw
-# pairs 19.589 against 19.625 dB, and the filled skin meets the hair in a staircase
+# FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold,
+# only in the triangles with a vertex within FILL_RINGS mesh edges of the face outline, by a normalised Gaussian of
+# the known pixels around them (sigma FILL_SMOOTH px at 224; 0: cv2.inpaint Telea). Chosen on turned-head pairs of
+# 40 training clips (306 pairs, benchmarks/results/meshwarp/farside_s31.md): face PSNR 20.994 dB unfilled, 21.085
+# Telea from 2x, 21.118 smoothed (10 px) from 2x, 21.132-21.137 from 1.6x (sigma 6-10; 1.4x or a full fill at 2.4x:
+# 21.05-21.07)
+FILL_FROM, FILL_FULL, FILL_RINGS, FILL_SMOOTH = 1.6, 3.2, 2, 8.0
+# pixels filled where the weight passes FILL_HOLE, blended by the weight blurred FILL_EDGE px (at 224): (0.05, 3)
+# hides the creases where the fill meets lightly stretched skin but scored 21.052 dB on the training pairs
+FILL_HOLE, FILL_EDGE = 0.5, 1.0
+FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair): 21.110 against
+# 21.132 dB on the training pairs, and the filled skin meets the hair in a staircase (the face a cut-out mask)
 
 
 class WarpInputError(InputError, ValueError):
@@ -570,9 +577,10 @@ class WarpRenderer:
     def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
         """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
         turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
-        hair colour) filled from their surroundings instead (cv2.inpaint, Telea), fading in from a ``FILL_FROM``-fold
-        to a ``FILL_FULL``-fold stretch: the cheek's skin continued outward to the band's hair, a smooth field. Only
-        triangles near the outline (``FILL_RINGS``); each side of the face in its own box (cost ~ the boxes)."""
+        hair colour) filled from their surroundings instead (a normalised Gaussian of the known pixels, sigma
+        ``FILL_SMOOTH``; or cv2.inpaint, Telea), fading in from a ``FILL_FROM``-fold to a ``FILL_FULL``-fold stretch:
+        the cheek's skin blended outward into the band's hair, a smooth field. Only triangles near the outline
+        (``FILL_RINGS``); each side of the face in its own box, filled at 1/2-1/4 of the size (cost ~ the boxes)."""
         nf = self._n_face
         st = stretch_of(coef[:nf])
         cand = self._fill_tris & (st > self._fill_from)
@@ -601,7 +609,7 @@ class WarpRenderer:
                 continue
             ids_roi = idmap[y0:y1, x0:x1]
             wr = np.take(w, ids_roi, mode="clip")
-            hole = (wr > 0.5).astype(np.uint8)
+            hole = (wr > FILL_HOLE).astype(np.uint8)
             if not hole.any():
                 continue
             face = ids_roi < nf
@@ -614,8 +622,16 @@ class WarpRenderer:
             sh, sw = max(h // k, 1), max(wd // k, 1)
             small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
             hs = (cv2.resize(hole * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 40).astype(np.uint8)
-            filled = cv2.resize(cv2.inpaint(small, hs, 2, cv2.INPAINT_TELEA), (wd, h), interpolation=cv2.INTER_LINEAR)
-            a = cv2.GaussianBlur(wr, (0, 0), 1.0)
+            if FILL_SMOOTH:  # normalised convolution: the known pixels' colours averaged over ~the hole's width
+                known = (1.0 - hs.astype(np.float32))[..., None]
+                sig = FILL_SMOOTH * s / 224.0 / k
+                num = cv2.GaussianBlur(small.astype(np.float32) * known, (0, 0), sig)
+                den = cv2.GaussianBlur(known, (0, 0), sig)[..., None]
+                sm = np.where(hs[..., None] > 0, num / np.maximum(den, 1e-4), small).astype(np.uint8)
+            else:
+                sm = cv2.inpaint(small, hs, 2, cv2.INPAINT_TELEA)
+            filled = cv2.resize(sm, (wd, h), interpolation=cv2.INTER_LINEAR)
+            a = cv2.GaussianBlur(wr, (0, 0), FILL_EDGE * s / 224.0)
             if FILL_FROM_FACE:
                 a *= face
             a = a[..., None]
