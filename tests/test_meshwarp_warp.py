@@ -449,5 +449,6 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
         cv2.fillConvexPoly(m, np.round(dst[k]).astype(np.int32), 1)
     near = cv2.dilate(m, np.ones((7, 7), np.uint8)) > 0
     assert not (changed & ~near).any()
-    # never the eyes, brows, nose or lips
-    assert not on._fill_tris[np.isin(on._face_tris, [1, 4, 13, 14, 33, 133, 263, 362, 61, 291]).any(1)].any()
+    # never the eyes, nose or lips (the brows' outer ends reach the temples: they may be)
+    assert not on._fill_tris[np.isin(on._face_tris, [1, 4, 13, 14, 33, 133, 159, 145, 263, 362, 386, 374, 61, 291, 0,
+                                                     17]).any(1)].any()

@@ -84,15 +84,16 @@ _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
 # face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
 # FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold,
-# only in the triangles with a vertex within FILL_RINGS mesh edges of the face outline, by a normalised Gaussian of
-# the known pixels around them (sigma FILL_SMOOTH px at 224; 0: cv2.inpaint Telea). Chosen on turned-head pairs of
-# 40 training clips (306 pairs, benchmarks/results/meshwarp/farside_s31.md): face PSNR 20.994 dB unfilled, 21.085
-# Telea from 2x, 21.118 smoothed (10 px) from 2x, 21.132-21.137 from 1.6x (sigma 6-10; 1.4x or a full fill at 2.4x:
-# 21.05-21.07)
-FILL_FROM, FILL_FULL, FILL_RINGS, FILL_SMOOTH = 1.6, 3.2, 2, 8.0
-# pixels filled where the weight passes FILL_HOLE, blended by the weight blurred FILL_EDGE px (at 224): (0.05, 3)
-# hides the creases where the fill meets lightly stretched skin but scored 21.052 dB on the training pairs
-FILL_HOLE, FILL_EDGE = 0.5, 1.0
+# only in the triangles with a vertex within FILL_RINGS mesh edges of the face outline (none near the eyes or lips),
+# by a normalised Gaussian of the known pixels around them (sigma FILL_SMOOTH px at 224; 0: cv2.inpaint Telea);
+# pixels filled where the weight passes FILL_HOLE, blended by the weight blurred FILL_EDGE px (at 224).
+# Chosen on turned-head pairs of 40 training clips (306 pairs, benchmarks/results/meshwarp/farside_s31.md), face
+# PSNR: 20.994 dB unfilled; 21.085 Telea from 2x (2 rings, hole 0.5, edge 1); 21.118 smoothed (10 px) from 2x;
+# 21.132-21.137 from 1.6x (sigma 6-10; 1.4x or a full fill at 2.4x: 21.05-21.07); 4 / 6 rings 21.144 / 21.154 and
+# with hole 0.3, edge 1.5 (6 rings) 21.135-21.136: the creases where the fill met lightly stretched skin faded
+# (hole 0.05 / edge 3: 21.052, smoother still)
+FILL_FROM, FILL_FULL, FILL_RINGS, FILL_SMOOTH = 1.6, 3.2, 6, 8.0
+FILL_HOLE, FILL_EDGE = 0.3, 1.5
 FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair): 21.110 against
 # 21.132 dB on the training pairs, and the filled skin meets the hair in a staircase (the face a cut-out mask)
 
@@ -323,14 +324,21 @@ class WarpRenderer:
         self._inner_tris = wound(tri[~keep])
 
     def _near_outline(self, rings: int) -> np.ndarray:
-        """(898,) bool: face triangles with a vertex within ``rings`` mesh edges of the face outline (the cheeks'
-        and jaw's edge; never the eyes, brows, nose or lips)."""
+        """(898,) bool: face triangles with a vertex within ``rings`` mesh edges of the face outline (the cheeks,
+        temples and jaw), none within one edge of an eye's or the lips' contour."""
         tris = self._face_tris
+
+        def grow(mask, n):
+            for _ in range(n):
+                mask[tris[mask[tris].any(1)].ravel()] = True
+            return mask
+
         near = np.zeros(NUM_POINTS, bool)
         near[topology.face_oval()] = True
-        for _ in range(rings):
-            near[tris[near[tris].any(1)].ravel()] = True
-        return near[tris].any(1)
+        keep = np.zeros(NUM_POINTS, bool)
+        keep[[*EYE_UPPER[0], *EYE_UPPER[1], *EYE_LOWER[0], *EYE_LOWER[1], *LIP_UPPER, *LIP_LOWER, *LIP_OUTER_UPPER,
+              *LIP_OUTER_LOWER]] = True
+        return grow(near, rings)[tris].any(1) & ~grow(keep, 1)[tris].any(1)
 
     def _src_vertices(self) -> np.ndarray:
         """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
