@@ -1,6 +1,7 @@
 """Issue 19's figures: the warp's real mouth interiors, lids and far side against today's warp, on held-out people.
 
     python benchmarks/meshwarp_pixels_eval.py [--data ../prepared_corpus] [--every 1] [--yaw-pairs 8]
+    python benchmarks/meshwarp_pixels_eval.py --yaw-only [--train-yaw]   # the turned-head pairs only (~10 / ~30 s)
 
 Pairs (``refine_train.choose_pairs`` with the refiner eval's seed, so the same 415 held-out self-reenactment pairs
 of 13 people; ``--every k`` keeps every k-th): the clip's neutral source frame warped to a target frame of the same
@@ -70,6 +71,35 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
             for t in dict.fromkeys(pick.tolist()):  # both ways: frontal -> turned, and turned -> frontal
                 turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
     return plan, turned, corpus
+
+
+def train_yaw_pairs(data: Path, yaw_pairs: int = 4, max_clips: int = 40):
+    """The turned-head rule of ``heldout_pairs`` on the first ``max_clips`` TRAINING clips with such frames (for
+    choosing settings without the held-out people): 306 pairs with the defaults."""
+    from pdfgc.families.meshwarp.refine_train import corpus_people
+
+    people, corpus = corpus_people(data)
+    turned, n = [], 0
+    for info, ident, held in people:
+        if held:
+            continue
+        arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "pose.npy"))
+        valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
+        idx = np.flatnonzero(valid)
+        if len(idx) < 4:
+            continue
+        yaw = arrays["pose.npy"][:, 0].astype(np.float64)
+        s = int(idx[np.argmin(np.abs(yaw[idx]))])
+        d = np.abs(yaw[idx] - yaw[s])
+        cand = idx[(d >= 15) & (d <= 30)]
+        if len(cand):
+            pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
+            for t in dict.fromkeys(pick.tolist()):
+                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
+            n += 1
+            if n >= max_clips:
+                break
+    return turned, corpus
 
 
 def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
@@ -176,6 +206,8 @@ def main() -> None:
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
     ap.add_argument("--eyes-only", action="store_true",
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
+    ap.add_argument("--train-yaw", action="store_true",
+                    help="with --yaw-only: the turned-head pairs of 40 TRAINING clips instead (for choosing settings)")
     ap.add_argument("--yaw-only", action="store_true",
                     help="only the turned-head pairs (no self-reenactment, no identity), plus the shipped default")
     ap.add_argument("--lids", default=None,
@@ -197,6 +229,10 @@ def main() -> None:
     from pdfgc.media.face import FaceMeshDetector
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
+    if args.train_yaw:
+        turned, corpus = train_yaw_pairs(args.data)
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval_yaw.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_yaw_train.json"
     plan = [] if args.yaw_only else plan[::args.every]
     variants = {"today": BASELINE, "new": NEW}
     if args.lids:   # the new variant with each of these lids instead ("new_<lids>")
