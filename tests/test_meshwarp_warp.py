@@ -431,7 +431,7 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
     on, off = WarpRenderer(img, mesh), WarpRenderer(img, mesh, fill_stretched=False)
     assert (on.render(mesh) == img).all()   # target == source: nothing stretched, nothing filled
     # a nearly frontal render is (nearly) unchanged: anne's outline triangles are edge-on slivers, so a 1 deg turn
-    # already stretches a few of them past FILL_FROM (1.6x): 41 pixels at the outline moved by <= 7 levels
+    # already stretches a few of them past FILL_FROM (1.6x): 45 pixels at the outline moved by <= 4 levels
     small = rotate_mesh(mesh, yaw=1)
     d = np.abs(on.render(small).astype(int) - off.render(small)).max(2)
     assert (d > 0).sum() <= 60 and d.max() <= 10
@@ -447,7 +447,7 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
     m = np.zeros(img.shape[:2], np.uint8)
     for k in np.flatnonzero((st >= FILL_FROM) & on._fill_tris):
         cv2.fillConvexPoly(m, np.round(dst[k]).astype(np.int32), 1)
-    near = cv2.dilate(m, np.ones((7, 7), np.uint8)) > 0
+    near = cv2.dilate(m, np.ones((11, 11), np.uint8)) > 0  # the feather, made at half size: <= 5 px
     assert not (changed & ~near).any()
     # never the eyes, nose or lips (the brows' outer ends reach the temples: they may be)
     assert not on._fill_tris[np.isin(on._face_tris, [1, 4, 13, 14, 33, 133, 159, 145, 263, 362, 386, 374, 61, 291, 0,
