@@ -1,6 +1,7 @@
 """Issue 19's figures: the warp's real mouth interiors, lids and far side against today's warp, on held-out people.
 
     python benchmarks/meshwarp_pixels_eval.py [--data ../prepared_corpus] [--every 1] [--yaw-pairs 8]
+    python benchmarks/meshwarp_pixels_eval.py --yaw-only [--train-yaw]   # the turned-head pairs only (~10 / ~30 s)
 
 Pairs (``refine_train.choose_pairs`` with the refiner eval's seed, so the same 415 held-out self-reenactment pairs
 of 13 people; ``--every k`` keeps every k-th): the clip's neutral source frame warped to a target frame of the same
@@ -70,6 +71,35 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
             for t in dict.fromkeys(pick.tolist()):  # both ways: frontal -> turned, and turned -> frontal
                 turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
     return plan, turned, corpus
+
+
+def train_yaw_pairs(data: Path, yaw_pairs: int = 4, max_clips: int = 40):
+    """The turned-head rule of ``heldout_pairs`` on the first ``max_clips`` TRAINING clips with such frames (for
+    choosing settings without the held-out people): 306 pairs with the defaults."""
+    from pdfgc.families.meshwarp.refine_train import corpus_people
+
+    people, corpus = corpus_people(data)
+    turned, n = [], 0
+    for info, ident, held in people:
+        if held:
+            continue
+        arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "pose.npy"))
+        valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
+        idx = np.flatnonzero(valid)
+        if len(idx) < 4:
+            continue
+        yaw = arrays["pose.npy"][:, 0].astype(np.float64)
+        s = int(idx[np.argmin(np.abs(yaw[idx]))])
+        d = np.abs(yaw[idx] - yaw[s])
+        cand = idx[(d >= 15) & (d <= 30)]
+        if len(cand):
+            pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
+            for t in dict.fromkeys(pick.tolist()):
+                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
+            n += 1
+            if n >= max_clips:
+                break
+    return turned, corpus
 
 
 def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
@@ -176,10 +206,18 @@ def main() -> None:
     ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
     ap.add_argument("--eyes-only", action="store_true",
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
+    ap.add_argument("--train-yaw", action="store_true",
+                    help="with --yaw-only: the turned-head pairs of 40 TRAINING clips instead (for choosing settings)")
+    ap.add_argument("--yaw-only", action="store_true",
+                    help="only the turned-head pairs (no self-reenactment, no identity), plus the shipped default")
     ap.add_argument("--lids", default=None,
                     help="comma-separated lids for the new variant, one variant each (painted, sheet, skin)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
+    if args.yaw_only:
+        args.no_identity = True
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_yaw.json"
     if args.eyes_only:
         args.no_identity, args.yaw_pairs = True, 0
         if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval.json":
@@ -191,10 +229,16 @@ def main() -> None:
     from pdfgc.media.face import FaceMeshDetector
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
-    plan = plan[::args.every]
+    if args.train_yaw:
+        turned, corpus = train_yaw_pairs(args.data)
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval_yaw.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_yaw_train.json"
+    plan = [] if args.yaw_only else plan[::args.every]
     variants = {"today": BASELINE, "new": NEW}
     if args.lids:   # the new variant with each of these lids instead ("new_<lids>")
         variants = {"today": BASELINE, **{f"new_{k}": {**NEW, "lids": k} for k in args.lids.split(",")}}
+    if args.yaw_only:
+        variants["default"] = {}
     if args.refiner:
         variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
     enc = None
@@ -204,7 +248,7 @@ def main() -> None:
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         print(f"self-reenactment: {len(plan)} held-out pairs")
         res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc,
-                                            closed_only=args.eyes_only)}
+                                            closed_only=args.eyes_only)} if plan else {}
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
         res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,

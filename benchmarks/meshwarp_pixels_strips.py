@@ -10,6 +10,7 @@ and lids, no mirrored far side, replicated crop borders) above the new default, 
                      the head shot, Macron.png (512 px) and two darker-skinned faces from the corpus's stills
                      (``--eyes-only`` writes just this one)
   pixels_yaw.png     yaw -30 .. +30 in 10 deg steps: anne.png, and anne turned 25 deg (so one side is hidden)
+                     (``--yaw-only`` writes just this one)
   pixels_tight.png   a tight 256 px head shot (edtalk/crop_identity_source.jpg), the default command's layout
   pixels_bank.png    every entry of the mouth bank (or of ``--bank FILE``, e.g. one built with ``mouth_bank --all``),
                      a row per person, ordered by opening
@@ -106,11 +107,30 @@ def bank_sheet(path: Path, bank_file: Path | None = None) -> None:
     save(path, rows)
 
 
+def yaw_strip(path: Path, shot, det, before: dict, after: dict) -> None:
+    """yaw -30 .. +30: the portrait, and the portrait turned 25 deg by the renderer (measured again) turned back."""
+    from pdfgc.families.meshwarp.warp import WarpRenderer, rotate_mesh
+
+    rows = []
+    name, img, mesh = shot
+    flat = WarpRenderer(img, mesh, **before)
+    turned = flat.render(rotate_mesh(mesh, yaw=25))
+    tmesh = det.detect(turned)[0]
+    for nm, im, me in ((name, img, mesh), (name + " turned 25", turned, tmesh)):
+        for tag, kw in (("today", before), ("new", after)):
+            r = WarpRenderer(im, me, **kw)
+            rows.append(np.concatenate([label(cv2.resize(r.render(rotate_mesh(me, yaw=y)), (176, 176),
+                                                         interpolation=cv2.INTER_AREA), f"{tag} yaw {y:+d}")
+                                        for y in range(-30, 31, 10)], 1))
+    save(path, rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/meshwarp")
     ap.add_argument("--bank", type=Path, default=None, help="the bank file for pixels_bank.png (default: shipped)")
     ap.add_argument("--eyes-only", action="store_true", help="only pixels_eyes.png")
+    ap.add_argument("--yaw-only", action="store_true", help="only pixels_yaw.png")
     args = ap.parse_args()
     import torch
 
@@ -120,7 +140,7 @@ def main() -> None:
 
     from pdfgc.controls.explicit import EmotionControl, PoseControl
     from pdfgc.families.meshwarp.model import crop_at, render_size
-    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth, rotate_mesh
+    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth
     from pdfgc.media.face import FaceMeshDetector
     from pdfgc.pipeline import TalkingHeadPipeline
     from pdfgc.weights import load_model
@@ -149,6 +169,10 @@ def main() -> None:
         eyes_strip(args.out / "pixels_eyes.png", big + more)
         return
 
+    if args.yaw_only:
+        yaw_strip(args.out / "pixels_yaw.png", shots[0], det, BASELINE, NEW)
+        return
+
     rows = []
     for name, img, mesh in shots:
         for tag, kw in (("today", BASELINE), ("new", NEW)):
@@ -168,18 +192,7 @@ def main() -> None:
             rows.append(np.concatenate(tiles, 1))
     save(args.out / "pixels_eyes.png", rows)
 
-    rows = []
-    name, img, mesh = shots[0]
-    flat = WarpRenderer(img, mesh, **BASELINE)
-    turned = flat.render(rotate_mesh(mesh, yaw=25))
-    tmesh = det.detect(turned)[0]
-    for nm, im, me in ((name, img, mesh), (name + " turned 25", turned, tmesh)):
-        for tag, kw in (("today", BASELINE), ("new", NEW)):
-            r = WarpRenderer(im, me, **kw)
-            rows.append(np.concatenate([label(cv2.resize(r.render(rotate_mesh(me, yaw=y)), (176, 176),
-                                                         interpolation=cv2.INTER_AREA), f"{tag} yaw {y:+d}")
-                                        for y in range(-30, 31, 10)], 1))
-    save(args.out / "pixels_yaw.png", rows)
+    yaw_strip(args.out / "pixels_yaw.png", shots[0], det, BASELINE, NEW)
 
     # speech with each emotion label, through the pipeline (today: the plan's renderer swapped for the baseline)
     from pdfgc.options import AnimateOptions

@@ -330,18 +330,19 @@ def test_mirrored_far_side_only_where_the_warp_has_no_pixels(detector, anne, ren
         assert not (changed & ~near).any()
         return changed.sum()
 
-    flat = WarpRenderer(img, mesh, far_side=False)
+    # (the stretched-cheek fill off in both: it fills from 1.6x, and around mirrored pixels it fills differently)
+    flat = WarpRenderer(img, mesh, far_side=False, fill_stretched=False)
     for yaw in (-25, 25):   # anne is nearly frontal: her sides are stretched alike, the mirror barely comes in
         target = rotate_mesh(mesh, yaw=yaw)
-        only_where_stretched(*WarpRenderer(img, mesh, far_side=True).render(target, return_aux=True),
-                             flat.render(target))
+        only_where_stretched(*WarpRenderer(img, mesh, far_side=True, fill_stretched=False).render(
+            target, return_aux=True), flat.render(target))
     # a portrait turned 25 deg (anne warped, its mesh measured again) turned back to frontal: the far cheek's
     # triangles are stretched, and only there the mirrored near side comes in
     turned = flat.render(rotate_mesh(mesh, yaw=25))
     tm = _measure(detector, turned)
     target = rotate_mesh(tm, yaw=-25)
-    n = only_where_stretched(*WarpRenderer(turned, tm, far_side=True).render(target, return_aux=True),
-                             WarpRenderer(turned, tm, far_side=False).render(target))
+    n = only_where_stretched(*WarpRenderer(turned, tm, far_side=True, fill_stretched=False).render(
+        target, return_aux=True), WarpRenderer(turned, tm, far_side=False, fill_stretched=False).render(target))
     assert n > 50
 
 
@@ -397,3 +398,57 @@ def test_shut_lid_skin_is_lit_like_the_skin_above_its_crease(anne, monkeypatch):
     # the lash row under the margin is not brightened
     below = (u > 0.3) & (u < 0.7) & (t > top + 0.01) & (t < top + 0.08)
     assert np.allclose(lit[below], dark[below])
+
+
+# ---------------------------------------------------------------------------------------------- far side (issue 19)
+
+
+def _band_areas(r, target):
+    from pdfgc.families.meshwarp.warp import _signed_area
+
+    t2, fit = r._depth_corrected(target)
+    vt = r._target_vertices(t2, fit)
+    band = r._tris[r._n_face:r._n_outer]
+    return _signed_area(vt, band), _signed_area(r._src_vertices(), band)
+
+
+@pytest.mark.parametrize("yaw", [-30, -20, -10, 10, 20, 30])
+def test_outer_band_never_folds_when_the_head_turns(anne, renderer, yaw):
+    # the band's rings follow the head's rigid motion with the same depth gain as the outline they start from: no
+    # ring overtakes the next (before the fix the outline residual counted the gain twice: 24 band triangles
+    # folded on anne at -30 deg and the hair behind the near cheek was stretched 2.3x)
+    img, mesh = anne
+    area, src_area = _band_areas(renderer, rotate_mesh(mesh, yaw=yaw))
+    assert (src_area > 0).all()
+    assert (area > 0).all(), f"{(area <= 0).sum()} band triangles folded at yaw {yaw}"
+
+
+def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
+    from pdfgc.families.meshwarp.symmetry import stretch_of
+    from pdfgc.families.meshwarp.warp import FILL_FROM, _affines
+
+    img, mesh = anne
+    on, off = WarpRenderer(img, mesh), WarpRenderer(img, mesh, fill_stretched=False)
+    assert (on.render(mesh) == img).all()   # target == source: nothing stretched, nothing filled
+    # a nearly frontal render is (nearly) unchanged: anne's outline triangles are edge-on slivers, so a 1 deg turn
+    # already stretches a few of them past FILL_FROM (1.6x): 45 pixels at the outline moved by <= 4 levels
+    small = rotate_mesh(mesh, yaw=1)
+    d = np.abs(on.render(small).astype(int) - off.render(small)).max(2)
+    assert (d > 0).sum() <= 60 and d.max() <= 10
+    target = rotate_mesh(mesh, yaw=-30)
+    a, b = on.render(target), off.render(target)
+    changed = (a != b).any(2)
+    assert changed.sum() > 100   # the near cheek of a frontal portrait turned 30 deg: edge-on, stretched
+    # only in (or within the inpaint's feather of) face triangles near the outline stretched >= FILL_FROM
+    t2, fit = on._depth_corrected(target)
+    vt = on._target_vertices(t2, fit)
+    dst = vt[on._face_tris]
+    st = stretch_of(_affines(on._src_tri[:on._n_face], dst))
+    m = np.zeros(img.shape[:2], np.uint8)
+    for k in np.flatnonzero((st >= FILL_FROM) & on._fill_tris):
+        cv2.fillConvexPoly(m, np.round(dst[k]).astype(np.int32), 1)
+    near = cv2.dilate(m, np.ones((11, 11), np.uint8)) > 0  # the feather, made at half size: <= 5 px
+    assert not (changed & ~near).any()
+    # never the eyes, nose or lips (the brows' outer ends reach the temples: they may be)
+    assert not on._fill_tris[np.isin(on._face_tris, [1, 4, 13, 14, 33, 133, 159, 145, 263, 362, 386, 374, 61, 291, 0,
+                                                     17]).any(1)].any()

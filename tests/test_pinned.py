@@ -80,10 +80,16 @@ def test_default_model_frames_are_pinned():
     # the moved disc trimmed to the iris, ``eyes.IRIS_TRIM``; the gaze control moves the iris here): the eye patch
     # of frames 0 and 12 +1.7..+2.1 levels (eye white where TELEA's grey was), frame means +0.03..+0.10; every other
     # value moved by <= 0.2 (benchmarks/results/meshwarp/eyes_s30.md). Recorded with both the lid and the eye change.
+    # Re-recorded after issue 19's far side (session 31: the outer band's outline residual no longer counts the depth
+    # gain twice; stretched cheek triangles near the outline filled from their surroundings; the far cheek's fade
+    # onto the band off, ``feather=0``; yaw 12 here): frame means +0.80..+0.86, stds +0.38..+0.40 (the near cheek's
+    # streaks and the far cheek's dotted light line gone); the patches -0.1..+0.9 levels: the per-portrait pose
+    # calibration renders probes through the warp and reads them back, so every frame's target moves a little with
+    # the render (benchmarks/results/meshwarp/farside_s31.md).
     np.testing.assert_allclose(means, [
-        [[144.47, 119.41, 101.47], [185.57, 126.36, 114.22], [156.79, 126.7, 107.09]],
-        [[155.14, 125.26, 104.64], [181.18, 129.16, 116.7], [156.93, 126.81, 107.21]],
-        [[142.32, 117.05, 98.95], [188.8, 152.82, 136.51], [156.9, 126.82, 107.23]]], rtol=0, atol=0.5)
+        [[145.2, 119.95, 101.89], [186.4, 127.23, 115.12], [156.78, 126.83, 107.24]],
+        [[155.68, 125.77, 105.27], [181.64, 129.55, 117.15], [156.83, 126.87, 107.27]],
+        [[143.18, 117.81, 99.68], [189.45, 153.48, 137.17], [156.54, 126.64, 107.11]]], rtol=0, atol=0.5)
     flat = frames.reshape(3, -1).astype(np.float64)
-    np.testing.assert_allclose(flat.mean(1), [74.529, 74.498, 74.334], rtol=0, atol=0.1)
-    np.testing.assert_allclose(flat.std(1), [83.155, 82.961, 82.984], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.mean(1), [75.387, 75.302, 75.16], rtol=0, atol=0.1)
+    np.testing.assert_allclose(flat.std(1), [83.551, 83.33, 83.362], rtol=0, atol=0.1)

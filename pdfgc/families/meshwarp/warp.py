@@ -18,18 +18,22 @@ One render, all at the output resolution S:
    image border; and the same Delaunay's chords across the face (outline points only), a coarse layer under the
    mesh. A ring point moves by the head's rigid similarity motion evaluated at the point (at its outline point's
    depth) times a raised-cosine weight that falls from 1 at the outline to 0 at ``outer_extent`` outline radii (or
-   the border), plus the outline's own non-rigid motion (a jaw drop) over the inner half of the band: hair, ears
-   and neck follow the head without bending, and the background beyond stays exactly still.
+   the border), plus the outline's own non-rigid motion (a jaw drop; the outline's motion beyond the depth-gained
+   rigid one, so the gain's parallax is not counted twice) over the inner half of the band: hair, ears and neck
+   follow the head without bending, no ring overtakes the next up to 30 deg of yaw (tested), and the background
+   beyond stays exactly still.
 2. A triangle-id map rasterised in painter's order (cv2.fillConvexPoly, quarter-pixel vertices): the chord layer
    and the outer band first (folded ones before the others), then the front-facing face triangles from far to
    near (target z), so the nearest wins; back-facing face triangles are skipped. Per-pixel source positions come
    from per-triangle 2x3 affine maps (target -> source), gathered in one pass, and one fixed-point cv2.remap
    samples the portrait. Pixels of strongly compressed triangles (a cheek turned edge-on) are clamped inside their
    triangle (an extrapolated map would point many pixels away).
-3. Seams: where the face is drawn over the outer band (the far cheek of a turned head, its hidden outline under
-   the face) the face fades onto the band over ``feather`` x S pixels; pixels where the source position jumps
-   between neighbours (occlusion edges) or whose triangle is squeezed get a small blur, as the portrait's own
-   edges had.
+3. Seams: pixels where the source position jumps between neighbours (occlusion edges) or whose triangle is
+   squeezed get a small blur, as the portrait's own edges had. (A fade of the face onto the band beneath it,
+   ``feather``, is off: it drew the band's hidden outline as a dotted line along the far cheek.) Face triangles
+   within ``FILL_RINGS`` edges of the outline stretched past ``FILL_FROM`` (the edge-on cheek of a portrait turned
+   toward the camera: one source column spread over tens of pixels, horizontal streaks) are filled with a smooth
+   field from their surroundings (``_fill_stretched``, README "Real pixels", far side).
 4. Eyes (``eyes.py``): the iris as a rigid disc over a white with the iris inpainted away, clipped by the target lid
    opening; a closing upper lid slid down from the portrait's own (``lids="skin"``, the default; ``"painted"`` and
    ``"sheet"`` opt-in, ``lids.py``, README "Real pixels").
@@ -38,8 +42,8 @@ One render, all at the output resolution S:
    Steps 4 and 5 are ``WarpRenderer.parts``: objects made once per portrait with ``render(target, out, (mx, my),
    aux)`` drawing into the warped frame in place, so the warp core (steps 0-3, 6) knows nothing of eyes or mouths
    and the issue on real pixels can replace either.
-6. Far side (in ``_fade_far_cheek``): face triangles stretched past what the portrait shows take the mirrored
-   near side where it is less stretched (``symmetry.py``).
+6. Far side (``_mirror_far_side``, opt-in ``far_side=True``): face triangles stretched past what the portrait
+   shows take the mirrored near side where it is less stretched (``symmetry.py``).
 
 Identity is exact by construction: with target == source every affine map is the identity, the iris disc lands on
 itself, and neither lids nor mouth are painted. Cost on one core (benchmarks/bench_warp.py, CPU time, targets
@@ -78,6 +82,21 @@ __all__ = ["WarpRenderer", "WarpInputError", "triangles"]
 
 _SHIFT = 2  # fillConvexPoly sub-pixel bits: vertices on a quarter-pixel grid
 _ONE = float(1 << _SHIFT)
+# face triangles stretched past what the portrait shows (``_fill_stretched``): filled from their surroundings from a
+# FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold,
+# only in the triangles with a vertex within FILL_RINGS mesh edges of the face outline (none near the eyes or lips),
+# by a normalised Gaussian of the known pixels around them (sigma FILL_SMOOTH px at 224; 0: cv2.inpaint Telea);
+# pixels filled where the weight passes FILL_HOLE, blended by the weight blurred FILL_EDGE px (at 224).
+# Chosen on turned-head pairs of 40 training clips (306 pairs, benchmarks/results/meshwarp/farside_s31.md), face
+# PSNR: 20.994 dB unfilled; 21.085 Telea from 2x (2 rings, hole 0.5, edge 1); 21.118 smoothed (10 px) from 2x;
+# 21.132-21.137 from 1.6x (sigma 6-10; 1.4x or a full fill at 2.4x: 21.05-21.07); 4 / 6 rings 21.144 / 21.154 and
+# with hole 0.3, edge 1.5 (6 rings) 21.135-21.136: the creases where the fill met lightly stretched skin faded
+# (hole 0.05 / edge 3: 21.052, smoother still)
+FILL_FROM, FILL_FULL, FILL_RINGS, FILL_SMOOTH = 1.6, 3.2, 6, 8.0
+FILL_HOLE, FILL_EDGE = 0.3, 1.5
+FILL_SCALE = 128  # the fill is made at FILL_SCALE / S of the size (at least halved)
+FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair): 21.110 against
+# 21.132 dB on the training pairs, and the filled skin meets the hair in a staircase (the face a cut-out mask)
 
 
 class WarpInputError(InputError, ValueError):
@@ -177,7 +196,10 @@ class WarpRenderer:
     fraction of the band that moves fully before the fade starts; ``depth_gain`` (1.35, see the module
     docstring) is for targets made by rotating the portrait's own mesh (codes.py): pass 1.0 when the target mesh was
     measured on a real frame (refiner training pairs), whose 2-D points already sit where the features are;
-    ``feather`` (0.03) width of the fade from the far cheek onto the outer layer, as a fraction of S;
+    ``feather`` (0; 0.03 before session 31) width of the fade from the far cheek onto the outer layer, as a
+    fraction of S (it drew a dotted light line along the far cheek: ``_fade_far_cheek``);
+    ``fill_stretched`` (True, or a (from, full) pair of stretch factors) inpaints face triangles near the outline
+    stretched past what the portrait shows;
     ``eyes``/``lids``/``mouth`` (True) switch the procedural parts off for debugging; ``mouth="procedural"``
     paints the mouth interior instead of taking it from the shipped bank of real ones (``mouth_bank``);
     ``lids`` ("skin") slides the portrait's upper lid down over the eye; "painted" covers a closing eye with smoothed
@@ -188,8 +210,8 @@ class WarpRenderer:
 
     def __init__(self, image: np.ndarray, mesh: np.ndarray, *, outer_rings: int = 5, outer_extent: float = 2.2,
                  outer_hold: float = 0.0, depth_gain: float = 1.35,
-                 feather: float = 0.03, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
-                 far_side: bool = False):
+                 feather: float = 0.0, eyes: bool = True, lids: bool | str = "skin", mouth: bool = True,
+                 far_side: bool = False, fill_stretched: bool | tuple[float, float] = True):
         self.image = _check_image(image)
         self.mesh = _check_mesh(mesh, "portrait mesh").copy()
         if (outer_rings < 1 or not outer_extent > 1.0 or not 0.0 <= feather < 0.5 or not 0.0 <= outer_hold < 1.0
@@ -198,6 +220,9 @@ class WarpRenderer:
                                  "0.5 <= depth_gain <= 3 and 0 <= feather < 0.5 are needed")
         self.size = s = self.image.shape[0]
         self._mirror_src_tri = None if far_side else False  # symmetry.py, made on the first turned target
+        self._mirrored = None  # per face triangle, the mirror's weight in the last render (far_side=True)
+        self._fill_from, self._fill_full = (FILL_FROM, FILL_FULL) if fill_stretched is True else (
+            fill_stretched or (0.0, 0.0))
         self.depth_gain = float(depth_gain)
         c = self.mesh[RIGID_POINTS].mean(0)
         self._rigid_centre = c
@@ -205,6 +230,7 @@ class WarpRenderer:
         self._face_tris = triangles()
         self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
+        self._fill_tris = self._near_outline(FILL_RINGS)
         self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
         self._n_face = n_face
         self._n_outer = n_face + len(self._outer_tris)  # ids [n_face, n_outer) are the band beyond the outline
@@ -298,6 +324,23 @@ class WarpRenderer:
         # mesh leaves a pixel uncovered (its own folds, triangles edge-on in the portrait)
         self._inner_tris = wound(tri[~keep])
 
+    def _near_outline(self, rings: int) -> np.ndarray:
+        """(898,) bool: face triangles with a vertex within ``rings`` mesh edges of the face outline (the cheeks,
+        temples and jaw), none within one edge of an eye's or the lips' contour."""
+        tris = self._face_tris
+
+        def grow(mask, n):
+            for _ in range(n):
+                mask[tris[mask[tris].any(1)].ravel()] = True
+            return mask
+
+        near = np.zeros(NUM_POINTS, bool)
+        near[topology.face_oval()] = True
+        keep = np.zeros(NUM_POINTS, bool)
+        keep[[*EYE_UPPER[0], *EYE_UPPER[1], *EYE_LOWER[0], *EYE_LOWER[1], *LIP_UPPER, *LIP_LOWER, *LIP_OUTER_UPPER,
+              *LIP_OUTER_LOWER]] = True
+        return grow(near, rings)[tris].any(1) & ~grow(keep, 1)[tris].any(1)
+
     def _src_vertices(self) -> np.ndarray:
         """(478 + outer, 2) source positions of every vertex (iris points included, unused by triangles)."""
         return np.concatenate([self.mesh[:, :2], self._outer_src])
@@ -317,7 +360,10 @@ class WarpRenderer:
         zo = self._rigid_centre[2] + self.depth_gain * (self._outer_z - self._rigid_centre[2])
         p3 = np.concatenate([self._outer_src, zo[:, None]], axis=1)
         moved = (s * p3 @ rot.T + t)[:, :2]
-        own = self.mesh[self._outer_owner]
+        # the outline's rigid motion with the same depth gain as the ring (the target carries the gain's parallax:
+        # measured against the plain rigid motion the residual counted it twice, and the first rings overtook the
+        # next ones on the near side of a turn, a fold, and stretched the hair behind the outline)
+        own = np.concatenate([self.mesh[self._outer_owner, :2], zo[:, None]], axis=1)
         residual = target[self._outer_owner, :2] - (s * own @ rot.T + t)[:, :2]
         outer = (self._outer_src + self._outer_w[:, None] * (moved - self._outer_src)
                  + self._outer_wr[:, None] * residual)
@@ -371,9 +417,14 @@ class WarpRenderer:
         out = cv2.remap(self.image if texture is None else texture, m1, m2, cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
 
+        self._mirrored = None
+        if self._mirror_src_tri is not False:
+            self._mirror_far_side(out, idmap, coef, dst_tri)
         if self._feather:
             self._fade_far_cheek(out, idmap, under, coef, dst_tri)
         seams = self._antialias_seams(out, mx, my, idmap, squeezed)
+        if self._fill_from:
+            self._fill_stretched(out, idmap, coef, dst_tri)
         aux = {k: np.zeros((s, s), np.float32) for k in ("mouth", "eyes", "lids")} if return_aux else None
         for part in self.parts:
             part.render(target, out, (mx, my), aux, texture)
@@ -479,16 +530,23 @@ class WarpRenderer:
         out[ys, xs] = soft[ys - y0, xs - x0]
         return ys, xs
 
-    def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
-        """Blend the face's edge over the outer layer beneath it (only where both exist); first, face triangles
-        stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
+    def _mirror_far_side(self, out, idmap, coef, dst_tri) -> None:
+        """Face triangles stretched past what the portrait shows take the mirrored near side (symmetry.py)."""
         nf = self._n_face
-        if self._mirror_src_tri is not False and stretch_of(coef[:nf]).max() >= STRETCH_FROM:
+        if stretch_of(coef[:nf]).max() >= STRETCH_FROM:
             if self._mirror_src_tri is None:
                 self._mirror_src_tri = self.mesh[mirror_partners(self.mesh)][self._face_tris][..., :2]
             coef_m = _affines(self._mirror_src_tri, dst_tri[:nf])
             w = mirror_weights(coef[:nf], coef_m, np.ones(nf, bool))
-            mirror_fill(self.image, out, idmap, w, coef_m, dst_tri[:nf])
+            if mirror_fill(self.image, out, idmap, w, coef_m, dst_tri[:nf]):
+                self._mirrored = np.where(w >= 0.05, w, 0.0)  # the fill leaves these to the mirror
+
+    def _fade_far_cheek(self, out, idmap, under, coef, dst_tri) -> None:
+        """Blend the face's edge over the outer layer beneath it (only where both exist). Off by default
+        (``feather=0``) since session 31: the layer beneath is the band just outside the portrait's hidden outline,
+        the cheek's own edge against the hair, and blended over the turned face's edge (only at pixels inside their
+        band triangle) it drew a dotted light line along the far cheek."""
+        nf = self._n_face
         face = idmap < nf
         both = face & (under >= nf) & (under < self._n_outer)
         # only a real overlap (the hidden outline well under the face), not the one-pixel seam every edge has
@@ -524,6 +582,80 @@ class WarpRenderer:
         low = cv2.remap(self.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
+
+    def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
+        """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
+        turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
+        hair colour) filled from their surroundings instead (a normalised Gaussian of the known pixels, sigma
+        ``FILL_SMOOTH``; or cv2.inpaint, Telea), fading in from a ``FILL_FROM``-fold to a ``FILL_FULL``-fold stretch:
+        the cheek's skin blended outward into the band's hair, a smooth field. Only triangles near the outline
+        (``FILL_RINGS``); each side of the face in its own box, filled at 1/2-1/4 of the size (cost ~ the boxes)."""
+        nf = self._n_face
+        st = stretch_of(coef[:nf])
+        cand = self._fill_tris & (st > self._fill_from)
+        if not cand.any():
+            return
+        t = np.clip(np.log2(st / self._fill_from) / math.log2(self._fill_full / self._fill_from), 0.0, 1.0)
+        w = np.zeros(len(coef), np.float32)
+        w[:nf] = np.where(cand, t * t * (3.0 - 2.0 * t), 0.0)
+        if self._mirrored is not None:  # where the mirrored near side has real skin for it, it stays
+            w[:nf] *= 1.0 - self._mirrored
+            cand &= w[:nf] > 0
+            if not cand.any():
+                return
+        ids = np.flatnonzero(cand)
+        cx = dst_tri[ids].mean(1)[:, 0]
+        mid = float(dst_tri[:nf, :, 0].mean())
+        s = self.size
+        pad = 6
+        for side in (ids[cx < mid], ids[cx >= mid]):
+            if len(side) == 0:
+                continue
+            p = dst_tri[side].reshape(-1, 2)
+            x0, y0 = (max(int(v) - pad, 0) for v in np.floor(p.min(0)))
+            x1, y1 = (min(int(v) + pad + 1, s) for v in np.ceil(p.max(0)))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            ids_roi = idmap[y0:y1, x0:x1]
+            wr = np.take(w, ids_roi, mode="clip")
+            hole = (wr > FILL_HOLE).astype(np.uint8)
+            if not hole.any():
+                continue
+            face = ids_roi < nf
+            if FILL_FROM_FACE:  # filled from the face's side only: the band's hair beyond the outline is unknown too
+                hole |= (~face).view(np.uint8)
+            roi = out[y0:y1, x0:x1]
+            # the fill is a smooth field: made at ~1/2 (224 px) to ~1/4 (512 px) of the size with its blend weight,
+            # then both scaled back in one resize
+            k = max(2, int(round(s / FILL_SCALE)))
+            h, wd = roi.shape[:2]
+            sh, sw = max(h // k, 1), max(wd // k, 1)
+            small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+            hs = cv2.resize(hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0.16
+            if FILL_SMOOTH:  # normalised convolution: the known pixels' colours averaged over ~the hole's width
+                known = np.where(hs, 0.0, 1.0).astype(np.float32)
+                sig = FILL_SMOOTH * s / 224.0 / k
+                num = cv2.GaussianBlur(small * known[..., None], (0, 0), sig)
+                den = cv2.GaussianBlur(known, (0, 0), sig)
+                sm = np.where(hs[..., None], num / np.maximum(den, 1e-4)[..., None], small)
+            else:
+                sm = cv2.inpaint(small.astype(np.uint8), hs.view(np.uint8), 2, cv2.INPAINT_TELEA).astype(np.float32)
+            a = cv2.resize(wr, (sw, sh), interpolation=cv2.INTER_AREA)
+            a = cv2.GaussianBlur(a, (0, 0), max(FILL_EDGE * s / 224.0 / k, 0.5))
+            if FILL_FROM_FACE:
+                a *= cv2.resize(face.view(np.uint8).astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+            # only the part of the box the weight reaches, blended in C (cv2.blendLinear: per-pixel weights)
+            nz = np.argwhere(a > 0.004)
+            if len(nz) == 0:
+                continue
+            (r0, c0), (r1, c1) = nz.min(0), nz.max(0) + 1
+            r0, c0, r1, c1 = max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, sh), min(c1 + 1, sw)
+            Y0, X0, Y1, X1 = r0 * k, c0 * k, min(r1 * k, h), min(c1 * k, wd)
+            sub = np.ascontiguousarray(roi[Y0:Y1, X0:X1])
+            fill_u8 = cv2.resize(np.clip(sm + 0.5, 0, 255).astype(np.uint8), (wd, h),
+                                 interpolation=cv2.INTER_LINEAR)[Y0:Y1, X0:X1]
+            wa = cv2.resize(a, (wd, h), interpolation=cv2.INTER_LINEAR)[Y0:Y1, X0:X1]
+            roi[Y0:Y1, X0:X1] = cv2.blendLinear(fill_u8, sub, wa, 1.0 - wa)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
         """Per-pixel unreliability: 1 where the source triangle was stretched >= ~3x (or flipped), 0 where not."""
