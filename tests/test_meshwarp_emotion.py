@@ -126,14 +126,19 @@ def test_surprise_parts_the_lips_by_at_most_the_real_resting_opening(anne_mesh, 
 
 def test_surprise_raises_the_upper_lids_and_shows_eye_white_above_the_iris(anne_face, shipped, monkeypatch):
     """AU5: surprise's lid opening (the real faces' median EAR x1.19) raises the upper lids of the mesh; the renderer
-    keeps the iris round and the lid uncovers eye white above it (``eyes.widened``), where the warp alone stretched
-    the iris and the lid margin down over that band; level 0 renders the portrait itself."""
+    keeps the iris round (its hidden top completed) and the lid uncovers eye white beside and above it
+    (``eyes.widened``), where the warp alone stretched the iris and the lid margin over that band; level 0 renders
+    the portrait itself. anne.png at 2x (the raised lid uncovers ~1 px at 224 px)."""
+    import cv2
+
     from pdfgc.families.meshwarp import eyes as EY
     from pdfgc.families.meshwarp.shapes import eye_aspect, poly_mask
     from pdfgc.families.meshwarp.topology import EYE_POLYGONS
     from pdfgc.families.meshwarp.warp import WarpRenderer
     from pdfgc.media.mesh_indices import EYE_UPPER, IRIS
     img, mesh = anne_face
+    img = cv2.resize(img, (2 * len(img), 2 * len(img)), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * 2.0
     pc = C.measure(mesh[None], shipped, reference=None, smooth=False)
     lid = float(shipped.emotion_lid("surprise")[0])
     assert lid > 0.1
@@ -151,18 +156,22 @@ def test_surprise_raises_the_upper_lids_and_shows_eye_white_above_the_iris(anne_
     yy, xx = np.mgrid[0:size, 0:size]
     for e in range(2):
         up = target[list(EYE_UPPER[e]), 1] - mesh[list(EYE_UPPER[e]), 1]
-        assert up[2:-2].mean() < -0.5   # the upper lid rises (pixels; y down)
+        assert up[2:-2].mean() < -1.0   # the upper lid rises (pixels at 2x; y down)
         it = target[list(IRIS[e]), :2]
         c, r = it.mean(0), np.linalg.norm(it[1:] - it[0], axis=1).mean()
+        d = np.hypot(xx - c[0], yy - c[1]) / r
         opening = poly_mask((size, size), target[list(EYE_POLYGONS[e]), :2], (0, 0))
         own = poly_mask((size, size), mesh[list(EYE_POLYGONS[e]), :2], (0, 0))
-        # what the raised lid uncovers over the iris: inside the target's opening, outside the portrait's
-        band = (opening > 0.7) & (own < 0.3) & (np.abs(xx - c[0]) < 0.8 * r) & (yy < c[1])
-        assert band.sum() >= 2, band.sum()
-        sclera = (own > 0.9) & (np.hypot(xx - c[0], yy - c[1]) > 1.6 * r)
+        # what the raised lid uncovers: inside the target's opening, outside the portrait's, above the iris centre
+        new = (opening > 0.7) & (own < 0.3) & (yy < c[1])
+        white_band = new & (d > 1.1) & (d < 1.5)    # just past the iris's edge: eye white
+        iris_band = new & (d < 0.9)                                       # the iris's own top: round, dark
+        assert white_band.sum() >= 3 and iris_band.sum() >= 3, (white_band.sum(), iris_band.sum())
+        sclera = (own > 0.9) & (d > 1.6)
         white = np.median(img[sclera].astype(np.float64) @ lum)
-        assert got[band].mean() > warp_only[band].mean() + 5, (e, got[band].mean(), warp_only[band].mean())
-        assert got[band].mean() > white - 30, (e, got[band].mean(), white)
+        assert got[white_band].mean() > warp_only[white_band].mean() + 25, (e, got[white_band].mean())
+        assert got[white_band].mean() > white - 50, (e, got[white_band].mean(), white)
+        assert got[iris_band].mean() < white - 40, (e, got[iris_band].mean(), white)
 
 
 def test_blends_are_linear_in_the_shapes(anne_mesh, shipped):

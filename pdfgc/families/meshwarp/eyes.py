@@ -68,12 +68,14 @@ def widened(ratio: float) -> float:
     return smoothstep1(WIDE[0], WIDE[1], ratio)
 
 
-def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray,
+                      edges=(IRIS_EDGE_DEFAULT, IRIS_EDGE_DEFAULT)) -> tuple[np.ndarray, np.ndarray]:
     """``iris_tex`` (the portrait with its iris discs completed under the lids) with the iris's part at the lid
     margin completed too, for a widened eye: the disc's pixels that are not clearly inside the opening (the lid
     margin's lashes and shade, which a raised lid would show as a dark band over the iris) taken, as under the
-    lids, from the other side of the iris centre (vertically) where that side is clearly visible; and (S,S) float32
-    where that texture is good (0 where neither side was: the disc leaves the eye white there)."""
+    lids, from the other side of the iris centre (vertically) where that side is clearly visible, else (inside the
+    iris's ``edges``, in mediapipe radii, per eye) the visible iris's mean colour: a round iris; and (S,S) float32
+    where that texture is good (0 outside the iris where neither side was: the disc leaves the eye white there)."""
     out = iris_tex.copy()
     s = image.shape[0]
     good = np.ones((s, s), np.float32)
@@ -87,15 +89,23 @@ def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray)
             continue
         open_m = poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        near = np.hypot(xx - centre[0], yy - centre[1]) <= 1.6 * radius
+        dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
+        near = dist <= 1.6
         vis = (open_m > 0.9) & near
+        inside = dist <= edges[e]
         fy, fx = np.nonzero(near & ~vis)
         ry = np.round(2 * (centre[1] - y0) - fy).astype(int)
         ok = (ry >= 0) & (ry < y1 - y0)
         fy, fx, ry = fy[ok], fx[ok], ry[ok]
         ok = vis[ry, fx]
         out[y0 + fy[ok], x0 + fx[ok]] = image[y0 + ry[ok], x0 + fx[ok]]
-        good[y0 + fy[~ok], x0 + fx[~ok]] = 0.0
+        iris_px = inside[fy, fx] & ~ok
+        if (vis & inside).any():
+            out[y0 + fy[iris_px], x0 + fx[iris_px]] = image[y0:y1, x0:x1][vis & inside].mean(0).astype(np.uint8)
+        else:
+            iris_px[:] = False
+        bad = ~ok & ~iris_px
+        good[y0 + fy[bad], x0 + fx[bad]] = 0.0
         good[y0:y1, x0:x1] = cv2.GaussianBlur(good[y0:y1, x0:x1], (0, 0), 0.5)
     return out, good
 
@@ -523,7 +533,8 @@ class EyeParts:
         if "iris" in parts:
             sl = sub(parts["iris"])
             if wide > 0.0 and self._wide_tex is None:
-                self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh)
+                self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh,
+                                                   [info["edge"] for info in self._eye_src])
             disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my,
                                  self._wide_tex if wide > 0.0 else None)
             # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
