@@ -1,6 +1,7 @@
 """Emotion labels of the mesh-warp family: per-label expression shapes measured on real faces, kept apart from speech.
 
     python -m pdfgc.families.meshwarp.emotion --data PREPARED --into FILE [--exclude M030 ...] [--readback LABELS]
+                                              [--only LABELS]
 
 **What a label is.** For each label, the mean change of a real face between the person's neutral clip and the
 person's clip of that label (``label_offsets``): the upper face (brows, lid rings, cheeks, nose sides) as the
@@ -18,7 +19,11 @@ scaled the labels x1.5-3 until fer read them, which opened the mouth).
 mouth code may not change the inner-lip gaps, drop the chin or move the lips' midline up or down
 (``opening_constraints``): it moves the mouth corners (up, down, out) and the lips' width, never opens the jaw, so
 the mouth's opening stays the speech's (the codes add). A raised upper lip (anger's and disgust's AU10 in the
-measured data) is left out with the midline: once rendered it reads back as an opening.
+measured data) is left out with the midline: once rendered it reads back as an opening. One exception, FACS's AU26
+for surprise ("jaw dropped a little, lips relaxed and parted", ``REST_OPENING``): its resting mouth opens the inner
+lips by the real faces' own resting opening (their least open third against the neutral clip's, +0.010 / +0.012
+face heights for the two actors), the upper lip held and the jaw dropping (``rest_opening``); speech adds to it, so
+under surprise every frame opens by the speech's opening plus that constant.
 
 **Read-back calibration** (``calibrate_readback``, opt-in per label: ``--readback angry,surprise`` or ``all``): the
 face mesh reads a rendered label back smaller than its target mesh asks (the brows at ~0.4), so the emotion code of
@@ -33,7 +38,9 @@ in the canonical frame, the figure the benchmark compares between the model and 
 so it has no offset of its own here.
 
 The command refits the label tensors (``emotion_shape.*``, ``emotion_mouth.*``, ``emotion_lid.*``) of FILE in place
-from a prepared corpus, leaving every other tensor and the metadata's other parts as they are.
+from a prepared corpus, leaving every other tensor and the metadata's other parts as they are; ``--only LABELS``
+rewrites those labels alone (a calibrated label's code depends on the renderer it was calibrated on, so a refit of
+every label on a changed renderer moves labels nobody meant to touch).
 """
 from __future__ import annotations
 
