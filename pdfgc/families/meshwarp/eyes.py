@@ -60,6 +60,10 @@ IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over w
 # stretches the iris with the opening (an oval, no white above it); from WIDE[0] to WIDE[1] x the open eye's EAR the
 # iris disc stays rigid and ends at the iris, the white above and below it the portrait's own (``widened``)
 WIDE = (1.02, 1.08)
+# and its disc ends at the iris's edge (no ring of the portrait's sclera past it, as a moved disc has): the ring
+# drew a pale crescent and dark specks of the lid margin over the white (the face mesh read surprise's eyes on
+# Macron.png x1.02 open with it, x1.08 without; the real faces x1.19)
+WIDE_RING = 0.0
 
 
 def widened(ratio: float) -> float:
@@ -402,7 +406,8 @@ class EyeParts:
         # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
         # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
         moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
-        reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
+        ring = IRIS_RING if tex is None else WIDE_RING
+        reach = IRIS_REACH + moved * (info["edge"] + ring - IRIS_REACH)
         a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
         if tex is not None:   # a widened eye's disc: only where its texture is the iris's own (``wide_iris_texture``)
             a_i = a_i * cv2.remap(tex[1], ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
