@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--closeups-out", default=None, help="the close-up strip's path")
     ap.add_argument("--frames-out", default=None, help="save silent and speaking frames of --labels (npz)")
     ap.add_argument("--compare", nargs="*", default=None, metavar="NPZ", help="close-ups of --frames-out files")
-    ap.add_argument("--compare-out", default=str(OUT / "strip_emotion_compare.png"))
+    ap.add_argument("--compare-out", default=str(OUT / "strip_emotion_compare.jpg"))
     args = ap.parse_args()
     if args.compare:
         write_compare(args.compare, Path(args.compare_out), args.labels)
@@ -344,8 +344,9 @@ def write_strip(pipe, params) -> None:
     from PIL import Image
     # a 256-colour PNG (Floyd-Steinberg dithered): a third of the size, the faces unchanged to the eye
     path = OUT / "strip_emotion_labels.png"
-    Image.fromarray(np.concatenate(rows, 0)).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                      dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+    # JPEG (a 256-colour PNG bands the lips' tones into blotches at 3x)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
+        else Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
     print(f"wrote {path}")
 
 
@@ -449,8 +450,9 @@ def write_compare(files, path: Path, labels=LABELS, zoom: int = 3) -> None:
                 rows.append(np.concatenate(tiles, 1))
     wide = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, wide - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    Image.fromarray(np.concatenate(rows, 0)).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                      dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+    # JPEG (a 256-colour PNG bands the lips' tones into blotches at 3x)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
+        else Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
     print(f"wrote {path}")
 
 
