@@ -6,9 +6,11 @@ the iris is a rigid disc taken from the source iris (completed under the lids by
 iris centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
 A closing upper lid slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the
 portrait's own lid band moved to the target's margin with its lash row, opaque above the margin, plus the painted
-lash line as it shuts. Older variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose
-eye openings are covered with smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own
-lid skin down to the target lid with its lashes flipped under it (``lids.lid_sheet``).
+lash line as it shuts; an eye opened wider than the portrait's (surprise's raised upper lids) keeps its iris round
+with eye white around it (``widened``, with the sliding lid only). Older variants: ``lids="painted"`` blends a
+closing eye toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a painted lash line;
+``lids="sheet"`` stretches the portrait's own lid skin down to the target lid with its lashes flipped under it
+(``lids.lid_sheet``).
 
 The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
 ``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
@@ -475,7 +477,7 @@ class EyeParts:
             return
         if sliding:
             self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
-                              (c_t, r_t, off, w_comp, wide if sliding else 0.0), lid, shut)
+                              (c_t, r_t, off, w_comp, wide), lid, shut)
             return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
