@@ -30,6 +30,11 @@ benchmarks/results/meshwarp/emotion.json (or --json PATH).
   --closeups benchmarks/results/meshwarp/strip_emotion_closeups.png (or --closeups-out PATH): brows and eyes, then
              mouths, of anne.png and Macron.png, every label at level 1, silent; one row per weights file (the
              weights, then each file given: e.g. the plain fit, for a before / after)
+  --frames-out NPZ  anne.png's and Macron.png's frames of --labels (and neutral) at level 1, silent and at two frames
+             of the held-out speech (its least and most open of the first 40), saved for --compare; run it once per
+             code version (PYTHONPATH) and weights, then
+  --compare NPZ [NPZ ...] --compare-out PNG  the eyes and the mouths of those frames at 3x, one row per file (of
+             --labels and neutral)
 """
 from __future__ import annotations
 
@@ -107,7 +112,13 @@ def main() -> int:
     ap.add_argument("--closeups", nargs="*", default=None, metavar="WEIGHTS",
                     help="also write the close-up strip: the weights, then each file given, one row each")
     ap.add_argument("--closeups-out", default=None, help="the close-up strip's path")
+    ap.add_argument("--frames-out", default=None, help="save silent and speaking frames of --labels (npz)")
+    ap.add_argument("--compare", nargs="*", default=None, metavar="NPZ", help="close-ups of --frames-out files")
+    ap.add_argument("--compare-out", default=str(OUT / "strip_emotion_compare.jpg"))
     args = ap.parse_args()
+    if args.compare:
+        write_compare(args.compare, Path(args.compare_out), args.labels)
+        return 0
     torch.set_num_threads(args.threads)
     global RATIOS
     RATIOS = False if args.ratios == "none" else args.ratios
@@ -210,6 +221,10 @@ def main() -> int:
                 R["speed"][name] = max(R["speed"].get(name, 0.0), k / (time.perf_counter() - t0))
         print(f"speed (render only, 224 px): {R['speed']}", flush=True)
 
+    if args.frames_out:
+        save_frames(pipe, [k for k in args.labels if k in params.emotion_shapes], Path(args.frames_out))
+        if set(args.skip) >= {"fer", "regions", "driving", "speed"}:
+            return 0
     if len(R) > 4:   # something was measured (not only --strip)
         path = Path(args.json) if args.json else OUT / "emotion.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,8 +344,9 @@ def write_strip(pipe, params) -> None:
     from PIL import Image
     # a 256-colour PNG (Floyd-Steinberg dithered): a third of the size, the faces unchanged to the eye
     path = OUT / "strip_emotion_labels.png"
-    Image.fromarray(np.concatenate(rows, 0)).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                      dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+    # JPEG (a 256-colour PNG bands the lips' tones into blotches at 3x)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
+        else Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
     print(f"wrote {path}")
 
 
@@ -377,6 +393,66 @@ def write_closeups(sets, path: Path, width: int = 260) -> None:
                 rows.append(np.concatenate(tiles, 1))
     sep = np.full((6, eyes[0].shape[1], 3), 255, np.uint8)
     Image.fromarray(np.concatenate(eyes + [sep] + mouths, 0)).save(path, optimize=True)
+    print(f"wrote {path}")
+
+
+def save_frames(pipe, labels, path: Path) -> None:
+    """--frames-out: per strip portrait and label (neutral first) at level 1, the silent frame and two frames of
+    the held-out speech (the least and the most open of its first 40 frames without a label)."""
+    from pdfgc.controls.explicit import EmotionControl
+    from pdfgc.evaluation import signals as S
+    speech, meter, out = str(HELDOUT_SPEECH[0]), Meter(), {}
+    for p in STRIP_PORTRAITS:
+        face = pipe.load_portrait(p)
+        talk, _ = render(pipe, face, speech, lips="audio", max_frames=40)
+        op = S.mouth_opening(meter.meshes(talk))
+        frames = {"closed": int(np.nanargmin(op[5:]) + 5), "open": int(np.nanargmax(op))}
+        for lab in ["neutral"] + [k for k in labels if k != "neutral"]:
+            kw = dict(emotion_control=EmotionControl(label=lab, intensity=1.0))
+            out[f"{p.stem}|{lab}|silent"] = render(pipe, face, None, lips="still", duration=0.04, **kw)[0][0]
+            fr = render(pipe, face, speech, lips="audio", max_frames=40, **kw)[0]
+            for name, i in frames.items():
+                out[f"{p.stem}|{lab}|speaking, {name}"] = fr[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    print(f"wrote {path}")
+
+
+def write_compare(files, path: Path, labels=LABELS, zoom: int = 3) -> None:
+    """--compare: the eyes (brows included) and the mouths of ``save_frames``' files at ``zoom`` x, one row per
+    file and portrait; the bands are cut where the first file's neutral silent frame has its brows, eyes and lips."""
+    import cv2
+    from PIL import Image
+    meter = Meter()
+    sets = [(Path(f).stem, dict(np.load(f))) for f in files]
+    keys = [k for k in sets[0][1] if k.split("|")[1] in ("neutral", *labels)]
+    rows = []
+    for person in dict.fromkeys(k.split("|")[0] for k in keys):
+        m = meter.meshes([sets[0][1][f"{person}|neutral|silent"]])[0]
+        top = np.nanmin(m[[70, 63, 105, 66, 107, 336, 296, 334, 293, 300], 1])
+        low = np.nanmax(m[[145, 374, 23, 253], 1])
+        h = low - top
+        x0, x1 = m[[33, 263], 0].min() - 0.1 * h, m[[33, 263], 0].max() + 0.1 * h
+        my, mx = m[[0, 17, 61, 291], 1], m[[61, 291], 0]
+        w = mx[1] - mx[0]
+        bands = [(top - 0.3 * h, low + 0.15 * h, x0, x1),
+                 (my.min() - 0.3 * w, my.max() + 0.4 * w, mx[0] - 0.3 * w, mx[1] + 0.3 * w)]
+        for a, b, c, d in bands:
+            a, b, c, d = (max(int(v), 0) for v in (a, b, c, d))
+            for name, frames in sets:
+                tiles = []
+                for k in [k for k in keys if k.startswith(person + "|")]:
+                    t = np.ascontiguousarray(frames[k][a:b, c:d])
+                    t = cv2.resize(t, (t.shape[1] * zoom, t.shape[0] * zoom), interpolation=cv2.INTER_CUBIC)
+                    cv2.putText(t, f"{k.split('|', 1)[1].replace('|', ' ')} ({name})", (3, 13),
+                                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+                    tiles.append(t)
+                rows.append(np.concatenate(tiles, 1))
+    wide = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, wide - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    # JPEG (a 256-colour PNG bands the lips' tones into blotches at 3x)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
+        else Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
     print(f"wrote {path}")
 
 

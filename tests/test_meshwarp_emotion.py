@@ -58,9 +58,13 @@ def test_labels_move_their_facs_regions(shipped):
     assert ang["inner_brow down"] > 0.02 and ang["mid_brow down"] > 0.02 and ang["inner_brow out"] < 0.005
     assert lid["angry"] < -0.1
     assert hap["mouth_corner down"] < -0.03 and hap["mouth_corner out"] > 0.03 and hap["cheek down"] < -0.005
-    # none of them opens the mouth (the lips' midline stays: speech alone moves it)
-    for r in (s, sad, ang, hap):
-        assert abs(r["upper_lip down"]) < 0.005 and abs(r["lower_lip down"]) < 0.005
+    # none of them opens the mouth (the lips' midline stays: speech alone moves it), but surprise's AU26: the upper
+    # lip held, the lower lip down by its small resting opening
+    for k, r in (("surprise", s), ("sad", sad), ("angry", ang), ("happy", hap)):
+        assert abs(r["upper_lip down"]) < 0.005
+        rest = E.REST_OPENING.get(k, 0.0) and shipped.info["fit"]["emotion"]["labels"][k].get("rest_opening")
+        want = rest["inner_lip_gap"] if rest else 0.0
+        assert abs(r["lower_lip down"] - want) < 0.005, (k, r["lower_lip down"], want)
 
 
 def test_a_label_does_not_change_the_speech_jaw_opening(anne_mesh, shipped):
@@ -72,10 +76,102 @@ def test_a_label_does_not_change_the_speech_jaw_opening(anne_mesh, shipped):
     speech.mouth[:, 0] = pc.mouth[0, 0] + np.linspace(0, 2.0, 6)
     plain = S.mouth_opening(C.compose(anne_mesh, pc, speech, shipped))
     assert plain.max() > 3 * plain.min() + 0.02      # the speech really opens the mouth
-    for label in [k for k in shipped.emotion_shapes if k != "neutral"]:
+    for label in [k for k in shipped.emotion_shapes if k != "neutral" and not _rest_opening(shipped, k)]:
         with_label = S.mouth_opening(C.compose(anne_mesh, pc, C.apply_emotion_label(speech, shipped, label), shipped))
         np.testing.assert_allclose(with_label, plain, rtol=0.03, atol=0.002, err_msg=label)
         assert np.abs(E.opening_constraints(shipped) @ shipped.emotion_mouth(label)).max() < 1e-6
+
+
+def _rest_opening(params, label) -> dict | None:
+    """The fit's record of a label's resting opening (AU26; ``emotion.REST_OPENING``), None without one."""
+    return params.info.get("fit", {}).get("emotion", {}).get("labels", {}).get(label, {}).get("rest_opening")
+
+
+def _speech(pc):
+    speech = C.MeshCodes.concat([pc] * 6)
+    speech.mouth[:, 0] = pc.mouth[0, 0] + np.linspace(0, 2.0, 6)
+    return speech
+
+
+def test_surprise_parts_the_lips_by_at_most_the_real_resting_opening(anne_mesh, shipped):
+    """AU26 ("jaw dropped a little, lips relaxed and parted"): surprise's resting mouth opens the inner lips by the
+    real faces' resting opening (MEAD M030 and W009 at level 3, their mouths at rest against their neutral clip's:
+    +0.010 and +0.012 face heights), never more, the upper lip held; and that offset is all a label changes in the
+    speech's opening: under the label every frame opens by the speech's opening plus the same offset."""
+    rest = _rest_opening(shipped, "surprise")
+    if not rest:
+        pytest.skip("the shipped surprise has no resting opening")
+    rows = E.opening_constraints(shipped) @ shipped.emotion_mouth("surprise")
+    face_height = np.linalg.norm(np.asarray(shipped.mean_shape)[10, :2] - np.asarray(shipped.mean_shape)[152, :2])
+    assert 0.0 < rest["share"] <= 1.0
+    assert rows[0] == pytest.approx(rest["inner_lip_gap"], abs=1e-5)   # the central gap as the fit recorded it
+    assert 0.003 < rest["inner_lip_gap"] / face_height <= 0.012 * rest["share"] + 1e-6   # at most the real one
+    assert abs(rows[-2]) < 1e-5 and rows[-3] == pytest.approx(rows[0] / 2, abs=1e-5)    # the upper lip held
+    pc = C.measure(anne_mesh, shipped, reference=None, smooth=False)
+    speech = _speech(pc)
+    plain = S.mouth_opening(C.compose(anne_mesh, pc, speech, shipped))
+    got = S.mouth_opening(C.compose(anne_mesh, pc, C.apply_emotion_label(speech, shipped, "surprise"), shipped))
+    extra = got - plain
+    assert plain.max() > 3 * plain.min() + 0.02
+    assert extra.min() > 0.6 * rest["inner_lip_gap"] / face_height
+    assert extra.max() < 1.4 * rest["inner_lip_gap"] / face_height and np.ptp(extra) < 0.004, extra
+    # half the level, half the offset (levels stay linear); level 0 nothing
+    half = S.mouth_opening(C.compose(anne_mesh, pc, C.apply_emotion_label(speech, shipped, "surprise", 0.5),
+                                     shipped))
+    np.testing.assert_allclose(half - plain, 0.5 * extra, atol=0.002)
+    zero = S.mouth_opening(C.compose(anne_mesh, pc, C.apply_emotion_label(speech, shipped, "surprise", 0.0),
+                                     shipped))
+    np.testing.assert_allclose(zero, plain, atol=1e-6)
+
+
+def test_surprise_raises_the_upper_lids_and_shows_eye_white_above_the_iris(anne_face, shipped, monkeypatch):
+    """AU5: surprise's lid opening (the real faces' median EAR x1.19) raises the upper lids of the mesh; the renderer
+    keeps the iris round (its hidden top completed) and the lid uncovers eye white beside and above it
+    (``eyes.widened``), where the warp alone stretched the iris and the lid margin over that band; level 0 renders
+    the portrait itself. anne.png at 2x (the raised lid uncovers ~1 px at 224 px)."""
+    import cv2
+
+    from pdfgc.families.meshwarp import eyes as EY
+    from pdfgc.families.meshwarp.shapes import eye_aspect, poly_mask
+    from pdfgc.families.meshwarp.topology import EYE_POLYGONS
+    from pdfgc.families.meshwarp.warp import WarpRenderer
+    from pdfgc.media.mesh_indices import EYE_UPPER, IRIS
+    img, mesh = anne_face
+    img = cv2.resize(img, (2 * len(img), 2 * len(img)), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * 2.0
+    pc = C.measure(mesh[None], shipped, reference=None, smooth=False)
+    lid = float(shipped.emotion_lid("surprise")[0])
+    assert lid > 0.1
+    zero = C.compose(mesh, pc, C.apply_emotion_label(pc, shipped, "surprise", 0.0), shipped)[0]
+    assert (WarpRenderer(img, mesh).render(zero) == img).all()
+    target = C.compose(mesh, pc, C.apply_emotion_label(pc, shipped, "surprise"), shipped)[0]
+    ratio = eye_aspect(target) / eye_aspect(mesh)
+    np.testing.assert_allclose(ratio, 1.0 + lid, atol=0.05)
+    assert EY.widened(float(ratio.min())) == 1.0
+    lum = np.array([0.299, 0.587, 0.114])
+    got = WarpRenderer(img, mesh).render(target).astype(np.float64) @ lum
+    monkeypatch.setattr(EY, "WIDE", (9.0, 10.0))   # the warp alone: no widened eye
+    warp_only = WarpRenderer(img, mesh).render(target).astype(np.float64) @ lum
+    size = len(img)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for e in range(2):
+        up = target[list(EYE_UPPER[e]), 1] - mesh[list(EYE_UPPER[e]), 1]
+        assert up[2:-2].mean() < -1.0   # the upper lid rises (pixels at 2x; y down)
+        it = target[list(IRIS[e]), :2]
+        c, r = it.mean(0), np.linalg.norm(it[1:] - it[0], axis=1).mean()
+        d = np.hypot(xx - c[0], yy - c[1]) / r
+        opening = poly_mask((size, size), target[list(EYE_POLYGONS[e]), :2], (0, 0))
+        own = poly_mask((size, size), mesh[list(EYE_POLYGONS[e]), :2], (0, 0))
+        # what the raised lid uncovers: inside the target's opening, outside the portrait's, above the iris centre
+        new = (opening > 0.7) & (own < 0.3) & (yy < c[1])
+        white_band = new & (d > 1.1) & (d < 1.5)    # just past the iris's edge: eye white
+        iris_band = new & (d < 0.9)                                       # the iris's own top: round, dark
+        assert white_band.sum() >= 3 and iris_band.sum() >= 3, (white_band.sum(), iris_band.sum())
+        sclera = (own > 0.9) & (d > 1.6)
+        white = np.median(img[sclera].astype(np.float64) @ lum)
+        assert got[white_band].mean() > warp_only[white_band].mean() + 25, (e, got[white_band].mean())
+        assert got[white_band].mean() > white - 50, (e, got[white_band].mean(), white)
+        assert got[iris_band].mean() < got[white_band].mean() - 15, (e, got[iris_band].mean(), got[white_band].mean())
 
 
 def test_blends_are_linear_in_the_shapes(anne_mesh, shipped):
@@ -115,10 +211,12 @@ class _Clip:
         self.ref = 0
 
 
-def test_fit_labels_measures_the_change_from_the_neutral_clip(anne_mesh, shipped):
+def test_fit_labels_measures_the_change_from_the_neutral_clip(anne_mesh, shipped, monkeypatch):
     """Synthetic people: a label clip = the neutral clip's speech + raised inner brows + a dropped jaw. The fit
-    gives the brows back at their measured size (no gain) and leaves the jaw to speech."""
+    gives the brows back at their measured size (no gain) and leaves the jaw to speech; with a resting opening
+    (``REST_OPENING``) the label's mouth opens by that share of the measured resting gaps, nothing else changes."""
     import copy
+    monkeypatch.setattr(E, "REST_OPENING", {})
     params = copy.deepcopy(shipped)
     canon = C.canonicalize(anne_mesh)[0][0]
     rng = np.random.default_rng(1)
@@ -146,6 +244,18 @@ def test_fit_labels_measures_the_change_from_the_neutral_clip(anne_mesh, shipped
     assert abs(r["lower_lip down"]) < 0.01                              # no jaw drop from the label
     assert np.abs(E.opening_constraints(params) @ params.emotion_mouth("surprise")).max() < 1e-9
     np.testing.assert_allclose(params.emotion_lid("surprise"), 0.0, atol=0.05)
+    # AU26: the measured resting gaps, x share, the upper lip held; the emotion code and the lids as without it
+    plain = {k: copy.deepcopy(getattr(params, k)) for k in ("emotion_shapes", "emotion_mouths", "emotion_lids")}
+    rows = {}
+    for share in (1.0, 0.5):
+        monkeypatch.setattr(E, "REST_OPENING", {"surprise": share})
+        out = E.fit_labels(clips, params, log=lambda m: None)
+        rows[share] = E.opening_constraints(params) @ params.emotion_mouth("surprise")
+        assert out["labels"]["surprise"]["rest_opening"]["inner_lip_gap"] == pytest.approx(rows[share][0], abs=1e-5)
+        np.testing.assert_allclose(params.emotion_code("surprise"), plain["emotion_shapes"]["surprise"], atol=1e-7)
+        np.testing.assert_allclose(params.emotion_lid("surprise"), plain["emotion_lids"]["surprise"], atol=1e-7)
+    assert rows[1.0][0] > 0 and abs(rows[1.0][-2]) < 1e-9
+    np.testing.assert_allclose(rows[0.5], 0.5 * rows[1.0], atol=1e-9)
     # the plain fit is the default: no label calibrated, a label the fit does not have is an error
     assert "readback" not in summary
     with pytest.raises(ValueError, match="no such label"):
@@ -181,6 +291,8 @@ def test_readback_labels_from_the_command_line():
     assert E.readback_labels("angry, surprise") == ("angry", "surprise")
     assert E.readback_labels("all") is None
     assert E.readback_labels("ALL", ["happy", "sad"]) == ("happy", "sad")
+    assert E.readback_shares(E.readback_labels("angry, sad:0.5")) == {"angry": 1.0, "sad": 0.5}
+    assert E.readback_shares(None) is None
 
 
 def test_readback_calibration_of_chosen_labels_only(shipped):
@@ -237,7 +349,8 @@ def test_readback_calibration_undoes_a_lossy_read_back(shipped):
         assert np.linalg.norm(w * (got - t)) < 0.5 * np.linalg.norm(w * (before[k] - t))
         np.testing.assert_array_equal(params.emotion_mouth(k), mouth[k])
         np.testing.assert_array_equal(params.emotion_lid(k), lid[k])
-        assert np.abs(E.opening_constraints(params) @ params.emotion_mouth(k)).max() < 1e-6
+        if not _rest_opening(params, k):
+            assert np.abs(E.opening_constraints(params) @ params.emotion_mouth(k)).max() < 1e-6
         assert not np.abs(C.apply_emotion_label(C.MeshCodes(np.zeros((1, 6)), np.ones((1, 4)), np.zeros((1, 16)),
                                                             np.zeros((1, 16))), params, k, 0.0).emotion).any()
 

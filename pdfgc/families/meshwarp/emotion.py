@@ -1,6 +1,7 @@
 """Emotion labels of the mesh-warp family: per-label expression shapes measured on real faces, kept apart from speech.
 
     python -m pdfgc.families.meshwarp.emotion --data PREPARED --into FILE [--exclude M030 ...] [--readback LABELS]
+                                              [--only LABELS]
 
 **What a label is.** For each label, the mean change of a real face between the person's neutral clip and the
 person's clip of that label (``label_offsets``): the upper face (brows, lid rings, cheeks, nose sides) as the
@@ -18,7 +19,11 @@ scaled the labels x1.5-3 until fer read them, which opened the mouth).
 mouth code may not change the inner-lip gaps, drop the chin or move the lips' midline up or down
 (``opening_constraints``): it moves the mouth corners (up, down, out) and the lips' width, never opens the jaw, so
 the mouth's opening stays the speech's (the codes add). A raised upper lip (anger's and disgust's AU10 in the
-measured data) is left out with the midline: once rendered it reads back as an opening.
+measured data) is left out with the midline: once rendered it reads back as an opening. One exception, FACS's AU26
+for surprise ("jaw dropped a little, lips relaxed and parted", ``REST_OPENING``): its resting mouth opens the inner
+lips by the real faces' own resting opening (their least open third against the neutral clip's, +0.010 / +0.012
+face heights for the two actors), the upper lip held and the jaw dropping (``rest_opening``); speech adds to it, so
+under surprise every frame opens by the speech's opening plus that constant.
 
 **Read-back calibration** (``calibrate_readback``, opt-in per label: ``--readback angry,surprise`` or ``all``): the
 face mesh reads a rendered label back smaller than its target mesh asks (the brows at ~0.4), so the emotion code of
@@ -33,7 +38,9 @@ in the canonical frame, the figure the benchmark compares between the model and 
 so it has no offset of its own here.
 
 The command refits the label tensors (``emotion_shape.*``, ``emotion_mouth.*``, ``emotion_lid.*``) of FILE in place
-from a prepared corpus, leaving every other tensor and the metadata's other parts as they are.
+from a prepared corpus, leaving every other tensor and the metadata's other parts as they are; ``--only LABELS``
+rewrites those labels alone (a calibrated label's code depends on the renderer it was calibrated on, so a refit of
+every label on a changed renderer moves labels nobody meant to touch).
 """
 from __future__ import annotations
 
@@ -71,6 +78,11 @@ LIP_GAPS = ((13, 14), (82, 87), (312, 317), (81, 178), (311, 402))
 CHIN = 152
 LIP_MIDLINE = (0, 17)       # the outer lip midpoints: kept (a raised upper lip reads as an opening once rendered)
 CALM_SHARE = 1 / 3          # a clip's mouth at rest: its least open third of frames
+# AU26, "jaw dropped a little, lips relaxed and parted" (surprise): the share of the real faces' resting inner-lip
+# gaps (their mouths at rest, the least open third, against the neutral clip's) that a label's resting mouth keeps,
+# with the upper lip held still (the jaw drops); every other label's resting mouth stays closed
+# (``opening_constraints``). Speech adds to it: under the label the opening is the speech's plus this offset.
+REST_OPENING = {"surprise": 1.0}
 
 
 def label_level(*names: str) -> int | None:
@@ -179,6 +191,37 @@ def opening_constraints(params) -> np.ndarray:
     return np.array(rows)
 
 
+def rest_opening_values(offset: np.ndarray, share: float) -> np.ndarray:
+    """(K,) the values of ``opening_constraints``' rows that a resting opening of ``share`` x the measured one
+    asks: the inner-lip gaps of the (478,3) canonical ``offset`` (the real mouths at rest) x ``share``, the upper
+    lip held (the inner lip line moves down by half the central gap, the upper lip's midline not at all) and the
+    lower lip's midline and the chin down by the central gap (the jaw drops; the measured frame's slide of the
+    whole mouth down the face, which follows the raised brows' forehead points, is not copied)."""
+    off = np.asarray(offset, np.float64)
+    gaps = [share * float(off[lo, 1] - off[up, 1]) for up, lo in LIP_GAPS]
+    centre = gaps[0]
+    return np.array(gaps + [centre, 0.5 * centre, 0.0, centre])
+
+
+def rest_opening(offset: np.ndarray, params, mouth: np.ndarray, emo: np.ndarray, share: float) -> np.ndarray:
+    """(Dm,) the mouth code to add to a label's jaw-free resting mouth code ``mouth`` (fitted with the emotion code
+    ``emo`` by ``offset_to_codes``) so that its ``opening_constraints`` rows take ``rest_opening_values``: of the
+    codes that do, the one nearest (least squares on the mouth points) to what the two codes left of the real
+    offset (the real resting mouth's opening, mostly)."""
+    g = opening_constraints(params)
+    c = rest_opening_values(offset, share)
+    be = np.asarray(params.emotion_basis, np.float64)
+    bm = np.asarray(params.mouth_basis, np.float64)
+    pts = np.asarray(C.MOUTH_POINTS)
+    resid = (np.asarray(offset, np.float64) - np.einsum("d,dpc->pc", emo, be) - np.einsum("d,dpc->pc", mouth, bm))
+    a = bm[:, pts].reshape(len(bm), -1).T
+    y = resid[pts].reshape(-1)
+    # min |a m - y|^2 subject to g m = c: the KKT system
+    k = np.block([[a.T @ a, g.T], [g, np.zeros((len(g), len(g)))]])
+    sol = np.linalg.lstsq(k, np.concatenate([a.T @ y, c]), rcond=None)[0]
+    return sol[:bm.shape[0]]
+
+
 def jaw_free_basis(params) -> np.ndarray:
     """(Dm, Dm-K) orthonormal basis of the mouth codes that ``opening_constraints`` leave at zero."""
     g = opening_constraints(params)
@@ -233,6 +276,9 @@ def fit_labels(clips, params, log=print, faces=None, readback=None) -> dict:
         mean = np.mean([combined_offset(o) for o in people.values()], 0)
         gain = person_size_gain([combined_offset(o) for o in people.values()], params.mean_shape)
         emo, mouth, share = offset_to_codes(gain * mean, params)
+        opening = REST_OPENING.get(label, 0.0)
+        if opening:   # AU26: the real resting opening (the people's mean, no size gain), the upper lip held
+            mouth = mouth + rest_opening(mean, params, mouth, emo, opening)
         lid = float(np.mean([o.lid for o in people.values()]))
         shapes[label], mouths[label], lids[label] = emo, mouth, np.full(2, lid)
         targets[label] = readback_vector(gain * mean, lid, params.mean_shape)
@@ -243,10 +289,15 @@ def fit_labels(clips, params, log=print, faces=None, readback=None) -> dict:
                                                                         people.values()) else "own neutral frame"),
                                     "reproduced": round(share, 3), "lid": round(lid, 4),
                                     "size_gain": round(gain, 3), "readback_target": summary_target}
+        if opening:
+            summary["labels"][label]["rest_opening"] = {
+                "share": opening, "inner_lip_gap": round(float(rest_opening_values(mean, opening)[0]), 5)}
         log(f"emotion {label}: {len(people)} people ({', '.join(sorted(people))}), "
             f"{summary['labels'][label]['clips']} clips; size x{gain:.2f}; codes reproduce {share:.0%} of the offset; "
             f"lids {lid:+.3f}")
     params.emotion_shapes, params.emotion_mouths, params.emotion_lids = shapes, mouths, lids
+    shares = readback_shares(readback)
+    readback = None if readback is None else tuple(shares)
     unknown = set(readback or ()) - set(targets)
     if unknown:
         raise ValueError(f"read-back calibration: no such label {sorted(unknown)} (labels: {sorted(targets)})")
@@ -255,7 +306,11 @@ def fit_labels(clips, params, log=print, faces=None, readback=None) -> dict:
         rb = Readback(params, faces)
         summary["readback"] = {"faces": len(rb.states), "steps": READBACK_STEPS, "ridge": READBACK_RIDGE,
                                "labels": only}
-        for label, (before, after, t) in calibrate_readback(params, targets, rb, log=log, only=only).items():
+        part = {k: v for k, v in shares.items() if v != 1.0}
+        if part:   # labels calibrated part way from the plain code (the others: all the way)
+            summary["readback"]["shares"] = part
+        for label, (before, after, t) in calibrate_readback(params, targets, rb, log=log, only=only,
+                                                            shares=part).items():
             w = np.concatenate([readback_row_weights(), [1.0]])
             summary["labels"][label]["readback_size"] = [
                 round(float(np.linalg.norm(w[:-1] * v[:-1]) / np.linalg.norm(w[:-1] * t[:-1])), 3)
@@ -274,12 +329,26 @@ def readback_labels(spec, labels=None) -> tuple[str, ...]:
     return tuple(x.strip() for x in spec.split(",") if x.strip())
 
 
+def readback_shares(labels) -> dict:
+    """{label: share} of ``readback_labels``' items: 'sad:0.5' calibrates sad half way from the plain code to the
+    calibrated one (the emotion code x0 + 0.5 (x - x0)), a plain name all the way (1.0). None: None."""
+    if labels is None:
+        return None
+    out = {}
+    for item in labels:
+        name, _, share = str(item).partition(":")
+        out[name.strip()] = float(share) if share.strip() else 1.0
+    return out
+
+
 def calibrated_labels(params) -> tuple[str, ...]:
-    """The labels whose emotion code a parameters file's fit calibrated (its metadata; () for the plain fit)."""
+    """The labels whose emotion code a parameters file's fit calibrated (its metadata; () for the plain fit), a
+    label calibrated part way as 'label:share' (``readback_shares``)."""
     rb = params.info.get("fit", {}).get("emotion", {}).get("readback") or {}
     if rb and "labels" not in rb:   # round 3's file: every label calibrated
         return tuple(k for k in params.info["fit"]["emotion"].get("labels", {}))
-    return tuple(rb.get("labels", ()))
+    part = rb.get("shares", {})
+    return tuple(f"{k}:{part[k]:g}" if k in part else k for k in rb.get("labels", ()))
 
 
 # ---------------------------------------------------------------------------------------------- read back
@@ -417,7 +486,7 @@ def readback_row_weights() -> np.ndarray:
     return w
 
 
-def calibrate_readback(params, targets: dict, readback: Readback, log=print, only=None) -> dict:
+def calibrate_readback(params, targets: dict, readback: Readback, log=print, only=None, shares=None) -> dict:
     """Set each label's emotion code so that its render reads back as ``targets[label]`` (``readback_vector`` of
     the real offset) on the calibration faces: from the plain fit's code x0 (as stored in ``params``), steps
     x += argmin |W (J d - (t - got))|^2 + ridge |M (x + d - x0)|^2, J the measured response of the region rows
@@ -426,7 +495,8 @@ def calibrate_readback(params, targets: dict, readback: Readback, log=print, onl
     measured: corners pulled further by the mouth code tore the lip line open at the corners, and lids closed
     until the face mesh reads the real opening (x2) looked half asleep. ``only``: calibrate these labels alone (the
     probe sizes still come from all of ``targets``, so a label's code is the same whichever others are chosen).
-    Returns {label: (read-back before, after, target)}."""
+    ``shares``: {label: s}, such a label's code taken only the share s of the way from x0 to the calibrated code
+    (its read-back re-measured). Returns {label: (read-back before, after, target)}."""
     labels = [k for k in targets if k != "neutral"]
     de = params.emotion_dim
     x0 = {k: code_vector(params, k) for k in labels}
@@ -458,6 +528,10 @@ def calibrate_readback(params, targets: dict, readback: Readback, log=print, onl
             if np.linalg.norm(w * (got[:nr] - t[:nr])) < best[0]:
                 best = (np.linalg.norm(w * (got[:nr] - t[:nr])), x.copy(), got)
         _, x, got = best
+        share = (shares or {}).get(k, 1.0)
+        if share != 1.0:   # part way from the plain code
+            x = x0[k] + share * (x - x0[k])
+            got = readback.measure(x, shading)
         params.emotion_shapes[k] = x[:de].astype(np.float32)
         out[k] = (before, got, t)
         log(f"read-back {k}: size x{np.linalg.norm(w * before[:nr]) / np.linalg.norm(w * t[:nr]):.2f} -> "
@@ -568,15 +642,42 @@ def calibration_frames(data: Path, clips, per_person: int = READBACK_FRAMES, oth
     return out
 
 
-def refit_file(data: Path, path: Path, exclude=(), log=print, readback=()) -> dict:
+def refit_file(data: Path, path: Path, exclude=(), log=print, readback=(), only=None) -> dict:
     """Refit the label tensors of the parameters file ``path`` in place (every other tensor kept); ``readback``:
-    the labels to read-back calibrate (None: all; (): none, the plain least-squares fit)."""
+    the labels to read-back calibrate (None: all; (): none, the plain least-squares fit; 'sad:0.5': part way).
+    ``only``: rewrite these labels' tensors alone, every other label's tensors and fit summary kept as in the file
+    (a calibrated label's code depends on the renderer it was calibrated on: a label left alone keeps its figures)."""
+    import copy
+
     from .params import load_params, save_params
 
     params = load_params(path)
+    old = copy.deepcopy(params)
     clips = labelled_clips(data, exclude, log=log)
+    if only is not None and readback is not None:   # calibrate only what is rewritten
+        readback = tuple(r for r in readback if r.partition(":")[0] in only)
     faces = calibration_frames(data, clips) if readback is None or len(readback) else None
     summary = fit_labels(clips, params, log=log, faces=faces, readback=readback)
+    if only is not None:
+        before = old.info.get("fit", {}).get("emotion", {})
+        kept = [k for k in old.emotion_shapes if k not in only]
+        for k in kept:
+            params.emotion_shapes[k] = old.emotion_shapes[k]
+            params.emotion_mouths[k] = old.emotion_mouths[k]
+            params.emotion_lids[k] = old.emotion_lids[k]
+            if k in before.get("labels", {}):
+                summary["labels"][k] = before["labels"][k]
+        cal = [c for c in calibrated_labels(old) if c.partition(":")[0] in kept]
+        cal += [c for c in (readback or ()) if c.partition(":")[0] in only]
+        if cal or before.get("readback"):
+            rb = dict(before.get("readback") or {}, **summary.get("readback", {}))
+            shares = readback_shares(cal)
+            rb["labels"] = sorted(shares)
+            rb.pop("shares", None)
+            if any(v != 1.0 for v in shares.values()):
+                rb["shares"] = {k: v for k, v in shares.items() if v != 1.0}
+            summary["readback"] = rb
+        summary["only"] = sorted(only)
     params.info.setdefault("fit", {})["emotion"] = summary
     params.info["fit"].pop("label_gains", None)
     save_params(params, path)
@@ -590,10 +691,14 @@ def main(argv=None) -> int:
     ap.add_argument("--into", type=Path, required=True, help="the meshwarp .safetensors to rewrite in place")
     ap.add_argument("--exclude", nargs="*", default=(), help="people (identity labels, or their ends) to leave out")
     ap.add_argument("--readback", default="", metavar="LABELS",
-                    help="labels whose emotion code is read-back calibrated: a comma list (angry,surprise) or 'all' "
+                    help="labels whose emotion code is read-back calibrated: a comma list (angry,surprise; "
+                         "'sad:0.5' part way from the plain code) or 'all' "
                          "(default: none, the plain least-squares fit of the measured offsets)")
+    ap.add_argument("--only", default=None, metavar="LABELS",
+                    help="rewrite only these labels' tensors (a comma list); every other label kept as in the file")
     args = ap.parse_args(argv)
-    refit_file(args.data, args.into, args.exclude, readback=readback_labels(args.readback))
+    only = None if args.only is None else tuple(x.strip() for x in args.only.split(",") if x.strip())
+    refit_file(args.data, args.into, args.exclude, readback=readback_labels(args.readback), only=only)
     return 0
 
 

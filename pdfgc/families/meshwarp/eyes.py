@@ -6,9 +6,11 @@ the iris is a rigid disc taken from the source iris (completed under the lids by
 iris centre and clipped by the target lid opening; faded out where the mesh warp already carries the iris there.
 A closing upper lid slides down over the eyeball (``lids="skin"``, the default, ``lids.sliding_lid``): the
 portrait's own lid band moved to the target's margin with its lash row, opaque above the margin, plus the painted
-lash line as it shuts. Older variants: ``lids="painted"`` blends a closing eye toward a copy of the portrait whose
-eye openings are covered with smoothed skin, plus a painted lash line; ``lids="sheet"`` stretches the portrait's own
-lid skin down to the target lid with its lashes flipped under it (``lids.lid_sheet``).
+lash line as it shuts; an eye opened wider than the portrait's (surprise's raised upper lids) keeps its iris round
+with eye white around it (``widened``, with the sliding lid only). Older variants: ``lids="painted"`` blends a
+closing eye toward a copy of the portrait whose eye openings are covered with smoothed skin, plus a painted lash line;
+``lids="sheet"`` stretches the portrait's own lid skin down to the target lid with its lashes flipped under it
+(``lids.lid_sheet``).
 
 The interface to the warp core is ``EyeParts(image, mesh, eyes=, lids=)`` once per portrait and
 ``render(target, out, maps, aux)`` per frame: the (depth-corrected) target mesh, the warped frame drawn over in
@@ -56,6 +58,62 @@ SCLERA_OPEN = 0.9    # its samples: inside the opening's anti-aliased mask by th
 SCLERA_DARK = 0.5    # and the brighter half of those (not the corners' shade, stray lashes); 0.33 and 0.7 measured
 SCLERA_SMOOTH = 0.8  # px, the fill's smoothing across a row (twice that down the rows: no row stripes)
 IRIS_MOVED = (0.6, 1.2)   # iris moves (source radii, off the warp's own) over which the disc shrinks to the iris
+# an eye opened wider than the portrait's (AU5, upper lids raised: surprise, fear, a wide-eyed driver): the warp alone
+# stretches the iris with the opening (an oval, no white above it); from WIDE[0] to WIDE[1] x the open eye's EAR the
+# iris disc stays rigid and ends at the iris, the white above and below it the portrait's own (``widened``)
+WIDE = (1.02, 1.08)
+# and its disc ends at the iris's edge (no ring of the portrait's sclera past it, as a moved disc has): the ring
+# drew a pale crescent and dark specks of the lid margin over the white (the face mesh read surprise's eyes on
+# Macron.png x1.02 open with it, x1.08 without; the real faces x1.19)
+WIDE_RING = 0.0
+
+
+def widened(ratio: float) -> float:
+    """How far an eye whose EAR is ``ratio`` x the open portrait eye's is drawn as widened (0..1): the iris disc's
+    weight and its trim to the iris (as a moved disc's), so the raised lid uncovers eye white, not a stretched iris."""
+    return smoothstep1(WIDE[0], WIDE[1], ratio)
+
+
+def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray,
+                      edges=(IRIS_EDGE_DEFAULT, IRIS_EDGE_DEFAULT)) -> tuple[np.ndarray, np.ndarray]:
+    """``iris_tex`` (the portrait with its iris discs completed under the lids) with the iris's part at the lid
+    margin completed too, for a widened eye: the disc's pixels that are not clearly inside the opening (the lid
+    margin's lashes and shade, which a raised lid would show as a dark band over the iris) taken, as under the
+    lids, from the other side of the iris centre (vertically) where that side is clearly visible, else (inside the
+    iris's ``edges``, in mediapipe radii, per eye) the visible iris's mean colour: a round iris; and (S,S) float32
+    where that texture is good (0 outside the iris where neither side was: the disc leaves the eye white there)."""
+    out = iris_tex.copy()
+    s = image.shape[0]
+    good = np.ones((s, s), np.float32)
+    for e in range(2):
+        poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
+        iris = mesh[list(IRIS[e]), :2]
+        centre = iris.mean(0)
+        radius = max(float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean()), 0.5)
+        x0, y0, x1, y1 = bounding_box(iris, 2.0 * radius, s)
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        open_m = poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
+        near = dist <= 1.6
+        vis = (open_m > 0.9) & near
+        inside = dist <= edges[e]
+        fy, fx = np.nonzero(near & ~vis)
+        ry = np.round(2 * (centre[1] - y0) - fy).astype(int)
+        ok = (ry >= 0) & (ry < y1 - y0)
+        fy, fx, ry = fy[ok], fx[ok], ry[ok]
+        ok = vis[ry, fx]
+        out[y0 + fy[ok], x0 + fx[ok]] = image[y0 + ry[ok], x0 + fx[ok]]
+        iris_px = inside[fy, fx] & ~ok
+        if (vis & inside).any():
+            out[y0 + fy[iris_px], x0 + fx[iris_px]] = image[y0:y1, x0:x1][vis & inside].mean(0).astype(np.uint8)
+        else:
+            iris_px[:] = False
+        bad = ~ok & ~iris_px
+        good[y0 + fy[bad], x0 + fx[bad]] = 0.0
+        good[y0:y1, x0:x1] = cv2.GaussianBlur(good[y0:y1, x0:x1], (0, 0), 0.5)
+    return out, good
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -162,6 +220,7 @@ class EyeParts:
         self.use_eyes, self.use_lids = eyes, lids
         self._ref = None   # (key, the portrait's mesh under the last target's head pose)
         self._ref_src = None   # the portrait's side of that similarity
+        self._wide_tex = None   # wide_iris_texture, made on the first widened eye
         self._lid_cache = ({}, {})   # lids.sliding_lid's per-portrait data, per eye
         self._poly_idx = [np.array(topology.EYE_POLYGONS[e], np.int64) for e in range(2)]
         # the portrait's eye openings' extents (the sliding lid's box holds them)
@@ -331,7 +390,7 @@ class EyeParts:
             region[by0:by1, bx0:bx1] = sub * (1.0 - a) + info.get("lash", np.zeros(3)).astype(np.float32) * a
         return region
 
-    def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my):
+    def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, tex=None):
         """``region`` (float32 pixels of `box`) with the moved iris disc and the eye white under it composited over
         it inside the target's opening (``open_m`` over `box`), weighted by ``w_comp``."""
         info = self._eye_src[e]
@@ -342,14 +401,18 @@ class EyeParts:
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         ix = (info["centre"][0] + (xx - c_t[0]) * scale).astype(np.float32)
         iy = (info["centre"][1] + (yy - c_t[1]) * scale).astype(np.float32)
-        iris = cv2.remap(self._iris_tex, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        iris = cv2.remap(self._iris_tex if tex is None else tex[0], ix, iy, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
         d = np.hypot(xx - c_t[0], yy - c_t[1]) / r_t
         # a moved disc ends at the portrait's own iris edge: past it the source's sclera would travel with the
         # iris (a pale ring, or a pale half-disc where the iris nears a corner); one barely moved keeps the
         # sclera ring that covers the inpainted white (an unmoved eye stays the portrait's pixels)
         moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
-        reach = IRIS_REACH + moved * (info["edge"] + IRIS_RING - IRIS_REACH)
+        ring = IRIS_RING if tex is None else WIDE_RING
+        reach = IRIS_REACH + moved * (info["edge"] + ring - IRIS_REACH)
         a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
+        if tex is not None:   # a widened eye's disc: only where its texture is the iris's own (``wide_iris_texture``)
+            a_i = a_i * cv2.remap(tex[1], ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
         eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
         m = open_m[..., None] * w_comp
         return region * (1.0 - m) + eye * m
@@ -388,6 +451,9 @@ class EyeParts:
         lid, shut = None, 0.0
         if sliding:   # the sliding lid (lids.py): wherever the target's lid came down below the open lid's
             ratio = float(ear_t[e]) / max(float(ear_o[e]), 1e-6)
+            wide = widened(ratio) if self.use_eyes else 0.0
+            if wide > 0.0:   # the raised lid uncovers white above a rigid iris (trimmed as a moved disc is)
+                w_comp, off = max(w_comp, wide), max(off, IRIS_MOVED[0] + wide * (IRIS_MOVED[1] - IRIS_MOVED[0]))
             if ratio < 0.999:
                 lid = slide_lid(self.image if texture is None else texture, self.mesh, target, e, box, ref,
                                 self._lid_cache[e])
@@ -411,7 +477,7 @@ class EyeParts:
             return
         if sliding:
             self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
-                              (c_t, r_t, off, w_comp), lid, shut)
+                              (c_t, r_t, off, w_comp, wide), lid, shut)
             return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
@@ -445,7 +511,7 @@ class EyeParts:
         `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
         those parts only; the rest of the box is left as the warp drew it (the compositing there changed nothing)."""
         x0, y0, x1, y1 = box
-        c_t, r_t, off, w_comp = disc
+        c_t, r_t, off, w_comp, wide = disc
         parts = {}   # name -> (bx0, by0, bx1, by1) in box coordinates
         if w_comp > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
             ix0, iy0, ix1, iy1 = ibox
@@ -473,7 +539,11 @@ class EyeParts:
 
         if "iris" in parts:
             sl = sub(parts["iris"])
-            disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my)
+            if wide > 0.0 and self._wide_tex is None:
+                self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh,
+                                                   [info["edge"] for info in self._eye_src])
+            disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my,
+                                 self._wide_tex if wide > 0.0 else None)
             # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
             region = region.astype(disc_px.dtype, copy=False)
             region[sl] = disc_px
