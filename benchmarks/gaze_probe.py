@@ -1,14 +1,18 @@
 """Issue 23's vertical gaze: where between the target mesh and mediapipe's read-back of the render it is lost.
 
-    PYTHONPATH=. python benchmarks/gaze_probe.py OUT_DIR [--only NAME,...] [--frames]
+    PYTHONPATH=. python benchmarks/gaze_probe.py OUT_DIR [--only NAME,...] [--frames] [--set codes.NAME=VALUE ...]
+    PYTHONPATH=. python benchmarks/gaze_probe.py x --explicit        # the explicit gaze rows, 3 portraits
+    PYTHONPATH=. python benchmarks/gaze_probe.py --closeups BEFORE_DIR PNG [AFTER_DIR ...]
 
 Renders meshwarp_controls.py's follow case (pose video + eye video + expression video, 8 s) on its 6 portraits and
 saves per portrait, in OUT_DIR/NAME.npz: the target meshes (``target``), the render read back by mediapipe tracking
 as the benchmark reads it (``render``), the driving eye clip's own tracked mesh (``source``) and, with --frames, the
 rendered frames and the eye clip's crops. Prints per portrait the vertical gaze r of target/render/source, all
 frames and over the frames whose driving eye is open (EAR >= OPEN_SHARE x the clip's open EAR, its 90th percentile).
-``python benchmarks/gaze_probe.py --closeups OUT_DIR PNG`` draws 4x crops of both eyes at the frames where the
-read-back is furthest from the target, beside the driving clip's eye at that frame.
+The last line prints the six portraits' means (the follow benchmark's figures: its numbers exactly). ``--set``
+changes a constant of ``pdfgc.families.meshwarp.MODULE`` for the run (trials without editing code). ``--closeups``
+draws 4x crops of both eyes at the frames where the first directory's read-back is furthest from its target, beside
+the driving clip's eye at that frame, one column per directory (each made with ``--frames``).
 """
 from __future__ import annotations
 
