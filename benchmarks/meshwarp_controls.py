@@ -56,6 +56,7 @@ FOLLOW_PORTRAITS = [DATA / "pdfgc/anne.png", DATA / "real3dportrait/Macron.png",
                     DATA / "liveportrait/source_s3.jpg", DATA / "edtalk/identity_source.jpg",
                     DATA / "xportrait/source_image.png"]
 FRAMINGS = ("photo", "tight256", "crop224")
+OPEN_SHARE = 0.5   # follow: the driving eye counts as open at this share of the clip's open EAR (90th percentile)
 AXES = ("yaw", "pitch", "roll")
 
 
@@ -346,8 +347,9 @@ def table(R: dict) -> str:
         n = len(next(iter(R["follow"].values()))["per_portrait"])
         lines += ["", f"Following a pose video, an eye video and an expression video (meshwarp_targets.py's clips, "
                   f"{n} portraits; means over portraits, worst portrait in brackets):", "",
-                  "| | pose r yaw / pitch / roll | pose amplitude yaw / pitch / roll | EAR r | gaze r h / v |",
-                  "|---|---|---|---|---|"]
+                  "| | pose r yaw / pitch / roll | pose amplitude yaw / pitch / roll | EAR r | gaze r h / v | "
+                  f"gaze r h / v, driving eye open (EAR >= {OPEN_SHARE} x its open EAR) |",
+                  "|---|---|---|---|---|---|"]
         for k, f in R["follow"].items():
             pp = f["per_portrait"]
             worst_amp = [max((r["pose_amplitude"][a] for r in pp), key=lambda v: abs(v - 1)) for a in range(3)]
@@ -357,6 +359,8 @@ def table(R: dict) -> str:
                 + " | " + " / ".join(f"{f['pose_amplitude'][a]:.2f} ({worst_amp[a]:.2f})" for a in range(3))
                 + f" | {f['ear_r']:.3f} ({min(r['ear_r'] for r in pp):.3f}) | "
                 + " / ".join(f"{f['gaze_r'][a]:.3f} ({min(r['gaze_r'][a] for r in pp):.3f})" for a in range(2))
+                + " | " + (" / ".join(f"{f['gaze_r_open'][a]:.3f} ({min(r['gaze_r_open'][a] for r in pp):.3f})"
+                                      for a in range(2)) if "gaze_r_open" in f else "-")
                 + " |")
     return "\n".join(lines) + "\n"
 
@@ -421,15 +425,20 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
             g = S.head_pose(m)
             ge, se = S.eye_aspect_ratio(m).mean(1), S.eye_aspect_ratio(src_eye).mean(1)
             gg, sg = S.gaze(m), S.gaze(src_eye)
+            # beside it, gaze over the frames whose driving eye is open (a gaze read on a shut eye is undefined;
+            # gaze trackers drop blink frames): EAR >= OPEN_SHARE x the clip's open EAR (its 90th percentile)
+            op = se >= OPEN_SHARE * np.nanquantile(se, 0.9)
             rows.append({"portrait": Path(p).name,
                          "pose_r": [S.pearson(g[:, k], src_pose[:, k]) for k in range(3)],
                          "pose_amplitude": [float(np.nanstd(g[:, k]) / np.nanstd(src_pose[:, k])) for k in range(3)],
                          "ear_r": S.pearson(ge, se), "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]),
-                                                               S.pearson(gg[:, 1], sg[:, 1])]})
+                                                               S.pearson(gg[:, 1], sg[:, 1])],
+                         "gaze_r_open": [S.pearson(gg[op, 0], sg[op, 0]), S.pearson(gg[op, 1], sg[op, 1])],
+                         "open_frames": int(op.sum())})
             print(f"follow ({'calibrated' if cal else 'global gain'}) {rows[-1]}", flush=True)
         out["calibrated" if cal else "global_gain"] = {
             "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist()
-                                     for k in ("pose_r", "pose_amplitude", "ear_r", "gaze_r")}}
+                                     for k in ("pose_r", "pose_amplitude", "ear_r", "gaze_r", "gaze_r_open")}}
     _CALIBRATE[0] = True
     return out
 

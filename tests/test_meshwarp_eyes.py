@@ -110,3 +110,34 @@ def test_unmoved_eye_is_the_portrait(anne_face):
     yy = np.nonzero(diff)[0]
     eye_rows = mesh[np.concatenate([topology.EYE_POLYGONS[0], topology.EYE_POLYGONS[1]]), 1]
     assert diff.any() and yy.min() >= eye_rows.min() - 6 and yy.max() <= eye_rows.max() + 6
+
+
+def test_moved_disc_leaves_the_lid_hidden_ring_behind(anne_face, monkeypatch):
+    """A vertical move (under IRIS_MOVED's radii, so the disc keeps its wide ring) carried the part of the ring that
+    anne's lids hid, filled with the iris's mean colour, as a dark arc across the eye white under an upturned iris
+    (issue 23, gaze_s31.md): with ``IRIS_HIDDEN_RING`` that band shows the eye white."""
+    img, mesh = anne_face
+    target = shift_irises(mesh, 0.0, -0.12)   # both irises up by 0.12 eye widths, the lids where they were
+    lum = {}
+    for on in (False, True):
+        monkeypatch.setattr(E, "IRIS_HIDDEN_RING", on)
+        out = WarpRenderer(img, mesh).render(target).astype(np.float64) @ [0.299, 0.587, 0.114]
+        band = np.zeros(out.shape, bool)
+        for e in range(2):
+            d, opening = _disc(target, e, len(img))
+            below = np.mgrid[0:len(img), 0:len(img)][0] > target[IRIS[e][0], 1]
+            band |= (d > 1.15) & (d < 1.4) & (opening > 0.9) & below
+        lum[on] = out[band]
+    assert len(lum[True]) > 10
+    # the band under the iris is the eye white with the fix, darker (the iris's colour) without it
+    assert lum[True].mean() > lum[False].mean() + 10, (lum[True].mean(), lum[False].mean())
+    parts = E.EyeParts(img, mesh)
+    for e in range(2):   # the visibility is 1 over the iris and 0 past its edge where the lids hid the eye
+        d, opening = _disc(mesh, e, len(img))
+        edge = parts._eye_src[e]["edge"]
+        assert (parts._iris_vis[d < edge - 0.05] == 1.0).all()
+        hidden = (d > edge + 0.1) & (d < 1.6) & (opening < 0.02)
+        assert hidden.any() and parts._iris_vis[hidden].max() < 0.1
+        # an unmoved disc keeps every pixel the render composites (channel 0); a moved one drops the lid margin too
+        shown = (d > edge + 0.1) & (d < 1.6) & (opening > 0.5)
+        assert (parts._iris_vis[shown, 0] == 1.0).all() and parts._iris_vis[shown, 1].min() < 0.5

@@ -114,6 +114,14 @@ def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray,
         good[y0 + fy[bad], x0 + fx[bad]] = 0.0
         good[y0:y1, x0:x1] = cv2.GaussianBlur(good[y0:y1, x0:x1], (0, 0), 0.5)
     return out, good
+# a drawn disc leaves behind the part of its ring past the iris edge that the portrait's lids hid (there the
+# completion put the iris's mean colour): a vertical move (under IRIS_MOVED[1] radii, so the disc keeps its
+# IRIS_REACH ring) drew it as a blue-grey arc across the eye white under an upturned iris (over a downturned one
+# above it), read as a lid (benchmarks/results/meshwarp/gaze_s31.md). False: the whole disc is drawn, as before.
+IRIS_HIDDEN_RING = True
+# iris moves within the opening (radii, the iris centre against the opening's mean point, target vs portrait) over
+# which the lid margins' band (the opening mask's anti-aliased edge) stays behind too; an unmoved disc keeps it
+IRIS_HIDDEN_MOVED = (0.05, 0.2)
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -252,6 +260,7 @@ class EyeParts:
         mesh = self.mesh
         self._sclera = img.copy()  # irises inpainted away
         self._iris_tex = img.copy()  # iris discs completed where the lids hid them
+        self._iris_vis = np.ones((s, s, 2), np.float32)  # 0 past the iris edge where the lids hid the portrait's eye
         self._closed = img.copy()  # eye openings inpainted with lid skin
         self._closed_mask = np.zeros((s, s), np.float32)  # where _closed differs from the portrait
         self._eye_src = []
@@ -264,6 +273,7 @@ class EyeParts:
             margin = max(4.0, 0.6 * width)
             x0, y0, x1, y1 = bounding_box(poly, margin, s)
             self._eye_src.append(dict(centre=centre, radius=max(radius, 0.5), width=width,
+                                      inset=(centre - poly.mean(0)) / max(width, 1e-6),
                                       ear=float(eye_aspect(mesh)[e]), edge=IRIS_EDGE_DEFAULT))
             if x1 - x0 < 4 or y1 - y0 < 4:
                 continue
@@ -294,6 +304,13 @@ class EyeParts:
                 mean = img[roi][vis].mean(0)
                 tex[fy, fx] = mean.astype(np.uint8)
                 tex[fy[ok], fx[ok]] = img[roi][ry[ok], fx[ok]]
+            if IRIS_HIDDEN_RING:   # past the iris edge only what the portrait shows of its eye white travels
+                ring = dist > edge * radius
+                # channel 0: 1 wherever the render composites an unmoved disc (the mask's upper half), so that one
+                # stays exact; channel 1: only what lies well inside the opening (no lid margin), for a moved one
+                well = cv2.GaussianBlur((open_m > 0.9).astype(np.float32), (0, 0), 0.7)
+                self._iris_vis[roi] = np.where(ring[..., None], np.stack([np.clip(2.0 * open_m, 0.0, 1.0), well], -1),
+                                               1.0)
             # closed eye: the opening and the lashes covered by lid skin, i.e. the skin just above the lashes
             # carried down column by column (a little of the lower lid's skin toward the bottom), smooth along x
             lid = cv2.dilate((open_m > 0.02).astype(np.uint8), cv2.getStructuringElement(
@@ -390,7 +407,7 @@ class EyeParts:
             region[by0:by1, bx0:bx1] = sub * (1.0 - a) + info.get("lash", np.zeros(3)).astype(np.float32) * a
         return region
 
-    def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, tex=None):
+    def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, tex=None, far=0.0):
         """``region`` (float32 pixels of `box`) with the moved iris disc and the eye white under it composited over
         it inside the target's opening (``open_m`` over `box`), weighted by ``w_comp``."""
         info = self._eye_src[e]
@@ -410,9 +427,13 @@ class EyeParts:
         moved = float(smoothstep(IRIS_MOVED[0], IRIS_MOVED[1], off)) if IRIS_TRIM else 0.0
         ring = IRIS_RING if tex is None else WIDE_RING
         reach = IRIS_REACH + moved * (info["edge"] + ring - IRIS_REACH)
-        a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)[..., None]
+        a_i = np.clip((reach - d) / IRIS_FEATHER, 0.0, 1.0)
         if tex is not None:   # a widened eye's disc: only where its texture is the iris's own (``wide_iris_texture``)
-            a_i = a_i * cv2.remap(tex[1], ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
+            a_i = a_i * cv2.remap(tex[1], ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        elif IRIS_HIDDEN_RING:   # the ring's hidden part stays behind (the warped eye white shows there)
+            vis = cv2.remap(self._iris_vis, ix, iy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            a_i = a_i * (vis[..., 0] + far * (vis[..., 1] - vis[..., 0]))
+        a_i = a_i[..., None]
         eye = sclera.astype(np.float32) * (1.0 - a_i) + iris.astype(np.float32) * a_i
         m = open_m[..., None] * w_comp
         return region * (1.0 - m) + eye * m
@@ -448,6 +469,9 @@ class EyeParts:
         off = float(np.linalg.norm(carried - info["centre"])) / info["radius"]
         mismatch = abs((r_t / info["radius"]) / max(width_t / max(info["width"], 1e-6), 1e-6) - 1.0)
         w_comp = float(smoothstep(0.04, 0.12, max(off, mismatch))) if self.use_eyes else 0.0
+        # how far the iris moved inside its opening (the lids' hidden ring of the disc shows that much)
+        inset = (c_t - poly_t.mean(0)) / width_t - info["inset"]
+        far = float(smoothstep(IRIS_HIDDEN_MOVED[0], IRIS_HIDDEN_MOVED[1], float(np.hypot(*inset)) * width_t / r_t))
         lid, shut = None, 0.0
         if sliding:   # the sliding lid (lids.py): wherever the target's lid came down below the open lid's
             ratio = float(ear_t[e]) / max(float(ear_o[e]), 1e-6)
@@ -477,11 +501,11 @@ class EyeParts:
             return
         if sliding:
             self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
-                              (c_t, r_t, off, w_comp, wide), lid, shut)
+                              (c_t, r_t, off, w_comp, wide, far), lid, shut)
             return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
-            region = self._iris(e, region, box, open_m, c_t, r_t, off, w_comp, mx, my)
+            region = self._iris(e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, far=far)
         sx, sy = mx[roi], my[roi]
         if closed > 0.0 and self.use_lids != "painted":
             lid, a_l = lid_sheet(self.image if texture is None else texture, self.mesh, target, e,
@@ -511,7 +535,7 @@ class EyeParts:
         `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
         those parts only; the rest of the box is left as the warp drew it (the compositing there changed nothing)."""
         x0, y0, x1, y1 = box
-        c_t, r_t, off, w_comp, wide = disc
+        c_t, r_t, off, w_comp, wide, far = disc
         parts = {}   # name -> (bx0, by0, bx1, by1) in box coordinates
         if w_comp > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
             ix0, iy0, ix1, iy1 = ibox
@@ -543,7 +567,7 @@ class EyeParts:
                 self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh,
                                                    [info["edge"] for info in self._eye_src])
             disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my,
-                                 self._wide_tex if wide > 0.0 else None)
+                                 self._wide_tex if wide > 0.0 else None, far)
             # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
             region = region.astype(disc_px.dtype, copy=False)
             region[sl] = disc_px
