@@ -58,19 +58,26 @@ def heldout_pairs(data: Path, seed: int, yaw_pairs: int):
             continue
         arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "mouth.npy", "eye.npy", "pose.npy"))
         plan += [(info.key, s, t, ident) for s, t in choose_pairs(arrays, True, rng)]
-        valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
-        idx = np.flatnonzero(valid)
-        if len(idx) < 4 or not yaw_pairs:
-            continue
-        yaw = arrays["pose.npy"][:, 0].astype(np.float64)
-        s = int(idx[np.argmin(np.abs(yaw[idx]))])
-        d = np.abs(yaw[idx] - yaw[s])
-        cand = idx[(d >= 15) & (d <= 30)]
-        if len(cand):
-            pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
-            for t in dict.fromkeys(pick.tolist()):  # both ways: frontal -> turned, and turned -> frontal
-                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
+        if yaw_pairs:
+            turned += _turned_pairs(info.key, ident, arrays, yaw_pairs)
     return plan, turned, corpus
+
+
+def _turned_pairs(key, ident, arrays, yaw_pairs: int) -> list:
+    """One clip's turned-head pairs: its most frontal valid frame against up to ``yaw_pairs`` frames whose measured
+    yaw differs by 15-30 deg, both ways (frontal -> turned, and turned -> frontal); [] for a clip without them."""
+    valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
+    idx = np.flatnonzero(valid)
+    if len(idx) < 4:
+        return []
+    yaw = arrays["pose.npy"][:, 0].astype(np.float64)
+    s = int(idx[np.argmin(np.abs(yaw[idx]))])
+    d = np.abs(yaw[idx] - yaw[s])
+    cand = idx[(d >= 15) & (d <= 30)]
+    if not len(cand):
+        return []
+    pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
+    return [p for t in dict.fromkeys(pick.tolist()) for p in ((key, s, int(t), ident), (key, int(t), s, ident))]
 
 
 def train_yaw_pairs(data: Path, yaw_pairs: int = 4, max_clips: int = 40):
@@ -84,18 +91,9 @@ def train_yaw_pairs(data: Path, yaw_pairs: int = 4, max_clips: int = 40):
         if held:
             continue
         arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "pose.npy"))
-        valid = arrays["valid.npy"].astype(bool) & np.isfinite(arrays["mesh.npy"]).all(axis=(1, 2))
-        idx = np.flatnonzero(valid)
-        if len(idx) < 4:
-            continue
-        yaw = arrays["pose.npy"][:, 0].astype(np.float64)
-        s = int(idx[np.argmin(np.abs(yaw[idx]))])
-        d = np.abs(yaw[idx] - yaw[s])
-        cand = idx[(d >= 15) & (d <= 30)]
-        if len(cand):
-            pick = cand[np.linspace(0, len(cand) - 1, min(yaw_pairs, len(cand))).round().astype(int)]
-            for t in dict.fromkeys(pick.tolist()):
-                turned += [(info.key, s, int(t), ident), (info.key, int(t), s, ident)]
+        pairs = _turned_pairs(info.key, ident, arrays, yaw_pairs)
+        if pairs:
+            turned += pairs
             n += 1
             if n >= max_clips:
                 break
