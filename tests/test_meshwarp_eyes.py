@@ -141,3 +141,36 @@ def test_moved_disc_leaves_the_lid_hidden_ring_behind(anne_face, monkeypatch):
         # an unmoved disc keeps every pixel the render composites (channel 0); a moved one drops the lid margin too
         shown = (d > edge + 0.1) & (d < 1.6) & (opening > 0.5)
         assert (parts._iris_vis[shown, 0] == 1.0).all() and parts._iris_vis[shown, 1].min() < 0.5
+
+
+def test_a_half_shut_eye_lies_in_its_lids_shadow(anne_face, monkeypatch):
+    """A half-shut eye looking aside drew the warped open eye's white at full brightness in its 3-4 px slit: a small
+    white eye with the iris as a dark blob at its end (issue 19, the README main command's frames 98 and 196-197,
+    closing_s31.md). With ``SLIT_SHADE`` the opening is in the lowered lid's shadow, darkest under the margin, the
+    iris no brighter; an open eye (looking aside too) is untouched."""
+    from pdfgc.families.meshwarp.warp import close_eyes
+
+    img, mesh = anne_face
+    lum = np.array([0.299, 0.587, 0.114])
+    half = close_eyes(shift_irises(mesh, 0.15), 0.55)
+    got = {}
+    for shade in (0.0, E.SLIT_SHADE):
+        monkeypatch.setattr(E, "SLIT_SHADE", shade)
+        r = WarpRenderer(img, mesh)
+        got[shade] = (r.render(half).astype(np.float64) @ lum, r.render(shift_irises(mesh, 0.15)))
+    assert E.SLIT_SHADE > 0.0 and (got[0.0][1] == got[E.SLIT_SHADE][1]).all()  # the open eye: no change
+    before, after = got[0.0][0], got[E.SLIT_SHADE][0]
+    for e in range(2):
+        d, opening = _disc(half, e, len(img))
+        white = (opening > 0.9) & (d > 1.4)
+        iris = (opening > 0.9) & (d < 0.8)
+        assert white.sum() > 5 and iris.sum() > 3
+        assert after[white].mean() < before[white].mean() - 15, (after[white].mean(), before[white].mean())
+        assert after[iris].mean() <= before[iris].mean() + 0.5
+    # the shadow: full strength at the upper contour, none SLIT_DEPTH eye widths below it
+    up = half[list(E.EYE_UPPER[0]), :2]
+    x, y = (int(round(v)) for v in up[len(up) // 2])
+    width = 20.0
+    sh = E.EyeParts._slit_shadow(half, 0, (x - 2, y - 10, x + 3, y + 12), width, 0.5)
+    assert sh[:8].max() == pytest.approx(0.5, abs=0.05) and sh[-1].max() == 0.0
+    assert (np.diff(sh[10:, 2]) <= 1e-6).all()

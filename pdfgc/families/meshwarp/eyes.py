@@ -122,6 +122,14 @@ IRIS_HIDDEN_RING = True
 # iris moves within the opening (radii, the iris centre against the opening's mean point, target vs portrait) over
 # which the lid margins' band (the opening mask's anti-aliased edge) stays behind too; an unmoved disc keeps it
 IRIS_HIDDEN_MOVED = (0.05, 0.2)
+# a half-shut eye (the sliding lid, the target's EAR from SLIT[0] down to SLIT[1] x the open lid's): what the opening
+# still shows (eye white and iris) lies in the shadow of the lowered lid and its lashes, darkest under the margin and
+# fading over SLIT_DEPTH eye widths down the opening, toward the lash colour by up to SLIT_SHADE. Without it a
+# 3-4 px slit showed the warped (open-eye) eye white at full brightness: a small white eye with the iris as a dark
+# blob beside it (issue 19, the README main command's frames 98 and 196-197; closing_s31.md). 0: off.
+SLIT = (0.85, 0.4)
+SLIT_SHADE = 0.7
+SLIT_DEPTH = 0.3
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -407,6 +415,19 @@ class EyeParts:
             region[by0:by1, bx0:bx1] = sub * (1.0 - a) + info.get("lash", np.zeros(3)).astype(np.float32) * a
         return region
 
+    @staticmethod
+    def _slit_shadow(target, e, box, width_t, strength):
+        """(h,w) float32 over `box`: the lowered lid's shadow on a half-shut eye, ``strength`` at the target's upper
+        lid contour, fading to 0 ``SLIT_DEPTH`` eye widths below it (and 0 above the contour's ends)."""
+        x0, y0, x1, y1 = box
+        up = target[list(EYE_UPPER[e]), :2].astype(np.float64)
+        up = up[np.argsort(up[:, 0])]
+        xs = np.arange(x0, x1, dtype=np.float64)
+        y_up = np.interp(xs, up[:, 0], up[:, 1])
+        below = np.arange(y0, y1, dtype=np.float64)[:, None] - y_up[None]
+        fall = np.clip(1.0 - below / max(SLIT_DEPTH * width_t, 1.0), 0.0, 1.0)
+        return (strength * fall * fall).astype(np.float32)
+
     def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, tex=None, far=0.0):
         """``region`` (float32 pixels of `box`) with the moved iris disc and the eye white under it composited over
         it inside the target's opening (``open_m`` over `box`), weighted by ``w_comp``."""
@@ -472,7 +493,7 @@ class EyeParts:
         # how far the iris moved inside its opening (the lids' hidden ring of the disc shows that much)
         inset = (c_t - poly_t.mean(0)) / width_t - info["inset"]
         far = float(smoothstep(IRIS_HIDDEN_MOVED[0], IRIS_HIDDEN_MOVED[1], float(np.hypot(*inset)) * width_t / r_t))
-        lid, shut = None, 0.0
+        lid, shut, slit = None, 0.0, 0.0
         if sliding:   # the sliding lid (lids.py): wherever the target's lid came down below the open lid's
             ratio = float(ear_t[e]) / max(float(ear_o[e]), 1e-6)
             wide = widened(ratio) if self.use_eyes else 0.0
@@ -482,8 +503,9 @@ class EyeParts:
                 lid = slide_lid(self.image if texture is None else texture, self.mesh, target, e, box, ref,
                                 self._lid_cache[e])
                 shut = smoothstep1(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio)
+            slit = smoothstep1(SLIT[0], SLIT[1], ratio) * SLIT_SHADE if ratio < SLIT[0] else 0.0
             # a lid that did not come down (a turned head's open eye) and no lash line: the warp's own lid
-            closed = 1.0 if lid is not None or shut > 0.0 else 0.0
+            closed = 1.0 if lid is not None or shut > 0.0 or slit > 0.0 else 0.0
         else:
             ratio = float(ear_t[e]) / max(info["ear"], 1e-6)
             closed = float(smoothstep(0.5, 0.15, ratio)) if self.use_lids else 0.0
@@ -501,7 +523,7 @@ class EyeParts:
             return
         if sliding:
             self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
-                              (c_t, r_t, off, w_comp, wide, far), lid, shut)
+                              (c_t, r_t, off, w_comp, wide, far), lid, shut, slit)
             return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
@@ -530,22 +552,26 @@ class EyeParts:
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
     def _render_skin(self, e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t, disc, lid,
-                     shut) -> None:
+                     shut, slit=0.0) -> None:
         """The sliding lid's eye: the moved iris disc (over the target's opening's box), the lid (over the part of
         `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
         those parts only; the rest of the box is left as the warp drew it (the compositing there changed nothing)."""
         x0, y0, x1, y1 = box
         c_t, r_t, off, w_comp, wide, far = disc
         parts = {}   # name -> (bx0, by0, bx1, by1) in box coordinates
-        if w_comp > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
-            ix0, iy0, ix1, iy1 = ibox
-            ib = (ix0 - x0, iy0 - y0, ix1 - x0, iy1 - y0)
+        om = None
+        ix0, iy0, ix1, iy1 = ibox
+        ib = (ix0 - x0, iy0 - y0, ix1 - x0, iy1 - y0)
+        if w_comp > 0.0 or slit > 0.0:   # the disc lies in the target opening's box (a part of the lid's box)
             if open_m is not None:
                 om = open_m[ib[1]:ib[3], ib[0]:ib[2]]
             else:
                 om = np.clip(2.0 * poly_mask((iy1 - iy0, ix1 - ix0), poly_t, (ix0, iy0)) - 1.0, 0.0, 1.0)
             if om.any():
-                parts["iris"] = ib
+                if w_comp > 0.0:
+                    parts["iris"] = ib
+                if slit > 0.0:
+                    parts["slit"] = ib
         if lid is not None:
             parts["lid"] = lid[2]
         lash = self._lash_alpha(target, e, box, width_t, shut) if shut > 0.0 else None
@@ -571,6 +597,10 @@ class EyeParts:
             # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
             region = region.astype(disc_px.dtype, copy=False)
             region[sl] = disc_px
+        if "slit" in parts:   # the half-shut opening in the lowered lid's shadow (``SLIT``)
+            sl = sub(parts["slit"])
+            a3 = (om * self._slit_shadow(target, e, ibox, width_t, slit))[..., None]
+            region[sl] = region[sl] * (1.0 - a3) + self._eye_src[e].get("lash", np.zeros(3)).astype(np.float32) * a3
         if lid is not None:
             pix, a_l, b = lid
             sl = sub(b)
