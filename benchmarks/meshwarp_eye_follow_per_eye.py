@@ -1,8 +1,9 @@
-"""closing_s31.md's per-eye table: the follow benchmark's renders (``meshwarp_controls.follow``: the pose, eye and
-expression videos, the same tracking meter, 8 s) with ``eyes.SLIT_SHADE`` at each value given; the EAR read back per
-eye against the driving clip's own per eye, beside the benchmark's EAR r (both eyes' mean against both eyes' mean).
+"""The per-eye EAR table of benchmarks/results/meshwarp/closing_s31.md: the follow benchmark's renders
+(``meshwarp_controls.follow``: the pose, eye and expression videos, the same tracking meter, 8 s) with
+``eyes.SLIT_SHADE`` at each value given; the EAR read back per eye against the driving clip's own per eye, beside
+the benchmark's EAR r (both eyes' mean against both eyes' mean).
 
-    PYTHONPATH=. python benchmarks/results/meshwarp/closing_s31_per_eye.py 0.0 0.7   # ~3 min on one core
+    PYTHONPATH=. python benchmarks/meshwarp_eye_follow_per_eye.py 0.0 0.7   # ~3 min on one core
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> int:
