@@ -347,7 +347,8 @@ def table(R: dict) -> str:
         n = len(next(iter(R["follow"].values()))["per_portrait"])
         lines += ["", f"Following a pose video, an eye video and an expression video (meshwarp_targets.py's clips, "
                   f"{n} portraits; means over portraits, worst portrait in brackets):", "",
-                  "| | pose r yaw / pitch / roll | pose amplitude yaw / pitch / roll | EAR r | gaze r h / v | "
+                  "| | pose r yaw / pitch / roll | pose amplitude yaw / pitch / roll | EAR r (per eye) | "
+                  "gaze r h / v | "
                   f"gaze r h / v, driving eye open (EAR >= {OPEN_SHARE} x its open EAR) |",
                   "|---|---|---|---|---|---|"]
         for k, f in R["follow"].items():
@@ -357,7 +358,9 @@ def table(R: dict) -> str:
                 f"| {'calibrated' if k == 'calibrated' else 'baseline (global depth gain)'} | "
                 + " / ".join(f"{f['pose_r'][a]:.3f} ({min(r['pose_r'][a] for r in pp):.3f})" for a in range(3))
                 + " | " + " / ".join(f"{f['pose_amplitude'][a]:.2f} ({worst_amp[a]:.2f})" for a in range(3))
-                + f" | {f['ear_r']:.3f} ({min(r['ear_r'] for r in pp):.3f}) | "
+                + f" | {f['ear_r']:.3f} ({min(r['ear_r'] for r in pp):.3f})"
+                + (" ; per eye " + " / ".join(f"{v:.3f}" for v in f["ear_r_per_eye"]) if "ear_r_per_eye" in f else "")
+                + " | "
                 + " / ".join(f"{f['gaze_r'][a]:.3f} ({min(r['gaze_r'][a] for r in pp):.3f})" for a in range(2))
                 + " | " + (" / ".join(f"{f['gaze_r_open'][a]:.3f} ({min(r['gaze_r_open'][a] for r in pp):.3f})"
                                       for a in range(2)) if "gaze_r_open" in f else "-")
@@ -423,7 +426,8 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
                         emotion=str(EXP_VIDEO))
             m = Track().meshes(fr)
             g = S.head_pose(m)
-            ge, se = S.eye_aspect_ratio(m).mean(1), S.eye_aspect_ratio(src_eye).mean(1)
+            ge2, se2 = S.eye_aspect_ratio(m), S.eye_aspect_ratio(src_eye)
+            ge, se = ge2.mean(1), se2.mean(1)
             gg, sg = S.gaze(m), S.gaze(src_eye)
             # beside it, gaze over the frames whose driving eye is open (a gaze read on a shut eye is undefined;
             # gaze trackers drop blink frames): EAR >= OPEN_SHARE x the clip's open EAR (its 90th percentile)
@@ -431,14 +435,17 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
             rows.append({"portrait": Path(p).name,
                          "pose_r": [S.pearson(g[:, k], src_pose[:, k]) for k in range(3)],
                          "pose_amplitude": [float(np.nanstd(g[:, k]) / np.nanstd(src_pose[:, k])) for k in range(3)],
-                         "ear_r": S.pearson(ge, se), "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]),
-                                                               S.pearson(gg[:, 1], sg[:, 1])],
+                         "ear_r": S.pearson(ge, se),
+                         # each eye against the driving clip's same eye: the two eyes' mean (above) hides a
+                         # render whose eyes follow a clip that closes them unevenly (results/meshwarp/closing_s31.md)
+                         "ear_r_per_eye": [S.pearson(ge2[:, e], se2[:, e]) for e in range(2)],
+                         "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]), S.pearson(gg[:, 1], sg[:, 1])],
                          "gaze_r_open": [S.pearson(gg[op, 0], sg[op, 0]), S.pearson(gg[op, 1], sg[op, 1])],
                          "open_frames": int(op.sum())})
             print(f"follow ({'calibrated' if cal else 'global gain'}) {rows[-1]}", flush=True)
         out["calibrated" if cal else "global_gain"] = {
-            "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist()
-                                     for k in ("pose_r", "pose_amplitude", "ear_r", "gaze_r", "gaze_r_open")}}
+            "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist() for k in (
+                "pose_r", "pose_amplitude", "ear_r", "ear_r_per_eye", "gaze_r", "gaze_r_open")}}
     _CALIBRATE[0] = True
     return out
 
