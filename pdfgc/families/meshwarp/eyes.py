@@ -75,22 +75,21 @@ def widened(ratio: float) -> float:
 
 
 def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray,
-                      edges=(IRIS_EDGE_DEFAULT, IRIS_EDGE_DEFAULT)) -> tuple[np.ndarray, np.ndarray]:
+                      eye_src: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """``iris_tex`` (the portrait with its iris discs completed under the lids) with the iris's part at the lid
     margin completed too, for a widened eye: the disc's pixels that are not clearly inside the opening (the lid
     margin's lashes and shade, which a raised lid would show as a dark band over the iris) taken, as under the
     lids, from the other side of the iris centre (vertically) where that side is clearly visible, else (inside the
-    iris's ``edges``, in mediapipe radii, per eye) the visible iris's mean colour: a round iris; and (S,S) float32
-    where that texture is good (0 outside the iris where neither side was: the disc leaves the eye white there)."""
+    iris's edge, in mediapipe radii) the visible iris's mean colour: a round iris; and (S,S) float32 where that
+    texture is good (0 outside the iris where neither side was: the disc leaves the eye white there). ``eye_src``:
+    each eye's iris centre, radius and edge as ``EyeParts`` measured them on the portrait."""
     out = iris_tex.copy()
     s = image.shape[0]
     good = np.ones((s, s), np.float32)
     for e in range(2):
         poly = mesh[list(topology.EYE_POLYGONS[e]), :2]
-        iris = mesh[list(IRIS[e]), :2]
-        centre = iris.mean(0)
-        radius = max(float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean()), 0.5)
-        x0, y0, x1, y1 = bounding_box(iris, 2.0 * radius, s)
+        centre, radius = eye_src[e]["centre"], eye_src[e]["radius"]
+        x0, y0, x1, y1 = bounding_box(mesh[list(IRIS[e]), :2], 2.0 * radius, s)
         if x1 - x0 < 4 or y1 - y0 < 4:
             continue
         open_m = poly_mask((y1 - y0, x1 - x0), poly, (x0, y0))
@@ -98,7 +97,7 @@ def wide_iris_texture(image: np.ndarray, iris_tex: np.ndarray, mesh: np.ndarray,
         dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
         near = dist <= 1.6
         vis = (open_m > 0.9) & near
-        inside = dist <= edges[e]
+        inside = dist <= eye_src[e]["edge"]
         fy, fx = np.nonzero(near & ~vis)
         ry = np.round(2 * (centre[1] - y0) - fy).astype(int)
         ok = (ry >= 0) & (ry < y1 - y0)
@@ -590,8 +589,7 @@ class EyeParts:
         if "iris" in parts:
             sl = sub(parts["iris"])
             if wide > 0.0 and self._wide_tex is None:
-                self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh,
-                                                   [info["edge"] for info in self._eye_src])
+                self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh, self._eye_src)
             disc_px = self._iris(e, region[sl], (ix0, iy0, ix1, iy1), om, c_t, r_t, off, w_comp, mx, my,
                                  self._wide_tex if wide > 0.0 else None, far)
             # the disc's compositing is float64 (as over the whole box: what follows rounds the same way)
