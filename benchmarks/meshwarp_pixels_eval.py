@@ -2,6 +2,8 @@
 
     python benchmarks/meshwarp_pixels_eval.py [--data ../prepared_corpus] [--every 1] [--yaw-pairs 8]
     python benchmarks/meshwarp_pixels_eval.py --yaw-only [--train-yaw]   # the turned-head pairs only (~10 / ~30 s)
+    python benchmarks/meshwarp_pixels_eval.py --eyes-only --lids skin [--train-eyes]   # closed-eye read-back only
+    python benchmarks/meshwarp_pixels_eval.py --closeups OUT.png --pairs tiktok__000:260:119:1,...   # eye close-ups
 
 Pairs (``refine_train.choose_pairs`` with the refiner eval's seed, so the same 415 held-out self-reenactment pairs
 of 13 people; ``--every k`` keeps every k-th): the clip's neutral source frame warped to a target frame of the same
@@ -100,6 +102,28 @@ def train_yaw_pairs(data: Path, yaw_pairs: int = 4, max_clips: int = 40):
     return turned, corpus
 
 
+def train_eye_pairs(data: Path, seed: int = 0, max_clips: int = 60):
+    """The held-out pair rule of ``heldout_pairs`` (a calm, wide-open source; targets spread over the clip plus the
+    most shut, the widest mouth and the most turned frames) on the first ``max_clips`` TRAINING clips, for choosing
+    the lids' settings without the held-out people (``--eyes-only --train-eyes``: their closed-eye pairs)."""
+    from pdfgc.families.meshwarp.refine_train import choose_pairs, corpus_people
+
+    people, corpus = corpus_people(data)
+    rng = np.random.default_rng([seed, 2])
+    plan, n = [], 0
+    for info, ident, held in people:
+        if held:
+            continue
+        arrays = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy", "mouth.npy", "eye.npy", "pose.npy"))
+        pairs = choose_pairs(arrays, True, rng)
+        if pairs:
+            plan += [(info.key, s, t, ident) for s, t in pairs]
+            n += 1
+            if n >= max_clips:
+                break
+    return plan, corpus
+
+
 def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
              closed_only: bool = False) -> dict:
     from pdfgc.evaluation.signals import EAR_POINTS
@@ -194,6 +218,60 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
     return res
 
 
+# the close-ups' columns (``--closeups``): the eyes.py settings of each render beside the real target frame
+CLOSEUP_VARIANTS = {"before": {"WATERLINE_SHADE": 0.0}, "after": {},
+                    "opt-in": {"WATERLINE_UP": 0.1, "WATERLINE_SHADE": 1.0}}
+
+
+def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
+    """One eye per row at ``zoom`` (nearest neighbour), for the held-out pairs `pairs` ("clip-substring:s:t:eye,...",
+    each a pair of `plan`): the real target frame, then the default renderer (sliding lid) under each of
+    ``CLOSEUP_VARIANTS``; each tile labelled with the target's EAR and the one mediapipe reads back from it."""
+    from pdfgc.families.meshwarp import eyes as E
+    from pdfgc.families.meshwarp.shapes import eye_aspect as _ear
+    from pdfgc.families.meshwarp.warp import WarpRenderer
+    from pdfgc.media.face import FaceMeshDetector
+    from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER
+
+    rows = []
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        for item in pairs.split(","):
+            part, s, t, e = item.split(":")
+            s, t, e = int(s), int(t), int(e)
+            key = next(k for k, s0, t0, _ in plan if part in k and s0 == s and t0 == t)
+            mesh = corpus.load_arrays(key, names=("mesh.npy",))["mesh.npy"].astype(np.float64)
+            fr = dict(zip((s, t), corpus.load_frames(key, [s, t])))
+            imgs = [("real", fr[t])]
+            for name, kw in CLOSEUP_VARIANTS.items():
+                saved = {k: getattr(E, k) for k in kw}
+                try:
+                    for k, v in kw.items():
+                        setattr(E, k, v)
+                    imgs.append((name, WarpRenderer(fr[s], mesh[s], lids="skin").render(mesh[t])))
+                finally:
+                    for k, v in saved.items():
+                        setattr(E, k, v)
+            pts = mesh[t][list(EYE_UPPER[e]) + list(EYE_LOWER[e]), :2]
+            (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+            x0, x1, y0, y1 = int(x0 - 4), int(x1 + 5), int(y0 - 7), int(y1 + 7)
+            tiles = []
+            for name, img in imgs:
+                f = det.detect(np.ascontiguousarray(img))
+                back = float(_ear(f[0])[e]) if f else float("nan")
+                c = cv2.resize(img[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+                cv2.putText(c, f"{name} {key[-14:]} {s}->{t}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+                            (255, 255, 0), 1, cv2.LINE_AA)
+                cv2.putText(c, f"EAR asked {_ear(mesh[t])[e]:.2f} read {back:.2f}", (3, c.shape[0] - 5),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 0), 1, cv2.LINE_AA)
+                tiles.append(np.pad(c, ((0, 4), (0, 4), (0, 0))))
+            rows.append(np.concatenate(tiles, 1))
+    w = max(r.shape[1] for r in rows)
+    img = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    print(f"wrote {out} ({len(rows)} eyes)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
@@ -206,10 +284,15 @@ def main() -> None:
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
     ap.add_argument("--train-yaw", action="store_true",
                     help="with --yaw-only: the turned-head pairs of 40 TRAINING clips instead (for choosing settings)")
+    ap.add_argument("--train-eyes", action="store_true",
+                    help="with --eyes-only: the closed-eye pairs of 60 TRAINING clips instead (for choosing settings)")
     ap.add_argument("--yaw-only", action="store_true",
                     help="only the turned-head pairs (no self-reenactment, no identity), plus the shipped default")
     ap.add_argument("--lids", default=None,
                     help="comma-separated lids for the new variant, one variant each (painted, sheet, skin)")
+    ap.add_argument("--closeups", type=Path, default=None,
+                    help="only write close-ups of --pairs (real | CLOSEUP_VARIANTS) to this PNG")
+    ap.add_argument("--pairs", default="", help="with --closeups: clip-substring:s:t:eye,... (held-out pairs)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/meshwarp/pixels_eval.json")
     args = ap.parse_args()
     if args.yaw_only:
@@ -227,10 +310,17 @@ def main() -> None:
     from pdfgc.media.face import FaceMeshDetector
 
     plan, turned, corpus = heldout_pairs(args.data, args.seed, args.yaw_pairs)
+    if args.closeups:
+        closeups(plan, corpus, args.pairs, args.closeups)
+        return
     if args.train_yaw:
         turned, corpus = train_yaw_pairs(args.data)
         if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval_yaw.json":
             args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_yaw_train.json"
+    if args.train_eyes:
+        plan, corpus = train_eye_pairs(args.data, args.seed)
+        if args.out == REPO / "benchmarks/results/meshwarp/pixels_eval_eyes.json":
+            args.out = REPO / "benchmarks/results/meshwarp/pixels_eval_eyes_train.json"
     plan = [] if args.yaw_only else plan[::args.every]
     variants = {"today": BASELINE, "new": NEW}
     if args.lids:   # the new variant with each of these lids instead ("new_<lids>")

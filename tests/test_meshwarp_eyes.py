@@ -174,3 +174,49 @@ def test_a_half_shut_eye_lies_in_its_lids_shadow(anne_face, monkeypatch):
     sh = E.EyeParts._slit_shadow(half, 0, (x - 2, y - 10, x + 3, y + 12), width, 0.5)
     assert sh[:8].max() == pytest.approx(0.5, abs=0.05) and sh[-1].max() == 0.0
     assert (np.diff(sh[10:, 2]) <= 1e-6).all()
+
+
+def test_a_half_shut_eyes_lower_band_is_toned_to_its_lower_lid(anne_face, monkeypatch):
+    """Under a half-shut lid mediapipe read the pale lower part of the slit and the lower lid's waterline as the
+    opening (its lower contour below the target's; session 32, lidslit_s32.md). With ``WATERLINE_SHADE`` the band
+    from ``WATERLINE_UP`` eye widths above the target's lower contour to ``WATERLINE_DEPTH`` below it is toned toward
+    the lower lid's skin in shadow; an open eye (looking aside too) is bit-identical, and nothing changes further
+    down the lower lid."""
+    from pdfgc.families.meshwarp.warp import close_eyes
+
+    img, mesh = anne_face
+    lum = np.array([0.299, 0.587, 0.114])
+    half = close_eyes(shift_irises(mesh, 0.15), 0.55)
+    got = {}
+    for shade in (0.0, 1.0):
+        monkeypatch.setattr(E, "WATERLINE_SHADE", shade)
+        r = WarpRenderer(img, mesh)
+        got[shade] = (r.render(half), r.render(shift_irises(mesh, 0.15)), r.render(mesh))
+    assert (got[0.0][1] == got[1.0][1]).all() and (got[0.0][2] == got[1.0][2]).all()   # open eyes: no change
+    before, after = (got[k][0].astype(np.float64) for k in (0.0, 1.0))
+    size = len(img)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for e in range(2):
+        lo = half[list(E.EYE_LOWER[e]), :2]
+        lo = lo[np.argsort(lo[:, 0])]
+        width = float(np.linalg.norm(half[E.EAR_POINTS[e, 0], :2] - half[E.EAR_POINTS[e, 3], :2]))
+        mid = (xx > lo[0, 0] + 0.3 * width) & (xx < lo[-1, 0] - 0.3 * width)
+        d = yy - np.interp(xx, lo[:, 0], lo[:, 1])
+        band = mid & (d > -0.5) & (d < 1.0)
+        far = mid & (d > E.WATERLINE_DEPTH * width + 2) & (d < E.WATERLINE_DEPTH * width + 6)
+        assert band.sum() > 3 and far.sum() > 3
+        tone = E.WATERLINE_TONE * WarpRenderer(img, mesh).parts[0]._eye_src[e]["lowlid"] @ lum
+        # its pale pixels toward the lower lid's shadowed skin, nothing below the band
+        pale = band & (before @ lum > tone + 10)
+        assert pale.sum() >= 2 and (after[pale] @ lum).mean() < (before[pale] @ lum).mean() - 5
+        assert (after[band] @ lum).mean() < (before[band] @ lum).mean()
+        assert (after[far] == before[far]).all()
+    # the profile: full from WATERLINE_UP above the contour down to it, none WATERLINE_DEPTH below it
+    x, y = (int(round(v)) for v in half[E.EYE_LOWER[0][4], :2])
+    width = 60.0
+    for up in (0.0, 0.1):
+        monkeypatch.setattr(E, "WATERLINE_UP", up)
+        col = E.EyeParts._waterline_shade(half, 0, (x - 2, y - 10, x + 3, y + 10), width, 0.5)[:, 2]
+        assert col.max() == pytest.approx(0.5, abs=0.15) and col[0] == 0.0 and col[-1] == 0.0
+        assert (np.diff(col[11:]) <= 1e-6).all()
+        assert (col[:10] > 0.4).sum() == (5 if up else 0)   # 0.1 x 60 = 6 px above: rows 1-5 px above full

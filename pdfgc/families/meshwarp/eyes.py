@@ -129,6 +129,19 @@ IRIS_HIDDEN_MOVED = (0.05, 0.2)
 SLIT = (0.85, 0.4)
 SLIT_SHADE = 0.7
 SLIT_DEPTH = 0.3
+# ... and the lower lid under it (session 32, benchmarks/results/meshwarp/lidslit_s32.md): on the held-out 0.4-0.6x
+# closed-eye pairs mediapipe read the upper contour 0.04 eye widths above the target's and the lower one 0.02 below,
+# where the render showed the warped open eye's pale waterline and the white above it, which a real half-shut eye
+# keeps in shadow. The band from WATERLINE_UP eye widths above the target's lower lid contour down to WATERLINE_DEPTH
+# below it is darkened toward the portrait's lower-lid skin in shadow (WATERLINE_TONE x its colour), by up to
+# WATERLINE_SHADE, from the target's EAR WATERLINE[0] x the open lid's (none; not above SLIT[0]) to WATERLINE[1]
+# (full); never lightened. 0: off. WATERLINE_UP = 0.1 with WATERLINE_SHADE = 1.0 (the slit's lower half too) reads
+# back 0.033 instead of 0.042 but costs the follow benchmark's mean-eye EAR r and gaze r h (lidslit_s32.md): off.
+WATERLINE = SLIT
+WATERLINE_SHADE = 0.8
+WATERLINE_UP = 0.0
+WATERLINE_DEPTH = 0.08
+WATERLINE_TONE = 0.5
 
 
 def _iris_edge(roi: np.ndarray, open_m: np.ndarray, d: np.ndarray, dy: np.ndarray) -> float:
@@ -334,6 +347,11 @@ class EyeParts:
             samples = np.array([img[int(np.clip(round(y), 0, s - 1)), int(np.clip(round(x), 0, s - 1))] for x, y in up])
             skin = paint[lid > 0].mean(0) if lid.any() else samples.mean(0).astype(np.float32)
             self._eye_src[e]["lash"] = 0.5 * np.minimum(samples.min(0).astype(np.float64), 0.5 * skin) + 0.25 * skin
+            # the lower lid's skin: the median colour 0.12-0.2 eye widths under its contour's middle points
+            lo = mesh[list(EYE_LOWER[e][2:-2]), :2]
+            q = np.concatenate([lo + (0.0, k * width) for k in (0.12, 0.16, 0.2)])
+            q = np.clip(np.round(q).astype(int), 0, s - 1)
+            self._eye_src[e]["lowlid"] = np.median(img[q[:, 1], q[:, 0]].astype(np.float64), axis=0)
 
     def _lid_skin(self, e: int, box, width: float) -> np.ndarray:
         """(h,w,3) float32 closed-lid colour over `box`: per column, the skin above the lashes (0.28 eye widths
@@ -427,6 +445,24 @@ class EyeParts:
         fall = np.clip(1.0 - below / max(SLIT_DEPTH * width_t, 1.0), 0.0, 1.0)
         return (strength * fall * fall).astype(np.float32)
 
+    @staticmethod
+    def _waterline_shade(target, e, box, width_t, strength):
+        """(h,w) float32 over `box`: the half-shut eye's lower-lid band (``WATERLINE_*``), ``strength`` from
+        ``WATERLINE_UP`` eye widths above the target's lower lid contour to that contour, fading to 0
+        ``WATERLINE_DEPTH`` eye widths below it, and toward the eye's corners."""
+        x0, y0, x1, y1 = box
+        lo = target[list(EYE_LOWER[e]), :2].astype(np.float64)
+        lo = lo[np.argsort(lo[:, 0])]
+        xs = np.arange(x0, x1, dtype=np.float64)
+        y_lo = np.interp(xs, lo[:, 0], lo[:, 1])
+        span = max(lo[-1, 0] - lo[0, 0], 1.0)
+        u = (xs - lo[0, 0]) / span
+        cols = np.clip(np.minimum(u, 1.0 - u) / 0.15, 0.0, 1.0)
+        d = np.arange(y0, y1, dtype=np.float64)[:, None] - y_lo[None]   # + below the contour
+        up = np.clip(d + WATERLINE_UP * width_t + 0.5, 0.0, 1.0)   # anti-aliased over a pixel
+        down = np.clip(1.0 - d / max(WATERLINE_DEPTH * width_t, 1.0), 0.0, 1.0)
+        return (strength * up * down * cols[None]).astype(np.float32)
+
     def _iris(self, e, region, box, open_m, c_t, r_t, off, w_comp, mx, my, tex=None, far=0.0):
         """``region`` (float32 pixels of `box`) with the moved iris disc and the eye white under it composited over
         it inside the target's opening (``open_m`` over `box`), weighted by ``w_comp``."""
@@ -492,7 +528,7 @@ class EyeParts:
         # how far the iris moved inside its opening (the lids' hidden ring of the disc shows that much)
         inset = (c_t - poly_t.mean(0)) / width_t - info["inset"]
         far = float(smoothstep(IRIS_HIDDEN_MOVED[0], IRIS_HIDDEN_MOVED[1], float(np.hypot(*inset)) * width_t / r_t))
-        lid, shut, slit = None, 0.0, 0.0
+        lid, shut, slit, wl = None, 0.0, 0.0, 0.0
         if sliding:   # the sliding lid (lids.py): wherever the target's lid came down below the open lid's
             ratio = float(ear_t[e]) / max(float(ear_o[e]), 1e-6)
             wide = widened(ratio) if self.use_eyes else 0.0
@@ -503,6 +539,7 @@ class EyeParts:
                                 self._lid_cache[e])
                 shut = smoothstep1(SKIN_LASH_FROM, SKIN_LASH_FULL, ratio)
             slit = smoothstep1(SLIT[0], SLIT[1], ratio) * SLIT_SHADE if ratio < SLIT[0] else 0.0
+            wl = smoothstep1(WATERLINE[0], WATERLINE[1], ratio) * WATERLINE_SHADE if ratio < WATERLINE[0] else 0.0
             # a lid that did not come down (a turned head's open eye) and no lash line: the warp's own lid
             closed = 1.0 if lid is not None or shut > 0.0 or slit > 0.0 else 0.0
         else:
@@ -522,7 +559,7 @@ class EyeParts:
             return
         if sliding:
             self._render_skin(e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t,
-                              (c_t, r_t, off, w_comp, wide, far), lid, shut, slit)
+                              (c_t, r_t, off, w_comp, wide, far), lid, shut, slit, wl)
             return
         region = out[roi].astype(np.float32)
         if w_comp > 0.0 and open_m.any():
@@ -551,7 +588,7 @@ class EyeParts:
         out[roi] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
     def _render_skin(self, e, target, out, mx, my, lids_m, box, ibox, open_m, poly_t, width_t, disc, lid,
-                     shut, slit=0.0) -> None:
+                     shut, slit=0.0, wl=0.0) -> None:
         """The sliding lid's eye: the moved iris disc (over the target's opening's box), the lid (over the part of
         `box` it covers) and the shut eye's lash line (over its own part), composited in float over the union of
         those parts only; the rest of the box is left as the warp drew it (the compositing there changed nothing)."""
@@ -599,6 +636,11 @@ class EyeParts:
             sl = sub(parts["slit"])
             a3 = (om * self._slit_shadow(target, e, ibox, width_t, slit))[..., None]
             region[sl] = region[sl] * (1.0 - a3) + self._eye_src[e].get("lash", np.zeros(3)).astype(np.float32) * a3
+            if wl > 0.0 and "lowlid" in self._eye_src[e]:   # the lower lid's pale band under it (``WATERLINE``)
+                a3 = self._waterline_shade(target, e, ibox, width_t, wl)[..., None]
+                tone = (WATERLINE_TONE * self._eye_src[e]["lowlid"]).astype(np.float32)
+                # a shadow: it darkens the pale band, never lightens what is darker than its tone (the iris, lashes)
+                region[sl] = np.minimum(region[sl], region[sl] * (1.0 - a3) + tone * a3)
         if lid is not None:
             pix, a_l, b = lid
             sl = sub(b)
