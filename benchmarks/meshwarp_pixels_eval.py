@@ -226,7 +226,8 @@ CLOSEUP_VARIANTS = {"before": {"WATERLINE_SHADE": 0.0}, "after": {},
 def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
     """One eye per row at ``zoom`` (nearest neighbour), for the held-out pairs `pairs` ("clip-substring:s:t:eye,...",
     each a pair of `plan`): the real target frame, then the default renderer (sliding lid) under each of
-    ``CLOSEUP_VARIANTS``; each tile labelled with the target's EAR and the one mediapipe reads back from it."""
+    ``CLOSEUP_VARIANTS``; each tile labelled with the target's EAR and the one mediapipe reads back from it; last, the
+    first variant again with the target's lid contours (green) and those mediapipe reads back from it (red)."""
     from pdfgc.families.meshwarp import eyes as E
     from pdfgc.families.meshwarp.shapes import eye_aspect as _ear
     from pdfgc.families.meshwarp.warp import WarpRenderer
@@ -255,10 +256,15 @@ def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
             (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
             x0, x1, y0, y1 = int(x0 - 4), int(x1 + 5), int(y0 - 7), int(y1 + 7)
             tiles = []
-            for name, img in imgs:
+            for k, (name, img) in enumerate(imgs + imgs[1:2]):
                 f = det.detect(np.ascontiguousarray(img))
                 back = float(_ear(f[0])[e]) if f else float("nan")
                 c = cv2.resize(img[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+                if k == len(imgs):   # the contours: asked (green), read back (red)
+                    for m, col in ((mesh[t], (0, 255, 0)), (f[0] if f else None, (255, 0, 0))):
+                        for idx in (EYE_UPPER[e], EYE_LOWER[e]) if m is not None else ():
+                            q = ((m[list(idx), :2] - (x0 - 0.5, y0 - 0.5)) * zoom).round().astype(np.int32)
+                            cv2.polylines(c, [q], False, col, 1, cv2.LINE_AA)
                 cv2.putText(c, f"{name} {key[-14:]} {s}->{t}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                             (255, 255, 0), 1, cv2.LINE_AA)
                 cv2.putText(c, f"EAR asked {_ear(mesh[t])[e]:.2f} read {back:.2f}", (3, c.shape[0] - 5),
