@@ -56,6 +56,7 @@ FOLLOW_PORTRAITS = [DATA / "pdfgc/anne.png", DATA / "real3dportrait/Macron.png",
                     DATA / "liveportrait/source_s3.jpg", DATA / "edtalk/identity_source.jpg",
                     DATA / "xportrait/source_image.png"]
 FRAMINGS = ("photo", "tight256", "crop224")
+FRONTAL_YAW = 15.0  # follow: the eye clip's frames with its head within this many degrees of yaw of frontal
 OPEN_SHARE = 0.5   # follow: the driving eye counts as open at this share of the clip's open EAR (90th percentile)
 AXES = ("yaw", "pitch", "roll")
 
@@ -360,6 +361,8 @@ def table(R: dict) -> str:
                 + " | " + " / ".join(f"{f['pose_amplitude'][a]:.2f} ({worst_amp[a]:.2f})" for a in range(3))
                 + f" | {f['ear_r']:.3f} ({min(r['ear_r'] for r in pp):.3f})"
                 + (" ; per eye " + " / ".join(f"{v:.3f}" for v in f["ear_r_per_eye"]) if "ear_r_per_eye" in f else "")
+                + (f" ; frontal {f['ear_r_frontal']:.3f}, per eye "
+                   + " / ".join(f"{v:.3f}" for v in f["ear_r_frontal_per_eye"]) if "ear_r_frontal" in f else "")
                 + " | "
                 + " / ".join(f"{f['gaze_r'][a]:.3f} ({min(r['gaze_r'][a] for r in pp):.3f})" for a in range(2))
                 + " | " + (" / ".join(f"{f['gaze_r_open'][a]:.3f} ({min(r['gaze_r_open'][a] for r in pp):.3f})"
@@ -408,6 +411,7 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
     from meshwarp_targets import EXP_VIDEO, EYE_VIDEO, POSE_VIDEO, Meter, source_signals
 
     from pdfgc.evaluation import signals as S
+    from pdfgc.families.meshwarp import codes as C
     from pdfgc.media.mesh import FaceMeshDetector
 
     class Track(Meter):
@@ -417,6 +421,8 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
     n = int(seconds * 25)
     src_pose = S.head_pose(source_signals(Track(), POSE_VIDEO, n))
     src_eye = source_signals(Track(), EYE_VIDEO, n)
+    src_canon, src_rot = C.canonicalize(src_eye)[:2]
+    src_eye_yaw = S.rotation_to_angles(src_rot)[:, 0]
     out = {}
     for cal in calibrations:
         _CALIBRATE[0] = cal
@@ -428,6 +434,14 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
             g = S.head_pose(m)
             ge2, se2 = S.eye_aspect_ratio(m), S.eye_aspect_ratio(src_eye)
             ge, se = ge2.mean(1), se2.mean(1)
+            # beside it, the lids' opening measured frontal (on the rigidly fitted canonical meshes, as the model
+            # measures a driver): the eye clip turns its head 27-41 deg of yaw in its two sideways glances (frames
+            # 81-99, 180-198) while the render takes its pose from the pose video, and a turned-away eye's image
+            # EAR reads up to 1.5x its opening (its width foreshortened), so the image figure above scores the
+            # eye clip's head turn too (results/meshwarp/eyeask_s32.md)
+            gf2, sf2 = S.eye_aspect_ratio(C.canonicalize(m)[0]), S.eye_aspect_ratio(src_canon)
+            # and both over the frames whose eye clip's head is within FRONTAL_YAW of frontal (its glances out)
+            fy = np.abs(src_eye_yaw) <= FRONTAL_YAW
             gg, sg = S.gaze(m), S.gaze(src_eye)
             # beside it, gaze over the frames whose driving eye is open (a gaze read on a shut eye is undefined;
             # gaze trackers drop blink frames): EAR >= OPEN_SHARE x the clip's open EAR (its 90th percentile)
@@ -439,13 +453,19 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
                          # each eye against the driving clip's same eye: the two eyes' mean (above) hides a
                          # render whose eyes follow a clip that closes them unevenly (results/meshwarp/closing_s31.md)
                          "ear_r_per_eye": [S.pearson(ge2[:, e], se2[:, e]) for e in range(2)],
+                         "ear_r_frontal": S.pearson(gf2.mean(1), sf2.mean(1)),
+                         "ear_r_frontal_per_eye": [S.pearson(gf2[:, e], sf2[:, e]) for e in range(2)],
+                         "ear_r_turn_out": S.pearson(ge[fy], se[fy]),
+                         "gaze_r_turn_out": [S.pearson(gg[fy, 0], sg[fy, 0]), S.pearson(gg[fy, 1], sg[fy, 1])],
+                         "turn_out_frames": int(fy.sum()),
                          "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]), S.pearson(gg[:, 1], sg[:, 1])],
                          "gaze_r_open": [S.pearson(gg[op, 0], sg[op, 0]), S.pearson(gg[op, 1], sg[op, 1])],
                          "open_frames": int(op.sum())})
             print(f"follow ({'calibrated' if cal else 'global gain'}) {rows[-1]}", flush=True)
         out["calibrated" if cal else "global_gain"] = {
             "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist() for k in (
-                "pose_r", "pose_amplitude", "ear_r", "ear_r_per_eye", "gaze_r", "gaze_r_open")}}
+                "pose_r", "pose_amplitude", "ear_r", "ear_r_per_eye", "ear_r_frontal", "ear_r_frontal_per_eye",
+                "ear_r_turn_out", "gaze_r_turn_out", "gaze_r", "gaze_r_open")}}
     _CALIBRATE[0] = True
     return out
 
