@@ -107,3 +107,23 @@ def test_rules_without_a_classifier_are_silero_alone(s2m):
         head.voice = voice
     assert p is None
     assert np.array_equal(y, s2m.raw_codes(wav, n))
+
+
+def test_live_session_hears_the_voice_over_music_too(s2m):
+    """The live session carries the same voice-over-music flags (the classifier on the live head's windows, with
+    the codes; no lead): its mouth moves on the voice under music where silero alone would keep it shut."""
+    from pathlib import Path
+
+    from pdfgc.live import LiveSession
+    from pdfgc.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline.from_default(device="cpu", threads=1)
+    anne = Path(__file__).resolve().parents[1] / "pdfgc" / "ui" / "examples" / "anne.png"
+    wav = voiced(4) + music(4)
+    with LiveSession(anne, pipeline=pipe, threaded=False) as s:
+        assert s.voice_model is not None
+        mouth = np.stack([f.mouth for f in s.push(wav) + s.finish()])
+    n = len(mouth)
+    silero = L.live_speaking(L.voice_flags(wav, n), 2)
+    moving = np.abs(mouth).max(1) > 0
+    assert silero.mean() < 0.2 and moving.mean() > 0.3, (silero.mean(), moving.mean())

@@ -135,6 +135,18 @@ def from_params(params) -> LipsHead:
     return head
 
 
+def voice_windows(head: LipsHead, z: torch.Tensor, count: int) -> torch.Tensor | None:
+    """(count, speech.WINDOW * components): each frame's window of the classifier's width from a head's projected
+    slab, as near the offline window (80 ms before .. 120 ms after the frame) as the head's window allows (the live
+    head's reads 120 ms before .. 100 ms after: its part from 100 ms before); None if the head's window is narrower."""
+    extra = head.window.frames - sp.WINDOW
+    if extra < 0:
+        return None
+    off = min(max(head.window.win_before - sp.WIN_BEFORE, 0), extra)
+    idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + off + torch.arange(sp.WINDOW)[None]
+    return z[idx].flatten(1)
+
+
 class VoiceFeatures(nn.Module):
     """Does a frame hold a voice, read from the lips head's own projected Whisper window (``LipsHead.windows``):
     a logistic regression fitted on the training people's clips with silero-vad's decisions as labels
@@ -347,24 +359,38 @@ LIVE_VAD_LEAD = 1
 LIVE_RULES_AHEAD = LIVE_VAD_LEAD
 
 
-def live_speaking(flags: np.ndarray, lead: int = LIVE_VAD_LEAD) -> np.ndarray:
-    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and ``lead`` after."""
+def live_speaking(flags: np.ndarray, lead: int = LIVE_VAD_LEAD, extra: np.ndarray | None = None) -> np.ndarray:
+    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and ``lead`` after. ``extra``:
+    voice-over-music flags (silero >= VAD_LOW and the classifier's flag; a stream knows them only as far as its
+    codes, maybe fewer than T): they open their own frame and the VAD_HANGOVER after it, no lead."""
     f = np.asarray(flags, bool)
     out = f.copy()
     for k in range(1, VAD_HANGOVER + 1):
         out[k:] |= f[:-k]
     for k in range(1, lead + 1):
         out[:-k] |= f[k:]
+    return out | causal_hangover(extra, len(out)) if extra is not None else out
+
+
+def causal_hangover(flags: np.ndarray, size: int) -> np.ndarray:
+    """(size,) bool: a flag among this frame and the VAD_HANGOVER before (``flags`` cut or padded to ``size``)."""
+    e = np.zeros(size, bool)
+    n = min(size, len(flags))
+    e[:n] = np.asarray(flags, bool)[:n]
+    out = e.copy()
+    for k in range(1, VAD_HANGOVER + 1):
+        out[k:] |= e[:-k]
     return out
 
 
 def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float,
-               lead: int = LIVE_VAD_LEAD) -> np.ndarray:
+               lead: int = LIVE_VAD_LEAD, extra: np.ndarray | None = None) -> np.ndarray:
     """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
     frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
     to t + ``lead`` (the head's ``vad_lead``; LIVE_RULES_AHEAD by default) and codes up to t. ``flags`` may run
-    past the codes (a stream's flags are known ``lead`` frames further than its final codes)."""
-    s = live_speaking(flags, lead)[:len(codes)]
+    past the codes (a stream's flags are known ``lead`` frames further than its final codes). ``extra``: the
+    voice-over-music flags (``live_speaking``)."""
+    s = live_speaking(flags, lead, extra)[:len(codes)]
     prev = np.r_[False, s[:-1]]
     w = s.astype(np.float32)
     w[s != prev] = 0.5
