@@ -13,7 +13,10 @@ Figures per clip:
   speech found in the render (below the portrait's own opening + 15 % of that range) within +-2 frames, after
   the lag;
 - ``nonspeech_closed``: share of the frames silero-vad calls non-speech (with the rules' 120 ms margin) whose
-  rendered mouth is closed (as above; ``nonspeech_frames`` of them);
+  rendered mouth is closed (as above; ``nonspeech_frames`` of them): silero's labels (at its default 0.5, whatever
+  the rules use), which are wrong on lip-synced / sung tracks, so also
+- ``realclosed_closed``: share of the frames whose REAL mouth is closed (as above, after the lag;
+  ``realclosed_frames`` of them) whose rendered mouth is closed;
 - ``loudness_r``: the loudness baseline, r of the real opening with the speech RMS envelope (best lag +-6);
 - ``oracle_r`` / ``oracle_amplitude``: the clip's own measured mouth codes through the same warp, re-measured.
 - ``language``: Whisper's language detection on the clip (CTranslate2, the same packaged weights).
@@ -179,7 +182,7 @@ def main() -> int:
             d = C.retarget(C.measure(c.mesh[:n], params, reference=c.ref), c.ref)
             oplan = dataclasses.replace(plan, mouth=torch.from_numpy(np.nan_to_num(d.mouth).astype(np.float32)))
             orend = opening_of_frames(render_frames(pipe, oplan))[0]
-        speaking = L.voice_activity(wav, n)
+        speaking = L.voice_activity(wav, n)   # silero alone (today's definition of non-speech)
         lag, r = S.best_offset(rend, real, MAX_LAG)
         olag, orr = S.best_offset(orend, real, MAX_LAG) if not a.live else (0, None)
         loud_lag, loud_r = S.best_offset(rms_envelope(wav, n), real, MAX_LAG)
@@ -192,6 +195,7 @@ def main() -> int:
         found, total = closure_recall(rc, pc, speaking)
         quiet = ~speaking
         closed_share = float(pc[quiet].mean()) if quiet.any() else float("nan")
+        rc_ok = rc & np.isfinite(aligned)
         lang = language_of(ct2, wav) if ct2 is not None else "?"
         row = {"clip": c.key, "identity": c.identity, "language": lang, "frames": int(n),
                "r": round(float(r), 4), "lag": int(lag), "amplitude": round(amp, 3),
@@ -199,6 +203,8 @@ def main() -> int:
                "closure_recall": round(found / total, 3) if total else None,
                "nonspeech_frames": int(quiet.sum()),
                "nonspeech_closed": round(closed_share, 3) if quiet.any() else None,
+               "realclosed_frames": int(rc_ok.sum()),
+               "realclosed_closed": round(float(pc[rc_ok].mean()), 3) if rc_ok.any() else None,
                "loudness_r": round(float(loud_r), 4), "loudness_lag": int(loud_lag),
                "oracle_r": round(float(orr), 4) if orr is not None else None,
                "oracle_amplitude": round(float(np.std(orend[ook]) / max(np.std(real[ook]), 1e-9)), 3)
@@ -349,6 +355,9 @@ def summarise(per: list[dict]) -> dict:
             "amplitude_median": round(float(np.median(col("amplitude"))), 3),
             "closure_recall": round(found / total, 3) if total else None, "closures": total,
             "nonspeech_closed": round(qc / q, 3) if q else None, "nonspeech_frames": q,
+            "realclosed_closed": round(sum(p["realclosed_closed"] * p["realclosed_frames"] for p in per
+                                           if p.get("realclosed_closed") is not None)
+                                       / max(sum(p.get("realclosed_frames", 0) for p in per), 1), 3),
             "beats_loudness": round(float(np.mean(r > loud)), 3),
             "loudness_r_median": round(float(np.median(loud)), 3),
             "oracle_r_median": round(float(np.median(col("oracle_r"))), 3) if col("oracle_r").size else None,

@@ -62,6 +62,7 @@ def test_live_session_equals_its_head_and_rules_on_the_whole_file(pipe, speech):
     voice flags past the last final code (the lead) as the whole-file rules do. Before this was checked, a frame
     whose codes were the last known lost the voice of the frames after it and stayed closed at phrase starts (the
     held-out voices' r with the offline lips: 0.82 instead of 0.90 on the hardest one)."""
+    from pdfgc.families.meshwarp import lips as L
     from pdfgc.families.meshwarp.lips import live_rules, voice_flags
     from pdfgc.live import LiveSession
     wav = np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(8000, np.float32)])
@@ -71,11 +72,20 @@ def test_live_session_equals_its_head_and_rules_on_the_whole_file(pipe, speech):
     n = len(frames)
     stream = head.stream(pipe.family.model.lips.encoder, n, hop)
     raw = np.zeros((n, head.bias.shape[0]), np.float32)
+    feat = np.zeros(n, bool)   # voice over music: the offline head's classifier on the live head's windows
+    voice = pipe.family.model.lips.head.voice
     with torch.no_grad():
         for first, slab in stream.push(wav) + stream.finish():
-            y = head(torch.from_numpy(slab), hop).numpy()
+            z = head.project(torch.from_numpy(slab))
+            y = head.decode(z, hop).numpy()
             raw[first:first + hop] = y[:min(hop, n - first)]
-    want = live_rules(raw, voice_flags(wav, n), head.gap_direction.numpy(), float(head.gap_rms), lead=lead) * gain
+            if voice is not None:
+                p = voice(L.voice_windows(head, z, hop)).numpy()
+                feat[first:first + hop] = (p >= L.VOICE_FEATURES)[:min(hop, n - first)]
+    probs = L.voice_probs(wav)
+    extra = L.frames_of_windows(probs >= L.VAD_LOW, n) & feat
+    want = live_rules(raw, voice_flags(wav, n), head.gap_direction.numpy(), float(head.gap_rms), lead=lead,
+                      extra=extra) * gain
     got = np.stack([f.mouth for f in frames])
     assert lead == 2 and np.abs(want).max(1).astype(bool).sum() > 30
     np.testing.assert_allclose(got, want, atol=1e-5)

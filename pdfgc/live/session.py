@@ -48,12 +48,16 @@ from ..families.meshwarp import speech as sp
 from ..families.meshwarp.lips import (
     LIVE_RULES_AHEAD,
     VAD_HANGOVER,
+    VAD_LOW,
     VAD_THRESHOLD,
+    VOICE_FEATURES,
+    causal_hangover,
     live_from_params,
     live_rules,
     live_speaking,
     smooth_keeping_closures,
     speech_rules,
+    voice_windows,
 )
 from ..families.meshwarp.motion import AXES, ENVELOPE_FRAMES, SLOW_RHO, MotionModel, auto_blink_control
 from ..options import AnimateOptions, check_options
@@ -200,6 +204,12 @@ class LiveSession:
             import soxr
             self.resampler = soxr.ResampleStream(int(sample_rate), sp.SAMPLE_RATE, 1, dtype="float32")
         self.gap = (self.head.gap_direction.numpy(), float(self.head.gap_rms))
+        # voice over music (lips.VoiceFeatures, offline head's): silero's VAD_LOW counts where the classifier hears a
+        # voice, as offline; it reads this head's projected windows (same projection required), so its flags are
+        # known with the codes: the rules' lead frames past the codes read silero alone
+        off = lips.head
+        self.voice_model = getattr(off, "voice", None) if all(
+            torch.equal(getattr(off, k), getattr(self.head, k)) for k in ("mean", "scale", "proj")) else None
         self.mouth_gain = fam.intensity("mouth")
         self.motion = _HeadMotion(MotionModel.load(), seed)
         self.seed = seed
@@ -211,6 +221,8 @@ class LiveSession:
         self.hist0 = 0
         self.raw = np.zeros((0, self.head.bias.shape[0]), np.float32)
         self.voice_raw = np.zeros(0, bool)
+        self.voice_low = np.zeros(0, bool)    # silero >= VAD_LOW
+        self.voice_feat = np.zeros(0, bool)   # the classifier >= VOICE_FEATURES (as far as codes are known)
         self.vad_pending = np.zeros(0, np.float32)
         self.vad_windows = 0
         self.emitted = 0
@@ -303,18 +315,25 @@ class LiveSession:
             need = b + 1 - self.hist0
             if need > self.voice_raw.size:
                 self.voice_raw = np.concatenate([self.voice_raw, np.zeros(need - self.voice_raw.size, bool)])
+                self.voice_low = np.concatenate([self.voice_low, np.zeros(need - self.voice_low.size, bool)])
             if p >= VAD_THRESHOLD:
                 self.voice_raw[max(a - self.hist0, 0):b + 1 - self.hist0] = True
+            if p >= VAD_LOW:
+                self.voice_low[max(a - self.hist0, 0):b + 1 - self.hist0] = True
 
     def _voice_known(self) -> int:
         """Frames whose raw voice flag is final (every window overlapping them is heard)."""
         return (SILERO_WINDOW * self.vad_windows) // sp.VIDEO_SAMPLES
 
     @torch.no_grad()
-    def _encode(self, cut) -> tuple[int, np.ndarray]:
-        """One chunk's Whisper states and the lips head: (first frame, raw codes of its hop's frames)."""
+    def _encode(self, cut) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """One chunk's Whisper states and the lips head: (first frame, raw codes of its hop's frames, their
+        classifier voice flags or None)."""
         first, slab = self.stream.encode(cut)
-        return first, self.head(torch.from_numpy(slab), self.stream.hop).numpy()
+        z = self.head.project(torch.from_numpy(slab))
+        y = self.head.decode(z, self.stream.hop).numpy()
+        win = voice_windows(self.head, z, self.stream.hop) if self.voice_model is not None else None
+        return first, y, (self.voice_model(win).numpy() >= VOICE_FEATURES) if win is not None else None
 
     def _submit(self, cuts) -> None:
         for cut in cuts:
@@ -331,8 +350,11 @@ class LiveSession:
             self._codes(self._pending.popleft().result())
 
     def _codes(self, item) -> None:
-        first, y = item
-        self.raw = np.concatenate([self.raw, y[:max(0, first + len(y) - self.hist0 - len(self.raw))]])
+        first, y, feat = item
+        k = max(0, first + len(y) - self.hist0 - len(self.raw))
+        self.raw = np.concatenate([self.raw, y[:k]])
+        if feat is not None:
+            self.voice_feat = np.concatenate([self.voice_feat, feat[:k]])
 
     # ---- output --------------------------------------------------------------------------------------------------
     def _emit(self, final: bool) -> list[LiveFrame]:
@@ -356,14 +378,19 @@ class LiveSession:
         raw_voice = np.zeros(max(voice_to, hi) - lo, bool)
         have = self.voice_raw[:raw_voice.size]
         raw_voice[:have.size] = have
+        # voice over music (none without a classifier): silero >= VAD_LOW and the classifier's flag, known as far as
+        # the codes; they open their own frame and the hangover after it (no lead: a frame's rules read them only up
+        # to itself, known whenever it is emitted, however the speech is cut)
+        extra = self.voice_low[:self.voice_feat.size] & self.voice_feat[:self.voice_low.size]
         # the rules on the rolling segment (it starts at frame 0 or far enough back to match a whole-file run)
         if self.rules == "live":
-            speaking = live_speaking(raw_voice, self.rules_ahead)[:hi - lo]
-            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap, lead=self.rules_ahead) * self.mouth_gain
+            speaking = live_speaking(raw_voice, self.rules_ahead, extra)[:hi - lo]
+            mouth = live_rules(self.raw[:hi - lo], raw_voice, *self.gap, lead=self.rules_ahead,
+                               extra=extra) * self.mouth_gain
         else:
             k = np.ones(2 * VAD_HANGOVER + 1)
             speaking = np.convolve(raw_voice.astype(float), k)[VAD_HANGOVER:VAD_HANGOVER + raw_voice.size] > 0
-            speaking = speaking[:hi - lo]
+            speaking = (speaking | causal_hangover(extra, speaking.size))[:hi - lo]
             y = speech_rules(self.raw[:hi - lo], speaking, *self.gap)
             mouth = smooth_keeping_closures(torch.from_numpy(y)).numpy() * self.mouth_gain
         frames = self._render(mouth[self.emitted - lo:upto - lo], self.emitted, voice=speaking)
@@ -377,6 +404,7 @@ class LiveSession:
         cut = keep_from - self.hist0
         if cut > 0:
             self.raw, self.voice_raw = self.raw[cut:], self.voice_raw[cut:]
+            self.voice_low, self.voice_feat = self.voice_low[cut:], self.voice_feat[cut:]
             self.hist0 = keep_from
 
     def _blinks(self, first: int, n: int) -> np.ndarray:
@@ -464,8 +492,9 @@ class LiveSession:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool, self._pending = None, deque()
-        for name in ("stream", "vad", "state", "still", "portrait", "raw", "voice_raw", "vad_pending", "arrivals",
-                     "blink_curve", "motion", "resampler", "head"):
+        for name in ("stream", "vad", "state", "still", "portrait", "raw", "voice_raw", "voice_low", "voice_feat",
+                     "vad_pending", "arrivals",
+                     "blink_curve", "motion", "resampler", "head", "voice_model"):
             setattr(self, name, None)
         self.closed = True
         gc.collect()

@@ -7,10 +7,12 @@ encoder frames (80 ms before to 120 ms after the frame) to the mouth code, fitte
 (``lips_train.py``), times an amplitude gain that undoes the ridge's regression to the mean. The code is relative
 to the closed neutral mouth (0 = closed), in canonical units, at the training people's median articulation.
 
-Rules (``speech_rules``): frames where silero-vad hears no voice (with ``VAD_HANGOVER`` frames of margin) close the
-mouth, through a 2-frame ramp; a predicted lip gap below ``CLOSED_GAP`` of the code's scale counts as a closure
-and is pulled to closed, so bilabials (p/b/m) shut the lips. ``smooth_keeping_closures``: the official 3-tap
-Gaussian, except on closure frames, which keep their closed value.
+Rules (``speech_rules``): frames where no voice is heard (with ``VAD_HANGOVER`` frames of margin) close the mouth,
+through a 2-frame ramp; a voice is heard where silero-vad's probability reaches ``VAD_THRESHOLD``, or reaches only
+``VAD_LOW`` while the head's own Whisper features read a voice (``VoiceFeatures``, probability >= ``VOICE_FEATURES``:
+sung or lip-synced voice over music, which silero mostly misses); a predicted lip gap below ``CLOSED_GAP`` of the
+code's scale counts as a closure and is pulled to closed, so bilabials (p/b/m) shut the lips.
+``smooth_keeping_closures``: the official 3-tap Gaussian, except on closure frames, which keep their closed value.
 """
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ from . import speech as sp
 VAD_THRESHOLD = 0.5        # silero-vad's default speech probability threshold
 VAD_HANGOVER = 3           # frames (120 ms) of speech margin each side: the lips part before the sound starts
 CLOSED_GAP = 0.15          # predicted lip gap (fraction of the speakers' median gap RMS) read as a closure
+# voice over music (issue 24; benchmarks/results/meshwarp/lips_music_s32.md, chosen on the training people): where the
+# Whisper-feature classifier reads a voice, silero's probability need only reach VAD_LOW
+VAD_LOW = 0.1
+VOICE_FEATURES = 0.65      # the Whisper-feature classifier's probability that counts as "a voice here"
+VAD = "vad."               # prefix of the Whisper-feature voice classifier's tensors among the ``audio.*`` ones
 
 
 class LipsHead(nn.Module):
@@ -75,15 +82,22 @@ class LipsHead(nn.Module):
     def forward(self, slab: torch.Tensor, count: int = sp.HOP_VIDEO) -> torch.Tensor:
         """(SLAB, L, 512) one chunk's slab -> (count, Dm) mouth codes of its frames (no rules); ``count``: the
         stream's hop (a live stream's slab is shorter)."""
-        z = self.project(slab)
+        return self.decode(self.project(slab), count)
+
+    def windows(self, z: torch.Tensor, count: int = sp.HOP_VIDEO) -> torch.Tensor:
+        """(E, components) projected slab -> (count, window.frames * components): each frame's window."""
+        idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(self.window.frames)[None]
+        return z[idx].flatten(1)
+
+    def decode(self, z: torch.Tensor, count: int = sp.HOP_VIDEO) -> torch.Tensor:
+        """(E, components) projected slab -> (count, Dm) mouth codes (``forward`` after ``project``)."""
         if self.phases:
             if z.shape[0] != self.slab_frames or count > self.phases:
                 raise ValueError(f"a phase head of hop {self.phases} reads slabs of {self.slab_frames} encoder frames "
                                  f"and at most {self.phases} frames (got {z.shape[0]}, {count})")
             y = torch.einsum("k,jkd->jd", z.flatten(), self.weight[:count])
             return y * self.gain + self.bias + self.phase_bias[:count]
-        idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + torch.arange(self.window.frames)[None]
-        return (z[idx].flatten(1) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
+        return (self.windows(z, count) @ self.weight) * self.gain + self.bias   # the gain scales motion, not the rest
 
 
 def build(config: dict) -> LipsHead:
@@ -115,7 +129,52 @@ def from_params(params) -> LipsHead:
     if cfg.get("speech") != sp.speech_config():
         raise CheckpointError(f"meshwarp parameters: the lips head was fitted on another speech windowing "
                               f"({cfg.get('speech')}; this pdfgc uses {sp.speech_config()})")
-    return from_state(cfg, {k: v for k, v in params.audio_state.items() if not k.startswith(LIVE)})
+    head = from_state(cfg, {k: v for k, v in params.audio_state.items() if not k.startswith((LIVE, VAD))})
+    head.voice = VoiceFeatures.from_params(params, head)   # a submodule: its tensors are the head's ``voice.*``
+    head.voice_config = dict(cfg.get("vad") or {})
+    return head
+
+
+def voice_windows(head: LipsHead, z: torch.Tensor, count: int) -> torch.Tensor | None:
+    """(count, speech.WINDOW * components): each frame's window of the classifier's width from a head's projected
+    slab, as near the offline window (80 ms before .. 120 ms after the frame) as the head's window allows (the live
+    head's reads 120 ms before .. 100 ms after: its part from 100 ms before); None if the head's window is narrower."""
+    extra = head.window.frames - sp.WINDOW
+    if extra < 0:
+        return None
+    off = min(max(head.window.win_before - sp.WIN_BEFORE, 0), extra)
+    idx = torch.arange(count)[:, None] * sp.ENC_PER_VIDEO + off + torch.arange(sp.WINDOW)[None]
+    return z[idx].flatten(1)
+
+
+class VoiceFeatures(nn.Module):
+    """Does a frame hold a voice, read from the lips head's own projected Whisper window (``LipsHead.windows``):
+    a logistic regression fitted on the training people's clips with silero-vad's decisions as labels
+    (``benchmarks/meshwarp_lips_gates.py fit-vad``). It hears sung and lip-synced voice over music that silero
+    misses, and hears harmonic music without a voice too: the rules use it only together with silero's low
+    probability (``VAD_LOW``). Tied to the head's projection: a refitted head drops it."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(size))
+        self.register_buffer("bias", torch.zeros(()))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """(T, window.frames * components) -> (T,) probability of a voice."""
+        return torch.sigmoid(windows.float() @ self.weight + self.bias)
+
+    @staticmethod
+    def from_params(params, head: LipsHead) -> VoiceFeatures | None:
+        state = {k[len(VAD):]: v for k, v in (params.audio_state or {}).items() if k.startswith(VAD)}
+        if not state:
+            return None
+        vf = VoiceFeatures(head.window.frames * int(head.proj.shape[1]))
+        try:
+            vf.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"meshwarp parameters: the voice classifier does not match the lips head ({e})") \
+                from None
+        return vf.eval()
 
 
 def live_from_params(params) -> LipsHead | None:
@@ -165,13 +224,24 @@ class SpeechToMouth:
     @torch.no_grad()
     def raw_codes(self, wav16k: np.ndarray, num_frames: int) -> np.ndarray:
         """(num_frames, Dm) float32 head output, before the rules."""
+        return self.raw_codes_and_voice(wav16k, num_frames)[0]
+
+    @torch.no_grad()
+    def raw_codes_and_voice(self, wav16k: np.ndarray, num_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(num_frames, Dm) float32 head output before the rules, and (num_frames,) the Whisper-feature voice
+        probability (``VoiceFeatures``; None when the head has no classifier)."""
         s = self.stream(num_frames)
+        voice = getattr(self.head, "voice", None)
         out = np.zeros((max(num_frames, 0), self.head.bias.shape[0]), np.float32)
+        prob = np.zeros(max(num_frames, 0), np.float32) if voice is not None else None
         for first, slab in s.push(wav16k) + s.finish():
-            y = self.head(torch.from_numpy(slab)).numpy()
+            z = self.head.project(torch.from_numpy(slab))
+            y = self.head.decode(z).numpy()
             n = min(sp.HOP_VIDEO, num_frames - first)
             out[first:first + n] = y[:n]
-        return out
+            if voice is not None:
+                prob[first:first + n] = voice(self.head.windows(z)).numpy()[:n]
+        return out, prob
 
     def codes(self, wav16k: np.ndarray, num_frames: int, vad: bool = True, threads: int = 1) -> np.ndarray:
         """Mouth codes with the rules. ``threads``: torch intra-op threads meanwhile (1: the pipeline runs this
@@ -179,10 +249,10 @@ class SpeechToMouth:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            y = self.raw_codes(wav16k, num_frames)
+            y, voiced = self.raw_codes_and_voice(wav16k, num_frames)
         finally:
             torch.set_num_threads(before)
-        speaking = voice_activity(wav16k, num_frames) if vad else np.ones(num_frames, bool)
+        speaking = voice_activity(wav16k, num_frames, voiced) if vad else np.ones(num_frames, bool)
         return speech_rules(y, speaking, self.head.gap_direction.numpy(), float(self.head.gap_rms))
 
 
@@ -204,9 +274,8 @@ def _silero():
 
 
 @torch.no_grad()
-def voice_flags(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
-    """(num_frames,) bool: silero-vad's speech probability >= VAD_THRESHOLD on any of the frame's 32 ms windows
-    (no margin)."""
+def voice_probs(wav16k: np.ndarray) -> np.ndarray:
+    """silero-vad's speech probability of every 32 ms (512-sample) window of the signal."""
     model = _silero()
     model.reset_states()
     n = 512   # silero's window at 16 kHz
@@ -223,8 +292,13 @@ def voice_flags(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
             probs = np.array([float(model(x[i:i + n][None], sp.SAMPLE_RATE)) for i in range(0, len(x), n)])
     finally:
         torch.set_num_threads(threads)
-    speech_at = probs >= VAD_THRESHOLD
+    return probs
+
+
+def frames_of_windows(speech_at: np.ndarray, num_frames: int) -> np.ndarray:
+    """Per 512-sample window flags -> (num_frames,) bool: any of the frame's windows."""
     # window i covers samples [512 i, 512 (i+1)); frame f covers [640 f, 640 (f+1))
+    n = 512
     out = np.zeros(num_frames, bool)
     for i in np.flatnonzero(speech_at):
         a, b = (n * i) // sp.VIDEO_SAMPLES, (n * (i + 1) - 1) // sp.VIDEO_SAMPLES
@@ -232,9 +306,20 @@ def voice_flags(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
     return out
 
 
-def voice_activity(wav16k: np.ndarray, num_frames: int) -> np.ndarray:
+def voice_flags(wav16k: np.ndarray, num_frames: int, voiced: np.ndarray | None = None) -> np.ndarray:
+    """(num_frames,) bool, no margin: silero-vad's speech probability >= VAD_THRESHOLD on any of the frame's 32 ms
+    windows; with ``voiced`` (the Whisper-feature voice probability per frame), also frames where silero reaches
+    VAD_LOW and ``voiced`` >= VOICE_FEATURES (voice over music)."""
+    probs = voice_probs(wav16k)
+    out = frames_of_windows(probs >= VAD_THRESHOLD, num_frames)
+    if voiced is not None:
+        out |= frames_of_windows(probs >= VAD_LOW, num_frames) & (np.asarray(voiced)[:num_frames] >= VOICE_FEATURES)
+    return out
+
+
+def voice_activity(wav16k: np.ndarray, num_frames: int, voiced: np.ndarray | None = None) -> np.ndarray:
     """(num_frames,) bool: ``voice_flags`` widened by VAD_HANGOVER frames each side (the offline rules)."""
-    out = voice_flags(wav16k, num_frames)
+    out = voice_flags(wav16k, num_frames, voiced)
     if VAD_HANGOVER and out.any():
         k = np.ones(2 * VAD_HANGOVER + 1)
         out = np.convolve(out.astype(float), k, mode="same") > 0
@@ -274,24 +359,38 @@ LIVE_VAD_LEAD = 1
 LIVE_RULES_AHEAD = LIVE_VAD_LEAD
 
 
-def live_speaking(flags: np.ndarray, lead: int = LIVE_VAD_LEAD) -> np.ndarray:
-    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and ``lead`` after."""
+def live_speaking(flags: np.ndarray, lead: int = LIVE_VAD_LEAD, extra: np.ndarray | None = None) -> np.ndarray:
+    """(T,) raw voice flags -> speaking: a voiced frame among the VAD_HANGOVER before and ``lead`` after. ``extra``:
+    voice-over-music flags (silero >= VAD_LOW and the classifier's flag; a stream knows them only as far as its
+    codes, maybe fewer than T): they open their own frame and the VAD_HANGOVER after it, no lead."""
     f = np.asarray(flags, bool)
     out = f.copy()
     for k in range(1, VAD_HANGOVER + 1):
         out[k:] |= f[:-k]
     for k in range(1, lead + 1):
         out[:-k] |= f[k:]
+    return out | causal_hangover(extra, len(out)) if extra is not None else out
+
+
+def causal_hangover(flags: np.ndarray, size: int) -> np.ndarray:
+    """(size,) bool: a flag among this frame and the VAD_HANGOVER before (``flags`` cut or padded to ``size``)."""
+    e = np.zeros(size, bool)
+    n = min(size, len(flags))
+    e[:n] = np.asarray(flags, bool)[:n]
+    out = e.copy()
+    for k in range(1, VAD_HANGOVER + 1):
+        out[k:] |= e[:-k]
     return out
 
 
 def live_rules(codes: np.ndarray, flags: np.ndarray, gap_direction: np.ndarray, gap_rms: float,
-               lead: int = LIVE_VAD_LEAD) -> np.ndarray:
+               lead: int = LIVE_VAD_LEAD, extra: np.ndarray | None = None) -> np.ndarray:
     """The live rules on raw voice flags (module doc above): closed outside ``live_speaking``, half open on its first
     frame and on the first frame after it, predicted closures shut, no smoothing. Frame t's output reads flags up
     to t + ``lead`` (the head's ``vad_lead``; LIVE_RULES_AHEAD by default) and codes up to t. ``flags`` may run
-    past the codes (a stream's flags are known ``lead`` frames further than its final codes)."""
-    s = live_speaking(flags, lead)[:len(codes)]
+    past the codes (a stream's flags are known ``lead`` frames further than its final codes). ``extra``: the
+    voice-over-music flags (``live_speaking``)."""
+    s = live_speaking(flags, lead, extra)[:len(codes)]
     prev = np.r_[False, s[:-1]]
     w = s.astype(np.float32)
     w[s != prev] = 0.5

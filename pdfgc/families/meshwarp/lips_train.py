@@ -414,14 +414,20 @@ def predict_clip(head, cache: Path, clip: LipClip) -> np.ndarray:
 
 def install_head(head, report: dict, weights: Path) -> None:
     """Rewrite ONLY the lips part of a parameters file (``audio.*`` tensors, config ``audio``, info ``lips``)."""
-    from .lips import LIVE, to_config
+    from .lips import LIVE, VAD, to_config
     from .params import load_params, save_params
 
     params = load_params(weights)
     live = {k: v for k, v in (params.audio_state or {}).items() if k.startswith(LIVE)}   # the live part stays
     live_cfg = (params.audio_config or {}).get("live")
-    params.audio_state = {k: v.detach().clone() for k, v in head.state_dict().items()} | live
-    params.audio_config = to_config(head) | ({"live": live_cfg} if live_cfg else {})
+    # the head's voice classifier (``lips.VoiceFeatures``, read off its projection) travels with it as ``vad.*``; a
+    # freshly fitted head has none (its projection is new: refit it with benchmarks/meshwarp_lips_gates.py fit-vad)
+    state = {(VAD + k[len("voice."):] if k.startswith("voice.") else k): v.detach().clone()
+             for k, v in head.state_dict().items()}
+    vad_cfg = getattr(head, "voice_config", None) if getattr(head, "voice", None) is not None else None
+    params.audio_state = state | live
+    params.audio_config = (to_config(head) | ({"live": live_cfg} if live_cfg else {})
+                           | ({"vad": vad_cfg} if vad_cfg is not None else {}))
     for k in ("train", "train_subset", "heldout", "audio_from"):   # the mel network's records
         params.info.pop(k, None)
     params.info["lips"] = {k: v for k, v in report.items() if k != "layer_sets"}
