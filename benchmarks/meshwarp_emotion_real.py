@@ -14,8 +14,8 @@ the map is the drop of the label's probability where the patch covers (positive:
 averaged over every 12th frame, for the real sad / angry / neutral clips of M030 and W009 and for renders of the
 labels (level 1, speaking 2 s of held-out speech) on training portraits (``TRAIN``; never the benchmark's). Per
 region (rows of the 64x64 input: forehead 0-14, brows 14-24, eyes 24-34, nose and cheeks 34-44, mouth 44-56,
-chin 56-64) the summed drop is printed and written to the json; the PNG shows each input and its map (blue: carries
-the label, red: argues against it), for p(sad) and p(angry).
+chin 56-64) the summed drop is printed and written to the json; the image shows each input and its map (blue: carries
+the class, red: argues against it) for the source's own label (p(sad) for the neutral ones), four to a row.
 """
 
 from __future__ import annotations
@@ -187,8 +187,10 @@ def occlusion(fer, det_factory, png: Path, seconds: float = 2.0) -> dict:
                 interpolation=cv2.INTER_NEAREST,
             )
             cv2.putText(t, f"{name} p({lab}) {p:.2f}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1)
-            tiles.append(t)
-    rows = [np.concatenate(tiles[i : i + 2], 1) for i in range(0, len(tiles), 2)]
+            if lab == name.split()[-1] or (lab == "sad" and name.endswith("neutral")):
+                tiles.append(t)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4)
+    rows = [np.concatenate(tiles[i : i + 4], 1) for i in range(0, len(tiles), 4)]
     png.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(png), np.concatenate(rows, 0)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
     return out
