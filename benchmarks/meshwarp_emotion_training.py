@@ -7,8 +7,9 @@ Four corpus portraits (``TRAIN``: stills, none of them a benchmark portrait or a
 held-out speech (Katie Hill) with each label at level 1, as ``meshwarp_emotion.py`` does: fer's top class = label,
 the mouth opening with / without the label, dlib's identity distance to the portrait. Variants, in memory only:
 ``--gain`` scales a label's expression ratio image (its log), ``--lower`` / ``--upper`` only below / above the nose
-(the texture frame's row of mesh point 2, a 6-texel ramp), ``--geom`` scales the label's emotion code (its
-geometry; the resting mouth and the lids as shipped). Session 32's figures: emotion_s32.md.
+(the texture frame's row of mesh point 2, a 6-texel ramp), ``--replace`` puts another log ratio image in its place
+(``--own``: one MEAD actor's own, as ``emotion_texture.build`` measures it, mirrored), ``--geom`` scales the label's
+emotion code (its geometry; the resting mouth and the lids as shipped). Session 32's figures: emotion_s32.md.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main() -> int:
     ap.add_argument("--lower", nargs="*", default=[], help="LABEL=G: the same below the nose only")
     ap.add_argument("--upper", nargs="*", default=[], help="LABEL=G: the same above the nose only")
     ap.add_argument("--geom", nargs="*", default=[], help="LABEL=S: the label's emotion code (geometry) x S")
+    ap.add_argument("--replace", nargs="*", default=[], help="LABEL=NPZ:KEY: the label's log ratio from a file")
+    ap.add_argument("--own", nargs="*", default=[], help="LABEL=PERSON: one MEAD actor's own ratio image (mirrored)")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--portraits", type=int, default=4)
     ap.add_argument("--weights", default=None)
@@ -61,6 +64,21 @@ def main() -> int:
     ratios = ExpressionRatios.load()
     rows = np.arange(ratios.size, dtype=np.float64)[:, None]
     low = np.clip((rows - ratios.layout[2, 1]) / 6.0 + 0.5, 0, 1) * np.ones((1, ratios.size))
+    for item in a.replace:
+        k, src = item.split("=")
+        f, key = src.rsplit(":", 1)
+        ratios.log_ratio[k] = np.load(f)[key].astype(np.float32)
+    if a.own:
+        from pdfgc.families.meshwarp import emotion_texture as T
+
+        uv = T.layout(load_params(a.weights).mean_shape)
+        mask, clips = T.face_mask(uv), T.mead_clips(C)
+        for item in a.own:
+            k, person = item.split("=")
+            neutral, _ = T.clip_texture(clips[person]["neutral"], uv)
+            rgb, _ = T.clip_texture(clips[person][k], uv)
+            lr = T.log_ratio(T.luminance(rgb), T.luminance(neutral), mask)
+            ratios.log_ratio[k] = ((lr + lr[:, ::-1]) / 2).astype(np.float32)
     for k, g in pairs(a.gain):
         ratios.log_ratio[k] = ratios.log_ratio[k] * np.float32(g)
     for k, g in pairs(a.lower):
