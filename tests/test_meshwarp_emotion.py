@@ -527,3 +527,52 @@ def test_label_codes_carry_the_ratio_weights():
     code = fam.label_code("happy")
     assert code[-n:].tolist() == np.eye(n)[labels.index("happy")].tolist()
     assert not fam.label_code("neutral")[-n:].any()
+
+
+def _bench(name: str):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_real_ceiling_finds_the_corpus_mead_clips_with_label_and_level():
+    """``benchmarks/meshwarp_emotion_real.py`` (round 6's ceiling): every MEAD clip of the manifest, its MEAD label
+    and level from the name in each of the corpus's three spellings; fer's class names for MEAD's."""
+    need(DATA / "corpus" / "manifest.csv")
+    R = _bench("meshwarp_emotion_real")
+    clips = {c["path"]: c for c in R.mead_clips(DATA / "corpus")}
+    c = clips["dreamtalk/data__style_clip__video__W009_front_sad_level3_001.mp4"]
+    assert (c["actor"], c["label"], c["level"]) == ("W009", "sad", 3)
+    c = clips["spectre/samples__MEAD__M003_level_1_happy_024_73ddabfe.mp4"]
+    assert (c["actor"], c["label"], c["level"]) == ("M003", "happy", 1)
+    c = clips["EAMM/test__crop__M030_sad_3_001.mp4"]
+    assert (c["actor"], c["label"], c["level"]) == ("M030", "sad", 3)
+    assert clips["EAMM/test__video__sad.mp4"]["level"] is None
+    assert {R.MEAD_TO_FER[c["label"]] for c in clips.values()} - {None} <= {
+        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert {c["label"] for c in clips.values() if c["level"] and c["level"] < 3} <= {"happy", "disgusted", "neutral",
+                                                                                     "surprised"}
+
+
+def test_occlusion_map_finds_the_part_that_carries_a_class():
+    """The occlusion map (round 6: what fer keys on) is the drop of a class's probability where the grey patch
+    covers: a patch over a uniform grey input changes nothing."""
+    R = _bench("meshwarp_emotion_real")
+
+    class Fake:   # p(class 0) = mean brightness of the top-left quarter, mapped into [0, 1]
+        def probabilities(self, x):
+            x = np.asarray(x)
+            p = (x[:, :32, :32].mean((1, 2)) + 1) / 2
+            return np.stack([p, 1 - p], 1)
+
+    x = np.zeros((64, 64), np.float32)
+    drop, base = R.occlusion_map(Fake(), x, 0)
+    assert base == pytest.approx(0.5) and np.abs(drop).max() < 1e-9
+    x[:32, :32] = 1.0
+    drop, base = R.occlusion_map(Fake(), x, 0)
+    assert base == pytest.approx(1.0)
+    assert drop[:24, :24].min() > 0.01 and np.abs(drop[40:, 40:]).max() < 1e-9

@@ -3,8 +3,9 @@
     python -m pdfgc.families.meshwarp.emotion_texture --corpus ../shared/data/corpus [--out FILE]   (~30 s)
 
 A warp moves the portrait's own pixels; it cannot paint the folds, furrows and lines that make a real face's
-expression read (issue 20: fer reads the real MEAD clips of the label fit's actors at 78-100 % but a warp with the
-same mesh change as neutral). Expression ratio images (Liu, Shan & Zhang, "Expressive expression mapping with ratio
+expression read (issue 20: fer reads the label fit's actors' real happy and sad clips as happy / sad on 75-100 % of
+frames, their angry at 7 / 60 %, ``benchmarks/meshwarp_emotion_real.py``, but a warp with the same mesh change as
+neutral). Expression ratio images (Liu, Shan & Zhang, "Expressive expression mapping with ratio
 images", SIGGRAPH 2001) carry them over: for one person under one light, the ratio of the expressive face to the
 neutral face, both brought to the same geometry (here the face mesh's texture frame, ``layout``), is the
 expression's shading change (a fold darkens one side and lights the other), independent of the skin's own albedo.
