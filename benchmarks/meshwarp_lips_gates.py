@@ -29,6 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from meshwarp_lips import closure_recall  # noqa: E402  (one home: the benchmark's own rule)
+from meshwarp_vad_linear import logistic  # noqa: E402
+
 MAX_LAG = 6
 CLOSED = 0.15
 
@@ -167,20 +170,7 @@ def score_clip(pred: np.ndarray, real: np.ndarray, valid: np.ndarray, silero_spe
     band = CLOSED * max(hi - lo, 1e-9)
     rc = fin & (al < lo + band)
     pc = pred < band
-    speaking = silero_speech | gate
-    found = total = 0
-    t = 0
-    while t < n:
-        if rc[t] and speaking[t]:
-            e = t
-            while e < n and rc[e]:
-                e += 1
-            if e - t >= 2:
-                total += 1
-                found += bool(pc[max(0, t - 2):min(n, e + 2)].any())
-            t = e
-        else:
-            t += 1
+    found, total = closure_recall(rc, pc, silero_speech | gate)
     amp = float(pred[fin].std() / max(al[fin].std(), 1e-9)) if fin.sum() > 2 else float("nan")
     return {"r": r, "lag": lag, "amplitude": amp, "closures": total, "found": found,
             "sil_q": int((~silero_speech).sum()), "sil_q_closed": int(pc[~silero_speech].sum()),
@@ -195,17 +185,6 @@ def run_gate(raw: np.ndarray, gate: np.ndarray, g: np.ndarray, gap_rms: float) -
 
     y = L.speech_rules(raw, gate, g, gap_rms)
     return L.smooth_keeping_closures(torch.from_numpy(y)).numpy() @ g
-
-
-def logistic(x: np.ndarray, y: np.ndarray, lam: float = 1e-2, iters: int = 25) -> np.ndarray:
-    xb = np.c_[x, np.ones(len(x))]
-    w = np.zeros(xb.shape[1])
-    reg = lam * len(x) * np.eye(xb.shape[1])
-    reg[-1, -1] = 0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
-        w -= np.linalg.solve((xb * (p * (1 - p))[:, None]).T @ xb + reg, xb.T @ (p - y) + reg @ w)
-    return w
 
 
 def load(cache: Path) -> tuple[list[dict], np.ndarray, float]:
