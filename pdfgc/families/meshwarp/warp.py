@@ -238,6 +238,12 @@ class WarpRenderer:
         n_face = len(self._face_tris)
         self._fill_tris = self._near_outline(FILL_RINGS)
         self._detail = self._skin_detail() if self._fill_from and FILL_DETAIL > 0 else None
+        if self._detail is not None:  # tiled over the frame (plus a period) once: a render takes views of it and
+            # adds / subtracts its two halves in C (a fancy-indexed tile per render cost ~0.4 ms at 224)
+            p2 = self._detail.shape[0]
+            reps = -(-(s + p2) // p2)
+            big = np.tile(self._detail, (reps, reps, 1))[:s + p2, :s + p2]
+            self._detail_pm = (np.clip(big, 0, 255).astype(np.uint8), np.clip(-big, 0, 255).astype(np.uint8))
         self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
         self._n_face = n_face
         self._n_outer = n_face + len(self._outer_tris)  # ids [n_face, n_outer) are the band beyond the outline
@@ -689,9 +695,9 @@ class WarpRenderer:
             wa = cv2.resize(a, (wd, h), interpolation=cv2.INTER_LINEAR)[Y0:Y1, X0:X1]
             if self._detail is not None:  # the portrait's own skin texture on the smooth field
                 p2 = self._detail.shape[0]
-                rows = (np.arange(y0 + Y0, y0 + Y1) - anchor[1]) % p2
-                cols = (np.arange(x0 + X0, x0 + X1) - anchor[0]) % p2
-                fill_u8 = np.clip(fill_u8 + self._detail[rows[:, None], cols], 0, 255).astype(np.uint8)
+                r0, c0 = (y0 + Y0 - anchor[1]) % p2, (x0 + X0 - anchor[0]) % p2
+                plus, minus = (d[r0:r0 + Y1 - Y0, c0:c0 + X1 - X0] for d in self._detail_pm)
+                fill_u8 = cv2.subtract(cv2.add(fill_u8, plus), minus)
             roi[Y0:Y1, X0:X1] = cv2.blendLinear(fill_u8, sub, wa, 1.0 - wa)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
