@@ -103,6 +103,7 @@ FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only 
 # added to the fill times FILL_DETAIL (1: the portrait's own amplitude) under the fill's weight (cheek_s32.md)
 FILL_DETAIL, FILL_DETAIL_SIGMA, FILL_DETAIL_SIDE = 1.0, 3.0, 0.2
 _CHEEK_CENTRES = ((50, 205), (280, 425))
+BAND_LINEAR = 0.0
 
 
 class WarpInputError(InputError, ValueError):
@@ -290,7 +291,8 @@ class WarpRenderer:
                 f = 1.0 + u * (f_end - 1.0)
                 pts.append(centre + f * d)
                 zs.append(mesh[oval[k], 2])
-                ws.append(0.5 * (1.0 + math.cos(math.pi * max(0.0, u - hold) / (1.0 - hold))))
+                v = max(0.0, u - hold) / (1.0 - hold)
+                ws.append((1.0 - BAND_LINEAR) * 0.5 * (1.0 + math.cos(math.pi * v)) + BAND_LINEAR * (1.0 - v))
                 # the outline's own non-rigid motion (jaw drop, cheeks) carried over a shorter band
                 wr.append(0.5 * (1.0 + math.cos(math.pi * min(u / 0.5, 1.0))))
                 owner.append(oval[k])
@@ -612,7 +614,10 @@ class WarpRenderer:
             return None
         win = img[y0 - pad:y0 + 2 * half + pad, x0 - pad:x0 + 2 * half + pad].astype(np.float32)
         hp = (win - cv2.GaussianBlur(win, (0, 0), sig))[pad:-pad, pad:-pad]
-        # a highlight, a mole or a crease in the square is not texture: clipped at 2.5 robust deviations
+        # a highlight, a mole or a crease in the square is not texture (mirrored, it would repeat as a pattern): the
+        # parts louder than the square's median are turned down to it, then clipped at 2.5 robust deviations
+        loud = np.sqrt(cv2.GaussianBlur((hp * hp).mean(2), (0, 0), 1.5 * sig)) + 1e-3
+        hp *= np.minimum(1.0, float(np.median(loud)) / loud)[..., None]
         lim = 2.5 * 1.4826 * float(np.median(np.abs(hp))) + 0.5
         hp = np.clip(hp, -lim, lim) * FILL_DETAIL
         tile = np.concatenate([hp, hp[:, ::-1]], 1)
