@@ -452,3 +452,32 @@ def test_stretched_cheek_filled_only_where_stretched_and_identity_exact(anne):
     # never the eyes, nose or lips (the brows' outer ends reach the temples: they may be)
     assert not on._fill_tris[np.isin(on._face_tris, [1, 4, 13, 14, 33, 133, 159, 145, 263, 362, 386, 374, 61, 291, 0,
                                                      17]).any(1)].any()
+
+
+def test_filled_cheek_carries_the_portraits_skin_texture(anne):
+    # the smooth fill gains the high-pass of the portrait's own cheek skin (issue 19, session 32): in the filled
+    # pixels the fine-detail energy rises toward the skin's own level (not above ~3x it); identity exact as before
+    import pdfgc.families.meshwarp.warp as W
+
+    img, mesh = anne
+    on = WarpRenderer(img, mesh)
+    assert on._detail is not None
+    assert (on.render(mesh) == img).all()
+    target = rotate_mesh(mesh, yaw=-30)
+    a = on.render(target)
+    detail, on._detail = on._detail, None
+    b = on.render(target)
+    on._detail = detail
+    changed = (a != b).any(2)
+    assert changed.sum() > 100
+
+    def hp(x):
+        x = x.astype(np.float32).mean(2)
+        return x - cv2.GaussianBlur(x, (0, 0), W.FILL_DETAIL_SIGMA)
+
+    # the texture's own energy in the filled pixels: the added layer's high-pass at the portrait's cheek's level
+    # (the fill's weight fades it in at the fill's edge, so somewhat less on average); e.g. 1.1 against 1.9
+    skin = float(np.sqrt((detail.astype(np.float32).mean(2) ** 2).mean()))
+    added = float(np.sqrt((hp(a.astype(np.float32) - b + 128)[changed] ** 2).mean()))
+    assert 0.3 * skin < added < 1.5 * skin, (added, skin)
+    assert np.abs(a.astype(int) - b).max() <= 4 * np.abs(detail).max() + 2

@@ -97,6 +97,15 @@ FILL_HOLE, FILL_EDGE = 0.3, 1.5
 FILL_SCALE = 128  # the fill is made at FILL_SCALE / S of the size (at least halved)
 FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only (not the band's hair): 21.110 against
 # 21.132 dB on the training pairs, and the filled skin meets the hair in a staircase (the face a cut-out mask)
+# the fill's skin texture (``_skin_detail``): the high-pass (FILL_DETAIL_SIGMA px at 224, outliers clipped) of a
+# square of the portrait's wider cheek (centred between points 50 and 205, or 280 and 425; side FILL_DETAIL_SIDE of
+# the face's width), mirror-tiled in the target's pixels (anchored to the face's centre: it moves with the head),
+# added to the fill times FILL_DETAIL (1: the portrait's own amplitude) under the fill's weight (cheek_s32.md)
+FILL_DETAIL, FILL_DETAIL_SIGMA, FILL_DETAIL_SIDE = 1.0, 3.0, 0.2
+_CHEEK_CENTRES = ((50, 205), (280, 425))
+# the outer band's fall-off of the head's motion: 0 the raised cosine, 1 linear (session 32: the worst stretch of the
+# hair beside the cheek that turns away 2.2 -> 1.8x at 30 deg, but 21.138 -> 21.098 dB on the training turned pairs)
+BAND_LINEAR = 0.0
 
 
 class WarpInputError(InputError, ValueError):
@@ -231,6 +240,13 @@ class WarpRenderer:
         self._build_outer(outer_rings, outer_extent, outer_hold)
         n_face = len(self._face_tris)
         self._fill_tris = self._near_outline(FILL_RINGS)
+        self._detail = self._skin_detail() if self._fill_from and FILL_DETAIL > 0 else None
+        if self._detail is not None:  # tiled over the frame (plus a period) once: a render takes views of it and
+            # adds / subtracts its two halves in C (a fancy-indexed tile per render cost ~0.4 ms at 224)
+            p2 = self._detail.shape[0]
+            reps = -(-(s + p2) // p2)
+            big = np.tile(self._detail, (reps, reps, 1))[:s + p2, :s + p2]
+            self._detail_pm = (np.clip(big, 0, 255).astype(np.uint8), np.clip(-big, 0, 255).astype(np.uint8))
         self._tris = np.concatenate([self._face_tris, self._outer_tris, self._inner_tris])
         self._n_face = n_face
         self._n_outer = n_face + len(self._outer_tris)  # ids [n_face, n_outer) are the band beyond the outline
@@ -277,7 +293,8 @@ class WarpRenderer:
                 f = 1.0 + u * (f_end - 1.0)
                 pts.append(centre + f * d)
                 zs.append(mesh[oval[k], 2])
-                ws.append(0.5 * (1.0 + math.cos(math.pi * max(0.0, u - hold) / (1.0 - hold))))
+                v = max(0.0, u - hold) / (1.0 - hold)
+                ws.append((1.0 - BAND_LINEAR) * 0.5 * (1.0 + math.cos(math.pi * v)) + BAND_LINEAR * (1.0 - v))
                 # the outline's own non-rigid motion (jaw drop, cheeks) carried over a shorter band
                 wr.append(0.5 * (1.0 + math.cos(math.pi * min(u / 0.5, 1.0))))
                 owner.append(oval[k])
@@ -583,6 +600,32 @@ class WarpRenderer:
         a = alpha[:, None]
         out[ys, xs] = (out[ys, xs] * a + low * (1.0 - a) + 0.5).astype(np.uint8)
 
+    def _skin_detail(self) -> np.ndarray | None:
+        """(2P,2P,3) int16: the high-pass of a square of the portrait's wider cheek (the less edge-on one), mirrored
+        into a tile that repeats without seams, times ``FILL_DETAIL``; None where the square does not fit."""
+        m, img, s = self.mesh, self.image, self.size
+        nose = m[1, 0]
+        width = abs(m[454, 0] - m[234, 0])
+        side = int(np.argmax([abs(nose - m[234, 0]), abs(m[454, 0] - nose)]))
+        cx, cy = m[list(_CHEEK_CENTRES[side]), :2].mean(0)
+        half = max(3, int(round(FILL_DETAIL_SIDE * width / 2)))
+        sig = FILL_DETAIL_SIGMA * s / 224.0
+        pad = int(math.ceil(3 * sig))
+        x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+        if x0 - pad < 0 or y0 - pad < 0 or x0 + 2 * half + pad > s or y0 + 2 * half + pad > s:
+            return None
+        win = img[y0 - pad:y0 + 2 * half + pad, x0 - pad:x0 + 2 * half + pad].astype(np.float32)
+        hp = (win - cv2.GaussianBlur(win, (0, 0), sig))[pad:-pad, pad:-pad]
+        # a highlight, a mole or a crease in the square is not texture (mirrored, it would repeat as a pattern): the
+        # parts louder than the square's median are turned down to it, then clipped at 2.5 robust deviations
+        loud = np.sqrt(cv2.GaussianBlur((hp * hp).mean(2), (0, 0), 1.5 * sig)) + 1e-3
+        hp *= np.minimum(1.0, float(np.median(loud)) / loud)[..., None]
+        lim = 2.5 * 1.4826 * float(np.median(np.abs(hp))) + 0.5
+        hp = np.clip(hp, -lim, lim) * FILL_DETAIL
+        tile = np.concatenate([hp, hp[:, ::-1]], 1)
+        tile = np.concatenate([tile, tile[::-1]], 0)
+        return np.round(tile).astype(np.int16)
+
     def _fill_stretched(self, out, idmap, coef, dst_tri) -> None:
         """Face pixels whose triangle is stretched past what the portrait shows (a cheek seen edge-on in the portrait
         turned toward the camera: one source column spread over tens of pixels, horizontal streaks of the ear and
@@ -605,7 +648,9 @@ class WarpRenderer:
                 return
         ids = np.flatnonzero(cand)
         cx = dst_tri[ids].mean(1)[:, 0]
-        mid = float(dst_tri[:nf, :, 0].mean())
+        centre = dst_tri[:nf].reshape(-1, 2).mean(0)
+        mid = float(centre[0])
+        anchor = np.round(centre).astype(int)
         s = self.size
         pad = 6
         for side in (ids[cx < mid], ids[cx >= mid]):
@@ -655,6 +700,11 @@ class WarpRenderer:
             fill_u8 = cv2.resize(np.clip(sm + 0.5, 0, 255).astype(np.uint8), (wd, h),
                                  interpolation=cv2.INTER_LINEAR)[Y0:Y1, X0:X1]
             wa = cv2.resize(a, (wd, h), interpolation=cv2.INTER_LINEAR)[Y0:Y1, X0:X1]
+            if self._detail is not None:  # the portrait's own skin texture on the smooth field
+                p2 = self._detail.shape[0]
+                r0, c0 = (y0 + Y0 - anchor[1]) % p2, (x0 + X0 - anchor[0]) % p2
+                plus, minus = (d[r0:r0 + Y1 - Y0, c0:c0 + X1 - X0] for d in self._detail_pm)
+                fill_u8 = cv2.subtract(cv2.add(fill_u8, plus), minus)
             roi[Y0:Y1, X0:X1] = cv2.blendLinear(fill_u8, sub, wa, 1.0 - wa)
 
     def _stretch(self, coef, idmap, area) -> np.ndarray:
