@@ -103,9 +103,6 @@ FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only 
 # added to the fill times FILL_DETAIL (1: the portrait's own amplitude) under the fill's weight (cheek_s32.md)
 FILL_DETAIL, FILL_DETAIL_SIGMA, FILL_DETAIL_SIDE = 1.0, 3.0, 0.2
 _CHEEK_CENTRES = ((50, 205), (280, 425))
-# the outer band's fall-off of the head's motion: 0 the raised cosine, 1 linear (session 32: the worst stretch of the
-# hair beside the cheek that turns away 2.2 -> 1.8x at 30 deg, but 21.138 -> 21.098 dB on the training turned pairs)
-BAND_LINEAR = 0.0
 
 
 class WarpInputError(InputError, ValueError):
@@ -294,7 +291,7 @@ class WarpRenderer:
                 pts.append(centre + f * d)
                 zs.append(mesh[oval[k], 2])
                 v = max(0.0, u - hold) / (1.0 - hold)
-                ws.append((1.0 - BAND_LINEAR) * 0.5 * (1.0 + math.cos(math.pi * v)) + BAND_LINEAR * (1.0 - v))
+                ws.append(0.5 * (1.0 + math.cos(math.pi * v)))   # raised cosine (a linear fall-off: cheek_s32.md)
                 # the outline's own non-rigid motion (jaw drop, cheeks) carried over a shorter band
                 wr.append(0.5 * (1.0 + math.cos(math.pi * min(u / 0.5, 1.0))))
                 owner.append(oval[k])
