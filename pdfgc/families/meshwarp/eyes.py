@@ -129,20 +129,12 @@ IRIS_HIDDEN_MOVED = (0.05, 0.2)
 SLIT = (0.85, 0.4)
 SLIT_SHADE = 0.7
 SLIT_DEPTH = 0.3
-# ... and the lower lid under it (session 32, benchmarks/results/meshwarp/lidslit_s32.md): on the held-out 0.4-0.6x
-# closed-eye pairs mediapipe read the upper contour 0.04 eye widths above the target's and the lower one 0.02 below,
-# where the render showed the warped open eye's pale waterline and the white above it, which a real half-shut eye
-# keeps in shadow. The band from WATERLINE_UP eye widths above the target's lower lid contour down to WATERLINE_DEPTH
-# below it is darkened toward the portrait's lower-lid skin in shadow (WATERLINE_TONE x its colour), by up to
-# WATERLINE_SHADE, from the target's EAR WATERLINE[0] x the open lid's (none; not above SLIT[0]) to WATERLINE[1]
-# (full); never lightened. 0: off. WATERLINE_UP = 0.1 with WATERLINE_SHADE = 1.0 (the slit's lower half too) reads
-# back 0.033 instead of 0.042 (UP 0, SHADE 0.8, session 32's first default). Its cost on the follow benchmark's image
-# EAR r (0.913 -> 0.890) is the eye clip's head turn, not the lids (benchmarks/results/meshwarp/eyeask_s32.md): in its
-# sideways glances the driver's head turns 27-41 deg of yaw and its turned-away eye's image EAR reads up to 1.5x its
-# opening (the width foreshortened, the height unchanged), an opening the render, posed by the pose video, does not
-# show. Measured frontal (canonical meshes) the opt-in follows better (EAR r 0.955 -> 0.957, per eye 0.942 / 0.910 ->
-# 0.953 / 0.913), as it does over the frames with the eye clip's head within 15 deg of frontal (EAR r 0.920 -> 0.921,
-# gaze r h 0.960 -> 0.956): the default since session 32's second round.
+# ... and the lower lid under it: a half-shut eye's pale waterline (and the white above it) read back as an eye
+# more open than drawn, where a real one keeps them in shadow. The band from WATERLINE_UP eye widths above the
+# target's lower lid contour to WATERLINE_DEPTH below it is darkened toward the portrait's lower-lid skin in shadow
+# (WATERLINE_TONE x its colour), by up to WATERLINE_SHADE, from the target's EAR WATERLINE[0] x the open lid's (none)
+# to WATERLINE[1] (full); never lightened; 0: off. Figures and the follow benchmark's image-EAR cost (the eye clip's
+# head turn, not the lids): benchmarks/results/meshwarp/lidslit_s32.md, eyeask_s32.md.
 WATERLINE = SLIT
 WATERLINE_SHADE = 1.0
 WATERLINE_UP = 0.1
