@@ -45,6 +45,10 @@ LIPS_INNER = LIP_LOWER + LIP_UPPER[-2:0:-1]
 # ---------------------------------------------------------------------------------------------- face
 
 FACE_HEIGHT = (10, 152)  # forehead top, chin
+FACE_SIDES = (234, 454)  # the face outline at the ears, image-left then image-right: the face's width
+NOSE_TIP = 1
+# the middle of each cheek, image-left then image-right (the midpoint of each pair: below the eye, beside the nose)
+CHEEK_CENTRES = ((50, 205), (280, 425))
 # cheek skin below the eyes, five points a side (colour samples for the mouth interior)
 CHEEKS = (50, 101, 118, 117, 123, 280, 330, 347, 346, 352)
 # Rigid points for the head-pose fit, as (midline points) + (subject-right, subject-left) mirror pairs. Chosen as the

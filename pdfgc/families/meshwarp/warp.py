@@ -65,15 +65,18 @@ from pdfgc.families.meshwarp.shapes import smoothstep
 from pdfgc.families.meshwarp.symmetry import STRETCH_FROM, mirror_fill, mirror_partners, mirror_weights, stretch_of
 from pdfgc.families.meshwarp.topology import triangles
 from pdfgc.media.mesh_indices import (
+    CHEEK_CENTRES,
     EAR_POINTS,
     EYE_LOWER,
     EYE_UPPER,
+    FACE_SIDES,
     IRIS,
     LIP_CORNERS,
     LIP_LOWER,
     LIP_OUTER_LOWER,
     LIP_OUTER_UPPER,
     LIP_UPPER,
+    NOSE_TIP,
     NUM_POINTS,
     RIGID_POINTS,
 )
@@ -102,7 +105,6 @@ FILL_FROM_FACE = False  # True: the hole filled from the face's own pixels only 
 # the face's width), mirror-tiled in the target's pixels (anchored to the face's centre: it moves with the head),
 # added to the fill times FILL_DETAIL (1: the portrait's own amplitude) under the fill's weight (cheek_s32.md)
 FILL_DETAIL, FILL_DETAIL_SIGMA, FILL_DETAIL_SIDE = 1.0, 3.0, 0.2
-_CHEEK_CENTRES = ((50, 205), (280, 425))
 
 
 class WarpInputError(InputError, ValueError):
@@ -601,10 +603,10 @@ class WarpRenderer:
         """(2P,2P,3) int16: the high-pass of a square of the portrait's wider cheek (the less edge-on one), mirrored
         into a tile that repeats without seams, times ``FILL_DETAIL``; None where the square does not fit."""
         m, img, s = self.mesh, self.image, self.size
-        nose = m[1, 0]
-        width = abs(m[454, 0] - m[234, 0])
-        side = int(np.argmax([abs(nose - m[234, 0]), abs(m[454, 0] - nose)]))
-        cx, cy = m[list(_CHEEK_CENTRES[side]), :2].mean(0)
+        nose, (left, right) = m[NOSE_TIP, 0], (m[i, 0] for i in FACE_SIDES)
+        width = abs(right - left)
+        side = int(np.argmax([abs(nose - left), abs(right - nose)]))
+        cx, cy = m[list(CHEEK_CENTRES[side]), :2].mean(0)
         half = max(3, int(round(FILL_DETAIL_SIDE * width / 2)))
         sig = FILL_DETAIL_SIGMA * s / 224.0
         pad = int(math.ceil(3 * sig))
@@ -758,7 +760,7 @@ def open_mouth(mesh: np.ndarray, amount: float = 0.1) -> np.ndarray:
     height = float(np.linalg.norm(m[152, :2] - m[10, :2]))
     corner_l, corner_r = m[LIP_CORNERS[0], :2], m[LIP_CORNERS[1], :2]
     centre = 0.5 * (corner_l + corner_r)
-    half = 0.5 * float(np.linalg.norm(m[454, :2] - m[234, :2]))
+    half = 0.5 * float(np.linalg.norm(m[FACE_SIDES[1], :2] - m[FACE_SIDES[0], :2]))
     ex = (corner_r - corner_l) / max(np.linalg.norm(corner_r - corner_l), 1e-6)
     ey = np.array([-ex[1], ex[0]])  # down the face
     rel = m[:NUM_POINTS, :2] - centre
