@@ -175,3 +175,24 @@ def test_install_head_keeps_its_classifier(tmp_path):
     p = load_params(dst)
     assert not any(k.startswith("vad.") for k in p.audio_state) and "vad" not in p.audio_config
     assert L.from_params(p).voice is None
+
+
+def test_voice_classifier_needs_speech_and_silence(monkeypatch):
+    """``lips_train.fit_voice_classifier`` attaches a classifier of the head's window size when silero's labels hold
+    both kinds, and none (the rules then use silero alone) when every frame is one kind."""
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp import speech as sp
+
+    head = L.LipsHead(components=3, mouth_dim=4)
+    size = head.window.frames * 3
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, size)).astype(np.float32)
+    clip = LT.LipClip("k", "p", False, "s", 0, np.zeros((200, 4), np.float32), np.ones(200, bool), None, 0)
+    for labels, fitted in ((x[:, 0] > 0, True), (np.ones(200, bool), False)):
+        monkeypatch.setattr(LT, "voice_data", lambda *a, **k: ([(clip, x, labels)], []))
+        rec = LT.fit_voice_classifier(head, [clip], None, None, log=lambda m: None)
+        assert rec["fitted"] is fitted
+        assert (head.voice is not None) is fitted
+        if fitted:
+            assert head.voice.weight.shape == (size,) and head.voice_config["clips"] == 1
+            assert sp.WINDOW * 3 == size

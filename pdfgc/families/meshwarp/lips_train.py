@@ -460,7 +460,11 @@ def silero_probs(cache: Path, source: str, raw_root: Path | None, log=print) -> 
         from ...media.audio_io import decode_speech
         from .lips import voice_probs
 
-        wav = decode_speech(Path(raw_root) / source)[0]
+        try:
+            wav = decode_speech(Path(raw_root) / source)[0]
+        except Exception as e:   # a broken track: its clips are left out, as ``cache_sources`` leaves it out
+            log(f"skip {source}: {e}")
+            return None
         tmp = f.with_suffix(".tmp.npz")
         with open(tmp, "wb") as fh:
             np.savez(fh, probs=voice_probs(wav).astype(np.float32), samples=len(wav))
@@ -511,8 +515,8 @@ def fit_voice_classifier(head, clips: list[LipClip], cache: Path, raw_root: Path
 
     rows, missing = voice_data(head, clips, cache, raw_root, log)
     if missing:
-        log(f"voice classifier: {len(missing)} raw clips have no silero-vad probabilities in {cache} and no raw "
-            "file (settings.raw_root): their clips are left out")
+        log(f"voice classifier: {len(missing)} raw clips have no silero-vad probabilities in {cache} and no readable "
+            "raw file (settings.raw_root): their clips are left out")
     y = np.concatenate([r[2] for r in rows]) if rows else np.zeros(0, bool)
     if not y.any() or y.all():
         log(f"voice classifier: not fitted ({len(y)} frames, {int(y.sum())} with speech: both kinds are needed); "
