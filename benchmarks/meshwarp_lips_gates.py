@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from meshwarp_lips import closure_recall  # noqa: E402  (one home: the benchmark's own rule)
-from meshwarp_vad_linear import logistic  # noqa: E402
 
 MAX_LAG = 6
 CLOSED = 0.15
@@ -250,16 +249,14 @@ def out_of_fold(tr: list[dict], g: np.ndarray, fit_report: Path = ROOT / "benchm
 
 
 def fit_vad(clips: list[dict]) -> tuple[np.ndarray, float]:
-    """The Whisper-feature voice classifier (``meshwarp_vad_linear.py``'s: silero's raw decision as labels, L2
-    logistic regression on the standardised window features) on these clips, folded to act on the raw features:
-    logit = feat @ w + b."""
+    """The Whisper-feature voice classifier on these clips (``lips_train.fit_voice``, the training command's own fit:
+    silero's raw decision as labels, L2 logistic regression on the standardised window features), folded to act on
+    the raw features: logit = feat @ w + b."""
     from pdfgc.families.meshwarp import lips as L
+    from pdfgc.families.meshwarp.lips_train import fit_voice
 
-    x = np.concatenate([c["feat"] for c in clips]).astype(np.float64)
-    y = np.concatenate([frames_of_windows(c["silero"] >= L.VAD_THRESHOLD, len(c["feat"])) for c in clips])
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    w = logistic((x - mu) / sd, y.astype(float))
-    return (w[:-1] / sd).astype(np.float32), float(w[-1] - mu @ (w[:-1] / sd))
+    return fit_voice([c["feat"] for c in clips],
+                     [frames_of_windows(c["silero"] >= L.VAD_THRESHOLD, len(c["feat"])) for c in clips])
 
 
 def score(cache: Path, out: Path | None, oof: bool = True) -> None:

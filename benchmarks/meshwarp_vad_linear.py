@@ -23,6 +23,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pdfgc.families.meshwarp.lips_train import logistic  # noqa: E402  (one home: the training code's)
+
 
 def hang(v: np.ndarray, k: int) -> np.ndarray:
     return np.convolve(v.astype(float), np.ones(2 * k + 1), mode="same") > 0 if k else v
@@ -34,19 +36,6 @@ def scores(pred: np.ndarray, real: np.ndarray) -> dict:
     return {"agreement": round(agree, 4), "kappa": round((agree - pe) / max(1 - pe, 1e-9), 4),
             "speech_missed": round(float((real & ~pred).sum() / max(real.sum(), 1)), 4),
             "silence_missed": round(float((~real & pred).sum() / max((~real).sum(), 1)), 4)}
-
-
-def logistic(x: np.ndarray, y: np.ndarray, lam: float = 1e-2, iters: int = 25) -> np.ndarray:
-    xb = np.c_[x, np.ones(len(x))]
-    w = np.zeros(xb.shape[1])
-    reg = lam * len(x) * np.eye(xb.shape[1])
-    reg[-1, -1] = 0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
-        g = xb.T @ (p - y) + reg @ w
-        h = (xb * (p * (1 - p))[:, None]).T @ xb + reg
-        w -= np.linalg.solve(h, g)
-    return w
 
 
 def main() -> int:

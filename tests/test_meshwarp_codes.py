@@ -391,8 +391,9 @@ def test_emotion_labels_from_file_names():
 
 def test_train_fits_geometry_and_lips_head_then_resumes(prepared_corpus, tmp_path):
     """`pdfgc train --config meshwarp` end to end on the tiny corpus: geometry, the speech features of the raw clip
-    behind the prepared clip with sound, the lips head; a run stopped after the features resumes to the same file,
-    and a second run reading the first's feature cache needs no raw corpus."""
+    behind the prepared clip with sound, the lips head and its voice classifier; a run stopped after the features
+    resumes to the same file, and a second run reading the first's feature cache (silero's probabilities included)
+    needs no raw corpus."""
     import shutil
 
     import torch
@@ -419,10 +420,14 @@ def test_train_fits_geometry_and_lips_head_then_resumes(prepared_corpus, tmp_pat
         "nobody"]
     head = L.from_params(p)
     assert head.layers == [2, 3, 4] and head.proj.shape == (3 * 512, 8) and float(head.gain) == 1.0   # one person
+    # the voice classifier (voice over music) fitted with the head, on its projection, and loaded with it
+    assert p.audio_state["vad.weight"].shape == (sp.WINDOW * 8,) and p.audio_state["vad.bias"].shape == ()
+    assert head.voice is not None and p.audio_config["vad"]["clips"] == 1 and p.info["lips"]["voice"]["fitted"]
     # the features: one file for the one raw clip with sound, its slabs covering the clip's frames
     info = next(i for i in PreparedCorpus(prepared_corpus).clips if i.has_audio)
     cached = list((tmp_path / "a" / "speech").glob("*.npy"))
     assert [f.name for f in cached] == [LT.cache_name(info.source)]
+    assert (tmp_path / "a" / "speech" / LT.silero_name(info.source)).is_file()   # silero's, beside them
     slabs = np.load(cached[0])
     assert slabs.shape[1:] == (sp.SLAB, len(LT.CACHE_LAYERS), 512) and len(slabs) * sp.HOP_VIDEO >= info.num_frames
     # the head follows its training clip's lip gap (fitted on it: a check that targets and features line up)

@@ -127,3 +127,72 @@ def test_live_session_hears_the_voice_over_music_too(s2m):
     silero = L.live_speaking(L.voice_flags(wav, n), 2)
     moving = np.abs(mouth).max(1) > 0
     assert silero.mean() < 0.2 and moving.mean() > 0.3, (silero.mean(), moving.mean())
+
+
+def test_logistic_fit_recovers_a_separating_direction():
+    """``lips_train.fit_voice`` (the training command's classifier fit: standardise, L2 logistic regression, folded
+    back onto the raw features) on synthetic data whose labels follow a known direction, on features of mixed scales
+    and offsets: the folded weights point along it and classify the rows as the direction does."""
+    from pdfgc.families.meshwarp.lips_train import fit_voice
+
+    rng = np.random.default_rng(0)
+    d = 12
+    x = rng.standard_normal((3000, d)) * rng.uniform(0.1, 10, d) + rng.uniform(-5, 5, d)
+    true = rng.standard_normal(d) / x.std(0)
+    logit = (x - x.mean(0)) @ true * 4 + 0.5
+    y = rng.random(len(x)) < 1 / (1 + np.exp(-logit))
+    w, b = fit_voice([x[:1000], x[1000:]], [y[:1000], y[1000:]])
+    assert w.dtype == np.float32 and w.shape == (d,)
+    assert w @ true / np.linalg.norm(w) / np.linalg.norm(true) > 0.98
+    assert np.mean((x @ w + b >= 0) == (logit >= 0)) > 0.97
+
+
+def test_install_head_keeps_its_classifier(tmp_path):
+    """``lips_train.install_head`` writes a head's classifier (``audio.vad.*`` and the config's ``vad`` record) with
+    it, and a head without one leaves none behind."""
+    import shutil
+
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp.params import DEFAULT_PATH, load_params
+
+    src = load_params(DEFAULT_PATH)
+    try:
+        head = L.from_params(src)
+    except CheckpointError as e:
+        pytest.skip(str(e))
+    if head.voice is None:
+        pytest.skip("no shipped voice classifier")
+    dst = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_PATH, dst)
+    LT.install_head(head, src.info.get("lips", {}), dst)
+    p = load_params(dst)
+    for k in ("weight", "bias"):
+        assert torch.equal(p.audio_state["vad." + k], src.audio_state["vad." + k])
+    assert p.audio_config["vad"] == src.audio_config["vad"]
+    assert L.from_params(p).voice is not None
+    head.voice = None
+    LT.install_head(head, src.info.get("lips", {}), dst)
+    p = load_params(dst)
+    assert not any(k.startswith("vad.") for k in p.audio_state) and "vad" not in p.audio_config
+    assert L.from_params(p).voice is None
+
+
+def test_voice_classifier_needs_speech_and_silence(monkeypatch):
+    """``lips_train.fit_voice_classifier`` attaches a classifier of the head's window size when silero's labels hold
+    both kinds, and none (the rules then use silero alone) when every frame is one kind."""
+    from pdfgc.families.meshwarp import lips_train as LT
+    from pdfgc.families.meshwarp import speech as sp
+
+    head = L.LipsHead(components=3, mouth_dim=4)
+    size = head.window.frames * 3
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, size)).astype(np.float32)
+    clip = LT.LipClip("k", "p", False, "s", 0, np.zeros((200, 4), np.float32), np.ones(200, bool), None, 0)
+    for labels, fitted in ((x[:, 0] > 0, True), (np.ones(200, bool), False)):
+        monkeypatch.setattr(LT, "voice_data", lambda *a, **k: ([(clip, x, labels)], []))
+        rec = LT.fit_voice_classifier(head, [clip], None, None, log=lambda m: None)
+        assert rec["fitted"] is fitted
+        assert (head.voice is not None) is fitted
+        if fitted:
+            assert head.voice.weight.shape == (size,) and head.voice_config["clips"] == 1
+            assert sp.WINDOW * 3 == size

@@ -150,9 +150,11 @@ def voice_windows(head: LipsHead, z: torch.Tensor, count: int) -> torch.Tensor |
 class VoiceFeatures(nn.Module):
     """Does a frame hold a voice, read from the lips head's own projected Whisper window (``LipsHead.windows``):
     a logistic regression fitted on the training people's clips with silero-vad's decisions as labels
-    (``benchmarks/meshwarp_lips_gates.py fit-vad``). It hears sung and lip-synced voice over music that silero
-    misses, and hears harmonic music without a voice too: the rules use it only together with silero's low
-    probability (``VAD_LOW``). Tied to the head's projection: a refitted head drops it."""
+    (``lips_train.fit_voice_classifier``, with every head ``lips_train fit`` / ``pdfgc train --config meshwarp``
+    fits; the shipped one by ``benchmarks/meshwarp_lips_gates.py fit-vad``, the same fit). It hears sung and
+    lip-synced voice over music that silero misses, and hears harmonic music without a voice too: the rules use it
+    only together with silero's low probability (``VAD_LOW``). Tied to the head's projection: it is stored with the
+    head (``audio.vad.*``, config ``audio.vad``) and refitted with it; a file without one runs silero alone."""
 
     def __init__(self, size: int):
         super().__init__()

@@ -17,6 +17,10 @@ as the offline one; ``copy`` / ``copy-live``: one part of a parameters file into
    penalty and the amplitude gain (which undoes the regression to the mean: the gain that makes the out-of-fold
    prediction's lip-gap spread equal the real one's) chosen by cross-validation over training people. People in
    ``heldout_identities.txt`` are never used.
+4. **Voice classifier** (``fit``, after the head: ``fit_voice_classifier``): ``lips.VoiceFeatures`` (voice over
+   music) on the new head's projected windows of the training clips, with silero-vad's raw per-frame decisions as
+   labels (its probabilities cached per raw clip beside the speech features, ``<hash>.silero.npz``: a rerun reads
+   them), written with the head as ``audio.vad.*``.
 """
 from __future__ import annotations
 
@@ -358,7 +362,9 @@ def per_language(data: Path, clips: list[LipClip], per_clip: list[dict], log=pri
 
 def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers, components: int,
                 compare: bool, log=print, languages: bool = False, heldout_file: Path | None = None) -> dict:
-    """Fit the head on the training people, write it into ``weights`` (``install``), and the CV report."""
+    """Fit the head on the training people and its voice classifier (``fit_voice_classifier``: silero-vad's
+    probabilities cached beside the speech features), write both into ``weights`` (``install_head``), and the CV
+    report."""
     import json
 
     from .params import load_params
@@ -382,11 +388,16 @@ def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers
     fit = Fit(clips, cache, layers, components, g)
     cv = cross_validate(fit, log)
     head = make_head(fit, cv, params)
+    from ...data import PreparedCorpus
+
+    root = PreparedCorpus(data).manifest.get("settings", {}).get("raw_root")
+    voice = fit_voice_classifier(head, clips, cache, Path(root) if root else None, log)
     report.update({"layers": list(layers), "components": components, "lambda": cv["lambda"],
                    "oof_r_median": round(cv["oof_r_median"], 4), "gain": round(cv["gain"], 4),
                    "clips": len(clips), "clips_used": int(cv["keep"].sum()), "dropped": cv["dropped"],
                    "frames": int(sum(len(c.target) for c, k in zip(clips, cv["keep"]) if k)),
                    "people": len({c.identity for c in clips}), "target_scale": fit.target_scale})
+    report["voice"] = voice
     report["per_clip_oof"] = cv["per_clip"]
     if languages:
         report["per_language_oof"] = per_language(data, clips, cv["per_clip"], log)
@@ -396,6 +407,141 @@ def fit_command(data: Path, cache: Path, weights: Path, out: Path | None, layers
     log(f"lips head -> {weights}: blocks {layers}, lambda {cv['lambda']}, out-of-fold median r "
         f"{cv['oof_r_median']:.3f}, gain {cv['gain']:.2f}")
     return report
+
+
+# ---------------------------------------------------------------------------------------------- the voice classifier
+# ``lips.VoiceFeatures`` (voice over music, issue 24): a logistic regression on the head's own projected window (the
+# features inference computes anyway), silero-vad's raw per-frame decision as labels, the training people's clips.
+# It reads the head's projection, so it is refitted with every head (``fit_command``) and travels with it
+# (``install_head``: ``audio.vad.*``).
+
+
+def logistic(x: np.ndarray, y: np.ndarray, lam: float = 1e-2, iters: int = 25) -> np.ndarray:
+    """(D+1,) weights then bias of an L2 logistic regression (penalty ``lam`` x rows, none on the bias) by Newton
+    steps."""
+    xb = np.c_[x, np.ones(len(x))]
+    w = np.zeros(xb.shape[1])
+    reg = lam * len(x) * np.eye(xb.shape[1])
+    reg[-1, -1] = 0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
+        g = xb.T @ (p - y) + reg @ w
+        h = (xb * (p * (1 - p))[:, None]).T @ xb + reg
+        w -= np.linalg.solve(h, g)
+    return w
+
+
+def fit_voice(feats: list[np.ndarray], labels: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The classifier on per-clip (T, window features) and (T,) bool labels: standardised (mean and std over all
+    rows), ``logistic``, then folded to act on the raw features: logit = feat @ w + b. (w float32, b)."""
+    x = np.concatenate(feats).astype(np.float64)
+    y = np.concatenate(labels)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    w = logistic((x - mu) / sd, y.astype(float))
+    return (w[:-1] / sd).astype(np.float32), float(w[-1] - mu @ (w[:-1] / sd))
+
+
+VOICE_MIN_FRAMES = 16   # a clip with fewer frames of sound gives the classifier no labels (as the benchmark's collect)
+
+
+def silero_name(source: str) -> str:
+    """The cache file of a raw clip's silero-vad probabilities, beside its speech features."""
+    return cache_name(source)[:-len(".npy")] + ".silero.npz"
+
+
+def silero_probs(cache: Path, source: str, raw_root: Path | None, log=print) -> tuple[np.ndarray, int] | None:
+    """(silero-vad's probability of every 32 ms window of the raw clip's sound (``lips.voice_probs``, float32), the
+    sound's length in samples), cached in ``cache`` (computed once: a rerun or ``--resume`` reads the file); None when
+    neither the cache file nor the raw clip is here."""
+    f = Path(cache) / silero_name(source)
+    if not f.exists():
+        if raw_root is None or not (Path(raw_root) / source).is_file():
+            return None
+        from ...media.audio_io import decode_speech
+        from .lips import voice_probs
+
+        try:
+            wav = decode_speech(Path(raw_root) / source)[0]
+        except Exception as e:   # a broken track: its clips are left out, as ``cache_sources`` leaves it out
+            log(f"skip {source}: {e}")
+            return None
+        tmp = f.with_suffix(".tmp.npz")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, probs=voice_probs(wav).astype(np.float32), samples=len(wav))
+        tmp.rename(f)
+    with np.load(f) as z:
+        return z["probs"], int(z["samples"])
+
+
+def voice_data(head, clips: list[LipClip], cache: Path, raw_root: Path | None, log=print):
+    """Per clip with at least VOICE_MIN_FRAMES frames of sound: (clip, (T, window features) of ``head``'s projection
+    from the cached slabs, (T,) silero's raw decision (>= VAD_THRESHOLD on any of the frame's windows)), T = the
+    clip's frames that have sound; and the sources whose silero probabilities could not be had."""
+    import torch
+
+    from .lips import VAD_THRESHOLD, frames_of_windows
+
+    out, missing, t0 = [], [], time.time()
+    sources = sorted({c.source for c in clips})
+    for i, src in enumerate(sources):
+        had = (Path(cache) / silero_name(src)).exists()
+        got = silero_probs(cache, src, raw_root, log)
+        if got is None:
+            missing.append(src)
+            continue
+        if not had:
+            log(f"voice labels (silero-vad) {i + 1}/{len(sources)} {src} ({time.time() - t0:.0f} s)")
+        probs, samples = got
+        with torch.no_grad():
+            proj = head.project(torch.from_numpy(_slabs(cache, src, head.layers))).numpy()
+        for c in clips:
+            if c.source != src:
+                continue
+            n = min(len(c.target), -(-samples // sp.VIDEO_SAMPLES) - c.start)
+            if n < VOICE_MIN_FRAMES:
+                continue
+            x = clip_windows(proj, c.start, n).reshape(n, -1)
+            y = frames_of_windows(probs >= VAD_THRESHOLD, c.start + n)[c.start:]
+            out.append((c, x, y))
+    return out, missing
+
+
+def fit_voice_classifier(head, clips: list[LipClip], cache: Path, raw_root: Path | None, log=print) -> dict:
+    """Fit ``lips.VoiceFeatures`` for ``head`` on ``clips`` (the training people's) and attach it (``head.voice``,
+    ``head.voice_config``: ``install_head`` writes both); the record of the fit, or of why there is none (no clip
+    with silero's probabilities, or one class only: the head is then written without it and the rules fall back to
+    silero alone)."""
+    from .lips import VoiceFeatures
+
+    rows, missing = voice_data(head, clips, cache, raw_root, log)
+    if missing:
+        log(f"voice classifier: {len(missing)} raw clips have no silero-vad probabilities in {cache} and no readable "
+            "raw file (settings.raw_root): their clips are left out")
+    y = np.concatenate([r[2] for r in rows]) if rows else np.zeros(0, bool)
+    if not y.any() or y.all():
+        log(f"voice classifier: not fitted ({len(y)} frames, {int(y.sum())} with speech: both kinds are needed); "
+            "the rules will use silero-vad alone")
+        head.voice = None
+        return {"fitted": False, "frames": int(len(y)), "speech_frames": int(y.sum())}
+    t0 = time.time()
+    w, b = fit_voice([r[1] for r in rows], [r[2] for r in rows])
+    vf = VoiceFeatures(len(w))
+    vf.weight.copy_(_t(w)), vf.bias.fill_(b)
+    head.voice = vf.eval()
+    agree = float(np.mean(np.concatenate([(r[1] @ w + b >= 0) == r[2] for r in rows])))
+    head.voice_config = {"labels": "silero-vad >= 0.5 per frame", "clips": len(rows), "frames": int(len(y)),
+                         "people": len({r[0].identity for r in rows}),
+                         "fit": "python -m pdfgc.families.meshwarp.lips_train fit (pdfgc train --config meshwarp)"}
+    log(f"voice classifier: {len(rows)} clips, {len(y)} frames ({y.mean():.0%} speech to silero), fitted in "
+        f"{time.time() - t0:.1f} s, agrees with silero on {agree:.1%} of them")
+    return {"fitted": True, **head.voice_config, "speech_share": round(float(y.mean()), 4),
+            "train_agreement": round(agree, 4)}
+
+
+def _t(a):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a, np.float32))
 
 
 def predict_clip(head, cache: Path, clip: LipClip) -> np.ndarray:
@@ -420,8 +566,8 @@ def install_head(head, report: dict, weights: Path) -> None:
     params = load_params(weights)
     live = {k: v for k, v in (params.audio_state or {}).items() if k.startswith(LIVE)}   # the live part stays
     live_cfg = (params.audio_config or {}).get("live")
-    # the head's voice classifier (``lips.VoiceFeatures``, read off its projection) travels with it as ``vad.*``; a
-    # freshly fitted head has none (its projection is new: refit it with benchmarks/meshwarp_lips_gates.py fit-vad)
+    # the head's voice classifier (``lips.VoiceFeatures``, read off its projection) travels with it as ``vad.*``
+    # (``fit_command`` fits one with every head; a head without one is written without one)
     state = {(VAD + k[len("voice."):] if k.startswith("voice.") else k): v.detach().clone()
              for k, v in head.state_dict().items()}
     vad_cfg = getattr(head, "voice_config", None) if getattr(head, "voice", None) is not None else None

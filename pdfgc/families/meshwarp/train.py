@@ -24,7 +24,10 @@ runs.
    clip in ``--speech-cache DIR`` (default ``OUT/speech``; a cache made by ``lips_train cache`` serves as is, and
    then the raw corpus is not needed).
 4. **Lips head** (``lips_train.fit_command``: standardised blocks -> PCA -> ridge over the frame's window, penalty
-   and gain by cross-validation over the training people) -> ``OUT/meshwarp.safetensors`` (written once, whole),
+   and gain by cross-validation over the training people), then its voice-over-music classifier
+   (``lips_train.fit_voice_classifier``: silero-vad's probabilities of each raw clip cached in the same folder,
+   ``<hash>.silero.npz``, from the raw clip once; with a cache and no raw corpus, clips without them are left out)
+   -> ``OUT/meshwarp.safetensors`` (written once, whole),
    ``OUT/lips.json`` (the cross-validation report) and ``OUT/heldout.json`` (``evaluate_lips`` on the held-out
    people). ``--evaluate FILE`` prints the held-out figures of any parameters file instead.
 5. **Resuming** (``pdfgc.training.harness``'s policy): the same command with ``--resume`` reuses
