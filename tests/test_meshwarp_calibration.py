@@ -200,17 +200,17 @@ def test_held_requests_and_refine_at_the_asked_size():
     assert held_requests(np.zeros((5, 3))).shape == (0, 3)
     assert held_requests(np.array([[5.0, 5.0, 0.0]] * 3)).shape == (0, 3)   # two axes at once: not refined
 
-    # a cross-talk bump at 30 deg of measured yaw, between the grid's refined sizes (24, 36): refine_at(30) lands it
+    # a cross-talk bump at 27 deg of measured yaw, between the grid's refined sizes (24, 30): refine_at(27) lands it
     def response(d):
         d = np.asarray(d, np.float64)
-        return d * [0.75, 1.0, 1.0] + [0.0, 1.5 * np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2), 0.0]
+        return d * [0.75, 1.0, 1.0] + [0.0, 1.5 * np.exp(-((abs(d[0]) - 27.0 / 0.75) / 2.0) ** 2), 0.0]
     renders = []
 
     def render(d):
         renders.append(np.asarray(d, np.float64))
         return renders[-1]
     cal = calibrate_pose(_mesh_with_angles(np.zeros(3)), render, lambda d: _mesh_with_angles(response(d)))
-    want = np.array([[30.0, 0.0, 0.0]])
+    want = np.array([[27.0, 0.0, 0.0]])
     before = np.abs(response(cal.invert(want)[0]) - want[0]).max()
     n = len(renders)
     assert cal.refine_at(np.vstack([want, want, [[0.0, 4.0, 4.0]]])) == 1 and n < len(renders) <= n + 2

@@ -19,7 +19,7 @@ back and corrected once or twice; the corrections are interpolated along each ax
 ``calibrate_leak`` does the same for what a plan's mouth and expression changes alone read as (a raised brow reads
 as pitch), so a driven pose is rendered less that reading.
 
-Cost: 26 renders and 52 face-mesh readings (0.8 s median per portrait in wall time on the loaded benchmark machine,
+Cost: 30 renders and 60 face-mesh readings (0.8 s median per portrait in wall time on the loaded benchmark machine,
 benchmarks/results/meshwarp/controls.md), ``refine_at`` up to 2 more of each per held angle; the leak: up to 6
 more.
 """
@@ -50,8 +50,11 @@ READINGS = 2
 # these sizes are interpolated linearly from 0 at 0 (so a ramp or a pose video stays smooth); at most
 # REFINE_MAX deg each (a larger residual is a face past the warp's range: not chased); a frame whose two readings
 # disagree by more than READ_SPREAD_MAX deg is not corrected on (the 95th percentile of that disagreement over the
-# benchmark's renders is 0.9 deg, its worst 4.3); a residual under REFINE_DONE deg is left alone
-REFINE = {0: (12.0, 24.0, 36.0), 1: (8.0, 16.0, 24.0)}
+# benchmark's renders is 0.9 deg, its worst 4.3); a residual under REFINE_DONE deg is left alone. Yaw 30 and pitch
+# 20 too: on some faces the read-back bends sharply between the outer probes (Macron.png reads pitch -0.6 at a plain
+# yaw of -26 and -4.3 at -30), so a correction interpolated between 24 and 36 missed it by 3-4 deg
+# (benchmarks/results/meshwarp/xtalk_s32.md)
+REFINE = {0: (12.0, 24.0, 30.0, 36.0), 1: (8.0, 16.0, 20.0, 24.0)}
 REFINE_MAX = 8.0
 READ_SPREAD_MAX = 1.5
 REFINE_DONE = 0.2
