@@ -457,6 +457,7 @@ def silero_probs(cache: Path, source: str, raw_root: Path | None, log=print) -> 
     if not f.exists():
         if raw_root is None or not (Path(raw_root) / source).is_file():
             return None
+        from ...fileio import atomic_path
         from ...media.audio_io import decode_speech
         from .lips import voice_probs
 
@@ -465,10 +466,8 @@ def silero_probs(cache: Path, source: str, raw_root: Path | None, log=print) -> 
         except Exception as e:   # a broken track: its clips are left out, as ``cache_sources`` leaves it out
             log(f"skip {source}: {e}")
             return None
-        tmp = f.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as fh:
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, probs=voice_probs(wav).astype(np.float32), samples=len(wav))
-        tmp.rename(f)
     with np.load(f) as z:
         return z["probs"], int(z["samples"])
 
