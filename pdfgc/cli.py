@@ -246,9 +246,9 @@ COMMANDS = ("animate", "convert-official", "verify-official", "evaluate", "fit-c
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole `pdfgc` parser; with `only` (a command's name), that command's subparser alone: `main` parses a
-    command line with the parser of its command, so `pdfgc animate` builds no other command's flags (the train,
-    evaluate and fit-controls parsers import torch and the families; animate's needs neither, and the job imports
-    torch once it starts). A command's own parser, its help and its errors are the same either way."""
+    command line with the parser of its command, so a command builds no other command's flags. No parser imports
+    torch or a family's module (the families declare their options and training in light modules; each command
+    imports torch once it runs). A command's own parser, its help and its errors are the same either way."""
     ap = argparse.ArgumentParser(prog="pdfgc", description="PD-FGC fine-grained controllable talking heads")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -271,7 +271,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from .evaluation.command import add_parser as add_evaluate
         add_evaluate(sub)
     if want("fit-controls"):
-        from .families.pdfgc.controls.fit import add_parser as add_fit_controls
+        from .families.pdfgc.controls.command import add_parser as add_fit_controls
         add_fit_controls(sub)
     if want("prepare"):
         from .data.command import add_parser as add_prepare

@@ -136,6 +136,26 @@ def test_animate_parser_imports_no_torch():
     assert r.returncode == 0, r.stderr
 
 
+def test_whole_parser_imports_no_torch():
+    # `pdfgc --help` and every command's parser (train's families' flags included) are built without torch or a
+    # family's module: the families declare their training in their light options modules
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, pdfgc.cli as c\n"
+            "ap = c.build_parser()\n"
+            "from pdfgc.families import family_training, list_families\n"
+            "assert all(family_training(n).configs for n in list_families())\n"
+            "heavy = [m for m in ('torch', 'cv2', 'pdfgc.families.base', 'pdfgc.families.meshwarp.model',"
+            " 'pdfgc.families.pdfgc.family', 'pdfgc.evaluation.evaluate') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+
+
 def test_command_parsers_match_the_whole_parser(monkeypatch, capsys):
     # each command parsed by its own parser (`main`) has the help (so the flags) of the whole parser's
     import pdfgc.cli as c

@@ -207,18 +207,26 @@ def test_each_explicit_control_changes_only_its_own_code(name, pipes):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_train_configs_find_their_family(name, tmp_path, capsys):
     cls = family_class(name)
-    for config in cls.train_configs:
+    for config in cls.training.configs:
         assert family_for_config(config) is cls
     # a stage of another family is refused, naming the --config that trains it
     for other in FAMILIES:
         o = family_class(other)
-        if other == name or not cls.train_configs or not o.train_stages:
+        if other == name or not cls.training.configs or not o.training.stages:
             continue
-        stage = next(s for s in o.train_stages if s not in cls.train_stages)
-        assert main(["train", "--data", str(tmp_path / "nothing"), "--config", cls.train_configs[0], "--stage",
+        stage = next(s for s in o.training.stages if s not in cls.training.stages)
+        assert main(["train", "--data", str(tmp_path / "nothing"), "--config", cls.training.configs[0], "--stage",
                      stage, "--out", str(tmp_path / "run"), "--steps", "1"]) == 2
-        one_error(capsys, f"--stage {stage}", f"--config {'/'.join(o.train_configs)}")
+        one_error(capsys, f"--stage {stage}", f"--config {'/'.join(o.training.configs)}")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_declared_training_is_the_class_training(name):
+    # the train parser reads the declaration (no torch); the family's class must carry that same object
+    from pdfgc.families import family_training
+    declared = family_training(name)
+    assert family_class(name).training is declared and declared.configs
 
 
 def test_unknown_config_is_refused(tmp_path, capsys):

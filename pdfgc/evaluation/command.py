@@ -7,12 +7,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..fileio import input_file, read_user_text, show_path
 from ..vocabulary import DRIVING_MODES
-from .evaluate import EvalCase, EvalOptions, compare, evaluate_case
-from .report import markdown_table, plot_series, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .evaluate import EvalCase
 
 
 def add_parser(sub) -> None:
@@ -70,6 +72,7 @@ def _check_portrait_face(path: str) -> None:
 
 
 def _cases(args) -> list[EvalCase]:
+    from .evaluate import EvalCase  # torch and the face models: not at parser-building time (`pdfgc --help`)
     if args.manifest:
         mpath = Path(args.manifest)
         text = read_user_text(mpath, "manifest", MAX_MANIFEST_BYTES, kind="a JSON list of cases",
@@ -100,6 +103,8 @@ def _cases(args) -> list[EvalCase]:
 
 
 def run(args) -> int:
+    from .evaluate import EvalOptions, compare, evaluate_case
+    from .report import markdown_table, plot_series, write_json
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {show_path(out)}: is a file; -o names the output FOLDER (metrics.json, metrics.md, "

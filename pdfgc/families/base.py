@@ -5,9 +5,9 @@ owns its whole life, so no shared file says `if family == ...`:
 
 - **weights**: the `format` string its safetensors files carry in their metadata, `load(path)` and
   `save(model, path)` (`pdfgc.weights.load_model` finds the family by the file's format: `family_for_format`);
-- **training**: the `--config` names it trains (`train_configs`), its `--stage` names (`train_stages`), its own
-  `pdfgc train` flags (`add_train_arguments`) and `train(args)` (`pdfgc train --config X` finds the family by
-  `family_for_config`);
+- **training**: its `training` (a `FamilyTraining` declared in its light options module: the `--config` names it
+  trains, its `--stage` names and its own `pdfgc train` flags) and `train(args)` (`pdfgc train --config X` finds
+  the family by `family_for_config`);
 - **control fitting**: `fit_controls(args)` (`pdfgc fit-controls`; a family whose controls need no fitted
   mapping refuses with one line saying so);
 - **inference**: which encoder reads which source (`encode_portrait`, `encode_clip`, `encode_speech`), its
@@ -38,6 +38,7 @@ FACTOR_CODES = ("mouth", "emotion", "eye", "pose")
 # the registry lives in a module without torch (a family is declared there by name and imported when looked up);
 # its functions are importable from here as before
 from .registry import (  # noqa: E402,F401
+    FamilyTraining,
     family_class,
     family_for,
     family_for_config,
@@ -45,6 +46,7 @@ from .registry import (  # noqa: E402,F401
     family_for_stage,
     family_of,
     family_options,
+    family_trainings,
     known_formats,
     list_families,
     register_family,
@@ -80,10 +82,9 @@ class ModelFamily(ABC):
     options: ClassVar[type | None] = None      # its own AnimateOptions fields (families/<name>/options.py)
     blink_dims: ClassVar[tuple[int, ...]]
     gaze_dims: ClassVar[tuple[int, ...]]
-    # training: the `pdfgc train --config` names this family trains, and its `--stage` names (none: one run)
-    train_configs: ClassVar[tuple[str, ...]] = ()
-    train_stages: ClassVar[tuple[str, ...]] = ()
-    train_help: ClassVar[str] = ""             # one phrase for `pdfgc train --help`: what its configs train
+    # training: its `pdfgc train --config` and `--stage` names, help phrase and own flags (declared in its light
+    # options module, so `pdfgc train`'s parser needs no torch)
+    training: ClassVar[FamilyTraining] = FamilyTraining()
     # its explicit controls go through a mapping fitted to its codes (`fit_controls`, `control_mapping`)
     fitted_controls: ClassVar[bool] = False
 
@@ -102,13 +103,8 @@ class ModelFamily(ABC):
         """Write a model of this family to one weights file of its `format` (atomically); returns the path."""
 
     @classmethod
-    def add_train_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        """Add this family's own `pdfgc train` flags (the shared ones: --data, --out, --config, --stage, --steps,
-        --seed, --threads, --resume, --quiet)."""
-
-    @classmethod
     def train(cls, args: argparse.Namespace) -> int:
-        """Run `pdfgc train` for one of `train_configs` (the parsed arguments of every family's flags)."""
+        """Run `pdfgc train` for one of `training.configs` (the parsed arguments of every family's flags)."""
         raise InputError(f"the {cls.name} family has no training")
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,18 +22,32 @@ _REGISTRY: dict[str, type[ModelFamily]] = {}
 
 
 @dataclass(frozen=True)
+class FamilyTraining:
+    """What a family trains, as `pdfgc train` shows it: its `--config` names, its `--stage` names (none: one run),
+    one phrase for the help, and its own flags. Declared in the family's light options module (no torch), so the
+    train parser is built without importing the family; the class reads it as `ModelFamily.training`."""
+
+    configs: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    help: str = ""
+    add_arguments: Callable | None = None   # (argparse group) -> None: the family's own `pdfgc train` flags
+
+
+@dataclass(frozen=True)
 class _Declared:
     module: str  # imports the family's class (registers it)
     options: str | None  # "module:Class" of its own AnimateOptions fields
+    training: str | None = None  # "module:NAME" of its FamilyTraining
 
 
 _DECLARED: dict[str, _Declared] = {}  # declaration order: the default's first
 
 
-def declare_family(name: str, module: str, options: str | None = None) -> None:
+def declare_family(name: str, module: str, options: str | None = None, training: str | None = None) -> None:
     """Names a family before it is imported: `module` defines (and registers) its class, `options` ("module:Class")
-    is its options dataclass, importable without the family."""
-    _DECLARED[name] = _Declared(module, options)
+    is its options dataclass and `training` ("module:NAME") its `FamilyTraining`, both importable without the
+    family."""
+    _DECLARED[name] = _Declared(module, options, training)
 
 
 def _import_attr(spec: str):
@@ -48,12 +63,14 @@ def register_family(cls: type[ModelFamily]) -> type[ModelFamily]:
             continue
         if other.format == cls.format:
             raise ValueError(f"family {cls.name}: weights format '{cls.format}' is already {other.name}'s")
-        shared = set(other.train_configs) & set(cls.train_configs)
+        shared = set(other.training.configs) & set(cls.training.configs)
         if shared:
             raise ValueError(f"family {cls.name}: --config {', '.join(sorted(shared))} already trains {other.name}")
     decl = _DECLARED.get(cls.name)
     if decl is not None and decl.options is not None and _import_attr(decl.options) is not cls.options:
         raise ValueError(f"family {cls.name}: its options class is not the declared {decl.options}")
+    if decl is not None and decl.training is not None and _import_attr(decl.training) is not cls.training:
+        raise ValueError(f"family {cls.name}: its training is not the declared {decl.training}")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -92,6 +109,21 @@ def family_options(name: str) -> type | None:
     return family_class(name).options
 
 
+def family_training(name: str) -> FamilyTraining:
+    """Family `name`'s `FamilyTraining`, without importing the family when it was declared with it."""
+    decl = _DECLARED.get(name)
+    if decl is not None and name not in _REGISTRY and decl.training is not None:
+        return _import_attr(decl.training)
+    return family_class(name).training
+
+
+def family_trainings() -> list[tuple[str, FamilyTraining]]:
+    """(name, training) of every family, the declared in declaration order (the default's first), then any
+    registered without a declaration; a declared family with its training declared is not imported."""
+    names = list(_DECLARED) + [n for n in _REGISTRY if n not in _DECLARED]
+    return [(n, family_training(n)) for n in names]
+
+
 def family_of(model) -> type[ModelFamily]:
     """The family class of a loaded model (`model.family`, default "pdfgc": the PD-FGC networks). A declared
     family is imported (and registers itself) the first time it is looked up."""
@@ -124,22 +156,22 @@ def family_for_format(fmt: str, path: str | os.PathLike) -> type[ModelFamily]:
 
 def train_configs() -> list[str]:
     """Every `pdfgc train --config` name, family by family (declaration order: the default's first)."""
-    return [c for cls in _families() for c in cls.train_configs]
+    return [c for _, t in family_trainings() for c in t.configs]
 
 
 def train_stages() -> list[str]:
     """Every `pdfgc train --stage` name of the registered families."""
-    return [s for cls in _families() for s in cls.train_stages]
+    return [s for _, t in family_trainings() for s in t.stages]
 
 
 def family_for_config(config: str) -> type[ModelFamily]:
     """The family that trains the configuration `config` (`pdfgc train --config`); InputError otherwise."""
-    for cls in _families():
-        if config in cls.train_configs:
-            return cls
+    for name, t in family_trainings():
+        if config in t.configs:
+            return family_class(name)
     raise InputError(f"--config {config}: no model family trains it (known: {', '.join(train_configs())})")
 
 
 def family_for_stage(stage: str) -> type[ModelFamily] | None:
     """The family that declares the training stage `stage` (None when none does)."""
-    return next((cls for cls in _families() if stage in cls.train_stages), None)
+    return next((family_class(n) for n, t in family_trainings() if stage in t.stages), None)

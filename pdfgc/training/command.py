@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..families import family_for_config, list_families
-from ..families.base import family_class, family_for_stage, train_configs, train_stages
+from ..families.registry import (
+    family_for_config,
+    family_for_stage,
+    family_trainings,
+    train_configs,
+    train_stages,
+)
 
 TRAIN_EXAMPLES = """stages, coarse to fine (each starts from the previous stage's model.safetensors):
   pdfgc train --data prepared/ --stage appearance --config lite --out runs/s1 --steps 20000
@@ -27,11 +32,11 @@ several GPUs:  torchrun --nproc_per_node 4 -m pdfgc.cli train ... --precision bf
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="progressive training on a prepared corpus (one stage, or all four)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
-    families = [family_class(n) for n in list_families()]
+    trainings = family_trainings()   # declared in the families' light options modules: no torch here
     t.add_argument("--data", required=True, help="prepared corpus folder (`pdfgc prepare`); its train split is used")
     t.add_argument("--config", default="lite", choices=train_configs(),
                    help="what to train, which names its model family (default lite): "
-                        + "; ".join(f.train_help for f in families if f.train_configs))
+                        + "; ".join(t.help for _, t in trainings if t.configs))
     t.add_argument("--stage", choices=train_stages(), help="the family's training stage (see --config)")
     t.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples, final model.safetensors)")
     t.add_argument("--steps",
@@ -44,10 +49,9 @@ def add_parser(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    for fam in families:
-        if fam.train_configs:
-            fam.add_train_arguments(t.add_argument_group(f"{fam.name} family (--config "
-                                                         f"{'/'.join(fam.train_configs)})"))
+    for name, tr in trainings:
+        if tr.configs and tr.add_arguments is not None:
+            tr.add_arguments(t.add_argument_group(f"{name} family (--config {'/'.join(tr.configs)})"))
     e = sub.add_parser("export", help="a training run's model -> one .safetensors file")
     e.add_argument("run", help="run folder of `pdfgc train` (a stage's or an `all` run's)")
     e.add_argument("-o", "--output", required=True, help="output .safetensors")
@@ -57,12 +61,12 @@ def add_parser(sub) -> None:
 def run_train(args) -> int:
     """`pdfgc train`: the family that trains `--config` runs it (its `--stage`, if given, must be the family's)."""
     fam = family_for_config(args.config)
-    if args.stage is not None and args.stage not in fam.train_stages:
+    if args.stage is not None and args.stage not in fam.training.stages:
         owner = family_for_stage(args.stage)
         raise InputError(f"--stage {args.stage} trains the {owner.name} family: add --config "
-                         f"{'/'.join(owner.train_configs)}" + (f" (--config {args.config} takes --stage "
-                                                               f"{', '.join(fam.train_stages)})"
-                                                               if fam.train_stages else ""))
+                         f"{'/'.join(owner.training.configs)}" + (f" (--config {args.config} takes --stage "
+                                                                  f"{', '.join(fam.training.stages)})"
+                                                                  if fam.training.stages else ""))
     return fam.train(args)
 
 

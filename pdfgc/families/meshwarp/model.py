@@ -49,7 +49,7 @@ from .emotion_texture import DEFAULT_PATH as EXPRESSIONS_PATH
 from .emotion_texture import ExpressionRatios
 from .lips import KIND as LIPS_KIND
 from .lips import SpeechToMouth, from_params, smooth_keeping_closures
-from .options import MeshWarpOptions
+from .options import REFINER_STAGE, TRAINING, MeshWarpOptions
 from .params import DEFAULT_PATH, FORMAT, MeshParams, load_params
 from .refiner import RefinerRunner, load_refiner, refiner_path_for
 from .warp import WarpRenderer
@@ -175,9 +175,6 @@ def crop_at(portrait, size: int) -> np.ndarray:
     return np.clip(crop * (1.0 - t) + soft * t + 0.5, 0, 255).astype(np.uint8)
 
 
-REFINER_STAGE = "refiner"   # `pdfgc train --config meshwarp --stage refiner`: the learned refiner (refine_train.py)
-
-
 def _refiner_steps(text: str) -> int:
     try:
         return int(text)
@@ -202,11 +199,7 @@ class MeshWarpFamily(ModelFamily):
     face_jobs_at_once = 4
     blink_dims = C.BLINK_DIMS
     gaze_dims = C.GAZE_DIMS
-    train_configs = (MESHWARP,)
-    train_stages = (REFINER_STAGE,)
-    train_help = (f"{MESHWARP}: the default model's family: without --stage its geometry fit and lips head "
-                  f"(closed-form fits, no --steps), --stage {REFINER_STAGE} its learned refiner (by "
-                  "self-reenactment)")
+    training = TRAINING
 
     # ---- weights, training (control fitting: none, the codes are physical) --------------------------------------
     @classmethod
@@ -218,12 +211,6 @@ class MeshWarpFamily(ModelFamily):
         """The parameters file (the refiner, when there is one, is its own file: ``refiner_path_for``)."""
         from .params import save_params
         return save_params(model.params, path)
-
-    @classmethod
-    def add_train_arguments(cls, group) -> None:
-        group.add_argument("--speech-cache", metavar="DIR",
-                           help="meshwarp: folder of the raw clips' Whisper features (default OUT/speech; missing "
-                                "ones are computed from the raw corpus the prepared one was made from)")
 
     @classmethod
     def train(cls, args) -> int:

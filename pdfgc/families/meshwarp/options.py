@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ...errors import InputError
 from ...option_fields import Web, option
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
+from ..registry import FamilyTraining
 
 
 @dataclass
@@ -31,3 +32,18 @@ class MeshWarpOptions:
         """This family's part of `pdfgc.options.check_options`."""
         if opt.driving_reference not in DRIVING_REFERENCES:
             raise InputError(f"unknown driving reference '{opt.driving_reference}' (auto or first)")
+
+
+REFINER_STAGE = "refiner"   # `pdfgc train --config meshwarp --stage refiner`: the learned refiner (refine_train.py)
+
+
+def _add_train_arguments(group) -> None:
+    group.add_argument("--speech-cache", metavar="DIR",
+                       help="meshwarp: folder of the raw clips' Whisper features (default OUT/speech; missing "
+                            "ones are computed from the raw corpus the prepared one was made from)")
+
+
+TRAINING = FamilyTraining(
+    configs=(MESHWARP,), stages=(REFINER_STAGE,), add_arguments=_add_train_arguments,
+    help=(f"{MESHWARP}: the default model's family: without --stage its geometry fit and lips head (closed-form "
+          f"fits, no --steps), --stage {REFINER_STAGE} its learned refiner (by self-reenactment)"))

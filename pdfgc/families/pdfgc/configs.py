@@ -15,8 +15,7 @@ import json
 
 from ...errors import InputError
 from .model import ModelConfig, StyleLayout
-
-CONFIG_NAMES = ("official", "lite", "tiny")
+from .options import CONFIG_NAMES
 
 
 def official_config() -> ModelConfig:

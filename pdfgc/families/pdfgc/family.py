@@ -6,7 +6,6 @@ fixed crop-zoom of every 224 crop. It trains progressively (`pdfgc train --confi
 training/) and fits its explicit-control mappings (`pdfgc fit-controls`, controls/fit.py)."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass
@@ -17,13 +16,12 @@ import torch
 from ...errors import InputError
 from ...media import preprocess as pp
 from ...media.spectrogram import speech_windows_range
-from ...vocabulary import TRAIN_PRECISIONS
 from ..base import Codes, ModelFamily, encode_clip_in_batches, register_family
-from .configs import CONFIG_NAMES, architecture_name
+from .configs import architecture_name
 from .controls.apply import apply_controls, preflight_controls
 from .controls.mapping import find_mapping, physical_pose_map, pose_code_is_physical
 from .model import BLINK_DIMS, FORMAT_NAME, GAZE_DIMS
-from .options import PDFGCOptions
+from .options import TRAINING, PDFGCOptions
 from .training.stages import STAGES
 
 AUDIO_CHUNK = 250  # output frames per spectrogram chunk: the windows of a long file are never all in memory
@@ -66,12 +64,8 @@ class PDFGCFamily(ModelFamily):
     blink_dims = BLINK_DIMS
     gaze_dims = GAZE_DIMS
     audio_context = 0   # frames of context each side `encode_audio` reads (speech chunks overlap by this much)
-    train_configs = CONFIG_NAMES
     fitted_controls = True     # its codes are learned: controls go through `pdfgc fit-controls`' mapping
-    train_stages = (*STAGES, "all")
-    train_help = (f"{', '.join(CONFIG_NAMES)}: the PD-FGC networks' architecture when starting from scratch "
-                  "(with --init the file decides); --stage one of "
-                  f"{', '.join(STAGES)} or all (required)")
+    training = TRAINING
 
     # ---- weights, training, control fitting -----------------------------------------------------------------
     @classmethod
@@ -82,25 +76,6 @@ class PDFGCFamily(ModelFamily):
     @classmethod
     def save(cls, model, path):
         return model.save_pretrained(path)
-
-    @classmethod
-    def add_train_arguments(cls, group) -> None:
-        group.add_argument("--init", help="start from this model (.safetensors), normally the previous stage's")
-        group.add_argument("--batch-size", type=int, default=8, help="per process and micro-step (default 8)")
-        group.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimiser step (default 1)")
-        group.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, the authors')")
-        group.add_argument("--precision", default="fp32", choices=TRAIN_PRECISIONS,
-                           help="fp32, or mixed precision (bf16; fp16 on GPU only)")
-        group.add_argument("--vgg19", help="torchvision-format vgg19 state dict: adds the perceptual loss (x5)")
-        group.add_argument("--log-every", type=int, default=10)
-        group.add_argument("--sample-every", type=int, default=500)
-        group.add_argument("--checkpoint-every", type=int, default=500)
-        group.add_argument("--name", help="model name stored in the weights file")
-        group.add_argument("--overfit", type=int, default=0,
-                           help="sanity check: draw batches only from the first N positions (default 0: off)")
-        group.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
-                           help="SyncBatchNorm across processes (default: on under torchrun with several GPUs; "
-                                "CUDA only)")
 
     @classmethod
     def train(cls, args) -> int:

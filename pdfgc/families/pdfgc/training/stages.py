@@ -24,9 +24,8 @@ import math
 import torch
 from torch import nn
 
+from ..options import STAGES
 from . import losses as L
-
-STAGES = ("appearance", "lips", "pose_eye", "emotion")
 
 TRAINABLE = {
     "appearance": ("appearance", "motion.model", "motion.to_mouth", "motion.mouth_embed", "motion.to_eye",
