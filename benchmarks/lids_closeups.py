@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--labels", default="")
     ap.add_argument("--amounts", default="0.35,0.5,0.65,0.8")
     ap.add_argument("--zoom", type=int, default=8)
+    ap.add_argument("--eyes", default="0,1", help="which eyes get a row (mesh order)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     from lids_diag import apply, restore
@@ -82,7 +83,7 @@ def main() -> None:
                         restore(saved)
                     f = det.detect(np.ascontiguousarray(out))
                     outs.append((labels[k], out, eye_aspect(f[0]) if f else None))
-                for e in range(2):
+                for e in [int(x) for x in args.eyes.split(",")]:
                     idx = list(EYE_UPPER[e]) + list(EYE_LOWER[e])
                     (x0, y0), (x1, y1) = mesh[idx, :2].min(0), mesh[idx, :2].max(0)
                     wd = x1 - x0
