@@ -219,16 +219,18 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
 
 
 # the close-ups' columns (``--closeups``): the eyes.py settings of each render beside the real target frame
-CLOSEUP_VARIANTS = {"before": {"WATERLINE_SHADE": 0.0}, "after": {},
-                    "opt-in": {"WATERLINE_UP": 0.1, "WATERLINE_SHADE": 1.0}}
+# ("lids.NAME": a constant of lids.py); session 33's half-shut lid against session 32's
+CLOSEUP_VARIANTS = {"s32": {"lids.SLIDE_LIT": 0.0, "lids.SLIDE_SHADE": 0.1, "lids.SLIDE_SHADE_POW": 3.0,
+                            "lids.SLIDE_SQUEEZE": 1.0}, "s33": {}}
 
 
 def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
     """One eye per row at ``zoom`` (nearest neighbour), for the held-out pairs `pairs` ("clip-substring:s:t:eye,...",
     each a pair of `plan`): the real target frame, then the default renderer (sliding lid) under each of
     ``CLOSEUP_VARIANTS``; each tile labelled with the target's EAR and the one mediapipe reads back from it; last, the
-    first variant again with the target's lid contours (green) and those mediapipe reads back from it (red)."""
+    last variant again with the target's lid contours (green) and those mediapipe reads back from it (red)."""
     from pdfgc.families.meshwarp import eyes as E
+    from pdfgc.families.meshwarp import lids as L
     from pdfgc.families.meshwarp.shapes import eye_aspect as _ear
     from pdfgc.families.meshwarp.warp import WarpRenderer
     from pdfgc.media.face import FaceMeshDetector
@@ -244,19 +246,20 @@ def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
             fr = dict(zip((s, t), corpus.load_frames(key, [s, t])))
             imgs = [("real", fr[t])]
             for name, kw in CLOSEUP_VARIANTS.items():
-                saved = {k: getattr(E, k) for k in kw}
+                mods = {k: (L, k[5:]) if k.startswith("lids.") else (E, k) for k in kw}
+                saved = {k: getattr(*mods[k]) for k in kw}
                 try:
                     for k, v in kw.items():
-                        setattr(E, k, v)
+                        setattr(*mods[k], v)
                     imgs.append((name, WarpRenderer(fr[s], mesh[s], lids="skin").render(mesh[t])))
                 finally:
                     for k, v in saved.items():
-                        setattr(E, k, v)
+                        setattr(*mods[k], v)
             pts = mesh[t][list(EYE_UPPER[e]) + list(EYE_LOWER[e]), :2]
             (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
             x0, x1, y0, y1 = int(x0 - 4), int(x1 + 5), int(y0 - 7), int(y1 + 7)
             tiles = []
-            for k, (name, img) in enumerate(imgs + imgs[1:2]):
+            for k, (name, img) in enumerate(imgs + imgs[-1:]):
                 f = det.detect(np.ascontiguousarray(img))
                 back = float(_ear(f[0])[e]) if f else float("nan")
                 c = cv2.resize(img[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()

@@ -216,3 +216,61 @@ def test_read_back_opening_closes_with_the_request(still_detector, anne_face, sk
     ears = np.array(ears)
     assert (np.diff(ears, axis=0) < 0).all(), ears
     assert (ears[-1] < 0.45 * ears[0]).all(), ears
+
+
+def _lid_profile(img, mesh, target, e, **settings):
+    """The sliding lid's mean luminance by eye-width row above eye `e`'s target margin (middle columns), under
+    ``lids`` settings; rows from 0.30 eye widths above the margin down to it, in steps of 0.02."""
+    saved = {k: getattr(lids, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(lids, k, v)
+        pix, weight = lids.sliding_lid(img, mesh, target, e, (0, 0, img.shape[1], img.shape[0]))
+    finally:
+        for k, v in saved.items():
+            setattr(lids, k, v)
+    u, t, top, w = _eye_frame_coords(target, e, img.shape[:2])
+    lum, cols = pix.mean(2), (u > 0.3) & (u < 0.7) & (weight > 0.9)
+    d = top - t   # eye widths above the margin
+    edges = np.arange(0.30, -0.001, -0.02)
+    return np.array([lum[cols & (d <= a) & (d > a - 0.02)].mean() for a in edges[:-1]]), edges[:-1] - 0.01
+
+
+def test_a_half_shut_lid_is_lit_skin_over_a_dark_line_at_its_margin(anne_face):
+    """Half shut (issue 19, lids_s33.md): the lash row squeezed toward the margin and darkened into a line there
+    (``SLIDE_SQUEEZE``, ``SLIDE_SHADE`` / ``SLIDE_SHADE_POW``), the skin above it lit like the skin above the crease
+    (``SLIDE_LIT``): against session 32's lid (no squeeze, LIT 0, SHADE 0.1 at the cube), the darkest row is nearer
+    the margin and darker, the skin above it no darker (0.12-0.24 eye widths above the margin; anne's lid is light
+    already), the old lash row's top (0.09) skin, and the dark band thinner (its top, where the luminance crosses
+    halfway between the skin and the line, lower). Nearly open (0.85x the open lid and up)
+    the squeeze does nothing."""
+    img, mesh = anne_face
+    img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * 2.0
+    target = close_eyes(mesh, 0.5)
+    old = dict(SLIDE_SQUEEZE=1.0, SLIDE_LIT=0.0, SLIDE_SHADE=0.1, SLIDE_SHADE_POW=3.0)
+    for e in range(2):
+        now, d = _lid_profile(img, mesh, target, e)
+        before, _ = _lid_profile(img, mesh, target, e, **old)
+        skin = (d > 0.12) & (d < 0.24)
+        assert now[skin].mean() > before[skin].mean() + 1, (e, now[skin].mean(), before[skin].mean())
+        # the old lash row's top (0.08-0.10 above the margin) is lid skin now; the darkest row at the margin, darker
+        row = np.argmin(np.abs(d - 0.09))
+        assert now[row] > before[row] + 20, (e, now[row], before[row])
+        assert d[np.argmin(now)] < 0.04 and now.min() < before.min() - 5, (e, d[np.argmin(now)], now.min())
+        assert now.min() < now[skin].mean() - 60   # a dark line under lit skin
+
+        def top(p):   # eye widths above the margin where the dark band starts
+            half = 0.5 * (p[skin].mean() + p.min())
+            return d[np.argmax(p < half)]
+        assert top(now) < top(before), (e, top(now), top(before))
+    # nearly open: the squeeze leaves the lash row whole
+    nearly = close_eyes(mesh, 0.1)
+    a = lids.sliding_lid(img, mesh, nearly, 0, (0, 0, 448, 448))
+    saved = lids.SLIDE_SQUEEZE
+    try:
+        lids.SLIDE_SQUEEZE = 1.0
+        b = lids.sliding_lid(img, mesh, nearly, 0, (0, 0, 448, 448))
+    finally:
+        lids.SLIDE_SQUEEZE = saved
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
