@@ -35,7 +35,7 @@ log = logging.getLogger("pdfgc")
 
 # the measuring code's version: raise it when what the tracker is given or how its output is kept changes
 VERSION = 1
-# the tracker's settings (`pdfgc.media.mesh.FaceMeshDetector` as `_clip_meshes` makes it)
+# the tracker's settings (`pdfgc.media.mesh.FaceMeshDetector` as `MeshWarpFamily._clip_meshes` makes it: change both)
 TRACKER = "FaceMesh(static_image_mode=False,max_num_faces=1,refine_landmarks=True,det=0.5,track=0.5)"
 _CHUNK = 1 << 20
 

@@ -393,7 +393,7 @@ class MeshWarpFamily(ModelFamily):
         else:
             bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
             # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per
-            # frame, and steadier landmarks for a video)
+            # frame, and steadier landmarks for a video); driving_cache.TRACKER names these settings in its key
             with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
                 for i in todo:
                     faces = tracker.detect(np.asarray(clip.crops[i]))
