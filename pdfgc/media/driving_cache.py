@@ -6,9 +6,10 @@ reason), and measuring it again (the pose clip of the README's main command: 361
 What is kept is portrait-independent: the tracker's raw (478, 3) mesh per measured frame (NaN where it found no
 face), in the order measured. An entry is named by the clip's content (SHA-256 of the video's or image's bytes, or
 of a folder's sorted frame-file names and bytes), how its crops were made (aligned by us, and then how many frames
-were read: the alignment is smoothed over them), the first measured crop, the tracker's settings, mediapipe's and
-OpenCV's versions and `VERSION` (raise it when the measuring code changes). Inside, each measured crop's SHA-256 is
-kept beside its mesh and checked on use, so a hit serves the tracker's output for exactly the crops it is asked for.
+were read: the alignment is smoothed over them), the first measured crop, the tracker's settings, mediapipe's,
+OpenCV's and PyAV's versions and `VERSION` (raise it when the measuring code changes). Inside, each measured
+crop's SHA-256 is kept beside its mesh and checked on use, so a hit serves the tracker's output for exactly the
+crops it is asked for.
 
 The tracker is causal and deterministic (the same crops in the same order give the same meshes bit for bit, and
 the first n frames of a longer run are those of a run of n), so an entry serves any request whose frames are a
@@ -43,13 +44,14 @@ _CHUNK = 1 << 20
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    import av
     import cv2
 
     try:
         mp = version("mediapipe")
     except PackageNotFoundError:
         mp = "none"
-    return f"v{VERSION} mediapipe {mp} cv2 {cv2.__version__} {TRACKER}"
+    return f"v{VERSION} mediapipe {mp} cv2 {cv2.__version__} av {av.__version__} {TRACKER}"
 
 
 def _hash_file(h, path: Path) -> None:
