@@ -5,6 +5,14 @@
     python benchmarks/bench_main_command.py --base /work/wt-speedbase --runs 5   # alternating with another tree
     python benchmarks/bench_main_command.py --base A --base B --no-stages       # three trees, A B C A B C ...
     python benchmarks/bench_main_command.py --cpu-stages     # the job once, serial, CPU seconds per stage (JSON)
+    python benchmarks/bench_main_command.py --cache both --base /work/wt-mcbase --runs 5   # cold, warm, base
+    python benchmarks/bench_main_command.py --cpu-stages --cache warm   # the serial stages with the clips kept
+
+The driving clips' kept face meshes (`pdfgc.media.driving_cache`, since s33): every run gets its own
+``PDFGC_CACHE``. `--cache cold` (default; the figure the target is measured on): an empty folder before each run;
+`warm`: a folder filled by one uncounted run of the same tree first (the creator's second job with the same clips);
+`both`: the tree cold and warm as two rows, alternating with the bases (each base runs cold; a tree from before the
+cache ignores the folder).
 
 Each run is a SUBPROCESS of `python -m pdfgc.cli animate ...` (the README's command) with PYTHONPATH set to the tree
 under test, so it pays the start-up (imports) as a user does. Two figures per run:
@@ -27,6 +35,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,19 +65,29 @@ def _commit(tree: Path) -> str:
         return marker.read_text().strip() if marker.is_file() else "unknown"
 
 
-def _env(tree: Path) -> dict:
+def _env(tree: Path, cache: Path | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree)
+    if cache is not None:
+        env["PDFGC_CACHE"] = str(cache)
     return env
 
 
-def run_cli(tree: Path, out: Path) -> dict:
+def _cache_for(mode: str, folder: Path) -> Path:
+    """The PDFGC_CACHE of one run: emptied for a cold run, left as it is (filled) for a warm one."""
+    if mode == "cold":
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def run_cli(tree: Path, out: Path, cache: Path | None = None) -> dict:
     load = os.getloadavg()[0]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     # not --quiet: the "wrote ... in N s" line is what is read (the progress bar goes to the same captured pipe)
     p = subprocess.run([sys.executable, "-m", "pdfgc.cli", "animate", *main_command(out)],
-                       env=_env(tree), capture_output=True, text=True, cwd=str(tree))
+                       env=_env(tree, cache), capture_output=True, text=True, cwd=str(tree))
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -210,10 +229,10 @@ def _merge_spans(spans: list) -> list:
     return sorted(rows.values(), key=lambda r: r[1])
 
 
-def run_stages(tree: Path, out: Path) -> dict:
+def run_stages(tree: Path, out: Path, cache: Path | None = None) -> dict:
     load = os.getloadavg()[0]
     p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)],
-                       env=_env(tree), capture_output=True, text=True, cwd=str(tree))
+                       env=_env(tree, cache), capture_output=True, text=True, cwd=str(tree))
     if p.returncode != 0:
         raise SystemExit(f"{tree}: worker failed ({p.returncode}):\n{p.stderr[-2000:]}")
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -232,30 +251,48 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cpu-stages", action="store_true",
                     help="instead of the runs: the job once, serial, in this process, with each stage's CPU seconds")
+    ap.add_argument("--cache", choices=("cold", "warm", "both"), default="cold",
+                    help="the driving clips' kept meshes: cold (an empty PDFGC_CACHE before each run, default), "
+                         "warm (filled by one uncounted run first), both (the tree twice: cold and warm)")
     args = ap.parse_args()
     if args.cpu_stages:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        cpu_worker(Path(args.out) / "cpu_stages.mp4")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if args.cache == "both":
+            raise SystemExit("--cpu-stages: --cache cold or warm")
+        if not args.worker:   # this process is the measured one: its cache is set before the job imports pdfgc
+            folder = _cache_for(args.cache, out / f"cache_cpu_{args.cache}")
+            os.environ["PDFGC_CACHE"] = str(folder)
+            if args.cache == "warm":   # the filling job, in a subprocess of the same tree
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cpu-stages", "--worker",
+                                "--out", str(out)], env=dict(os.environ), check=True, capture_output=True)
+        cpu_worker(out / "cpu_stages.mp4")
         return
     if args.worker:
         worker(Path(args.out))
         return
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    trees = {"tree": Path(args.tree).resolve()}
+    tree = Path(args.tree).resolve()
+    modes = ("cold", "warm") if args.cache == "both" else (args.cache,)
+    trees = {("tree" if len(modes) == 1 else f"tree {m}"): (tree, m) for m in modes}
     for i, base in enumerate(args.base):
-        trees["base" if i == 0 else f"base{i + 1}"] = Path(base).resolve()
-    res = {k: {"path": str(p), "commit": _commit(p), "runs": []} for k, p in trees.items()}
+        trees["base" if i == 0 else f"base{i + 1}"] = (Path(base).resolve(), "cold")
+    caches = {k: outdir / f"cache_{i}" for i, k in enumerate(trees)}
+    for k, (p, mode) in trees.items():
+        if mode == "warm":   # the first job with these clips: fills the folder, not counted
+            run_cli(p, outdir / "fill.mp4", _cache_for("cold", caches[k]))
+    res = {k: {"path": str(p), "commit": _commit(p), "cache": mode, "runs": []} for k, (p, mode) in trees.items()}
     for i in range(args.runs):
-        for k, p in trees.items():
-            r = run_cli(p, outdir / f"{k}.mp4")
+        for k, (p, mode) in trees.items():
+            r = run_cli(p, outdir / f"{k.replace(' ', '_')}.mp4", _cache_for(mode, caches[k]))
             res[k]["runs"].append(r)
             print(f"run {i + 1} {k} ({res[k]['commit']}): wall {r['wall_s']:.2f} s ({r['fps_wall']:.1f} frames/s), "
                   f"job {r['job_s']:.1f} s ({r['fps_job']:.1f} frames/s), cpu {r['cpu_s']:.1f} s, load {r['load1']}",
                   flush=True)
     if not args.no_stages:
-        for k, p in trees.items():
-            r = run_stages(p, outdir / f"{k}_stages.mp4")
+        for k, (p, mode) in trees.items():
+            r = run_stages(p, outdir / f"{k.replace(' ', '_')}_stages.mp4", _cache_for(mode, caches[k]))
             res[k]["stages"] = r
             print(f"stages {k}: import {r['import_s']:.2f} s, job {r['job_s']:.2f} s, {r['stages_s']} "
                   f"(load {r['load1']})", flush=True)
@@ -264,7 +301,7 @@ def main() -> None:
         v["median"] = {f: round(statistics.median(r[f] for r in runs), 3)
                        for f in ("wall_s", "fps_wall", "cpu_s", "job_s", "fps_job", "load1")}
     summary = {"command": "pdfgc animate (README 'Two commands'), subprocess",
-               "frames": res["tree"]["runs"][0]["frames"],
+               "frames": next(iter(res.values()))["runs"][0]["frames"],
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **res}
     print(json.dumps(summary))
 

@@ -53,6 +53,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def cache_dir(*parts: str) -> Path:
+    """pdfgc's cache folder (not created): ``$PDFGC_CACHE``, else ``$XDG_CACHE_HOME/pdfgc``, else
+    ``~/.cache/pdfgc``; `parts` name a sub-folder (``cache_dir("driving")``: the driving clips' measured meshes,
+    `pdfgc.media.driving_cache`). The refiner's pair cache and the lips trainer's feature cache still choose their
+    own folders."""
+    root = os.environ.get("PDFGC_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pdfgc"
+    return Path(root).joinpath(*parts)
+
+
 def process_start_time() -> float:
     """This process's start (epoch seconds): from /proc on Linux, else when this module was imported."""
     try:

@@ -39,6 +39,19 @@ def tiny_pipe(tiny):
     return TalkingHeadPipeline(tiny, device="cpu", threads=torch.get_num_threads())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_pdfgc_cache(tmp_path_factory):
+    """pdfgc's cache (the driving clips' kept face meshes, `pdfgc.media.driving_cache`) in a folder of the test
+    session's own, not the user's ~/.cache/pdfgc; the CLI tests' subprocesses inherit it."""
+    old = os.environ.get("PDFGC_CACHE")
+    os.environ["PDFGC_CACHE"] = str(tmp_path_factory.mktemp("pdfgc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("PDFGC_CACHE", None)
+    else:
+        os.environ["PDFGC_CACHE"] = old
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")

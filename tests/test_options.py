@@ -73,7 +73,8 @@ def test_each_family_declares_its_own_options_in_its_folder():
             assert d.family == name and f.name not in shared
             own[f.name] = name
         cls.check(AnimateOptions())  # the defaults pass each family's own check
-    assert own == {"driving_reference": "meshwarp", "refiner": "meshwarp", "control_mapping": "pdfgc"}
+    assert own == {"driving_reference": "meshwarp", "refiner": "meshwarp", "cache": "meshwarp",
+                   "control_mapping": "pdfgc"}
     # AnimateOptions carries them all, each once, and the shared options are every family's
     assert {f.name for f in dataclasses.fields(AnimateOptions)} == shared | set(own)
     assert all(d.family is None for _, d in declared(SharedOptions))

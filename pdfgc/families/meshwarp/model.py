@@ -39,6 +39,7 @@ import torch
 from ...controls.explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
 from ...errors import InputError
 from ...media.driving import open_driving
+from ...media.driving_cache import ClipMeshCache
 from ...media.geometry import matrix_scale
 from ...media.mesh import FaceMeshDetector
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
@@ -362,27 +363,35 @@ class MeshWarpFamily(ModelFamily):
 
     def encode_clip(self, clip, used, want_mouth, prec, opt=None, progress=False) -> Codes:
         """The used frames' codes as changes from the clip's neutral frame (`opt.driving_reference`)."""
-        return self._relative(self._clip_meshes(clip, used, progress), np.array(sorted(set(int(i) for i in used))),
-                              opt)
+        return self._relative(self._clip_meshes(clip, used, progress, getattr(opt, "cache", True)),
+                              np.array(sorted(set(int(i) for i in used))), opt)
 
-    def _clip_meshes(self, clip, used, progress=False) -> np.ndarray:
+    def _clip_meshes(self, clip, used, progress=False, cache=True) -> np.ndarray:
         """(frames, 478, 3) mesh of every frame of the clip: measured on the used ones (a frame without a face
-        takes the nearest one's)."""
+        takes the nearest one's); with `cache`, the meshes kept from an earlier job with the same clip and crops
+        (`pdfgc.media.driving_cache`: the tracker's output bit for bit), else measured and kept."""
         uniq = clip.unique_index()
         todo = sorted({int(uniq[i]) for i in used})
         meshes = np.full((clip.num_frames, 478, 3), np.nan)
-        bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
-        # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per
-        # frame, and steadier landmarks for a video)
-        with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
-            for i in todo:
-                faces = tracker.detect(np.asarray(clip.crops[i]))
-                if faces:
-                    meshes[i] = faces[0]
-                if bar:
-                    bar.update(1)
-        if bar:
-            bar.close()
+        kept = ClipMeshCache(clip, todo) if cache and todo else None
+        measured = kept.load() if kept is not None else None
+        if measured is not None:
+            meshes[todo] = measured
+        else:
+            bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
+            # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per
+            # frame, and steadier landmarks for a video); driving_cache.TRACKER names these settings in its key
+            with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
+                for i in todo:
+                    faces = tracker.detect(np.asarray(clip.crops[i]))
+                    if faces:
+                        meshes[i] = faces[0]
+                    if bar:
+                        bar.update(1)
+            if bar:
+                bar.close()
+            if kept is not None:
+                kept.save(meshes[todo])
         meshes = meshes[uniq]
         ok = np.isfinite(meshes).all(axis=(1, 2))
         if not ok.any():
@@ -512,7 +521,7 @@ class MeshWarpFamily(ModelFamily):
     def _reference_emotion(self, path, opt) -> np.ndarray:
         clip = open_driving(str(path), REFERENCE_MAX_FRAMES, opt.align, False, role="emotion reference")
         n = min(clip.num_frames, REFERENCE_MAX_FRAMES)
-        meshes = self._clip_meshes(clip, list(range(n)))
+        meshes = self._clip_meshes(clip, list(range(n)), cache=getattr(opt, "cache", True))
         rel = C.measure(meshes[:n], self.params, reference=None)
         expression = rel.emotion.mean(0) - self.params.emotion_shapes.get("neutral", 0.0)
         rest = self.code_dims["emotion"] - len(expression)

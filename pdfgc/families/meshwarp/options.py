@@ -27,6 +27,14 @@ class MeshWarpOptions:
                 # only a model with a learned refiner shows the switch
                 shown=lambda model: getattr(model, "refiner", None) is not None))
 
+    # the driving clips' measured face meshes kept on disk and re-used when the same clip drives another job
+    # (pdfgc.media.driving_cache; the frames are the same with or without it)
+    cache: bool = option(
+        True, group="output", flag="--no-cache", invert=True, family=MESHWARP,
+        help="mesh-warp default model: measure the driving clips' face meshes again instead of re-using the ones "
+             "kept from an earlier job with the same clip ($PDFGC_CACHE/driving, default ~/.cache/pdfgc/driving), "
+             "and keep nothing")
+
     @staticmethod
     def check(opt) -> None:
         """This family's part of `pdfgc.options.check_options`."""

@@ -1,0 +1,186 @@
+"""The driving clips' kept face meshes (`pdfgc.media.driving_cache`): a hit gives the codes and frames a miss
+gives, bit for bit; a corrupt, pickled or other-crops entry is measured again; a one-byte change of the clip misses;
+`--no-cache` / `AnimateOptions(cache=False)` writes nothing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pdfgc.families.meshwarp import model as M
+from pdfgc.fileio import cache_dir
+from pdfgc.media.driving import open_driving
+from pdfgc.options import AnimateOptions
+
+from .conftest import DATA, need
+
+ANNE = DATA / "pdfgc" / "anne.png"
+POSE = DATA / "pdfgc" / "motions" / "pose" / "681600002"  # 224 px frames (no alignment), none held
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("PDFGC_CACHE", str(root))
+    return root / "driving"
+
+
+@pytest.fixture()
+def clip_dir(tmp_path):
+    """The first 12 frames of a real clip, as a folder of its own."""
+    d = tmp_path / "clip"
+    d.mkdir()
+    for f in sorted(need(POSE).iterdir())[:12]:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    return TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+
+
+@pytest.fixture()
+def trackers(monkeypatch):
+    """How many tracking-mode graphs (`_clip_meshes`' measuring) were started."""
+    calls = []
+    real = M.FaceMeshDetector
+
+    def counted(*a, **kw):
+        if kw.get("static_image_mode") is False:
+            calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(M, "FaceMeshDetector", counted)
+    return calls
+
+
+def _meshes(pipe, path, used, cache=True):
+    clip = open_driving(path, None, "auto", False)
+    return pipe.family._clip_meshes(clip, used, cache=cache)
+
+
+def _plan(pipe, clip, **kw):
+    opt = AnimateOptions(
+        lips="still", duration=0.4, emotion=str(clip), pose=str(clip), eyes=str(clip), progress=False, **kw
+    )
+    return pipe.plan(need(ANNE), None, opt)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PDFGC_CACHE", str(tmp_path / "a"))
+    assert cache_dir("driving") == tmp_path / "a" / "driving"
+    monkeypatch.delenv("PDFGC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_dir("driving") == tmp_path / "x" / "pdfgc" / "driving"
+
+
+def test_hit_gives_the_codes_and_frames_of_a_miss(pipe, clip_dir, cache, trackers):
+    miss = _plan(pipe, clip_dir)
+    assert len(trackers) == 1 and len(list(cache.glob("*.npz"))) == 1
+    hit = _plan(pipe, clip_dir)
+    assert len(trackers) == 1, "the second job measured the clip again"
+    off = _plan(pipe, clip_dir, cache=False)
+    assert len(trackers) == 2
+    for other in (hit, off):
+        for k in ("mouth", "emotion", "eye", "pose"):
+            assert torch.equal(getattr(miss, k), getattr(other, k)), k
+        for key, codes in miss.motion_raw.items():
+            for k in ("mouth", "emotion", "eye", "pose"):
+                assert torch.equal(getattr(codes, k), getattr(other.motion_raw[key], k)), k
+    frames = [np.concatenate([im.numpy() for _, im in pipe.render(p, start=0, stop=3)]) for p in (miss, hit)]
+    assert np.array_equal(*frames)
+
+
+def test_a_shorter_request_is_served_from_a_longer_entry(pipe, clip_dir, cache, trackers):
+    full = _meshes(pipe, clip_dir, list(range(10)))
+    part = _meshes(pipe, clip_dir, list(range(6)))
+    assert len(trackers) == 1
+    fresh = _meshes(pipe, clip_dir, list(range(6)), cache=False)
+    assert np.array_equal(part[:6], fresh[:6]) and np.array_equal(part[:6], full[:6])
+    _meshes(pipe, clip_dir, list(range(12)))  # longer: measured, and kept in the entry's place
+    assert len(trackers) == 3 and len(list(cache.glob("*.npz"))) == 1
+
+
+def test_a_corrupt_or_pickled_entry_is_measured_again(pipe, clip_dir, cache, trackers, caplog):
+    used = list(range(8))
+    first = _meshes(pipe, clip_dir, used)
+    (entry,) = cache.glob("*.npz")
+    good = entry.read_bytes()
+    bad_entries = {
+        "garbage": b"not an npz" + good[:100],
+        "truncated": good[: len(good) // 2],
+    }
+    for name, data in bad_entries.items():
+        entry.write_bytes(data)
+        with caplog.at_level(logging.WARNING, logger="pdfgc"):
+            caplog.clear()
+            again = _meshes(pipe, clip_dir, used)
+        assert np.array_equal(first, again, equal_nan=True), name
+        assert sum("driving cache: ignoring" in r.getMessage() for r in caplog.records) == 1, name
+        assert entry.read_bytes() == good, name  # rewritten with the measured meshes
+    # an entry that needs pickle (an object array) is never unpickled
+    with np.load(entry, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert all(a.dtype.kind != "O" for a in arrays.values())
+    arrays["meshes"] = np.array([object()], dtype=object)
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    with caplog.at_level(logging.WARNING, logger="pdfgc"):
+        caplog.clear()
+        again = _meshes(pipe, clip_dir, used)
+    assert np.array_equal(first, again, equal_nan=True)
+    assert any("driving cache: ignoring" in r.getMessage() for r in caplog.records)
+    assert len(trackers) == 4
+
+
+def test_other_crops_under_the_same_name_are_measured_again(pipe, clip_dir, cache, trackers, monkeypatch):
+    used = list(range(6))
+    first = _meshes(pipe, clip_dir, used)
+    (entry,) = cache.glob("*.npz")
+    with np.load(entry, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["digests"][3] ^= 1  # the kept crop 3 is not the one asked for
+    arrays["meshes"][3] += 1.0
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    again = _meshes(pipe, clip_dir, used)
+    assert len(trackers) == 2 and np.array_equal(first, again, equal_nan=True)
+
+
+def test_a_one_byte_change_of_the_clip_misses(pipe, clip_dir, cache, trackers):
+    used = list(range(6))
+    _meshes(pipe, clip_dir, used)
+    last = sorted(clip_dir.iterdir())[-1]  # a frame not even used: the key is the whole folder's content
+    last.write_bytes(last.read_bytes() + b"\0")  # after the JPEG's end: the same pixels, other bytes
+    _meshes(pipe, clip_dir, used)
+    assert len(trackers) == 2 and len(list(cache.glob("*.npz"))) == 2
+
+
+def test_no_cache_writes_nothing(pipe, clip_dir, cache, trackers):
+    from pdfgc.cli import build_parser
+    from pdfgc.option_fields import options_from_args
+
+    args = build_parser("animate").parse_args(["animate", "--portrait", str(ANNE), "-o", "x.mp4", "--no-cache"])
+    assert options_from_args(args, AnimateOptions)["cache"] is False
+    assert AnimateOptions().cache is True
+    _plan(pipe, clip_dir, cache=False)
+    _plan(pipe, clip_dir, cache=False)
+    assert len(trackers) == 2 and not cache.exists()
+
+
+def test_an_unwritable_cache_is_no_error(pipe, clip_dir, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("PDFGC_CACHE", str(blocker))
+    with caplog.at_level(logging.WARNING, logger="pdfgc"):
+        meshes = _meshes(pipe, clip_dir, list(range(4)))
+    assert np.isfinite(meshes).all()
+    assert any("driving cache: could not write" in r.getMessage() for r in caplog.records)
