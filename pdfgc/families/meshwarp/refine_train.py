@@ -107,7 +107,10 @@ FEAT_STAGES = (1, 2)
 LIP_OUTER = LIP_OUTER_UPPER + LIP_OUTER_LOWER[1:-1]
 EYES = tuple(EYE_UPPER[e] + EYE_LOWER[e][1:-1] for e in range(2))
 HALF = RES // 2
-AUX_VERSION = 2   # the renderer's aux masks as cached (2: occlusion seams count as stretched); a change rebuilds
+# the renderer's pixels and aux masks as cached; a change rebuilds (2: occlusion seams count as stretched; 3: today's
+# default warp, as inference draws it with --refiner: the real mouth bank, the sliding skin lid, the stretched fill
+# with the cheek texture)
+AUX_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------- regions
