@@ -365,8 +365,8 @@ def test_refiner_option_renders_with_the_default_warp(tmp_path):
 
 
 def test_shipped_refiner_paints_teeth_and_lash_lines_only_inside_its_gate():
-    """The shipped weights on anne.png: an open mouth's black hole gets a lit interior (teeth), closed lids a darker
-    lash line, and every pixel outside the region gate stays the warp's."""
+    """The shipped weights on anne.png over the default warp: an open mouth's dark interior gets lit (teeth), closed
+    lids a darker lash line, and every pixel outside the region gate stays the warp's."""
     from pdfgc.families.meshwarp.model import DEFAULT_PATH
     from pdfgc.families.meshwarp.refiner import region_mask_np
     from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth
@@ -382,13 +382,15 @@ def test_shipped_refiner_paints_teeth_and_lash_lines_only_inside_its_gate():
     out = runner.apply(warp, aux)
     inside = aux["mouth"] > 0.5
     assert inside.sum() > 200
-    assert out[inside].mean() > warp[inside].mean() + 50   # measured: 60 -> 154 grey levels
+    # measured: 88 -> 138 grey levels over the bank's dark mouth (session 33; the refiner of sessions 11-32 over the
+    # painted black hole: 60 -> 154)
+    assert out[inside].mean() > warp[inside].mean() + 35
     outside = region_mask_np(aux) == 0
     assert np.array_equal(out[outside], warp[outside])
     warp, aux = r.render(close_eyes(mesh, 1.0), return_aux=True)
     out = runner.apply(warp, aux)
     lids = aux["lids"] > 0.5
     assert lids.sum() > 100
-    # a dark lash line where the warp painted flat skin (measured: darkest 58 -> 18; the refiner trained without
-    # the GAN term and the gate left it at 54)
-    assert out[lids].min() < warp[lids].min() - 25
+    # a dark lash line, kept or darkened (measured: darkest 15 -> 0 over the sliding lid, which draws its own; the
+    # refiner of sessions 11-32 over the painted flat skin: 58 -> 18, one trained without the GAN term: 54)
+    assert int(out[lids].min()) <= int(warp[lids].min()) and int(out[lids].min()) < 30
