@@ -42,6 +42,7 @@ TEETH_SHOWN = 0.05   # a mouth "shows teeth" when at least 5 % of its inner-lip 
 BASELINE = dict(mouth="procedural", lids="painted", far_side=False)
 # every issue-19 part on (the shipped default keeps the painted lids and no mirrored far side: README, "Real pixels")
 NEW = dict(lids="sheet", far_side=True)
+SHIPPED_REFINER = REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors"
 
 
 def _masked_psnr(a, b, m) -> float:
@@ -125,17 +126,19 @@ def train_eye_pairs(data: Path, seed: int = 0, max_clips: int = 60):
 
 
 def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
-             closed_only: bool = False) -> dict:
+             closed_only: bool = False, refiner_files: dict | None = None) -> dict:
     from pdfgc.evaluation.signals import EAR_POINTS
     from pdfgc.families.meshwarp.mouth_bank import teeth_fraction
     from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
     from pdfgc.families.meshwarp.shapes import eye_aspect as _ear
     from pdfgc.families.meshwarp.warp import WarpRenderer
 
-    refiners, refiner_model = {}, None
-    if any(v.endswith("+refiner") for v in variants):
+    # a variant named "<warp>+<tag>" runs the refiner file refiner_files[tag] over that warp
+    refiners, models = {}, {}
+    files = refiner_files or {"refiner": SHIPPED_REFINER}
+    if any("+" in v for v in variants):
         from pdfgc.families.meshwarp.refiner import RefinerRunner, load_refiner
-        refiner_model = load_refiner(REPO / "pdfgc" / "weights" / "meshwarp_refiner.safetensors")
+        models = {tag: load_refiner(f) for tag, f in files.items() if any(v.endswith("+" + tag) for v in variants)}
     rows = {v: {k: [] for k in ("mouth_psnr", "face_psnr", "psnr", "teeth", "ear_back", "id")} for v in variants}
     real_teeth, ear_t, closed, ear_ratio = [], [], [], []
     by_clip: dict[str, list] = {}
@@ -163,9 +166,9 @@ def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=Non
             ear_ratio.append(e_t / max(e_s, 1e-6))
             closed.append(e_t < 0.6 * e_s)
             for v, r in renderers[s].items():
-                if v.endswith("+refiner"):
+                if "+" in v:
                     if refiners.get(v, (None,))[0] != s:
-                        refiners[v] = (s, RefinerRunner(refiner_model, frames[s]))
+                        refiners[v] = (s, RefinerRunner(models[v.split("+", 1)[1]], frames[s]))
                     o, aux = r.render(mt, return_aux=True)
                     out = refiners[v][1].apply_batch(o[None], [aux])[0]
                 else:
@@ -288,7 +291,14 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="keep every k-th pair (same seed, a cheaper run)")
     ap.add_argument("--yaw-pairs", type=int, default=8, help="turned-head pairs per held-out clip")
     ap.add_argument("--no-identity", action="store_true")
-    ap.add_argument("--refiner", action="store_true", help="also the shipped refiner over today's and the new warp")
+    ap.add_argument("--refiner", action="store_true",
+                    help="also the shipped default warp alone and with the refiner (--refiner-file) over it, and "
+                         "with --old-refiner the refiner trained on the old warp over the old warp (the baseline)")
+    ap.add_argument("--refiner-file", type=Path, default=SHIPPED_REFINER, help="with --refiner: the refiner to judge")
+    ap.add_argument("--old-refiner", type=Path, default=None,
+                    help="with --refiner: the refiner of session 11-32 (trained on the painted mouth and lids), run "
+                         "over that old warp ('today+old_refiner'); e.g. `git show b12dc6e:pdfgc/weights/"
+                         "meshwarp_refiner.safetensors > old.safetensors`")
     ap.add_argument("--eyes-only", action="store_true",
                     help="only the closed-eye pairs and their EAR read-back (no turned-head pairs, no identity)")
     ap.add_argument("--train-yaw", action="store_true",
@@ -336,8 +346,12 @@ def main() -> None:
         variants = {"today": BASELINE, **{f"new_{k}": {**NEW, "lids": k} for k in args.lids.split(",")}}
     if args.yaw_only:
         variants["default"] = {}
-    if args.refiner:
-        variants.update({"today+refiner": BASELINE, "new+refiner": NEW})
+    refiner_files = {"refiner": args.refiner_file}
+    if args.refiner:   # the refiner runs over the shipped default warp (as `--refiner` renders since session 33)
+        variants.update({"default": {}, "default+refiner": {}})
+        if args.old_refiner:
+            variants["today+old_refiner"] = BASELINE
+            refiner_files["old_refiner"] = args.old_refiner
     enc = None
     if not args.no_identity:
         from pdfgc.evaluation.identity import IdentityEncoder
@@ -345,11 +359,13 @@ def main() -> None:
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         print(f"self-reenactment: {len(plan)} held-out pairs")
         res = {"self_reenactment": evaluate(plan, corpus, variants, detector=det, ident_enc=enc,
-                                            closed_only=args.eyes_only)} if plan else {}
+                                            closed_only=args.eyes_only, refiner_files=refiner_files)} if plan else {}
         print(f"turned head: {len(turned)} pairs with 15-30 deg yaw change")
-        res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None)
+        res["yaw_15_30"] = evaluate(turned, corpus, variants, detector=None, ident_enc=None,
+                                    refiner_files=refiner_files)
     res["settings"] = {"every": args.every, "seed": args.seed, "yaw_pairs": args.yaw_pairs, "teeth_shown": TEETH_SHOWN,
-                       "baseline": BASELINE, "variants": variants, "eyes_only": args.eyes_only}
+                       "baseline": BASELINE, "variants": variants, "eyes_only": args.eyes_only,
+                       "refiner_files": {k: str(v) for k, v in refiner_files.items()} if args.refiner else None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

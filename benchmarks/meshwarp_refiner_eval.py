@@ -18,8 +18,11 @@
    largest pose change (source | target | warp | refined), and anne.png with an open mouth, closed eyes and
    20 deg yaw (warp | refined; no ground truth).
 
-Results: ``benchmarks/results/meshwarp/refiner_eval.json``, ``refiner_heldout.png``, ``refiner_anne.png`` (and
-``refiner_anne_closeup.png``: the centre of the same frames at 2x, warp | refined).
+Results: ``benchmarks/results/meshwarp/refiner_eval.json``, ``refiner_heldout.png`` (and
+``refiner_heldout_closeup.png``: the mouth / eye / face centre of the same pairs at 3x, real | warp | refined),
+``refiner_anne.png`` (and ``refiner_anne_closeup.png``: the centre of the same frames at 2x, warp | refined).
+The pairs are the refiner cache's: since session 33 (``refine_train.AUX_VERSION`` 3) the default warp (real mouth
+bank, sliding lid, stretched fill), which ``--refiner`` renders over.
 """
 from __future__ import annotations
 
@@ -249,10 +252,28 @@ def strips(model, cache, refined, path_heldout: Path, path_anne: Path) -> dict:
             rows.append(np.hstack([_label(src, f"source ({what})"), _label(cache.target[i], "target (real)"),
                                    _label(cache.warp[i], "warp alone"), _label(refined[i], "warp + refiner")]))
     cv2.imwrite(str(path_heldout), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    # close-ups of the held-out picks at 3x (target | warp | refined): the mouth box for the open mouths, an
+    # eye's box for the lids, the face's centre for the largest pose change (teeth, lash lines, the far cheek)
+    close = []
+    for what, idx in picks.items():
+        for i in idx:
+            b = cache.boxes[i, 0] if what == "open mouth" else cache.boxes[i, 1 + int(np.argmax(cache.boxes[i, 1:, 3]))]
+            if what == "stretch":
+                b = np.array([48, 40, 176, 168])
+            cx, cy, h = (b[0] + b[2]) // 2, (b[1] + b[3]) // 2, max(b[2] - b[0], b[3] - b[1], 32) // 2 + 4
+            x0, y0 = int(np.clip(cx - h, 0, 224 - 2 * h)), int(np.clip(cy - h, 0, 224 - 2 * h))
+            tiles = [cv2.resize(np.ascontiguousarray(im[y0:y0 + 2 * h, x0:x0 + 2 * h]), (192, 192),
+                                interpolation=cv2.INTER_CUBIC) for im in (cache.target[i], cache.warp[i], refined[i])]
+            close.append(np.hstack([_label(tiles[0], f"real ({what})"), _label(tiles[1], "warp alone"),
+                                    _label(tiles[2], "warp + refiner")]))
+    cv2.imwrite(str(path_heldout.with_name(path_heldout.stem + "_closeup.png")),
+                cv2.cvtColor(np.vstack(close), cv2.COLOR_RGB2BGR))
     img, mesh = _anne(224)
     r, run = WarpRenderer(img, mesh), RefinerRunner(model, img)
     rows = []
-    for what, t in _targets(mesh).items():
+    from pdfgc.families.meshwarp.warp import rotate_mesh
+
+    for what, t in {**_targets(mesh), "yaw 30": rotate_mesh(mesh, yaw=30.0)}.items():
         f, a = r.render(t, return_aux=True)
         g = run.apply(f, a)
         diff = np.clip(np.abs(g.astype(int) - f.astype(int)) * 4, 0, 255).astype(np.uint8)

@@ -335,9 +335,38 @@ def test_model_finds_the_refiner_beside_its_params_and_the_option_turns_it_off(t
     assert np.array_equal(frames[True][0], on.refiner.apply(*on.renderer.render(on.mesh, return_aux=True)))
 
 
+def test_refiner_option_renders_with_the_default_warp(tmp_path):
+    """--refiner paints over the default renderer's frames (session 33: the refiner trains on them): the real mouth
+    bank, the sliding skin lid, the stretched fill with the cheek texture, no mirrored far side; no older warp."""
+    from pdfgc.families.meshwarp.model import MeshWarpModel
+    from pdfgc.families.meshwarp.warp import WarpRenderer
+    from pdfgc.options import AnimateOptions
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from tests.conftest import DATA, need
+
+    params = _tiny_params(tmp_path / "mw.safetensors")
+    save_refiner(_randomised(), refiner_path_for(params))
+    pipe = TalkingHeadPipeline(MeshWarpModel.from_pretrained(params), device="cpu", threads=1)
+    anne = need(DATA / "pdfgc" / "anne.png")
+    st = {on: pipe.plan(anne, None, AnimateOptions(lips="still", duration=0.04, progress=False, refiner=on)).appearance
+          for on in (True, False)}
+    assert st[True].refiner is not None and st[False].refiner is None
+    default = WarpRenderer(st[True].image, st[True].mesh)
+
+    def setup(r):
+        plain = (bool, int, float, str)
+        return (r.depth_gain, r._mirror_src_tri is False, r._fill_from, r._detail is not None,
+                [(type(p).__name__, sorted((k, v) for k, v in vars(p).items() if isinstance(v, plain)))
+                 for p in r.parts])
+    assert setup(st[True].renderer) == setup(default) == setup(st[False].renderer)
+    eyes, mouth = st[True].renderer.parts
+    assert eyes.use_lids == "skin" and mouth.use_mouth is True and mouth._mouths is not None   # the bank's mouths
+    assert st[True].renderer._mirror_src_tri is False and st[True].renderer._detail is not None
+
+
 def test_shipped_refiner_paints_teeth_and_lash_lines_only_inside_its_gate():
-    """The shipped weights on anne.png: an open mouth's black hole gets a lit interior (teeth), closed lids a darker
-    lash line, and every pixel outside the region gate stays the warp's."""
+    """The shipped weights on anne.png over the default warp: an open mouth's dark interior gets lit (teeth), closed
+    lids a darker lash line, and every pixel outside the region gate stays the warp's."""
     from pdfgc.families.meshwarp.model import DEFAULT_PATH
     from pdfgc.families.meshwarp.refiner import region_mask_np
     from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, open_mouth
@@ -353,13 +382,15 @@ def test_shipped_refiner_paints_teeth_and_lash_lines_only_inside_its_gate():
     out = runner.apply(warp, aux)
     inside = aux["mouth"] > 0.5
     assert inside.sum() > 200
-    assert out[inside].mean() > warp[inside].mean() + 50   # measured: 60 -> 154 grey levels
+    # measured: 88 -> 138 grey levels over the bank's dark mouth (session 33; the refiner of sessions 11-32 over the
+    # painted black hole: 60 -> 154)
+    assert out[inside].mean() > warp[inside].mean() + 35
     outside = region_mask_np(aux) == 0
     assert np.array_equal(out[outside], warp[outside])
     warp, aux = r.render(close_eyes(mesh, 1.0), return_aux=True)
     out = runner.apply(warp, aux)
     lids = aux["lids"] > 0.5
     assert lids.sum() > 100
-    # a dark lash line where the warp painted flat skin (measured: darkest 58 -> 18; the refiner trained without
-    # the GAN term and the gate left it at 54)
-    assert out[lids].min() < warp[lids].min() - 25
+    # a dark lash line, kept or darkened (measured: darkest 15 -> 0 over the sliding lid, which draws its own; the
+    # refiner of sessions 11-32 over the painted flat skin: 58 -> 18, one trained without the GAN term: 54)
+    assert int(out[lids].min()) <= int(warp[lids].min()) and int(out[lids].min()) < 30

@@ -304,11 +304,9 @@ class MeshWarpFamily(ModelFamily):
         runner = None
         if self.model.refiner is not None and getattr(opt, "refiner", False):
             runner = RefinerRunner(self.model.refiner, image)
-        # the refiner learned on the painted mouth and lids and no mirrored far side: it gets the warp it knows (over
-        # the real mouth bank it lowers the held-out mouth-box PSNR from 23.96 to 22.34 dB; over today's warp it
-        # gives 24.49: benchmarks/meshwarp_pixels_eval.py --refiner --every 3)
-        kw = dict(mouth="procedural", lids="painted", far_side=False) if runner is not None else {}
-        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh, **kw), size, runner,
+        # the refiner (session 33) learned on the default warp (real mouth bank, sliding lid, stretched fill): with
+        # --refiner the frames are the default renderer's, the refiner paints over them (refine_train.AUX_VERSION 3)
+        state = MeshPortrait(image, mesh, own, WarpRenderer(image, mesh), size, runner,
                              expression=self.model.expressions.bind(image, mesh) if self.model.expressions else None)
         zeros = Codes(**{k: torch.zeros(1, d) for k, d in self.code_dims.items()})
         return state, zeros

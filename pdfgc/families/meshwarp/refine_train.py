@@ -41,13 +41,16 @@ One command builds the pair cache (once) and trains, resumable after kill -9::
 5. **Result**: ``OUT/refiner.safetensors`` (``refiner.save_refiner``; copy it beside the params file as
    ``<params stem>_refiner.safetensors`` to ship it).
 
-The shipped refiner (``pdfgc/weights/meshwarp_refiner.safetensors``) is this command's result at its defaults
-(``pdfgc train --config meshwarp --stage refiner --data D --out R --steps 8000`` runs the same): cache 56 s, 8000
-steps in 55 min on ONE thread of the 2-core CPU while a second training run used the other core (0.3-0.46 s a
-step). On the 415 held-out pairs PSNR 20.22 dB (the warp alone) -> 20.53 dB, mouth-box PSNR 21.86 -> 24.25 dB.
-A run with ``--feat 0.1`` (dlib's ResNet features, 70 min) scored a little lower everywhere (20.50 / 24.03 dB) and
-is not shipped. Figures and strips come from ``benchmarks/meshwarp_refiner_eval.py``; the weak points are in
-``benchmarks/results/meshwarp/refiner_README.md``. ``log.csv``'s seconds count from each (re)start.
+The shipped refiner (``pdfgc/weights/meshwarp_refiner.safetensors``, session 33) is this command's result at its
+defaults on pairs rendered by today's default warp (real mouth bank, sliding lid, stretched fill with the cheek
+texture; ``AUX_VERSION`` 3), trained for 4800 steps instead of 8000 (the shared 2-core machine ran 0.45-0.75 s a
+step with two other jobs: 200 steps with --steps 6000, 200-2000 with 8000, 2000-4800 with --steps 4800, each resumed
+from the checkpoint; 48 min of training, cache 80 s). On the 416 held-out pairs PSNR 20.50 dB (the warp alone) ->
+20.71 dB, mouth-box PSNR 23.15 -> 24.24 dB (``benchmarks/results/meshwarp/refiner_s33.md``). The refiner of
+sessions 11-32 learned on the painted mouth and lids (20.22 -> 20.53, 21.86 -> 24.25 dB); a run with ``--feat 0.1``
+(dlib's ResNet features, 70 min) scored a little lower everywhere then (20.50 / 24.03 dB). Figures and strips come
+from ``benchmarks/meshwarp_refiner_eval.py``; the weak points are in ``benchmarks/results/meshwarp/refiner_s33.md``
+and ``refiner_README.md``. ``log.csv``'s seconds count from each (re)start.
 """
 from __future__ import annotations
 
@@ -107,7 +110,10 @@ FEAT_STAGES = (1, 2)
 LIP_OUTER = LIP_OUTER_UPPER + LIP_OUTER_LOWER[1:-1]
 EYES = tuple(EYE_UPPER[e] + EYE_LOWER[e][1:-1] for e in range(2))
 HALF = RES // 2
-AUX_VERSION = 2   # the renderer's aux masks as cached (2: occlusion seams count as stretched); a change rebuilds
+# the renderer's pixels and aux masks as cached; a change rebuilds (2: occlusion seams count as stretched; 3: today's
+# default warp, as inference draws it with --refiner: the real mouth bank, the sliding skin lid, the stretched fill
+# with the cheek texture)
+AUX_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------- regions
