@@ -116,13 +116,22 @@ def test_convert_and_verify_commands_reject_bad_folders(tmp_path, capsys):
     assert "fixture.json" in capsys.readouterr().err
 
 
-def test_animate_parser_imports_no_torch():
-    # `pdfgc animate` builds its parser and options without torch or a family's modules (the job imports them):
-    # in a fresh interpreter, as `main` builds it
+def _run_fresh(code: str) -> None:
+    """Run `code` in a fresh interpreter on this checkout; it must exit 0."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_animate_parser_imports_no_torch():
+    # `pdfgc animate` builds its parser and options without torch or a family's modules (the job imports them):
+    # in a fresh interpreter, as `main` builds it
     code = ("import sys, pdfgc.cli as c\n"
             "ap = c.build_parser(c.command_word(['-v', 'animate', '--help']))\n"
             "from pdfgc.options import AnimateOptions\n"
@@ -130,19 +139,12 @@ def test_animate_parser_imports_no_torch():
             "heavy = [m for m in ('torch', 'cv2', 'pdfgc.families.base', 'pdfgc.families.meshwarp.model')"
             " if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
-    assert r.returncode == 0, r.stderr
+    _run_fresh(code)
 
 
 def test_whole_parser_imports_no_torch():
     # `pdfgc --help` and every command's parser (train's families' flags included) are built without torch or a
     # family's module: the families declare their training in their light options modules
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("import sys, pdfgc.cli as c\n"
             "ap = c.build_parser()\n"
             "from pdfgc.families import family_training, list_families\n"
@@ -150,10 +152,7 @@ def test_whole_parser_imports_no_torch():
             "heavy = [m for m in ('torch', 'cv2', 'pdfgc.families.base', 'pdfgc.families.meshwarp.model',"
             " 'pdfgc.families.pdfgc.family', 'pdfgc.evaluation.evaluate') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
-    assert r.returncode == 0, r.stderr
+    _run_fresh(code)
 
 
 def test_command_parsers_match_the_whole_parser(monkeypatch, capsys):
