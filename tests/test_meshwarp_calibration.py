@@ -189,6 +189,20 @@ def test_jittered_reading():
     assert np.isnan(read_angles(img, lambda f: None)).all()
 
 
+def test_read_views():
+    from pdfgc.families.meshwarp.calibration import READ_VIEWS, jittered, read_all, view
+    img = np.zeros((9, 9, 3), np.uint8)
+    img[2, 2] = 200
+    assert view(img, 0) is img and np.array_equal(view(img, 1), jittered(img))
+    # the other views move the dot: right, down, away from the centre (scale up), toward it (scale down)
+    assert view(img, 2)[2, 3, 0] > 0 and view(img, 3)[3, 2, 0] > 0
+    assert view(img, 4)[2, 2, 0] < 200 and view(img, 5)[2, 2, 0] < 200
+    assert view(np.zeros(3), 2) is None
+    seen = []
+    r = read_all(img, lambda f: seen.append(f) or _mesh_with_angles([5.0, 0.0, 0.0]), readings=len(READ_VIEWS))
+    assert len(seen) == len(READ_VIEWS) and r.shape == (len(READ_VIEWS), 3)
+
+
 def test_held_requests_and_refine_at_the_asked_size():
     from pdfgc.families.meshwarp.calibration import held_requests
     ramp = np.zeros((12, 3))

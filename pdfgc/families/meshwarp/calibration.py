@@ -230,10 +230,34 @@ def jittered(frame):
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+# the views a frame is read in (x shift px, y shift px, scale about the centre), in order: the frame itself, the
+# ``jittered`` copy, then two more half-pixel shifts and a 1.5 % rescale each way. ``read_all`` reads the first
+# ``readings``; benchmarks/meshwarp_controls.py reads all six (its averaged meter, results/meshwarp/xtalk_s33.md)
+READ_VIEWS = ((0.0, 0.0, 1.0), (0.5, 0.5, 1.0), (0.5, 0.0, 1.0), (0.0, 0.5, 1.0), (0.0, 0.0, 1.015),
+              (0.0, 0.0, 0.985))
+
+
+def view(frame, k: int):
+    """The frame as ``READ_VIEWS[k]`` sees it (k=0: the frame itself, k=1: ``jittered``); None for what is not an
+    image."""
+    f = np.asarray(frame)
+    if k == 0:
+        return frame
+    if f.ndim != 3 or f.shape[2] != 3:
+        return None
+    if k == 1:
+        return jittered(f)
+    import cv2
+    dx, dy, s = READ_VIEWS[k]
+    cx, cy = 0.5 * (f.shape[1] - 1), 0.5 * (f.shape[0] - 1)
+    m = np.float32([[s, 0, cx - s * cx + dx], [0, s, cy - s * cy + dy]])
+    return cv2.warpAffine(f, m, (f.shape[1], f.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def read_all(frame, measure, readings: int = READINGS) -> np.ndarray | None:
-    """(R,3) head angles of a frame read ``readings`` times (the frame, then its ``jittered`` copy; one reading of
-    what is not an image); None when the face is lost in any."""
-    frames = [frame] + ([jittered(frame)] if readings > 1 else [])
+    """(R,3) head angles of a frame read ``readings`` times (in the first ``readings`` of ``READ_VIEWS``: the
+    frame, then its ``jittered`` copy, ...; one reading of what is not an image); None when the face is lost in any."""
+    frames = [view(frame, k) for k in range(readings)]
     out = []
     for f in frames:
         if f is None:
