@@ -660,7 +660,7 @@ def main() -> int:
                   f"blinks {'ok' if r.get('blink', {}).get('ok') else r.get('blink', {}).get('found')}", flush=True)
     R = {"closed_loop": args.closed_loop, "portraits": len(results),
          "people": len({r["name"].split(" [")[0] for r in results}),
-         "framings": framings, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
+         "framings": framings, "steps": POSE_STEPS, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
     R["pose"]["calibrated_in_range"] = summarise([r for r in results if in_range(r)], "pose_calibrated")
     R["out_of_range"] = [r["name"] for r in results if not in_range(r)]
     before = OUT / "controls_before.json"
