@@ -195,7 +195,14 @@ class PoseCalibration:
                     first = np.abs(np.delete(want[0] - got, a) if again_cross else want[0] - got).max()
                 done = np.abs(want[0] - got).max() < REFINE_DONE   # lands already: keep the render as it is
                 _, jac = self.forward(x)
-                step = 0.0 if done else np.linalg.solve(jac[0], want[0] - got)
+                if done:
+                    step = 0.0
+                elif again_cross and it > 0:   # the cross-talk only, with the render angles not asked
+                    o = [b for b in range(3) if b != a]
+                    step = np.zeros(3)
+                    step[o] = np.linalg.solve(jac[0][np.ix_(o, o)], (want[0] - got)[o])
+                else:
+                    step = np.linalg.solve(jac[0], want[0] - got)
                 if np.abs(step).max() > REFINE_MAX or (done and it > 0):
                     break
                 # stored as the whole correction from the curves' own inverse (the interpolated one included)
