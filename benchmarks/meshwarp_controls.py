@@ -16,9 +16,12 @@ from the unchanged frame (what `pdfgc evaluate` reads):
   pose   yaw +-10/20/30, pitch +-10/15/20, roll +-10, each held 2 frames (step keyframes), the second measured:
          per control the mean and worst absolute error of the asked angle, and the cross-talk (largest change of
          the other two angles); again without the portraits whose own head is turned beyond OWN_POSE_LIMIT; the
-         read-back's own noise (every pose frame read again shifted by half a pixel); beside them the per-portrait
-         calibration before issue 23's second round (controls_before.json, same portraits) and the baseline: the
-         same renders with the calibration off (the warp's one global depth gain; --no-baseline skips it).
+         read-back's own noise (every pose frame read again shifted by half a pixel); the averaged meter (every
+         pose frame, the unchanged one too, read in READINGS views of calibration.READ_VIEWS, each render's reading
+         their mean, its own noise from the even / odd views' means; results/meshwarp/xtalk_s33.md); beside them
+         the per-portrait calibration before issue 23's second round (controls_before.json, same portraits) and
+         the baseline: the same renders with the calibration off (the warp's one global depth gain;
+         --no-baseline skips it).
          --closed-loop adds the model.py hook proposed for issue 23 (closing the loop at the angles a plan holds)
   gaze   right / left (0.5 iris units), up / down (0.2): measured gaze change (`signals.gaze`) over the code change
          asked, per direction (1 = lands exactly), and its sign
