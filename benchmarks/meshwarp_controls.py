@@ -16,9 +16,12 @@ from the unchanged frame (what `pdfgc evaluate` reads):
   pose   yaw +-10/20/30, pitch +-10/15/20, roll +-10, each held 2 frames (step keyframes), the second measured:
          per control the mean and worst absolute error of the asked angle, and the cross-talk (largest change of
          the other two angles); again without the portraits whose own head is turned beyond OWN_POSE_LIMIT; the
-         read-back's own noise (every pose frame read again shifted by half a pixel); beside them the per-portrait
-         calibration before issue 23's second round (controls_before.json, same portraits) and the baseline: the
-         same renders with the calibration off (the warp's one global depth gain; --no-baseline skips it).
+         read-back's own noise (every pose frame read again shifted by half a pixel); the averaged meter (every
+         pose frame, the unchanged one too, read in READINGS views of calibration.READ_VIEWS, each render's reading
+         their mean, its own noise from the even / odd views' means; results/meshwarp/xtalk_s33.md); beside them
+         the per-portrait calibration before issue 23's second round (controls_before.json, same portraits) and
+         the baseline: the same renders with the calibration off (the warp's one global depth gain;
+         --no-baseline skips it).
          --closed-loop adds the model.py hook proposed for issue 23 (closing the loop at the angles a plan holds)
   gaze   right / left (0.5 iris units), up / down (0.2): measured gaze change (`signals.gaze`) over the code change
          asked, per direction (1 = lands exactly), and its sign
@@ -118,7 +121,7 @@ def measure(det, frames) -> np.ndarray:
 def run_portrait(pipe, det, name, image, calibrations, pose_only: bool = False) -> dict:
     from pdfgc.controls.explicit import BlinkControl, GazeControl, PoseControl
     from pdfgc.evaluation import signals as S
-    from pdfgc.families.meshwarp.calibration import jittered
+    from pdfgc.families.meshwarp.calibration import jittered, view
     portrait = pipe.load_portrait(image)
     res = {"name": name}
     # each control held 2 frames (as a held --yaw is), the second one measured
@@ -140,6 +143,16 @@ def run_portrait(pipe, det, name, image, calibrations, pose_only: bool = False) 
             res["own_pose"] = ang[0].round(2).tolist()
             jit = S.head_pose(measure(det, [jittered(f) for f in fr]))
             res["pose_reread_calibrated"] = (jit[1:] - ang[0]).round(2).tolist()
+            # the averaged meter: every frame (the unchanged one too) read in READINGS views (calibration.READ_VIEWS:
+            # the frame, half-pixel shifts, a 1.5 % rescale each way), each render's reading the mean of its views
+            # less the unchanged frame's mean; and the means of the even and of the odd views apart (its own noise)
+            views = [ang, jit] + [S.head_pose(measure(det, [view(f, k) for f in fr])) for k in range(2, READINGS)]
+            v = np.stack(views)
+            res["pose_views_calibrated"] = v.round(2).tolist()
+            for key, sel in (("pose_mean_calibrated", v), ("pose_half_a_calibrated", v[0::2]),
+                             ("pose_half_b_calibrated", v[1::2])):
+                m = sel.mean(0)
+                res[key] = (m[1:] - m[0]).round(3).tolist()
         res["pose_seconds_" + ("calibrated" if cal else "global_gain")] = round(dt, 2)
         if cal:
             res["frames_pose"] = fr
@@ -263,6 +276,8 @@ def _worst_line(cal: dict, what: str) -> str:
 # two readings of one render (the frame and the frame shifted by half a pixel) further apart than this (deg, any
 # angle): the read-back is unsure of that view (the same as calibration.READ_SPREAD_MAX)
 READ_SPREAD = 1.5
+# the averaged meter: each pose frame read in this many views (calibration.READ_VIEWS), the reading their mean
+READINGS = 6
 
 
 def reliable_summary(results: list[dict]) -> dict:
@@ -286,6 +301,48 @@ def reliable_summary(results: list[dict]) -> dict:
     xts = np.array(xts)
     return {"renders": len(errs), "left_out": left, "worst_error": float(max(errs)),
             "worst_cross_talk": float(xts.max()), "cross_talk_over": int((xts > 1.5).sum())}
+
+
+def _cross_talk(d: np.ndarray) -> np.ndarray:
+    """(N,14,3) readings -> (N,14) cross-talk (largest change of the two angles not asked)."""
+    ax = [AXES.index(k) for k, _ in POSE_STEPS]
+    return np.stack([np.abs(np.delete(d[:, j], ax[j], axis=1)).max(1) for j in range(len(POSE_STEPS))], 1)
+
+
+def averaged_summary(results: list[dict]) -> dict:
+    """The averaged meter over the in-range portraits: worst / mean error and cross-talk of the mean of READINGS
+    views, the renders above 1.5 deg; its own noise from the two halves' means (even / odd views; the full mean's
+    noise is about half their difference), and the same figures with the old meter's two readings averaged."""
+    rs = [r for r in results if in_range(r) and "pose_mean_calibrated" in r]
+    if not rs:
+        return {}
+    ax = np.array([AXES.index(k) for k, _ in POSE_STEPS])
+    want = np.array([v for _, v in POSE_STEPS], np.float64)
+
+    def figs(d):
+        ok = np.isfinite(d).all(2)
+        err = np.abs(d[np.arange(len(d))[:, None], np.arange(len(ax))[None], ax[None]] - want)[ok]
+        xt = _cross_talk(d)[ok]
+        return {"renders": int(ok.sum()), "worst_error": float(err.max()), "mean_error": float(err.mean()),
+                "worst_cross_talk": float(xt.max()), "mean_cross_talk": float(xt.mean()),
+                "cross_talk_over": int((xt > 1.5).sum())}
+    get = {k: np.array([r[k] for r in rs], np.float64) for k in (
+        "pose_mean_calibrated", "pose_half_a_calibrated", "pose_half_b_calibrated", "pose_calibrated",
+        "pose_reread_calibrated")}
+    a, b = get["pose_half_a_calibrated"], get["pose_half_b_calibrated"]
+    ok = np.isfinite(a).all(2) & np.isfinite(b).all(2)
+    dev = np.abs(a - b).max(2)[ok]
+    xa, xb = _cross_talk(a)[ok], _cross_talk(b)[ok]
+    mean = get["pose_mean_calibrated"]
+    xm = _cross_talk(mean)
+    worst = [(float(xm[i, j]), rs[i]["name"], f"{POSE_STEPS[j][0]}{POSE_STEPS[j][1]:+d}", mean[i, j].round(2).tolist())
+             for i, j in zip(*np.nonzero(np.nan_to_num(xm) > 1.5))]
+    return {"views": READINGS, "portraits": len(rs), "mean": figs(mean), "first_reading": figs(get["pose_calibrated"]),
+            "two_readings_mean": figs(0.5 * (get["pose_calibrated"] + get["pose_reread_calibrated"])),
+            "halves": {"median": float(np.median(dev)), "p95": float(np.quantile(dev, 0.95)),
+                       "max": float(dev.max()), "cross_talk_max_diff": float(np.abs(xa - xb).max()),
+                       "cross_talk_split": int(((xa > 1.5) != (xb > 1.5)).sum())},
+            "over": sorted(worst, key=lambda w: -w[0])}
 
 
 def table(R: dict) -> str:
@@ -329,6 +386,20 @@ def table(R: dict) -> str:
                       f"its two readings: worst error {t['worst_error']:.1f} deg, worst cross-talk "
                       f"{t['worst_cross_talk']:.1f} deg, cross-talk above 1.5 deg in {t['cross_talk_over']} of "
                       f"{t['renders']} renders."]
+    if R.get("averaged"):
+        q = R["averaged"]
+        m, h, t = q["mean"], q["halves"], q["two_readings_mean"]
+        lines += ["", f"The averaged meter ({q['portraits']} in-range portraits; each frame, the unchanged one too, "
+                  f"read in {q['views']} views: the frame, half-pixel shifts, a 1.5 % rescale each way; each render's "
+                  f"reading the mean): worst error {m['worst_error']:.1f} deg, worst cross-talk "
+                  f"{m['worst_cross_talk']:.1f} deg (target <= 1.5: "
+                  f"{'met' if m['worst_cross_talk'] <= 1.5 else 'MISSED'}), cross-talk above 1.5 deg in "
+                  f"{m['cross_talk_over']} of {m['renders']} renders (mean error "
+                  f"{m['mean_error']:.2f}, mean cross-talk {m['mean_cross_talk']:.2f}). The two old readings' mean: "
+                  f"worst cross-talk {t['worst_cross_talk']:.1f}, {t['cross_talk_over']} above 1.5. The meter's own "
+                  f"noise (the means of the even and the odd views apart, largest angle): median {h['median']:.2f}, "
+                  f"95th percentile {h['p95']:.2f}, worst {h['max']:.2f} deg (the full mean's is about half); "
+                  f"cross-talk above 1.5 in one half but not the other in {h['cross_talk_split']} renders."]
     lines += [""]
     lines += ["| gaze | asked change (h, v) | measured / asked: mean | worst | sign right |", "|---|---|---|---|---|"]
     for k, v in R["gaze"].items():
@@ -592,7 +663,7 @@ def main() -> int:
                   f"blinks {'ok' if r.get('blink', {}).get('ok') else r.get('blink', {}).get('found')}", flush=True)
     R = {"closed_loop": args.closed_loop, "portraits": len(results),
          "people": len({r["name"].split(" [")[0] for r in results}),
-         "framings": framings, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
+         "framings": framings, "steps": POSE_STEPS, "pose": {"calibrated": summarise(results, "pose_calibrated")}}
     R["pose"]["calibrated_in_range"] = summarise([r for r in results if in_range(r)], "pose_calibrated")
     R["out_of_range"] = [r["name"] for r in results if not in_range(r)]
     before = OUT / "controls_before.json"
@@ -613,6 +684,7 @@ def main() -> int:
     R["reread"] = {"median": float(np.median(dev)), "p95": float(np.quantile(dev, 0.95)), "max": float(dev.max()),
                    "cross_talk_split": int(((xt[0] > 1.5) != (xt[1] > 1.5))[ok.ravel()].sum()),
                    "reliable": reliable_summary(results)}
+    R["averaged"] = averaged_summary(results)
     if fol is not None:
         R["follow"] = fol
     if not args.no_baseline:

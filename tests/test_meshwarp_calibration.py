@@ -176,6 +176,30 @@ def test_closed_loop_corrects_what_the_probes_miss():
     np.testing.assert_allclose(mid, 0.5 * (lo + hi), atol=1e-9)
 
 
+def test_second_refine_step_cancels_the_cross_talk_one_step_leaves(monkeypatch):
+    # at 30 deg of yaw the pitch reads +4 deg and answers a pitch render at half the slope the probes saw: one
+    # Gauss-Newton step leaves half the cross-talk; REFINE_AGAIN_CROSS steps again on it, with the pitch and roll
+    # render angles only (the asked yaw's render angle is kept)
+    from pdfgc.families.meshwarp import calibration as CAL
+
+    def response(d):
+        d = np.asarray(d, np.float64)
+        g = np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2)
+        return d * [0.75, 1.0, 1.0] + [0.0, 4.0 * g - 0.5 * d[1] * g, 0.0]
+    render, measure = (lambda d: np.asarray(d, np.float64)), (lambda d: _mesh_with_angles(response(d)))
+    own = _mesh_with_angles(np.zeros(3))
+    want = np.array([[30.0, 0.0, 0.0]])
+    out = []
+    for again in (float("inf"), 1.0):
+        monkeypatch.setattr(CAL, "REFINE_AGAIN", again)
+        monkeypatch.setattr(CAL, "REFINE_AGAIN_CROSS", True)
+        x = calibrate_pose(own, render, measure).invert(want)[0]
+        out.append((x, abs(response(x)[1])))
+    (x1, once), (x2, twice) = out
+    assert once > 1.5 and twice < 0.6 * once, (once, twice)
+    assert x2[0] == pytest.approx(x1[0], abs=1e-6)
+
+
 def test_jittered_reading():
     from pdfgc.families.meshwarp.calibration import jittered, read_angles
     assert jittered(np.zeros(3)) is None
@@ -187,6 +211,20 @@ def test_jittered_reading():
     ang = read_angles(img, lambda f: seen.append(f) or _mesh_with_angles([5.0, 0.0, 0.0]))
     assert len(seen) == 2 and ang == pytest.approx([5.0, 0.0, 0.0], abs=1e-6)
     assert np.isnan(read_angles(img, lambda f: None)).all()
+
+
+def test_read_views():
+    from pdfgc.families.meshwarp.calibration import READ_VIEWS, jittered, read_all, view
+    img = np.zeros((9, 9, 3), np.uint8)
+    img[2, 2] = 200
+    assert view(img, 0) is img and np.array_equal(view(img, 1), jittered(img))
+    # the other views move the dot: right, down, away from the centre (scale up), toward it (scale down)
+    assert view(img, 2)[2, 3, 0] > 0 and view(img, 3)[3, 2, 0] > 0
+    assert view(img, 4)[2, 2, 0] < 200 and view(img, 5)[2, 2, 0] < 200
+    assert view(np.zeros(3), 2) is None
+    seen = []
+    r = read_all(img, lambda f: seen.append(f) or _mesh_with_angles([5.0, 0.0, 0.0]), readings=len(READ_VIEWS))
+    assert len(seen) == len(READ_VIEWS) and r.shape == (len(READ_VIEWS), 3)
 
 
 def test_held_requests_and_refine_at_the_asked_size():

@@ -56,6 +56,17 @@ READINGS = 2
 # (benchmarks/results/meshwarp/xtalk_s32.md)
 REFINE = {0: (12.0, 24.0, 30.0, 36.0), 1: (8.0, 16.0, 20.0, 24.0)}
 REFINE_MAX = 8.0
+# a REFINE size whose first residual is above this (deg) is stepped a second time (the one Gauss-Newton step on the
+# curves' Jacobian undershoots where the read-back bends between the probes); inf: never. With REFINE_AGAIN_CROSS
+# only the cross-talk (the angles not asked) counts and is stepped on; the asked angle keeps its first correction
+REFINE_AGAIN = float("inf")
+REFINE_AGAIN_CROSS = False
+# a frame whose READINGS readings disagree by more than READ_SPREAD_MAX is read in the rest of READ_VIEWS too and
+# taken as the mean of all (``read_sure``), instead of being left alone (a refine size) or taken as it read
+READ_MORE = False
+# the zero change's reading (a0, what every probe is measured from) is the portrait's own mesh, read once; with
+# ZERO_VIEWS > 1 it is the mean of that and the unchanged render read in READ_VIEWS[1:ZERO_VIEWS]
+ZERO_VIEWS = 1
 READ_SPREAD_MAX = 1.5
 REFINE_DONE = 0.2
 # refine_at: at most this many new request sizes per call (a plan that holds many)
@@ -142,11 +153,14 @@ class PoseCalibration:
                 out[:, j] += np.interp(want[:, a], k, c[:, j])
         return out
 
-    def refine_at(self, wanted, limit: int = MAX_ASKED_REFINE, iterations: int = 2) -> int:
+    def refine_at(self, wanted, limit: int = MAX_ASKED_REFINE, iterations: int = 2, again_over: float = 0.0,
+                  again_cross: bool = False) -> int:
         """Close the loop at these single-axis requests (rows with one non-zero angle; others are skipped): render
         each as ``invert`` gives it, read it back (``read_angles``), and keep the render correction that one
         Gauss-Newton step on the curves' Jacobian makes of the residual, as a ``refined`` knot of that axis
-        (``iterations`` such steps; none once the residual is under ``REFINE_DONE``).
+        (``iterations`` such steps; none once the residual is under ``REFINE_DONE``, nor after the first where
+        its residual was under ``again_over``; with ``again_cross`` that residual and the later steps are the
+        cross-talk's only: the angles not asked).
         At most ``limit`` new knots; a size within 0.25 deg of a knot, an axis left 1:1 and a calibration made
         without a renderer (``PoseCalibration(...)``) are skipped. Returns the number of knots added."""
         loop = getattr(self, "_loop", None)
@@ -164,17 +178,31 @@ class PoseCalibration:
             if np.array_equal(self.knots[a], ident.knots[a]) or np.any(np.abs(refined[a][0] - row[a]) < 0.25):
                 continue
             want = row[None]
+            first = np.inf
             for it in range(iterations):
+                if it > 0 and first <= again_over:
+                    break
                 x = self.invert(want)
-                r = read_all(render_angles(x[0]), measure)
+                r = read_sure(render_angles(x[0]), measure)
                 # a lost face, or two readings of the one frame that disagree (mediapipe unsure of this view):
-                # nothing to correct on
-                if r is None or np.ptp(r, 0).max() > READ_SPREAD_MAX:
+                # nothing to correct on (with READ_MORE: read in every view, the mean of all)
+                if r is None or (len(r) <= READINGS and np.ptp(r, 0).max() > READ_SPREAD_MAX):
                     break
                 got = r.mean(0) - a0
+                if again_cross:   # only the cross-talk counts: the asked angle as if it landed
+                    got[a] = want[0, a] if it > 0 else got[a]
+                if it == 0:
+                    first = np.abs(np.delete(want[0] - got, a) if again_cross else want[0] - got).max()
                 done = np.abs(want[0] - got).max() < REFINE_DONE   # lands already: keep the render as it is
                 _, jac = self.forward(x)
-                step = 0.0 if done else np.linalg.solve(jac[0], want[0] - got)
+                if done:
+                    step = 0.0
+                elif again_cross and it > 0:   # the cross-talk only, with the render angles not asked
+                    o = [b for b in range(3) if b != a]
+                    step = np.zeros(3)
+                    step[o] = np.linalg.solve(jac[0][np.ix_(o, o)], (want[0] - got)[o])
+                else:
+                    step = np.linalg.solve(jac[0], want[0] - got)
                 if np.abs(step).max() > REFINE_MAX or (done and it > 0):
                     break
                 # stored as the whole correction from the curves' own inverse (the interpolated one included)
@@ -230,10 +258,34 @@ def jittered(frame):
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+# the views a frame is read in (x shift px, y shift px, scale about the centre), in order: the frame itself, the
+# ``jittered`` copy, then two more half-pixel shifts and a 1.5 % rescale each way. ``read_all`` reads the first
+# ``readings``; benchmarks/meshwarp_controls.py reads all six (its averaged meter, results/meshwarp/xtalk_s33.md)
+READ_VIEWS = ((0.0, 0.0, 1.0), (0.5, 0.5, 1.0), (0.5, 0.0, 1.0), (0.0, 0.5, 1.0), (0.0, 0.0, 1.015),
+              (0.0, 0.0, 0.985))
+
+
+def view(frame, k: int):
+    """The frame as ``READ_VIEWS[k]`` sees it (k=0: the frame itself, k=1: ``jittered``); None for what is not an
+    image."""
+    f = np.asarray(frame)
+    if k == 0:
+        return frame
+    if f.ndim != 3 or f.shape[2] != 3:
+        return None
+    if k == 1:
+        return jittered(f)
+    import cv2
+    dx, dy, s = READ_VIEWS[k]
+    cx, cy = 0.5 * (f.shape[1] - 1), 0.5 * (f.shape[0] - 1)
+    m = np.float32([[s, 0, cx - s * cx + dx], [0, s, cy - s * cy + dy]])
+    return cv2.warpAffine(f, m, (f.shape[1], f.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def read_all(frame, measure, readings: int = READINGS) -> np.ndarray | None:
-    """(R,3) head angles of a frame read ``readings`` times (the frame, then its ``jittered`` copy; one reading of
-    what is not an image); None when the face is lost in any."""
-    frames = [frame] + ([jittered(frame)] if readings > 1 else [])
+    """(R,3) head angles of a frame read ``readings`` times (in the first ``readings`` of ``READ_VIEWS``: the
+    frame, then its ``jittered`` copy, ...; one reading of what is not an image); None when the face is lost in any."""
+    frames = [view(frame, k) for k in range(readings)]
     out = []
     for f in frames:
         if f is None:
@@ -245,9 +297,19 @@ def read_all(frame, measure, readings: int = READINGS) -> np.ndarray | None:
     return np.array(out)
 
 
+def read_sure(frame, measure, readings: int = READINGS) -> np.ndarray | None:
+    """``read_all``, and with READ_MORE, where its readings disagree by more than READ_SPREAD_MAX, the frame read in
+    every READ_VIEWS (mediapipe unsure of this view: the mean of more readings is surer)."""
+    r = read_all(frame, measure, readings)
+    if READ_MORE and r is not None and len(r) > 1 and np.ptp(r, 0).max() > READ_SPREAD_MAX:
+        more = read_all(frame, measure, len(READ_VIEWS))
+        r = r if more is None else more
+    return r
+
+
 def read_angles(frame, measure, readings: int = READINGS) -> np.ndarray:
     """(3,) head angles of a frame, the mean of ``read_all``; NaN when the face is lost in any."""
-    r = read_all(frame, measure, readings)
+    r = read_sure(frame, measure, readings)
     return np.full(3, np.nan) if r is None else r.mean(0)
 
 
@@ -260,6 +322,12 @@ def calibrate_pose(own_mesh, render_angles, measure) -> PoseCalibration:
     ident = PoseCalibration.identity()
     # the zero change's reading is the portrait's own mesh: what `pdfgc evaluate` measures changes from
     a0 = S.head_pose(m0[None])[0]
+    if ZERO_VIEWS > 1:
+        frame = render_angles(np.zeros(3))
+        more = [view(frame, k) for k in range(1, ZERO_VIEWS)]
+        ms = [measure(f) for f in more if f is not None]
+        if ms and all(m is not None for m in ms):
+            a0 = np.mean([a0] + [S.head_pose(np.asarray(m, np.float64)[None])[0] for m in ms], 0)
     knots, resp = [], []
     for a in range(3):
         sides = []
@@ -311,7 +379,9 @@ def refine(cal: PoseCalibration, a0, render_angles, measure, sizes: dict = REFIN
     out = PoseCalibration(cal.knots, cal.response, tuple((np.zeros(0), np.zeros((0, 3))) for _ in range(3)))
     out._loop = (np.asarray(a0, np.float64), render_angles, measure)
     rows = [np.eye(3)[a] * sign * v for a in sorted(sizes) for v in sizes[a] for sign in (1.0, -1.0)]
-    out.refine_at(np.array(rows).reshape(-1, 3), limit=len(rows), iterations=1)
+    again = np.isfinite(REFINE_AGAIN)
+    out.refine_at(np.array(rows).reshape(-1, 3), limit=len(rows), iterations=2 if again else 1,
+                  again_over=REFINE_AGAIN if again else 0.0, again_cross=REFINE_AGAIN_CROSS)
     return out
 
 
