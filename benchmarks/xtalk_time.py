@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the calibration constants a variant's JSON may set besides "probes" / "refine": key -> calibration.py's name
 KNOBS = (("again", "REFINE_AGAIN"), ("again_cross", "REFINE_AGAIN_CROSS"), ("zero_views", "ZERO_VIEWS"),
-         ("readings", "READINGS"), ("read_more", "READ_MORE"))
+         ("readings", "READINGS"), ("read_more", "READ_MORE"), ("reach", "REFINE_AGAIN_REACH"))
 
 
 def main() -> int:
