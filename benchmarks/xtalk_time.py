@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the calibration constants a variant's JSON may set besides "probes" / "refine": key -> calibration.py's name
 KNOBS = (("again", "REFINE_AGAIN"), ("again_cross", "REFINE_AGAIN_CROSS"), ("zero_views", "ZERO_VIEWS"),
-         ("readings", "READINGS"), ("read_more", "READ_MORE"))
+         ("readings", "READINGS"), ("read_more", "READ_MORE"), ("reach", "REFINE_AGAIN_REACH"))
 
 
 def main() -> int:
@@ -68,7 +68,9 @@ def main() -> int:
     out = {"variants": args.variants, "portraits": len(states), "rounds": args.rounds,
            "median_cpu_s": np.median(med, 1).round(3).tolist(),
            "median_extra_vs_first_s": [float(np.median(med[j] - med[0]).round(3)) for j in range(len(variants))],
-           "max_extra_vs_first_s": [float((med[j] - med[0]).max().round(3)) for j in range(len(variants))]}
+           "max_extra_vs_first_s": [float((med[j] - med[0]).max().round(3)) for j in range(len(variants))],
+           "extra_per_portrait_s": [(med[j] - med[0]).round(3).tolist() for j in range(len(variants))],
+           "portrait_names": [Path(p).name for p in SHIPPED]}
     print(json.dumps(out, indent=1))
     return 0
 

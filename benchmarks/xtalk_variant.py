@@ -4,7 +4,8 @@
         --out DIR [--steps yaw:15,-15,27,-27,33,-33]
 
 The JSON sets ``calibration.PROBES`` ("probes") and ``calibration.REFINE`` ("refine") per axis (0 yaw, 1 pitch,
-2 roll), and ``REFINE_AGAIN`` ("again"), ``ZERO_VIEWS`` ("zero_views"), ``READINGS`` ("readings");
+2 roll), and ``REFINE_AGAIN`` ("again"), ``REFINE_AGAIN_REACH`` ("reach"), ``ZERO_VIEWS`` ("zero_views"),
+``READINGS`` ("readings");
 ``--steps AXIS:V,...`` replaces the benchmark's pose requests (off-grid checks). The other arguments go to
 meshwarp_controls.py (``--pose-only`` needs DIR/controls.json: copy one there first).
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the calibration constants a variant's JSON may set besides "probes" / "refine": key -> calibration.py's name
 KNOBS = (("again", "REFINE_AGAIN"), ("again_cross", "REFINE_AGAIN_CROSS"), ("zero_views", "ZERO_VIEWS"),
-         ("readings", "READINGS"), ("read_more", "READ_MORE"))
+         ("readings", "READINGS"), ("read_more", "READ_MORE"),
+         ("reach", "REFINE_AGAIN_REACH"))
 from pdfgc.families.meshwarp import calibration as CAL  # noqa: E402
 
 v = json.loads(sys.argv[1])

@@ -256,3 +256,33 @@ def test_held_requests_and_refine_at_the_asked_size():
     assert before > 1.0 and after < 0.3, (before, after)
     assert cal.refine_at(want) == 0                                            # already refined
     assert PoseCalibration(cal.knots, cal.response).refine_at(want) == 0       # no renderer: nothing to do
+
+
+def test_second_refine_step_kept_to_its_own_size(monkeypatch):
+    # REFINE_AGAIN_REACH < 1: the second step's change is the same at its own size, but reaches only that share of
+    # the way to the next refine size (0: its own size only); further off, the first step's interpolation alone
+    from pdfgc.families.meshwarp import calibration as CAL
+
+    def response(d):
+        d = np.asarray(d, np.float64)
+        g = np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2)
+        return d * [0.75, 1.0, 1.0] + [0.0, 4.0 * g - 0.5 * d[1] * g, 0.0]
+    render, measure = (lambda d: np.asarray(d, np.float64)), (lambda d: _mesh_with_angles(response(d)))
+    own = _mesh_with_angles(np.zeros(3))
+    want = np.array([[30.0, 0.0, 0.0], [28.5, 0.0, 0.0], [27.0, 0.0, 0.0], [26.0, 0.0, 0.0], [33.5, 0.0, 0.0]])
+    monkeypatch.setattr(CAL, "REFINE_AGAIN_CROSS", True)
+    got = {}
+    for again, reach in ((float("inf"), 1.0), (1.0, 1.0), (1.0, 0.5), (1.0, 0.0)):
+        monkeypatch.setattr(CAL, "REFINE_AGAIN", again)
+        monkeypatch.setattr(CAL, "REFINE_AGAIN_REACH", reach)
+        cal = calibrate_pose(own, render, measure)
+        got[again, reach] = cal.invert(want)
+        assert bool(cal.again) == (reach < 1.0)
+    once, interp, half, only = got[float("inf"), 1.0], got[1.0, 1.0], got[1.0, 0.5], got[1.0, 0.0]
+    assert interp[0] != pytest.approx(once[0], abs=0.1)                 # the second step moved the render at 30
+    for x in (half, only):
+        assert x[0] == pytest.approx(interp[0], abs=1e-6)               # the same at its own size
+        assert x[2:] == pytest.approx(once[2:], abs=1e-6)               # 27 / 26 (halfway to 24) and 33.5: untouched
+    assert only[1] == pytest.approx(once[1], abs=1e-6)
+    # halfway between 30 and 27: half the change it makes at 30
+    assert half[1] - once[1] == pytest.approx(0.5 * (interp[0] - once[0]), abs=1e-6)

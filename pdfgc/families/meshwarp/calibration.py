@@ -61,6 +61,11 @@ REFINE_MAX = 8.0
 # only the cross-talk (the angles not asked) counts and is stepped on; the asked angle keeps its first correction
 REFINE_AGAIN = float("inf")
 REFINE_AGAIN_CROSS = False
+# how far the second step's change reaches into neighbouring requests, as a share of the way to the next refine size
+# (or to 0) on each side: 1.0 interpolates it like the first step's correction (linear to the next size); below 1
+# it is kept apart (``PoseCalibration.again``) and its weight falls linearly from 1 at its own size to 0 at that
+# share of the way (0: at its own size only)
+REFINE_AGAIN_REACH = 1.0
 # a frame whose READINGS readings disagree by more than READ_SPREAD_MAX is read in the rest of READ_VIEWS too and
 # taken as the mean of all (``read_sure``), instead of being left alone (a refine size) or taken as it read
 READ_MORE = False
@@ -90,6 +95,8 @@ class PoseCalibration:
     response: tuple
     # closed-loop corrections: per axis (request sizes (K,), render angle corrections (K,3)); empty: none
     refined: tuple = ()
+    # second refine steps kept apart (REFINE_AGAIN_REACH < 1): per axis (sizes (K,), render angle changes (K,3))
+    again: tuple = ()
 
     @staticmethod
     def identity() -> "PoseCalibration":
@@ -151,6 +158,25 @@ class PoseCalibration:
             k, c = k[order], np.concatenate([corr, np.zeros((1, 3))])[order]
             for j in range(3):
                 out[:, j] += np.interp(want[:, a], k, c[:, j])
+        for a, (sizes, delta) in enumerate(self.again):
+            if len(sizes):
+                out += self._again_weights(a, want[:, a], np.asarray(sizes)) @ np.asarray(delta)
+        return out
+
+    def _again_weights(self, a: int, w: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """(T,K) weights of the second steps kept apart at ``sizes`` of axis a for requests ``w``: 1 at the size,
+        0 from REFINE_AGAIN_REACH of the way to the neighbouring refine size (or 0) on that side (the inner side's
+        distance beyond the outermost)."""
+        k = np.unique(np.concatenate([np.asarray(self.refined[a][0], np.float64), [0.0]]))
+        out = np.zeros((len(w), len(sizes)))
+        for i, s in enumerate(sizes):
+            lo, hi = k[k < s - 1e-9], k[k > s + 1e-9]
+            d_lo = s - lo[-1] if len(lo) else None
+            d_hi = hi[0] - s if len(hi) else None
+            d_lo, d_hi = d_lo or d_hi, d_hi or d_lo
+            reach = REFINE_AGAIN_REACH * np.where(w < s, d_lo, d_hi)
+            out[:, i] = np.where(np.abs(w - s) < 1e-6, 1.0,
+                                 np.clip(1.0 - np.abs(w - s) / np.maximum(reach, 1e-12), 0.0, 1.0))
         return out
 
     def refine_at(self, wanted, limit: int = MAX_ASKED_REFINE, iterations: int = 2, again_over: float = 0.0,
@@ -211,6 +237,14 @@ class PoseCalibration:
                 if it == 0:
                     refined[a] = (np.append(k, row[a]), np.vstack([c, corr]))
                     added += 1
+                elif REFINE_AGAIN_REACH < 1.0:   # kept apart: it reaches less far than the first correction
+                    again = [list(map(np.asarray, g)) for g in self.again] or \
+                        [[np.zeros(0), np.zeros((0, 3))] for _ in range(3)]
+                    gk, gc = again[a]
+                    keep = np.abs(gk - row[a]) >= 1e-9   # a later step at this size replaces its earlier one
+                    # at its own size the correction becomes corr, as if it were interpolated (weight 1 there)
+                    again[a] = [np.append(gk[keep], row[a]), np.vstack([gc[keep], corr - c[-1]])]
+                    self.again = tuple(tuple(g) for g in again)
                 else:
                     c = c.copy()
                     c[-1] = corr
@@ -243,8 +277,10 @@ class PoseCalibration:
         return x
 
     def to_dict(self) -> dict:
-        return {"knots": [k.tolist() for k in self.knots], "response": [r.round(3).tolist() for r in self.response],
-                "refined": [[np.asarray(k).tolist(), np.asarray(c).round(3).tolist()] for k, c in self.refined]}
+        out = {"knots": [k.tolist() for k in self.knots], "response": [r.round(3).tolist() for r in self.response],
+               "refined": [[np.asarray(k).tolist(), np.asarray(c).round(3).tolist()] for k, c in self.refined]}
+        return out | ({"again": [[np.asarray(k).tolist(), np.asarray(c).round(3).tolist()] for k, c in self.again]}
+                      if self.again else {})
 
 
 def jittered(frame):
