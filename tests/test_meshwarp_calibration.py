@@ -176,16 +176,21 @@ def test_closed_loop_corrects_what_the_probes_miss():
     np.testing.assert_allclose(mid, 0.5 * (lo + hi), atol=1e-9)
 
 
+def _bent_at_yaw_30(d):
+    """A warp whose read-back bends near 30 deg of yaw: the pitch reads +4 deg there and answers a pitch render at
+    half the slope the probes saw."""
+    d = np.asarray(d, np.float64)
+    g = np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2)
+    return d * [0.75, 1.0, 1.0] + [0.0, 4.0 * g - 0.5 * d[1] * g, 0.0]
+
+
 def test_second_refine_step_cancels_the_cross_talk_one_step_leaves(monkeypatch):
     # at 30 deg of yaw the pitch reads +4 deg and answers a pitch render at half the slope the probes saw: one
     # Gauss-Newton step leaves half the cross-talk; REFINE_AGAIN_CROSS steps again on it, with the pitch and roll
     # render angles only (the asked yaw's render angle is kept)
     from pdfgc.families.meshwarp import calibration as CAL
 
-    def response(d):
-        d = np.asarray(d, np.float64)
-        g = np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2)
-        return d * [0.75, 1.0, 1.0] + [0.0, 4.0 * g - 0.5 * d[1] * g, 0.0]
+    response = _bent_at_yaw_30
     render, measure = (lambda d: np.asarray(d, np.float64)), (lambda d: _mesh_with_angles(response(d)))
     own = _mesh_with_angles(np.zeros(3))
     want = np.array([[30.0, 0.0, 0.0]])
@@ -263,10 +268,7 @@ def test_second_refine_step_kept_to_its_own_size(monkeypatch):
     # the way to the next refine size (0: its own size only); further off, the first step's interpolation alone
     from pdfgc.families.meshwarp import calibration as CAL
 
-    def response(d):
-        d = np.asarray(d, np.float64)
-        g = np.exp(-((abs(d[0]) - 30.0 / 0.75) / 2.0) ** 2)
-        return d * [0.75, 1.0, 1.0] + [0.0, 4.0 * g - 0.5 * d[1] * g, 0.0]
+    response = _bent_at_yaw_30
     render, measure = (lambda d: np.asarray(d, np.float64)), (lambda d: _mesh_with_angles(response(d)))
     own = _mesh_with_angles(np.zeros(3))
     want = np.array([[30.0, 0.0, 0.0], [28.5, 0.0, 0.0], [27.0, 0.0, 0.0], [26.0, 0.0, 0.0], [33.5, 0.0, 0.0]])
