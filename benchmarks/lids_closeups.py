@@ -60,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     from lids_diag import apply, restore
+    from meshwarp_pixels_eval import write_rows
 
     from pdfgc.families.meshwarp.shapes import eye_aspect
     from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes
@@ -118,10 +119,7 @@ def main() -> None:
                             )
                         tiles.append(np.pad(c, ((0, 4), (0, 4), (0, 0))))
                     rows.append(np.concatenate(tiles, 1))
-    w = max(r.shape[1] for r in rows)
-    img = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    write_rows(rows, args.out)
     print(f"wrote {args.out} ({len(rows)} rows)")
 
 

@@ -88,7 +88,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from meshwarp_pixels_eval import heldout_pairs, train_eye_pairs
+    from meshwarp_pixels_eval import heldout_pairs, train_eye_pairs, write_rows
 
     from pdfgc.families.meshwarp.shapes import eye_aspect
     from pdfgc.families.meshwarp.warp import WarpRenderer
@@ -178,10 +178,7 @@ def main() -> None:
             cv2.putText(c, txt, (3, c.shape[0] - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 0), 1, cv2.LINE_AA)
             tiles.append(np.pad(c, ((0, 4), (0, 4), (0, 0))))
         rows.append(np.concatenate(tiles, 1))
-    w = max(r.shape[1] for r in rows)
-    img = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    write_rows(rows, args.out)
     print(f"wrote {args.out} ({len(rows)} eyes)")
 
 

@@ -227,6 +227,14 @@ CLOSEUP_VARIANTS = {"s32": {"lids.SLIDE_LIT": 0.0, "lids.SLIDE_SHADE": 0.1, "lid
                             "lids.SLIDE_SQUEEZE": 1.0}, "s33": {}}
 
 
+def write_rows(rows: list, out: Path) -> None:
+    """RGB rows of tiles -> one PNG, each row padded on the right to the widest."""
+    w = max(r.shape[1] for r in rows)
+    img = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
 def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
     """One eye per row at ``zoom`` (nearest neighbour), for the held-out pairs `pairs` ("clip-substring:s:t:eye,...",
     each a pair of `plan`): the real target frame, then the default renderer (sliding lid) under each of
@@ -277,10 +285,7 @@ def closeups(plan, corpus, pairs: str, out: Path, zoom: int = 8) -> None:
                             cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 0), 1, cv2.LINE_AA)
                 tiles.append(np.pad(c, ((0, 4), (0, 4), (0, 0))))
             rows.append(np.concatenate(tiles, 1))
-    w = max(r.shape[1] for r in rows)
-    img = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    write_rows(rows, out)
     print(f"wrote {out} ({len(rows)} eyes)")
 
 
