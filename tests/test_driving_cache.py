@@ -5,6 +5,7 @@ gives, bit for bit; a corrupt, pickled or other-crops entry is measured again; a
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import numpy as np
@@ -184,3 +185,49 @@ def test_an_unwritable_cache_is_no_error(pipe, clip_dir, tmp_path, monkeypatch, 
         meshes = _meshes(pipe, clip_dir, list(range(4)))
     assert np.isfinite(meshes).all()
     assert any("driving cache: could not write" in r.getMessage() for r in caplog.records)
+
+
+def test_prune_keeps_the_newest_entries_under_the_cap(tmp_path):
+    from pdfgc.media.driving_cache import prune
+
+    paths = []
+    for i in range(4):  # mtimes 1000..4000: entry 0 the least recently used
+        p = tmp_path / f"{i}.npz"
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1000.0 * (i + 1), 1000.0 * (i + 1)))
+        paths.append(p)
+    (tmp_path / "other.txt").write_bytes(b"y" * 1000)  # not an entry: never touched
+    prune(tmp_path, keep=paths[0], limit=250)  # the kept one (100) + the newest (100); the next would make 300
+    assert [p.exists() for p in paths] == [True, False, False, True]
+    assert (tmp_path / "other.txt").exists()
+    prune(tmp_path, limit=0)
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_max_bytes_reads_the_environment(monkeypatch, caplog):
+    from pdfgc.media.driving_cache import MAX_MB, max_bytes
+
+    monkeypatch.delenv("PDFGC_CACHE_MAX_MB", raising=False)
+    assert max_bytes() == MAX_MB << 20
+    monkeypatch.setenv("PDFGC_CACHE_MAX_MB", "0.5")
+    assert max_bytes() == 1 << 19
+    monkeypatch.setenv("PDFGC_CACHE_MAX_MB", "-3")
+    assert max_bytes() == 0
+    monkeypatch.setenv("PDFGC_CACHE_MAX_MB", "lots")
+    with caplog.at_level(logging.WARNING, logger="pdfgc"):
+        assert max_bytes() == MAX_MB << 20
+    assert "PDFGC_CACHE_MAX_MB" in caplog.text
+
+
+def test_a_write_evicts_the_least_recently_used_and_a_hit_refreshes(pipe, clip_dir, cache, trackers, monkeypatch):
+    cache.mkdir(parents=True)
+    old = cache / ("0" * 32 + ".npz")
+    old.write_bytes(b"z" * 4096)
+    os.utime(old, (1000.0, 1000.0))
+    monkeypatch.setenv("PDFGC_CACHE_MAX_MB", "0")  # only the entry just written stays
+    _meshes(pipe, clip_dir, list(range(4)))
+    (entry,) = cache.glob("*.npz")
+    assert not old.exists() and entry != old
+    os.utime(entry, (1000.0, 1000.0))
+    _meshes(pipe, clip_dir, list(range(4)))
+    assert len(trackers) == 1 and entry.stat().st_mtime > 1000.0

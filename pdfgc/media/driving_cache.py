@@ -18,7 +18,9 @@ prefix of the frames it holds (a shorter audio track); a longer or other request
 Entries are ``.npz`` files read with ``allow_pickle=False`` and written atomically (`pdfgc.fileio.atomic_path`)
 under ``cache_dir("driving")``: ``$PDFGC_CACHE/driving``, else ``$XDG_CACHE_HOME/pdfgc/driving``, else
 ``~/.cache/pdfgc/driving``. A corrupt, unreadable or mismatched entry is logged (one line) and measured again; a
-failed write is logged and the job goes on. Nothing is ever evicted (an entry is ~4 MB per 360 measured frames).
+failed write is logged and the job goes on. An entry is ~4 MB per 360 measured frames; after each write the least
+recently used entries go until the folder holds at most `max_bytes()` (``$PDFGC_CACHE_MAX_MB``, default 1024 MB;
+0 keeps only the latest), the entry just written always kept. A hit marks its entry used (its mtime).
 """
 
 from __future__ import annotations
@@ -39,6 +41,36 @@ VERSION = 2
 # the tracker's settings (`pdfgc.media.mesh.FaceMeshDetector` as `MeshWarpFamily._clip_meshes` makes it: change both)
 TRACKER = "FaceMesh(static_image_mode=False,max_num_faces=1,refine_landmarks=True,det=0.5,track=0.5)"
 _CHUNK = 1 << 20
+MAX_MB = 1024  # ~250 driving clips of the README's pose clip's length
+
+
+def max_bytes() -> int:
+    """The folder's size cap: ``$PDFGC_CACHE_MAX_MB`` (a number of MB, >= 0), else `MAX_MB`."""
+    raw = os.environ.get("PDFGC_CACHE_MAX_MB", "")
+    try:
+        mb = float(raw) if raw.strip() else MAX_MB
+    except ValueError:
+        log.warning("driving cache: PDFGC_CACHE_MAX_MB=%r is not a number; using %d", raw, MAX_MB)
+        mb = MAX_MB
+    return int(max(mb, 0.0) * (1 << 20))
+
+
+def prune(folder: Path, keep: Path | None = None, limit: int | None = None) -> None:
+    """Remove the least recently used entries of `folder` (by mtime) until it holds at most `limit` bytes; `keep`
+    stays whatever its size. Entries another process removes meanwhile are skipped."""
+    limit = max_bytes() if limit is None else limit
+    entries = []
+    for p in folder.glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        entries.append((p == keep, st.st_mtime, st.st_size, p))
+    total = 0
+    for kept, _, size, p in sorted(entries, key=lambda e: (e[0], e[1]), reverse=True):
+        total += size
+        if total > limit and not kept:
+            p.unlink(missing_ok=True)
 
 
 def _versions() -> str:
@@ -147,6 +179,10 @@ class ClipMeshCache:
         if not np.array_equal(digests[:n], self.digests):
             log.warning("driving cache: %s holds other crops of %s; measuring again", self.path, self.label)
             return None
+        try:
+            os.utime(self.path)  # used now: the last to be evicted
+        except OSError:
+            pass
         return np.ascontiguousarray(meshes[:n])
 
     def save(self, meshes: np.ndarray) -> None:
@@ -163,5 +199,6 @@ class ClipMeshCache:
                     digests=self.digests,
                     meshes=np.ascontiguousarray(meshes, np.float64),
                 )
+            prune(self.path.parent, keep=self.path)
         except Exception as exc:  # noqa: BLE001 - the job goes on without its cache entry
             log.warning("driving cache: could not write %s (%s: %s)", self.path, type(exc).__name__, exc)
