@@ -88,17 +88,14 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from meshwarp_pixels_eval import heldout_pairs, train_eye_pairs, write_rows
+    from meshwarp_pixels_eval import eye_pairs, write_rows
 
     from pdfgc.families.meshwarp.shapes import eye_aspect
     from pdfgc.families.meshwarp.warp import WarpRenderer
     from pdfgc.media.face import FaceMeshDetector
     from pdfgc.media.mesh_indices import EYE_LOWER, EYE_UPPER
 
-    if args.heldout:
-        plan, _, corpus = heldout_pairs(args.data, 0, 0)
-    else:
-        plan, corpus = train_eye_pairs(args.data)
+    plan, corpus = eye_pairs(args.data, args.heldout)
     variants = args.set.split(";") if args.set else [""]
     eyes, stats = [], {v: [] for v in variants}
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:

@@ -40,14 +40,11 @@ def main() -> None:
     from contextlib import redirect_stdout
 
     from lids_diag import apply, restore
-    from meshwarp_pixels_eval import NEW, evaluate, heldout_pairs, train_eye_pairs
+    from meshwarp_pixels_eval import NEW, evaluate, eye_pairs
 
     from pdfgc.media.face import FaceMeshDetector
 
-    if args.heldout:
-        plan, _, corpus = heldout_pairs(args.data, 0, 0)
-    else:
-        plan, corpus = train_eye_pairs(args.data)
+    plan, corpus = eye_pairs(args.data, args.heldout)
     res = {}
     with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
         for st in args.settings:

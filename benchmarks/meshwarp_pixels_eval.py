@@ -125,6 +125,14 @@ def train_eye_pairs(data: Path, seed: int = 0, max_clips: int = 60):
     return plan, corpus
 
 
+def eye_pairs(data: Path, heldout: bool):
+    """(plan, corpus) for the lids' tools: the held-out pairs, or the training clips' pairs (`train_eye_pairs`)."""
+    if heldout:
+        plan, _, corpus = heldout_pairs(data, 0, 0)
+        return plan, corpus
+    return train_eye_pairs(data)
+
+
 def evaluate(plan, corpus, variants: dict, every_identity: int = 6, detector=None, ident_enc=None,
              closed_only: bool = False, refiner_files: dict | None = None) -> dict:
     from pdfgc.evaluation.signals import EAR_POINTS
