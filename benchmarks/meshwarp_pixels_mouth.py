@@ -43,7 +43,7 @@ class _Recorder:
     def __init__(self):
         self.target = None
 
-    def render(self, target, out, maps=None, aux=None):
+    def render(self, target, out, maps=None, aux=None, texture=None):
         self.target = target.copy()
 
 
