@@ -246,7 +246,8 @@ def lift_teeth(patch: np.ndarray, skin, opening: float = 0.2) -> np.ndarray:
     if warm:
         ch = (skin_rgb / max(grey_skin, 1e-6)) ** TEETH_WARMTH
         ch = (ch / ch.mean()).astype(np.float32)
-        out = out * (1.0 - soft) + out.mean(2, keepdims=True) * ch * soft
+        tm = soft * teeth[..., None]        # the teeth pixels only (the lips beside them keep their colour)
+        out = out * (1.0 - tm) + out.mean(2, keepdims=True) * ch * tm
     return np.clip(out, 0, 255).astype(np.float32)
 
 
