@@ -14,6 +14,10 @@ same fill, dimmer / blurred / flatter fills, PSNR per opening).
 Per variant: mouth-box PSNR (all pairs and the pairs whose target mouth is open), the share of frames whose real
 mouth shows teeth that show teeth (``mouth_bank.teeth_fraction`` >= 0.05), the share of frames whose real mouth
 shows none that show teeth, and a breakdown of the misses by opening (``--why``).
+
+``--closeups OUT.png --pairs 225,255,...`` (cached pair indices): per pair, the mouth box at 5x: the real target, the
+warp without a fill, the bank's fill with the teeth as before session 34 (lifted only, no warmth: ``BEFORE_S34``),
+and as now.
 """
 from __future__ import annotations
 
@@ -147,6 +151,50 @@ def evaluate(c: dict, make_part, exclude_own: bool, before=None) -> dict:
     return res
 
 
+# mouth_bank settings before session 34 (teeth only lifted toward the skin's grey, never dimmed, no warmth)
+BEFORE_S34 = {"TEETH_LIFT": 1.0, "TEETH_DIM": 1.0, "TEETH_WARMTH": 0.0}
+
+
+def closeups(c: dict, pairs: list[int], out: Path, zoom: int = 5) -> None:
+    """real | no fill | fill before session 34 | fill now, one cached pair per row (mouth box at ``zoom``)."""
+    from meshwarp_pixels_eval import write_rows
+
+    from pdfgc.families.meshwarp import mouth_bank as MB
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    rows = []
+    for j in pairs:
+        i = src[str(c["keys"][j])]
+        b = region_boxes(c["tmesh"][j])[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        tiles = [("real", c["target"][j]), ("no fill", c["warp"][j])]
+        for name, kw in (("before s34", BEFORE_S34), ("now", {})):
+            saved = {k: getattr(MB, k) for k in kw}
+            try:
+                for k, v in kw.items():
+                    setattr(MB, k, v)
+                img = c["warp"][j].copy()
+                MouthPart(c["src_img"][i], c["src_mesh"][i]).render(c["tcorr"][j], img)
+            finally:
+                for k, v in saved.items():
+                    setattr(MB, k, v)
+            tiles.append((name, img))
+        row = []
+        for name, img in tiles:
+            t = cv2.resize(img[sl], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+            label = name if name == "real" else f"{name} {psnr(img[sl], c['target'][j][sl]):.1f} dB"
+            cv2.putText(t, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+            row.append(np.pad(t, ((0, 4), (0, 4), (0, 0))))
+        row = np.concatenate(row, 1)
+        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    write_rows(rows, out)
+    print(f"wrote {out} ({len(rows)} pairs)")
+
+
 def diagnose(c: dict, exclude_own: bool) -> None:
     """The shipped bank against fills that isolate one cause each (same cached pairs, same soft inner-lip mask):
     no fill (the warp's own stretched lips under the mask), the real target's pixels, the target's own interior
@@ -220,6 +268,8 @@ def main() -> None:
     ap.add_argument("--per-person", action="store_true", help="also print the figures per person")
     ap.add_argument("--diagnose", action="store_true",
                     help="why the fill scores what it does: no fill, the real interior, brightness, blur, contrast")
+    ap.add_argument("--closeups", type=Path, default=None, help="write close-ups of --pairs to this PNG")
+    ap.add_argument("--pairs", default="", help="with --closeups: comma-separated cached pair indices")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     from pdfgc.families.meshwarp.mouth import MouthPart
@@ -231,6 +281,9 @@ def main() -> None:
     else:
         c = build_cache(args.data, args.split, args.seed, args.clips, cache)
     res = {}
+    if args.closeups:
+        closeups(c, [int(x) for x in args.pairs.split(",")], args.closeups)
+        return
     if args.diagnose:
         diagnose(c, args.split == "train")
         return
