@@ -17,7 +17,8 @@ shows none that show teeth, and a breakdown of the misses by opening (``--why``)
 
 ``--closeups OUT.png --pairs 225,255,...`` (cached pair indices): per pair, the mouth box at 5x: the real target, the
 warp without a fill, the bank's fill with the teeth as before session 34 (lifted only, no warmth: ``BEFORE_S34``),
-and as now.
+and as now. ``--portraits OUT.png``: the same before / now for the README's three portraits (anne.png, the head
+shot, Macron.png) with the mouth opened 0.03 .. 0.12 face heights (``warp.open_mouth``), the default renderer.
 """
 from __future__ import annotations
 
@@ -195,6 +196,43 @@ def closeups(c: dict, pairs: list[int], out: Path, zoom: int = 5) -> None:
     print(f"wrote {out} ({len(rows)} pairs)")
 
 
+def portraits(out: Path) -> None:
+    """Rows per portrait, before session 34 and now: the default renderer's mouth opened 0.03 .. 0.12."""
+    import torch
+    from meshwarp_pixels_eval import write_rows
+    from meshwarp_pixels_strips import PORTRAITS, closeup, label
+
+    from pdfgc.families.meshwarp import mouth_bank as MB
+    from pdfgc.families.meshwarp.model import crop_at, render_size
+    from pdfgc.families.meshwarp.warp import WarpRenderer, open_mouth
+    from pdfgc.media.face import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+    rows = []
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        for path in PORTRAITS:
+            p = pipe.load_portrait(path)
+            img = np.ascontiguousarray(crop_at(p, render_size(p)))
+            mesh = det.detect(img)[0]
+            for tag, kw in (("before s34", BEFORE_S34), ("now", {})):
+                saved = {k: getattr(MB, k) for k in kw}
+                try:
+                    for k, v in kw.items():
+                        setattr(MB, k, v)
+                    r = WarpRenderer(img, mesh)
+                    tiles = [label(closeup(r.render(open_mouth(mesh, a)), mesh, (61, 291, 0, 17), 0.2),
+                                   f"{path.stem[:10]} {tag} open {a:.2f}") for a in (0.03, 0.06, 0.09, 0.12)]
+                    rows.append(np.concatenate(tiles, 1))
+                finally:
+                    for k, v in saved.items():
+                        setattr(MB, k, v)
+    write_rows(rows, out)
+    print(f"wrote {out}")
+
+
 def diagnose(c: dict, exclude_own: bool) -> None:
     """The shipped bank against fills that isolate one cause each (same cached pairs, same soft inner-lip mask):
     no fill (the warp's own stretched lips under the mask), the real target's pixels, the target's own interior
@@ -270,8 +308,12 @@ def main() -> None:
                     help="why the fill scores what it does: no fill, the real interior, brightness, blur, contrast")
     ap.add_argument("--closeups", type=Path, default=None, help="write close-ups of --pairs to this PNG")
     ap.add_argument("--pairs", default="", help="with --closeups: comma-separated cached pair indices")
+    ap.add_argument("--portraits", type=Path, default=None, help="write the three portraits' before / now strip here")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    if args.portraits:
+        portraits(args.portraits)
+        return
     from pdfgc.families.meshwarp.mouth import MouthPart
     from pdfgc.families.meshwarp.mouth_bank import BANK_FILE, MouthBank
 
