@@ -14,8 +14,9 @@ nearest entries are blended with weights that are continuous in the shape (an en
 weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state); before the
 cross-fade the two entries' rows are stretched so their teeth edges meet (one teeth edge, not a doubled row). Each
 entry is colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half), its
-teeth lifted toward the portrait's skin grey where they lie in shadow, and blurred a little (the corpus mouths are
-sharper than a warped portrait's).
+teeth brought to the portrait's skin grey (lifted where they lie in shadow, dimmed where they were lit brighter than
+the portrait) and tinted with the skin's chromaticity, and blurred a little (the corpus mouths are sharper than a
+warped portrait's).
 
 Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
 eligible person, for choosing ``PEOPLE``; ``--out`` another file):
