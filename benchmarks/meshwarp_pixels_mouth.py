@@ -14,6 +14,18 @@ same fill, dimmer / blurred / flatter fills, PSNR per opening).
 Per variant: mouth-box PSNR (all pairs and the pairs whose target mouth is open), the share of frames whose real
 mouth shows teeth that show teeth (``mouth_bank.teeth_fraction`` >= 0.05), the share of frames whose real mouth
 shows none that show teeth, and a breakdown of the misses by opening (``--why``).
+
+``--closeups OUT.png --pairs 225,255,...`` (cached pair indices): per pair, the mouth box at 5x: the real target, the
+warp without a fill, the bank's fill with the teeth as before session 34 (lifted only, no warmth: ``BEFORE_S34``),
+and as now.
+
+``--where``: where the shipped fill's mouth-box error sits (session 34): the squared error split by the measured
+target's inner-lip polygon (interior; of it the pixels inside only one of the rendered and real polygons: geometry),
+the lips, the skin around (within 3 px of the outer lip outline, 3-8 px, farther), each with the mean PSNR had it
+been perfect; and the false teeth by opening.
+
+``--portraits OUT.png``: the before / now of ``--closeups`` for the README's three portraits (anne.png, the head
+shot, Macron.png) with the mouth opened 0.03 .. 0.12 face heights (``warp.open_mouth``), the default renderer.
 """
 from __future__ import annotations
 
@@ -43,7 +55,7 @@ class _Recorder:
     def __init__(self):
         self.target = None
 
-    def render(self, target, out, maps=None, aux=None):
+    def render(self, target, out, maps=None, aux=None, texture=None):
         self.target = target.copy()
 
 
@@ -147,6 +159,150 @@ def evaluate(c: dict, make_part, exclude_own: bool, before=None) -> dict:
     return res
 
 
+# mouth_bank settings before session 34 (teeth only lifted toward the skin's grey, never dimmed, no warmth)
+BEFORE_S34 = {"TEETH_LIFT": 1.0, "TEETH_DIM": 1.0, "TEETH_WARMTH": 0.0}
+
+
+def closeups(c: dict, pairs: list[int], out: Path, zoom: int = 5) -> None:
+    """real | no fill | fill before session 34 | fill now, one cached pair per row (mouth box at ``zoom``)."""
+    from meshwarp_pixels_eval import write_rows
+
+    from pdfgc.families.meshwarp import mouth_bank as MB
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    rows = []
+    for j in pairs:
+        i = src[str(c["keys"][j])]
+        b = region_boxes(c["tmesh"][j])[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        tiles = [("real", c["target"][j]), ("no fill", c["warp"][j])]
+        for name, kw in (("before s34", BEFORE_S34), ("now", {})):
+            saved = {k: getattr(MB, k) for k in kw}
+            try:
+                for k, v in kw.items():
+                    setattr(MB, k, v)
+                img = c["warp"][j].copy()
+                MouthPart(c["src_img"][i], c["src_mesh"][i]).render(c["tcorr"][j], img)
+            finally:
+                for k, v in saved.items():
+                    setattr(MB, k, v)
+            tiles.append((name, img))
+        row = []
+        for name, img in tiles:
+            t = cv2.resize(img[sl], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+            label = name if name == "real" else f"{name} {psnr(img[sl], c['target'][j][sl]):.1f} dB"
+            cv2.putText(t, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+            row.append(np.pad(t, ((0, 4), (0, 4), (0, 0))))
+        row = np.concatenate(row, 1)
+        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    write_rows(rows, out)
+    print(f"wrote {out} ({len(rows)} pairs)")
+
+
+def portraits(out: Path) -> None:
+    """Rows per portrait, before session 34 and now: the default renderer's mouth opened 0.03 .. 0.12."""
+    import torch
+    from meshwarp_pixels_eval import write_rows
+    from meshwarp_pixels_strips import PORTRAITS, closeup, label
+
+    from pdfgc.families.meshwarp import mouth_bank as MB
+    from pdfgc.families.meshwarp.model import crop_at, render_size
+    from pdfgc.families.meshwarp.warp import WarpRenderer, open_mouth
+    from pdfgc.media.face import FaceMeshDetector
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+    rows = []
+    with FaceMeshDetector(static_image_mode=True, max_num_faces=1) as det:
+        for path in PORTRAITS:
+            p = pipe.load_portrait(path)
+            img = np.ascontiguousarray(crop_at(p, render_size(p)))
+            mesh = det.detect(img)[0]
+            for tag, kw in (("before s34", BEFORE_S34), ("now", {})):
+                saved = {k: getattr(MB, k) for k in kw}
+                try:
+                    for k, v in kw.items():
+                        setattr(MB, k, v)
+                    r = WarpRenderer(img, mesh)
+                    tiles = [label(closeup(r.render(open_mouth(mesh, a)), mesh, (61, 291, 0, 17), 0.2),
+                                   f"{path.stem[:10]} {tag} open {a:.2f}") for a in (0.03, 0.06, 0.09, 0.12)]
+                    rows.append(np.concatenate(tiles, 1))
+                finally:
+                    for k, v in saved.items():
+                        setattr(MB, k, v)
+    write_rows(rows, out)
+    print(f"wrote {out}")
+
+
+def where(c: dict, exclude_own: bool) -> dict:
+    """The shipped fill's mouth-box squared error by region (``--where``)."""
+    from pdfgc.families.meshwarp import topology
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.mouth_bank import default_bank, relative_opening, teeth_fraction
+    from pdfgc.families.meshwarp.refine_train import region_boxes
+    from pdfgc.media.mesh_indices import LIP_OUTER_LOWER, LIP_OUTER_UPPER
+
+    outer = np.array(list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[-2:0:-1]))
+    inner_idx = list(topology.MOUTH_POLYGON)
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    names = ("interior", "geometry", "lips", "skin <= 3 px", "skin 3-8 px", "skin > 8 px")
+    se, iou, rel, shows, shown, parts = [], [], [], [], [], {}
+    for j in range(len(c["warp"])):
+        k = str(c["keys"][j])
+        if k not in parts:
+            i = src[k]
+            parts = {k: MouthPart(c["src_img"][i], c["src_mesh"][i])}
+            if exclude_own:   # training pairs: the bank without the pair's own person
+                parts[k]._mouths = default_bank().for_portrait(c["src_img"][i], c["src_mesh"][i],
+                                                               exclude=str(c["ident"][j]))
+        out = c["warp"][j].copy()
+        parts[k].render(c["tcorr"][j], out)
+        tgt, mt = c["target"][j], c["tmesh"][j]
+        b = region_boxes(mt)[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+
+        def fill(poly):
+            m = np.zeros(tgt.shape[:2], np.uint8)
+            cv2.fillPoly(m, [np.round(poly * 4).astype(np.int32)], 1, cv2.LINE_8, 2)
+            return m[sl] > 0
+
+        inner, rinner, lip_out = fill(mt[inner_idx, :2]), fill(c["tcorr"][j][inner_idx, :2]), fill(mt[outer, :2])
+        dist = cv2.distanceTransform((~lip_out).astype(np.uint8), cv2.DIST_L2, 3)
+        e = ((out[sl].astype(np.float64) - tgt[sl].astype(np.float64)) ** 2).mean(2) / e_size(out[sl])
+        skin = ~lip_out
+        regions = (inner, inner ^ rinner, lip_out & ~inner, skin & (dist <= 3), skin & (dist > 3) & (dist <= 8),
+                   skin & (dist > 8))
+        se.append([e[r].sum() for r in regions])
+        iou.append((inner & rinner).sum() / max((inner | rinner).sum(), 1))
+        rel.append(relative_opening(mt))
+        shows.append(teeth_fraction(tgt, mt) >= TEETH_SHOWN)
+        shown.append(teeth_fraction(out, mt) >= TEETH_SHOWN)
+    se, rel, shows, shown = np.array(se), np.array(rel), np.array(shows), np.array(shown)
+    total = se[:, [0, 2, 3, 4, 5]].sum(1)
+    psnr = lambda m: 10 * np.log10(255.0 ** 2 / np.maximum(m, 1e-10))  # noqa: E731
+    res = {"pairs": len(se), "mouth_psnr": round(float(psnr(total).mean()), 3),
+           "inner_polygon_iou": {"mean": round(float(np.mean(iou)), 3), "median": round(float(np.median(iou)), 3)},
+           "share": {n: round(float(se[:, k].sum() / total.sum()), 3) for k, n in enumerate(names)},
+           "psnr_if_perfect": {n: round(float(psnr(total - se[:, k]).mean()), 3) for k, n in enumerate(names)}}
+    bins = [0, 0.15, 0.25, 0.35, 9]
+    res["false_teeth_by_opening"] = {f"{bins[i]}-{bins[i + 1]}": [
+        int((shown & ~shows & (rel >= bins[i]) & (rel < bins[i + 1])).sum()),
+        int((~shows & (rel >= bins[i]) & (rel < bins[i + 1])).sum())] for i in range(len(bins) - 1)}
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def e_size(box: np.ndarray) -> float:
+    """Pixels of a box (the squared error summed over a region / this = the region's share of the box's MSE)."""
+    return float(box.shape[0] * box.shape[1])
+
+
 def diagnose(c: dict, exclude_own: bool) -> None:
     """The shipped bank against fills that isolate one cause each (same cached pairs, same soft inner-lip mask):
     no fill (the warp's own stretched lips under the mask), the real target's pixels, the target's own interior
@@ -220,8 +376,15 @@ def main() -> None:
     ap.add_argument("--per-person", action="store_true", help="also print the figures per person")
     ap.add_argument("--diagnose", action="store_true",
                     help="why the fill scores what it does: no fill, the real interior, brightness, blur, contrast")
+    ap.add_argument("--closeups", type=Path, default=None, help="write close-ups of --pairs to this PNG")
+    ap.add_argument("--pairs", default="", help="with --closeups: comma-separated cached pair indices")
+    ap.add_argument("--portraits", type=Path, default=None, help="write the three portraits' before / now strip here")
+    ap.add_argument("--where", action="store_true", help="where the shipped fill's mouth-box error sits, by region")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    if args.portraits:
+        portraits(args.portraits)
+        return
     from pdfgc.families.meshwarp.mouth import MouthPart
     from pdfgc.families.meshwarp.mouth_bank import BANK_FILE, MouthBank
 
@@ -231,6 +394,14 @@ def main() -> None:
     else:
         c = build_cache(args.data, args.split, args.seed, args.clips, cache)
     res = {}
+    if args.closeups:
+        closeups(c, [int(x) for x in args.pairs.split(",")], args.closeups)
+        return
+    if args.where:
+        r = where(c, args.split == "train")
+        if args.out:
+            args.out.write_text(json.dumps(r, indent=1))
+        return
     if args.diagnose:
         diagnose(c, args.split == "train")
         return

@@ -140,5 +140,28 @@ def test_teeth_in_shadow_are_lifted_toward_the_skin_and_nothing_else_moves():
     assert out[teeth_rows].max() <= 150 * 1.3 + 0.5
     assert np.allclose(out[v < -0.1], grey[v < -0.1], atol=0.5)   # the lips beyond the opening (past the soft edge)
     assert np.allclose(out[(v > 0.55) & (v < 1.0)], 30.0, atol=0.5)        # the dark cavity
-    bright = MB.lift_teeth(p.astype(np.float32), skin=200.0 / MB.TEETH_LIFT)   # teeth already at 235: as they are
-    assert np.array_equal(bright, p)
+    level = MB.lift_teeth(p.astype(np.float32), skin=235.0 / MB.TEETH_LIFT)   # teeth already at the level: as they are
+    assert np.allclose(level, p, atol=0.01)
+
+
+def test_glaring_teeth_are_dimmed_to_the_skin_and_take_its_warmth():
+    p = _teeth_patch(20).astype(np.float32)                                 # teeth at 235, cavity 30, lips beyond
+    v = np.linspace(-MB.V_MARGIN, 1 + MB.V_MARGIN, MB.PATCH_H)
+    teeth_rows = (v >= 0.05) & (np.arange(MB.PATCH_H) < 19)
+    # on a darker face (skin grey 150) the bank's 235 teeth are dimmed toward 1.05 x 150 (at most to x TEETH_DIM)
+    out = MB.lift_teeth(p, skin=150.0)
+    want = max(MB.TEETH_LIFT * 150.0, MB.TEETH_DIM * 235.0)
+    assert abs(np.percentile(out[teeth_rows].mean(-1), 90) - want) < 3.0
+    assert np.allclose(out[v < -0.1], p[v < -0.1], atol=0.5)                # lips and cavity unchanged
+    assert np.allclose(out[(v > 0.55) & (v < 1.0)], 30.0, atol=0.5)
+    # given the portrait's skin RGB, the teeth take its chromaticity (to TEETH_WARMTH) at their own grey
+    skin = np.array([200.0, 140.0, 110.0])                                  # warm skin, grey 150
+    warm = MB.lift_teeth(p, skin=skin)
+    t = warm[teeth_rows].reshape(-1, 3).mean(0)
+    assert t[0] > t[1] > t[2]                                               # warm, red above blue
+    assert abs(t.mean() - out[teeth_rows].mean()) < 1.0                     # same grey as without the warmth
+    ch = (skin / skin.mean()) ** MB.TEETH_WARMTH
+    assert np.allclose(t / t.mean(), ch / ch.mean(), atol=0.02)
+    assert np.allclose(warm[(v > 0.55) & (v < 1.0)], 30.0, atol=0.5)
+    grey_skin = MB.lift_teeth(p, skin=np.full(3, 150.0))                    # a grey skin: grey teeth
+    assert np.allclose(grey_skin, out, atol=0.5)

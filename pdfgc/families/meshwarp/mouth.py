@@ -29,6 +29,9 @@ from pdfgc.media.mesh_indices import (
 
 __all__ = ["MouthPart"]
 
+# the fill's soft edge inside the inner-lip line: Gaussian sigma as a share of the mouth's corner width
+EDGE_SOFT = 0.035
+
 
 class MouthPart:
     """The mouth interior of one portrait over the warp. ``image`` (S,S,3) uint8 and ``mesh`` (478,3) as checked by
@@ -96,7 +99,7 @@ class MouthPart:
             return
         h, w = y1 - y0, x1 - x0
         mask = poly_mask((h, w), poly, (x0, y0))
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.035 * width)) * mask  # soft inside the lip line
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, EDGE_SOFT * width)) * mask  # soft inside the lip line
         if self._mouths is not None:
             paint = self._mouths.interior(target, (x0, y0, x1, y1))
         else:

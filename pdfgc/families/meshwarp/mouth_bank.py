@@ -14,8 +14,9 @@ nearest entries are blended with weights that are continuous in the shape (an en
 weight 0, so a tiny change of the lips never swaps the interior: no flicker, and no state); before the
 cross-fade the two entries' rows are stretched so their teeth edges meet (one teeth edge, not a doubled row). Each
 entry is colour-matched to the portrait by the ratio of cheek colours (brightness fully, colour cast half), its
-teeth lifted toward the portrait's skin grey where they lie in shadow, and blurred a little (the corpus mouths are
-sharper than a warped portrait's).
+teeth brought to the portrait's skin grey (lifted where they lie in shadow, dimmed where they were lit brighter than
+the portrait) and tinted with the skin's chromaticity, and blurred a little (the corpus mouths are sharper than a
+warped portrait's).
 
 Build (reads /work/prepared_corpus, writes ``pdfgc/weights/meshwarp_mouths.safetensors``, ~15 s; ``--all`` every
 eligible person, for choosing ``PEOPLE``; ``--out`` another file):
@@ -49,9 +50,18 @@ LIP_WEIGHT = 1.0     # lip colour counts as much as skin colour in an entry's co
 COLOUR_WEIGHT = 1.0  # colour cost against shape distance (0.3 or 1: within 0.05 dB; 1 shows more teeth)
 BLUR = 0.8           # px of blur on a patch (+0.04 dB; the teeth stay readable)
 ENTRIES_PER_PERSON = 16   # 16 x 9.2 kB per person
-# teeth dimmer than this x the portrait's skin grey (their 90th percentile) are brightened toward it (``lift_teeth``;
-# training pairs: 1.0 -> teeth shown 0.833 against 0.821, 21.522 against 21.525 dB; the close-ups barely change)
-TEETH_LIFT = 1.0
+# teeth whose 90th percentile grey is not this x the portrait's skin grey are scaled to it (``lift_teeth``): brightened
+# (at most x 1.3: teeth in the bank person's shadow) and, since session 34, dimmed (down to x ``TEETH_DIM``: the bank's
+# teeth lit brighter than the portrait's skin glared white in a real mouth's shade). Training pairs (session 34,
+# ``meshwarp_pixels_mouth.py --split train``, mouth_s34.md): lift only at 1.0 21.535 dB, teeth 0.833 / 0.335; to 1.0
+# both ways 21.849 / 0.802 / 0.320; 1.05 both ways 21.809 / 0.821 / 0.331; 1.1 21.759 / 0.833 / 0.337
+TEETH_LIFT = 1.05
+TEETH_DIM = 0.7
+# the teeth take the portrait's skin chromaticity to this power (their grey kept): teeth in a warm-lit portrait are
+# warm, as its real teeth are (training pairs, with TEETH_LIFT 1.05: 0 21.809 dB, teeth 0.821 / 0.331; 0.5 21.808 /
+# 0.837 / 0.315; 0.6 21.813 / 0.772 / 0.259; 1.0 21.806 / 0.381 / 0.071: the pixels barely change, the teeth
+# measure's saturation limit (0.35) does)
+TEETH_WARMTH = 0.5
 # the blend weights' power: 1 leaves two entries half and half over a wide band of shapes, 2 narrows it (-0.04 dB,
 # +1.5 % teeth shown, training pairs); the weights stay continuous in the shape. Narrower still (a cross-fade only
 # near the switch: the second entry's share x -> 0.5 * smoothstep(0.5 - b, 0.5, x), b = 0.3-0.4) made one
@@ -213,21 +223,33 @@ _ROW_V0 = V_MARGIN / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
 _ROW_V1 = (1.0 + V_MARGIN) / (1.0 + 2 * V_MARGIN) * (PATCH_H - 1)
 
 
-def lift_teeth(patch: np.ndarray, skin: float) -> np.ndarray:
+def lift_teeth(patch: np.ndarray, skin, opening: float = 0.2) -> np.ndarray:
     """A colour-matched interior whose teeth (unsaturated, at least half the skin's grey, between the inner lips)
-    are dimmer than ``TEETH_LIFT`` x the portrait's skin grey at their 90th percentile, brightened toward it (at
-    most x 1.3, softly at the teeth's edges): teeth in the bank person's shadow read grey on a brighter face."""
+    have their 90th percentile grey brought to ``TEETH_LIFT`` x the portrait's skin grey (by a factor between
+    ``TEETH_DIM`` and 1.3, softly at the teeth's edges: teeth in the bank person's shadow read grey on a brighter face,
+    teeth lit brighter than the face glare), then given the portrait's skin chromaticity to the power
+    ``TEETH_WARMTH`` at their own grey. ``skin``: the portrait's skin RGB (3,) (or its grey: no warmth);
+    ``opening``: the entry's relative opening (unused)."""
+    skin_rgb = np.asarray(skin, np.float64)
+    grey_skin = float(skin_rgb.mean())
     g = patch.mean(2)
     v = np.linspace(-V_MARGIN, 1.0 + V_MARGIN, PATCH_H)[:, None]
     sat = cv2.cvtColor(np.clip(patch, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)[..., 1] / 255.0
-    teeth = (sat < 0.35) & (g >= 0.5 * skin) & (v >= 0.0) & (v <= 1.0)
+    teeth = (sat < 0.35) & (g >= 0.5 * grey_skin) & (v >= 0.0) & (v <= 1.0)
     if teeth.sum() < 10:
         return patch
-    s = float(np.clip(TEETH_LIFT * skin / max(float(np.percentile(g[teeth], 90)), 1.0), 1.0, 1.3))
-    if s <= 1.0:
+    s = float(np.clip(TEETH_LIFT * grey_skin / max(float(np.percentile(g[teeth], 90)), 1.0), TEETH_DIM, 1.3))
+    warm = TEETH_WARMTH > 0 and skin_rgb.size == 3
+    if s == 1.0 and not warm:
         return patch
     soft = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 1.0)[..., None]
-    return np.clip(patch * (1.0 + (s - 1.0) * soft), 0, 255).astype(np.float32)
+    out = patch.astype(np.float32) * (1.0 + (s - 1.0) * soft)
+    if warm:
+        ch = (skin_rgb / max(grey_skin, 1e-6)) ** TEETH_WARMTH
+        ch = (ch / ch.mean()).astype(np.float32)
+        tm = soft * teeth[..., None]        # the teeth pixels only (the lips beside them keep their colour)
+        out = out * (1.0 - tm) + out.mean(2, keepdims=True) * ch * tm
+    return np.clip(out, 0, 255).astype(np.float32)
 
 
 # the teeth edges are found in three bands across the mouth (left, middle, right; the dark corners left out), so a
@@ -316,7 +338,7 @@ class MouthBank:
         sel = np.flatnonzero(keep[self.person])
         pats = np.clip(self.patches[sel].astype(np.float32) * gain[self.person[sel], None, None, :], 0, 255)
         if TEETH_LIFT > 0:
-            pats = np.stack([lift_teeth(q, float(skin.mean())) for q in pats])
+            pats = np.stack([lift_teeth(q, skin, float(d[4] - d[1])) for q, d in zip(pats, self.desc[sel])])
         if BLUR > 0:
             pats = np.stack([cv2.GaussianBlur(q, (0, 0), BLUR) for q in pats])
         bias = COLOUR_WEIGHT * self.colour_distance(image, mesh)[self.person[sel]]
