@@ -8,6 +8,11 @@ OUTDIR/src.npz (driving meshes, yaw), OUTDIR/<portrait>.npz (frames, meshes, the
 Close-ups of one eye from such a directory (the target's contour and iris centre green, mediapipe's red):
 
     python benchmarks/eyes_s34_diag.py --closeups OUTDIR PORTRAIT FRAMES EYE OUT.png [ZOOM]
+
+Each eye's lid alone and both, in still frames (each portrait's plan with its eye codes set per frame; mediapipe in
+static mode; EAR over the unchanged frame's, per eye):
+
+    PYTHONPATH=. python benchmarks/eyes_s34_diag.py --still
 """
 
 from __future__ import annotations
@@ -72,7 +77,49 @@ def closeups(d: Path, name: str, frames: list[int], e: int, out: Path, zoom: int
     cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
 
 
+STILL_CASES = [(0.0, 0.0), (-0.25, 0.0), (0.0, -0.25), (-0.25, -0.25), (0.0, 0.12), (0.12, 0.12)]
+
+
+def still() -> None:
+    from meshwarp_controls import FOLLOW_PORTRAITS
+
+    from pdfgc.evaluation import signals as S
+    from pdfgc.media import preprocess as pp
+    from pdfgc.media.mesh import FaceMeshDetector
+    from pdfgc.options import AnimateOptions
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+    n = len(STILL_CASES)
+    for p in FOLLOW_PORTRAITS:
+        opt = AnimateOptions(progress=False, lips="still", refiner=False, duration=n / 25.0, max_frames=n)
+        plan = pipe.plan(pipe.load_portrait(p), None, opt)
+        eye = plan.eye.clone()
+        for i, (a, b) in enumerate(STILL_CASES):
+            eye[i, 0], eye[i, 1] = a, b
+        plan.eye = eye
+        fr = np.concatenate([pp.to_uint8(im) for _, im in pipe.render(plan, opt)])
+        asked = S.eye_aspect_ratio(pipe.family.target_meshes(plan, slice(None)))
+        det = FaceMeshDetector(static_image_mode=True, max_num_faces=1)
+        read = S.eye_aspect_ratio(np.stack([det.detect(np.ascontiguousarray(f))[0] for f in fr]))
+        print(
+            p.name,
+            " ".join(
+                f"[{1 + a:.2f},{1 + b:.2f}] asked {asked[i, 0] / asked[0, 0]:.2f}/"
+                f"{asked[i, 1] / asked[0, 1]:.2f} read {read[i, 0] / read[0, 0]:.2f}/"
+                f"{read[i, 1] / read[0, 1]:.2f}"
+                for i, (a, b) in enumerate(STILL_CASES)
+                if i
+            ),
+        )
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--still"]:
+        still()
+        return 0
     if sys.argv[1:2] == ["--closeups"]:
         a = sys.argv[2:]
         closeups(
