@@ -61,6 +61,7 @@ FOLLOW_PORTRAITS = [DATA / "pdfgc/anne.png", DATA / "real3dportrait/Macron.png",
 FRAMINGS = ("photo", "tight256", "crop224")
 FRONTAL_YAW = 15.0  # follow: the eye clip's frames with its head within this many degrees of yaw of frontal
 OPEN_SHARE = 0.5   # follow: the driving eye counts as open at this share of the clip's open EAR (90th percentile)
+PLACED = 0.2   # follow: a rendered eye is read where it is drawn within this many eye widths (eye_misplacement)
 AXES = ("yaw", "pitch", "roll")
 
 
@@ -98,11 +99,31 @@ def tight_headshot(image: np.ndarray, det, size: int = 256) -> np.ndarray | None
 
 
 def render(pipe, portrait, **kw) -> np.ndarray:
+    return render_plan(pipe, portrait, **kw)[0]
+
+
+def render_plan(pipe, portrait, **kw):
+    """``render``'s frames and the plan they were rendered from."""
     from pdfgc.media import preprocess as pp
     from pdfgc.options import AnimateOptions
     opt = AnimateOptions(progress=False, lips="still", refiner=False, **kw)
     plan = pipe.plan(portrait, None, opt)
-    return np.concatenate([pp.to_uint8(im) for _, im in pipe.render(plan, opt)])
+    return np.concatenate([pp.to_uint8(im) for _, im in pipe.render(plan, opt)]), plan
+
+
+def eye_misplacement(read: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(T,) per frame, the larger over both eyes of the distance between the eye mediapipe read (the mean of its 6
+    EAR points) and the eye drawn there (the target mesh's), in the target's eye widths: where it is large the
+    reading is of an eye that is not there (the cartoon's shut eyes were read as open eyes 0.13-0.46 eye widths
+    above the drawn lid line; the photographs' 0.05-0.13, their open eyes at most 0.13; eyes_s34.md)."""
+    from pdfgc.media.mesh_indices import EAR_POINTS
+    out = []
+    for e in range(2):
+        pr, pt = read[:, EAR_POINTS[e], :2].mean(1), target[:, EAR_POINTS[e], :2].mean(1)
+        w = np.linalg.norm(target[:, EAR_POINTS[e][3], :2] - target[:, EAR_POINTS[e][0], :2], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.linalg.norm(pr - pt, axis=1) / w)
+    return np.nan_to_num(np.max(out, axis=0), nan=np.inf)
 
 
 def step_keys(values: list[dict]) -> list[dict]:
@@ -499,9 +520,12 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
         _CALIBRATE[0] = cal
         rows = []
         for p in portraits:
-            fr = render(pipe, pipe.load_portrait(p), duration=seconds, pose=str(POSE_VIDEO), eyes=str(EYE_VIDEO),
-                        emotion=str(EXP_VIDEO))
+            fr, plan = render_plan(pipe, pipe.load_portrait(p), duration=seconds, pose=str(POSE_VIDEO),
+                                   eyes=str(EYE_VIDEO), emotion=str(EXP_VIDEO))
             m = Track().meshes(fr)
+            # the frames whose eyes mediapipe read where they are drawn (see eye_misplacement); added in session 34
+            # beside the figures over all frames, which stay the headline ones
+            placed = eye_misplacement(m, pipe.family.target_meshes(plan, slice(None))) <= PLACED
             g = S.head_pose(m)
             ge2, se2 = S.eye_aspect_ratio(m), S.eye_aspect_ratio(src_eye)
             ge, se = ge2.mean(1), se2.mean(1)
@@ -531,12 +555,16 @@ def follow(pipe, portraits, calibrations, seconds: float = 8.0) -> dict:
                          "turn_out_frames": int(fy.sum()),
                          "gaze_r": [S.pearson(gg[:, 0], sg[:, 0]), S.pearson(gg[:, 1], sg[:, 1])],
                          "gaze_r_open": [S.pearson(gg[op, 0], sg[op, 0]), S.pearson(gg[op, 1], sg[op, 1])],
-                         "open_frames": int(op.sum())})
+                         "open_frames": int(op.sum()),
+                         "gaze_r_placed": [S.pearson(gg[placed, 0], sg[placed, 0]),
+                                           S.pearson(gg[placed, 1], sg[placed, 1])],
+                         "ear_r_placed": S.pearson(ge[placed], se[placed]),
+                         "placed_frames": int(placed.sum())})
             print(f"follow ({'calibrated' if cal else 'global gain'}) {rows[-1]}", flush=True)
         out["calibrated" if cal else "global_gain"] = {
             "per_portrait": rows, **{k: np.mean([r[k] for r in rows], 0).tolist() for k in (
                 "pose_r", "pose_amplitude", "ear_r", "ear_r_per_eye", "ear_r_frontal", "ear_r_frontal_per_eye",
-                "ear_r_turn_out", "gaze_r_turn_out", "gaze_r", "gaze_r_open")}}
+                "ear_r_turn_out", "gaze_r_turn_out", "gaze_r", "gaze_r_open", "gaze_r_placed", "ear_r_placed")}}
     _CALIBRATE[0] = True
     return out
 
