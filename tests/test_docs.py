@@ -170,3 +170,42 @@ def test_no_unfilled_placeholders(doc):
     # template markers left in a table (e.g. a verdict column never filled in)
     text = doc.read_text(encoding="utf-8")
     assert "_VERDICT" not in text
+
+
+# --- the README's Python snippets: they parse, and what they import exists --------------------------------------
+
+
+def module_names(module: str) -> set[str]:
+    """The names a pdfgc module defines or imports at its top level (read from its source: nothing is imported)."""
+    import ast
+
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+                if isinstance(t, ast.Name) and t.id == "__all__" and node.value is not None:  # lazy exports
+                    names.update(c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant))
+    return names
+
+
+def test_python_snippets_parse_and_import():
+    import ast
+
+    blocks = [body for lang, body in code_blocks((ROOT / "README.md").read_text(encoding="utf-8")) if lang == "python"]
+    assert len(blocks) >= 3
+    bad = []
+    for body in blocks:
+        tree = ast.parse(body)  # a snippet that does not parse fails here
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pdfgc":
+                known = module_names(node.module)
+                bad += [f"from {node.module} import {a.name}" for a in node.names if a.name not in known]
+    assert not bad, "\n".join(bad)
