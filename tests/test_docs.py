@@ -209,3 +209,18 @@ def test_python_snippets_parse_and_import():
                 known = module_names(node.module)
                 bad += [f"from {node.module} import {a.name}" for a in node.names if a.name not in known]
     assert not bad, "\n".join(bad)
+
+
+def test_named_scripts_and_modules_exist():
+    # `python benchmarks/x.py`, `scripts/...` and `python -m pdfgc.x` named anywhere in the docs
+    bad = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for path in set(re.findall(r"(?<![\w/.])((?:benchmarks|scripts)/[A-Za-z0-9_]+\.(?:py|sh))", text)):
+            if not (ROOT / path).is_file():
+                bad.append(f"{doc.name}: {path}")
+        for module in set(re.findall(r"python3? -m (pdfgc[\w.]*)", text)):
+            base = ROOT / Path(*module.split("."))
+            if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+                bad.append(f"{doc.name}: python -m {module}")
+    assert not bad, "\n".join(bad)
