@@ -203,17 +203,23 @@ class TalkingHeadPipeline:
         return load_speech(audio, require_speech, max_frames)
 
     # ---- phase 1: codes --------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def plan(self, portrait, audio=None, options: AnimateOptions | None = None, **overrides) -> CodePlan:
         """Compute every per-frame code (no rendering).
 
         portrait: a path, an RGB array or a `Portrait` (`load_portrait`); audio: a path, a 16 kHz mono array, a
-        `Speech` or None; options / overrides: `AnimateOptions` fields. Returns the `CodePlan`.
+        `Speech` or None; options / overrides: `AnimateOptions` fields. Returns the `CodePlan`, whose code
+        tensors are ordinary tensors the caller may edit in place before `render`.
         """
         # 1. check inputs: option values, explicit controls (and what they need) before any work
         opt = _with(options, overrides)
         _check_options(opt, audio=audio)  # once: options the caller checked already (unchanged) pass through
-        return self._plan(portrait, audio, opt)
+        plan = self._plan(portrait, audio, opt)
+        # `_plan` runs in inference mode, whose tensors refuse in-place edits outside it: hand out copies
+        for name in ("mouth", "emotion", "eye", "pose", "audio_mouth_raw"):
+            t = getattr(plan, name)
+            if t is not None:
+                setattr(plan, name, t.clone())
+        return plan
 
     @torch.inference_mode()
     def _plan(self, portrait, audio, opt: AnimateOptions, will_render: bool = False) -> CodePlan:

@@ -61,6 +61,21 @@ def test_plan_follows_each_source(tiny_pipe, full_plan):
     assert styles.shape == (47, m.layout.dim)
 
 
+def test_a_plan_edited_in_place_renders_the_edit(tiny_pipe, full_plan):
+    """The README's plan/render example: `plan()` hands out ordinary tensors (not inference tensors, which refuse
+    in-place edits outside inference mode), and `render` draws what the caller wrote into them."""
+    import copy
+
+    plan = copy.copy(full_plan)
+    plan.pose = full_plan.pose.clone()
+    for name in ("mouth", "emotion", "eye", "pose"):
+        assert not getattr(full_plan, name).is_inference(), name
+    before = np.concatenate([im.numpy() for _, im in tiny_pipe.render(plan, start=0, stop=2)])
+    plan.pose[:, 0] += 0.5
+    after = np.concatenate([im.numpy() for _, im in tiny_pipe.render(plan, start=0, stop=2)])
+    assert not np.array_equal(before, after)
+
+
 def test_still_off_and_intensity(tiny_pipe):
     opt = AnimateOptions(lips="off", pose="off", eyes="still", emotion="still", emotion_intensity=2.4,
                          progress=False)
