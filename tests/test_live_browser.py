@@ -42,13 +42,12 @@ def server():
     import torch
     import uvicorn
 
-    from pdfgc.live.server import build_app
+    from pdfgc.live.server import build_app, server_config
     from pdfgc.pipeline import TalkingHeadPipeline
     torch.set_num_threads(1)
     pipe = TalkingHeadPipeline.from_default(device="cpu", threads=1)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(build_app(pipe), host="127.0.0.1", port=port, log_level="warning",
-                                       ws="websockets"))
+    srv = uvicorn.Server(server_config(build_app(pipe), "127.0.0.1", port))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     for _ in range(100):

@@ -126,8 +126,18 @@ def build_app(pipe):
     return Starlette(routes=[Route("/", page), WebSocketRoute("/ws", ws)])
 
 
+def server_config(app, host: str, port: int):
+    """The uvicorn settings `pdfgc live` serves `app` with (the browser test serves the same)."""
+    import uvicorn
+    from uvicorn.config import WS_PROTOCOLS
+
+    # the `websockets` library's sans-I/O protocol where this uvicorn has it (its legacy one warns as deprecated)
+    ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", ws=ws, ws_max_size=2 ** 24)
+
+
 def run_live(pipe, host: str = "127.0.0.1", port: int = 7861) -> None:
     import uvicorn
-    app = build_app(pipe)
+    config = server_config(build_app(pipe), host, port)
     print(f"pdfgc live: serving on http://{host}:{port} (Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets", ws_max_size=2 ** 24)
+    uvicorn.Server(config).run()
