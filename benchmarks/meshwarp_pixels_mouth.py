@@ -531,6 +531,43 @@ def skin_shading(train: dict, test: dict, lam: float = 5.0) -> dict:
     return res
 
 
+def skin_closeups(c: dict, pairs: list[int], out: Path, zoom: int = 4) -> None:
+    """``--skin-closeups OUT.png --pairs ...``: per pair the target's mouth box at ``zoom``x: the real target, the
+    source frame's same box (its own mouth box), the warp (no mouth fill), the warp with its skin brightness matched
+    to the real (an oracle gain: what the mean part is worth), and |warp - real| x 4."""
+    from meshwarp_pixels_eval import write_rows
+
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    rows = []
+    for j in pairs:
+        w, t, mt = c["warp"][j], c["target"][j], c["tmesh"][j]
+        i = src[str(c["keys"][j])]
+        b = region_boxes(mt)[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        sb = region_boxes(c["src_mesh"][i])[0]
+        s_box = cv2.resize(c["src_img"][i][sb[1]:sb[3], sb[0]:sb[2]], (b[2] - b[0], b[3] - b[1]))
+        m = _skin_mask(mt, b)
+        gain = t[sl][m].astype(np.float64).mean(0) / np.maximum(w[sl][m].astype(np.float64).mean(0), 1.0)
+        matched = w.copy()
+        matched[sl] = np.clip(w[sl] * gain, 0, 255).round().astype(np.uint8)
+        diff = np.clip(np.abs(w[sl].astype(np.int16) - t[sl]) * 4, 0, 255).astype(np.uint8)
+        tiles = [("real", t[sl]), ("source", s_box), (f"warp {psnr(w[sl], t[sl]):.1f}", w[sl]),
+                 (f"matched {psnr(matched[sl], t[sl]):.1f}", matched[sl]), ("|warp-real| x4", diff)]
+        row = []
+        for name, img in tiles:
+            z = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+            cv2.putText(z, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+            row.append(np.pad(z, ((0, 4), (0, 4), (0, 0))))
+        row = np.concatenate(row, 1)
+        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    write_rows(rows, out)
+    print(f"wrote {out} ({len(rows)} pairs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
@@ -552,6 +589,7 @@ def main() -> None:
                     help="the warp's skin in the box: mean / shading / rest, source vs target vs render light")
     ap.add_argument("--skin-shading", type=Path, default=None, metavar="TRAIN_CACHE",
                     help="fit a speech-shading field on this (training) cache, score it on --cache")
+    ap.add_argument("--skin-closeups", type=Path, default=None, help="write --skin's close-ups of --pairs here")
     ap.add_argument("--resample", choices=("linear", "cubic"), default="linear",
                     help="the warp's resampling when building the cache (warp.RESAMPLE)")
     args = ap.parse_args()
@@ -572,6 +610,9 @@ def main() -> None:
     else:
         c = build_cache(args.data, args.split, args.seed, args.clips, cache)
     res = {}
+    if args.skin_closeups:
+        skin_closeups(c, [int(x) for x in args.pairs.split(",")], args.skin_closeups)
+        return
     if args.closeups:
         closeups(c, [int(x) for x in args.pairs.split(",")], args.closeups)
         return
