@@ -384,8 +384,12 @@ def skin(c: dict) -> dict:
     low-frequency part (the residual blurred ``SKIN_LOWPASS`` px, masked) and the rest (misalignment, texture,
     blur); the brightness at the mesh points in the box (lips excluded, 1.5 px blur) of the source frame, the real
     target and the render, so the render-target difference splits into source-target (the frames' own light) and
-    render-source (what the warp changes); high-frequency energy (detail above a 1 px blur) of render and target."""
-    from pdfgc.families.meshwarp.mouth_bank import relative_opening
+    render-source (what the warp changes); the same source-target above the eyes (mesh points above point 6: is the
+    change the mouth's or the whole frame's light?); high-frequency energy (detail above a 1 px blur) of render and
+    target; the mouth-box PSNR with the shipped fill (as ``--where``) and had the skin's mean, mean + low-frequency,
+    or all of its error been zero."""
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.mouth_bank import default_bank, relative_opening
     from pdfgc.families.meshwarp.refine_train import region_boxes
     from pdfgc.media.mesh_indices import LIP_LOWER, LIP_OUTER_LOWER, LIP_OUTER_UPPER, LIP_UPPER
 
@@ -400,10 +404,17 @@ def skin(c: dict) -> dict:
         g = img[sl].mean(2)
         return float(((g - cv2.GaussianBlur(g, (0, 0), 1.0))[m] ** 2).mean())
 
-    rows = []
+    rows, parts, exclude_own = [], {}, len(set(c["ident"].tolist())) > 20   # training caches: the bank minus the person
     for j in range(len(c["warp"])):
         w, t, mt = c["warp"][j].astype(np.float32), c["target"][j].astype(np.float32), c["tmesh"][j]
         i = src[str(c["keys"][j])]
+        if str(c["keys"][j]) not in parts:
+            parts = {str(c["keys"][j]): MouthPart(c["src_img"][i], c["src_mesh"][i])}
+            if exclude_own:
+                parts[str(c["keys"][j])]._mouths = default_bank().for_portrait(
+                    c["src_img"][i], c["src_mesh"][i], exclude=str(c["ident"][j]))
+        filled = c["warp"][j].copy()
+        parts[str(c["keys"][j])].render(c["tcorr"][j], filled)
         s_img, s_mesh = c["src_img"][i].astype(np.float32), c["src_mesh"][i]
         b = region_boxes(mt)[0]
         sl = (slice(b[1], b[3]), slice(b[0], b[2]))
@@ -418,10 +429,14 @@ def skin(c: dict) -> dict:
         mean_part = float((mu ** 2).mean() * m.sum() / es)
         low_part = float((low ** 2).mean(2)[m].sum() / es)
         pts = [k for k in range(468) if b[0] <= mt[k, 0] < b[2] and b[1] <= mt[k, 1] < b[3] and k not in lips]
+        up = [k for k in range(468) if mt[k, 1] < mt[6, 1]]
         rows.append([total, mean_part, low_part, total - mean_part - low_part, float(mu.mean()),
                      relative_opening(mt), relative_opening(s_mesh), at(s_img, s_mesh, pts), at(t, mt, pts),
-                     at(w, c["tcorr"][j], pts), hf(w, sl, m), hf(t, sl, m)])
+                     at(w, c["tcorr"][j], pts), hf(w, sl, m), hf(t, sl, m),
+                     float(((filled[sl].astype(np.float32) - t[sl]) ** 2).mean()),
+                     at(s_img, s_mesh, up) - at(t, mt, up)])
     R = np.array(rows)
+    psnr = lambda m: round(float((10 * np.log10(255.0 ** 2 / np.maximum(m, 1e-10))).mean()), 3)  # noqa: E731
     ident = c["ident"]
     st, ws = R[:, 7] - R[:, 8], R[:, 9] - R[:, 7]
     dop = R[:, 5] - R[:, 6]
@@ -440,7 +455,12 @@ def skin(c: dict) -> dict:
                               "render_minus_target": r2((R[:, 9] - R[:, 8]).mean())},
            "source_minus_target_per_unit_opening_change_within_person": {
                "slope": r2(np.polyfit(x, y, 1)[0]), "corr": round(float(np.corrcoef(x, y)[0, 1]), 3)},
+           "source_minus_target_above_the_eyes": {
+               "mean": r2(R[:, 13].mean()), "corr_with_the_box": round(float(np.corrcoef(R[:, 13], st)[0, 1]), 3)},
            "high_frequency_energy_median": {"render": r2(np.median(R[:, 10])), "target": r2(np.median(R[:, 11]))},
+           "mouth_psnr": {"shipped": psnr(R[:, 12]), "skin mean perfect": psnr(R[:, 12] - R[:, 1]),
+                          "skin mean + low frequency perfect": psnr(R[:, 12] - R[:, 1] - R[:, 2]),
+                          "skin perfect": psnr(R[:, 12] - R[:, 0])},
            "by_target_opening": {}, "per_person": {}}
     for lo, hi in ((0, 0.05), (0.05, 0.15), (0.15, 0.25), (0.25, 0.35), (0.35, 9)):
         k = (R[:, 5] >= lo) & (R[:, 5] < hi)
