@@ -24,6 +24,11 @@ target's inner-lip polygon (interior; of it the pixels inside only one of the re
 the lips, the skin around (within 3 px of the outer lip outline, 3-8 px, farther), each with the mean PSNR had it
 been perfect; and the false teeth by opening.
 
+``--skin`` / ``--skin-shading TRAIN_CACHE`` / ``--skin-closeups OUT.png`` / ``--resample cubic`` (session 34,
+``results/meshwarp/skin_s34.md``): the skin around the lips split into brightness, shading and the rest, the source
+frame's light against the target's and the render's, a speech-shading field fitted on training pairs, cubic
+resampling.
+
 ``--portraits OUT.png``: the before / now of ``--closeups`` for the README's three portraits (anne.png, the head
 shot, Macron.png) with the mouth opened 0.03 .. 0.12 face heights (``warp.open_mouth``), the default renderer.
 """
