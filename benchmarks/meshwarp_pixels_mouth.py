@@ -24,6 +24,11 @@ target's inner-lip polygon (interior; of it the pixels inside only one of the re
 the lips, the skin around (within 3 px of the outer lip outline, 3-8 px, farther), each with the mean PSNR had it
 been perfect; and the false teeth by opening.
 
+``--skin`` / ``--skin-shading TRAIN_CACHE`` / ``--skin-closeups OUT.png`` / ``--resample cubic`` (session 34,
+``results/meshwarp/skin_s34.md``): the skin around the lips split into brightness, shading and the rest, the source
+frame's light against the target's and the render's, a speech-shading field fitted on training pairs, cubic
+resampling.
+
 ``--portraits OUT.png``: the before / now of ``--closeups`` for the README's three portraits (anne.png, the head
 shot, Macron.png) with the mouth opened 0.03 .. 0.12 face heights (``warp.open_mouth``), the default renderer.
 """
@@ -363,6 +368,231 @@ def diagnose(c: dict, exclude_own: bool) -> None:
                       + " / ".join(f"{per[n]['psnr'][m].mean():.2f}" for n in names))
 
 
+# ---------------------------------------------------------------------------------------------- skin (session 34)
+
+SKIN_LOWPASS = 4.0   # px at 224: the "shading" scale of --skin's split
+SHADE_GRID, SHADE_UV = 24, (-1.1, 1.1, -0.9, 1.5)   # --skin-shading's mouth frame: u across, v down, in mouth widths
+
+
+def _skin_mask(mt: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The box's pixels outside the measured target's outer lip outline."""
+    from pdfgc.media.mesh_indices import LIP_OUTER_LOWER, LIP_OUTER_UPPER
+
+    outer = list(LIP_OUTER_UPPER) + list(LIP_OUTER_LOWER[-2:0:-1])
+    m = np.zeros((224, 224), np.uint8)
+    cv2.fillPoly(m, [np.round(mt[outer, :2] * 4).astype(np.int32)], 1, cv2.LINE_8, 2)
+    return m[b[1]:b[3], b[0]:b[2]] == 0
+
+
+def skin(c: dict) -> dict:
+    """The warp's skin in the mouth box (``--skin``): its squared error split into the mean (brightness) part, a
+    low-frequency part (the residual blurred ``SKIN_LOWPASS`` px, masked) and the rest (misalignment, texture,
+    blur); the brightness at the mesh points in the box (lips excluded, 1.5 px blur) of the source frame, the real
+    target and the render, so the render-target difference splits into source-target (the frames' own light) and
+    render-source (what the warp changes); the same source-target above the eyes (mesh points above point 6: is the
+    change the mouth's or the whole frame's light?); high-frequency energy (detail above a 1 px blur) of render and
+    target; the mouth-box PSNR with the shipped fill (as ``--where``) and had the skin's mean, mean + low-frequency,
+    or all of its error been zero."""
+    from pdfgc.families.meshwarp.mouth import MouthPart
+    from pdfgc.families.meshwarp.mouth_bank import default_bank, relative_opening
+    from pdfgc.families.meshwarp.refine_train import region_boxes
+    from pdfgc.media.mesh_indices import LIP_LOWER, LIP_OUTER_LOWER, LIP_OUTER_UPPER, LIP_UPPER
+
+    lips = set(LIP_OUTER_UPPER) | set(LIP_OUTER_LOWER) | set(LIP_UPPER) | set(LIP_LOWER)
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+
+    def at(img, mesh, pts):
+        xy = mesh[pts, :2].astype(np.float32)
+        return float(cv2.remap(cv2.GaussianBlur(img, (0, 0), 1.5), xy[:, :1], xy[:, 1:], cv2.INTER_LINEAR).mean())
+
+    def hf(img, sl, m):
+        g = img[sl].mean(2)
+        return float(((g - cv2.GaussianBlur(g, (0, 0), 1.0))[m] ** 2).mean())
+
+    rows, parts, exclude_own = [], {}, len(set(c["ident"].tolist())) > 20   # training caches: the bank minus the person
+    for j in range(len(c["warp"])):
+        w, t, mt = c["warp"][j].astype(np.float32), c["target"][j].astype(np.float32), c["tmesh"][j]
+        i = src[str(c["keys"][j])]
+        if str(c["keys"][j]) not in parts:
+            parts = {str(c["keys"][j]): MouthPart(c["src_img"][i], c["src_mesh"][i])}
+            if exclude_own:
+                parts[str(c["keys"][j])]._mouths = default_bank().for_portrait(
+                    c["src_img"][i], c["src_mesh"][i], exclude=str(c["ident"][j]))
+        filled = c["warp"][j].copy()
+        parts[str(c["keys"][j])].render(c["tcorr"][j], filled)
+        s_img, s_mesh = c["src_img"][i].astype(np.float32), c["src_mesh"][i]
+        b = region_boxes(mt)[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        m = _skin_mask(mt, b)
+        d = w[sl] - t[sl]
+        es = e_size(d)
+        total = (d ** 2).mean(2)[m].sum() / es
+        mu = d[m].mean(0)
+        r = d - mu
+        wgt = cv2.GaussianBlur(m.astype(np.float32), (0, 0), SKIN_LOWPASS)
+        low = cv2.GaussianBlur(r * m[..., None], (0, 0), SKIN_LOWPASS) / np.maximum(wgt, 1e-6)[..., None]
+        mean_part = float((mu ** 2).mean() * m.sum() / es)
+        low_part = float((low ** 2).mean(2)[m].sum() / es)
+        pts = [k for k in range(468) if b[0] <= mt[k, 0] < b[2] and b[1] <= mt[k, 1] < b[3] and k not in lips]
+        up = [k for k in range(468) if mt[k, 1] < mt[6, 1]]
+        rows.append([total, mean_part, low_part, total - mean_part - low_part, float(mu.mean()),
+                     relative_opening(mt), relative_opening(s_mesh), at(s_img, s_mesh, pts), at(t, mt, pts),
+                     at(w, c["tcorr"][j], pts), hf(w, sl, m), hf(t, sl, m),
+                     float(((filled[sl].astype(np.float32) - t[sl]) ** 2).mean()),
+                     at(s_img, s_mesh, up) - at(t, mt, up)])
+    R = np.array(rows)
+    psnr = lambda m: round(float((10 * np.log10(255.0 ** 2 / np.maximum(m, 1e-10))).mean()), 3)  # noqa: E731
+    ident = c["ident"]
+    st, ws = R[:, 7] - R[:, 8], R[:, 9] - R[:, 7]
+    dop = R[:, 5] - R[:, 6]
+    x, y = dop.copy(), st.copy()
+    for p in np.unique(ident):   # within each person: the opening's share, not the people's light
+        k = ident == p
+        x[k] -= x[k].mean()
+        y[k] -= y[k].mean()
+    r2 = lambda v: round(float(v), 2)  # noqa: E731
+    res = {"pairs": len(R), "skin_share_of_skin_error": {
+               "mean (brightness)": round(float(R[:, 1].sum() / R[:, 0].sum()), 3),
+               f"low frequency (> {SKIN_LOWPASS:g} px)": round(float(R[:, 2].sum() / R[:, 0].sum()), 3),
+               "rest (misalignment, texture)": round(float(R[:, 3].sum() / R[:, 0].sum()), 3)},
+           "render_minus_target_in_skin": {"mean": r2(R[:, 4].mean()), "mean_abs": r2(np.abs(R[:, 4]).mean())},
+           "at_mesh_points": {"source_minus_target": r2(st.mean()), "render_minus_source": r2(ws.mean()),
+                              "render_minus_target": r2((R[:, 9] - R[:, 8]).mean())},
+           "source_minus_target_per_unit_opening_change_within_person": {
+               "slope": r2(np.polyfit(x, y, 1)[0]), "corr": round(float(np.corrcoef(x, y)[0, 1]), 3)},
+           "source_minus_target_above_the_eyes": {
+               "mean": r2(R[:, 13].mean()), "corr_with_the_box": round(float(np.corrcoef(R[:, 13], st)[0, 1]), 3)},
+           "high_frequency_energy_median": {"render": r2(np.median(R[:, 10])), "target": r2(np.median(R[:, 11]))},
+           "mouth_psnr": {"shipped": psnr(R[:, 12]), "skin mean perfect": psnr(R[:, 12] - R[:, 1]),
+                          "skin mean + low frequency perfect": psnr(R[:, 12] - R[:, 1] - R[:, 2]),
+                          "skin perfect": psnr(R[:, 12] - R[:, 0])},
+           "by_target_opening": {}, "per_person": {}}
+    for lo, hi in ((0, 0.05), (0.05, 0.15), (0.15, 0.25), (0.25, 0.35), (0.35, 9)):
+        k = (R[:, 5] >= lo) & (R[:, 5] < hi)
+        res["by_target_opening"][f"{lo}-{hi}"] = {"pairs": int(k.sum()), "render_minus_target": r2(R[k, 4].mean()),
+                                                  "source_minus_target": r2(st[k].mean()),
+                                                  "render_minus_source": r2(ws[k].mean())}
+    for p in np.unique(ident):
+        k = ident == p
+        res["per_person"][str(p)] = {"pairs": int(k.sum()), "render_minus_target": r2(R[k, 4].mean()),
+                                     "source_minus_target": r2(st[k].mean()), "render_minus_source": r2(ws[k].mean())}
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def _mouth_frame(mt: np.ndarray):
+    from pdfgc.media.mesh_indices import LIP_CORNERS
+
+    a, b = mt[LIP_CORNERS[0], :2], mt[LIP_CORNERS[1], :2]
+    w = float(np.linalg.norm(b - a))
+    ex = (b - a) / w
+    ey = np.array([-ex[1], ex[0]])
+    return (a + b) / 2, w, ex, ey if ey[1] > 0 else -ey
+
+
+def skin_shading(train: dict, test: dict, lam: float = 5.0) -> dict:
+    """``--skin-shading TRAIN_CACHE``: a speech-shading candidate. Per cell of a grid in the target's mouth frame
+    (origin between the lip corners, unit = mouth width), the log brightness ratio real/render of the box's skin,
+    its per-pair mean removed and blurred 3 px, regressed on the change of relative opening (target - source) over
+    the training pairs (ridge ``lam``); applied to the test cache's renders as a gain exp(b * change) (with and
+    without the fitted constant a); the skin's squared error before / after."""
+    from pdfgc.families.meshwarp.mouth_bank import relative_opening
+    from pdfgc.families.meshwarp.refine_train import region_boxes
+
+    g, (u0, u1, v0, v1) = SHADE_GRID, SHADE_UV
+    uu, vv = np.meshgrid(np.linspace(u0, u1, g), np.linspace(v0, v1, g))
+
+    def pairs(c):
+        src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+        for j in range(len(c["warp"])):
+            mt = c["tmesh"][j]
+            b = region_boxes(mt)[0]
+            m = np.zeros((224, 224), bool)
+            m[b[1]:b[3], b[0]:b[2]] = _skin_mask(mt, b)
+            dop = relative_opening(mt) - relative_opening(c["src_mesh"][src[str(c["keys"][j])]])
+            yield j, mt, b, m, dop
+
+    a_mat, y_vec = np.zeros((g, g, 2, 2)), np.zeros((g, g, 2))
+    for j, mt, b, m, dop in pairs(train):
+        lr = np.log((train["target"][j].mean(2) + 8.0) / (train["warp"][j].mean(2) + 8.0)).astype(np.float32)
+        mf = m.astype(np.float32)
+        lr -= (lr * mf).sum() / mf.sum()
+        lr = cv2.GaussianBlur(lr * mf, (0, 0), 3.0) / np.maximum(cv2.GaussianBlur(mf, (0, 0), 3.0), 1e-6)
+        c0, w, ex, ey = _mouth_frame(mt)
+        gx = (c0[0] + w * (uu * ex[0] + vv * ey[0])).astype(np.float32)
+        gy = (c0[1] + w * (uu * ex[1] + vv * ey[1])).astype(np.float32)
+        val = cv2.remap(lr, gx, gy, cv2.INTER_LINEAR)
+        ok = cv2.remap(mf, gx, gy, cv2.INTER_LINEAR, borderValue=0) > 0.99
+        f = np.array([1.0, dop])
+        a_mat += ok[..., None, None] * np.outer(f, f)
+        y_vec += (ok * val)[..., None] * f
+    coef = np.linalg.solve(a_mat + lam * np.eye(2), y_vec[..., None])[..., 0]
+    ys, xs = np.mgrid[0:224, 0:224].astype(np.float32)
+    se = {"render": 0.0, "shading b": 0.0, "shading a + b": 0.0}
+    better = {k: 0 for k in se}
+    for j, mt, b, m, dop in pairs(test):
+        w_img, t = test["warp"][j].astype(np.float32), test["target"][j].astype(np.float32)
+        c0, w, ex, ey = _mouth_frame(mt)
+        u = ((xs - c0[0]) * ex[0] + (ys - c0[1]) * ex[1]) / w
+        v = ((xs - c0[0]) * ey[0] + (ys - c0[1]) * ey[1]) / w
+        gx = ((u - u0) / (u1 - u0) * (g - 1)).astype(np.float32)
+        gy = ((v - v0) / (v1 - v0) * (g - 1)).astype(np.float32)
+        e = {}
+        for name, field in (("render", None), ("shading b", coef[..., 1] * dop),
+                            ("shading a + b", coef[..., 0] + coef[..., 1] * dop)):
+            out = w_img
+            if field is not None:
+                gain = np.exp(cv2.remap(field.astype(np.float32), gx, gy, cv2.INTER_LINEAR, borderValue=0))
+                out = np.clip((w_img + 8.0) * gain[..., None] - 8.0, 0, 255).round()
+            e[name] = float(((out - t) ** 2).mean(2)[m].sum())
+            se[name] += e[name]
+        for k in se:
+            better[k] += e[k] < e["render"]
+    res = {"pairs": len(test["warp"]), "fitted_on_pairs": len(train["warp"]),
+           "b_range": [round(float(coef[..., 1].min()), 3), round(float(coef[..., 1].max()), 3)],
+           "skin_error_ratio": {k: round(v / se["render"], 4) for k, v in se.items()},
+           "better_on_pairs": {k: round(v / len(test["warp"]), 3) for k, v in better.items()}}
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def skin_closeups(c: dict, pairs: list[int], out: Path, zoom: int = 4) -> None:
+    """``--skin-closeups OUT.png --pairs ...``: per pair the target's mouth box at ``zoom``x: the real target, the
+    source frame's same box (its own mouth box), the warp (no mouth fill), the warp with its skin brightness matched
+    to the real (an oracle gain: what the mean part is worth), and |warp - real| x 4."""
+    from meshwarp_pixels_eval import write_rows
+
+    from pdfgc.families.meshwarp.refine_train import psnr, region_boxes
+
+    src = {k: i for i, k in enumerate(c["src_keys"].tolist())}
+    rows = []
+    for j in pairs:
+        w, t, mt = c["warp"][j], c["target"][j], c["tmesh"][j]
+        i = src[str(c["keys"][j])]
+        b = region_boxes(mt)[0]
+        sl = (slice(b[1], b[3]), slice(b[0], b[2]))
+        sb = region_boxes(c["src_mesh"][i])[0]
+        s_box = cv2.resize(c["src_img"][i][sb[1]:sb[3], sb[0]:sb[2]], (b[2] - b[0], b[3] - b[1]))
+        m = _skin_mask(mt, b)
+        gain = t[sl][m].astype(np.float64).mean(0) / np.maximum(w[sl][m].astype(np.float64).mean(0), 1.0)
+        matched = w.copy()
+        matched[sl] = np.clip(w[sl] * gain, 0, 255).round().astype(np.uint8)
+        diff = np.clip(np.abs(w[sl].astype(np.int16) - t[sl]) * 4, 0, 255).astype(np.uint8)
+        tiles = [("real", t[sl]), ("source", s_box), (f"warp {psnr(w[sl], t[sl]):.1f}", w[sl]),
+                 (f"matched {psnr(matched[sl], t[sl]):.1f}", matched[sl]), ("|warp-real| x4", diff)]
+        row = []
+        for name, img in tiles:
+            z = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+            cv2.putText(z, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+            row.append(np.pad(z, ((0, 4), (0, 4), (0, 0))))
+        row = np.concatenate(row, 1)
+        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    write_rows(rows, out)
+    print(f"wrote {out} ({len(rows)} pairs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "prepared_corpus")
@@ -380,6 +610,13 @@ def main() -> None:
     ap.add_argument("--pairs", default="", help="with --closeups: comma-separated cached pair indices")
     ap.add_argument("--portraits", type=Path, default=None, help="write the three portraits' before / now strip here")
     ap.add_argument("--where", action="store_true", help="where the shipped fill's mouth-box error sits, by region")
+    ap.add_argument("--skin", action="store_true",
+                    help="the warp's skin in the box: mean / shading / rest, source vs target vs render light")
+    ap.add_argument("--skin-shading", type=Path, default=None, metavar="TRAIN_CACHE",
+                    help="fit a speech-shading field on this (training) cache, score it on --cache")
+    ap.add_argument("--skin-closeups", type=Path, default=None, help="write --skin's close-ups of --pairs here")
+    ap.add_argument("--resample", choices=("linear", "cubic"), default="linear",
+                    help="the warp's resampling when building the cache (warp.RESAMPLE)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     if args.portraits:
@@ -388,17 +625,29 @@ def main() -> None:
     from pdfgc.families.meshwarp.mouth import MouthPart
     from pdfgc.families.meshwarp.mouth_bank import BANK_FILE, MouthBank
 
+    if args.resample == "cubic":
+        from pdfgc.families.meshwarp import warp
+
+        warp.RESAMPLE = cv2.INTER_CUBIC
     cache = args.cache or Path(f"/tmp/pdfgc_mouth_cache_{args.split}.npz")
     if cache.is_file():
         c = dict(np.load(cache))
     else:
         c = build_cache(args.data, args.split, args.seed, args.clips, cache)
     res = {}
+    if args.skin_closeups:
+        skin_closeups(c, [int(x) for x in args.pairs.split(",")], args.skin_closeups)
+        return
     if args.closeups:
         closeups(c, [int(x) for x in args.pairs.split(",")], args.closeups)
         return
     if args.where:
         r = where(c, args.split == "train")
+        if args.out:
+            args.out.write_text(json.dumps(r, indent=1))
+        return
+    if args.skin or args.skin_shading:
+        r = skin(c) if args.skin else skin_shading(dict(np.load(args.skin_shading)), c)
         if args.out:
             args.out.write_text(json.dumps(r, indent=1))
         return

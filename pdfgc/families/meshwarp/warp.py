@@ -89,6 +89,8 @@ _ONE = float(1 << _SHIFT)
 # FILL_FROM-fold stretch (source pixels per target pixel along the stretched direction), fully at FILL_FULL-fold,
 # only in the triangles with a vertex within FILL_RINGS mesh edges of the face outline (none near the eyes or lips),
 # by a normalised Gaussian of the known pixels around them (sigma FILL_SMOOTH px at 224; 0: cv2.inpaint Telea);
+# the warp's one resampling of the portrait (cv2 interpolation flag); see benchmarks/results/meshwarp/skin_s34.md
+RESAMPLE = cv2.INTER_LINEAR
 # pixels filled where the weight passes FILL_HOLE, blended by the weight blurred FILL_EDGE px (at 224).
 # Chosen on turned-head pairs of 40 training clips (306 pairs, benchmarks/results/meshwarp/farside_s31.md), face
 # PSNR: 20.994 dB unfilled; 21.085 Telea from 2x (2 rings, hole 0.5, edge 1); 21.118 smoothed (10 px) from 2x;
@@ -430,7 +432,7 @@ class WarpRenderer:
         squeezed = self._clamp_compressed(mx, my, idmap, coef, dst_tri)
         # fixed-point maps (what remap uses internally anyway): the conversion plus remap is ~3x cheaper
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
-        out = cv2.remap(self.image if texture is None else texture, m1, m2, cv2.INTER_LINEAR,
+        out = cv2.remap(self.image if texture is None else texture, m1, m2, RESAMPLE,
                         borderMode=cv2.BORDER_REPLICATE)
 
         self._mirrored = None
