@@ -133,11 +133,12 @@ def _cores() -> int:
 
 
 def _idle_core() -> bool:
-    """Whether a core is idle for the child: the 1-minute load average below the cores less half a core. The child
-    costs ~0.8 s of CPU the job does not (its interpreter and imports, the clips read twice); on a machine whose
-    cores are all busy that is wall time too."""
+    """Whether a core is idle for the child: the 1-minute load average below the number of cores. The child costs
+    ~0.8 s of CPU the job does not (its interpreter and imports, the clips read twice); on a machine whose cores are
+    all busy that is wall time too (2 cores, other jobs at load 3-4: 0.5-1.9 s slower; at load 1-2: 0.7 s faster;
+    benchmarks/results/speed_s34.md)."""
     try:
-        return os.getloadavg()[0] < _cores() - 0.5
+        return os.getloadavg()[0] < _cores()
     except (AttributeError, OSError):  # no load average here
         return True
 
