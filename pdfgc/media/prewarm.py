@@ -143,6 +143,15 @@ def _idle_core() -> bool:
         return True
 
 
+def _site_dirs() -> set[str]:
+    """The interpreter's site-packages (an installed pdfgc is found there anyway; put first on PYTHONPATH they would
+    shadow the standard library)."""
+    import site
+
+    dirs = [*getattr(site, "getsitepackages", list)(), getattr(site, "getusersitepackages", str)()]
+    return {str(Path(d).resolve()) for d in dirs if d}
+
+
 def start(opt, audio, weights=None, official=None) -> Prewarm | None:
     """Start the child for `pdfgc animate`'s options (checked) and audio, when it can help; None otherwise.
     ``PDFGC_PREWARM``: unset or ``auto`` when a core is idle (`_idle_core`), ``1`` (or ``verbose``: the child's
@@ -168,8 +177,9 @@ def start(opt, audio, weights=None, official=None) -> Prewarm | None:
         "driving_skip": opt.driving_skip,
     }
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # this pdfgc's folder first: the child runs this same code
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in _site_dirs():  # a source tree (PYTHONPATH, a checkout): first, so the child runs this same code
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
     verbose = os.environ.get(ENV) == "verbose"
     try:
