@@ -133,6 +133,16 @@ def worker(out: Path) -> None:
                 spans.append((k, round(t - t_start, 3), round(t1 - t_start, 3), round(time.process_time(), 3)))
         setattr(owner, name, wrapper)
 
+    d = DATA / "pdfgc"
+    sources = dict(pose=str(d / "motions/pose/681600002"), emotion=str(d / "motions/exp/vox2_id01228_00309"),
+                   eyes=str(d / "motions/eye/id01333_00040/images"))
+    try:   # as `pdfgc animate` does (since s34): the clips' meshes in a child process while the imports run
+        from pdfgc.media import prewarm
+        from pdfgc.options import AnimateOptions
+        prewarm.start(AnimateOptions(**sources, progress=False), str(d / "audio_longer.mp3"))
+        timed(prewarm, "wait_for", "wait_prewarm")
+    except ImportError:   # a tree from before it
+        prewarm = None
     import pdfgc.pipeline as P
     from pdfgc.families.meshwarp import model as M
     from pdfgc.weights import load_model
@@ -146,11 +156,10 @@ def worker(out: Path) -> None:
     t0 = time.perf_counter()
     pipe = P.TalkingHeadPipeline(load_model(), device="auto")
     stages["load_model"] = time.perf_counter() - t0
-    d = DATA / "pdfgc"
-    pipe(str(d / "anne.png"), audio=str(d / "audio_longer.mp3"), output=str(out),
-         pose=str(d / "motions/pose/681600002"), emotion=str(d / "motions/exp/vox2_id01228_00309"),
-         eyes=str(d / "motions/eye/id01333_00040/images"), progress=False)
+    pipe(str(d / "anne.png"), audio=str(d / "audio_longer.mp3"), output=str(out), **sources, progress=False)
     job = time.perf_counter() - t0
+    if prewarm is not None:
+        prewarm.stop()
     print(json.dumps({"import_s": round(t_import, 3), "job_s": round(job, 3),
                       "cpu_s": round(time.process_time(), 3),
                       "stages_s": {k: round(v, 3) for k, v in sorted(stages.items())},

@@ -1,8 +1,9 @@
 """The README's main command's 372 frames with the driving clips' meshes measured (cold cache), read back (warm)
 and with the cache off, through the Python API: md5 of every frame handed to the encoder, in each mode. Run it
-with another tree's PYTHONPATH (one without the cache) for the base's md5.
+with another tree's PYTHONPATH (one without the cache) for the base's md5. `prewarm`: an empty cache that the child
+process of `pdfgc animate` (`pdfgc.media.prewarm`, since s34) fills while the job waits for it.
 
-    PYTHONPATH=. python benchmarks/driving_cache_check.py [--modes cold,warm,off]
+    PYTHONPATH=. python benchmarks/driving_cache_check.py [--modes cold,warm,off,prewarm]
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     out = {}
     for mode in args.modes.split(","):
         kw = {"cache": False} if mode == "off" else {}
+        if mode == "prewarm":
+            shutil.rmtree(folder / "driving", ignore_errors=True)
         opt = AnimateOptions(
             pose=str(DATA / "motions/pose/681600002"),
             emotion=str(DATA / "motions/exp/vox2_id01228_00309"),
@@ -45,8 +48,15 @@ def main() -> None:
             **kw,
         )
         t = time.perf_counter()
+        if mode == "prewarm":
+            from pdfgc.media import prewarm
+
+            os.environ["PDFGC_PREWARM"] = "1"  # whatever the machine's load
+            assert prewarm.start(opt, str(DATA / "audio_longer.mp3")) is not None
         plan = pipe.plan(str(DATA / "anne.png"), str(DATA / "audio_longer.mp3"), opt)
         t_plan = time.perf_counter() - t
+        if mode == "prewarm":
+            prewarm.stop()
         h = hashlib.md5()
         for _, im in pipe.render(plan):
             h.update(np.ascontiguousarray(pp.to_uint8(im)).tobytes())

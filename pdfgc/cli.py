@@ -86,8 +86,7 @@ def _check_emotion_labels_early(args, opt) -> None:
 def cmd_animate(args) -> int:
     from .controls.cli_args import controls_from_args
     from .option_fields import options_from_args
-    from .options import check_options
-    from .pipeline import AnimateOptions, TalkingHeadPipeline
+    from .options import AnimateOptions, check_options
 
     # the options from their generated flags, the explicit controls from theirs (pdfgc/controls/cli_args.py)
     # (a `--gaze H,V` is a direction, not a source: the controls' values win)
@@ -95,6 +94,20 @@ def cmd_animate(args) -> int:
     # the one validation, before the model is loaded (the pipeline finds these options checked)
     check_options(opt, audio=args.audio, output=args.output, inputs=[args.portrait])
     _check_emotion_labels_early(args, opt)
+    from .media import prewarm
+
+    # the driving clips' face meshes start in a child process now, while torch and the model are imported
+    if getattr(args, "prewarm", False):
+        prewarm.start(opt, args.audio, getattr(args, "weights", None), getattr(args, "official_checkpoints", None))
+    try:
+        return _animate(args, opt)
+    finally:
+        prewarm.stop()
+
+
+def _animate(args, opt) -> int:
+    from .pipeline import TalkingHeadPipeline
+
     t0 = time.perf_counter()
     pipe = TalkingHeadPipeline(_load_model(args), device=args.device, threads=args.threads)
     # --quiet: no progress bar and no status lines; warnings and errors still print
@@ -362,6 +375,8 @@ def main(argv=None) -> int:
     handlers = {"animate": cmd_animate, "convert-official": cmd_convert, "verify-official": cmd_verify,
                 "info": cmd_info, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "ui": cmd_ui, "live": cmd_live,
                 "fit-controls": cmd_fit_controls, "train": cmd_train, "export": cmd_export}
+    # a command-line `pdfgc animate` measures its driving clips in a child process while it starts (pdfgc.media.prewarm)
+    args.prewarm = argv is None
     try:
         rc = handlers[args.command](args)
         if argv is None and args.command == "animate" and rc == 0:

@@ -243,8 +243,14 @@ class TalkingHeadPipeline:
         # portrait from now on, while the audio is decoded and the clips are read
         graphs = int(fam.face_jobs_at_once) if self.threads > 1 else 1
         pool = ThreadPoolExecutor(graphs, thread_name_prefix="pdfgc-faces") if graphs > 1 else None
+        lips_pool = lips_job = None
         if pool is not None:
-            portrait_job = pool.submit(fam.encode_portrait, portrait, prec, opt)
+            def portrait_and_setups():
+                appearance, still = fam.encode_portrait(portrait, prec, opt)
+                if will_render:   # the portrait's set-ups for render, on the same thread as soon as it is encoded
+                    fam.prepare_portrait(appearance, opt)
+                return appearance, still
+            portrait_job = pool.submit(portrait_and_setups)
         try:
             # 3. the audio, decoded once; it fixes the length (else the lips video, else --duration)
             speech = None
@@ -275,6 +281,11 @@ class TalkingHeadPipeline:
                 if num_frames < 1:
                     raise InputError(f"lips video {key}: too short ({clips[key].num_frames} frames)")
             need = num_frames + opt.driving_skip
+            # the audio (a family whose speech encoder shares nothing with its face encoders runs it on a thread
+            # beside them), started as soon as the audio fixes the length: while the clips are read and measured
+            if factors["lips"] == "audio" and fam.speech_beside_faces:
+                lips_pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-speech")
+                lips_job = lips_pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
 
             def encode_clip(key, clip):
                 used = sorted({int(i) for f, (k, idx) in factor_index.items() if k == key for i in idx})
@@ -301,24 +312,22 @@ class TalkingHeadPipeline:
                 if pool is not None and last_use[key] == factor:
                     clip_jobs[key] = pool.submit(encode_clip, key, clip)
             # 5. encode: the portrait's appearance and own codes once (started above), each clip's used frames once,
-            # the audio (a family whose speech encoder shares nothing with its face encoders runs it on a thread
-            # beside them; started once the inputs are read, so that a bad input leaves nothing running)
-            lips_job = None
-            if factors["lips"] == "audio" and fam.speech_beside_faces:
-                lips_pool = ThreadPoolExecutor(1, thread_name_prefix="pdfgc-speech")
-                lips_job = lips_pool.submit(fam.encode_speech, speech, num_frames, prec, opt.batch_size)
-                lips_pool.shutdown(wait=False)
+            # the audio (started above)
             if pool is not None:
                 appearance, still = portrait_job.result()   # errors in the serial order: the portrait's first
-                if will_render:   # this thread's share: the portrait's set-ups for render
-                    fam.prepare_portrait(appearance, opt)
                 motion_raw = {key: clip_jobs[key].result() for key in clips}   # errors in the serial order
             else:
                 appearance, still = fam.encode_portrait(portrait, prec, opt)
                 motion_raw = {key: encode_clip(key, clip) for key, clip in clips.items()}
+        except BaseException:
+            if lips_pool is not None:   # a bad input leaves nothing running: the speech ends before the error
+                lips_pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
             if pool is not None:   # after an error too: jobs not started are dropped, running ones end first
                 pool.shutdown(wait=True, cancel_futures=True)
+            if lips_pool is not None:
+                lips_pool.shutdown(wait=False)
         dims = fam.code_dims
 
         def per_frame(factor: str, code: str) -> torch.Tensor:

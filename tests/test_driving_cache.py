@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from pdfgc.families.meshwarp import model as M
 from pdfgc.fileio import cache_dir
+from pdfgc.media import mesh as MESH
 from pdfgc.media.driving import open_driving
 from pdfgc.options import AnimateOptions
 
@@ -52,14 +52,14 @@ def pipe():
 def trackers(monkeypatch):
     """How many tracking-mode graphs (`_clip_meshes`' measuring) were started."""
     calls = []
-    real = M.FaceMeshDetector
+    real = MESH.FaceMeshDetector
 
     def counted(*a, **kw):
         if kw.get("static_image_mode") is False:
             calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(M, "FaceMeshDetector", counted)
+    monkeypatch.setattr(MESH, "FaceMeshDetector", counted)
     return calls
 
 
@@ -231,3 +231,89 @@ def test_a_write_evicts_the_least_recently_used_and_a_hit_refreshes(pipe, clip_d
     os.utime(entry, (1000.0, 1000.0))
     _meshes(pipe, clip_dir, list(range(4)))
     assert len(trackers) == 1 and entry.stat().st_mtime > 1000.0
+
+
+# ---- the clips' meshes measured in a child process while `pdfgc animate` starts (pdfgc.media.prewarm) ----------
+AUDIO = DATA / "pdfgc" / "audio_longer.mp3"
+
+
+def test_prewarm_child_keeps_what_the_job_reads(pipe, clip_dir, cache, trackers, monkeypatch):
+    from pdfgc.media import prewarm
+
+    monkeypatch.setenv("PDFGC_PREWARM", "1")  # whatever the machine's load
+
+    opt = AnimateOptions(pose=str(clip_dir), emotion=str(clip_dir), max_frames=8, progress=False)
+    off = pipe.plan(need(ANNE), str(need(AUDIO)), opt.__class__(**{**opt.__dict__, "cache": False}))
+    assert len(trackers) == 1
+    child = prewarm.start(opt, str(AUDIO))
+    assert child is not None
+    try:
+        assert child.proc.wait(timeout=300) == 0  # the child ends first: the job must find its entry
+        assert len(list(cache.glob("*.npz"))) == 1
+        warmed = pipe.plan(need(ANNE), str(AUDIO), opt)
+    finally:
+        prewarm.stop()
+    assert len(trackers) == 1, "the job measured a clip the child had kept"
+    for k in ("mouth", "emotion", "eye", "pose"):
+        assert torch.equal(getattr(off, k), getattr(warmed, k)), k
+
+
+def test_prewarm_waits_for_a_started_clip_and_takes_back_the_others(tmp_path):
+    import subprocess
+    import sys
+
+    from pdfgc.media import prewarm
+
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    # a stand-in child: starts A, then reports what the job told it, then ends A
+    script = f"import sys\nprint('start {a}', flush=True)\nline = sys.stdin.readline()\nprint('done {a}', flush=True)\n"
+    script += f"assert line == 'leave {b}\\n', line\n"
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = prewarm.Prewarm(proc, {a, b})
+    with child._cond:
+        assert child._cond.wait_for(lambda: a in child.started or child.ended, timeout=60)
+    child.wait(b)  # not started: left to the job at once (the stand-in ends A only once told)
+    assert b in child.left
+    child.wait(a)  # started: until its line
+    assert a in child.done
+    child.wait(str(tmp_path / "other"))  # not the child's
+    assert proc.wait(timeout=60) == 0  # the stand-in was told to leave B
+    child.close()
+
+
+def test_prewarm_a_failed_child_leaves_the_clip_to_the_job(tmp_path):
+    import subprocess
+    import sys
+
+    from pdfgc.media import prewarm
+
+    a = str(tmp_path / "a")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"print('start {a}', flush=True)\nraise SystemExit(1)"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = prewarm.Prewarm(proc, {a})
+    with child._cond:
+        assert child._cond.wait_for(lambda: a in child.started or child.ended, timeout=60)
+    child.wait(a)  # started: until the child ended without keeping it
+    assert child.ended and a not in child.done
+    child.close()
+
+
+def test_prewarm_only_when_it_can_help(monkeypatch):
+    from pdfgc.media import prewarm
+
+    readme = AnimateOptions(pose="p", emotion="e", eyes="i")
+    assert prewarm._sources(readme) == {"pose": "p", "blink": "i", "gaze": "i", "emotion": "e"}
+    assert prewarm._sources(AnimateOptions(eyes="i", blink="auto")) == {"gaze": "i"}
+    assert prewarm.start(AnimateOptions(pose="p", cache=False), "a.mp3") is None
+    assert prewarm.start(AnimateOptions(pose="p"), None) is None
+    assert prewarm.start(AnimateOptions(), "a.mp3") is None  # no clip
+    assert prewarm.start(AnimateOptions(pose="p", threads=1), "a.mp3") is None
+    monkeypatch.setenv("PDFGC_PREWARM", "0")
+    assert prewarm.start(AnimateOptions(pose="p"), "a.mp3") is None
+    monkeypatch.delenv("PDFGC_PREWARM")
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # every core busy: no child
+    assert prewarm.start(AnimateOptions(pose="p"), "a.mp3") is None

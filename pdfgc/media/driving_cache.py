@@ -202,3 +202,32 @@ class ClipMeshCache:
             prune(self.path.parent, keep=self.path)
         except Exception as exc:  # noqa: BLE001 - the job goes on without its cache entry
             log.warning("driving cache: could not write %s (%s: %s)", self.path, type(exc).__name__, exc)
+
+
+def clip_meshes(clip, todo, cache: bool = True, on_frame=None) -> np.ndarray:
+    """(len(todo), 478, 3) float64: the tracker's mesh of each crop `clip.crops[i]`, i in `todo` (sorted, measured in
+    that order on one tracking-mode graph; NaN where it found no face). With `cache`, read from the entry an earlier
+    job kept, else measured and kept. A `pdfgc animate` that started the clips' meshes in a child process
+    (`pdfgc.media.prewarm`) waits for it first: it writes this entry. `on_frame()` after each measured frame."""
+    from .mesh import FaceMeshDetector
+    from .prewarm import wait_for
+
+    if cache:
+        wait_for(clip.path)
+    kept = ClipMeshCache(clip, todo) if cache and len(todo) else None
+    measured = kept.load() if kept is not None else None
+    if measured is not None:
+        return measured
+    out = np.full((len(todo), 478, 3), np.nan)
+    # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per frame,
+    # and steadier landmarks for a video); TRACKER names these settings in the entries' key
+    with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
+        for k, i in enumerate(todo):
+            faces = tracker.detect(np.asarray(clip.crops[i]))
+            if faces:
+                out[k] = faces[0]
+            if on_frame is not None:
+                on_frame()
+    if kept is not None:
+        kept.save(out)
+    return out

@@ -39,7 +39,7 @@ import torch
 from ...controls.explicit import POSE_CHANNELS, REFERENCE_MAX_FRAMES, controls_of
 from ...errors import InputError
 from ...media.driving import open_driving
-from ...media.driving_cache import ClipMeshCache
+from ...media.driving_cache import clip_meshes
 from ...media.geometry import matrix_scale
 from ...media.mesh import FaceMeshDetector
 from ...vocabulary import DRIVING_REFERENCES, MESHWARP
@@ -371,25 +371,19 @@ class MeshWarpFamily(ModelFamily):
         uniq = clip.unique_index()
         todo = sorted({int(uniq[i]) for i in used})
         meshes = np.full((clip.num_frames, 478, 3), np.nan)
-        kept = ClipMeshCache(clip, todo) if cache and todo else None
-        measured = kept.load() if kept is not None else None
-        if measured is not None:
-            meshes[todo] = measured
-        else:
-            bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}")
-            # tracking mode: mediapipe re-detects only when it loses the face (about 2x faster than a detection per
-            # frame, and steadier landmarks for a video); driving_cache.TRACKER names these settings in its key
-            with FaceMeshDetector(static_image_mode=False, max_num_faces=1) as tracker:
-                for i in todo:
-                    faces = tracker.detect(np.asarray(clip.crops[i]))
-                    if faces:
-                        meshes[i] = faces[0]
-                    if bar:
-                        bar.update(1)
+        bar = None
+
+        def tick():
+            nonlocal bar
+            if bar is None:   # measured, not read from the cache: the bar appears with the first frame
+                bar = progress_bar(len(todo), progress and len(todo) > 100, f"face mesh {clip.path.name}") or False
+            if bar:
+                bar.update(1)
+        try:
+            meshes[todo] = clip_meshes(clip, todo, cache, on_frame=tick)
+        finally:
             if bar:
                 bar.close()
-            if kept is not None:
-                kept.save(meshes[todo])
         meshes = meshes[uniq]
         ok = np.isfinite(meshes).all(axis=(1, 2))
         if not ok.any():
