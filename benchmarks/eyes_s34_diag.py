@@ -128,7 +128,7 @@ def wide(out: Path, zoom: int = 6) -> None:
     (WIDE_CASES: both lids 1.14x; eye 1 1.14x with the iris glancing right, as the follow case's frame 70; both
     1.14x glancing left), on Macron, anne, one held-out corpus face (WarpRenderer on its first valid frame, the same
     lid and iris moves by hand), and Macron under ``emotion_control="surprise"`` (frame 12 of 0.6 s). "before": the
-    ``eyes.WIDE_*`` parts off, which is the code before them."""
+    ``eyes.WIDE_*`` parts off (``eyes.WIDE_REAL``, off by default), "after": on."""
     import cv2
     from meshwarp_controls import FOLLOW_PORTRAITS
 
@@ -141,10 +141,8 @@ def wide(out: Path, zoom: int = 6) -> None:
     from pdfgc.pipeline import TalkingHeadPipeline
     from pdfgc.weights import load_model
 
-    on = (E.WIDE_EDGE, E.WIDE_LASH, E.WIDE_SHADE_RANGE)
-
     def setting(flag):
-        E.WIDE_EDGE, E.WIDE_LASH, E.WIDE_SHADE_RANGE = on if flag else (0.0, 0.0, (0.0, 0.0))
+        E.WIDE_REAL = flag
 
     def crop(fr, mesh):
         ends = mesh[[EYE_UPPER[0][0], EYE_UPPER[0][-1], EYE_UPPER[1][0], EYE_UPPER[1][-1]], :2]
@@ -205,7 +203,7 @@ def wide(out: Path, zoom: int = 6) -> None:
             got.append(WarpRenderer(img, mesh, lids="skin").render(t))
         rows.append(np.concatenate([crop(got[0], t), crop(got[1], t)], 1))
         labels.append(f"held-out {ident} lids {1 + a:.2f}/{1 + b:.2f} iris {h * 0.5:+.2f} w")
-    setting(True)
+    setting(False)
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((18, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     for r, lab in zip(rows, labels):

@@ -72,7 +72,11 @@ WIDE_RING = 0.0
 # WIDE_EDGE px), the portrait's lash line painted along the raised upper contour (WIDE_LASH x its strength as a shut
 # eye's, ``_lash_alpha``), and the white shaded as the portrait's own sclera is (``_wide_shade``: darker under the
 # upper lid over WIDE_SHADE_DEPTH eye widths and toward the corners over WIDE_SHADE_CORNER of the width, by the
-# portrait's sclera contrast, 1 - its 10th / 90th luminance percentile, within WIDE_SHADE_RANGE). 0 / False: off.
+# portrait's sclera contrast, 1 - its 10th / 90th luminance percentile, within WIDE_SHADE_RANGE). 0: that part off.
+# OFF by default (WIDE_REAL): it looks like a widened eye (wideeye_s34.png) but costs the follow benchmark's gaze r v
+# 0.7295 -> 0.7235 (AdamSchiff 0.892 -> 0.865: the eye clip's glances ask the far eye widened, session 34's finding,
+# and a more legible widening is read as a gaze shift); the soft edge alone 0.7259 (the cartoon's -0.021 only).
+WIDE_REAL = False
 WIDE_EDGE = 0.6
 WIDE_LASH = 1.0
 WIDE_SHADE_DEPTH = 0.12
@@ -662,7 +666,7 @@ class EyeParts:
             if wide > 0.0 and self._wide_tex is None:
                 self._wide_tex = wide_iris_texture(self.image, self._iris_tex, self.mesh, self._eye_src)
             om_d, shade, wlash = om, None, None
-            if wide > 0.0:   # a real widened eye: soft edge, shaded white, lash line on the raised margin (WIDE_*)
+            if wide > 0.0 and WIDE_REAL:   # a real widened eye: soft edge, shaded white, raised lash line (WIDE_*)
                 if WIDE_EDGE > 0.0:
                     soft = poly_mask((iy1 - iy0, ix1 - ix0), poly_t, (ix0, iy0))
                     soft = np.clip(cv2.GaussianBlur(soft, (0, 0), WIDE_EDGE), 0.0, 1.0)
