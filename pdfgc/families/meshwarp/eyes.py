@@ -79,6 +79,7 @@ WIDE_RING = 0.0
 WIDE_REAL = False
 WIDE_EDGE = 0.6
 WIDE_LASH = 1.0
+WIDE_LASH_DROP = 0.0   # where the lash line's centre sits, as a fraction of the way to the lower contour (- above)
 WIDE_SHADE_DEPTH = 0.12
 WIDE_SHADE_CORNER = 0.3
 WIDE_SHADE_RANGE = (0.12, 0.4)
@@ -674,7 +675,7 @@ class EyeParts:
                 if "shade" in self._eye_src[e]:
                     shade = self._wide_shade(target, e, ibox, width_t, wide * self._eye_src[e]["shade"])
                 if WIDE_LASH > 0.0:
-                    wlash = self._lash_alpha(target, e, ibox, width_t, WIDE_LASH * wide, drop=0.0)
+                    wlash = self._lash_alpha(target, e, ibox, width_t, WIDE_LASH * wide, drop=WIDE_LASH_DROP)
                 if eyes_m is not None:
                     er = (slice(iy0, iy1), slice(ix0, ix1))
                     eyes_m[er] = np.maximum(eyes_m[er], om_d)
