@@ -13,6 +13,10 @@ Each eye's lid alone and both, in still frames (each portrait's plan with its ey
 static mode; EAR over the unchanged frame's, per eye):
 
     PYTHONPATH=. python benchmarks/eyes_s34_diag.py --still
+
+A widened eye before | after ``eyes.WIDE_*`` (wideeye_s34.md), close-ups of both eyes:
+
+    PYTHONPATH=. python benchmarks/eyes_s34_diag.py --wide OUT.png [ZOOM]
 """
 
 from __future__ import annotations
@@ -116,7 +120,101 @@ def still() -> None:
         )
 
 
+WIDE_CASES = [(0.14, 0.14, 0.0, 0.0), (0.0, 0.14, 0.38, 0.0), (0.14, 0.14, -0.38, 0.0)]  # lids, gaze h, v
+
+
+def wide(out: Path, zoom: int = 6) -> None:
+    """Session 34's widened eye (issue 19): before | after close-ups at ``zoom`` of one still frame per case
+    (WIDE_CASES: both lids 1.14x; eye 1 1.14x with the iris glancing right, as the follow case's frame 70; both
+    1.14x glancing left), on Macron, anne, one held-out corpus face (WarpRenderer on its first valid frame, the same
+    lid and iris moves by hand), and Macron under ``emotion_control="surprise"`` (frame 12 of 0.6 s). "before": the
+    ``eyes.WIDE_*`` parts off (``eyes.WIDE_REAL``, off by default), "after": on."""
+    import cv2
+    from meshwarp_controls import FOLLOW_PORTRAITS
+
+    from pdfgc.families.meshwarp import eyes as E
+    from pdfgc.families.meshwarp.refine_train import corpus_people
+    from pdfgc.families.meshwarp.warp import WarpRenderer, close_eyes, shift_irises
+    from pdfgc.media import preprocess as pp
+    from pdfgc.media.mesh_indices import EYE_UPPER
+    from pdfgc.options import AnimateOptions
+    from pdfgc.pipeline import TalkingHeadPipeline
+    from pdfgc.weights import load_model
+
+    def setting(flag):
+        E.WIDE_REAL = flag
+
+    def crop(fr, mesh):
+        ends = mesh[[EYE_UPPER[0][0], EYE_UPPER[0][-1], EYE_UPPER[1][0], EYE_UPPER[1][-1]], :2]
+        ew = float(np.linalg.norm(ends[0] - ends[1]))
+        x0, x1 = int(max(ends[:, 0].min() - 0.2 * ew, 0)), int(ends[:, 0].max() + 0.2 * ew)
+        cy = float(ends[:, 1].mean())
+        y0, y1 = int(max(cy - 0.45 * ew, 0)), int(cy + 0.4 * ew)
+        cr = np.ascontiguousarray(fr[y0:y1, x0:x1])
+        z = max(2, int(round(zoom * 224 / fr.shape[0])))
+        return cv2.resize(cr, (cr.shape[1] * z, cr.shape[0] * z), interpolation=cv2.INTER_CUBIC)
+
+    torch.set_num_threads(1)
+    pipe = TalkingHeadPipeline(load_model(), device="cpu", threads=1)
+    rows, labels = [], []
+    for p in FOLLOW_PORTRAITS:
+        if p.stem not in ("Macron", "anne"):
+            continue
+        n = len(WIDE_CASES)
+        opt = AnimateOptions(progress=False, lips="still", refiner=False, duration=n / 25.0, max_frames=n)
+        plan = pipe.plan(pipe.load_portrait(p), None, opt)
+        eye = plan.eye.clone()
+        for i, c in enumerate(WIDE_CASES):
+            eye[i, :4] = torch.tensor(c)
+        plan.eye = eye
+        tm = pipe.family.target_meshes(plan, slice(None))
+        got = []
+        for flag in (False, True):
+            setting(flag)
+            got.append(np.concatenate([pp.to_uint8(im) for _, im in pipe.render(plan, opt)]))
+        for i in range(n):
+            rows.append(np.concatenate([crop(got[0][i], tm[i]), crop(got[1][i], tm[i])], 1))
+            labels.append(
+                f"{p.stem} lids {1 + WIDE_CASES[i][0]:.2f}/{1 + WIDE_CASES[i][1]:.2f} gaze {WIDE_CASES[i][2]:+.2f}"
+            )
+        opt = AnimateOptions(
+            progress=False, lips="still", refiner=False, duration=0.6, max_frames=15, emotion_control="surprise"
+        )
+        if p.stem == "Macron":
+            plan = pipe.plan(pipe.load_portrait(p), None, opt)
+            tm = pipe.family.target_meshes(plan, slice(None))
+            got = []
+            for flag in (False, True):
+                setting(flag)
+                got.append(np.concatenate([pp.to_uint8(im) for _, im in pipe.render(plan, opt)]))
+            rows.append(np.concatenate([crop(got[0][12], tm[12]), crop(got[1][12], tm[12])], 1))
+            labels.append("Macron surprise f12")
+    people, corpus = corpus_people(ROOT.parent / "prepared_corpus")
+    info, ident = next((i, d) for i, d, held in people if held and i.num_frames >= 40)
+    arr = corpus.load_arrays(info.key, names=("mesh.npy", "valid.npy"))
+    k = int(np.flatnonzero(arr["valid.npy"].astype(bool))[0])
+    img, mesh = corpus.load_frames(info.key, [k])[0], arr["mesh.npy"][k].astype(np.float64)
+    for a, b, h, _ in WIDE_CASES:
+        t = close_eyes(close_eyes(mesh, -a, eyes=(0,)), -b, eyes=(1,))
+        t = shift_irises(t, h * 0.5, 0.0)
+        got = []
+        for flag in (False, True):
+            setting(flag)
+            got.append(WarpRenderer(img, mesh, lids="skin").render(t))
+        rows.append(np.concatenate([crop(got[0], t), crop(got[1], t)], 1))
+        labels.append(f"held-out {ident} lids {1 + a:.2f}/{1 + b:.2f} iris {h * 0.5:+.2f} w")
+    setting(False)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((18, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    for r, lab in zip(rows, labels):
+        cv2.putText(r, lab + "   before | after", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 0), 1)
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--wide"]:
+        wide(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 6)
+        return 0
     if sys.argv[1:2] == ["--still"]:
         still()
         return 0

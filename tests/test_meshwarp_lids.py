@@ -274,3 +274,39 @@ def test_a_half_shut_lid_is_lit_skin_over_a_dark_line_at_its_margin(anne_face):
     finally:
         lids.SLIDE_SQUEEZE = saved
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_a_widened_eye_is_drawn_as_one_and_an_open_eye_stays_exact(anne_face, monkeypatch):
+    """``eyes.WIDE_*`` (wideeye_s34.md; opt-in, ``eyes.WIDE_REAL``): an eye opened wider than the portrait's gets an
+    anti-aliased opening edge, the portrait's lash line along its raised upper contour and a white shaded darker
+    under that contour; eyes at or below the portrait's opening are bit-identical with those parts on or off."""
+
+    from pdfgc.families.meshwarp import eyes as E
+
+    img, mesh = anne_face
+    img = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
+    mesh = mesh * np.array([2.0, 2.0, 2.0])
+    wide_t = close_eyes(mesh, -0.2)
+    targets = (mesh, close_eyes(mesh, 0.3), close_eyes(mesh, -0.01), shift_irises(mesh, 0.1, 0.05), wide_t)
+    off = [WarpRenderer(img, mesh, lids="skin").render(t, return_aux=True) for t in targets]
+    monkeypatch.setattr(E, "WIDE_REAL", True)
+    on = [WarpRenderer(img, mesh, lids="skin").render(t, return_aux=True) for t in targets]
+    for (a, _), (b, _) in zip(on[:-1], off[:-1]):
+        assert (a == b).all()
+    (out, aux), (flat, aux0) = on[-1], off[-1]
+    lum = lambda x: x.astype(np.float64) @ (0.299, 0.587, 0.114)   # noqa: E731
+    assert (out != flat).any() and not ((out != flat).any(2) & (aux["eyes"] <= 0)).any()
+    for e in range(2):
+        u, t, top, w = _eye_frame_coords(wide_t, e, img.shape[:2])
+        mid = (u > 0.3) & (u < 0.7)
+        margin = mid & (np.abs(t - top) < 0.5 / w)   # on the raised upper contour: the lash line, dark
+        assert margin.sum() > 5
+        assert lum(out)[margin].mean() < lum(flat)[margin].mean() - 20.0, e
+        # the white just under the contour is shaded (darker than it was; the moved iris as it was)
+        under = mid & (t > top + 3.0 / w) & (t < top + 0.1) & (aux["eyes"] > 0.99)
+        d = lum(flat)[under] - lum(out)[under]
+        assert under.sum() > 5 and d.mean() > 3.0 and d.min() >= -1.0, (e, d.mean())   # -1: rounding
+        # the opening's edge is anti-aliased: more partly covered pixels along it than the hard upper half had
+        band = mid & (np.abs(t - top) < 3.0 / w)
+        part = lambda m: ((m[band] > 0.02) & (m[band] < 0.98)).sum()   # noqa: E731
+        assert part(aux["eyes"]) > 1.5 * part(aux0["eyes"]), (e, part(aux["eyes"]), part(aux0["eyes"]))
