@@ -277,8 +277,8 @@ def test_a_half_shut_lid_is_lit_skin_over_a_dark_line_at_its_margin(anne_face):
 
 
 def test_a_widened_eye_is_drawn_as_one_and_an_open_eye_stays_exact(anne_face, monkeypatch):
-    """``eyes.WIDE_*`` (wideeye_s34.md; opt-in, ``eyes.WIDE_REAL``): an eye opened wider than the portrait's gets an
-    anti-aliased opening edge, the portrait's lash line along its raised upper contour and a white shaded darker
+    """``eyes.WIDE_*`` (wideeye_s34.md; default on: ``eyes.WIDE_REAL``): an eye opened wider than the portrait's gets
+    an anti-aliased opening edge, the portrait's lash line along its raised upper contour and a white shaded darker
     under that contour; eyes at or below the portrait's opening are bit-identical with those parts on or off."""
 
     from pdfgc.families.meshwarp import eyes as E
@@ -288,6 +288,7 @@ def test_a_widened_eye_is_drawn_as_one_and_an_open_eye_stays_exact(anne_face, mo
     mesh = mesh * np.array([2.0, 2.0, 2.0])
     wide_t = close_eyes(mesh, -0.2)
     targets = (mesh, close_eyes(mesh, 0.3), close_eyes(mesh, -0.01), shift_irises(mesh, 0.1, 0.05), wide_t)
+    monkeypatch.setattr(E, "WIDE_REAL", False)
     off = [WarpRenderer(img, mesh, lids="skin").render(t, return_aux=True) for t in targets]
     monkeypatch.setattr(E, "WIDE_REAL", True)
     on = [WarpRenderer(img, mesh, lids="skin").render(t, return_aux=True) for t in targets]
