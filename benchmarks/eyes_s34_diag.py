@@ -128,7 +128,7 @@ def wide(out: Path, zoom: int = 6) -> None:
     (WIDE_CASES: both lids 1.14x; eye 1 1.14x with the iris glancing right, as the follow case's frame 70; both
     1.14x glancing left), on Macron, anne, one held-out corpus face (WarpRenderer on its first valid frame, the same
     lid and iris moves by hand), and Macron under ``emotion_control="surprise"`` (frame 12 of 0.6 s). "before": the
-    ``eyes.WIDE_*`` parts off (``eyes.WIDE_REAL``, on by default since session 34), "after": on."""
+    ``eyes.WIDE_*`` parts off (``eyes.WIDE_REAL``, off by default), "after": on."""
     import cv2
     from meshwarp_controls import FOLLOW_PORTRAITS
 

@@ -277,7 +277,7 @@ def test_a_half_shut_lid_is_lit_skin_over_a_dark_line_at_its_margin(anne_face):
 
 
 def test_a_widened_eye_is_drawn_as_one_and_an_open_eye_stays_exact(anne_face, monkeypatch):
-    """``eyes.WIDE_*`` (wideeye_s34.md; default on: ``eyes.WIDE_REAL``): an eye opened wider than the portrait's gets
+    """``eyes.WIDE_*`` (wideeye_s34.md; opt-in: ``eyes.WIDE_REAL``): an eye opened wider than the portrait's gets
     an anti-aliased opening edge, the portrait's lash line along its raised upper contour and a white shaded darker
     under that contour; eyes at or below the portrait's opening are bit-identical with those parts on or off."""
 

@@ -73,10 +73,11 @@ WIDE_RING = 0.0
 # eye's, ``_lash_alpha``), and the white shaded as the portrait's own sclera is (``_wide_shade``: darker under the
 # upper lid over WIDE_SHADE_DEPTH eye widths and toward the corners over WIDE_SHADE_CORNER of the width, by the
 # portrait's sclera contrast, 1 - its 10th / 90th luminance percentile, within WIDE_SHADE_RANGE). 0: that part off.
-# On (WIDE_REAL) for the look (wideeye_s34.png); the follow benchmark's EAR r 0.8969 -> 0.8996, gaze r v 0.7295 ->
-# 0.7235 (AdamSchiff 0.892 -> 0.865: the eye clip's glances ask the far eye widened, session 34's finding, and a
-# more legible widening is read as a gaze shift); the soft edge alone 0.7259 (the cartoon's -0.021 only).
-WIDE_REAL = True
+# OFF by default (WIDE_REAL): a glance's widened eye looks like one (wideeye_s34.png), but on anne.png at 224 px the
+# lash line along surprise's raised margin covers the eye white that AU5 uncovers above the iris (the surprised look;
+# tests/test_meshwarp_emotion.py), and the follow benchmark's gaze r v drops 0.7295 -> 0.7235 (AdamSchiff 0.892 ->
+# 0.865: the eye clip's glances ask the far eye widened, session 34's finding) for EAR r 0.8969 -> 0.8996.
+WIDE_REAL = False
 WIDE_EDGE = 0.6
 WIDE_LASH = 1.0
 WIDE_LASH_DROP = 0.0   # where the lash line's centre sits, as a fraction of the way to the lower contour (- above)
