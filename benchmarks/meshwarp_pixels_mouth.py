@@ -64,6 +64,18 @@ class _Recorder:
         self.target = target.copy()
 
 
+def _tile_row(tiles, zoom: int, caption: str) -> np.ndarray:
+    """One close-up row: each (label, image) zoomed (nearest) and labelled, side by side, the caption at the foot."""
+    row = []
+    for name, img in tiles:
+        z = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
+        cv2.putText(z, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+        row.append(np.pad(z, ((0, 4), (0, 4), (0, 0))))
+    row = np.concatenate(row, 1)
+    cv2.putText(row, caption, (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+    return row
+
+
 def build_cache(data: Path, split: str, seed: int, clips: int, path: Path) -> dict:
     from meshwarp_pixels_eval import heldout_pairs
 
@@ -194,16 +206,8 @@ def closeups(c: dict, pairs: list[int], out: Path, zoom: int = 5) -> None:
                 for k, v in saved.items():
                     setattr(MB, k, v)
             tiles.append((name, img))
-        row = []
-        for name, img in tiles:
-            t = cv2.resize(img[sl], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
-            label = name if name == "real" else f"{name} {psnr(img[sl], c['target'][j][sl]):.1f} dB"
-            cv2.putText(t, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-            row.append(np.pad(t, ((0, 4), (0, 4), (0, 0))))
-        row = np.concatenate(row, 1)
-        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 0), 1, cv2.LINE_AA)
-        rows.append(row)
+        labelled = [(n if n == "real" else f"{n} {psnr(im[sl], c['target'][j][sl]):.1f} dB", im[sl]) for n, im in tiles]
+        rows.append(_tile_row(labelled, zoom, f"{j} {str(c['ident'][j])[:28]}"))
     write_rows(rows, out)
     print(f"wrote {out} ({len(rows)} pairs)")
 
@@ -580,15 +584,7 @@ def skin_closeups(c: dict, pairs: list[int], out: Path, zoom: int = 4) -> None:
         diff = np.clip(np.abs(w[sl].astype(np.int16) - t[sl]) * 4, 0, 255).astype(np.uint8)
         tiles = [("real", t[sl]), ("source", s_box), (f"warp {psnr(w[sl], t[sl]):.1f}", w[sl]),
                  (f"matched {psnr(matched[sl], t[sl]):.1f}", matched[sl]), ("|warp-real| x4", diff)]
-        row = []
-        for name, img in tiles:
-            z = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST).copy()
-            cv2.putText(z, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-            row.append(np.pad(z, ((0, 4), (0, 4), (0, 0))))
-        row = np.concatenate(row, 1)
-        cv2.putText(row, f"{j} {str(c['ident'][j])[:28]}", (3, row.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 0), 1, cv2.LINE_AA)
-        rows.append(row)
+        rows.append(_tile_row(tiles, zoom, f"{j} {str(c['ident'][j])[:28]}"))
     write_rows(rows, out)
     print(f"wrote {out} ({len(rows)} pairs)")
 
