@@ -23,6 +23,19 @@ from .option_fields import Web, option
 from .vocabulary import ALIGN_MODES, AUTO, DRIVING_MODES, FPS, PRECISIONS, SAMPLE_RATE
 
 SPECIAL_SOURCES = ("audio", "still", "off", AUTO)  # auto: pose and blink only (generated motion)
+
+
+def is_special_source(src) -> bool:
+    """A source that is not a file: none, or one of `SPECIAL_SOURCES`."""
+    return src is None or (isinstance(src, str) and src in SPECIAL_SOURCES)
+
+
+def factor_sources(opt) -> dict:
+    """Each motion factor's source as the pipeline reads it, in its order: blink and gaze fall back to ``eyes``;
+    ``--blink auto`` reads the portrait (``still``) under its generated schedule."""
+    blink = "still" if opt.blink == AUTO else opt.blink
+    return {"lips": opt.lips, "pose": opt.pose, "blink": blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
+            "emotion": opt.emotion}
 LAYOUTS = ("auto", "result", "panels", "pasteback")
 
 

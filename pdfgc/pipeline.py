@@ -44,8 +44,9 @@ from .media.pasteback import paste_back, warp_to_crop
 from .media.spectrogram import num_output_frames, rms_gain, speech_windows, speech_windows_range
 from .media.video import VideoWriter
 from .official_rules import crop_zoom_matrix, frame_indices
-from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions  # noqa: F401 (re-exported)
+from .options import LAYOUTS, SPECIAL_SOURCES, AnimateOptions, factor_sources  # noqa: F401 (re-exported)
 from .options import check_options as _check_options
+from .options import is_special_source as _is_special
 from .runtime import Precision, resolve_device, set_threads, tune_malloc
 from .vocabulary import ALIGN_MODES, AUTO, FPS
 from .weights import load_model
@@ -131,10 +132,6 @@ class AnimationResult:
     fps: int
     seconds: float
     plan: CodePlan
-
-
-def _is_special(src: str | None) -> bool:
-    return src is None or (isinstance(src, str) and src in SPECIAL_SOURCES)
 
 
 class TalkingHeadPipeline:
@@ -234,8 +231,7 @@ class TalkingHeadPipeline:
                              "--yaw/--pitch/--roll")
         self._warm_up(opt, audio)
         prec = Precision(opt.precision, self.device)
-        factors = {"lips": opt.lips, "pose": opt.pose, "blink": opt.blink or opt.eyes, "gaze": opt.gaze or opt.eyes,
-                   "emotion": opt.emotion}
+        factors = factor_sources(opt)
         # 2. the portrait
         portrait = portrait if isinstance(portrait, Portrait) else self.load_portrait(portrait, opt.align)
         # a family whose portrait and clips are measured each on its own graph (mesh-warp: a mediapipe graph per

@@ -93,20 +93,10 @@ def wait_for(path) -> None:
 
 
 def _sources(opt) -> dict[str, str]:
-    """The job's clip sources by factor, in `TalkingHeadPipeline._plan`'s order (its `factors`)."""
-    from ..options import SPECIAL_SOURCES
-    from ..vocabulary import AUTO
+    """The job's clip sources by factor, in `TalkingHeadPipeline._plan`'s order (`options.factor_sources`)."""
+    from ..options import factor_sources, is_special_source
 
-    blink = "still" if opt.blink == AUTO else opt.blink  # pipeline._auto_blink
-    factors = {
-        "lips": opt.lips,
-        "pose": opt.pose,
-        "blink": blink or opt.eyes,
-        "gaze": opt.gaze or opt.eyes,
-        "emotion": opt.emotion,
-    }
-    special = lambda s: s is None or (isinstance(s, str) and s in SPECIAL_SOURCES)  # noqa: E731 (pipeline._is_special)
-    return {f: str(s) for f, s in factors.items() if not special(s)}
+    return {f: str(s) for f, s in factor_sources(opt).items() if not is_special_source(s)}
 
 
 def _is_meshwarp(weights, official) -> bool:
