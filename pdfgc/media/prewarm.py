@@ -100,17 +100,13 @@ def _sources(opt) -> dict[str, str]:
 
 
 def _is_meshwarp(weights, official) -> bool:
-    from ..tensorfile import read_metadata
+    from ..weights import default_weights_path, weights_format
 
-    if official:
+    path = weights or default_weights_path()
+    if official or path is None:
         return False
-    # pdfgc.weights.default_weights_path (that module imports torch)
-    path = weights or os.environ.get("PDFGC_WEIGHTS") or Path(__file__).parents[1] / "weights" / "meshwarp.safetensors"
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.safetensors"
     try:
-        return read_metadata(p, "weights file").get("format", "") == MESHWARP_FORMAT
+        return weights_format(path) == MESHWARP_FORMAT
     except Exception:  # noqa: BLE001 - the job reports an unreadable weights file
         return False
 
